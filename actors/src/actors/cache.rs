@@ -1,0 +1,244 @@
+//! Exact response cache in sled: key = SHA-256 of the alias and the normalized request;
+//! entries expire after a TTL, and the oldest are evicted above a size cap.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::store::{decode, encode, Store};
+use crate::types::{Endpoint, Usage};
+
+pub type CacheKey = [u8; 32];
+
+/// Hash of what makes two requests the same: endpoint, alias and the normalized body
+/// (serde_json sorts object keys; stream flags are removed by the caller).
+pub fn cache_key(endpoint: Endpoint, alias: &str, normalized: &serde_json::Value) -> CacheKey {
+    let mut h = Sha256::new();
+    h.update(endpoint.as_str().as_bytes());
+    h.update([0]);
+    h.update(alias.as_bytes());
+    h.update([0]);
+    h.update(normalized.to_string().as_bytes());
+    h.finalize().into()
+}
+
+/// A stored response: the full (non-stream) body and what the ledger needs about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachedResponse {
+    pub body: Vec<u8>,
+    pub provider: String,
+    pub upstream_model: String,
+    pub usage: Usage,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    expires_ms: u64,
+    stored_ms: u64,
+    response: CachedResponse,
+}
+
+#[derive(Message)]
+#[rtype(result = "Option<CachedResponse>")]
+pub struct Lookup(pub CacheKey);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Put {
+    pub key: CacheKey,
+    pub response: CachedResponse,
+    pub ttl: Duration,
+}
+
+/// Change the size cap (config reload).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetCapacity(pub u64);
+
+pub struct Cache {
+    store: Store,
+    max_bytes: u64,
+    bytes: u64,
+    seq: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Cache {
+    pub fn new(store: Store, max_bytes: u64) -> Cache {
+        let bytes = store.cache.iter().values().flatten().map(|v| v.len() as u64).sum();
+        let seq = store
+            .cache_order
+            .last()
+            .ok()
+            .flatten()
+            .and_then(|(k, _)| k.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes))
+            .map_or(0, |s| s + 1);
+        Cache { store, max_bytes, bytes, seq }
+    }
+
+    pub fn get(&mut self, key: &CacheKey) -> Option<CachedResponse> {
+        let raw = self.store.cache.get(key).ok()??;
+        match decode::<Entry>(&raw) {
+            Ok(e) if e.expires_ms > now_ms() => Some(e.response),
+            _ => {
+                // expired or unreadable: drop it
+                if self.store.cache.remove(key).ok().flatten().is_some() {
+                    self.bytes = self.bytes.saturating_sub(raw.len() as u64);
+                }
+                None
+            }
+        }
+    }
+
+    pub fn put(&mut self, key: CacheKey, response: CachedResponse, ttl: Duration) {
+        let now = now_ms();
+        let entry = Entry { expires_ms: now + ttl.as_millis() as u64, stored_ms: now, response };
+        let Ok(value) = encode(&entry) else { return };
+        if value.len() as u64 > self.max_bytes {
+            return;
+        }
+        let len = value.len() as u64;
+        match self.store.cache.insert(key, value) {
+            Ok(Some(old)) => self.bytes = self.bytes.saturating_sub(old.len() as u64),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cache write failed");
+                return;
+            }
+        }
+        self.bytes += len;
+        let mut order = [0u8; 40];
+        order[..8].copy_from_slice(&self.seq.to_be_bytes());
+        order[8..].copy_from_slice(&key);
+        self.seq += 1;
+        let _ = self.store.cache_order.insert(order, &[]);
+        self.evict();
+    }
+
+    /// Removes the oldest entries until the cache fits its cap.
+    fn evict(&mut self) {
+        while self.bytes > self.max_bytes {
+            let Ok(Some((order, _))) = self.store.cache_order.pop_min() else { break };
+            let Some(key) = order.get(8..) else { continue };
+            if let Ok(Some(old)) = self.store.cache.remove(key) {
+                self.bytes = self.bytes.saturating_sub(old.len() as u64);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.store.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Actor for Cache {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(super::MAILBOX);
+    }
+}
+
+impl Handler<Lookup> for Cache {
+    type Result = Option<CachedResponse>;
+
+    fn handle(&mut self, msg: Lookup, _: &mut Self::Context) -> Self::Result {
+        self.get(&msg.0)
+    }
+}
+
+impl Handler<Put> for Cache {
+    type Result = ();
+
+    fn handle(&mut self, msg: Put, _: &mut Self::Context) {
+        self.put(msg.key, msg.response, msg.ttl);
+    }
+}
+
+impl Handler<SetCapacity> for Cache {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetCapacity, _: &mut Self::Context) {
+        self.max_bytes = msg.0;
+        self.evict();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn response(n: usize) -> CachedResponse {
+        CachedResponse {
+            body: vec![b'x'; n],
+            provider: "p".into(),
+            upstream_model: "m".into(),
+            usage: Usage { input: 1, output: 2, cached_input: 0 },
+        }
+    }
+
+    #[test]
+    fn key_ignores_field_order_and_separates_aliases() {
+        let a = cache_key(Endpoint::Chat, "m", &json!({"a": 1, "b": 2}));
+        let b = cache_key(Endpoint::Chat, "m", &serde_json::from_str(r#"{"b":2,"a":1}"#).unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, cache_key(Endpoint::Chat, "other", &json!({"a": 1, "b": 2})));
+        assert_ne!(a, cache_key(Endpoint::Embeddings, "m", &json!({"a": 1, "b": 2})));
+    }
+
+    #[test]
+    fn hit_expiry_and_eviction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut c = Cache::new(store, 3_000);
+        c.put([1; 32], response(1000), Duration::from_secs(60));
+        assert_eq!(c.get(&[1; 32]), Some(response(1000)));
+        c.put([2; 32], response(10), Duration::from_millis(0));
+        assert_eq!(c.get(&[2; 32]), None, "expired");
+        c.put([3; 32], response(1000), Duration::from_secs(60));
+        c.put([4; 32], response(1000), Duration::from_secs(60));
+        assert!(c.bytes() <= 3_000);
+        assert_eq!(c.get(&[1; 32]), None, "oldest evicted above the cap");
+        assert!(c.get(&[4; 32]).is_some());
+    }
+
+    #[test]
+    fn entries_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut c = Cache::new(store.clone(), 1 << 20);
+            c.put([9; 32], response(5), Duration::from_secs(60));
+            store.db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let mut c = Cache::new(store, 1 << 20);
+        assert!(c.bytes() > 0);
+        assert!(c.get(&[9; 32]).is_some());
+    }
+
+    #[actix_rt::test]
+    async fn actor_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let addr = Cache::new(store, 1 << 20).start();
+        addr.send(Put { key: [9; 32], response: response(5), ttl: Duration::from_secs(60) }).await.unwrap();
+        assert!(addr.send(Lookup([9; 32])).await.unwrap().is_some());
+        assert!(addr.send(Lookup([8; 32])).await.unwrap().is_none());
+    }
+}

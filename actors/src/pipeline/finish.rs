@@ -1,0 +1,145 @@
+//! The end of a request: one usage record to accounting, the metrics, the cache fill,
+//! and the release of the rate-limit ticket and provider permit. A [`Finisher`] that is
+//! dropped before it finished (a client that went away mid-stream) still records, with
+//! status 499 and the usage seen so far, so nothing that reached a provider is lost.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use switchyard_config::{Config, TokenCounts};
+
+use crate::actors::accounting::{Accounting, Record};
+use crate::actors::cache::{Cache, CacheKey, CachedResponse, Put};
+use crate::actors::deliver;
+use crate::actors::provider_worker::Permit;
+use crate::actors::rate_limiter::LimitTicket;
+use crate::metrics::{
+    GATEWAY_OVERHEAD, INFLIGHT_REQUESTS, REQUESTS_TOTAL, REQUEST_DURATION, TIME_TO_FIRST_TOKEN, UPSTREAM_DURATION,
+};
+use crate::types::{Usage, UsageRecord};
+
+/// Counts a request in `switchyard_inflight_requests` for as long as it lives.
+pub struct InflightGuard;
+
+impl InflightGuard {
+    pub fn new() -> InflightGuard {
+        metrics::gauge!(INFLIGHT_REQUESTS).increment(1.0);
+        InflightGuard
+    }
+}
+
+impl Default for InflightGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        metrics::gauge!(INFLIGHT_REQUESTS).decrement(1.0);
+    }
+}
+
+/// Client status recorded when the client went away before the end.
+pub const CLIENT_CLOSED: u16 = 499;
+
+pub struct Finisher {
+    pub record: UsageRecord,
+    pub config: Arc<Config>,
+    pub accounting: Addr<Accounting>,
+    pub cache: Addr<Cache>,
+    /// Where to store the response if it succeeds.
+    pub cache_put: Option<(CacheKey, Duration)>,
+    pub ticket: Option<LimitTicket>,
+    pub permit: Option<Permit>,
+    pub received: Instant,
+    pub upstream_time: Duration,
+    pub ttft: Option<Duration>,
+    /// Prompt tokens estimated before the call (used when the provider reports none).
+    pub prompt_estimate: u64,
+    pub finished: bool,
+    pub _inflight: Option<InflightGuard>,
+}
+
+impl Finisher {
+    /// Records the outcome. `usage` is the provider's, or `None` to estimate
+    /// from `output_text`; `cache_body` fills the cache when the status is 200.
+    pub fn finish(&mut self, status: u16, usage: Option<Usage>, output_text: &str, cache_body: Option<Vec<u8>>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let cache_hit = self.record.cache_hit;
+        let (usage, estimated) = match usage {
+            Some(u) => (u, false),
+            None if cache_hit => (Usage::default(), false),
+            None => {
+                let out = if output_text.is_empty() { 0 } else { crate::tokens::count_text(output_text) };
+                let input = if self.record.provider.is_empty() { 0 } else { self.prompt_estimate };
+                (Usage { input, output: out, cached_input: 0 }, true)
+            }
+        };
+        let cost = match (cache_hit, self.config.model(&self.record.alias)) {
+            (false, Some(m)) => self.config.pricing.cost(
+                m,
+                &self.record.upstream_model,
+                TokenCounts { input: usage.input, output: usage.output, cached_input: usage.cached_input },
+            ),
+            _ => 0.0,
+        };
+        if let Some(t) = &mut self.ticket {
+            t.set_actual(if cache_hit { 0 } else { usage.total() });
+        }
+        let elapsed = self.received.elapsed();
+        let mut r = self.record.clone();
+        r.input_tokens = usage.input;
+        r.output_tokens = usage.output;
+        r.cached_tokens = usage.cached_input;
+        r.cost_usd = cost;
+        r.status = status;
+        r.latency_us = elapsed.as_micros() as u64;
+        r.ttft_us = self.ttft.map(|d| d.as_micros() as u64);
+        r.usage_estimated = estimated;
+
+        let provider = if cache_hit { "cache".to_string() } else { r.provider.clone() };
+        metrics::counter!(REQUESTS_TOTAL, "model" => r.alias.clone(), "provider" => provider.clone(),
+            "status" => status.to_string())
+        .increment(1);
+        metrics::histogram!(REQUEST_DURATION).record(elapsed.as_secs_f64());
+        if !cache_hit {
+            metrics::histogram!(UPSTREAM_DURATION, "provider" => provider).record(self.upstream_time.as_secs_f64());
+        }
+        if let Some(t) = self.ttft {
+            metrics::histogram!(TIME_TO_FIRST_TOKEN).record(t.as_secs_f64());
+        }
+        if let (Some((key, ttl)), Some(body), 200) = (self.cache_put, cache_body, status) {
+            let response = CachedResponse {
+                body,
+                provider: r.provider.clone(),
+                upstream_model: r.upstream_model.clone(),
+                usage,
+            };
+            deliver(&self.cache, Put { key, response, ttl });
+        }
+        deliver(&self.accounting, Record(r));
+        // the ticket and permit drop with self, after the record is on its way
+        self.permit.take();
+        self.ticket.take();
+    }
+}
+
+impl Drop for Finisher {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.finish(CLIENT_CLOSED, None, "", None);
+        }
+    }
+}
+
+/// Records the gateway's own time for one request.
+pub fn record_overhead(total: Duration, upstream: Duration) -> Duration {
+    let overhead = total.saturating_sub(upstream);
+    metrics::histogram!(GATEWAY_OVERHEAD).record(overhead.as_secs_f64());
+    overhead
+}

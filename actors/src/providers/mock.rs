@@ -1,0 +1,230 @@
+//! Deterministic replies in OpenAI's format, shared by the built-in `mock` provider and
+//! `switchyard mock-upstream`: the same request always gets the same content, token
+//! counts and embedding vectors.
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Rough token count used by the mock (4 characters a token, at least 1 for non-empty).
+pub fn mock_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+fn text_of(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+fn digest_hex(v: &[u8]) -> String {
+    hex::encode(&Sha256::digest(v)[..12])
+}
+
+/// The reply words for a chat request.
+fn reply_words(req: &Value) -> Vec<String> {
+    let messages = req.get("messages").and_then(Value::as_array);
+    let last_user = messages
+        .and_then(|m| m.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")))
+        .map(|m| text_of(m.get("content")))
+        .unwrap_or_default();
+    let mut words: Vec<String> = ["This", "is", "a", "mock", "reply", "to:"].iter().map(|s| s.to_string()).collect();
+    words.extend(last_user.split_whitespace().take(24).map(str::to_string));
+    let max = req
+        .get("max_completion_tokens")
+        .or_else(|| req.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX);
+    words.truncate(max.clamp(1, 10_000) as usize);
+    words
+}
+
+fn prompt_tokens(req: &Value) -> u64 {
+    req.get("messages")
+        .and_then(Value::as_array)
+        .map(|ms| ms.iter().map(|m| 4 + mock_tokens(&text_of(m.get("content")))).sum::<u64>() + 3)
+        .unwrap_or(0)
+}
+
+fn finish_reason(req: &Value, words: &[String]) -> &'static str {
+    let max = req.get("max_completion_tokens").or_else(|| req.get("max_tokens")).and_then(Value::as_u64);
+    match max {
+        Some(m) if words.len() as u64 >= m => "length",
+        _ => "stop",
+    }
+}
+
+/// A full `chat.completion` for `req`, answered as `model`.
+pub fn chat_completion(req: &Value, model: &str, created: u64) -> Value {
+    let words = reply_words(req);
+    let content = words.join(" ");
+    let prompt = prompt_tokens(req);
+    let completion = words.len() as u64;
+    json!({
+        "id": format!("chatcmpl-mock-{}", digest_hex(req.to_string().as_bytes())),
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content, "refusal": null},
+            "logprobs": null,
+            "finish_reason": finish_reason(req, &words),
+        }],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        },
+    })
+}
+
+/// The `chat.completion.chunk`s of a streamed reply: role, one chunk a word, the finish
+/// chunk, and the usage chunk when `stream_options.include_usage` is set.
+pub fn chat_chunks(req: &Value, model: &str, created: u64) -> Vec<Value> {
+    let words = reply_words(req);
+    let id = format!("chatcmpl-mock-{}", digest_hex(req.to_string().as_bytes()));
+    let include_usage = req
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let chunk = |delta: Value, finish: Value| {
+        let mut c = json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        c
+    };
+    let mut out = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    for (i, w) in words.iter().enumerate() {
+        let text = if i == 0 { w.clone() } else { format!(" {w}") };
+        out.push(chunk(json!({"content": text}), Value::Null));
+    }
+    out.push(chunk(json!({}), json!(finish_reason(req, &words))));
+    if include_usage {
+        let prompt = prompt_tokens(req);
+        let completion = words.len() as u64;
+        out.push(json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        }));
+    }
+    out
+}
+
+/// A deterministic unit vector for `text`.
+pub fn vector(text: &str, dims: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(dims);
+    let mut block = Sha256::digest(text.as_bytes());
+    while out.len() < dims {
+        for pair in block.chunks(2) {
+            if out.len() == dims {
+                break;
+            }
+            let v = u16::from_le_bytes([pair[0], pair.get(1).copied().unwrap_or(0)]);
+            out.push(v as f32 / 32767.5 - 1.0);
+        }
+        block = Sha256::digest(block);
+    }
+    let norm = out.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::EPSILON);
+    out.iter_mut().for_each(|v| *v /= norm);
+    out
+}
+
+/// Default embedding size of the mock.
+pub const DEFAULT_DIMS: usize = 16;
+
+/// An embeddings response for `req` (`input` a string or array; `encoding_format`
+/// float or base64; `dimensions` honoured).
+pub fn embeddings(req: &Value, model: &str) -> Result<Value, String> {
+    let inputs: Vec<String> = match req.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+        _ => return Err("`input` must be a string or a non-empty array".into()),
+    };
+    let dims = req.get("dimensions").and_then(Value::as_u64).map_or(DEFAULT_DIMS, |d| d.clamp(1, 8192) as usize);
+    let base64 = req.get("encoding_format").and_then(Value::as_str) == Some("base64");
+    let mut tokens = 0;
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            tokens += mock_tokens(text).max(1);
+            let v = vector(text, dims);
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    Ok(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_deterministic_and_respect_max_tokens() {
+        let req = json!({"model": "m", "messages": [{"role": "user", "content": "hello there"}]});
+        let a = chat_completion(&req, "mock", 1);
+        assert_eq!(a, chat_completion(&req, "mock", 1));
+        assert_eq!(a["choices"][0]["message"]["content"], "This is a mock reply to: hello there");
+        assert_eq!(a["usage"]["completion_tokens"], 8);
+        let short = json!({"model": "m", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]});
+        let b = chat_completion(&short, "mock", 1);
+        assert_eq!(b["choices"][0]["message"]["content"], "This is");
+        assert_eq!(b["choices"][0]["finish_reason"], "length");
+    }
+
+    #[test]
+    fn chunks_concatenate_to_the_full_reply() {
+        let req = json!({"model": "m", "stream": true, "stream_options": {"include_usage": true},
+                         "messages": [{"role": "user", "content": "hello there"}]});
+        let chunks = chat_chunks(&req, "mock", 1);
+        let text: String =
+            chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+        assert_eq!(text, chat_completion(&req, "mock", 1)["choices"][0]["message"]["content"]);
+        assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 8);
+    }
+
+    #[test]
+    fn embeddings_float_and_base64_agree() {
+        let f = embeddings(&json!({"input": ["a", "b"], "dimensions": 4}), "e").unwrap();
+        let b = embeddings(&json!({"input": ["a", "b"], "dimensions": 4, "encoding_format": "base64"}), "e").unwrap();
+        let floats: Vec<f32> =
+            f["data"][1]["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let raw = base64::engine::general_purpose::STANDARD.decode(b["data"][1]["embedding"].as_str().unwrap()).unwrap();
+        let decoded: Vec<f32> = raw.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        assert_eq!(floats, decoded);
+        let norm: f32 = floats.iter().map(|v| v * v).sum();
+        assert!((norm - 1.0).abs() < 1e-4);
+        assert!(embeddings(&json!({"input": []}), "e").is_err());
+    }
+}

@@ -1,0 +1,219 @@
+//! Provider adapters. Translation lives in one module per wire format (`openai`, `mock`)
+//! and is pure; [`UpstreamClient`] is the only part that does I/O: pooled HTTP with
+//! connect, first-byte and total timeouts, and bounded retries before the first byte.
+
+pub mod mock;
+pub mod openai;
+pub mod sse;
+
+use std::pin::Pin;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use switchyard_config::{Provider, ProviderKind};
+
+use crate::types::Endpoint;
+use crate::GatewayError;
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
+
+/// What went wrong talking to a provider.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connect: {0}")]
+    Connect(String),
+    #[error("timed out ({0})")]
+    Timeout(&'static str),
+    #[error("status {status}: {message}")]
+    Status { status: u16, message: String, retry_after: Option<u64> },
+    #[error("body: {0}")]
+    Body(String),
+}
+
+impl UpstreamError {
+    pub fn into_gateway(self, provider: &str) -> GatewayError {
+        let provider = provider.to_string();
+        match self {
+            UpstreamError::Connect(message) => GatewayError::UpstreamConnect { provider, message },
+            UpstreamError::Timeout(phase) => GatewayError::UpstreamTimeout { provider, phase },
+            UpstreamError::Status { status, message, retry_after } => {
+                GatewayError::UpstreamStatus { provider, status, message, retry_after }
+            }
+            UpstreamError::Body(message) => GatewayError::UpstreamInvalid { provider, message },
+        }
+    }
+}
+
+pub enum UpstreamBody {
+    Full(Bytes),
+    /// Raw bytes of an SSE stream.
+    Stream(ByteStream),
+}
+
+/// A successful (2xx) upstream answer.
+pub struct UpstreamReply {
+    pub body: UpstreamBody,
+    /// Time to response headers (first byte).
+    pub first_byte: Duration,
+}
+
+/// One call to make.
+pub struct UpstreamCall<'a> {
+    pub endpoint: Endpoint,
+    /// The translated request body.
+    pub body: Vec<u8>,
+    pub stream: bool,
+    /// Client headers that the provider's `forward_headers` lets through.
+    pub headers: &'a [(String, String)],
+}
+
+/// A provider's client: config plus a pooled `reqwest::Client`.
+pub struct UpstreamClient {
+    pub cfg: Provider,
+    http: reqwest::Client,
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl UpstreamClient {
+    pub fn new(cfg: Provider) -> Result<UpstreamClient, GatewayError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(cfg.concurrency)
+            .tcp_nodelay(true)
+            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| GatewayError::Internal(format!("http client: {e}")))?;
+        Ok(UpstreamClient { cfg, http })
+    }
+
+    /// Sends the call and returns the 2xx reply, or the error (non-2xx included).
+    pub async fn call(&self, call: UpstreamCall<'_>) -> Result<UpstreamReply, UpstreamError> {
+        match self.cfg.kind {
+            ProviderKind::Mock => self.call_mock(call).await,
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => self.call_http(call).await,
+        }
+    }
+
+    async fn call_http(&self, call: UpstreamCall<'_>) -> Result<UpstreamReply, UpstreamError> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.cfg.timeout;
+        let url = format!("{}{}", self.cfg.base_url, call.endpoint.path());
+        let body = Bytes::from(call.body);
+        let mut attempt = 0;
+        let resp = loop {
+            let mut rb = self.http.post(&url).header("content-type", "application/json");
+            if let Some(k) = &self.cfg.api_key {
+                rb = rb.bearer_auth(k);
+            }
+            for (k, v) in &self.cfg.headers {
+                rb = rb.header(k, v);
+            }
+            for (k, v) in call.headers {
+                if self.cfg.forward_headers.iter().any(|f| f == k) {
+                    rb = rb.header(k, v);
+                }
+            }
+            if call.stream {
+                rb = rb.header("accept", "text/event-stream");
+            }
+            let sent = tokio::time::timeout(self.cfg.first_byte_timeout, rb.body(body.clone()).send()).await;
+            let result = match sent {
+                Err(_) => Err(UpstreamError::Timeout("first byte")),
+                Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::Timeout("connect")),
+                Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(root_cause(&e))),
+                Ok(Err(e)) => Err(UpstreamError::Body(root_cause(&e))),
+                Ok(Ok(r)) => Ok(r),
+            };
+            let retryable = match &result {
+                Err(UpstreamError::Connect(_)) => true,
+                Ok(r) => matches!(r.status().as_u16(), 502 | 503),
+                Err(_) => false,
+            };
+            if retryable && attempt < self.cfg.max_retries && tokio::time::Instant::now() < deadline {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+                continue;
+            }
+            break result?;
+        };
+        let first_byte = started.elapsed();
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let body = tokio::time::timeout_at(deadline, resp.bytes()).await.ok().and_then(Result::ok);
+            let message = body.map(|b| openai::error_message(&b)).unwrap_or_default();
+            return Err(UpstreamError::Status { status, message, retry_after });
+        }
+        if call.stream {
+            let s = resp.bytes_stream();
+            let stream = futures_util::stream::unfold((s, deadline, false), |(mut s, deadline, done)| async move {
+                if done {
+                    return None;
+                }
+                match tokio::time::timeout_at(deadline, s.next()).await {
+                    Err(_) => Some((Err(UpstreamError::Timeout("total")), (s, deadline, true))),
+                    Ok(None) => None,
+                    Ok(Some(Ok(b))) => Some((Ok(b), (s, deadline, false))),
+                    Ok(Some(Err(e))) => Some((Err(UpstreamError::Body(root_cause(&e))), (s, deadline, true))),
+                }
+            });
+            Ok(UpstreamReply { body: UpstreamBody::Stream(Box::pin(stream)), first_byte })
+        } else {
+            match tokio::time::timeout_at(deadline, resp.bytes()).await {
+                Err(_) => Err(UpstreamError::Timeout("total")),
+                Ok(Err(e)) => Err(UpstreamError::Body(root_cause(&e))),
+                Ok(Ok(b)) => Ok(UpstreamReply { body: UpstreamBody::Full(b), first_byte }),
+            }
+        }
+    }
+
+    async fn call_mock(&self, call: UpstreamCall<'_>) -> Result<UpstreamReply, UpstreamError> {
+        let started = Instant::now();
+        if !self.cfg.mock_latency.is_zero() {
+            tokio::time::sleep(self.cfg.mock_latency).await;
+        }
+        let req: serde_json::Value =
+            serde_json::from_slice(&call.body).map_err(|e| UpstreamError::Body(e.to_string()))?;
+        let model = req.get("model").and_then(|m| m.as_str()).unwrap_or("mock").to_string();
+        let body = match call.endpoint {
+            Endpoint::Chat if call.stream => {
+                let chunks = mock::chat_chunks(&req, &model, unix_secs());
+                let mut events: Vec<Result<Bytes, UpstreamError>> =
+                    chunks.iter().map(|c| Ok(sse::data_event(&c.to_string()))).collect();
+                events.push(Ok(Bytes::from_static(sse::DONE)));
+                UpstreamBody::Stream(Box::pin(futures_util::stream::iter(events)))
+            }
+            Endpoint::Chat => UpstreamBody::Full(Bytes::from(mock::chat_completion(&req, &model, unix_secs()).to_string())),
+            Endpoint::Embeddings => {
+                let v = mock::embeddings(&req, &model)
+                    .map_err(|message| UpstreamError::Status { status: 400, message, retry_after: None })?;
+                UpstreamBody::Full(Bytes::from(v.to_string()))
+            }
+        };
+        Ok(UpstreamReply { body, first_byte: started.elapsed() })
+    }
+}
+
+/// The innermost error message (reqwest wraps hyper wraps io).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    let inner = cur.to_string();
+    let outer = e.to_string();
+    if inner == outer {
+        outer
+    } else {
+        format!("{outer}: {inner}")
+    }
+}

@@ -1,0 +1,333 @@
+//! OpenAI's wire format (also every `openai-compatible` server): request bodies with the
+//! upstream model and forced stream usage, usage extraction, stream accumulation into a
+//! full completion (for the cache) and the replay of a completion as chunks.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::types::{ChatRequest, EmbeddingsRequest, StreamOptions, Usage};
+
+#[derive(Serialize)]
+struct ChatOut<'a> {
+    model: &'a str,
+    messages: &'a [Value],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u64>,
+    #[serde(flatten)]
+    rest: &'a Map<String, Value>,
+}
+
+/// The upstream body: the client's request with the upstream model, and, for streams,
+/// `stream_options.include_usage` forced on so every stream can be metered.
+pub fn chat_body(req: &ChatRequest, upstream_model: &str) -> Result<Vec<u8>, serde_json::Error> {
+    let stream_options = if req.is_stream() {
+        let mut o = req.stream_options.clone().unwrap_or_default();
+        o.include_usage = Some(true);
+        Some(o)
+    } else {
+        req.stream_options.clone()
+    };
+    serde_json::to_vec(&ChatOut {
+        model: upstream_model,
+        messages: &req.messages,
+        stream: req.stream,
+        stream_options,
+        max_tokens: req.max_tokens,
+        max_completion_tokens: req.max_completion_tokens,
+        rest: &req.rest,
+    })
+}
+
+#[derive(Serialize)]
+struct EmbedOut<'a> {
+    model: &'a str,
+    input: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding_format: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dimensions: Option<u32>,
+    #[serde(flatten)]
+    rest: &'a Map<String, Value>,
+}
+
+pub fn embeddings_body(req: &EmbeddingsRequest, upstream_model: &str) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&EmbedOut {
+        model: upstream_model,
+        input: &req.input,
+        encoding_format: req.encoding_format.as_deref(),
+        dimensions: req.dimensions,
+        rest: &req.rest,
+    })
+}
+
+#[derive(Deserialize)]
+struct UsageOnly {
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+/// Usage from a full response body; `None` when the provider reported none.
+pub fn response_usage(body: &[u8]) -> Option<Usage> {
+    let u: UsageOnly = serde_json::from_slice(body).ok()?;
+    u.usage.as_ref().and_then(Usage::from_openai)
+}
+
+/// The message of an OpenAI-style error body, or the body text itself.
+pub fn error_message(body: &[u8]) -> String {
+    let v: Option<Value> = serde_json::from_slice(body).ok();
+    if let Some(m) = v.as_ref().and_then(|v| v.pointer("/error/message")).and_then(Value::as_str) {
+        return m.to_string();
+    }
+    let text = String::from_utf8_lossy(body);
+    text.chars().take(512).collect()
+}
+
+#[derive(Default, Debug)]
+struct ToolCallAcc {
+    id: Option<String>,
+    kind: Option<String>,
+    name: String,
+    arguments: String,
+}
+
+#[derive(Default, Debug)]
+struct ChoiceAcc {
+    role: Option<String>,
+    content: String,
+    has_content: bool,
+    refusal: Option<String>,
+    finish_reason: Option<Value>,
+    tool_calls: BTreeMap<u64, ToolCallAcc>,
+}
+
+/// Builds the full completion out of a stream's chunks, in order, including tool calls
+/// whose arguments arrive split across many chunks.
+#[derive(Default, Debug)]
+pub struct StreamAccumulator {
+    id: Option<String>,
+    model: Option<String>,
+    created: Option<Value>,
+    system_fingerprint: Option<Value>,
+    choices: BTreeMap<u64, ChoiceAcc>,
+    pub usage: Option<Usage>,
+    usage_raw: Option<Value>,
+    /// Characters of content seen (for estimating output tokens without usage).
+    pub content_text: String,
+}
+
+impl StreamAccumulator {
+    /// Takes one parsed chunk; returns whether it carried content or a tool call.
+    pub fn add(&mut self, chunk: &Value) -> bool {
+        let mut had_content = false;
+        if self.id.is_none() {
+            self.id = chunk.get("id").and_then(Value::as_str).map(str::to_string);
+            self.model = chunk.get("model").and_then(Value::as_str).map(str::to_string);
+            self.created = chunk.get("created").cloned();
+        }
+        if let Some(fp) = chunk.get("system_fingerprint").filter(|v| !v.is_null()) {
+            self.system_fingerprint = Some(fp.clone());
+        }
+        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
+            self.usage = Usage::from_openai(u);
+            self.usage_raw = Some(u.clone());
+        }
+        for c in chunk.get("choices").and_then(Value::as_array).into_iter().flatten() {
+            let index = c.get("index").and_then(Value::as_u64).unwrap_or(0);
+            let acc = self.choices.entry(index).or_default();
+            if let Some(d) = c.get("delta") {
+                if let Some(r) = d.get("role").and_then(Value::as_str) {
+                    acc.role = Some(r.to_string());
+                }
+                if let Some(t) = d.get("content").and_then(Value::as_str) {
+                    acc.has_content = true;
+                    if !t.is_empty() {
+                        had_content = true;
+                        acc.content.push_str(t);
+                        self.content_text.push_str(t);
+                    }
+                }
+                if let Some(t) = d.get("refusal").and_then(Value::as_str) {
+                    acc.refusal.get_or_insert_with(String::new).push_str(t);
+                    had_content = true;
+                }
+                for tc in d.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                    had_content = true;
+                    let ti = tc.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    let t = acc.tool_calls.entry(ti).or_default();
+                    if let Some(id) = tc.get("id").and_then(Value::as_str) {
+                        t.id = Some(id.to_string());
+                    }
+                    if let Some(k) = tc.get("type").and_then(Value::as_str) {
+                        t.kind = Some(k.to_string());
+                    }
+                    if let Some(f) = tc.get("function") {
+                        if let Some(n) = f.get("name").and_then(Value::as_str) {
+                            t.name.push_str(n);
+                        }
+                        if let Some(a) = f.get("arguments").and_then(Value::as_str) {
+                            t.arguments.push_str(a);
+                            self.content_text.push_str(a);
+                        }
+                    }
+                }
+            }
+            if let Some(f) = c.get("finish_reason").filter(|f| !f.is_null()) {
+                acc.finish_reason = Some(f.clone());
+            }
+        }
+        had_content
+    }
+
+    /// Whether every choice seen has a finish reason.
+    pub fn finished(&self) -> bool {
+        !self.choices.is_empty() && self.choices.values().all(|c| c.finish_reason.is_some())
+    }
+
+    /// The equivalent non-stream `chat.completion`.
+    pub fn completion(&self) -> Value {
+        let choices: Vec<Value> = self
+            .choices
+            .iter()
+            .map(|(i, c)| {
+                let mut message = json!({
+                    "role": c.role.clone().unwrap_or_else(|| "assistant".into()),
+                    "content": if c.has_content || c.tool_calls.is_empty() { Value::String(c.content.clone()) } else { Value::Null },
+                });
+                if let Some(r) = &c.refusal {
+                    message["refusal"] = Value::String(r.clone());
+                }
+                if !c.tool_calls.is_empty() {
+                    message["tool_calls"] = c
+                        .tool_calls
+                        .values()
+                        .map(|t| {
+                            json!({
+                                "id": t.id, "type": t.kind.clone().unwrap_or_else(|| "function".into()),
+                                "function": {"name": t.name, "arguments": t.arguments},
+                            })
+                        })
+                        .collect();
+                }
+                json!({"index": i, "message": message, "logprobs": null,
+                       "finish_reason": c.finish_reason.clone().unwrap_or(Value::Null)})
+            })
+            .collect();
+        let mut out = json!({
+            "id": self.id, "object": "chat.completion", "created": self.created.clone().unwrap_or(json!(0)),
+            "model": self.model, "choices": choices,
+        });
+        if let Some(fp) = &self.system_fingerprint {
+            out["system_fingerprint"] = fp.clone();
+        }
+        if let Some(u) = &self.usage_raw {
+            out["usage"] = u.clone();
+        }
+        out
+    }
+}
+
+/// Replays a full completion as stream chunks (a cache hit for a streamed request).
+pub fn completion_to_chunks(completion: &Value, include_usage: bool) -> Vec<Value> {
+    let base = |choices: Value| {
+        let mut c = json!({
+            "id": completion.get("id"), "object": "chat.completion.chunk",
+            "created": completion.get("created"), "model": completion.get("model"), "choices": choices,
+        });
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        c
+    };
+    let mut out = Vec::new();
+    for choice in completion.get("choices").and_then(Value::as_array).into_iter().flatten() {
+        let index = choice.get("index").cloned().unwrap_or(json!(0));
+        let msg = choice.get("message").cloned().unwrap_or(json!({}));
+        let mut delta = json!({"role": msg.get("role").cloned().unwrap_or(json!("assistant")),
+                               "content": msg.get("content").cloned().unwrap_or(Value::Null)});
+        if let Some(calls) = msg.get("tool_calls").and_then(Value::as_array) {
+            let calls: Vec<Value> = calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let mut c = c.clone();
+                    c["index"] = json!(i);
+                    c
+                })
+                .collect();
+            delta["tool_calls"] = Value::Array(calls);
+        }
+        out.push(base(json!([{"index": index, "delta": delta, "logprobs": null, "finish_reason": null}])));
+        out.push(base(json!([{"index": index, "delta": {}, "logprobs": null,
+                                "finish_reason": choice.get("finish_reason").cloned().unwrap_or(json!("stop"))}])));
+    }
+    if include_usage {
+        if let Some(u) = completion.get("usage") {
+            let mut c = base(json!([]));
+            c["usage"] = u.clone();
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_body_swaps_model_and_forces_stream_usage() {
+        let req: ChatRequest = serde_json::from_str(
+            r#"{"model":"alias","messages":[{"role":"user","content":"hi"}],"stream":true,"temperature":0.2,"user":"u"}"#,
+        )
+        .unwrap();
+        let body: Value = serde_json::from_slice(&chat_body(&req, "gpt-4o-mini").unwrap()).unwrap();
+        assert_eq!(body["model"], "gpt-4o-mini");
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert_eq!(body["temperature"], 0.2);
+        assert_eq!(body["user"], "u");
+    }
+
+    #[test]
+    fn accumulates_split_tool_call_arguments_in_order() {
+        let chunks = [
+            json!({"id":"c1","model":"m","created":1,"choices":[{"index":0,"delta":{"role":"assistant","content":null,
+                "tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}]}),
+            json!({"id":"c1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"ci"}}]},"finish_reason":null}]}),
+            json!({"id":"c1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ty\":\"Paris\"}"}}]},"finish_reason":null}]}),
+            json!({"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}),
+            json!({"id":"c1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}),
+        ];
+        let mut acc = StreamAccumulator::default();
+        for c in &chunks {
+            acc.add(c);
+        }
+        assert!(acc.finished());
+        assert_eq!(acc.usage, Some(Usage { input: 5, output: 7, cached_input: 0 }));
+        let full = acc.completion();
+        let call = &full["choices"][0]["message"]["tool_calls"][0];
+        assert_eq!(call["function"]["arguments"], "{\"city\":\"Paris\"}");
+        assert_eq!(call["id"], "call_1");
+        assert_eq!(full["choices"][0]["finish_reason"], "tool_calls");
+        // and the replay carries the same call
+        let replay = completion_to_chunks(&full, true);
+        assert_eq!(replay[0]["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
+        assert_eq!(replay.last().unwrap()["usage"]["total_tokens"], 12);
+    }
+
+    #[test]
+    fn usage_and_error_extraction() {
+        let body = br#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":2}}}"#;
+        assert_eq!(response_usage(body), Some(Usage { input: 3, output: 4, cached_input: 2 }));
+        assert_eq!(response_usage(b"{}"), None);
+        assert_eq!(error_message(br#"{"error":{"message":"bad model"}}"#), "bad model");
+        assert_eq!(error_message(b"plain text"), "plain text");
+    }
+}

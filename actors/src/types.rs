@@ -1,0 +1,213 @@
+//! Domain types: the unified chat and embeddings requests (typed where the gateway looks,
+//! everything else kept in `rest` and passed through), usage, and the ledger record.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::GatewayError;
+
+/// Which API a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Endpoint {
+    Chat,
+    Embeddings,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+
+    /// Path under the provider's base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+}
+
+/// `stream_options`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StreamOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_usage: Option<bool>,
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+/// OpenAI Chat Completions request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u64>,
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+impl ChatRequest {
+    /// Parses and checks the shape the gateway relies on; errors are client errors.
+    pub fn parse(body: &[u8]) -> Result<ChatRequest, GatewayError> {
+        let req: ChatRequest = serde_json::from_slice(body).map_err(json_error)?;
+        if req.model.is_empty() {
+            return Err(GatewayError::BadRequest("`model` must not be empty".into()));
+        }
+        if req.messages.is_empty() {
+            return Err(GatewayError::BadRequest("`messages` must contain at least one message".into()));
+        }
+        for (i, m) in req.messages.iter().enumerate() {
+            match m.get("role") {
+                Some(Value::String(_)) => {}
+                _ => {
+                    return Err(GatewayError::BadRequest(format!(
+                        "`messages[{i}]` must be an object with a string `role`"
+                    )))
+                }
+            }
+        }
+        Ok(req)
+    }
+
+    pub fn is_stream(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+
+    /// Whether the client asked for the usage chunk at the end of a stream.
+    pub fn wants_stream_usage(&self) -> bool {
+        self.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false)
+    }
+
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+}
+
+/// OpenAI embeddings request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EmbeddingsRequest {
+    pub model: String,
+    pub input: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding_format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<u32>,
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+impl EmbeddingsRequest {
+    pub fn parse(body: &[u8]) -> Result<EmbeddingsRequest, GatewayError> {
+        let req: EmbeddingsRequest = serde_json::from_slice(body).map_err(json_error)?;
+        if req.model.is_empty() {
+            return Err(GatewayError::BadRequest("`model` must not be empty".into()));
+        }
+        let ok = match &req.input {
+            Value::String(_) => true,
+            Value::Array(items) => {
+                !items.is_empty()
+                    && (items.iter().all(Value::is_string)
+                        || items.iter().all(Value::is_number)
+                        || items.iter().all(|i| i.as_array().is_some_and(|a| a.iter().all(Value::is_number))))
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(GatewayError::BadRequest(
+                "`input` must be a string, a non-empty array of strings, or token arrays".into(),
+            ));
+        }
+        match req.encoding_format.as_deref() {
+            None | Some("float") | Some("base64") => {}
+            Some(other) => {
+                return Err(GatewayError::BadRequest(format!(
+                    "`encoding_format` must be `float` or `base64`, not `{other}`"
+                )))
+            }
+        }
+        Ok(req)
+    }
+
+    /// The inputs as strings (token arrays are rendered as their numbers).
+    pub fn inputs(&self) -> Vec<String> {
+        match &self.input {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn json_error(e: serde_json::Error) -> GatewayError {
+    GatewayError::BadRequest(format!("invalid JSON body: {e}"))
+}
+
+/// Token usage as reported by a provider (or estimated when it reports none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+    pub cached_input: u64,
+}
+
+impl Usage {
+    /// Reads OpenAI's `usage` object.
+    pub fn from_openai(v: &Value) -> Option<Usage> {
+        let u = v.as_object()?;
+        let input = u.get("prompt_tokens").and_then(Value::as_u64)?;
+        let output = u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0);
+        let cached_input = u
+            .get("prompt_tokens_details")
+            .and_then(|d| d.get("cached_tokens"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        Some(Usage { input, output, cached_input })
+    }
+
+    pub fn total(&self) -> u64 {
+        self.input + self.output
+    }
+}
+
+/// One line of the usage ledger: a request that reached a provider or the cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub request_id: String,
+    /// Unix time in milliseconds when the request arrived.
+    pub ts_ms: u64,
+    pub key_id: String,
+    pub endpoint: Endpoint,
+    pub alias: String,
+    pub provider: String,
+    pub upstream_model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub cost_usd: f64,
+    /// Whole request as the client saw it.
+    pub latency_us: u64,
+    /// Streams only: time to the first content chunk.
+    pub ttft_us: Option<u64>,
+    /// HTTP status the client got (an error event mid-stream counts as 502).
+    pub status: u16,
+    pub cache_hit: bool,
+    pub stream: bool,
+    /// Whether the token counts are the provider's or the gateway's estimate.
+    pub usage_estimated: bool,
+}

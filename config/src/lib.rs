@@ -1,0 +1,317 @@
+//! Switchyard's typed configuration: raw serde types ([`raw`]) are read from TOML,
+//! then [`validate`] turns them into a checked [`Config`] whose every error names the
+//! field it is about.
+
+pub mod raw;
+mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use validate::validate;
+
+/// A checked configuration. Cheap to share: hold it in an `Arc`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    pub nats: Option<Nats>,
+    pub providers: Vec<Provider>,
+    /// Aliases in file order.
+    pub models: Vec<Model>,
+    pub keys: Vec<Key>,
+    pub cache: Cache,
+    pub pricing: Pricing,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub http_addr: String,
+    pub data_dir: PathBuf,
+    pub body_limit_bytes: usize,
+    pub workers: Option<usize>,
+    /// SHA-256 (hex) of the admin credential.
+    pub admin_key_sha256: Option<String>,
+    pub ledger_flush: Duration,
+    pub ledger_batch_max: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nats {
+    pub url: String,
+    pub prefix: String,
+}
+
+/// Which wire format a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProviderKind {
+    /// api.openai.com
+    OpenAi,
+    /// Any server speaking OpenAI's API (vLLM, Ollama's `/v1`, TGI, Groq, ...).
+    OpenAiCompatible,
+    /// Built in: deterministic replies without a network.
+    Mock,
+}
+
+impl ProviderKind {
+    pub const ALL: &'static [(&'static str, ProviderKind)] = &[
+        ("openai", ProviderKind::OpenAi),
+        ("openai-compatible", ProviderKind::OpenAiCompatible),
+        ("mock", ProviderKind::Mock),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::OpenAiCompatible => "openai-compatible",
+            ProviderKind::Mock => "mock",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub concurrency: usize,
+    pub queue_size: usize,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub timeout: Duration,
+    pub max_retries: u32,
+    /// Lower-cased header names.
+    pub forward_headers: Vec<String>,
+    pub headers: Vec<(String, String)>,
+    pub mock_latency: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub alias: String,
+    pub targets: Vec<Target>,
+    pub input_per_mtok: Option<f64>,
+    pub output_per_mtok: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub provider: String,
+    pub model: String,
+    pub weight: u32,
+}
+
+/// Request priority, from the key's default or the `x-switchyard-priority` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Priority {
+    High,
+    Normal,
+    Low,
+}
+
+impl Priority {
+    pub fn parse(s: &str) -> Option<Priority> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "high" => Some(Priority::High),
+            "normal" => Some(Priority::Normal),
+            "low" => Some(Priority::Low),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Key {
+    pub id: String,
+    pub key_sha256: String,
+    /// `None` means every alias.
+    pub models: Option<Vec<String>>,
+    pub limits: Limits,
+    pub priority: Priority,
+}
+
+impl Key {
+    pub fn allows(&self, alias: &str) -> bool {
+        match &self.models {
+            None => true,
+            Some(list) => list.iter().any(|m| m == alias),
+        }
+    }
+}
+
+/// Per-key limits; `None` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub max_concurrent: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cache {
+    pub enabled: bool,
+    pub ttl: Duration,
+    pub max_bytes: u64,
+}
+
+/// Prices per upstream model, USD per million tokens.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pricing {
+    pub models: HashMap<String, Price>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    pub cached_input_per_mtok: f64,
+}
+
+impl Pricing {
+    /// Cost in USD of one request. Unknown models cost 0 (and are reported as such).
+    pub fn cost(&self, model: &Model, upstream_model: &str, usage: TokenCounts) -> f64 {
+        let base = self.models.get(upstream_model).copied();
+        let input = model.input_per_mtok.or(base.map(|p| p.input_per_mtok)).unwrap_or(0.0);
+        let output = model.output_per_mtok.or(base.map(|p| p.output_per_mtok)).unwrap_or(0.0);
+        let cached = base.map(|p| p.cached_input_per_mtok).unwrap_or(input);
+        let uncached_in = usage.input.saturating_sub(usage.cached_input);
+        (uncached_in as f64 * input + usage.cached_input as f64 * cached + usage.output as f64 * output)
+            / 1_000_000.0
+    }
+}
+
+/// Token counts of one request, as the pricing needs them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    pub input: u64,
+    pub output: u64,
+    pub cached_input: u64,
+}
+
+impl Config {
+    pub fn model(&self, alias: &str) -> Option<&Model> {
+        self.models.iter().find(|m| m.alias == alias)
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+}
+
+/// One problem in a config file, with the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// e.g. `providers[1].base_url`
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Every problem found in a file, so one run of `check-config` shows them all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigErrors {
+    fn one(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigErrors(vec![ConfigError { field: field.into(), message: message.into() }])
+    }
+}
+
+/// Hex SHA-256 of a credential; keys are only ever compared in this form.
+pub fn hash_key(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Reads, parses and validates a config file (and the pricing file it names).
+pub fn load(path: &Path) -> Result<Arc<Config>, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::one("<file>", format!("cannot read {}: {e}", path.display())))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    load_str(&text, base, &|name| std::env::var(name).ok()).map(Arc::new)
+}
+
+/// Parses and validates config text; `base` resolves relative paths, `env` looks up `${VAR}`.
+pub fn load_str(
+    text: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| toml_error(&e, text))?;
+    let pricing = match &raw.pricing_file {
+        Some(p) => Some(read_pricing(&base.join(p), "pricing_file")?),
+        None => {
+            let default = base.join("pricing.toml");
+            if default.exists() {
+                Some(read_pricing(&default, "pricing_file")?)
+            } else {
+                None
+            }
+        }
+    };
+    validate(raw, pricing.unwrap_or_default(), env)
+}
+
+fn read_pricing(path: &Path, field: &str) -> Result<raw::RawPricing, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::one(field, format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        let inner = toml_error(&e, &text);
+        ConfigErrors(
+            inner
+                .0
+                .into_iter()
+                .map(|c| ConfigError { field: format!("{} ({})", c.field, path.display()), message: c.message })
+                .collect(),
+        )
+    })
+}
+
+/// A parse error names the line and quotes it, so the key is always visible
+/// (toml's own message names unknown fields but not the key of a type error).
+fn toml_error(e: &toml::de::Error, text: &str) -> ConfigErrors {
+    let message = e.message().trim().to_string();
+    let field = match e.span() {
+        Some(span) => {
+            let start = span.start.min(text.len());
+            let line_no = text[..start].matches('\n').count() + 1;
+            let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+            format!("line {line_no} `{line}`")
+        }
+        None => "<toml>".to_string(),
+    };
+    ConfigErrors::one(field, message)
+}
+
+#[cfg(test)]
+mod tests;

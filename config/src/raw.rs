@@ -1,0 +1,178 @@
+//! Raw serde types: exactly what the TOML file says, unknown fields rejected.
+//! `validate()` (in `validate.rs`) turns them into the checked [`crate::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// HTTP listener, storage and admin settings.
+    #[serde(default)]
+    pub server: RawServer,
+    /// NATS ingress; absent means HTTP only.
+    pub nats: Option<RawNats>,
+    /// Where prices per model live; relative paths are resolved beside the config file.
+    pub pricing_file: Option<String>,
+    /// Upstream deployments.
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    /// Model aliases that clients ask for.
+    #[serde(default)]
+    pub models: Vec<RawModel>,
+    /// API keys allowed to call the gateway.
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    /// Exact response cache.
+    #[serde(default)]
+    pub cache: RawCache,
+}
+
+/// `[server]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Listen address, e.g. `127.0.0.1:8080` (port 0 picks a free port).
+    pub http_addr: Option<String>,
+    /// Directory for the sled database (ledger, cache).
+    pub data_dir: Option<String>,
+    /// Largest request body accepted, in bytes (413 above it).
+    pub body_limit_bytes: Option<usize>,
+    /// HTTP worker threads (default: number of CPUs).
+    pub workers: Option<usize>,
+    /// Credential for `/admin/*` (`Authorization: Bearer`); absent disables the admin API.
+    pub admin_key: Option<String>,
+    /// Group-commit interval of the usage ledger, in milliseconds.
+    pub ledger_flush_ms: Option<u64>,
+    /// Largest number of usage records buffered before a flush is forced.
+    pub ledger_batch_max: Option<usize>,
+}
+
+/// `[nats]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNats {
+    /// Server URL, e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// Subject prefix (default `switchyard`).
+    pub prefix: Option<String>,
+}
+
+/// `[[providers]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// Unique name that model targets refer to.
+    pub name: String,
+    /// `openai`, `openai-compatible` or `mock`.
+    pub kind: String,
+    /// Base URL up to and including `/v1`.
+    pub base_url: Option<String>,
+    /// Bearer credential sent upstream; `${ENV}` allowed.
+    pub api_key: Option<String>,
+    /// Requests in flight to this provider at once.
+    pub concurrency: Option<usize>,
+    /// Requests waiting for a concurrency slot before new ones get 503.
+    pub queue_size: Option<usize>,
+    /// TCP/TLS connect timeout, ms.
+    pub connect_timeout_ms: Option<u64>,
+    /// Time to response headers (first byte), ms.
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Whole request (including a streamed body), ms.
+    pub timeout_ms: Option<u64>,
+    /// Retries on connect errors and 502/503 before the first byte.
+    pub max_retries: Option<u32>,
+    /// Client request headers copied to the upstream request.
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
+    /// Static headers added to every upstream request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// `mock` only: simulated latency per request, ms.
+    pub mock_latency_ms: Option<u64>,
+}
+
+/// `[[models]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// The name clients put in `model`.
+    pub alias: String,
+    /// `weighted` (the only strategy in this release).
+    pub strategy: Option<String>,
+    /// Where requests for this alias go.
+    pub targets: Vec<RawTarget>,
+    /// Price override, USD per million input tokens.
+    pub input_per_mtok: Option<f64>,
+    /// Price override, USD per million output tokens.
+    pub output_per_mtok: Option<f64>,
+}
+
+/// One target of a model alias.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// Provider name.
+    pub provider: String,
+    /// Model name sent upstream.
+    pub model: String,
+    /// Relative weight (default 1).
+    pub weight: Option<u32>,
+}
+
+/// `[[keys]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    /// Stable identifier used in the ledger and metrics (never the secret).
+    pub id: String,
+    /// The secret itself; `${ENV}` allowed. Stored only as its SHA-256.
+    pub key: Option<String>,
+    /// Hex SHA-256 of the secret, instead of `key`.
+    pub key_sha256: Option<String>,
+    /// Aliases this key may use; `"*"` for all.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Tokens per minute (prompt estimate plus `max_tokens`, reconciled after).
+    pub tpm: Option<u64>,
+    /// Concurrent requests.
+    pub max_concurrent: Option<u32>,
+    /// Default priority: `high`, `normal` or `low`.
+    pub priority: Option<String>,
+}
+
+/// `[cache]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// Turn the exact response cache on.
+    pub enabled: Option<bool>,
+    /// Entry lifetime, seconds.
+    pub ttl_secs: Option<u64>,
+    /// Size cap of stored responses, bytes; oldest entries are evicted above it.
+    pub max_bytes: Option<u64>,
+}
+
+/// `pricing.toml`: `[models."<upstream model>"]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPricing {
+    #[serde(default)]
+    pub models: BTreeMap<String, RawPrice>,
+}
+
+/// Price of one upstream model.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    /// USD per million input tokens.
+    pub input_per_mtok: f64,
+    /// USD per million output tokens.
+    pub output_per_mtok: f64,
+    /// USD per million cached input tokens (default: the input price).
+    pub cached_input_per_mtok: Option<f64>,
+}

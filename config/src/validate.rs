@@ -1,0 +1,350 @@
+//! Raw -> checked. Collects every error with its field path instead of stopping at the first.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::raw::{RawConfig, RawPricing};
+use crate::{
+    hash_key, Cache, Config, ConfigError, ConfigErrors, Key, Limits, Model, Nats, Price, Pricing,
+    Priority, Provider, ProviderKind, Server, Target,
+};
+
+pub(crate) struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError { field: field.into(), message: message.into() });
+    }
+}
+
+/// Replaces `${VAR}` with the environment's value; a missing variable is an error naming
+/// the field. `$$` is a literal `$`.
+fn interpolate(
+    field: &str,
+    value: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    errs: &mut Errors,
+) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            match body.find('}') {
+                Some(end) => {
+                    let name = &body[..end];
+                    match env(name) {
+                        Some(v) => out.push_str(&v),
+                        None => errs.push(field, format!("environment variable `{name}` is not set")),
+                    }
+                    rest = &body[end + 1..];
+                }
+                None => {
+                    errs.push(field, "unterminated `${`");
+                    return out;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn positive_ms(field: &str, v: Option<u64>, default: u64, errs: &mut Errors) -> Duration {
+    let ms = v.unwrap_or(default);
+    if ms == 0 {
+        errs.push(field, "must be greater than 0");
+    }
+    Duration::from_millis(ms)
+}
+
+/// Turns the raw file into a checked [`Config`], or every error found.
+pub fn validate(
+    raw: RawConfig,
+    pricing: RawPricing,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut errs = Errors(Vec::new());
+
+    // [server]
+    let s = raw.server;
+    let http_addr = s.http_addr.unwrap_or_else(|| "127.0.0.1:8080".into());
+    if http_addr.parse::<std::net::SocketAddr>().is_err() {
+        errs.push("server.http_addr", format!("`{http_addr}` is not an address like 127.0.0.1:8080"));
+    }
+    let body_limit_bytes = s.body_limit_bytes.unwrap_or(1 << 20);
+    if body_limit_bytes < 1024 {
+        errs.push("server.body_limit_bytes", "must be at least 1024");
+    }
+    if s.workers == Some(0) {
+        errs.push("server.workers", "must be at least 1");
+    }
+    let admin_key_sha256 = s.admin_key.as_deref().map(|k| {
+        let k = interpolate("server.admin_key", k, env, &mut errs);
+        if k.len() < 8 {
+            errs.push("server.admin_key", "must be at least 8 characters");
+        }
+        hash_key(&k)
+    });
+    let ledger_batch_max = s.ledger_batch_max.unwrap_or(1024);
+    if ledger_batch_max == 0 {
+        errs.push("server.ledger_batch_max", "must be at least 1");
+    }
+    let server = Server {
+        http_addr,
+        data_dir: PathBuf::from(interpolate(
+            "server.data_dir",
+            s.data_dir.as_deref().unwrap_or("./data"),
+            env,
+            &mut errs,
+        )),
+        body_limit_bytes,
+        workers: s.workers,
+        admin_key_sha256,
+        ledger_flush: positive_ms("server.ledger_flush_ms", s.ledger_flush_ms, 50, &mut errs),
+        ledger_batch_max,
+    };
+
+    // [nats]
+    let nats = raw.nats.map(|n| {
+        let url = interpolate("nats.url", &n.url, env, &mut errs);
+        if !(url.starts_with("nats://") || url.starts_with("tls://") || url.starts_with("ws")) {
+            errs.push("nats.url", format!("`{url}` is not a nats:// URL"));
+        }
+        let prefix = n.prefix.unwrap_or_else(|| "switchyard".into());
+        if prefix.is_empty() || prefix.contains([' ', '*', '>']) {
+            errs.push("nats.prefix", "must be a non-empty subject token without spaces or wildcards");
+        }
+        Nats { url, prefix }
+    });
+
+    // [[providers]]
+    let mut providers = Vec::new();
+    let mut names = HashSet::new();
+    for (i, p) in raw.providers.into_iter().enumerate() {
+        let f = |name: &str| format!("providers[{i}].{name}");
+        if p.name.is_empty() {
+            errs.push(f("name"), "must not be empty");
+        } else if !names.insert(p.name.clone()) {
+            errs.push(f("name"), format!("duplicate provider `{}`", p.name));
+        }
+        let kind = ProviderKind::ALL.iter().find(|(n, _)| *n == p.kind).map(|(_, k)| *k);
+        let Some(kind) = kind else {
+            let known: Vec<&str> = ProviderKind::ALL.iter().map(|(n, _)| *n).collect();
+            errs.push(f("kind"), format!("unknown kind `{}`; expected one of {}", p.kind, known.join(", ")));
+            continue;
+        };
+        let base_url = match (kind, p.base_url.as_deref()) {
+            (ProviderKind::OpenAi, None) => "https://api.openai.com/v1".to_string(),
+            (ProviderKind::Mock, None) => "mock://".to_string(),
+            (ProviderKind::OpenAiCompatible, None) => {
+                errs.push(f("base_url"), "required for kind `openai-compatible`");
+                String::new()
+            }
+            (_, Some(u)) => {
+                let u = interpolate(&f("base_url"), u, env, &mut errs);
+                if kind != ProviderKind::Mock && !(u.starts_with("http://") || u.starts_with("https://")) {
+                    errs.push(f("base_url"), format!("`{u}` is not an http(s) URL"));
+                }
+                u.trim_end_matches('/').to_string()
+            }
+        };
+        let api_key = p.api_key.as_deref().map(|k| interpolate(&f("api_key"), k, env, &mut errs));
+        let concurrency = p.concurrency.unwrap_or(64);
+        if concurrency == 0 {
+            errs.push(f("concurrency"), "must be at least 1");
+        }
+        let mut headers = Vec::new();
+        for (k, v) in p.headers {
+            let v = interpolate(&f(&format!("headers.{k}")), &v, env, &mut errs);
+            headers.push((k.to_ascii_lowercase(), v));
+        }
+        providers.push(Provider {
+            name: p.name,
+            kind,
+            base_url,
+            api_key,
+            concurrency,
+            queue_size: p.queue_size.unwrap_or(1024),
+            connect_timeout: positive_ms(&f("connect_timeout_ms"), p.connect_timeout_ms, 5_000, &mut errs),
+            first_byte_timeout: positive_ms(&f("first_byte_timeout_ms"), p.first_byte_timeout_ms, 60_000, &mut errs),
+            timeout: positive_ms(&f("timeout_ms"), p.timeout_ms, 600_000, &mut errs),
+            max_retries: p.max_retries.unwrap_or(0),
+            forward_headers: p.forward_headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            headers,
+            mock_latency: Duration::from_millis(p.mock_latency_ms.unwrap_or(0)),
+        });
+    }
+
+    // [[models]]
+    let mut models = Vec::new();
+    let mut aliases = HashSet::new();
+    for (i, m) in raw.models.into_iter().enumerate() {
+        let f = |name: &str| format!("models[{i}].{name}");
+        if m.alias.is_empty() || m.alias == "*" {
+            errs.push(f("alias"), "must be a non-empty name other than `*`");
+        } else if !aliases.insert(m.alias.clone()) {
+            errs.push(f("alias"), format!("duplicate alias `{}`", m.alias));
+        }
+        match m.strategy.as_deref() {
+            None | Some("weighted") => {}
+            Some(other) => errs.push(
+                f("strategy"),
+                format!("unknown strategy `{other}`; this release supports `weighted`"),
+            ),
+        }
+        if m.targets.is_empty() {
+            errs.push(f("targets"), "needs at least one target");
+        }
+        let mut targets = Vec::new();
+        for (j, t) in m.targets.into_iter().enumerate() {
+            if !names.contains(&t.provider) {
+                errs.push(format!("models[{i}].targets[{j}].provider"), format!("no provider named `{}`", t.provider));
+            }
+            if t.model.is_empty() {
+                errs.push(format!("models[{i}].targets[{j}].model"), "must not be empty");
+            }
+            let weight = t.weight.unwrap_or(1);
+            targets.push(Target { provider: t.provider, model: t.model, weight });
+        }
+        if !targets.is_empty() && targets.iter().all(|t| t.weight == 0) {
+            errs.push(f("targets"), "at least one target needs a weight above 0");
+        }
+        for (name, v) in [("input_per_mtok", m.input_per_mtok), ("output_per_mtok", m.output_per_mtok)] {
+            if v.is_some_and(|v| !(v >= 0.0 && v.is_finite())) {
+                errs.push(f(name), "must be a finite number >= 0");
+            }
+        }
+        models.push(Model {
+            alias: m.alias,
+            targets,
+            input_per_mtok: m.input_per_mtok,
+            output_per_mtok: m.output_per_mtok,
+        });
+    }
+
+    // [[keys]]
+    let mut keys = Vec::new();
+    let mut ids = HashSet::new();
+    let mut hashes = HashSet::new();
+    for (i, k) in raw.keys.into_iter().enumerate() {
+        let f = |name: &str| format!("keys[{i}].{name}");
+        if k.id.is_empty() {
+            errs.push(f("id"), "must not be empty");
+        } else if !ids.insert(k.id.clone()) {
+            errs.push(f("id"), format!("duplicate key id `{}`", k.id));
+        }
+        let key_sha256 = match (k.key.as_deref(), k.key_sha256.as_deref()) {
+            (Some(secret), None) => {
+                let secret = interpolate(&f("key"), secret, env, &mut errs);
+                if secret.len() < 8 {
+                    errs.push(f("key"), "must be at least 8 characters");
+                }
+                hash_key(&secret)
+            }
+            (None, Some(h)) => {
+                let h = h.to_ascii_lowercase();
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    errs.push(f("key_sha256"), "must be 64 hex characters");
+                }
+                h
+            }
+            _ => {
+                errs.push(f("key"), "set exactly one of `key` and `key_sha256`");
+                String::new()
+            }
+        };
+        if !key_sha256.is_empty() && !hashes.insert(key_sha256.clone()) {
+            errs.push(f("key"), "the same secret is used by another key");
+        }
+        let models_allowed = if k.models.iter().any(|m| m == "*") {
+            None
+        } else {
+            for (j, m) in k.models.iter().enumerate() {
+                if !aliases.contains(m) {
+                    errs.push(format!("keys[{i}].models[{j}]"), format!("no model alias `{m}`"));
+                }
+            }
+            Some(k.models)
+        };
+        let priority = match k.priority.as_deref() {
+            None => Priority::Normal,
+            Some(p) => Priority::parse(p).unwrap_or_else(|| {
+                errs.push(f("priority"), format!("`{p}` is not one of high, normal, low"));
+                Priority::Normal
+            }),
+        };
+        if k.rpm == Some(0) {
+            errs.push(f("rpm"), "must be at least 1 (omit it for no limit)");
+        }
+        if k.tpm == Some(0) {
+            errs.push(f("tpm"), "must be at least 1 (omit it for no limit)");
+        }
+        if k.max_concurrent == Some(0) {
+            errs.push(f("max_concurrent"), "must be at least 1 (omit it for no limit)");
+        }
+        keys.push(Key {
+            id: k.id,
+            key_sha256,
+            models: models_allowed,
+            limits: Limits { rpm: k.rpm, tpm: k.tpm, max_concurrent: k.max_concurrent },
+            priority,
+        });
+    }
+
+    // [cache]
+    let cache = Cache {
+        enabled: raw.cache.enabled.unwrap_or(false),
+        ttl: Duration::from_secs(raw.cache.ttl_secs.unwrap_or(600)),
+        max_bytes: raw.cache.max_bytes.unwrap_or(256 << 20),
+    };
+    if raw.cache.ttl_secs == Some(0) {
+        errs.push("cache.ttl_secs", "must be at least 1");
+    }
+
+    // pricing
+    let mut prices = HashMap::new();
+    for (name, p) in pricing.models {
+        let f = |field: &str| format!("pricing.models.\"{name}\".{field}");
+        for (field, v) in [
+            ("input_per_mtok", Some(p.input_per_mtok)),
+            ("output_per_mtok", Some(p.output_per_mtok)),
+            ("cached_input_per_mtok", p.cached_input_per_mtok),
+        ] {
+            if v.is_some_and(|v| !(v >= 0.0 && v.is_finite())) {
+                errs.push(f(field), "must be a finite number >= 0");
+            }
+        }
+        prices.insert(
+            name,
+            Price {
+                input_per_mtok: p.input_per_mtok,
+                output_per_mtok: p.output_per_mtok,
+                cached_input_per_mtok: p.cached_input_per_mtok.unwrap_or(p.input_per_mtok),
+            },
+        );
+    }
+
+    if !errs.0.is_empty() {
+        return Err(ConfigErrors(errs.0));
+    }
+    Ok(Config { server, nats, providers, models, keys, cache, pricing: Pricing { models: prices } })
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) fn errors() -> super::Errors {
+        super::Errors(Vec::new())
+    }
+    pub(crate) fn interp(field: &str, v: &str, errs: &mut super::Errors) -> String {
+        super::interpolate(field, v, &|_| None, errs)
+    }
+}
