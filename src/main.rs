@@ -1,1 +1,94 @@
-fn main(){}
+//! `switchyard`: the gateway binary. Subcommands: `serve`, `check-config`,
+//! `mock-upstream`, `usage`.
+
+mod app;
+mod ingress;
+mod mock_upstream;
+mod usage;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "An AI gateway on an actor engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Config file.
+        #[arg(long, short, default_value = "config/switchyard.toml", env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a config file; prints every error with its field and exits non-zero.
+    CheckConfig {
+        /// Config file.
+        file: PathBuf,
+    },
+    /// Run a standalone OpenAI-compatible mock provider (tests, demos, benchmarks).
+    MockUpstream {
+        /// Listen address (port 0 picks a free one; the bound address is printed).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        addr: String,
+        /// Latency added to every request, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Delay between streamed chunks, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        chunk_delay_ms: u64,
+        /// Worker threads.
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Report from the usage ledger (stop the gateway first: the store is single-process).
+    Usage {
+        /// The gateway's `server.data_dir`.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// Only records newer than this (e.g. `1h`, `7d`, `30m`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Group rows by key, model or provider.
+        #[arg(long, value_enum, default_value_t = usage::GroupBy::Key)]
+        by: usage::GroupBy,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => app::serve(&config),
+        Command::CheckConfig { file } => match switchyard_config::load(&file) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} providers, {} models, {} keys)",
+                    file.display(),
+                    cfg.providers.len(),
+                    cfg.models.len(),
+                    cfg.keys.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errs) => {
+                eprintln!("{}: {} error(s)", file.display(), errs.0.len());
+                for e in &errs.0 {
+                    eprintln!("  {e}");
+                }
+                ExitCode::from(2)
+            }
+        },
+        Command::MockUpstream { addr, latency_ms, chunk_delay_ms, workers } => {
+            mock_upstream::run(&addr, latency_ms, chunk_delay_ms, workers)
+        }
+        Command::Usage { data_dir, since, by, json } => usage::run(&data_dir, since.as_deref(), by, json),
+    }
+}

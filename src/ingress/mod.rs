@@ -1,0 +1,3 @@
+//! How requests get in.
+
+pub mod http;

@@ -1,0 +1,160 @@
+//! `switchyard mock-upstream`: a standalone OpenAI-compatible provider with deterministic
+//! replies (shared with the built-in `mock` provider) and behaviour a test can ask for
+//! per request through headers:
+//! - `x-mock-latency-ms: N`      wait N ms before answering
+//! - `x-mock-status: S`          answer status S with an OpenAI error body
+//! - `x-mock-disconnect-after: N` (streams) send N chunks, then cut the connection
+//! - `x-mock-chunk-delay-ms: N`  (streams) wait N ms between chunks
+//!
+//! `GET /mock/stats` counts the requests it has served.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use switchyard_actors::providers::{mock, sse};
+
+#[derive(Default)]
+struct Stats {
+    chat: AtomicU64,
+    embeddings: AtomicU64,
+}
+
+struct MockState {
+    latency: Duration,
+    chunk_delay: Duration,
+    stats: Stats,
+}
+
+fn header_u64(req: &HttpRequest, name: &str) -> Option<u64> {
+    req.headers().get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn error(status: StatusCode, message: &str) -> HttpResponse {
+    let mut b = HttpResponse::build(status);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        b.insert_header(("retry-after", "1"));
+    }
+    b.json(json!({"error": {"message": message, "type": "mock_error", "code": status.as_u16().to_string()}}))
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Common prologue: latency, requested error status, JSON parsing.
+async fn prologue(req: &HttpRequest, state: &MockState, body: &[u8]) -> Result<Value, HttpResponse> {
+    let latency = header_u64(req, "x-mock-latency-ms").map(Duration::from_millis).unwrap_or(state.latency);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(status) = header_u64(req, "x-mock-status") {
+        let status = u16::try_from(status).ok().and_then(|s| StatusCode::from_u16(s).ok());
+        if let Some(status) = status {
+            return Err(error(status, "failure requested by x-mock-status"));
+        }
+    }
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")))
+}
+
+async fn chat(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -> HttpResponse {
+    state.stats.chat.fetch_add(1, Ordering::Relaxed);
+    let v = match prologue(&req, &state, &body).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    if !v.get("messages").is_some_and(Value::is_array) {
+        return error(StatusCode::BAD_REQUEST, "`messages` is required");
+    }
+    let model = v.get("model").and_then(Value::as_str).unwrap_or("mock").to_string();
+    if !v.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        return HttpResponse::Ok().json(mock::chat_completion(&v, &model, unix_secs()));
+    }
+    let mut events: Vec<Bytes> =
+        mock::chat_chunks(&v, &model, unix_secs()).iter().map(|c| sse::data_event(&c.to_string())).collect();
+    events.push(Bytes::from_static(sse::DONE));
+    let cut = header_u64(&req, "x-mock-disconnect-after").map(|n| n as usize);
+    let delay = header_u64(&req, "x-mock-chunk-delay-ms").map(Duration::from_millis).unwrap_or(state.chunk_delay);
+    let stream = futures_util::stream::iter(events.into_iter().enumerate()).then(move |(i, ev)| async move {
+        if cut.is_some_and(|n| i >= n) {
+            // let what was sent reach the wire, then fail the body stream: actix drops
+            // the connection mid-body
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "disconnect requested"));
+        }
+        if i > 0 && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok::<_, std::io::Error>(ev)
+    });
+    HttpResponse::Ok().content_type("text/event-stream").insert_header(("cache-control", "no-cache")).streaming(stream)
+}
+
+async fn embeddings(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -> HttpResponse {
+    state.stats.embeddings.fetch_add(1, Ordering::Relaxed);
+    let v = match prologue(&req, &state, &body).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let model = v.get("model").and_then(Value::as_str).unwrap_or("mock").to_string();
+    match mock::embeddings(&v, &model) {
+        Ok(out) => HttpResponse::Ok().json(out),
+        Err(m) => error(StatusCode::BAD_REQUEST, &m),
+    }
+}
+
+async fn models() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"object": "list", "data": [
+        {"id": "mock-chat", "object": "model", "created": 0, "owned_by": "mock"},
+        {"id": "mock-embed", "object": "model", "created": 0, "owned_by": "mock"},
+    ]}))
+}
+
+async fn stats(state: web::Data<MockState>) -> HttpResponse {
+    let chat = state.stats.chat.load(Ordering::Relaxed);
+    let embeddings = state.stats.embeddings.load(Ordering::Relaxed);
+    HttpResponse::Ok().json(json!({"requests": chat + embeddings, "chat": chat, "embeddings": embeddings}))
+}
+
+pub fn run(addr: &str, latency_ms: u64, chunk_delay_ms: u64, workers: Option<usize>) -> ExitCode {
+    let state = web::Data::from(Arc::new(MockState {
+        latency: Duration::from_millis(latency_ms),
+        chunk_delay: Duration::from_millis(chunk_delay_ms),
+        stats: Stats::default(),
+    }));
+    let result = actix_web::rt::System::new().block_on(async move {
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(64 << 20))
+                .route("/v1/chat/completions", web::post().to(chat))
+                .route("/v1/embeddings", web::post().to(embeddings))
+                .route("/v1/models", web::get().to(models))
+                .route("/mock/stats", web::get().to(stats))
+        })
+        .backlog(4096);
+        if let Some(w) = workers {
+            server = server.workers(w.max(1));
+        }
+        let server = server.bind(addr)?;
+        for a in server.addrs() {
+            println!("mock-upstream listening on http://{a}");
+        }
+        let _ = std::io::stdout().flush();
+        server.run().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mock-upstream: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

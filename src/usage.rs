@@ -1,0 +1,120 @@
+//! `switchyard usage`: a report read straight from the ledger.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use switchyard_actors::store::Store;
+use switchyard_actors::types::UsageRecord;
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum GroupBy {
+    Key,
+    Model,
+    Provider,
+}
+
+#[derive(Default, Serialize, PartialEq, Debug)]
+pub struct Row {
+    pub group: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub cache_hits: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+pub fn aggregate(records: &[UsageRecord], by: GroupBy) -> Vec<Row> {
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+    for r in records {
+        let group = match by {
+            GroupBy::Key => r.key_id.clone(),
+            GroupBy::Model => r.alias.clone(),
+            GroupBy::Provider => if r.cache_hit { "cache".to_string() } else { r.provider.clone() },
+        };
+        let row = rows.entry(group.clone()).or_insert_with(|| Row { group, ..Row::default() });
+        row.requests += 1;
+        row.errors += u64::from(r.status >= 400);
+        row.cache_hits += u64::from(r.cache_hit);
+        row.input_tokens += r.input_tokens;
+        row.output_tokens += r.output_tokens;
+        row.cost_usd += r.cost_usd;
+    }
+    rows.into_values().collect()
+}
+
+pub fn render(rows: &[Row], by: GroupBy) -> String {
+    let head = match by {
+        GroupBy::Key => "KEY",
+        GroupBy::Model => "MODEL",
+        GroupBy::Provider => "PROVIDER",
+    };
+    let width = rows.iter().map(|r| r.group.len()).max().unwrap_or(0).max(head.len());
+    let mut out = format!(
+        "{head:<width$}  {:>9}  {:>7}  {:>10}  {:>13}  {:>13}  {:>12}\n",
+        "REQUESTS", "ERRORS", "CACHE_HITS", "INPUT_TOKENS", "OUTPUT_TOKENS", "COST_USD"
+    );
+    let mut total = Row { group: "TOTAL".into(), ..Row::default() };
+    for r in rows {
+        out.push_str(&line(r, width));
+        total.requests += r.requests;
+        total.errors += r.errors;
+        total.cache_hits += r.cache_hits;
+        total.input_tokens += r.input_tokens;
+        total.output_tokens += r.output_tokens;
+        total.cost_usd += r.cost_usd;
+    }
+    out.push_str(&line(&total, width));
+    out
+}
+
+fn line(r: &Row, width: usize) -> String {
+    format!(
+        "{:<width$}  {:>9}  {:>7}  {:>10}  {:>13}  {:>13}  {:>12.6}\n",
+        r.group, r.requests, r.errors, r.cache_hits, r.input_tokens, r.output_tokens, r.cost_usd
+    )
+}
+
+pub fn run(data_dir: &Path, since: Option<&str>, by: GroupBy, json: bool) -> ExitCode {
+    let since_ms = match since {
+        None => 0,
+        Some(s) => match humantime::parse_duration(s) {
+            Ok(d) => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+                now.saturating_sub(d).as_millis() as u64
+            }
+            Err(e) => {
+                eprintln!("--since: `{s}` is not a duration like 1h or 7d: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if !data_dir.join("switchyard.sled").exists() {
+        eprintln!("no ledger in {} (is it the gateway's server.data_dir?)", data_dir.display());
+        return ExitCode::from(2);
+    }
+    let store = match Store::open(data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot open the ledger in {}: {e}\n(a running gateway holds it; stop it first)", data_dir.display());
+            return ExitCode::from(1);
+        }
+    };
+    let records = match store.usage_since(since_ms) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot read the ledger: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let rows = aggregate(&records, by);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+    } else {
+        print!("{}", render(&rows, by));
+    }
+    ExitCode::SUCCESS
+}

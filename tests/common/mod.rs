@@ -1,0 +1,248 @@
+//! Test harness: the real `switchyard` binary as the gateway and as `mock-upstream`,
+//! each on a free port (bound to port 0, the address read from stdout), over real TCP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+pub const MAIN_KEY: &str = "sk-test-main";
+pub const ADMIN_KEY: &str = "admin-secret-key";
+
+/// A child process that is killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `BIN args`, waits for the `listening on http://ADDR` line.
+fn spawn(args: &[&str], stderr_file: Option<&Path>) -> Proc {
+    let stderr = match stderr_file {
+        Some(p) => Stdio::from(std::fs::File::create(p).expect("stderr file")),
+        None => Stdio::null(),
+    };
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn switchyard");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // keep draining so the child never blocks on a full pipe
+        for _ in lines {}
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(l) => l,
+        Err(_) => {
+            let _ = child.kill();
+            let log = stderr_file.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+            panic!("{args:?} did not start: {log}");
+        }
+    };
+    let url = line.rsplit(' ').next().expect("address").to_string();
+    assert!(url.starts_with("http://"), "unexpected first line {line:?}");
+    Proc { child, url }
+}
+
+pub fn mock_upstream() -> Proc {
+    spawn(&["mock-upstream", "--addr", "127.0.0.1:0", "--workers", "1"], None)
+}
+
+/// A gateway config pointing at `mock`; `extra` is appended (more providers, models, keys).
+pub fn config_text(dir: &Path, mock: &str, extra: &str) -> String {
+    let pricing = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pricing.toml");
+    format!(
+        r#"
+pricing_file = "{pricing}"
+
+[server]
+http_addr = "127.0.0.1:0"
+data_dir = "{data}"
+body_limit_bytes = 4096
+admin_key = "{ADMIN_KEY}"
+ledger_flush_ms = 20
+workers = 2
+
+[[providers]]
+name = "up"
+kind = "openai-compatible"
+base_url = "{mock}/v1"
+api_key = "upstream-secret"
+concurrency = 16
+queue_size = 64
+first_byte_timeout_ms = 1500
+forward_headers = ["x-mock-latency-ms", "x-mock-status", "x-mock-disconnect-after", "x-mock-chunk-delay-ms"]
+
+[[providers]]
+name = "narrow"
+kind = "openai-compatible"
+base_url = "{mock}/v1"
+concurrency = 1
+queue_size = 0
+forward_headers = ["x-mock-latency-ms"]
+
+[[models]]
+alias = "chat"
+targets = [{{ provider = "up", model = "gpt-4o-mini" }}]
+
+[[models]]
+alias = "embed"
+targets = [{{ provider = "up", model = "text-embedding-3-small" }}]
+
+[[models]]
+alias = "narrow"
+targets = [{{ provider = "narrow", model = "mock-chat" }}]
+
+[[models]]
+alias = "secret"
+targets = [{{ provider = "up", model = "mock-chat" }}]
+
+[[keys]]
+id = "main"
+key = "{MAIN_KEY}"
+models = ["*"]
+
+[[keys]]
+id = "rpm"
+key = "sk-test-rpm"
+models = ["chat"]
+rpm = 2
+
+[[keys]]
+id = "tpm"
+key = "sk-test-tpm"
+models = ["chat"]
+tpm = 100
+
+[[keys]]
+id = "conc"
+key = "sk-test-conc"
+models = ["chat"]
+max_concurrent = 1
+
+[cache]
+enabled = true
+ttl_secs = 600
+{extra}
+"#,
+        pricing = pricing.display(),
+        data = dir.join("data").display(),
+    )
+}
+
+/// A running gateway with its own temp dir (config, data, log).
+pub struct Gateway {
+    pub proc: Option<Proc>,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Gateway {
+    pub fn start(mock: &str) -> Gateway {
+        Self::start_with(mock, "")
+    }
+
+    pub fn start_with(mock: &str, extra: &str) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("switchyard.toml");
+        std::fs::write(&config, config_text(dir.path(), mock, extra)).expect("write config");
+        let mut g = Gateway { proc: None, dir, config };
+        g.restart();
+        g
+    }
+
+    pub fn url(&self) -> &str {
+        &self.proc.as_ref().expect("running").url
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// (Re)starts the process on the same config and data dir.
+    pub fn restart(&mut self) {
+        self.stop();
+        let cfg = self.config.to_string_lossy().to_string();
+        self.proc = Some(spawn(&["serve", "--config", &cfg], Some(&self.dir.path().join("gateway.log"))));
+    }
+
+    /// Graceful stop: SIGTERM, then wait.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(p.child.id().to_string()).status();
+            for _ in 0..200 {
+                if let Ok(Some(_)) = p.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        }
+    }
+
+    /// Sends a signal to the running gateway.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.proc.as_ref().expect("running").child.id().to_string();
+        let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid).status();
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+/// POST JSON with the main key.
+pub async fn post(url: &str, path: &str, body: serde_json::Value) -> reqwest::Response {
+    client().post(format!("{url}{path}")).bearer_auth(MAIN_KEY).json(&body).send().await.expect("send")
+}
+
+pub fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+}
+
+/// Splits an SSE body into its `data:` payloads.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_string))
+        .collect()
+}
+
+pub fn chat_body(text: &str) -> serde_json::Value {
+    serde_json::json!({"model": "chat", "messages": [{"role": "user", "content": text}]})
+}
+
+/// Requests the mock upstream has served.
+pub async fn mock_requests(mock: &str) -> u64 {
+    let v: serde_json::Value = client().get(format!("{mock}/mock/stats")).send().await.expect("stats").json().await.expect("json");
+    v["requests"].as_u64().expect("requests")
+}
+
+/// Runs `switchyard ARGS`, returning (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run cli");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

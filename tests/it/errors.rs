@@ -1,0 +1,74 @@
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+async fn error_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].is_string(), "{v}");
+    assert!(v["error"]["type"].is_string(), "{v}");
+    (status, v)
+}
+
+#[tokio::test]
+async fn client_errors_have_the_openai_shape_and_status() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    let url = format!("{}/v1/chat/completions", gw.url());
+    let c = client();
+
+    let (s, v) = error_of(c.post(&url).json(&chat_body("x")).send().await.unwrap()).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (401, Some("missing_api_key")));
+
+    let (s, v) = error_of(c.post(&url).bearer_auth("sk-wrong-key").json(&chat_body("x")).send().await.unwrap()).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (401, Some("invalid_api_key")));
+
+    let (s, v) = error_of(c.post(&url).bearer_auth("sk-test-rpm").json(&json!({"model": "secret", "messages": [{"role": "user", "content": "x"}]})).send().await.unwrap()).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("model_not_allowed")));
+
+    let (s, v) = error_of(post(gw.url(), "/v1/chat/completions", json!({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]})).await).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("model_not_found")));
+
+    let (s, v) = error_of(c.post(&url).bearer_auth(MAIN_KEY).header("content-type", "application/json").body("{not json").send().await.unwrap()).await;
+    assert_eq!((s, v["error"]["type"].as_str()), (400, Some("invalid_request_error")));
+    assert!(v["error"]["message"].as_str().unwrap().contains("invalid JSON"));
+
+    let (s, v) = error_of(post(gw.url(), "/v1/chat/completions", json!({"model": "chat", "messages": []})).await).await;
+    assert_eq!(s, 400);
+    assert!(v["error"]["message"].as_str().unwrap().contains("messages"));
+
+    let (s, _) = error_of(post(gw.url(), "/v1/chat/completions", json!({"model": "chat", "messages": [{"content": "no role"}]})).await).await;
+    assert_eq!(s, 400);
+
+    // the test config's body limit is 4096 bytes
+    let big = "x".repeat(10_000);
+    let (s, v) = error_of(post(gw.url(), "/v1/chat/completions", chat_body(&big)).await).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (413, Some("request_too_large")));
+
+    let (s, _) = error_of(c.post(&url).bearer_auth(MAIN_KEY).header("x-switchyard-priority", "urgent").json(&chat_body("x")).send().await.unwrap()).await;
+    assert_eq!(s, 400);
+
+    let (s, _) = error_of(c.get(format!("{}/v1/nothing-here", gw.url())).send().await.unwrap()).await;
+    assert_eq!(s, 404);
+
+    // the gateway is still fine after all that
+    assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body("still alive")).await.status(), 200);
+    assert_eq!(mock_requests(&mock.url).await, 1, "no refused request reached the provider");
+}
+
+#[tokio::test]
+async fn a_body_sent_in_chunks_over_the_limit_is_refused() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    // no content-length: the limit is enforced while reading
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..10).map(|_| Ok(vec![b' '; 1000])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let r = client()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .bearer_auth(MAIN_KEY)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+}

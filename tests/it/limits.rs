@@ -1,0 +1,99 @@
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+async fn chat_as(gw: &str, key: &str, body: Value) -> reqwest::Response {
+    client().post(format!("{gw}/v1/chat/completions")).bearer_auth(key).json(&body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn requests_per_minute() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    let a = chat_as(gw.url(), "sk-test-rpm", chat_body("r1")).await;
+    assert_eq!(a.status(), 200);
+    assert_eq!(header(&a, "x-ratelimit-limit-requests"), "2");
+    assert_eq!(header(&a, "x-ratelimit-remaining-requests"), "1");
+    assert_eq!(chat_as(gw.url(), "sk-test-rpm", chat_body("r2")).await.status(), 200);
+    let r = chat_as(gw.url(), "sk-test-rpm", chat_body("r3")).await;
+    assert_eq!(r.status(), 429);
+    let retry: u64 = header(&r, "retry-after").parse().unwrap();
+    assert!((1..=30).contains(&retry), "retry-after {retry}");
+    assert_eq!(header(&r, "x-ratelimit-remaining-requests"), "0");
+    assert!(!header(&r, "x-ratelimit-reset-requests").is_empty());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limit_requests");
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    // other keys are not affected
+    assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body("r4")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn tokens_per_minute_reserve_max_tokens() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    // tpm = 100: a request that may use 90 tokens fits; the real usage (about 20) is
+    // reconciled after, so the next small request fits too
+    let mut body = chat_body("tokens one");
+    body["max_tokens"] = json!(80);
+    let r = chat_as(gw.url(), "sk-test-tpm", body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-ratelimit-limit-tokens"), "100");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut body = chat_body("tokens two");
+    body["max_tokens"] = json!(40);
+    assert_eq!(chat_as(gw.url(), "sk-test-tpm", body).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // a request that could use far more than what is left is refused
+    let mut body = chat_body("tokens three");
+    body["max_tokens"] = json!(95);
+    let r = chat_as(gw.url(), "sk-test-tpm", body).await;
+    assert_eq!(r.status(), 429);
+    assert!(header(&r, "retry-after").parse::<u64>().unwrap() >= 1);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limit_tokens");
+}
+
+#[tokio::test]
+async fn concurrent_requests_per_key() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    let slow = {
+        let url = format!("{}/v1/chat/completions", gw.url());
+        tokio::spawn(async move {
+            client().post(url).bearer_auth("sk-test-conc").header("x-mock-latency-ms", "800").json(&chat_body("slow")).send().await.unwrap().status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = chat_as(gw.url(), "sk-test-conc", chat_body("second")).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(header(&r, "retry-after"), "1");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limit_concurrency");
+    assert_eq!(slow.await.unwrap(), 200);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(chat_as(gw.url(), "sk-test-conc", chat_body("third")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_full_provider_queue_answers_503() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    // provider `narrow`: concurrency 1, queue_size 0
+    let slow = {
+        let url = format!("{}/v1/chat/completions", gw.url());
+        tokio::spawn(async move {
+            let body = json!({"model": "narrow", "messages": [{"role": "user", "content": "slow"}]});
+            client().post(url).bearer_auth(MAIN_KEY).header("x-mock-latency-ms", "800").json(&body).send().await.unwrap().status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = post(gw.url(), "/v1/chat/completions", json!({"model": "narrow", "messages": [{"role": "user", "content": "fast"}]})).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(header(&r, "retry-after"), "1");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "queue_full");
+    assert_eq!(slow.await.unwrap(), 200);
+}

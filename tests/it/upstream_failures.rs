@@ -1,0 +1,86 @@
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+async fn chat_with(gw: &str, headers: &[(&str, &str)], body: Value) -> reqwest::Response {
+    let mut rb = client().post(format!("{gw}/v1/chat/completions")).bearer_auth(MAIN_KEY);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    rb.json(&body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn upstream_500_becomes_502() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    let r = chat_with(gw.url(), &[("x-mock-status", "500")], chat_body("fail please")).await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_error");
+    assert!(v["error"]["message"].as_str().unwrap().contains("failure requested"), "{v}");
+}
+
+#[tokio::test]
+async fn upstream_429_is_passed_on_with_retry_after() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    let r = chat_with(gw.url(), &[("x-mock-status", "429")], chat_body("throttle please")).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(header(&r, "retry-after"), "1");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_rate_limited");
+}
+
+#[tokio::test]
+async fn upstream_timeout_becomes_504() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    // first_byte_timeout_ms = 1500 in the test config
+    let r = chat_with(gw.url(), &[("x-mock-latency-ms", "4000")], chat_body("too slow")).await;
+    assert_eq!(r.status(), 504);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_timeout");
+    // the slot came back: the next request works
+    assert_eq!(chat_with(gw.url(), &[], chat_body("fast again")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn unreachable_upstream_becomes_502() {
+    // a port that nothing listens on: bind, take the port, close
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let gw = Gateway::start(&format!("http://127.0.0.1:{port}"));
+    let r = post(gw.url(), "/v1/chat/completions", chat_body("anyone there")).await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_unreachable");
+}
+
+#[tokio::test]
+async fn mid_stream_disconnect_ends_with_an_error_event_not_done() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    let mut body = chat_body("cut me off after three chunks");
+    body["stream"] = json!(true);
+    let r = chat_with(gw.url(), &[("x-mock-disconnect-after", "3")], body).await;
+    assert_eq!(r.status(), 200, "headers were sent before the cut");
+    let text = r.text().await.unwrap();
+    let events = sse_data(&text);
+    assert!(!events.iter().any(|e| e == "[DONE]"), "{text}");
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert!(last["error"]["message"].as_str().unwrap().contains("mid-stream"), "{last}");
+    // the three chunks before the cut arrived
+    assert_eq!(events.len(), 4, "{text}");
+}
+
+#[tokio::test]
+async fn streamed_upstream_error_status_is_a_plain_error_response() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    let mut body = chat_body("stream fails before the first byte");
+    body["stream"] = json!(true);
+    let r = chat_with(gw.url(), &[("x-mock-status", "503")], body).await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "api_error");
+}
