@@ -1,1 +1,147 @@
-fn main(){}
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+//! Criterion benches of the hot-path pieces: parse, token estimate, route, rate-limit
+//! check, cache key, SSE parse, and the ledger append (bincode + sled, one group commit).
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use switchyard_actors::actors::cache::cache_key;
+use switchyard_actors::actors::rate_limiter::RateLimiter;
+use switchyard_actors::actors::router::Router;
+use switchyard_actors::providers::openai;
+use switchyard_actors::providers::sse::SseParser;
+use switchyard_actors::store::Store;
+use switchyard_actors::tokens;
+use switchyard_actors::types::{ChatRequest, Endpoint, UsageRecord};
+use switchyard_config::Limits;
+
+const BODY: &[u8] = br#"{"model":"fast","temperature":0.2,"max_tokens":256,"messages":[
+{"role":"system","content":"You are a helpful assistant that answers briefly."},
+{"role":"user","content":"What is the capital of France, and what is it famous for? Answer in two sentences."}]}"#;
+
+fn config() -> switchyard_config::Config {
+    let text = r#"
+[[providers]]
+name = "a"
+kind = "mock"
+[[providers]]
+name = "b"
+kind = "mock"
+[[models]]
+alias = "fast"
+targets = [{ provider = "a", model = "m1", weight = 9 }, { provider = "b", model = "m2", weight = 1 }]
+"#;
+    match switchyard_config::load_str(text, Path::new("."), &|_| None) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn record(i: u64) -> UsageRecord {
+    UsageRecord {
+        request_id: format!("req_{i:024x}"),
+        ts_ms: 1_800_000_000_000 + i,
+        key_id: "team-a".into(),
+        endpoint: Endpoint::Chat,
+        alias: "fast".into(),
+        provider: "openai".into(),
+        upstream_model: "gpt-4o-mini".into(),
+        input_tokens: 120,
+        output_tokens: 48,
+        cached_tokens: 0,
+        cost_usd: 0.000_046_8,
+        latency_us: 350_000,
+        ttft_us: Some(120_000),
+        status: 200,
+        cache_hit: false,
+        stream: true,
+        usage_estimated: false,
+    }
+}
+
+fn hot_path(c: &mut Criterion) {
+    c.bench_function("parse_chat_request", |b| b.iter(|| ChatRequest::parse(black_box(BODY))));
+
+    let req = match ChatRequest::parse(BODY) {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    };
+    tokens::count_text("warm");
+    c.bench_function("estimate_prompt_tokens", |b| {
+        b.iter(|| tokens::estimate_prompt(black_box(&req)))
+    });
+    c.bench_function("upstream_body", |b| {
+        b.iter(|| openai::chat_body(black_box(&req), "gpt-4o-mini"))
+    });
+
+    let cfg = config();
+    let mut router = Router::new(&cfg, Some(1));
+    c.bench_function("route_weighted", |b| b.iter(|| router.pick(black_box("fast"))));
+
+    let mut rl = RateLimiter::default();
+    let key: Arc<str> = Arc::from("team-a");
+    let limits = Limits {
+        rpm: Some(u32::MAX),
+        tpm: Some(u64::MAX / 4),
+        max_concurrent: None,
+    };
+    c.bench_function("rate_limit_check", |b| {
+        b.iter(|| rl.check(black_box(&key), limits, 300, Instant::now()))
+    });
+
+    let normalized = serde_json::to_value(&req).unwrap_or_default();
+    c.bench_function("cache_key", |b| {
+        b.iter(|| cache_key(Endpoint::Chat, "fast", black_box(&normalized)))
+    });
+
+    let chunk = br#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":" word"},"finish_reason":null}]}
+
+"#;
+    let mut g = c.benchmark_group("sse");
+    g.throughput(Throughput::Bytes(chunk.len() as u64));
+    g.bench_function("parse_chunk", |b| {
+        let mut p = SseParser::new();
+        b.iter(|| p.feed(black_box(chunk)))
+    });
+    g.finish();
+
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let store = match Store::open(dir.path()) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    let mut seq = 0u64;
+    let mut next = 0u64;
+    let mut g = c.benchmark_group("ledger");
+    g.throughput(Throughput::Elements(256));
+    g.bench_function("append_256_records_group_commit", |b| {
+        b.iter_batched(
+            || {
+                let batch: Vec<UsageRecord> = (next..next + 256).map(record).collect();
+                next += 256;
+                batch
+            },
+            |batch| store.append_usage(&batch, &mut seq),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+    c.bench_function("bincode_encode_record", |b| {
+        let r = record(1);
+        b.iter(|| switchyard_actors::store::encode(black_box(&r)))
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
+    targets = hot_path
+}
+criterion_main!(benches);

@@ -33,9 +33,18 @@ pub fn aggregate(records: &[UsageRecord], by: GroupBy) -> Vec<Row> {
         let group = match by {
             GroupBy::Key => r.key_id.clone(),
             GroupBy::Model => r.alias.clone(),
-            GroupBy::Provider => if r.cache_hit { "cache".to_string() } else { r.provider.clone() },
+            GroupBy::Provider => {
+                if r.cache_hit {
+                    "cache".to_string()
+                } else {
+                    r.provider.clone()
+                }
+            }
         };
-        let row = rows.entry(group.clone()).or_insert_with(|| Row { group, ..Row::default() });
+        let row = rows.entry(group.clone()).or_insert_with(|| Row {
+            group,
+            ..Row::default()
+        });
         row.requests += 1;
         row.errors += u64::from(r.status >= 400);
         row.cache_hits += u64::from(r.cache_hit);
@@ -57,7 +66,10 @@ pub fn render(rows: &[Row], by: GroupBy) -> String {
         "{head:<width$}  {:>9}  {:>7}  {:>10}  {:>13}  {:>13}  {:>12}\n",
         "REQUESTS", "ERRORS", "CACHE_HITS", "INPUT_TOKENS", "OUTPUT_TOKENS", "COST_USD"
     );
-    let mut total = Row { group: "TOTAL".into(), ..Row::default() };
+    let mut total = Row {
+        group: "TOTAL".into(),
+        ..Row::default()
+    };
     for r in rows {
         out.push_str(&line(r, width));
         total.requests += r.requests;
@@ -93,13 +105,19 @@ pub fn run(data_dir: &Path, since: Option<&str>, by: GroupBy, json: bool) -> Exi
         },
     };
     if !data_dir.join("switchyard.sled").exists() {
-        eprintln!("no ledger in {} (is it the gateway's server.data_dir?)", data_dir.display());
+        eprintln!(
+            "no ledger in {} (is it the gateway's server.data_dir?)",
+            data_dir.display()
+        );
         return ExitCode::from(2);
     }
     let store = match Store::open(data_dir) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("cannot open the ledger in {}: {e}\n(a running gateway holds it; stop it first)", data_dir.display());
+            eprintln!(
+                "cannot open the ledger in {}: {e}\n(a running gateway holds it; stop it first)",
+                data_dir.display()
+            );
             return ExitCode::from(1);
         }
     };

@@ -47,7 +47,10 @@ impl Store {
     /// Opens (or creates) the database in `dir`. Fails if another process holds it.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
-        let db = sled::Config::new().path(dir.join("switchyard.sled")).cache_capacity(64 << 20).open()?;
+        let db = sled::Config::new()
+            .path(dir.join("switchyard.sled"))
+            .cache_capacity(64 << 20)
+            .open()?;
         Ok(Store {
             ledger: db.open_tree("ledger")?,
             ledger_ids: db.open_tree("ledger_ids")?,
@@ -158,7 +161,10 @@ mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         let all = store.usage_since(0).unwrap();
-        assert_eq!(all.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), vec!["a", "b", "c"]);
+        assert_eq!(
+            all.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(),
+            vec!["a", "b", "c"]
+        );
         assert_eq!(store.usage_since(2).unwrap().len(), 2);
         assert!(store.has_usage("c").unwrap());
         assert!(store.last_ledger_seq().unwrap() >= 3);

@@ -64,7 +64,9 @@ impl ChatRequest {
             return Err(GatewayError::BadRequest("`model` must not be empty".into()));
         }
         if req.messages.is_empty() {
-            return Err(GatewayError::BadRequest("`messages` must contain at least one message".into()));
+            return Err(GatewayError::BadRequest(
+                "`messages` must contain at least one message".into(),
+            ));
         }
         for (i, m) in req.messages.iter().enumerate() {
             match m.get("role") {
@@ -85,7 +87,10 @@ impl ChatRequest {
 
     /// Whether the client asked for the usage chunk at the end of a stream.
     pub fn wants_stream_usage(&self) -> bool {
-        self.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false)
+        self.stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false)
     }
 
     pub fn max_output_tokens(&self) -> Option<u64> {
@@ -118,7 +123,9 @@ impl EmbeddingsRequest {
                 !items.is_empty()
                     && (items.iter().all(Value::is_string)
                         || items.iter().all(Value::is_number)
-                        || items.iter().all(|i| i.as_array().is_some_and(|a| a.iter().all(Value::is_number))))
+                        || items
+                            .iter()
+                            .all(|i| i.as_array().is_some_and(|a| a.iter().all(Value::is_number))))
             }
             _ => false,
         };
@@ -177,7 +184,11 @@ impl Usage {
             .and_then(|d| d.get("cached_tokens"))
             .and_then(Value::as_u64)
             .unwrap_or(0);
-        Some(Usage { input, output, cached_input })
+        Some(Usage {
+            input,
+            output,
+            cached_input,
+        })
     }
 
     pub fn total(&self) -> u64 {

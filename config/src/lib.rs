@@ -189,8 +189,7 @@ impl Pricing {
         let output = model.output_per_mtok.or(base.map(|p| p.output_per_mtok)).unwrap_or(0.0);
         let cached = base.map(|p| p.cached_input_per_mtok).unwrap_or(input);
         let uncached_in = usage.input.saturating_sub(usage.cached_input);
-        (uncached_in as f64 * input + usage.cached_input as f64 * cached + usage.output as f64 * output)
-            / 1_000_000.0
+        (uncached_in as f64 * input + usage.cached_input as f64 * cached + usage.output as f64 * output) / 1_000_000.0
     }
 }
 
@@ -244,7 +243,10 @@ impl fmt::Display for ConfigErrors {
 
 impl ConfigErrors {
     fn one(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigErrors(vec![ConfigError { field: field.into(), message: message.into() }])
+        ConfigErrors(vec![ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }])
     }
 }
 
@@ -262,11 +264,7 @@ pub fn load(path: &Path) -> Result<Arc<Config>, ConfigErrors> {
 }
 
 /// Parses and validates config text; `base` resolves relative paths, `env` looks up `${VAR}`.
-pub fn load_str(
-    text: &str,
-    base: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigErrors> {
+pub fn load_str(text: &str, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| toml_error(&e, text))?;
     let pricing = match &raw.pricing_file {
         Some(p) => Some(read_pricing(&base.join(p), "pricing_file")?),
@@ -291,7 +289,10 @@ fn read_pricing(path: &Path, field: &str) -> Result<raw::RawPricing, ConfigError
             inner
                 .0
                 .into_iter()
-                .map(|c| ConfigError { field: format!("{} ({})", c.field, path.display()), message: c.message })
+                .map(|c| ConfigError {
+                    field: format!("{} ({})", c.field, path.display()),
+                    message: c.message,
+                })
                 .collect(),
         )
     })

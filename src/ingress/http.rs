@@ -52,8 +52,14 @@ fn credential(req: &HttpRequest) -> Option<&str> {
 }
 
 fn authenticate(req: &HttpRequest, state: &AppState) -> Result<std::sync::Arc<KeyEntry>, GatewayError> {
-    let secret = credential(req).filter(|s| !s.is_empty()).ok_or(GatewayError::MissingKey)?;
-    state.engine.runtime().authenticate(secret).ok_or(GatewayError::InvalidKey)
+    let secret = credential(req)
+        .filter(|s| !s.is_empty())
+        .ok_or(GatewayError::MissingKey)?;
+    state
+        .engine
+        .runtime()
+        .authenticate(secret)
+        .ok_or(GatewayError::InvalidKey)
 }
 
 /// Reads the body up to `limit` bytes (413 beyond, without reading the rest).
@@ -107,14 +113,20 @@ fn simple_error(request_id: &str, error: GatewayError) -> HttpResponse {
 }
 
 /// Builds the `RequestCtx` from headers; body-independent checks happen here.
-fn context(req: &HttpRequest, state: &AppState, request_id: String, received: Instant) -> Result<RequestCtx, GatewayError> {
+fn context(
+    req: &HttpRequest,
+    state: &AppState,
+    request_id: String,
+    received: Instant,
+) -> Result<RequestCtx, GatewayError> {
     let key = authenticate(req, state)?;
-    let priority = match req.headers().get("x-switchyard-priority") {
-        None => key.key.priority,
-        Some(v) => v.to_str().ok().and_then(Priority::parse).ok_or_else(|| {
-            GatewayError::BadRequest("`x-switchyard-priority` must be high, normal or low".into())
-        })?,
-    };
+    let priority =
+        match req.headers().get("x-switchyard-priority") {
+            None => key.key.priority,
+            Some(v) => v.to_str().ok().and_then(Priority::parse).ok_or_else(|| {
+                GatewayError::BadRequest("`x-switchyard-priority` must be high, normal or low".into())
+            })?,
+        };
     let no_cache = req
         .headers()
         .get("cache-control")
@@ -130,7 +142,14 @@ fn context(req: &HttpRequest, state: &AppState, request_id: String, received: In
             .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
             .collect()
     };
-    Ok(RequestCtx { request_id, key, priority, no_cache, headers, received })
+    Ok(RequestCtx {
+        request_id,
+        key,
+        priority,
+        no_cache,
+        headers,
+        received,
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -209,7 +228,9 @@ async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
 }
 
 async fn healthz() -> HttpResponse {

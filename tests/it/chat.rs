@@ -16,7 +16,10 @@ async fn chat_non_stream_through_the_gateway() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["model"], "gpt-4o-mini");
-    assert_eq!(v["choices"][0]["message"]["content"], "This is a mock reply to: hello non-stream");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "This is a mock reply to: hello non-stream"
+    );
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
     assert_eq!(mock_requests(&mock.url).await, 1);
 
@@ -45,8 +48,14 @@ async fn chat_stream_forwards_chunks_and_honours_include_usage() {
     let text = r.text().await.unwrap();
     let events = sse_data(&text);
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
-    let content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert_eq!(content, "This is a mock reply to: stream without usage please");
     // the gateway asked upstream for usage, but the client did not: no usage chunk
     assert!(chunks.iter().all(|c| c["usage"].is_null()), "{text}");
@@ -65,7 +74,12 @@ async fn chat_stream_forwards_chunks_and_honours_include_usage() {
 async fn embeddings_float_and_base64() {
     let mock = mock_upstream();
     let gw = Gateway::start(&mock.url);
-    let r = post(gw.url(), "/v1/embeddings", json!({"model": "embed", "input": ["one", "two"]})).await;
+    let r = post(
+        gw.url(),
+        "/v1/embeddings",
+        json!({"model": "embed", "input": ["one", "two"]}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["data"].as_array().unwrap().len(), 2);
@@ -74,7 +88,12 @@ async fn embeddings_float_and_base64() {
     assert_eq!(v["model"], "text-embedding-3-small");
 
     // what the OpenAI SDK sends by default
-    let r = post(gw.url(), "/v1/embeddings", json!({"model": "embed", "input": "one", "encoding_format": "base64"})).await;
+    let r = post(
+        gw.url(),
+        "/v1/embeddings",
+        json!({"model": "embed", "input": "one", "encoding_format": "base64"}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert!(v["data"][0]["embedding"].is_string());
@@ -87,11 +106,31 @@ async fn embeddings_float_and_base64() {
 async fn models_lists_only_the_keys_aliases() {
     let mock = mock_upstream();
     let gw = Gateway::start(&mock.url);
-    let all: Value = client().get(format!("{}/v1/models", gw.url())).bearer_auth(MAIN_KEY).send().await.unwrap().json().await.unwrap();
-    let ids: Vec<&str> = all["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let all: Value = client()
+        .get(format!("{}/v1/models", gw.url()))
+        .bearer_auth(MAIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec!["chat", "embed", "narrow", "secret"]);
-    let some: Value =
-        client().get(format!("{}/v1/models", gw.url())).bearer_auth("sk-test-rpm").send().await.unwrap().json().await.unwrap();
+    let some: Value = client()
+        .get(format!("{}/v1/models", gw.url()))
+        .bearer_auth("sk-test-rpm")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(some["data"].as_array().unwrap().len(), 1);
     assert_eq!(some["data"][0]["id"], "chat");
     let r = client().get(format!("{}/v1/models", gw.url())).send().await.unwrap();
@@ -102,16 +141,46 @@ async fn models_lists_only_the_keys_aliases() {
 async fn metrics_health_and_readiness() {
     let mock = mock_upstream();
     let gw = Gateway::start(&mock.url);
-    assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body("for metrics")).await.status(), 200);
+    assert_eq!(
+        post(gw.url(), "/v1/chat/completions", chat_body("for metrics"))
+            .await
+            .status(),
+        200
+    );
     let mut body = chat_body("for metrics, streamed");
     body["stream"] = json!(true);
     let _ = post(gw.url(), "/v1/chat/completions", body).await.text().await.unwrap();
-    let _ = client().post(format!("{}/v1/chat/completions", gw.url())).bearer_auth("sk-test-rpm").json(&chat_body("m1")).send().await.unwrap();
-    let _ = client().post(format!("{}/v1/chat/completions", gw.url())).bearer_auth("sk-test-rpm").json(&chat_body("m2")).send().await.unwrap();
-    let _ = client().post(format!("{}/v1/chat/completions", gw.url())).bearer_auth("sk-test-rpm").json(&chat_body("m3")).send().await.unwrap();
+    let _ = client()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .bearer_auth("sk-test-rpm")
+        .json(&chat_body("m1"))
+        .send()
+        .await
+        .unwrap();
+    let _ = client()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .bearer_auth("sk-test-rpm")
+        .json(&chat_body("m2"))
+        .send()
+        .await
+        .unwrap();
+    let _ = client()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .bearer_auth("sk-test-rpm")
+        .json(&chat_body("m3"))
+        .send()
+        .await
+        .unwrap();
     // the ledger commits on a 20 ms timer; give it a moment so its metrics exist
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let text = client().get(format!("{}/metrics", gw.url())).send().await.unwrap().text().await.unwrap();
+    let text = client()
+        .get(format!("{}/metrics", gw.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "switchyard_requests_total{",
         "switchyard_request_duration_seconds_bucket",
@@ -131,6 +200,13 @@ async fn metrics_health_and_readiness() {
     assert!(text.contains("status=\"429\""), "{text}");
     let h = client().get(format!("{}/healthz", gw.url())).send().await.unwrap();
     assert_eq!(h.status(), 200);
-    let r: Value = client().get(format!("{}/readyz", gw.url())).send().await.unwrap().json().await.unwrap();
+    let r: Value = client()
+        .get(format!("{}/readyz", gw.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["status"], "ready");
 }

@@ -20,24 +20,73 @@ async fn client_errors_have_the_openai_shape_and_status() {
     let (s, v) = error_of(c.post(&url).json(&chat_body("x")).send().await.unwrap()).await;
     assert_eq!((s, v["error"]["code"].as_str()), (401, Some("missing_api_key")));
 
-    let (s, v) = error_of(c.post(&url).bearer_auth("sk-wrong-key").json(&chat_body("x")).send().await.unwrap()).await;
+    let (s, v) = error_of(
+        c.post(&url)
+            .bearer_auth("sk-wrong-key")
+            .json(&chat_body("x"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((s, v["error"]["code"].as_str()), (401, Some("invalid_api_key")));
 
-    let (s, v) = error_of(c.post(&url).bearer_auth("sk-test-rpm").json(&json!({"model": "secret", "messages": [{"role": "user", "content": "x"}]})).send().await.unwrap()).await;
+    let (s, v) = error_of(
+        c.post(&url)
+            .bearer_auth("sk-test-rpm")
+            .json(&json!({"model": "secret", "messages": [{"role": "user", "content": "x"}]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("model_not_allowed")));
 
-    let (s, v) = error_of(post(gw.url(), "/v1/chat/completions", json!({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]})).await).await;
+    let (s, v) = error_of(
+        post(
+            gw.url(),
+            "/v1/chat/completions",
+            json!({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await,
+    )
+    .await;
     assert_eq!((s, v["error"]["code"].as_str()), (404, Some("model_not_found")));
 
-    let (s, v) = error_of(c.post(&url).bearer_auth(MAIN_KEY).header("content-type", "application/json").body("{not json").send().await.unwrap()).await;
+    let (s, v) = error_of(
+        c.post(&url)
+            .bearer_auth(MAIN_KEY)
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((s, v["error"]["type"].as_str()), (400, Some("invalid_request_error")));
     assert!(v["error"]["message"].as_str().unwrap().contains("invalid JSON"));
 
-    let (s, v) = error_of(post(gw.url(), "/v1/chat/completions", json!({"model": "chat", "messages": []})).await).await;
+    let (s, v) = error_of(
+        post(
+            gw.url(),
+            "/v1/chat/completions",
+            json!({"model": "chat", "messages": []}),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(s, 400);
     assert!(v["error"]["message"].as_str().unwrap().contains("messages"));
 
-    let (s, _) = error_of(post(gw.url(), "/v1/chat/completions", json!({"model": "chat", "messages": [{"content": "no role"}]})).await).await;
+    let (s, _) = error_of(
+        post(
+            gw.url(),
+            "/v1/chat/completions",
+            json!({"model": "chat", "messages": [{"content": "no role"}]}),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(s, 400);
 
     // the test config's body limit is 4096 bytes
@@ -45,15 +94,33 @@ async fn client_errors_have_the_openai_shape_and_status() {
     let (s, v) = error_of(post(gw.url(), "/v1/chat/completions", chat_body(&big)).await).await;
     assert_eq!((s, v["error"]["code"].as_str()), (413, Some("request_too_large")));
 
-    let (s, _) = error_of(c.post(&url).bearer_auth(MAIN_KEY).header("x-switchyard-priority", "urgent").json(&chat_body("x")).send().await.unwrap()).await;
+    let (s, _) = error_of(
+        c.post(&url)
+            .bearer_auth(MAIN_KEY)
+            .header("x-switchyard-priority", "urgent")
+            .json(&chat_body("x"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 400);
 
     let (s, _) = error_of(c.get(format!("{}/v1/nothing-here", gw.url())).send().await.unwrap()).await;
     assert_eq!(s, 404);
 
     // the gateway is still fine after all that
-    assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body("still alive")).await.status(), 200);
-    assert_eq!(mock_requests(&mock.url).await, 1, "no refused request reached the provider");
+    assert_eq!(
+        post(gw.url(), "/v1/chat/completions", chat_body("still alive"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        mock_requests(&mock.url).await,
+        1,
+        "no refused request reached the provider"
+    );
 }
 
 #[tokio::test]

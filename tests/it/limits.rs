@@ -5,7 +5,13 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 async fn chat_as(gw: &str, key: &str, body: Value) -> reqwest::Response {
-    client().post(format!("{gw}/v1/chat/completions")).bearer_auth(key).json(&body).send().await.unwrap()
+    client()
+        .post(format!("{gw}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -27,7 +33,10 @@ async fn requests_per_minute() {
     assert_eq!(v["error"]["code"], "rate_limit_requests");
     assert_eq!(v["error"]["type"], "rate_limit_error");
     // other keys are not affected
-    assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body("r4")).await.status(), 200);
+    assert_eq!(
+        post(gw.url(), "/v1/chat/completions", chat_body("r4")).await.status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -63,7 +72,15 @@ async fn concurrent_requests_per_key() {
     let slow = {
         let url = format!("{}/v1/chat/completions", gw.url());
         tokio::spawn(async move {
-            client().post(url).bearer_auth("sk-test-conc").header("x-mock-latency-ms", "800").json(&chat_body("slow")).send().await.unwrap().status()
+            client()
+                .post(url)
+                .bearer_auth("sk-test-conc")
+                .header("x-mock-latency-ms", "800")
+                .json(&chat_body("slow"))
+                .send()
+                .await
+                .unwrap()
+                .status()
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -74,7 +91,10 @@ async fn concurrent_requests_per_key() {
     assert_eq!(v["error"]["code"], "rate_limit_concurrency");
     assert_eq!(slow.await.unwrap(), 200);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(chat_as(gw.url(), "sk-test-conc", chat_body("third")).await.status(), 200);
+    assert_eq!(
+        chat_as(gw.url(), "sk-test-conc", chat_body("third")).await.status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -86,11 +106,24 @@ async fn a_full_provider_queue_answers_503() {
         let url = format!("{}/v1/chat/completions", gw.url());
         tokio::spawn(async move {
             let body = json!({"model": "narrow", "messages": [{"role": "user", "content": "slow"}]});
-            client().post(url).bearer_auth(MAIN_KEY).header("x-mock-latency-ms", "800").json(&body).send().await.unwrap().status()
+            client()
+                .post(url)
+                .bearer_auth(MAIN_KEY)
+                .header("x-mock-latency-ms", "800")
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = post(gw.url(), "/v1/chat/completions", json!({"model": "narrow", "messages": [{"role": "user", "content": "fast"}]})).await;
+    let r = post(
+        gw.url(),
+        "/v1/chat/completions",
+        json!({"model": "narrow", "messages": [{"role": "user", "content": "fast"}]}),
+    )
+    .await;
     assert_eq!(r.status(), 503);
     assert_eq!(header(&r, "retry-after"), "1");
     let v: Value = r.json().await.unwrap();

@@ -2,6 +2,7 @@ mod admin;
 mod cache;
 mod chat;
 mod errors;
-mod limits;
 mod ledger;
+mod limits;
+mod sdk;
 mod upstream_failures;

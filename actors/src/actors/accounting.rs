@@ -31,7 +31,13 @@ pub struct Accounting {
 impl Accounting {
     pub fn new(store: Store, interval: Duration, batch_max: usize) -> Accounting {
         let next_seq = store.last_ledger_seq().unwrap_or(0);
-        Accounting { store, buffer: Vec::with_capacity(batch_max), interval, batch_max, next_seq }
+        Accounting {
+            store,
+            buffer: Vec::with_capacity(batch_max),
+            interval,
+            batch_max,
+            next_seq,
+        }
     }
 
     fn commit(&mut self) -> usize {
@@ -146,7 +152,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(store.usage_since(0).unwrap().len(), 3, "the timer commits the rest");
         acc.send(Record(record("c"))).await.unwrap();
-        assert_eq!(acc.send(Flush).await.unwrap(), 0, "a repeated request id is not written twice");
+        assert_eq!(
+            acc.send(Flush).await.unwrap(),
+            0,
+            "a repeated request id is not written twice"
+        );
         assert_eq!(store.usage_since(0).unwrap().len(), 3);
     }
 }

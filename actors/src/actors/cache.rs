@@ -65,7 +65,10 @@ pub struct Cache {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Cache {
@@ -78,7 +81,12 @@ impl Cache {
             .flatten()
             .and_then(|(k, _)| k.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes))
             .map_or(0, |s| s + 1);
-        Cache { store, max_bytes, bytes, seq }
+        Cache {
+            store,
+            max_bytes,
+            bytes,
+            seq,
+        }
     }
 
     pub fn get(&mut self, key: &CacheKey) -> Option<CachedResponse> {
@@ -97,7 +105,11 @@ impl Cache {
 
     pub fn put(&mut self, key: CacheKey, response: CachedResponse, ttl: Duration) {
         let now = now_ms();
-        let entry = Entry { expires_ms: now + ttl.as_millis() as u64, stored_ms: now, response };
+        let entry = Entry {
+            expires_ms: now + ttl.as_millis() as u64,
+            stored_ms: now,
+            response,
+        };
         let Ok(value) = encode(&entry) else { return };
         if value.len() as u64 > self.max_bytes {
             return;
@@ -123,7 +135,9 @@ impl Cache {
     /// Removes the oldest entries until the cache fits its cap.
     fn evict(&mut self) {
         while self.bytes > self.max_bytes {
-            let Ok(Some((order, _))) = self.store.cache_order.pop_min() else { break };
+            let Ok(Some((order, _))) = self.store.cache_order.pop_min() else {
+                break;
+            };
             let Some(key) = order.get(8..) else { continue };
             if let Ok(Some(old)) = self.store.cache.remove(key) {
                 self.bytes = self.bytes.saturating_sub(old.len() as u64);
@@ -188,7 +202,11 @@ mod tests {
             body: vec![b'x'; n],
             provider: "p".into(),
             upstream_model: "m".into(),
-            usage: Usage { input: 1, output: 2, cached_input: 0 },
+            usage: Usage {
+                input: 1,
+                output: 2,
+                cached_input: 0,
+            },
         }
     }
 
@@ -237,7 +255,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let addr = Cache::new(store, 1 << 20).start();
-        addr.send(Put { key: [9; 32], response: response(5), ttl: Duration::from_secs(60) }).await.unwrap();
+        addr.send(Put {
+            key: [9; 32],
+            response: response(5),
+            ttl: Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
         assert!(addr.send(Lookup([9; 32])).await.unwrap().is_some());
         assert!(addr.send(Lookup([8; 32])).await.unwrap().is_none());
     }

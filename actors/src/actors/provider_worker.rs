@@ -101,12 +101,16 @@ impl ProviderWorker {
     /// (their request was dropped) are skipped.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
         while self.inflight < self.concurrency {
-            let Some(tx) = self.queues.iter_mut().find_map(VecDeque::pop_front) else { break };
+            let Some(tx) = self.queues.iter_mut().find_map(VecDeque::pop_front) else {
+                break;
+            };
             if tx.is_closed() {
                 continue;
             }
             self.inflight += 1;
-            if let Err(permit) = tx.send(Permit { addr: Some(ctx.address()) }) {
+            if let Err(permit) = tx.send(Permit {
+                addr: Some(ctx.address()),
+            }) {
                 // the waiter left between the check and the send: its permit drops
                 // here and comes back as a Release
                 drop(permit);
@@ -131,7 +135,9 @@ impl Handler<Acquire> for ProviderWorker {
     fn handle(&mut self, msg: Acquire, ctx: &mut Self::Context) -> Self::Result {
         if self.inflight < self.concurrency && self.queued() == 0 {
             self.inflight += 1;
-            let permit = Permit { addr: Some(ctx.address()) };
+            let permit = Permit {
+                addr: Some(ctx.address()),
+            };
             return Box::pin(async move { Ok(permit) });
         }
         if self.queued() >= self.queue_size {
@@ -167,7 +173,10 @@ impl Handler<Stats> for ProviderWorker {
     type Result = WorkerStats;
 
     fn handle(&mut self, _: Stats, _: &mut Self::Context) -> WorkerStats {
-        WorkerStats { inflight: self.inflight, queued: self.queued() }
+        WorkerStats {
+            inflight: self.inflight,
+            queued: self.queued(),
+        }
     }
 }
 
@@ -180,14 +189,30 @@ mod tests {
     #[actix_rt::test]
     async fn limits_concurrency_and_queues_by_priority() {
         let w = ProviderWorker::new("p", 1, 2).start();
-        let first = w.send(Acquire { priority: Priority::Normal }).await.unwrap().unwrap();
-        let low = w.send(Acquire { priority: Priority::Low });
-        let high = w.send(Acquire { priority: Priority::High });
+        let first = w
+            .send(Acquire {
+                priority: Priority::Normal,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let low = w.send(Acquire {
+            priority: Priority::Low,
+        });
+        let high = w.send(Acquire {
+            priority: Priority::High,
+        });
         let (low, high) = (actix_rt::spawn(low), actix_rt::spawn(high));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(w.send(Stats).await.unwrap(), WorkerStats { inflight: 1, queued: 2 });
         // the queue (size 2) is full
-        assert!(w.send(Acquire { priority: Priority::High }).await.unwrap().is_err());
+        assert!(w
+            .send(Acquire {
+                priority: Priority::High
+            })
+            .await
+            .unwrap()
+            .is_err());
         drop(first);
         // high goes first although low asked first
         let h = high.await.unwrap().unwrap().unwrap();
@@ -203,14 +228,28 @@ mod tests {
     #[actix_rt::test]
     async fn abandoned_waiters_do_not_leak_slots() {
         let w = ProviderWorker::new("p", 1, 8).start();
-        let first = w.send(Acquire { priority: Priority::Normal }).await.unwrap().unwrap();
-        let waiter = actix_rt::spawn(w.send(Acquire { priority: Priority::Normal }));
+        let first = w
+            .send(Acquire {
+                priority: Priority::Normal,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let waiter = actix_rt::spawn(w.send(Acquire {
+            priority: Priority::Normal,
+        }));
         tokio::time::sleep(Duration::from_millis(20)).await;
         waiter.abort();
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(first);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(w.send(Stats).await.unwrap().inflight, 0);
-        assert!(w.send(Acquire { priority: Priority::Low }).await.unwrap().is_ok());
+        assert!(w
+            .send(Acquire {
+                priority: Priority::Low
+            })
+            .await
+            .unwrap()
+            .is_ok());
     }
 }

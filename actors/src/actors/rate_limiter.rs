@@ -70,10 +70,16 @@ impl RateHeaders {
             }
         };
         push("x-ratelimit-limit-requests", self.limit_requests.map(|v| v.to_string()));
-        push("x-ratelimit-remaining-requests", self.remaining_requests.map(|v| v.to_string()));
+        push(
+            "x-ratelimit-remaining-requests",
+            self.remaining_requests.map(|v| v.to_string()),
+        );
         push("x-ratelimit-reset-requests", self.reset_requests.map(fmt_duration));
         push("x-ratelimit-limit-tokens", self.limit_tokens.map(|v| v.to_string()));
-        push("x-ratelimit-remaining-tokens", self.remaining_tokens.map(|v| v.to_string()));
+        push(
+            "x-ratelimit-remaining-tokens",
+            self.remaining_tokens.map(|v| v.to_string()),
+        );
         push("x-ratelimit-reset-tokens", self.reset_tokens.map(fmt_duration));
         out
     }
@@ -100,7 +106,11 @@ struct Bucket {
 
 impl Bucket {
     fn new(capacity: u64, now: Instant) -> Bucket {
-        Bucket { level: capacity as f64, capacity: capacity as f64, at: now }
+        Bucket {
+            level: capacity as f64,
+            capacity: capacity as f64,
+            at: now,
+        }
     }
 
     fn refill(&mut self, capacity: u64, now: Instant) {
@@ -210,7 +220,13 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// The admission decision (plain function, benchmarked).
-    pub fn check(&mut self, key_id: &Arc<str>, limits: Limits, tokens: u64, now: Instant) -> Result<RateHeaders, Refused> {
+    pub fn check(
+        &mut self,
+        key_id: &Arc<str>,
+        limits: Limits,
+        tokens: u64,
+        now: Instant,
+    ) -> Result<RateHeaders, Refused> {
         let st = self.keys.entry(key_id.clone()).or_default();
         let mut h = RateHeaders::default();
         if let Some(rpm) = limits.rpm {
@@ -240,7 +256,11 @@ impl RateLimiter {
         if let Some(b) = &st.requests {
             if b.level < 1.0 {
                 fill(&mut h, st);
-                return Err(Refused { kind: LimitKind::Requests, retry_after: b.wait_for(1.0), headers: h });
+                return Err(Refused {
+                    kind: LimitKind::Requests,
+                    retry_after: b.wait_for(1.0),
+                    headers: h,
+                });
             }
         }
         if let Some(b) = &st.tokens {
@@ -248,13 +268,21 @@ impl RateLimiter {
             let need = (tokens as f64).min(b.capacity);
             if b.level < need {
                 fill(&mut h, st);
-                return Err(Refused { kind: LimitKind::Tokens, retry_after: b.wait_for(need), headers: h });
+                return Err(Refused {
+                    kind: LimitKind::Tokens,
+                    retry_after: b.wait_for(need),
+                    headers: h,
+                });
             }
         }
         if let Some(max) = limits.max_concurrent {
             if st.inflight >= max {
                 fill(&mut h, st);
-                return Err(Refused { kind: LimitKind::Concurrency, retry_after: Duration::from_secs(1), headers: h });
+                return Err(Refused {
+                    kind: LimitKind::Concurrency,
+                    retry_after: Duration::from_secs(1),
+                    headers: h,
+                });
             }
         }
         if let Some(b) = &mut st.requests {
@@ -269,7 +297,9 @@ impl RateLimiter {
     }
 
     pub fn settle(&mut self, msg: &Settle, now: Instant) {
-        let Some(st) = self.keys.get_mut(&msg.key_id) else { return };
+        let Some(st) = self.keys.get_mut(&msg.key_id) else {
+            return;
+        };
         st.inflight = st.inflight.saturating_sub(1);
         if let (Some(b), Some(actual), Some(tpm)) = (&mut st.tokens, msg.actual, msg.limits.tpm) {
             b.refill(tpm, now);
@@ -324,7 +354,11 @@ mod tests {
     #[test]
     fn rpm_refuses_then_refills() {
         let mut rl = RateLimiter::default();
-        let limits = Limits { rpm: Some(2), tpm: None, max_concurrent: None };
+        let limits = Limits {
+            rpm: Some(2),
+            tpm: None,
+            max_concurrent: None,
+        };
         let t0 = Instant::now();
         assert!(rl.check(&key(), limits, 0, t0).is_ok());
         let h = rl.check(&key(), limits, 0, t0).unwrap();
@@ -338,29 +372,64 @@ mod tests {
     #[test]
     fn tpm_reserves_and_reconciles() {
         let mut rl = RateLimiter::default();
-        let limits = Limits { rpm: None, tpm: Some(100), max_concurrent: None };
+        let limits = Limits {
+            rpm: None,
+            tpm: Some(100),
+            max_concurrent: None,
+        };
         let t0 = Instant::now();
         rl.check(&key(), limits, 80, t0).unwrap();
         let r = rl.check(&key(), limits, 30, t0).unwrap_err();
         assert_eq!(r.kind, LimitKind::Tokens);
         assert!(r.retry_after > Duration::ZERO);
         // the first request really used 10: 70 come back
-        rl.settle(&Settle { key_id: key(), limits, reserved: 80, actual: Some(10) }, t0);
+        rl.settle(
+            &Settle {
+                key_id: key(),
+                limits,
+                reserved: 80,
+                actual: Some(10),
+            },
+            t0,
+        );
         let h = rl.check(&key(), limits, 30, t0).unwrap();
         assert_eq!(h.remaining_tokens, Some(60));
         // an overshoot is charged
-        rl.settle(&Settle { key_id: key(), limits, reserved: 30, actual: Some(90) }, t0);
+        rl.settle(
+            &Settle {
+                key_id: key(),
+                limits,
+                reserved: 30,
+                actual: Some(90),
+            },
+            t0,
+        );
         assert_eq!(rl.check(&key(), limits, 1, t0).unwrap_err().kind, LimitKind::Tokens);
     }
 
     #[test]
     fn concurrency_counts_inflight() {
         let mut rl = RateLimiter::default();
-        let limits = Limits { rpm: None, tpm: None, max_concurrent: Some(1) };
+        let limits = Limits {
+            rpm: None,
+            tpm: None,
+            max_concurrent: Some(1),
+        };
         let t0 = Instant::now();
         rl.check(&key(), limits, 0, t0).unwrap();
-        assert_eq!(rl.check(&key(), limits, 0, t0).unwrap_err().kind, LimitKind::Concurrency);
-        rl.settle(&Settle { key_id: key(), limits, reserved: 0, actual: None }, t0);
+        assert_eq!(
+            rl.check(&key(), limits, 0, t0).unwrap_err().kind,
+            LimitKind::Concurrency
+        );
+        rl.settle(
+            &Settle {
+                key_id: key(),
+                limits,
+                reserved: 0,
+                actual: None,
+            },
+            t0,
+        );
         assert!(rl.check(&key(), limits, 0, t0).is_ok());
     }
 
@@ -382,13 +451,38 @@ mod tests {
     #[actix_rt::test]
     async fn ticket_drop_releases_the_slot() {
         let rl = RateLimiter::default().start();
-        let limits = Limits { rpm: None, tpm: None, max_concurrent: Some(1) };
-        let a = rl.send(Admit { key_id: key(), limits, tokens: 0 }).await.unwrap();
+        let limits = Limits {
+            rpm: None,
+            tpm: None,
+            max_concurrent: Some(1),
+        };
+        let a = rl
+            .send(Admit {
+                key_id: key(),
+                limits,
+                tokens: 0,
+            })
+            .await
+            .unwrap();
         assert!(a.is_ok());
-        let refused = rl.send(Admit { key_id: key(), limits, tokens: 0 }).await.unwrap();
+        let refused = rl
+            .send(Admit {
+                key_id: key(),
+                limits,
+                tokens: 0,
+            })
+            .await
+            .unwrap();
         assert!(refused.is_err());
         drop(a);
-        let again = rl.send(Admit { key_id: key(), limits, tokens: 0 }).await.unwrap();
+        let again = rl
+            .send(Admit {
+                key_id: key(),
+                limits,
+                tokens: 0,
+            })
+            .await
+            .unwrap();
         assert!(again.is_ok());
     }
 }

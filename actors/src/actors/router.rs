@@ -42,7 +42,10 @@ impl Router {
             Some(s) => fastrand::Rng::with_seed(s),
             None => fastrand::Rng::new(),
         };
-        let mut r = Router { groups: HashMap::new(), rng };
+        let mut r = Router {
+            groups: HashMap::new(),
+            rng,
+        };
         r.load(config);
         r
     }
@@ -53,7 +56,13 @@ impl Router {
             .iter()
             .map(|m| {
                 let total_weight = m.targets.iter().map(|t| u64::from(t.weight)).sum();
-                (m.alias.clone(), Group { targets: m.targets.clone(), total_weight })
+                (
+                    m.alias.clone(),
+                    Group {
+                        targets: m.targets.clone(),
+                        total_weight,
+                    },
+                )
             })
             .collect();
     }
@@ -76,7 +85,10 @@ impl Router {
             }
             chosen
         };
-        Some(RouteDecision { provider: t.provider.clone(), model: t.model.clone() })
+        Some(RouteDecision {
+            provider: t.provider.clone(),
+            model: t.model.clone(),
+        })
     }
 }
 
@@ -143,7 +155,13 @@ targets = [{ provider = "b", model = "mb" }]
         assert!((8850..=9150).contains(&a), "a got {a} of 10000");
         assert_eq!(router.send(Route { alias: "nope".into() }).await.unwrap(), None);
         let d = router.send(Route { alias: "one".into() }).await.unwrap();
-        assert_eq!(d, Some(RouteDecision { provider: "b".into(), model: "mb".into() }));
+        assert_eq!(
+            d,
+            Some(RouteDecision {
+                provider: "b".into(),
+                model: "mb".into()
+            })
+        );
     }
 
     #[actix_rt::test]

@@ -75,16 +75,35 @@ impl Finisher {
             Some(u) => (u, false),
             None if cache_hit => (Usage::default(), false),
             None => {
-                let out = if output_text.is_empty() { 0 } else { crate::tokens::count_text(output_text) };
-                let input = if self.record.provider.is_empty() { 0 } else { self.prompt_estimate };
-                (Usage { input, output: out, cached_input: 0 }, true)
+                let out = if output_text.is_empty() {
+                    0
+                } else {
+                    crate::tokens::count_text(output_text)
+                };
+                let input = if self.record.provider.is_empty() {
+                    0
+                } else {
+                    self.prompt_estimate
+                };
+                (
+                    Usage {
+                        input,
+                        output: out,
+                        cached_input: 0,
+                    },
+                    true,
+                )
             }
         };
         let cost = match (cache_hit, self.config.model(&self.record.alias)) {
             (false, Some(m)) => self.config.pricing.cost(
                 m,
                 &self.record.upstream_model,
-                TokenCounts { input: usage.input, output: usage.output, cached_input: usage.cached_input },
+                TokenCounts {
+                    input: usage.input,
+                    output: usage.output,
+                    cached_input: usage.cached_input,
+                },
             ),
             _ => 0.0,
         };
@@ -102,7 +121,11 @@ impl Finisher {
         r.ttft_us = self.ttft.map(|d| d.as_micros() as u64);
         r.usage_estimated = estimated;
 
-        let provider = if cache_hit { "cache".to_string() } else { r.provider.clone() };
+        let provider = if cache_hit {
+            "cache".to_string()
+        } else {
+            r.provider.clone()
+        };
         metrics::counter!(REQUESTS_TOTAL, "model" => r.alias.clone(), "provider" => provider.clone(),
             "status" => status.to_string())
         .increment(1);

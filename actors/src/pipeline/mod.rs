@@ -114,14 +114,18 @@ pub struct Outcome {
 /// An error and the rate-limit headers known when it happened.
 pub struct Failure {
     pub error: GatewayError,
-    pub rate: Option<RateHeaders>,
+    pub rate: Option<Box<RateHeaders>>,
     /// Already counted (and recorded) by the finisher.
     pub counted: bool,
 }
 
 impl From<GatewayError> for Failure {
     fn from(error: GatewayError) -> Failure {
-        Failure { error, rate: None, counted: false }
+        Failure {
+            error,
+            rate: None,
+            counted: false,
+        }
     }
 }
 
@@ -140,7 +144,10 @@ fn mailbox(e: MailboxError) -> GatewayError {
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn same_worker_settings(a: &Provider, b: &Provider) -> bool {
@@ -188,13 +195,22 @@ impl Engine {
                 Some(h) => {
                     // same provider, new settings: keep the worker (its in-flight slots),
                     // resize it, and use a new client
-                    let _ = h.worker.try_send(Resize { concurrency: p.concurrency, queue_size: p.queue_size });
-                    Arc::new(ProviderHandle { worker: h.worker.clone(), client: UpstreamClient::new(p.clone())? })
+                    let _ = h.worker.try_send(Resize {
+                        concurrency: p.concurrency,
+                        queue_size: p.queue_size,
+                    });
+                    Arc::new(ProviderHandle {
+                        worker: h.worker.clone(),
+                        client: UpstreamClient::new(p.clone())?,
+                    })
                 }
                 None => {
                     let (name, c, q) = (p.name.clone(), p.concurrency, p.queue_size);
                     let worker = ProviderWorker::start_in_arbiter(arbiter, move |_| ProviderWorker::new(name, c, q));
-                    Arc::new(ProviderHandle { worker, client: UpstreamClient::new(p.clone())? })
+                    Arc::new(ProviderHandle {
+                        worker,
+                        client: UpstreamClient::new(p.clone())?,
+                    })
                 }
             };
             providers.insert(p.name.clone(), handle);
@@ -202,10 +218,27 @@ impl Engine {
         let keys = config
             .keys
             .iter()
-            .map(|k| (k.key_sha256.clone(), Arc::new(KeyEntry { id: Arc::from(k.id.as_str()), key: k.clone() })))
+            .map(|k| {
+                (
+                    k.key_sha256.clone(),
+                    Arc::new(KeyEntry {
+                        id: Arc::from(k.id.as_str()),
+                        key: k.clone(),
+                    }),
+                )
+            })
             .collect();
-        let forward_headers = config.providers.iter().flat_map(|p| p.forward_headers.iter().cloned()).collect();
-        Ok(Runtime { config, keys, providers, forward_headers })
+        let forward_headers = config
+            .providers
+            .iter()
+            .flat_map(|p| p.forward_headers.iter().cloned())
+            .collect();
+        Ok(Runtime {
+            config,
+            keys,
+            providers,
+            forward_headers,
+        })
     }
 
     /// The current config snapshot.
@@ -218,7 +251,10 @@ impl Engine {
         let old = self.runtime.load_full();
         let rt = Self::build_runtime(config.clone(), &old.providers, &self.engine_arbiter)?;
         self.router.send(UpdateModels(config.clone())).await.map_err(mailbox)?;
-        self.cache.send(SetCapacity(config.cache.max_bytes)).await.map_err(mailbox)?;
+        self.cache
+            .send(SetCapacity(config.cache.max_bytes))
+            .await
+            .map_err(mailbox)?;
         self.runtime.store(Arc::new(rt));
         Ok(())
     }
@@ -272,7 +308,11 @@ impl Engine {
     ) -> Result<Prepared, Failure> {
         let rt = self.runtime();
         self.authorize(&rt, ctx, alias)?;
-        let admit = Admit { key_id: ctx.key.id.clone(), limits: ctx.key.key.limits, tokens: reserve };
+        let admit = Admit {
+            key_id: ctx.key.id.clone(),
+            limits: ctx.key.key.limits,
+            tokens: reserve,
+        };
         let admitted = match self.limiter.send(admit).await.map_err(mailbox)? {
             Ok(a) => a,
             Err(refused) => {
@@ -284,7 +324,7 @@ impl Engine {
                         retry_after: refused.retry_after,
                         headers: Box::new(refused.headers),
                     },
-                    rate: Some(headers),
+                    rate: Some(Box::new(headers)),
                     counted: false,
                 });
             }
@@ -298,35 +338,56 @@ impl Engine {
         } else {
             let key = cache_key(endpoint, alias, &normalized());
             let hit = self.cache.send(Lookup(key)).await.ok().flatten();
-            let status = if hit.is_some() { CacheStatus::Hit } else { CacheStatus::Miss };
+            let status = if hit.is_some() {
+                CacheStatus::Hit
+            } else {
+                CacheStatus::Miss
+            };
             metrics::counter!(CACHE_REQUESTS_TOTAL, "result" => status.as_str()).increment(1);
             (Some(key), hit, status)
         };
-        Ok(Prepared { rt, rate: admitted.headers, ticket: admitted.ticket, inflight, ckey, hit, cache_status })
+        Ok(Prepared {
+            rt,
+            rate: admitted.headers,
+            ticket: admitted.ticket,
+            inflight,
+            ckey,
+            hit,
+            cache_status,
+        })
     }
 
     /// Route, then wait for a slot at the chosen provider (503 when its queue is full).
     async fn dispatch(&self, p: &Prepared, ctx: &RequestCtx, alias: &str) -> Result<Dispatched, Failure> {
         let decision = self
             .router
-            .send(Route { alias: alias.to_string() })
+            .send(Route {
+                alias: alias.to_string(),
+            })
             .await
             .map_err(mailbox)?
             .ok_or_else(|| GatewayError::UnknownModel(alias.to_string()))?;
-        let handle = p
-            .rt
-            .providers
-            .get(&decision.provider)
-            .cloned()
-            .ok_or_else(|| GatewayError::Internal(format!("no worker for provider `{}`", decision.provider)))?;
-        let permit = handle.worker.send(Acquire { priority: ctx.priority }).await.map_err(mailbox)?.map_err(|_| {
-            Failure {
+        let handle =
+            p.rt.providers
+                .get(&decision.provider)
+                .cloned()
+                .ok_or_else(|| GatewayError::Internal(format!("no worker for provider `{}`", decision.provider)))?;
+        let permit = handle
+            .worker
+            .send(Acquire { priority: ctx.priority })
+            .await
+            .map_err(mailbox)?
+            .map_err(|_| Failure {
                 error: GatewayError::QueueFull(decision.provider.clone()),
-                rate: Some(p.rate.clone()),
+                rate: Some(Box::new(p.rate.clone())),
                 counted: false,
-            }
-        })?;
-        Ok(Dispatched { provider: decision.provider, model: decision.model, handle, permit })
+            })?;
+        Ok(Dispatched {
+            provider: decision.provider,
+            model: decision.model,
+            handle,
+            permit,
+        })
     }
 
     /// Builds the finisher that will record this request, taking over its guards.
@@ -395,7 +456,10 @@ impl Engine {
             if !f.counted {
                 let rt = self.runtime();
                 // only known aliases become label values
-                let model = alias_hint.filter(|a| rt.config.model(a).is_some()).unwrap_or("-").to_string();
+                let model = alias_hint
+                    .filter(|a| rt.config.model(a).is_some())
+                    .unwrap_or("-")
+                    .to_string();
                 metrics::counter!(REQUESTS_TOTAL, "model" => model, "provider" => "none",
                     "status" => f.error.class().status.to_string())
                 .increment(1);
@@ -439,11 +503,20 @@ impl Engine {
         fin.permit = Some(d.permit);
         fin.record.provider = d.provider.clone();
         fin.record.upstream_model = d.model.clone();
-        let fail = |error: GatewayError| Failure { error, rate: Some(rate.clone()), counted: true };
+        let fail = |error: GatewayError| Failure {
+            error,
+            rate: Some(Box::new(rate.clone())),
+            counted: true,
+        };
 
         let upstream_body = openai::chat_body(&req, &d.model).map_err(|e| GatewayError::Internal(e.to_string()))?;
         let call_started = Instant::now();
-        let call = UpstreamCall { endpoint: Endpoint::Chat, body: upstream_body, stream, headers: &ctx.headers };
+        let call = UpstreamCall {
+            endpoint: Endpoint::Chat,
+            body: upstream_body,
+            stream,
+            headers: &ctx.headers,
+        };
         let reply = match d.handle.client.call(call).await {
             Ok(r) => r,
             Err(e) => {
@@ -462,16 +535,30 @@ impl Engine {
         let body = match reply.body {
             UpstreamBody::Full(bytes) => {
                 let usage = openai::response_usage(&bytes);
-                let text = if usage.is_none() { content_text(&bytes) } else { String::new() };
+                let text = if usage.is_none() {
+                    content_text(&bytes)
+                } else {
+                    String::new()
+                };
                 let cache_body = fin.cache_put.map(|_| bytes.to_vec());
                 fin.finish(200, usage, &text, cache_body);
                 OutcomeBody::Json(bytes)
             }
-            UpstreamBody::Stream(s) => {
-                OutcomeBody::Sse(Box::pin(relay::Relay::new(s, fin, req.wants_stream_usage(), d.provider.clone())))
-            }
+            UpstreamBody::Stream(s) => OutcomeBody::Sse(Box::pin(relay::Relay::new(
+                s,
+                fin,
+                req.wants_stream_usage(),
+                d.provider.clone(),
+            ))),
         };
-        Ok(Outcome { body, provider: d.provider, upstream_model: d.model, cache: cache_status, rate, upstream_time })
+        Ok(Outcome {
+            body,
+            provider: d.provider,
+            upstream_model: d.model,
+            cache: cache_status,
+            rate,
+            upstream_time,
+        })
     }
 
     /// `POST /v1/embeddings` (and its NATS twin).
@@ -490,7 +577,9 @@ impl Engine {
         let alias = req.model.clone();
         let prompt = tokens::estimate_embeddings(&req);
         let p = self
-            .prepare(ctx, Endpoint::Embeddings, &alias, prompt, || serde_json::to_value(&req).unwrap_or(Value::Null))
+            .prepare(ctx, Endpoint::Embeddings, &alias, prompt, || {
+                serde_json::to_value(&req).unwrap_or(Value::Null)
+            })
             .await?;
         let record = self.record_template(ctx, Endpoint::Embeddings, &alias, false);
         if p.hit.is_some() {
@@ -502,19 +591,30 @@ impl Engine {
         fin.permit = Some(d.permit);
         fin.record.provider = d.provider.clone();
         fin.record.upstream_model = d.model.clone();
-        let fail = |error: GatewayError| Failure { error, rate: Some(rate.clone()), counted: true };
+        let fail = |error: GatewayError| Failure {
+            error,
+            rate: Some(Box::new(rate.clone())),
+            counted: true,
+        };
 
         let upstream_body =
             openai::embeddings_body(&req, &d.model).map_err(|e| GatewayError::Internal(e.to_string()))?;
         let call_started = Instant::now();
-        let call =
-            UpstreamCall { endpoint: Endpoint::Embeddings, body: upstream_body, stream: false, headers: &ctx.headers };
+        let call = UpstreamCall {
+            endpoint: Endpoint::Embeddings,
+            body: upstream_body,
+            stream: false,
+            headers: &ctx.headers,
+        };
         let reply = d.handle.client.call(call).await;
         fin.upstream_time = call_started.elapsed();
         let bytes = match reply.map(|r| r.body) {
             Ok(UpstreamBody::Full(b)) => b,
             Ok(UpstreamBody::Stream(_)) => {
-                let err = GatewayError::UpstreamInvalid { provider: d.provider.clone(), message: "unexpected stream".into() };
+                let err = GatewayError::UpstreamInvalid {
+                    provider: d.provider.clone(),
+                    message: "unexpected stream".into(),
+                };
                 fin.finish(502, None, "", None);
                 return Err(fail(err));
             }
@@ -529,7 +629,14 @@ impl Engine {
         let cache_body = fin.cache_put.map(|_| bytes.to_vec());
         fin.finish(200, usage, "", cache_body);
         let upstream_time = fin.upstream_time;
-        Ok(Outcome { body: OutcomeBody::Json(bytes), provider: d.provider, upstream_model: d.model, cache: cache_status, rate, upstream_time })
+        Ok(Outcome {
+            body: OutcomeBody::Json(bytes),
+            provider: d.provider,
+            upstream_model: d.model,
+            cache: cache_status,
+            rate,
+            upstream_time,
+        })
     }
 }
 

@@ -26,7 +26,11 @@ pub enum UpstreamError {
     #[error("timed out ({0})")]
     Timeout(&'static str),
     #[error("status {status}: {message}")]
-    Status { status: u16, message: String, retry_after: Option<u64> },
+    Status {
+        status: u16,
+        message: String,
+        retry_after: Option<u64>,
+    },
     #[error("body: {0}")]
     Body(String),
 }
@@ -37,9 +41,16 @@ impl UpstreamError {
         match self {
             UpstreamError::Connect(message) => GatewayError::UpstreamConnect { provider, message },
             UpstreamError::Timeout(phase) => GatewayError::UpstreamTimeout { provider, phase },
-            UpstreamError::Status { status, message, retry_after } => {
-                GatewayError::UpstreamStatus { provider, status, message, retry_after }
-            }
+            UpstreamError::Status {
+                status,
+                message,
+                retry_after,
+            } => GatewayError::UpstreamStatus {
+                provider,
+                status,
+                message,
+                retry_after,
+            },
             UpstreamError::Body(message) => GatewayError::UpstreamInvalid { provider, message },
         }
     }
@@ -75,7 +86,10 @@ pub struct UpstreamClient {
 }
 
 fn unix_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl UpstreamClient {
@@ -149,9 +163,16 @@ impl UpstreamClient {
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
-            let body = tokio::time::timeout_at(deadline, resp.bytes()).await.ok().and_then(Result::ok);
+            let body = tokio::time::timeout_at(deadline, resp.bytes())
+                .await
+                .ok()
+                .and_then(Result::ok);
             let message = body.map(|b| openai::error_message(&b)).unwrap_or_default();
-            return Err(UpstreamError::Status { status, message, retry_after });
+            return Err(UpstreamError::Status {
+                status,
+                message,
+                retry_after,
+            });
         }
         if call.stream {
             let s = resp.bytes_stream();
@@ -166,12 +187,18 @@ impl UpstreamClient {
                     Ok(Some(Err(e))) => Some((Err(UpstreamError::Body(root_cause(&e))), (s, deadline, true))),
                 }
             });
-            Ok(UpstreamReply { body: UpstreamBody::Stream(Box::pin(stream)), first_byte })
+            Ok(UpstreamReply {
+                body: UpstreamBody::Stream(Box::pin(stream)),
+                first_byte,
+            })
         } else {
             match tokio::time::timeout_at(deadline, resp.bytes()).await {
                 Err(_) => Err(UpstreamError::Timeout("total")),
                 Ok(Err(e)) => Err(UpstreamError::Body(root_cause(&e))),
-                Ok(Ok(b)) => Ok(UpstreamReply { body: UpstreamBody::Full(b), first_byte }),
+                Ok(Ok(b)) => Ok(UpstreamReply {
+                    body: UpstreamBody::Full(b),
+                    first_byte,
+                }),
             }
         }
     }
@@ -192,14 +219,22 @@ impl UpstreamClient {
                 events.push(Ok(Bytes::from_static(sse::DONE)));
                 UpstreamBody::Stream(Box::pin(futures_util::stream::iter(events)))
             }
-            Endpoint::Chat => UpstreamBody::Full(Bytes::from(mock::chat_completion(&req, &model, unix_secs()).to_string())),
+            Endpoint::Chat => UpstreamBody::Full(Bytes::from(
+                mock::chat_completion(&req, &model, unix_secs()).to_string(),
+            )),
             Endpoint::Embeddings => {
-                let v = mock::embeddings(&req, &model)
-                    .map_err(|message| UpstreamError::Status { status: 400, message, retry_after: None })?;
+                let v = mock::embeddings(&req, &model).map_err(|message| UpstreamError::Status {
+                    status: 400,
+                    message,
+                    retry_after: None,
+                })?;
                 UpstreamBody::Full(Bytes::from(v.to_string()))
             }
         };
-        Ok(UpstreamReply { body, first_byte: started.elapsed() })
+        Ok(UpstreamReply {
+            body,
+            first_byte: started.elapsed(),
+        })
     }
 }
 

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Load benchmark on loopback, bounded in time. Starts `switchyard mock-upstream`, the
+# gateway (release build; auth, rate limits and the usage ledger on, cache off) and
+# nginx as a plain reverse proxy, and drives each with oha:
+#   (a) straight to the mock, (b) through the gateway, (c) through nginx.
+# Reports max requests/s at $CONNS connections, p50/p99 at a fixed $RATE requests/s,
+# the gateway's CPU time per request (from /proc) and its peak RSS.
+# Usage: ops/bench.sh            (DURATION=10s RATE=2000 CONNS=64 STREAM=0 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-10s}"
+RATE="${RATE:-2000}"
+CONNS="${CONNS:-64}"
+OUT="${OUT:-target/bench}"
+mkdir -p "$OUT"
+
+command -v oha >/dev/null 2>&1 || cargo install oha --locked
+if ! command -v nginx >/dev/null 2>&1; then
+  apt-get install -y -q nginx-light >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null)
+fi
+cargo build --release --locked --bin switchyard
+BIN="$PWD/target/release/switchyard"
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
+
+MOCK_PORT=$(free_port); GW_PORT=$(free_port); NGINX_PORT=$(free_port)
+
+"$BIN" mock-upstream --addr "127.0.0.1:$MOCK_PORT" --workers 1 >/dev/null &
+PIDS+=($!)
+
+cat > "$WORK/gw.toml" <<TOML
+pricing_file = "$PWD/config/pricing.toml"
+[server]
+http_addr = "127.0.0.1:$GW_PORT"
+data_dir = "$WORK/data"
+[[providers]]
+name = "mock"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:$MOCK_PORT/v1"
+concurrency = 512
+queue_size = 4096
+[[models]]
+alias = "fast"
+targets = [{ provider = "mock", model = "gpt-4o-mini" }]
+[[keys]]
+id = "bench"
+key = "sk-bench-key-0001"
+models = ["fast"]
+rpm = 100000000
+tpm = 100000000000
+[cache]
+enabled = false
+TOML
+RUST_LOG=warn "$BIN" serve --config "$WORK/gw.toml" >/dev/null 2>"$WORK/gw.log" &
+GW_PID=$!
+PIDS+=($GW_PID)
+
+cat > "$WORK/nginx.conf" <<NGINX
+worker_processes auto;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx-body;
+  proxy_temp_path $WORK/nginx-proxy;
+  upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+nginx -c "$WORK/nginx.conf" -p "$WORK"
+
+wait_port "$MOCK_PORT"; wait_port "$GW_PORT"; wait_port "$NGINX_PORT"
+
+BODY='{"model":"fast","max_tokens":64,"messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
+run_oha() { # name url extra-args...
+  local name=$1 url=$2; shift 2
+  oha --no-tui --output-format json -z "$DURATION" -c "$CONNS" -m POST \
+    -H "authorization: Bearer sk-bench-key-0001" -H "content-type: application/json" \
+    -d "$BODY" "$@" "$url/v1/chat/completions" > "$OUT/$name.json"
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# warm up every path
+for u in "http://127.0.0.1:$MOCK_PORT" "http://127.0.0.1:$GW_PORT" "http://127.0.0.1:$NGINX_PORT"; do
+  oha --no-tui -n 2000 -c 16 -m POST -H "authorization: Bearer sk-bench-key-0001" \
+    -H "content-type: application/json" -d "$BODY" "$u/v1/chat/completions" >/dev/null
+done
+
+run_oha mock_max "http://127.0.0.1:$MOCK_PORT"
+T0=$(cpu_ticks $GW_PID)
+run_oha gateway_max "http://127.0.0.1:$GW_PORT"
+T1=$(cpu_ticks $GW_PID)
+run_oha nginx_max "http://127.0.0.1:$NGINX_PORT"
+run_oha mock_rate "http://127.0.0.1:$MOCK_PORT" -q "$RATE" --latency-correction
+run_oha gateway_rate "http://127.0.0.1:$GW_PORT" -q "$RATE" --latency-correction
+run_oha nginx_rate "http://127.0.0.1:$NGINX_PORT" -q "$RATE" --latency-correction
+RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
+TICK=$(getconf CLK_TCK)
+
+python3 - "$OUT" "$T0" "$T1" "$TICK" "$RSS_KB" "$RATE" "$CONNS" "$DURATION" <<'PY'
+import json, sys, os
+out, t0, t1, tick, rss_kb, rate, conns, duration = sys.argv[1:]
+def load(n):
+    with open(os.path.join(out, n + ".json")) as f:
+        return json.load(f)
+def ok(r):
+    return sum(v for k, v in r.get("statusCodeDistribution", {}).items() if k.startswith("2"))
+def total(r):
+    return sum(r.get("statusCodeDistribution", {}).values())
+res = {}
+for n in ["mock_max", "gateway_max", "nginx_max", "mock_rate", "gateway_rate", "nginx_rate"]:
+    r = load(n)
+    p = r["latencyPercentiles"]
+    res[n] = {"rps": r["summary"]["requestsPerSec"], "p50_ms": p["p50"] * 1e3, "p99_ms": p["p99"] * 1e3,
+              "ok": ok(r), "total": total(r)}
+cpu_s = (int(t1) - int(t0)) / int(tick)
+gw_ok = res["gateway_max"]["ok"]
+res["gateway_cpu_us_per_request"] = cpu_s * 1e6 / gw_ok if gw_ok else None
+res["gateway_peak_rss_mib"] = int(rss_kb) / 1024
+add_gw = res["gateway_rate"]["p99_ms"] - res["mock_rate"]["p99_ms"]
+add_ng = res["nginx_rate"]["p99_ms"] - res["mock_rate"]["p99_ms"]
+res["added_p99_ms"] = {"gateway": add_gw, "nginx": add_ng}
+res["bar"] = {
+    "added_p99_ratio_vs_nginx": add_gw / add_ng if add_ng > 0 else None,
+    "throughput_ratio_vs_nginx": res["gateway_max"]["rps"] / res["nginx_max"]["rps"],
+}
+with open(os.path.join(out, "summary.json"), "w") as f:
+    json.dump(res, f, indent=2)
+print(f"duration {duration}, {conns} connections, fixed rate {rate}/s")
+print("| path | max req/s | p50 @%s/s (ms) | p99 @%s/s (ms) | non-2xx |" % (rate, rate))
+print("|---|---:|---:|---:|---:|")
+for name, label in [("mock", "mock-upstream direct"), ("gateway", "switchyard gateway"), ("nginx", "nginx proxy")]:
+    m, q = res[name + "_max"], res[name + "_rate"]
+    bad = (m["total"] - m["ok"]) + (q["total"] - q["ok"])
+    print(f"| {label} | {m['rps']:.0f} | {q['p50_ms']:.3f} | {q['p99_ms']:.3f} | {bad} |")
+print()
+print(f"added p99 at {rate}/s: gateway {add_gw:.3f} ms, nginx {add_ng:.3f} ms, ratio {res['bar']['added_p99_ratio_vs_nginx']}")
+print(f"throughput gateway/nginx: {res['bar']['throughput_ratio_vs_nginx']:.2f}")
+print(f"gateway CPU per request: {res['gateway_cpu_us_per_request']:.1f} us; peak RSS {res['gateway_peak_rss_mib']:.1f} MiB")
+PY

@@ -1,0 +1,77 @@
+"""Drives the gateway with the official OpenAI Python SDK, unchanged.
+
+Usage: python openai_sdk.py BASE_URL API_KEY
+Exits non-zero (with a traceback) on the first failed check.
+"""
+import sys
+
+import openai
+from openai import OpenAI
+
+base_url, key = sys.argv[1], sys.argv[2]
+client = OpenAI(base_url=base_url + "/v1", api_key=key, max_retries=0)
+
+# chat, non-stream
+r = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hello sdk"}])
+assert r.choices[0].message.content == "This is a mock reply to: hello sdk", r
+assert r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0, r.usage
+
+# raw response headers
+raw = client.chat.completions.with_raw_response.create(
+    model="chat", messages=[{"role": "user", "content": "hello headers"}]
+)
+assert raw.headers.get("x-switchyard-provider") == "up", dict(raw.headers)
+
+# chat, stream with usage
+text, usage = "", None
+stream = client.chat.completions.create(
+    model="chat",
+    messages=[{"role": "user", "content": "hello stream"}],
+    stream=True,
+    stream_options={"include_usage": True},
+)
+for chunk in stream:
+    if chunk.choices and chunk.choices[0].delta.content:
+        text += chunk.choices[0].delta.content
+    if chunk.usage:
+        usage = chunk.usage
+assert text == "This is a mock reply to: hello stream", text
+assert usage is not None and usage.total_tokens > 0, usage
+
+# embeddings: the SDK asks for base64 and decodes it to floats
+e = client.embeddings.create(model="embed", input=["a", "b"])
+assert len(e.data) == 2 and len(e.data[0].embedding) == 16, e
+assert abs(sum(v * v for v in e.data[0].embedding) - 1.0) < 1e-3
+
+# models
+ids = [m.id for m in client.models.list()]
+assert "chat" in ids and "embed" in ids, ids
+
+# errors map to the SDK's exception types
+try:
+    client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    raise AssertionError("expected NotFoundError")
+except openai.NotFoundError as err:
+    assert err.status_code == 404
+
+try:
+    OpenAI(base_url=base_url + "/v1", api_key="sk-wrong", max_retries=0).models.list()
+    raise AssertionError("expected AuthenticationError")
+except openai.AuthenticationError:
+    pass
+
+# a stream cut mid-way raises instead of ending quietly
+try:
+    s = client.chat.completions.create(
+        model="chat",
+        messages=[{"role": "user", "content": "cut this stream"}],
+        stream=True,
+        extra_headers={"x-mock-disconnect-after": "2"},
+    )
+    for _ in s:
+        pass
+    raise AssertionError("expected APIError from the error event")
+except openai.APIError:
+    pass
+
+print("openai sdk: all checks passed")
