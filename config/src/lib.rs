@@ -39,6 +39,8 @@ pub struct Server {
     pub admin_key_sha256: Option<String>,
     pub ledger_flush: Duration,
     pub ledger_batch_max: usize,
+    /// Whether a response waits for its usage record to be on disk.
+    pub ledger_sync: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -48,6 +48,9 @@ pub struct RawServer {
     pub ledger_flush_ms: Option<u64>,
     /// Largest number of usage records buffered before a flush is forced.
     pub ledger_batch_max: Option<usize>,
+    /// `batched` (default): answer at once, commit every `ledger_flush_ms`.
+    /// `sync`: each response waits for the group commit that holds its record.
+    pub ledger_durability: Option<String>,
 }
 
 /// `[nats]`

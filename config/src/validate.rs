@@ -112,6 +112,17 @@ pub fn validate(
         admin_key_sha256,
         ledger_flush: positive_ms("server.ledger_flush_ms", s.ledger_flush_ms, 50, &mut errs),
         ledger_batch_max,
+        ledger_sync: match s.ledger_durability.as_deref() {
+            None | Some("batched") => false,
+            Some("sync") => true,
+            Some(other) => {
+                errs.push(
+                    "server.ledger_durability",
+                    format!("`{other}` is not one of batched, sync"),
+                );
+                false
+            }
+        },
     };
 
     // [nats]

@@ -113,3 +113,33 @@ async fn every_served_request_is_in_the_ledger_once_and_survives_restarts() {
     assert_eq!(code, 2);
     assert!(err.contains("no ledger"));
 }
+
+#[tokio::test]
+async fn sync_durability_loses_nothing_on_kill_9() {
+    let mock = mock_upstream();
+    let mut gw = Gateway::start(&mock.url);
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    // a long commit interval: in batched mode a kill -9 would lose these records
+    let text = text.replace(
+        "ledger_flush_ms = 20",
+        "ledger_flush_ms = 400\nledger_durability = \"sync\"",
+    );
+    std::fs::write(&gw.config, text).unwrap();
+    gw.restart();
+    assert_eq!(
+        post(gw.url(), "/v1/chat/completions", chat_body("durable one"))
+            .await
+            .status(),
+        200
+    );
+    let mut s = chat_body("durable stream");
+    s["stream"] = json!(true);
+    let body = post(gw.url(), "/v1/chat/completions", s).await.text().await.unwrap();
+    assert!(body.ends_with("data: [DONE]\n\n"));
+    let _ = gw.proc.as_mut().unwrap().child.kill(); // kill -9, right after the answers
+    gw.proc = None;
+    let (code, out, err) = run_cli(&["usage", "--data-dir", gw.data_dir().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["requests"], 2, "{out}");
+}

@@ -5,15 +5,16 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 
 use crate::metrics::{COST_USD_TOTAL, LEDGER_FLUSH_DURATION, LEDGER_RECORDS_TOTAL, TOKENS_TOTAL};
 use crate::store::Store;
 use crate::types::UsageRecord;
 
-/// One finished request.
+/// One finished request; `durable` is answered once its commit is on disk.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Record(pub UsageRecord);
+pub struct Record(pub UsageRecord, pub Option<oneshot::Sender<()>>);
 
 /// Commit everything buffered now (shutdown, tests). Returns the records written.
 #[derive(Message)]
@@ -23,6 +24,8 @@ pub struct Flush;
 pub struct Accounting {
     store: Store,
     buffer: Vec<UsageRecord>,
+    /// Callers waiting for the records in `buffer` to be durable.
+    waiters: Vec<oneshot::Sender<()>>,
     interval: Duration,
     batch_max: usize,
     next_seq: u64,
@@ -34,6 +37,7 @@ impl Accounting {
         Accounting {
             store,
             buffer: Vec::with_capacity(batch_max),
+            waiters: Vec::new(),
             interval,
             batch_max,
             next_seq,
@@ -48,6 +52,9 @@ impl Accounting {
         let batch = std::mem::take(&mut self.buffer);
         match self.store.append_usage(&batch, &mut self.next_seq) {
             Ok(n) => {
+                for w in self.waiters.drain(..) {
+                    let _ = w.send(());
+                }
                 metrics::counter!(LEDGER_RECORDS_TOTAL).increment(n as u64);
                 metrics::histogram!(LEDGER_FLUSH_DURATION).record(started.elapsed().as_secs_f64());
                 n
@@ -80,7 +87,10 @@ impl Actor for Accounting {
 impl Handler<Record> for Accounting {
     type Result = ();
 
-    fn handle(&mut self, Record(r): Record, _: &mut Self::Context) {
+    fn handle(&mut self, Record(r, durable): Record, _: &mut Self::Context) {
+        if let Some(w) = durable {
+            self.waiters.push(w);
+        }
         let alias = r.alias.clone();
         if r.input_tokens > 0 {
             metrics::counter!(TOKENS_TOTAL, "direction" => "input", "model" => alias.clone()).increment(r.input_tokens);
@@ -144,14 +154,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let acc = Accounting::new(store.clone(), Duration::from_millis(30), 2).start();
-        acc.send(Record(record("a"))).await.unwrap();
+        acc.send(Record(record("a"), None)).await.unwrap();
         assert_eq!(store.usage_since(0).unwrap().len(), 0, "buffered until the batch fills");
-        acc.send(Record(record("b"))).await.unwrap();
+        acc.send(Record(record("b"), None)).await.unwrap();
         assert_eq!(store.usage_since(0).unwrap().len(), 2, "a full batch commits at once");
-        acc.send(Record(record("c"))).await.unwrap();
+        let (tx, rx) = oneshot::channel();
+        acc.send(Record(record("c"), Some(tx))).await.unwrap();
+        rx.await.expect("answered after the timer's commit");
+        assert_eq!(store.usage_since(0).unwrap().len(), 3, "durable when answered");
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(store.usage_since(0).unwrap().len(), 3, "the timer commits the rest");
-        acc.send(Record(record("c"))).await.unwrap();
+        acc.send(Record(record("c"), None)).await.unwrap();
         assert_eq!(
             acc.send(Flush).await.unwrap(),
             0,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 use switchyard_config::{Config, TokenCounts};
+use tokio::sync::oneshot;
 
 use crate::actors::accounting::{Accounting, Record};
 use crate::actors::cache::{Cache, CacheKey, CachedResponse, Put};
@@ -60,6 +61,8 @@ pub struct Finisher {
     pub prompt_estimate: u64,
     pub finished: bool,
     pub _inflight: Option<InflightGuard>,
+    /// `ledger_durability = "sync"`: answered when the record is on disk.
+    pub durable: Option<oneshot::Receiver<()>>,
 }
 
 impl Finisher {
@@ -145,10 +148,26 @@ impl Finisher {
             };
             deliver(&self.cache, Put { key, response, ttl });
         }
-        deliver(&self.accounting, Record(r));
+        let ack = if self.config.server.ledger_sync {
+            let (tx, rx) = oneshot::channel();
+            self.durable = Some(rx);
+            Some(tx)
+        } else {
+            None
+        };
+        deliver(&self.accounting, Record(r, ack));
         // the ticket and permit drop with self, after the record is on its way
         self.permit.take();
         self.ticket.take();
+    }
+}
+
+impl Finisher {
+    /// In sync durability mode, waits until the record is committed.
+    pub async fn durable(&mut self) {
+        if let Some(rx) = self.durable.take() {
+            let _ = rx.await;
+        }
     }
 }
 

@@ -406,11 +406,12 @@ impl Engine {
             prompt_estimate,
             finished: false,
             _inflight: Some(p.inflight),
+            durable: None,
         }
     }
 
     /// A cache hit: recorded (cost 0) and answered without a provider.
-    fn answer_from_cache(
+    async fn answer_from_cache(
         &self,
         ctx: &RequestCtx,
         mut p: Prepared,
@@ -427,6 +428,7 @@ impl Engine {
         fin.record.provider = hit.provider.clone();
         fin.record.upstream_model = hit.upstream_model.clone();
         fin.finish(200, Some(hit.usage), "", None);
+        fin.durable().await;
         let body = match as_stream {
             Some(include_usage) => {
                 let completion: Value = serde_json::from_slice(&hit.body).unwrap_or(Value::Null);
@@ -495,7 +497,9 @@ impl Engine {
             .await?;
         let record = self.record_template(ctx, Endpoint::Chat, &alias, stream);
         if p.hit.is_some() {
-            return self.answer_from_cache(ctx, p, record, stream.then(|| req.wants_stream_usage()));
+            return self
+                .answer_from_cache(ctx, p, record, stream.then(|| req.wants_stream_usage()))
+                .await;
         }
         let d = self.dispatch(&p, ctx, &alias).await?;
         let (rate, cache_status) = (p.rate.clone(), p.cache_status);
@@ -524,6 +528,7 @@ impl Engine {
                 let err = e.into_gateway(&d.provider);
                 tracing::warn!(request_id = %ctx.request_id, error = %err, "upstream call failed");
                 fin.finish(err.class().status, None, "", None);
+                fin.durable().await;
                 return Err(fail(err));
             }
         };
@@ -542,6 +547,7 @@ impl Engine {
                 };
                 let cache_body = fin.cache_put.map(|_| bytes.to_vec());
                 fin.finish(200, usage, &text, cache_body);
+                fin.durable().await;
                 OutcomeBody::Json(bytes)
             }
             UpstreamBody::Stream(s) => OutcomeBody::Sse(Box::pin(relay::Relay::new(
@@ -583,7 +589,7 @@ impl Engine {
             .await?;
         let record = self.record_template(ctx, Endpoint::Embeddings, &alias, false);
         if p.hit.is_some() {
-            return self.answer_from_cache(ctx, p, record, None);
+            return self.answer_from_cache(ctx, p, record, None).await;
         }
         let d = self.dispatch(&p, ctx, &alias).await?;
         let (rate, cache_status) = (p.rate.clone(), p.cache_status);
@@ -616,18 +622,21 @@ impl Engine {
                     message: "unexpected stream".into(),
                 };
                 fin.finish(502, None, "", None);
+                fin.durable().await;
                 return Err(fail(err));
             }
             Err(e) => {
                 let err = e.into_gateway(&d.provider);
                 tracing::warn!(request_id = %ctx.request_id, error = %err, "upstream call failed");
                 fin.finish(err.class().status, None, "", None);
+                fin.durable().await;
                 return Err(fail(err));
             }
         };
         let usage = openai::response_usage(&bytes).map(|u| Usage { output: 0, ..u });
         let cache_body = fin.cache_put.map(|_| bytes.to_vec());
         fin.finish(200, usage, "", cache_body);
+        fin.durable().await;
         let upstream_time = fin.upstream_time;
         Ok(Outcome {
             body: OutcomeBody::Json(bytes),

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Future, Stream};
 use serde_json::Value;
 
 use super::finish::{Finisher, CLIENT_CLOSED};
@@ -124,6 +124,15 @@ impl Stream for Relay {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
+            // sync durability: the last event waits for the record's commit
+            if this.ended && this.out.len() == 1 {
+                if let Some(rx) = this.finisher.durable.as_mut() {
+                    if Pin::new(rx).poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    this.finisher.durable = None;
+                }
+            }
             if let Some(b) = this.out.pop_front() {
                 return Poll::Ready(Some(Ok(b)));
             }
