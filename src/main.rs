@@ -11,6 +11,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the gateway allocates many small short-lived buffers per request (JSON,
+/// headers, messages); glibc malloc was 15% of its CPU under load (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "An AI gateway on an actor engine")]
 struct Cli {

@@ -7,6 +7,8 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::job::{forward, CacheDecision, Job};
+use super::router::Router;
 use crate::store::{decode, encode, Store};
 use crate::types::{Endpoint, Usage};
 
@@ -41,10 +43,6 @@ struct Entry {
 }
 
 #[derive(Message)]
-#[rtype(result = "Option<CachedResponse>")]
-pub struct Lookup(pub CacheKey);
-
-#[derive(Message)]
 #[rtype(result = "()")]
 pub struct Put {
     pub key: CacheKey,
@@ -59,6 +57,8 @@ pub struct SetCapacity(pub u64);
 
 pub struct Cache {
     store: Store,
+    /// Next admission stage; `None` in unit tests.
+    router: Option<Addr<Router>>,
     max_bytes: u64,
     bytes: u64,
     seq: u64,
@@ -83,6 +83,7 @@ impl Cache {
             .map_or(0, |s| s + 1);
         Cache {
             store,
+            router: None,
             max_bytes,
             bytes,
             seq,
@@ -145,6 +146,12 @@ impl Cache {
         }
     }
 
+    /// Sets the admission stage that misses go to.
+    pub fn with_router(mut self, router: Addr<Router>) -> Cache {
+        self.router = Some(router);
+        self
+    }
+
     pub fn len(&self) -> usize {
         self.store.cache.len()
     }
@@ -166,11 +173,20 @@ impl Actor for Cache {
     }
 }
 
-impl Handler<Lookup> for Cache {
-    type Result = Option<CachedResponse>;
+/// Admission stage: a hit answers the job; a miss goes on to the router.
+impl Handler<Job> for Cache {
+    type Result = ();
 
-    fn handle(&mut self, msg: Lookup, _: &mut Self::Context) -> Self::Result {
-        self.get(&msg.0)
+    fn handle(&mut self, Job(job): Job, _: &mut Self::Context) {
+        let hit = job.cache_key.as_ref().and_then(|k| self.get(k));
+        match (hit, &self.router) {
+            (Some(hit), _) => job.admit(CacheDecision::Hit(hit), None),
+            (None, Some(router)) => forward(router, Job(job), "router"),
+            (None, None) => {
+                let decision = job.cache_key.map_or(CacheDecision::Bypass, CacheDecision::Miss);
+                job.admit(decision, None)
+            }
+        }
     }
 }
 
@@ -251,18 +267,37 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn actor_round_trip() {
+    async fn admission_stage_answers_hits_and_reports_misses() {
+        use crate::actors::job::{CacheDecision, JobState};
+        use crate::actors::rate_limiter::RateLimiter;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let addr = Cache::new(store, 1 << 20).start();
-        addr.send(Put {
-            key: [9; 32],
-            response: response(5),
-            ttl: Duration::from_secs(60),
-        })
-        .await
-        .unwrap();
-        assert!(addr.send(Lookup([9; 32])).await.unwrap().is_some());
-        assert!(addr.send(Lookup([8; 32])).await.unwrap().is_none());
+        let cache = Cache::new(store, 1 << 20).start();
+        cache.send(Put { key: [9; 32], response: response(5), ttl: Duration::from_secs(60) }).await.unwrap();
+        // the limiter (no further stages) issues the ticket a job needs
+        let limiter = RateLimiter::default().start();
+        for (key, hit) in [([9u8; 32], true), ([8u8; 32], false)] {
+            let (job, rx) = JobState::new(
+                "k".into(),
+                Default::default(),
+                0,
+                "m".into(),
+                switchyard_config::Priority::Normal,
+                Some(key),
+            );
+            // run the limiter stage by hand, then hand the job to the cache
+            let crate::actors::job::Job(mut state) = job;
+            state.rate = Some(Default::default());
+            let (tjob, trx) = JobState::new("k".into(), Default::default(), 0, "m".into(), switchyard_config::Priority::Normal, None);
+            limiter.send(tjob).await.unwrap();
+            state.ticket = Some(trx.await.unwrap().unwrap().ticket);
+            cache.send(crate::actors::job::Job(state)).await.unwrap();
+            let admission = rx.await.unwrap().unwrap();
+            match admission.cache {
+                CacheDecision::Hit(r) => assert!(hit && r == response(5)),
+                CacheDecision::Miss(k) => assert!(!hit && k == key),
+                CacheDecision::Bypass => panic!("a keyed job is never a bypass"),
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! [`deliver`], which never blocks and never loses the message.
 
 pub mod accounting;
+pub mod job;
 pub mod cache;
 pub mod provider_worker;
 pub mod rate_limiter;

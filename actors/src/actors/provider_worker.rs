@@ -1,28 +1,18 @@
-//! Provider worker: one per configured provider. It owns the provider's concurrency
-//! slots and a bounded queue per priority; a request gets a [`Permit`] (at once, or when
-//! a slot frees, high before normal before low) and then performs the call itself with
-//! the provider's pooled client, so upstream I/O is spread over the HTTP worker threads
-//! instead of funnelled through this actor's thread. A full queue is refused (503).
+//! Provider worker: one per configured provider, the last admission stage. It owns the
+//! provider's concurrency slots and a bounded queue per priority; a job gets a [`Permit`]
+//! at once, or when a slot frees (high before normal before low), or is refused when the
+//! queue is full (503). The call itself is made by the request's own task with the
+//! provider's pooled client, so upstream I/O is spread over the HTTP worker threads
+//! instead of funnelled through this actor's thread.
 
 use std::collections::VecDeque;
 
 use actix::prelude::*;
 use switchyard_config::Priority;
-use tokio::sync::oneshot;
 
 use super::deliver;
+use super::job::{CacheDecision, Job, JobState, Refusal};
 use crate::metrics::QUEUE_DEPTH;
-
-/// Ask for a concurrency slot.
-#[derive(Message)]
-#[rtype(result = "Result<Permit, QueueFull>")]
-pub struct Acquire {
-    pub priority: Priority,
-}
-
-/// The queue of this provider is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueFull;
 
 /// A slot was given back (sent by a dropping [`Permit`]).
 #[derive(Message)]
@@ -67,7 +57,7 @@ pub struct ProviderWorker {
     queue_size: usize,
     inflight: usize,
     /// Index 0 = high, 1 = normal, 2 = low.
-    queues: [VecDeque<oneshot::Sender<Permit>>; 3],
+    queues: [VecDeque<Box<JobState>>; 3],
 }
 
 fn lane(p: Priority) -> usize {
@@ -97,24 +87,27 @@ impl ProviderWorker {
         metrics::gauge!(QUEUE_DEPTH, "provider" => self.name.clone()).set(self.queued() as f64);
     }
 
-    /// Hands free slots to waiters, highest priority first; waiters that gave up
-    /// (their request was dropped) are skipped.
+    /// Gives the job a slot and answers it.
+    fn grant(&mut self, mut job: Box<JobState>, ctx: &mut Context<Self>) {
+        self.inflight += 1;
+        let permit = Permit { addr: Some(ctx.address()) };
+        let Some(decision) = job.decision.take() else {
+            return job.refuse(Refusal::Overloaded("job reached a worker without a route"));
+        };
+        let cache = job.cache_key.map_or(CacheDecision::Bypass, CacheDecision::Miss);
+        // a caller that left drops the admission, and with it the permit (a Release)
+        job.admit(cache, Some((decision, permit)));
+    }
+
+    /// Hands free slots to waiting jobs, highest priority first; jobs whose caller
+    /// gave up are dropped (their tickets settle).
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
         while self.inflight < self.concurrency {
-            let Some(tx) = self.queues.iter_mut().find_map(VecDeque::pop_front) else {
-                break;
-            };
-            if tx.is_closed() {
+            let Some(job) = self.queues.iter_mut().find_map(VecDeque::pop_front) else { break };
+            if job.reply.is_closed() {
                 continue;
             }
-            self.inflight += 1;
-            if let Err(permit) = tx.send(Permit {
-                addr: Some(ctx.address()),
-            }) {
-                // the waiter left between the check and the send: its permit drops
-                // here and comes back as a Release
-                drop(permit);
-            }
+            self.grant(job, ctx);
         }
         self.report();
     }
@@ -129,24 +122,20 @@ impl Actor for ProviderWorker {
     }
 }
 
-impl Handler<Acquire> for ProviderWorker {
-    type Result = ResponseFuture<Result<Permit, QueueFull>>;
+/// Admission stage: a slot now, a place in the queue, or 503.
+impl Handler<Job> for ProviderWorker {
+    type Result = ();
 
-    fn handle(&mut self, msg: Acquire, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, Job(job): Job, ctx: &mut Self::Context) {
         if self.inflight < self.concurrency && self.queued() == 0 {
-            self.inflight += 1;
-            let permit = Permit {
-                addr: Some(ctx.address()),
-            };
-            return Box::pin(async move { Ok(permit) });
+            return self.grant(job, ctx);
         }
         if self.queued() >= self.queue_size {
-            return Box::pin(async { Err(QueueFull) });
+            let rate = job.rate.clone().unwrap_or_default();
+            return job.refuse(Refusal::QueueFull { provider: self.name.clone(), rate });
         }
-        let (tx, rx) = oneshot::channel();
-        self.queues[lane(msg.priority)].push_back(tx);
+        self.queues[lane(job.priority)].push_back(job);
         self.dispatch(ctx);
-        Box::pin(async move { rx.await.map_err(|_| QueueFull) })
     }
 }
 
@@ -173,10 +162,7 @@ impl Handler<Stats> for ProviderWorker {
     type Result = WorkerStats;
 
     fn handle(&mut self, _: Stats, _: &mut Self::Context) -> WorkerStats {
-        WorkerStats {
-            inflight: self.inflight,
-            queued: self.queued(),
-        }
+        WorkerStats { inflight: self.inflight, queued: self.queued() }
     }
 }
 
@@ -184,72 +170,59 @@ impl Handler<Stats> for ProviderWorker {
 mod tests {
     use std::time::Duration;
 
+    use tokio::sync::oneshot;
+
     use super::*;
+    use crate::actors::job::Answer;
+    use crate::actors::rate_limiter::RateLimiter;
+    use crate::actors::router::RouteDecision;
+
+    /// Sends a job (with a ticket from a real limiter) to the worker.
+    async fn acquire(w: &Addr<ProviderWorker>, limiter: &Addr<RateLimiter>, p: Priority) -> oneshot::Receiver<Answer> {
+        let (tjob, trx) = JobState::new("k".into(), Default::default(), 0, "m".into(), p, None);
+        limiter.send(tjob).await.unwrap();
+        let ticket = trx.await.unwrap().unwrap().ticket;
+        let (Job(mut state), rx) = JobState::new("k".into(), Default::default(), 0, "m".into(), p, None);
+        state.rate = Some(Default::default());
+        state.ticket = Some(ticket);
+        state.decision = Some(RouteDecision { provider: "p".into(), model: "m".into() });
+        w.send(Job(state)).await.unwrap();
+        rx
+    }
 
     #[actix_rt::test]
     async fn limits_concurrency_and_queues_by_priority() {
+        let limiter = RateLimiter::default().start();
         let w = ProviderWorker::new("p", 1, 2).start();
-        let first = w
-            .send(Acquire {
-                priority: Priority::Normal,
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        let low = w.send(Acquire {
-            priority: Priority::Low,
-        });
-        let high = w.send(Acquire {
-            priority: Priority::High,
-        });
-        let (low, high) = (actix_rt::spawn(low), actix_rt::spawn(high));
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let first = acquire(&w, &limiter, Priority::Normal).await.await.unwrap().unwrap();
+        let mut low = acquire(&w, &limiter, Priority::Low).await;
+        let high = acquire(&w, &limiter, Priority::High).await;
         assert_eq!(w.send(Stats).await.unwrap(), WorkerStats { inflight: 1, queued: 2 });
         // the queue (size 2) is full
-        assert!(w
-            .send(Acquire {
-                priority: Priority::High
-            })
-            .await
-            .unwrap()
-            .is_err());
+        let full = acquire(&w, &limiter, Priority::High).await.await.unwrap();
+        assert!(matches!(full, Err(Refusal::QueueFull { .. })));
         drop(first);
         // high goes first although low asked first
-        let h = high.await.unwrap().unwrap().unwrap();
+        let h = high.await.unwrap().unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!low.is_finished());
+        assert!(low.try_recv().is_err(), "low still waits");
         drop(h);
-        let l = low.await.unwrap().unwrap().unwrap();
+        let l = low.await.unwrap().unwrap();
         drop(l);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(w.send(Stats).await.unwrap(), WorkerStats { inflight: 0, queued: 0 });
     }
 
     #[actix_rt::test]
-    async fn abandoned_waiters_do_not_leak_slots() {
+    async fn abandoned_jobs_do_not_leak_slots() {
+        let limiter = RateLimiter::default().start();
         let w = ProviderWorker::new("p", 1, 8).start();
-        let first = w
-            .send(Acquire {
-                priority: Priority::Normal,
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        let waiter = actix_rt::spawn(w.send(Acquire {
-            priority: Priority::Normal,
-        }));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        waiter.abort();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let first = acquire(&w, &limiter, Priority::Normal).await.await.unwrap().unwrap();
+        let waiter = acquire(&w, &limiter, Priority::Normal).await;
+        drop(waiter); // the caller left
         drop(first);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(w.send(Stats).await.unwrap().inflight, 0);
-        assert!(w
-            .send(Acquire {
-                priority: Priority::Low
-            })
-            .await
-            .unwrap()
-            .is_ok());
+        assert!(acquire(&w, &limiter, Priority::Low).await.await.unwrap().is_ok());
     }
 }

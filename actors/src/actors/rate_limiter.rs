@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use switchyard_config::Limits;
 
+use super::cache::Cache;
 use super::deliver;
+use super::job::{forward, CacheDecision, Job, Refusal};
+use super::router::Router;
 
 /// Which limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,16 +150,6 @@ struct KeyState {
     inflight: u32,
 }
 
-/// Ask to start a request.
-#[derive(Message)]
-#[rtype(result = "Result<Admitted, Refused>")]
-pub struct Admit {
-    pub key_id: Arc<str>,
-    pub limits: Limits,
-    /// Tokens to reserve (prompt estimate plus max output).
-    pub tokens: u64,
-}
-
 /// A request ended: give back the concurrency slot and correct the token reservation.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -166,12 +159,6 @@ pub struct Settle {
     pub reserved: u64,
     /// Real tokens used; `None` when unknown (the reservation stands).
     pub actual: Option<u64>,
-}
-
-/// Admission: the headers to send, and the ticket that settles on drop.
-pub struct Admitted {
-    pub headers: RateHeaders,
-    pub ticket: LimitTicket,
 }
 
 #[derive(Debug)]
@@ -213,12 +200,24 @@ impl Drop for LimitTicket {
     }
 }
 
+/// Where admitted jobs go next.
+pub struct NextStages {
+    pub cache: Addr<Cache>,
+    pub router: Addr<Router>,
+}
+
 #[derive(Default)]
 pub struct RateLimiter {
     keys: HashMap<Arc<str>, KeyState>,
+    /// `None` (unit tests): admitted jobs are answered here.
+    next: Option<NextStages>,
 }
 
 impl RateLimiter {
+    pub fn new(next: NextStages) -> RateLimiter {
+        RateLimiter { keys: HashMap::new(), next: Some(next) }
+    }
+
     /// The admission decision (plain function, benchmarked).
     pub fn check(
         &mut self,
@@ -317,21 +316,29 @@ impl Actor for RateLimiter {
     }
 }
 
-impl Handler<Admit> for RateLimiter {
-    type Result = Result<Admitted, Refused>;
+/// First stage of admission: check the key's limits, take a ticket, pass the job on.
+impl Handler<Job> for RateLimiter {
+    type Result = ();
 
-    fn handle(&mut self, msg: Admit, ctx: &mut Self::Context) -> Self::Result {
-        let headers = self.check(&msg.key_id, msg.limits, msg.tokens, Instant::now())?;
-        Ok(Admitted {
-            headers,
-            ticket: LimitTicket {
-                addr: Some(ctx.address()),
-                key_id: msg.key_id,
-                limits: msg.limits,
-                reserved: msg.tokens,
-                actual: None,
-            },
-        })
+    fn handle(&mut self, Job(mut job): Job, ctx: &mut Self::Context) {
+        match self.check(&job.key_id, job.limits, job.tokens, Instant::now()) {
+            Err(refused) => job.refuse(Refusal::Limited(refused)),
+            Ok(headers) => {
+                job.rate = Some(headers);
+                job.ticket = Some(LimitTicket {
+                    addr: Some(ctx.address()),
+                    key_id: job.key_id.clone(),
+                    limits: job.limits,
+                    reserved: job.tokens,
+                    actual: None,
+                });
+                match &self.next {
+                    None => job.admit(CacheDecision::Bypass, None),
+                    Some(next) if job.cache_key.is_some() => forward(&next.cache, Job(job), "cache"),
+                    Some(next) => forward(&next.router, Job(job), "router"),
+                }
+            }
+        }
     }
 }
 
@@ -346,6 +353,7 @@ impl Handler<Settle> for RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actors::job::JobState;
 
     fn key() -> Arc<str> {
         Arc::from("k")
@@ -448,41 +456,22 @@ mod tests {
         assert!(!p.iter().any(|(n, _)| *n == "x-ratelimit-limit-tokens"));
     }
 
+    async fn admit(rl: &Addr<RateLimiter>, limits: Limits) -> crate::actors::job::Answer {
+        let (job, rx) = JobState::new(key(), limits, 0, "m".into(), switchyard_config::Priority::Normal, None);
+        rl.send(job).await.unwrap();
+        rx.await.unwrap()
+    }
+
     #[actix_rt::test]
     async fn ticket_drop_releases_the_slot() {
         let rl = RateLimiter::default().start();
-        let limits = Limits {
-            rpm: None,
-            tpm: None,
-            max_concurrent: Some(1),
-        };
-        let a = rl
-            .send(Admit {
-                key_id: key(),
-                limits,
-                tokens: 0,
-            })
-            .await
-            .unwrap();
+        let limits = Limits { rpm: None, tpm: None, max_concurrent: Some(1) };
+        let a = admit(&rl, limits).await;
         assert!(a.is_ok());
-        let refused = rl
-            .send(Admit {
-                key_id: key(),
-                limits,
-                tokens: 0,
-            })
-            .await
-            .unwrap();
-        assert!(refused.is_err());
+        let refused = admit(&rl, limits).await;
+        assert!(matches!(refused, Err(Refusal::Limited(r)) if r.kind == LimitKind::Concurrency));
         drop(a);
-        let again = rl
-            .send(Admit {
-                key_id: key(),
-                limits,
-                tokens: 0,
-            })
-            .await
-            .unwrap();
-        assert!(again.is_ok());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        assert!(admit(&rl, limits).await.is_ok());
     }
 }

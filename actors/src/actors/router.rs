@@ -1,11 +1,15 @@
-//! Router: model alias -> one target, chosen by weight. Owns its RNG (seedable for tests)
-//! and its slice of the config, swapped by `UpdateModels` on reload.
+//! Router: model alias -> one target, chosen by weight, then the job goes to that
+//! provider's worker. Owns its RNG (seedable for tests), its slice of the config and the
+//! workers' addresses, swapped by `UpdateModels` on reload.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use switchyard_config::{Config, Target};
+
+use super::job::{forward, Job, Refusal};
+use super::provider_worker::ProviderWorker;
 
 /// Where one request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,17 +18,13 @@ pub struct RouteDecision {
     pub model: String,
 }
 
-/// Pick a target for `alias`; `None` when the alias does not exist.
-#[derive(Message)]
-#[rtype(result = "Option<RouteDecision>")]
-pub struct Route {
-    pub alias: String,
-}
-
-/// Replace the model table (config reload).
+/// Replace the model table and the workers (config reload).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct UpdateModels(pub Arc<Config>);
+pub struct UpdateModels {
+    pub config: Arc<Config>,
+    pub workers: HashMap<String, Addr<ProviderWorker>>,
+}
 
 struct Group {
     targets: Vec<Target>,
@@ -33,19 +33,17 @@ struct Group {
 
 pub struct Router {
     groups: HashMap<String, Group>,
+    workers: HashMap<String, Addr<ProviderWorker>>,
     rng: fastrand::Rng,
 }
 
 impl Router {
-    pub fn new(config: &Config, seed: Option<u64>) -> Router {
+    pub fn new(config: &Config, workers: HashMap<String, Addr<ProviderWorker>>, seed: Option<u64>) -> Router {
         let rng = match seed {
             Some(s) => fastrand::Rng::with_seed(s),
             None => fastrand::Rng::new(),
         };
-        let mut r = Router {
-            groups: HashMap::new(),
-            rng,
-        };
+        let mut r = Router { groups: HashMap::new(), workers, rng };
         r.load(config);
         r
     }
@@ -56,13 +54,7 @@ impl Router {
             .iter()
             .map(|m| {
                 let total_weight = m.targets.iter().map(|t| u64::from(t.weight)).sum();
-                (
-                    m.alias.clone(),
-                    Group {
-                        targets: m.targets.clone(),
-                        total_weight,
-                    },
-                )
+                (m.alias.clone(), Group { targets: m.targets.clone(), total_weight })
             })
             .collect();
     }
@@ -85,10 +77,7 @@ impl Router {
             }
             chosen
         };
-        Some(RouteDecision {
-            provider: t.provider.clone(),
-            model: t.model.clone(),
-        })
+        Some(RouteDecision { provider: t.provider.clone(), model: t.model.clone() })
     }
 }
 
@@ -100,11 +89,19 @@ impl Actor for Router {
     }
 }
 
-impl Handler<Route> for Router {
-    type Result = Option<RouteDecision>;
+/// Admission stage: pick the target, pass the job to its provider's worker.
+impl Handler<Job> for Router {
+    type Result = ();
 
-    fn handle(&mut self, msg: Route, _: &mut Self::Context) -> Self::Result {
-        self.pick(&msg.alias)
+    fn handle(&mut self, Job(mut job): Job, _: &mut Self::Context) {
+        let Some(decision) = self.pick(&job.alias) else {
+            return job.refuse(Refusal::UnknownModel);
+        };
+        let Some(worker) = self.workers.get(&decision.provider) else {
+            return job.refuse(Refusal::Overloaded("no worker for the chosen provider"));
+        };
+        job.decision = Some(decision);
+        forward(worker, Job(job), "provider worker");
     }
 }
 
@@ -112,7 +109,8 @@ impl Handler<UpdateModels> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: UpdateModels, _: &mut Self::Context) {
-        self.load(&msg.0);
+        self.load(&msg.config);
+        self.workers = msg.workers;
     }
 }
 
@@ -140,12 +138,12 @@ targets = [{ provider = "b", model = "mb" }]
         switchyard_config::load_str(text, Path::new("."), &|_| None).unwrap()
     }
 
-    #[actix_rt::test]
-    async fn routes_by_weight_and_rejects_unknown_alias() {
-        let router = Router::new(&config(), Some(7)).start();
+    #[test]
+    fn weighted_choice_follows_the_weights() {
+        let mut router = Router::new(&config(), HashMap::new(), Some(7));
         let mut a = 0;
         for _ in 0..10_000 {
-            let d = router.send(Route { alias: "split".into() }).await.unwrap().unwrap();
+            let d = router.pick("split").unwrap();
             if d.provider == "a" {
                 assert_eq!(d.model, "ma");
                 a += 1;
@@ -153,23 +151,41 @@ targets = [{ provider = "b", model = "mb" }]
         }
         // 90% +- 1.5% (about 5 standard deviations)
         assert!((8850..=9150).contains(&a), "a got {a} of 10000");
-        assert_eq!(router.send(Route { alias: "nope".into() }).await.unwrap(), None);
-        let d = router.send(Route { alias: "one".into() }).await.unwrap();
-        assert_eq!(
-            d,
-            Some(RouteDecision {
-                provider: "b".into(),
-                model: "mb".into()
-            })
-        );
+        assert_eq!(router.pick("nope"), None);
+        assert_eq!(router.pick("one"), Some(RouteDecision { provider: "b".into(), model: "mb".into() }));
     }
 
     #[actix_rt::test]
-    async fn reload_replaces_the_table() {
-        let router = Router::new(&config(), Some(1)).start();
+    async fn jobs_reach_the_chosen_worker_or_are_refused() {
+        use crate::actors::job::{JobState, Refusal};
+        use crate::actors::rate_limiter::RateLimiter;
+        let workers: HashMap<_, _> =
+            ["a", "b"].iter().map(|n| (n.to_string(), ProviderWorker::new(*n, 4, 4).start())).collect();
+        let router = Router::new(&config(), workers, Some(1)).start();
+        let limiter = RateLimiter::default().start();
+        for (alias, want) in [("one", Some("b")), ("nope", None)] {
+            // a ticket from the limiter stage, as in the real chain
+            let (tjob, trx) =
+                JobState::new("k".into(), Default::default(), 0, alias.into(), switchyard_config::Priority::Normal, None);
+            limiter.send(tjob).await.unwrap();
+            let ticket = trx.await.unwrap().unwrap().ticket;
+            let (Job(mut state), rx) =
+                JobState::new("k".into(), Default::default(), 0, alias.into(), switchyard_config::Priority::Normal, None);
+            state.rate = Some(Default::default());
+            state.ticket = Some(ticket);
+            router.send(Job(state)).await.unwrap();
+            match (rx.await.unwrap(), want) {
+                (Ok(adm), Some(p)) => assert_eq!(adm.route.unwrap().0.provider, p),
+                (Err(Refusal::UnknownModel), None) => {}
+                (other, _) => panic!("unexpected {:?}", other.err()),
+            }
+        }
+        // reload: the alias disappears
         let mut cfg = config();
-        cfg.models.retain(|m| m.alias == "one");
-        router.send(UpdateModels(Arc::new(cfg))).await.unwrap();
-        assert_eq!(router.send(Route { alias: "split".into() }).await.unwrap(), None);
+        cfg.models.retain(|m| m.alias == "split");
+        router.send(UpdateModels { config: Arc::new(cfg), workers: HashMap::new() }).await.unwrap();
+        let (job, rx) = JobState::new("k".into(), Default::default(), 0, "one".into(), switchyard_config::Priority::Normal, None);
+        router.send(job).await.unwrap();
+        assert!(matches!(rx.await.unwrap(), Err(Refusal::UnknownModel)));
     }
 }

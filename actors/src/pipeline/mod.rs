@@ -20,10 +20,11 @@ use switchyard_config::{Config, Key, Priority, Provider};
 
 pub use self::finish::{record_overhead, Finisher, InflightGuard};
 use crate::actors::accounting::{Accounting, Flush};
-use crate::actors::cache::{cache_key, Cache, CacheKey, Lookup, SetCapacity};
-use crate::actors::provider_worker::{Acquire, ProviderWorker, Resize};
-use crate::actors::rate_limiter::{Admit, RateHeaders, RateLimiter};
-use crate::actors::router::{Route, Router, UpdateModels};
+use crate::actors::cache::{cache_key, Cache, CacheKey, SetCapacity};
+use crate::actors::job::{CacheDecision, JobState, Refusal};
+use crate::actors::provider_worker::{ProviderWorker, Resize};
+use crate::actors::rate_limiter::{NextStages, RateHeaders, RateLimiter};
+use crate::actors::router::{Router, UpdateModels};
 use crate::metrics::{CACHE_REQUESTS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL};
 use crate::providers::openai;
 use crate::providers::sse::{data_event, DONE};
@@ -54,6 +55,11 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Each provider's worker, for the router.
+    pub fn workers(&self) -> HashMap<String, Addr<ProviderWorker>> {
+        self.providers.iter().map(|(k, v)| (k.clone(), v.worker.clone())).collect()
+    }
+
     /// Looks a presented credential up (by its SHA-256).
     pub fn authenticate(&self, secret: &str) -> Option<Arc<KeyEntry>> {
         self.keys.get(&switchyard_config::hash_key(secret)).cloned()
@@ -161,17 +167,19 @@ impl Engine {
     pub fn start(config: Arc<Config>, store: Store, seed: Option<u64>) -> Result<Arc<Engine>, GatewayError> {
         let engine_arbiter = Arbiter::new().handle();
         let ledger_arbiter = Arbiter::new().handle();
-        let cfg = config.clone();
-        let router = Router::start_in_arbiter(&engine_arbiter, move |_| Router::new(&cfg, seed));
-        let limiter = RateLimiter::start_in_arbiter(&engine_arbiter, |_| RateLimiter::default());
-        let cache_store = store.clone();
-        let max_bytes = config.cache.max_bytes;
-        let cache = Cache::start_in_arbiter(&engine_arbiter, move |_| Cache::new(cache_store, max_bytes));
+        // the admission chain, built back to front: workers <- router <- cache <- limiter
+        let runtime = Self::build_runtime(config.clone(), &HashMap::new(), &engine_arbiter)?;
+        let (cfg, workers) = (config.clone(), runtime.workers());
+        let router = Router::start_in_arbiter(&engine_arbiter, move |_| Router::new(&cfg, workers, seed));
+        let (cache_store, max_bytes, next) = (store.clone(), config.cache.max_bytes, router.clone());
+        let cache =
+            Cache::start_in_arbiter(&engine_arbiter, move |_| Cache::new(cache_store, max_bytes).with_router(next));
+        let next = NextStages { cache: cache.clone(), router: router.clone() };
+        let limiter = RateLimiter::start_in_arbiter(&engine_arbiter, move |_| RateLimiter::new(next));
         let acc_store = store.clone();
         let (flush, batch) = (config.server.ledger_flush, config.server.ledger_batch_max);
         let accounting =
             Accounting::start_in_arbiter(&ledger_arbiter, move |_| Accounting::new(acc_store, flush, batch));
-        let runtime = Self::build_runtime(config, &HashMap::new(), &engine_arbiter)?;
         Ok(Arc::new(Engine {
             runtime: ArcSwap::from_pointee(runtime),
             router,
@@ -250,7 +258,7 @@ impl Engine {
     pub async fn reload(&self, config: Arc<Config>) -> Result<(), GatewayError> {
         let old = self.runtime.load_full();
         let rt = Self::build_runtime(config.clone(), &old.providers, &self.engine_arbiter)?;
-        self.router.send(UpdateModels(config.clone())).await.map_err(mailbox)?;
+        self.router.send(UpdateModels { config: config.clone(), workers: rt.workers() }).await.map_err(mailbox)?;
         self.cache
             .send(SetCapacity(config.cache.max_bytes))
             .await
@@ -297,7 +305,8 @@ impl Engine {
         Ok(())
     }
 
-    /// The steps before a provider is involved: authorize, limit, look up the cache.
+    /// Everything before the call: authorize, then one admission job through the
+    /// rate limiter, the cache, the router and the chosen provider's worker.
     async fn prepare(
         &self,
         ctx: &RequestCtx,
@@ -308,14 +317,21 @@ impl Engine {
     ) -> Result<Prepared, Failure> {
         let rt = self.runtime();
         self.authorize(&rt, ctx, alias)?;
-        let admit = Admit {
-            key_id: ctx.key.id.clone(),
-            limits: ctx.key.key.limits,
-            tokens: reserve,
+        let ckey = if !rt.config.cache.enabled {
+            None
+        } else if ctx.no_cache {
+            metrics::counter!(CACHE_REQUESTS_TOTAL, "result" => "bypass").increment(1);
+            None
+        } else {
+            Some(cache_key(endpoint, alias, &normalized()))
         };
-        let admitted = match self.limiter.send(admit).await.map_err(mailbox)? {
+        let (job, rx) =
+            JobState::new(ctx.key.id.clone(), ctx.key.key.limits, reserve, alias.to_string(), ctx.priority, ckey);
+        self.limiter.send(job).await.map_err(mailbox)?;
+        let answer = rx.await.map_err(|_| GatewayError::Unavailable("the engine dropped the request".into()))?;
+        let adm = match answer {
             Ok(a) => a,
-            Err(refused) => {
+            Err(Refusal::Limited(refused)) => {
                 metrics::counter!(RATE_LIMITED_TOTAL, "kind" => refused.kind.as_str()).increment(1);
                 let headers = refused.headers.clone();
                 return Err(Failure {
@@ -328,66 +344,37 @@ impl Engine {
                     counted: false,
                 });
             }
+            Err(Refusal::UnknownModel) => return Err(GatewayError::UnknownModel(alias.to_string()).into()),
+            Err(Refusal::QueueFull { provider, rate }) => {
+                return Err(Failure {
+                    error: GatewayError::QueueFull(provider),
+                    rate: Some(Box::new(rate)),
+                    counted: false,
+                })
+            }
+            Err(Refusal::Overloaded(stage)) => {
+                return Err(GatewayError::Unavailable(format!("the engine is overloaded ({stage})")).into())
+            }
         };
         let inflight = InflightGuard::new();
-        let (ckey, hit, cache_status) = if !rt.config.cache.enabled {
-            (None, None, CacheStatus::Bypass)
-        } else if ctx.no_cache {
-            metrics::counter!(CACHE_REQUESTS_TOTAL, "result" => "bypass").increment(1);
-            (None, None, CacheStatus::Bypass)
-        } else {
-            let key = cache_key(endpoint, alias, &normalized());
-            let hit = self.cache.send(Lookup(key)).await.ok().flatten();
-            let status = if hit.is_some() {
-                CacheStatus::Hit
-            } else {
-                CacheStatus::Miss
-            };
-            metrics::counter!(CACHE_REQUESTS_TOTAL, "result" => status.as_str()).increment(1);
-            (Some(key), hit, status)
+        let (hit, cache_status) = match adm.cache {
+            CacheDecision::Bypass => (None, CacheStatus::Bypass),
+            CacheDecision::Miss(_) => (None, CacheStatus::Miss),
+            CacheDecision::Hit(h) => (Some(h), CacheStatus::Hit),
         };
-        Ok(Prepared {
-            rt,
-            rate: admitted.headers,
-            ticket: admitted.ticket,
-            inflight,
-            ckey,
-            hit,
-            cache_status,
-        })
-    }
-
-    /// Route, then wait for a slot at the chosen provider (503 when its queue is full).
-    async fn dispatch(&self, p: &Prepared, ctx: &RequestCtx, alias: &str) -> Result<Dispatched, Failure> {
-        let decision = self
-            .router
-            .send(Route {
-                alias: alias.to_string(),
-            })
-            .await
-            .map_err(mailbox)?
-            .ok_or_else(|| GatewayError::UnknownModel(alias.to_string()))?;
-        let handle =
-            p.rt.providers
-                .get(&decision.provider)
-                .cloned()
-                .ok_or_else(|| GatewayError::Internal(format!("no worker for provider `{}`", decision.provider)))?;
-        let permit = handle
-            .worker
-            .send(Acquire { priority: ctx.priority })
-            .await
-            .map_err(mailbox)?
-            .map_err(|_| Failure {
-                error: GatewayError::QueueFull(decision.provider.clone()),
-                rate: Some(Box::new(p.rate.clone())),
-                counted: false,
-            })?;
-        Ok(Dispatched {
-            provider: decision.provider,
-            model: decision.model,
-            handle,
-            permit,
-        })
+        if ckey.is_some() {
+            metrics::counter!(CACHE_REQUESTS_TOTAL, "result" => cache_status.as_str()).increment(1);
+        }
+        let route = match adm.route {
+            None => None,
+            Some((d, permit)) => {
+                let handle = rt.providers.get(&d.provider).cloned().ok_or_else(|| {
+                    GatewayError::Internal(format!("no client for provider `{}`", d.provider))
+                })?;
+                Some(Dispatched { provider: d.provider, model: d.model, handle, permit })
+            }
+        };
+        Ok(Prepared { rt, rate: adm.rate, ticket: adm.ticket, inflight, ckey, hit, cache_status, route })
     }
 
     /// Builds the finisher that will record this request, taking over its guards.
@@ -485,7 +472,7 @@ impl Engine {
         let alias = req.model.clone();
         let prompt = tokens::estimate_prompt(&req);
         let stream = req.is_stream();
-        let p = self
+        let mut p = self
             .prepare(ctx, Endpoint::Chat, &alias, tokens::reservation(&req, prompt), || {
                 let mut v = serde_json::to_value(&req).unwrap_or(Value::Null);
                 if let Some(o) = v.as_object_mut() {
@@ -501,7 +488,9 @@ impl Engine {
                 .answer_from_cache(ctx, p, record, stream.then(|| req.wants_stream_usage()))
                 .await;
         }
-        let d = self.dispatch(&p, ctx, &alias).await?;
+        let Some(d) = p.route.take() else {
+            return Err(GatewayError::Internal("admitted without a route".into()).into());
+        };
         let (rate, cache_status) = (p.rate.clone(), p.cache_status);
         let mut fin = self.finisher(ctx, p, record, prompt);
         fin.permit = Some(d.permit);
@@ -582,7 +571,7 @@ impl Engine {
     async fn embeddings_inner(&self, ctx: &RequestCtx, req: EmbeddingsRequest) -> Result<Outcome, Failure> {
         let alias = req.model.clone();
         let prompt = tokens::estimate_embeddings(&req);
-        let p = self
+        let mut p = self
             .prepare(ctx, Endpoint::Embeddings, &alias, prompt, || {
                 serde_json::to_value(&req).unwrap_or(Value::Null)
             })
@@ -591,7 +580,9 @@ impl Engine {
         if p.hit.is_some() {
             return self.answer_from_cache(ctx, p, record, None).await;
         }
-        let d = self.dispatch(&p, ctx, &alias).await?;
+        let Some(d) = p.route.take() else {
+            return Err(GatewayError::Internal("admitted without a route".into()).into());
+        };
         let (rate, cache_status) = (p.rate.clone(), p.cache_status);
         let mut fin = self.finisher(ctx, p, record, prompt);
         fin.permit = Some(d.permit);
@@ -658,6 +649,8 @@ struct Prepared {
     ckey: Option<CacheKey>,
     hit: Option<crate::actors::cache::CachedResponse>,
     cache_status: CacheStatus,
+    /// The target and its slot (none on a cache hit).
+    route: Option<Dispatched>,
 }
 
 /// The chosen target and its slot.

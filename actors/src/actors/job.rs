@@ -1,0 +1,123 @@
+//! The admission `Job`: one message that travels rate limiter -> cache -> router ->
+//! provider worker, each stage doing its part and forwarding it (or answering early:
+//! refused, cache hit, unknown alias, queue full). All four actors share the engine
+//! arbiter, so a request costs one cross-thread round trip however many stages it
+//! passes; the answer comes back through the job's oneshot.
+
+use std::sync::Arc;
+
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+use switchyard_config::{Limits, Priority};
+use tokio::sync::oneshot;
+
+use super::cache::{CacheKey, CachedResponse};
+use super::provider_worker::Permit;
+use super::rate_limiter::{LimitTicket, RateHeaders, Refused};
+use super::router::RouteDecision;
+
+/// What the cache stage decided.
+pub enum CacheDecision {
+    /// Cache off or `no-cache`.
+    Bypass,
+    /// Looked up, not there: fill it under this key.
+    Miss(CacheKey),
+    Hit(CachedResponse),
+}
+
+/// A request that may go ahead.
+pub struct Admission {
+    pub rate: RateHeaders,
+    pub ticket: LimitTicket,
+    pub cache: CacheDecision,
+    /// The target and its concurrency slot; `None` for a cache hit.
+    pub route: Option<(RouteDecision, Permit)>,
+}
+
+/// Why a job was not admitted.
+#[derive(Debug)]
+pub enum Refusal {
+    Limited(Refused),
+    UnknownModel,
+    QueueFull { provider: String, rate: RateHeaders },
+    /// A stage's mailbox was full or gone.
+    Overloaded(&'static str),
+}
+
+pub type Answer = Result<Admission, Refusal>;
+
+/// The job itself (boxed in [`Job`] so forwarding moves a pointer).
+pub struct JobState {
+    pub key_id: Arc<str>,
+    pub limits: Limits,
+    /// Tokens to reserve.
+    pub tokens: u64,
+    pub alias: String,
+    pub priority: Priority,
+    /// `None`: skip the cache; the hash is computed by the caller, off the engine thread.
+    pub cache_key: Option<CacheKey>,
+    pub reply: oneshot::Sender<Answer>,
+    // filled in by the stages
+    pub rate: Option<RateHeaders>,
+    pub ticket: Option<LimitTicket>,
+    pub decision: Option<RouteDecision>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Job(pub Box<JobState>);
+
+impl JobState {
+    pub fn new(
+        key_id: Arc<str>,
+        limits: Limits,
+        tokens: u64,
+        alias: String,
+        priority: Priority,
+        cache_key: Option<CacheKey>,
+    ) -> (Job, oneshot::Receiver<Answer>) {
+        let (reply, rx) = oneshot::channel();
+        let state = JobState {
+            key_id,
+            limits,
+            tokens,
+            alias,
+            priority,
+            cache_key,
+            reply,
+            rate: None,
+            ticket: None,
+            decision: None,
+        };
+        (Job(Box::new(state)), rx)
+    }
+
+    /// Answers the caller (who may have gone: then the guards drop here).
+    pub fn answer(self, answer: Answer) {
+        let _ = self.reply.send(answer);
+    }
+
+    /// Admits with what the stages gathered.
+    pub fn admit(mut self, cache: CacheDecision, route: Option<(RouteDecision, Permit)>) {
+        let (Some(rate), Some(ticket)) = (self.rate.take(), self.ticket.take()) else {
+            return self.answer(Err(Refusal::Overloaded("job reached admission without a rate-limit ticket")));
+        };
+        self.answer(Ok(Admission { rate, ticket, cache, route }))
+    }
+
+    pub fn refuse(self, r: Refusal) {
+        self.answer(Err(r))
+    }
+}
+
+/// Hands a job to the next stage without waiting; a full mailbox refuses it (503).
+pub fn forward<A>(next: &Addr<A>, job: Job, stage: &'static str)
+where
+    A: Actor + Handler<Job>,
+    A::Context: ToEnvelope<A, Job>,
+{
+    match next.try_send(job) {
+        Ok(()) => {}
+        Err(SendError::Full(Job(j))) | Err(SendError::Closed(Job(j))) => j.refuse(Refusal::Overloaded(stage)),
+    }
+}
