@@ -60,6 +60,7 @@ fn record(i: u64) -> UsageRecord {
         cache_hit: false,
         stream: true,
         usage_estimated: false,
+        idempotency_key: None,
     }
 }
 
@@ -71,12 +72,8 @@ fn hot_path(c: &mut Criterion) {
         Err(e) => panic!("{e}"),
     };
     tokens::count_text("warm");
-    c.bench_function("estimate_prompt_tokens", |b| {
-        b.iter(|| tokens::estimate_prompt(black_box(&req)))
-    });
-    c.bench_function("upstream_body", |b| {
-        b.iter(|| openai::chat_body(black_box(&req), "gpt-4o-mini"))
-    });
+    c.bench_function("estimate_prompt_tokens", |b| b.iter(|| tokens::estimate_prompt(black_box(&req))));
+    c.bench_function("upstream_body", |b| b.iter(|| openai::chat_body(black_box(&req), "gpt-4o-mini")));
 
     let cfg = config();
     let mut router = Router::new(&cfg, Default::default(), Some(1));
@@ -84,19 +81,11 @@ fn hot_path(c: &mut Criterion) {
 
     let mut rl = RateLimiter::default();
     let key: Arc<str> = Arc::from("team-a");
-    let limits = Limits {
-        rpm: Some(u32::MAX),
-        tpm: Some(u64::MAX / 4),
-        max_concurrent: None,
-    };
-    c.bench_function("rate_limit_check", |b| {
-        b.iter(|| rl.check(black_box(&key), limits, 300, Instant::now()))
-    });
+    let limits = Limits { rpm: Some(u32::MAX), tpm: Some(u64::MAX / 4), max_concurrent: None };
+    c.bench_function("rate_limit_check", |b| b.iter(|| rl.check(black_box(&key), limits, 300, Instant::now())));
 
     let normalized = serde_json::to_value(&req).unwrap_or_default();
-    c.bench_function("cache_key", |b| {
-        b.iter(|| cache_key(Endpoint::Chat, "fast", black_box(&normalized)))
-    });
+    c.bench_function("cache_key", |b| b.iter(|| cache_key(Endpoint::Chat, "fast", black_box(&normalized))));
 
     let chunk = br#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":" word"},"finish_reason":null}]}
 

@@ -26,18 +26,13 @@ pub struct AppState {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 fn install_metrics() -> Result<PrometheusHandle, String> {
     let mut b = PrometheusBuilder::new();
     for h in HISTOGRAMS {
-        b = b
-            .set_buckets_for_metric(Matcher::Full((*h).to_string()), LATENCY_BUCKETS)
-            .map_err(|e| e.to_string())?;
+        b = b.set_buckets_for_metric(Matcher::Full((*h).to_string()), LATENCY_BUCKETS).map_err(|e| e.to_string())?;
     }
     let handle = b.install_recorder().map_err(|e| e.to_string())?;
     describe_all();
@@ -107,11 +102,7 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
     // load the tokenizer tables now, not on the first request
     switchyard_actors::tokens::count_text("warm up");
     let engine = Engine::start(config.clone(), store, None).map_err(|e| e.to_string())?;
-    let state = web::Data::new(AppState {
-        engine: engine.clone(),
-        metrics: metrics.clone(),
-        config_path,
-    });
+    let state = web::Data::new(AppState { engine: engine.clone(), metrics: metrics.clone(), config_path });
 
     let app_state = state.clone();
     let mut server = HttpServer::new(move || App::new().app_data(app_state.clone()).configure(ingress::http::routes))
@@ -120,18 +111,12 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
     if let Some(w) = config.server.workers {
         server = server.workers(w);
     }
-    let server = server
-        .bind(&config.server.http_addr)
-        .map_err(|e| format!("bind {}: {e}", config.server.http_addr))?;
+    let server = server.bind(&config.server.http_addr).map_err(|e| format!("bind {}: {e}", config.server.http_addr))?;
     for a in server.addrs() {
         println!("switchyard listening on http://{a}");
     }
     let _ = std::io::stdout().flush();
-    tracing::info!(
-        providers = config.providers.len(),
-        models = config.models.len(),
-        "switchyard started"
-    );
+    tracing::info!(providers = config.providers.len(), models = config.models.len(), "switchyard started");
 
     // metrics upkeep (histogram and summary housekeeping)
     actix_web::rt::spawn(async move {

@@ -91,17 +91,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::MockUpstream {
-            addr,
-            latency_ms,
-            chunk_delay_ms,
-            workers,
-        } => mock_upstream::run(&addr, latency_ms, chunk_delay_ms, workers),
-        Command::Usage {
-            data_dir,
-            since,
-            by,
-            json,
-        } => usage::run(&data_dir, since.as_deref(), by, json),
+        Command::MockUpstream { addr, latency_ms, chunk_delay_ms, workers } => {
+            mock_upstream::run(&addr, latency_ms, chunk_delay_ms, workers)
+        }
+        Command::Usage { data_dir, since, by, json } => usage::run(&data_dir, since.as_deref(), by, json),
     }
 }

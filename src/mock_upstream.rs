@@ -46,17 +46,12 @@ fn error(status: StatusCode, message: &str) -> HttpResponse {
 }
 
 fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Common prologue: latency, requested error status, JSON parsing.
 async fn prologue(req: &HttpRequest, state: &MockState, body: &[u8]) -> Result<Value, HttpResponse> {
-    let latency = header_u64(req, "x-mock-latency-ms")
-        .map(Duration::from_millis)
-        .unwrap_or(state.latency);
+    let latency = header_u64(req, "x-mock-latency-ms").map(Duration::from_millis).unwrap_or(state.latency);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -82,34 +77,24 @@ async fn chat(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -
     if !v.get("stream").and_then(Value::as_bool).unwrap_or(false) {
         return HttpResponse::Ok().json(mock::chat_completion(&v, &model, unix_secs()));
     }
-    let mut events: Vec<Bytes> = mock::chat_chunks(&v, &model, unix_secs())
-        .iter()
-        .map(|c| sse::data_event(&c.to_string()))
-        .collect();
+    let mut events: Vec<Bytes> =
+        mock::chat_chunks(&v, &model, unix_secs()).iter().map(|c| sse::data_event(&c.to_string())).collect();
     events.push(Bytes::from_static(sse::DONE));
     let cut = header_u64(&req, "x-mock-disconnect-after").map(|n| n as usize);
-    let delay = header_u64(&req, "x-mock-chunk-delay-ms")
-        .map(Duration::from_millis)
-        .unwrap_or(state.chunk_delay);
+    let delay = header_u64(&req, "x-mock-chunk-delay-ms").map(Duration::from_millis).unwrap_or(state.chunk_delay);
     let stream = futures_util::stream::iter(events.into_iter().enumerate()).then(move |(i, ev)| async move {
         if cut.is_some_and(|n| i >= n) {
             // let what was sent reach the wire, then fail the body stream: actix drops
             // the connection mid-body
             tokio::time::sleep(Duration::from_millis(50)).await;
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "disconnect requested",
-            ));
+            return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "disconnect requested"));
         }
         if i > 0 && !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         Ok::<_, std::io::Error>(ev)
     });
-    HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("cache-control", "no-cache"))
-        .streaming(stream)
+    HttpResponse::Ok().content_type("text/event-stream").insert_header(("cache-control", "no-cache")).streaming(stream)
 }
 
 async fn embeddings(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -> HttpResponse {

@@ -41,10 +41,7 @@ pub fn aggregate(records: &[UsageRecord], by: GroupBy) -> Vec<Row> {
                 }
             }
         };
-        let row = rows.entry(group.clone()).or_insert_with(|| Row {
-            group,
-            ..Row::default()
-        });
+        let row = rows.entry(group.clone()).or_insert_with(|| Row { group, ..Row::default() });
         row.requests += 1;
         row.errors += u64::from(r.status >= 400);
         row.cache_hits += u64::from(r.cache_hit);
@@ -66,10 +63,7 @@ pub fn render(rows: &[Row], by: GroupBy) -> String {
         "{head:<width$}  {:>9}  {:>7}  {:>10}  {:>13}  {:>13}  {:>12}\n",
         "REQUESTS", "ERRORS", "CACHE_HITS", "INPUT_TOKENS", "OUTPUT_TOKENS", "COST_USD"
     );
-    let mut total = Row {
-        group: "TOTAL".into(),
-        ..Row::default()
-    };
+    let mut total = Row { group: "TOTAL".into(), ..Row::default() };
     for r in rows {
         out.push_str(&line(r, width));
         total.requests += r.requests;
@@ -105,10 +99,7 @@ pub fn run(data_dir: &Path, since: Option<&str>, by: GroupBy, json: bool) -> Exi
         },
     };
     if !data_dir.join("switchyard.sled").exists() {
-        eprintln!(
-            "no ledger in {} (is it the gateway's server.data_dir?)",
-            data_dir.display()
-        );
+        eprintln!("no ledger in {} (is it the gateway's server.data_dir?)", data_dir.display());
         return ExitCode::from(2);
     }
     let store = match Store::open(data_dir) {

@@ -22,20 +22,11 @@ pub enum GatewayError {
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
     #[error("rate limit exceeded: {kind}; retry after {retry_after:?}")]
-    RateLimited {
-        kind: LimitKind,
-        retry_after: Duration,
-        headers: Box<RateHeaders>,
-    },
+    RateLimited { kind: LimitKind, retry_after: Duration, headers: Box<RateHeaders> },
     #[error("provider `{0}` queue is full")]
     QueueFull(String),
     #[error("provider `{provider}` answered {status}: {message}")]
-    UpstreamStatus {
-        provider: String,
-        status: u16,
-        message: String,
-        retry_after: Option<u64>,
-    },
+    UpstreamStatus { provider: String, status: u16, message: String, retry_after: Option<u64> },
     #[error("provider `{provider}` could not be reached: {message}")]
     UpstreamConnect { provider: String, message: String },
     #[error("provider `{provider}` timed out ({phase})")]
@@ -126,23 +117,14 @@ mod tests {
         assert_eq!(GatewayError::UnknownModel("m".into()).class().status, 404);
         assert_eq!(GatewayError::TooLarge(1).class().status, 413);
         assert_eq!(up(500).class().status, 502);
-        assert_eq!(
-            up(401).class().status,
-            502,
-            "a bad provider credential is the gateway's problem"
-        );
+        assert_eq!(up(401).class().status, 502, "a bad provider credential is the gateway's problem");
         assert_eq!(up(400).class().status, 400);
         assert_eq!(up(429).class().status, 429);
         assert_eq!(GatewayError::QueueFull("p".into()).class().status, 503);
-        let t = GatewayError::UpstreamTimeout {
-            provider: "p".into(),
-            phase: "first byte",
-        };
+        let t = GatewayError::UpstreamTimeout { provider: "p".into(), phase: "first byte" };
         assert_eq!(t.class().status, 504);
         let body = t.body();
         assert_eq!(body["error"]["code"], "upstream_timeout");
-        assert!(body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("timed out")));
+        assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("timed out")));
     }
 }

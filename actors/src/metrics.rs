@@ -18,13 +18,8 @@ pub const LEDGER_FLUSH_DURATION: &str = "switchyard_ledger_flush_seconds";
 pub const CONFIG_RELOADS_TOTAL: &str = "switchyard_config_reloads_total";
 
 /// Histograms and the buckets they are exported with.
-pub const HISTOGRAMS: &[&str] = &[
-    REQUEST_DURATION,
-    UPSTREAM_DURATION,
-    TIME_TO_FIRST_TOKEN,
-    GATEWAY_OVERHEAD,
-    LEDGER_FLUSH_DURATION,
-];
+pub const HISTOGRAMS: &[&str] =
+    &[REQUEST_DURATION, UPSTREAM_DURATION, TIME_TO_FIRST_TOKEN, GATEWAY_OVERHEAD, LEDGER_FLUSH_DURATION];
 
 /// Buckets for request-scale latencies (seconds).
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -34,40 +29,18 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 
 /// Describes every metric; call once at start, after installing the recorder.
 pub fn describe_all() {
-    describe_counter!(
-        REQUESTS_TOTAL,
-        "Requests finished, by model alias, provider and HTTP status."
-    );
-    describe_histogram!(
-        REQUEST_DURATION,
-        Unit::Seconds,
-        "Whole request time as the client sees it."
-    );
+    describe_counter!(REQUESTS_TOTAL, "Requests finished, by model alias, provider and HTTP status.");
+    describe_histogram!(REQUEST_DURATION, Unit::Seconds, "Whole request time as the client sees it.");
     describe_histogram!(UPSTREAM_DURATION, Unit::Seconds, "Time spent waiting on the provider.");
-    describe_histogram!(
-        TIME_TO_FIRST_TOKEN,
-        Unit::Seconds,
-        "Time to the first streamed content chunk."
-    );
-    describe_histogram!(
-        GATEWAY_OVERHEAD,
-        Unit::Seconds,
-        "Time spent inside the gateway, upstream excluded."
-    );
-    describe_counter!(
-        TOKENS_TOTAL,
-        "Tokens, by direction (input, output, cached) and model alias."
-    );
+    describe_histogram!(TIME_TO_FIRST_TOKEN, Unit::Seconds, "Time to the first streamed content chunk.");
+    describe_histogram!(GATEWAY_OVERHEAD, Unit::Seconds, "Time spent inside the gateway, upstream excluded.");
+    describe_counter!(TOKENS_TOTAL, "Tokens, by direction (input, output, cached) and model alias.");
     describe_counter!(COST_USD_TOTAL, "Cost in USD from pricing.toml, by model alias.");
     describe_counter!(CACHE_REQUESTS_TOTAL, "Cache lookups, by result (hit, miss, bypass).");
     describe_counter!(RATE_LIMITED_TOTAL, "Requests refused by a limit, by kind.");
     describe_gauge!(QUEUE_DEPTH, "Requests waiting for a provider concurrency slot.");
     describe_gauge!(INFLIGHT_REQUESTS, "Requests being served now.");
     describe_counter!(LEDGER_RECORDS_TOTAL, "Usage records durably written to the ledger.");
-    describe_histogram!(
-        LEDGER_FLUSH_DURATION,
-        Unit::Seconds,
-        "Duration of one ledger group commit."
-    );
+    describe_histogram!(LEDGER_FLUSH_DURATION, Unit::Seconds, "Duration of one ledger group commit.");
     describe_counter!(CONFIG_RELOADS_TOTAL, "Config reloads, by result (ok, invalid).");
 }

@@ -12,6 +12,13 @@ use crate::types::UsageRecord;
 /// Largest record the codec will decode (a guard against corrupt or hostile bytes).
 const DECODE_LIMIT: usize = 64 << 20;
 
+fn ledger_key(ts_ms: u64, seq: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&ts_ms.to_be_bytes());
+    key[8..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage: {0}")]
@@ -47,10 +54,7 @@ impl Store {
     /// Opens (or creates) the database in `dir`. Fails if another process holds it.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
-        let db = sled::Config::new()
-            .path(dir.join("switchyard.sled"))
-            .cache_capacity(64 << 20)
-            .open()?;
+        let db = sled::Config::new().path(dir.join("switchyard.sled")).cache_capacity(64 << 20).open()?;
         Ok(Store {
             ledger: db.open_tree("ledger")?,
             ledger_ids: db.open_tree("ledger_ids")?,
@@ -60,37 +64,55 @@ impl Store {
         })
     }
 
-    /// Writes records that are not in the ledger yet, in one transaction, and flushes to
-    /// disk. Returns how many were new.
+    /// Appends records in one batch and flushes to disk; a record whose
+    /// `idempotency_key` is already in the ledger is skipped. Returns how many were new.
+    ///
+    /// Order matters for crashes: the ledger batch is applied before the key index, so a
+    /// crash can leave a record without its key (repaired by [`Store::repair_keys`] at
+    /// start), never a key without its record.
     pub fn append_usage(&self, records: &[UsageRecord], next_seq: &mut u64) -> Result<usize, StoreError> {
-        let mut encoded = Vec::with_capacity(records.len());
+        let mut ledger = sled::Batch::default();
+        let mut keys = sled::Batch::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut n = 0;
         for r in records {
-            encoded.push((r.request_id.as_bytes().to_vec(), encode(r)?, r.ts_ms));
+            if let Some(k) = &r.idempotency_key {
+                if !seen.insert(k.as_str()) || self.ledger_ids.contains_key(k.as_bytes())? {
+                    continue;
+                }
+            }
+            let key = ledger_key(r.ts_ms, *next_seq);
+            *next_seq += 1;
+            ledger.insert(&key[..], encode(r)?);
+            if let Some(k) = &r.idempotency_key {
+                keys.insert(k.as_bytes(), &key[..]);
+            }
+            n += 1;
         }
-        let base_seq = *next_seq;
-        use sled::Transactional;
-        let written = (&self.ledger, &self.ledger_ids)
-            .transaction(|(ledger, ids)| {
-                let mut n = 0usize;
-                let mut seq = base_seq;
-                for (id, value, ts) in &encoded {
-                    if ids.get(id.as_slice())?.is_some() {
-                        continue;
-                    }
-                    let mut key = [0u8; 16];
-                    key[..8].copy_from_slice(&ts.to_be_bytes());
-                    key[8..].copy_from_slice(&seq.to_be_bytes());
-                    seq += 1;
-                    ledger.insert(&key[..], value.as_slice())?;
-                    ids.insert(id.as_slice(), &key[..])?;
+        self.ledger.apply_batch(ledger)?;
+        self.ledger_ids.apply_batch(keys)?;
+        self.db.flush()?;
+        Ok(n)
+    }
+
+    /// Re-indexes the idempotency keys of records newer than `since_ms` (after a crash
+    /// between the two batches of [`Store::append_usage`]). Returns how many were missing.
+    pub fn repair_keys(&self, since_ms: u64) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for item in self.ledger.range(since_ms.to_be_bytes().to_vec()..) {
+            let (k, v) = item?;
+            let r: UsageRecord = decode(&v)?;
+            if let Some(id) = r.idempotency_key {
+                if !self.ledger_ids.contains_key(id.as_bytes())? {
+                    self.ledger_ids.insert(id.as_bytes(), k)?;
                     n += 1;
                 }
-                Ok::<usize, sled::transaction::ConflictableTransactionError<()>>(n)
-            })
-            .map_err(|e| StoreError::Transaction(format!("{e:?}")))?;
-        *next_seq = base_seq + records.len() as u64;
-        self.db.flush()?;
-        Ok(written)
+            }
+        }
+        if n > 0 {
+            self.db.flush()?;
+        }
+        Ok(n)
     }
 
     /// The sequence number to continue from after a restart.
@@ -115,8 +137,9 @@ impl Store {
         Ok(out)
     }
 
-    pub fn has_usage(&self, request_id: &str) -> Result<bool, StoreError> {
-        Ok(self.ledger_ids.contains_key(request_id.as_bytes())?)
+    /// Whether a record with this idempotency key is in the ledger.
+    pub fn has_usage(&self, idempotency_key: &str) -> Result<bool, StoreError> {
+        Ok(self.ledger_ids.contains_key(idempotency_key.as_bytes())?)
     }
 }
 
@@ -144,30 +167,46 @@ mod tests {
             cache_hit: false,
             stream: false,
             usage_estimated: false,
+            idempotency_key: None,
         }
     }
 
+    fn job(id: &str, ts_ms: u64) -> UsageRecord {
+        UsageRecord { idempotency_key: Some(id.to_string()), ..record(id, ts_ms) }
+    }
+
     #[test]
-    fn ledger_is_exactly_once_and_survives_reopen() {
+    fn ledger_is_exactly_once_per_key_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
             let mut seq = store.last_ledger_seq().unwrap();
-            let n = store.append_usage(&[record("a", 1), record("b", 2)], &mut seq).unwrap();
-            assert_eq!(n, 2);
-            // a redelivered record is not written twice
-            let n = store.append_usage(&[record("b", 3), record("c", 3)], &mut seq).unwrap();
-            assert_eq!(n, 1);
+            assert_eq!(store.append_usage(&[job("a", 1), job("b", 2)], &mut seq).unwrap(), 2);
+            // a redelivered job is not written twice, even within one batch
+            assert_eq!(store.append_usage(&[job("b", 3), job("c", 3), job("c", 4)], &mut seq).unwrap(), 1);
+            // requests without a key are all kept, even with the same request id
+            assert_eq!(store.append_usage(&[record("x", 5), record("x", 5)], &mut seq).unwrap(), 2);
         }
         let store = Store::open(dir.path()).unwrap();
         let all = store.usage_since(0).unwrap();
-        assert_eq!(
-            all.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(),
-            vec!["a", "b", "c"]
-        );
-        assert_eq!(store.usage_since(2).unwrap().len(), 2);
+        let ids: Vec<&str> = all.iter().map(|r| r.request_id.as_str()).collect();
+        assert_eq!(ids, vec!["a", "b", "c", "x", "x"]);
+        assert_eq!(store.usage_since(2).unwrap().len(), 4);
         assert!(store.has_usage("c").unwrap());
-        assert!(store.last_ledger_seq().unwrap() >= 3);
+        assert_eq!(store.last_ledger_seq().unwrap(), 5);
+    }
+
+    #[test]
+    fn missing_keys_are_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut seq = 0;
+        store.append_usage(&[job("a", 10), job("b", 20)], &mut seq).unwrap();
+        // simulate a crash between the ledger batch and the key batch
+        store.ledger_ids.remove("b").unwrap();
+        assert_eq!(store.repair_keys(15).unwrap(), 1);
+        assert!(store.has_usage("b").unwrap());
+        assert_eq!(store.append_usage(&[job("b", 30)], &mut seq).unwrap(), 0);
     }
 
     #[test]

@@ -64,9 +64,7 @@ impl ChatRequest {
             return Err(GatewayError::BadRequest("`model` must not be empty".into()));
         }
         if req.messages.is_empty() {
-            return Err(GatewayError::BadRequest(
-                "`messages` must contain at least one message".into(),
-            ));
+            return Err(GatewayError::BadRequest("`messages` must contain at least one message".into()));
         }
         for (i, m) in req.messages.iter().enumerate() {
             match m.get("role") {
@@ -87,10 +85,7 @@ impl ChatRequest {
 
     /// Whether the client asked for the usage chunk at the end of a stream.
     pub fn wants_stream_usage(&self) -> bool {
-        self.stream_options
-            .as_ref()
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false)
+        self.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false)
     }
 
     pub fn max_output_tokens(&self) -> Option<u64> {
@@ -123,9 +118,7 @@ impl EmbeddingsRequest {
                 !items.is_empty()
                     && (items.iter().all(Value::is_string)
                         || items.iter().all(Value::is_number)
-                        || items
-                            .iter()
-                            .all(|i| i.as_array().is_some_and(|a| a.iter().all(Value::is_number))))
+                        || items.iter().all(|i| i.as_array().is_some_and(|a| a.iter().all(Value::is_number))))
             }
             _ => false,
         };
@@ -179,16 +172,9 @@ impl Usage {
         let u = v.as_object()?;
         let input = u.get("prompt_tokens").and_then(Value::as_u64)?;
         let output = u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0);
-        let cached_input = u
-            .get("prompt_tokens_details")
-            .and_then(|d| d.get("cached_tokens"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        Some(Usage {
-            input,
-            output,
-            cached_input,
-        })
+        let cached_input =
+            u.get("prompt_tokens_details").and_then(|d| d.get("cached_tokens")).and_then(Value::as_u64).unwrap_or(0);
+        Some(Usage { input, output, cached_input })
     }
 
     pub fn total(&self) -> u64 {
@@ -221,4 +207,7 @@ pub struct UsageRecord {
     pub stream: bool,
     /// Whether the token counts are the provider's or the gateway's estimate.
     pub usage_estimated: bool,
+    /// Set for work that can be delivered twice (a durable job's id): the ledger keeps
+    /// one record per key. HTTP requests have none (a client's `x-request-id` may repeat).
+    pub idempotency_key: Option<String>,
 }

@@ -245,10 +245,7 @@ impl fmt::Display for ConfigErrors {
 
 impl ConfigErrors {
     fn one(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigErrors(vec![ConfigError {
-            field: field.into(),
-            message: message.into(),
-        }])
+        ConfigErrors(vec![ConfigError { field: field.into(), message: message.into() }])
     }
 }
 
@@ -291,10 +288,7 @@ fn read_pricing(path: &Path, field: &str) -> Result<raw::RawPricing, ConfigError
             inner
                 .0
                 .into_iter()
-                .map(|c| ConfigError {
-                    field: format!("{} ({})", c.field, path.display()),
-                    message: c.message,
-                })
+                .map(|c| ConfigError { field: format!("{} ({})", c.field, path.display()), message: c.message })
                 .collect(),
         )
     })

@@ -31,12 +31,7 @@ fn every_shipped_config_file_is_valid() {
         let text = std::fs::read_to_string(&f).unwrap_or_default();
         let base = f.parent().unwrap_or(dir);
         let cfg = load_str(&text, base, &fake_env);
-        assert!(
-            cfg.is_ok(),
-            "{}: {}",
-            f.display(),
-            cfg.err().map(|e| e.to_string()).unwrap_or_default()
-        );
+        assert!(cfg.is_ok(), "{}: {}", f.display(), cfg.err().map(|e| e.to_string()).unwrap_or_default());
     }
     // pricing.toml on its own
     let pricing = read_pricing(&dir.join("pricing.toml"), "pricing_file");
@@ -123,19 +118,10 @@ models = ["*"]
 "#;
     let cfg = load_str(text, Path::new("."), &fake_env);
     let cfg = cfg.ok();
-    assert_eq!(
-        cfg.as_ref().and_then(|c| c.providers[0].api_key.clone()).as_deref(),
-        Some("value-of-OPENAI_API_KEY")
-    );
-    assert_eq!(
-        cfg.map(|c| c.keys[0].key_sha256.clone()),
-        Some(hash_key("value-of-TEAM_KEY"))
-    );
+    assert_eq!(cfg.as_ref().and_then(|c| c.providers[0].api_key.clone()).as_deref(), Some("value-of-OPENAI_API_KEY"));
+    assert_eq!(cfg.map(|c| c.keys[0].key_sha256.clone()), Some(hash_key("value-of-TEAM_KEY")));
     let err = parse(text).err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(
-        err.contains("providers[0].api_key: environment variable `OPENAI_API_KEY` is not set"),
-        "{err}"
-    );
+    assert!(err.contains("providers[0].api_key: environment variable `OPENAI_API_KEY` is not set"), "{err}");
 }
 
 #[test]
@@ -164,22 +150,11 @@ targets = [{ provider = "o", model = "gpt-4o-mini" }]
         Ok(c) => c,
         Err(e) => panic!("{e}"),
     };
-    let usage = TokenCounts {
-        input: 1_000_000,
-        output: 1_000_000,
-        cached_input: 0,
-    };
+    let usage = TokenCounts { input: 1_000_000, output: 1_000_000, cached_input: 0 };
     let fast = cfg.model("fast").map(|m| cfg.pricing.cost(m, "gpt-4o-mini", usage));
     assert_eq!(fast, Some(0.75));
     let cheap = cfg.model("cheap").map(|m| cfg.pricing.cost(m, "gpt-4o-mini", usage));
     assert_eq!(cheap, Some(0.60));
-    let cached = TokenCounts {
-        input: 1_000_000,
-        output: 0,
-        cached_input: 1_000_000,
-    };
-    assert_eq!(
-        cfg.model("fast").map(|m| cfg.pricing.cost(m, "gpt-4o-mini", cached)),
-        Some(0.075)
-    );
+    let cached = TokenCounts { input: 1_000_000, output: 0, cached_input: 1_000_000 };
+    assert_eq!(cfg.model("fast").map(|m| cfg.pricing.cost(m, "gpt-4o-mini", cached)), Some(0.075));
 }

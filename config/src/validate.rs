@@ -14,10 +14,7 @@ pub(crate) struct Errors(Vec<ConfigError>);
 
 impl Errors {
     fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigError {
-            field: field.into(),
-            message: message.into(),
-        });
+        self.0.push(ConfigError { field: field.into(), message: message.into() });
     }
 }
 
@@ -76,10 +73,7 @@ pub fn validate(
     let s = raw.server;
     let http_addr = s.http_addr.unwrap_or_else(|| "127.0.0.1:8080".into());
     if http_addr.parse::<std::net::SocketAddr>().is_err() {
-        errs.push(
-            "server.http_addr",
-            format!("`{http_addr}` is not an address like 127.0.0.1:8080"),
-        );
+        errs.push("server.http_addr", format!("`{http_addr}` is not an address like 127.0.0.1:8080"));
     }
     let body_limit_bytes = s.body_limit_bytes.unwrap_or(1 << 20);
     if body_limit_bytes < 1024 {
@@ -116,10 +110,7 @@ pub fn validate(
             None | Some("batched") => false,
             Some("sync") => true,
             Some(other) => {
-                errs.push(
-                    "server.ledger_durability",
-                    format!("`{other}` is not one of batched, sync"),
-                );
+                errs.push("server.ledger_durability", format!("`{other}` is not one of batched, sync"));
                 false
             }
         },
@@ -133,10 +124,7 @@ pub fn validate(
         }
         let prefix = n.prefix.unwrap_or_else(|| "switchyard".into());
         if prefix.is_empty() || prefix.contains([' ', '*', '>']) {
-            errs.push(
-                "nats.prefix",
-                "must be a non-empty subject token without spaces or wildcards",
-            );
+            errs.push("nats.prefix", "must be a non-empty subject token without spaces or wildcards");
         }
         Nats { url, prefix }
     });
@@ -154,10 +142,7 @@ pub fn validate(
         let kind = ProviderKind::ALL.iter().find(|(n, _)| *n == p.kind).map(|(_, k)| *k);
         let Some(kind) = kind else {
             let known: Vec<&str> = ProviderKind::ALL.iter().map(|(n, _)| *n).collect();
-            errs.push(
-                f("kind"),
-                format!("unknown kind `{}`; expected one of {}", p.kind, known.join(", ")),
-            );
+            errs.push(f("kind"), format!("unknown kind `{}`; expected one of {}", p.kind, known.join(", ")));
             continue;
         };
         let base_url = match (kind, p.base_url.as_deref()) {
@@ -175,10 +160,7 @@ pub fn validate(
                 u.trim_end_matches('/').to_string()
             }
         };
-        let api_key = p
-            .api_key
-            .as_deref()
-            .map(|k| interpolate(&f("api_key"), k, env, &mut errs));
+        let api_key = p.api_key.as_deref().map(|k| interpolate(&f("api_key"), k, env, &mut errs));
         let concurrency = p.concurrency.unwrap_or(64);
         if concurrency == 0 {
             errs.push(f("concurrency"), "must be at least 1");
@@ -217,10 +199,9 @@ pub fn validate(
         }
         match m.strategy.as_deref() {
             None | Some("weighted") => {}
-            Some(other) => errs.push(
-                f("strategy"),
-                format!("unknown strategy `{other}`; this release supports `weighted`"),
-            ),
+            Some(other) => {
+                errs.push(f("strategy"), format!("unknown strategy `{other}`; this release supports `weighted`"))
+            }
         }
         if m.targets.is_empty() {
             errs.push(f("targets"), "needs at least one target");
@@ -228,28 +209,18 @@ pub fn validate(
         let mut targets = Vec::new();
         for (j, t) in m.targets.into_iter().enumerate() {
             if !names.contains(&t.provider) {
-                errs.push(
-                    format!("models[{i}].targets[{j}].provider"),
-                    format!("no provider named `{}`", t.provider),
-                );
+                errs.push(format!("models[{i}].targets[{j}].provider"), format!("no provider named `{}`", t.provider));
             }
             if t.model.is_empty() {
                 errs.push(format!("models[{i}].targets[{j}].model"), "must not be empty");
             }
             let weight = t.weight.unwrap_or(1);
-            targets.push(Target {
-                provider: t.provider,
-                model: t.model,
-                weight,
-            });
+            targets.push(Target { provider: t.provider, model: t.model, weight });
         }
         if !targets.is_empty() && targets.iter().all(|t| t.weight == 0) {
             errs.push(f("targets"), "at least one target needs a weight above 0");
         }
-        for (name, v) in [
-            ("input_per_mtok", m.input_per_mtok),
-            ("output_per_mtok", m.output_per_mtok),
-        ] {
+        for (name, v) in [("input_per_mtok", m.input_per_mtok), ("output_per_mtok", m.output_per_mtok)] {
             if v.is_some_and(|v| !(v >= 0.0 && v.is_finite())) {
                 errs.push(f(name), "must be a finite number >= 0");
             }
@@ -326,11 +297,7 @@ pub fn validate(
             id: k.id,
             key_sha256,
             models: models_allowed,
-            limits: Limits {
-                rpm: k.rpm,
-                tpm: k.tpm,
-                max_concurrent: k.max_concurrent,
-            },
+            limits: Limits { rpm: k.rpm, tpm: k.tpm, max_concurrent: k.max_concurrent },
             priority,
         });
     }
@@ -371,15 +338,7 @@ pub fn validate(
     if !errs.0.is_empty() {
         return Err(ConfigErrors(errs.0));
     }
-    Ok(Config {
-        server,
-        nats,
-        providers,
-        models,
-        keys,
-        cache,
-        pricing: Pricing { models: prices },
-    })
+    Ok(Config { server, nats, providers, models, keys, cache, pricing: Pricing { models: prices } })
 }
 
 #[cfg(test)]

@@ -52,23 +52,14 @@ fn credential(req: &HttpRequest) -> Option<&str> {
 }
 
 fn authenticate(req: &HttpRequest, state: &AppState) -> Result<std::sync::Arc<KeyEntry>, GatewayError> {
-    let secret = credential(req)
-        .filter(|s| !s.is_empty())
-        .ok_or(GatewayError::MissingKey)?;
-    state
-        .engine
-        .runtime()
-        .authenticate(secret)
-        .ok_or(GatewayError::InvalidKey)
+    let secret = credential(req).filter(|s| !s.is_empty()).ok_or(GatewayError::MissingKey)?;
+    state.engine.runtime().authenticate(secret).ok_or(GatewayError::InvalidKey)
 }
 
 /// Reads the body up to `limit` bytes (413 beyond, without reading the rest).
 async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, GatewayError> {
-    let declared = req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(GatewayError::TooLarge(limit));
     }
@@ -142,14 +133,7 @@ fn context(
             .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
             .collect()
     };
-    Ok(RequestCtx {
-        request_id,
-        key,
-        priority,
-        no_cache,
-        headers,
-        received,
-    })
+    Ok(RequestCtx { request_id, key, priority, no_cache, headers, received })
 }
 
 #[derive(Clone, Copy)]
@@ -228,9 +212,7 @@ async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }
 
 async fn healthz() -> HttpResponse {

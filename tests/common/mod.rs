@@ -52,9 +52,7 @@ fn spawn(args: &[&str], stderr_file: Option<&Path>) -> Proc {
         Ok(l) => l,
         Err(_) => {
             let _ = child.kill();
-            let log = stderr_file
-                .and_then(|p| std::fs::read_to_string(p).ok())
-                .unwrap_or_default();
+            let log = stderr_file.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
             panic!("{args:?} did not start: {log}");
         }
     };
@@ -165,11 +163,7 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("switchyard.toml");
         std::fs::write(&config, config_text(dir.path(), mock, extra)).expect("write config");
-        let mut g = Gateway {
-            proc: None,
-            dir,
-            config,
-        };
+        let mut g = Gateway { proc: None, dir, config };
         g.restart();
         g
     }
@@ -186,10 +180,7 @@ impl Gateway {
     pub fn restart(&mut self) {
         self.stop();
         let cfg = self.config.to_string_lossy().to_string();
-        self.proc = Some(spawn(
-            &["serve", "--config", &cfg],
-            Some(&self.dir.path().join("gateway.log")),
-        ));
+        self.proc = Some(spawn(&["serve", "--config", &cfg], Some(&self.dir.path().join("gateway.log"))));
     }
 
     /// Graceful stop: SIGTERM, then wait.
@@ -217,36 +208,21 @@ impl Gateway {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
 }
 
 /// POST JSON with the main key.
 pub async fn post(url: &str, path: &str, body: serde_json::Value) -> reqwest::Response {
-    client()
-        .post(format!("{url}{path}"))
-        .bearer_auth(MAIN_KEY)
-        .json(&body)
-        .send()
-        .await
-        .expect("send")
+    client().post(format!("{url}{path}")).bearer_auth(MAIN_KEY).json(&body).send().await.expect("send")
 }
 
 pub fn header(r: &reqwest::Response, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
+    r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
 }
 
 /// Splits an SSE body into its `data:` payloads.
 pub fn sse_data(body: &str) -> Vec<String> {
-    body.split("\n\n")
-        .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_string))
-        .collect()
+    body.split("\n\n").filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_string)).collect()
 }
 
 pub fn chat_body(text: &str) -> serde_json::Value {
@@ -255,14 +231,8 @@ pub fn chat_body(text: &str) -> serde_json::Value {
 
 /// Requests the mock upstream has served.
 pub async fn mock_requests(mock: &str) -> u64 {
-    let v: serde_json::Value = client()
-        .get(format!("{mock}/mock/stats"))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json");
+    let v: serde_json::Value =
+        client().get(format!("{mock}/mock/stats")).send().await.expect("stats").json().await.expect("json");
     v["requests"].as_u64().expect("requests")
 }
 

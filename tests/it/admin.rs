@@ -26,17 +26,10 @@ async fn reload_by_admin_api_and_sighup_and_invalid_configs_are_refused() {
     let mock = mock_upstream();
     let gw = Gateway::start(&mock.url);
     let new_model = json!({"model": "added", "messages": [{"role": "user", "content": "hi"}]});
-    assert_eq!(
-        post(gw.url(), "/v1/chat/completions", new_model.clone()).await.status(),
-        404
-    );
+    assert_eq!(post(gw.url(), "/v1/chat/completions", new_model.clone()).await.status(), 404);
 
     assert_eq!(reload(&gw, None).await.status(), 401);
-    assert_eq!(
-        reload(&gw, Some(MAIN_KEY)).await.status(),
-        401,
-        "a client key is not the admin key"
-    );
+    assert_eq!(reload(&gw, Some(MAIN_KEY)).await.status(), 401, "a client key is not the admin key");
 
     // a request in flight while the config changes finishes normally
     let inflight = {
@@ -67,19 +60,8 @@ async fn reload_by_admin_api_and_sighup_and_invalid_configs_are_refused() {
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "invalid_config");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("providers[0].concurrency"),
-        "{v}"
-    );
-    assert_eq!(
-        post(gw.url(), "/v1/chat/completions", chat_body("old config"))
-            .await
-            .status(),
-        200
-    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("providers[0].concurrency"), "{v}");
+    assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body("old config")).await.status(), 200);
 
     // SIGHUP: same path
     std::fs::write(&gw.config, &good).unwrap();
@@ -88,10 +70,7 @@ async fn reload_by_admin_api_and_sighup_and_invalid_configs_are_refused() {
     let by_signal = json!({"model": "by-signal", "messages": [{"role": "user", "content": "hi"}]});
     let mut status = 0;
     for _ in 0..50 {
-        status = post(gw.url(), "/v1/chat/completions", by_signal.clone())
-            .await
-            .status()
-            .as_u16();
+        status = post(gw.url(), "/v1/chat/completions", by_signal.clone()).await.status().as_u16();
         if status == 200 {
             break;
         }
@@ -102,12 +81,7 @@ async fn reload_by_admin_api_and_sighup_and_invalid_configs_are_refused() {
     std::fs::write(&gw.config, "this is = = not toml").unwrap();
     gw.signal("HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        post(gw.url(), "/v1/chat/completions", chat_body("still old"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body("still old")).await.status(), 200);
     assert!(gw.log().contains("new config is invalid"), "{}", gw.log());
 }
 

@@ -29,14 +29,9 @@ async fn identical_requests_hit_the_cache_and_streams_replay_it() {
     assert_eq!(header(&r, "x-switchyard-cache"), "hit");
     let events = sse_data(&r.text().await.unwrap());
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect();
-    let content: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"].get(0).and_then(|c| c["delta"]["content"].as_str()))
-        .collect();
+    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let content: String =
+        chunks.iter().filter_map(|c| c["choices"].get(0).and_then(|c| c["delta"]["content"].as_str())).collect();
     assert_eq!(content, first["choices"][0]["message"]["content"].as_str().unwrap());
     assert_eq!(chunks.last().unwrap()["usage"], first["usage"]);
     assert_eq!(mock_requests(&mock.url).await, 1);
@@ -60,11 +55,7 @@ async fn a_streamed_miss_fills_the_cache_for_later_requests() {
     let gw = Gateway::start(&mock.url);
     let mut body = json!({"model": "chat", "messages": [{"role": "user", "content": "stream then cache"}]});
     body["stream"] = json!(true);
-    let text = post(gw.url(), "/v1/chat/completions", body.clone())
-        .await
-        .text()
-        .await
-        .unwrap();
+    let text = post(gw.url(), "/v1/chat/completions", body.clone()).await.text().await.unwrap();
     assert!(text.ends_with("data: [DONE]\n\n"));
     // the cache is filled when the stream ends; the put is asynchronous
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -72,10 +63,7 @@ async fn a_streamed_miss_fills_the_cache_for_later_requests() {
     let r = post(gw.url(), "/v1/chat/completions", body).await;
     assert_eq!(header(&r, "x-switchyard-cache"), "hit");
     let v: Value = r.json().await.unwrap();
-    assert_eq!(
-        v["choices"][0]["message"]["content"],
-        "This is a mock reply to: stream then cache"
-    );
+    assert_eq!(v["choices"][0]["message"]["content"], "This is a mock reply to: stream then cache");
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(mock_requests(&mock.url).await, 1);
 }
@@ -85,11 +73,7 @@ async fn embeddings_are_cached_too() {
     let mock = mock_upstream();
     let gw = Gateway::start(&mock.url);
     let body = json!({"model": "embed", "input": ["same", "inputs"]});
-    let a: Value = post(gw.url(), "/v1/embeddings", body.clone())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let a: Value = post(gw.url(), "/v1/embeddings", body.clone()).await.json().await.unwrap();
     let r = post(gw.url(), "/v1/embeddings", body).await;
     assert_eq!(header(&r, "x-switchyard-cache"), "hit");
     let b: Value = r.json().await.unwrap();

@@ -16,10 +16,7 @@ async fn chat_non_stream_through_the_gateway() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["model"], "gpt-4o-mini");
-    assert_eq!(
-        v["choices"][0]["message"]["content"],
-        "This is a mock reply to: hello non-stream"
-    );
+    assert_eq!(v["choices"][0]["message"]["content"], "This is a mock reply to: hello non-stream");
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
     assert_eq!(mock_requests(&mock.url).await, 1);
 
@@ -48,14 +45,8 @@ async fn chat_stream_forwards_chunks_and_honours_include_usage() {
     let text = r.text().await.unwrap();
     let events = sse_data(&text);
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect();
-    let content: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
+    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
     assert_eq!(content, "This is a mock reply to: stream without usage please");
     // the gateway asked upstream for usage, but the client did not: no usage chunk
     assert!(chunks.iter().all(|c| c["usage"].is_null()), "{text}");
@@ -74,12 +65,7 @@ async fn chat_stream_forwards_chunks_and_honours_include_usage() {
 async fn embeddings_float_and_base64() {
     let mock = mock_upstream();
     let gw = Gateway::start(&mock.url);
-    let r = post(
-        gw.url(),
-        "/v1/embeddings",
-        json!({"model": "embed", "input": ["one", "two"]}),
-    )
-    .await;
+    let r = post(gw.url(), "/v1/embeddings", json!({"model": "embed", "input": ["one", "two"]})).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["data"].as_array().unwrap().len(), 2);
@@ -88,12 +74,8 @@ async fn embeddings_float_and_base64() {
     assert_eq!(v["model"], "text-embedding-3-small");
 
     // what the OpenAI SDK sends by default
-    let r = post(
-        gw.url(),
-        "/v1/embeddings",
-        json!({"model": "embed", "input": "one", "encoding_format": "base64"}),
-    )
-    .await;
+    let r =
+        post(gw.url(), "/v1/embeddings", json!({"model": "embed", "input": "one", "encoding_format": "base64"})).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert!(v["data"][0]["embedding"].is_string());
@@ -115,12 +97,7 @@ async fn models_lists_only_the_keys_aliases() {
         .json()
         .await
         .unwrap();
-    let ids: Vec<&str> = all["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = all["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec!["chat", "embed", "narrow", "secret"]);
     let some: Value = client()
         .get(format!("{}/v1/models", gw.url()))
@@ -141,12 +118,7 @@ async fn models_lists_only_the_keys_aliases() {
 async fn metrics_health_and_readiness() {
     let mock = mock_upstream();
     let gw = Gateway::start(&mock.url);
-    assert_eq!(
-        post(gw.url(), "/v1/chat/completions", chat_body("for metrics"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body("for metrics")).await.status(), 200);
     let mut body = chat_body("for metrics, streamed");
     body["stream"] = json!(true);
     let _ = post(gw.url(), "/v1/chat/completions", body).await.text().await.unwrap();
@@ -173,14 +145,7 @@ async fn metrics_health_and_readiness() {
         .unwrap();
     // the ledger commits on a 20 ms timer; give it a moment so its metrics exist
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let text = client()
-        .get(format!("{}/metrics", gw.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = client().get(format!("{}/metrics", gw.url())).send().await.unwrap().text().await.unwrap();
     for name in [
         "switchyard_requests_total{",
         "switchyard_request_duration_seconds_bucket",
@@ -200,13 +165,6 @@ async fn metrics_health_and_readiness() {
     assert!(text.contains("status=\"429\""), "{text}");
     let h = client().get(format!("{}/healthz", gw.url())).send().await.unwrap();
     assert_eq!(h.status(), 200);
-    let r: Value = client()
-        .get(format!("{}/readyz", gw.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = client().get(format!("{}/readyz", gw.url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(r["status"], "ready");
 }

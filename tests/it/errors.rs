@@ -20,15 +20,7 @@ async fn client_errors_have_the_openai_shape_and_status() {
     let (s, v) = error_of(c.post(&url).json(&chat_body("x")).send().await.unwrap()).await;
     assert_eq!((s, v["error"]["code"].as_str()), (401, Some("missing_api_key")));
 
-    let (s, v) = error_of(
-        c.post(&url)
-            .bearer_auth("sk-wrong-key")
-            .json(&chat_body("x"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, v) = error_of(c.post(&url).bearer_auth("sk-wrong-key").json(&chat_body("x")).send().await.unwrap()).await;
     assert_eq!((s, v["error"]["code"].as_str()), (401, Some("invalid_api_key")));
 
     let (s, v) = error_of(
@@ -66,25 +58,12 @@ async fn client_errors_have_the_openai_shape_and_status() {
     assert_eq!((s, v["error"]["type"].as_str()), (400, Some("invalid_request_error")));
     assert!(v["error"]["message"].as_str().unwrap().contains("invalid JSON"));
 
-    let (s, v) = error_of(
-        post(
-            gw.url(),
-            "/v1/chat/completions",
-            json!({"model": "chat", "messages": []}),
-        )
-        .await,
-    )
-    .await;
+    let (s, v) = error_of(post(gw.url(), "/v1/chat/completions", json!({"model": "chat", "messages": []})).await).await;
     assert_eq!(s, 400);
     assert!(v["error"]["message"].as_str().unwrap().contains("messages"));
 
     let (s, _) = error_of(
-        post(
-            gw.url(),
-            "/v1/chat/completions",
-            json!({"model": "chat", "messages": [{"content": "no role"}]}),
-        )
-        .await,
+        post(gw.url(), "/v1/chat/completions", json!({"model": "chat", "messages": [{"content": "no role"}]})).await,
     )
     .await;
     assert_eq!(s, 400);
@@ -110,17 +89,8 @@ async fn client_errors_have_the_openai_shape_and_status() {
     assert_eq!(s, 404);
 
     // the gateway is still fine after all that
-    assert_eq!(
-        post(gw.url(), "/v1/chat/completions", chat_body("still alive"))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        mock_requests(&mock.url).await,
-        1,
-        "no refused request reached the provider"
-    );
+    assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body("still alive")).await.status(), 200);
+    assert_eq!(mock_requests(&mock.url).await, 1, "no refused request reached the provider");
 }
 
 #[tokio::test]

@@ -9,29 +9,14 @@ async fn every_served_request_is_in_the_ledger_once_and_survives_restarts() {
     let mock = mock_upstream();
     let mut gw = Gateway::start(&mock.url);
     for i in 0..5 {
-        assert_eq!(
-            post(gw.url(), "/v1/chat/completions", chat_body(&format!("ledger {i}")))
-                .await
-                .status(),
-            200
-        );
+        assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body(&format!("ledger {i}"))).await.status(), 200);
     }
     // a cache hit, a stream, an embedding, an upstream failure, and a refused request
-    assert_eq!(
-        post(gw.url(), "/v1/chat/completions", chat_body("ledger 0"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body("ledger 0")).await.status(), 200);
     let mut s = chat_body("ledger stream");
     s["stream"] = json!(true);
     let _ = post(gw.url(), "/v1/chat/completions", s).await.text().await.unwrap();
-    assert_eq!(
-        post(gw.url(), "/v1/embeddings", json!({"model": "embed", "input": "ledger"}))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(post(gw.url(), "/v1/embeddings", json!({"model": "embed", "input": "ledger"})).await.status(), 200);
     let r = client()
         .post(format!("{}/v1/chat/completions", gw.url()))
         .bearer_auth(MAIN_KEY)
@@ -55,12 +40,7 @@ async fn every_served_request_is_in_the_ledger_once_and_survives_restarts() {
     let _ = gw.proc.as_mut().unwrap().child.kill();
     gw.proc = None;
     gw.restart();
-    assert_eq!(
-        post(gw.url(), "/v1/chat/completions", chat_body("after restart"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body("after restart")).await.status(), 200);
     gw.stop(); // graceful: flushes the rest
 
     let data = gw.data_dir();
@@ -73,37 +53,17 @@ async fn every_served_request_is_in_the_ledger_once_and_survives_restarts() {
     assert_eq!(chat["errors"], 1);
     assert_eq!(chat["cache_hits"], 1);
     assert!(chat["input_tokens"].as_u64().unwrap() > 0);
-    assert!(
-        chat["cost_usd"].as_f64().unwrap() > 0.0,
-        "priced from pricing.toml (gpt-4o-mini)"
-    );
+    assert!(chat["cost_usd"].as_f64().unwrap() > 0.0, "priced from pricing.toml (gpt-4o-mini)");
     let embed = rows.iter().find(|r| r["group"] == "embed").unwrap();
     assert_eq!(embed["requests"], 1);
 
-    let (code, table, _) = run_cli(&[
-        "usage",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--by",
-        "provider",
-        "--since",
-        "1h",
-    ]);
+    let (code, table, _) =
+        run_cli(&["usage", "--data-dir", data.to_str().unwrap(), "--by", "provider", "--since", "1h"]);
     assert_eq!(code, 0);
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("PROVIDER"), "{table}");
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("cache ") && l.split_whitespace().nth(1) == Some("1")),
-        "{table}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("up ") && l.split_whitespace().nth(1) == Some("9")),
-        "{table}"
-    );
+    assert!(lines.iter().any(|l| l.starts_with("cache ") && l.split_whitespace().nth(1) == Some("1")), "{table}");
+    assert!(lines.iter().any(|l| l.starts_with("up ") && l.split_whitespace().nth(1) == Some("9")), "{table}");
     assert!(lines.last().unwrap().starts_with("TOTAL"));
 
     let (code, _, err) = run_cli(&["usage", "--data-dir", data.to_str().unwrap(), "--since", "soon"]);
@@ -120,18 +80,10 @@ async fn sync_durability_loses_nothing_on_kill_9() {
     let mut gw = Gateway::start(&mock.url);
     let text = std::fs::read_to_string(&gw.config).unwrap();
     // a long commit interval: in batched mode a kill -9 would lose these records
-    let text = text.replace(
-        "ledger_flush_ms = 20",
-        "ledger_flush_ms = 400\nledger_durability = \"sync\"",
-    );
+    let text = text.replace("ledger_flush_ms = 20", "ledger_flush_ms = 400\nledger_durability = \"sync\"");
     std::fs::write(&gw.config, text).unwrap();
     gw.restart();
-    assert_eq!(
-        post(gw.url(), "/v1/chat/completions", chat_body("durable one"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body("durable one")).await.status(), 200);
     let mut s = chat_body("durable stream");
     s["stream"] = json!(true);
     let body = post(gw.url(), "/v1/chat/completions", s).await.text().await.unwrap();

@@ -5,13 +5,7 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 async fn chat_as(gw: &str, key: &str, body: Value) -> reqwest::Response {
-    client()
-        .post(format!("{gw}/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    client().post(format!("{gw}/v1/chat/completions")).bearer_auth(key).json(&body).send().await.unwrap()
 }
 
 #[tokio::test]
@@ -33,10 +27,7 @@ async fn requests_per_minute() {
     assert_eq!(v["error"]["code"], "rate_limit_requests");
     assert_eq!(v["error"]["type"], "rate_limit_error");
     // other keys are not affected
-    assert_eq!(
-        post(gw.url(), "/v1/chat/completions", chat_body("r4")).await.status(),
-        200
-    );
+    assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body("r4")).await.status(), 200);
 }
 
 #[tokio::test]
@@ -91,10 +82,7 @@ async fn concurrent_requests_per_key() {
     assert_eq!(v["error"]["code"], "rate_limit_concurrency");
     assert_eq!(slow.await.unwrap(), 200);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(
-        chat_as(gw.url(), "sk-test-conc", chat_body("third")).await.status(),
-        200
-    );
+    assert_eq!(chat_as(gw.url(), "sk-test-conc", chat_body("third")).await.status(), 200);
 }
 
 #[tokio::test]

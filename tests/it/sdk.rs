@@ -14,12 +14,7 @@ fn openai_python_sdk_works_unchanged() {
     let mock = mock_upstream();
     let gw = Gateway::start(&mock.url);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_sdk.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(gw.url())
-        .arg(MAIN_KEY)
-        .output()
-        .expect("python");
+    let out = Command::new(python).arg(script).arg(gw.url()).arg(MAIN_KEY).output().expect("python");
     assert!(
         out.status.success(),
         "stdout:\n{}\nstderr:\n{}\ngateway log:\n{}",

@@ -18,10 +18,7 @@ async fn upstream_500_becomes_502() {
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "upstream_error");
-    assert!(
-        v["error"]["message"].as_str().unwrap().contains("failure requested"),
-        "{v}"
-    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("failure requested"), "{v}");
 }
 
 #[tokio::test]
@@ -51,11 +48,7 @@ async fn upstream_timeout_becomes_504() {
 #[tokio::test]
 async fn unreachable_upstream_becomes_502() {
     // a port that nothing listens on: bind, take the port, close
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let gw = Gateway::start(&format!("http://127.0.0.1:{port}"));
     let r = post(gw.url(), "/v1/chat/completions", chat_body("anyone there")).await;
     assert_eq!(r.status(), 502);
@@ -75,10 +68,7 @@ async fn mid_stream_disconnect_ends_with_an_error_event_not_done() {
     let events = sse_data(&text);
     assert!(!events.iter().any(|e| e == "[DONE]"), "{text}");
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
-    assert!(
-        last["error"]["message"].as_str().unwrap().contains("mid-stream"),
-        "{last}"
-    );
+    assert!(last["error"]["message"].as_str().unwrap().contains("mid-stream"), "{last}");
     // the three chunks before the cut arrived
     assert_eq!(events.len(), 4, "{text}");
 }

@@ -65,10 +65,7 @@ pub struct Cache {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Cache {
@@ -81,13 +78,7 @@ impl Cache {
             .flatten()
             .and_then(|(k, _)| k.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes))
             .map_or(0, |s| s + 1);
-        Cache {
-            store,
-            router: None,
-            max_bytes,
-            bytes,
-            seq,
-        }
+        Cache { store, router: None, max_bytes, bytes, seq }
     }
 
     pub fn get(&mut self, key: &CacheKey) -> Option<CachedResponse> {
@@ -106,11 +97,7 @@ impl Cache {
 
     pub fn put(&mut self, key: CacheKey, response: CachedResponse, ttl: Duration) {
         let now = now_ms();
-        let entry = Entry {
-            expires_ms: now + ttl.as_millis() as u64,
-            stored_ms: now,
-            response,
-        };
+        let entry = Entry { expires_ms: now + ttl.as_millis() as u64, stored_ms: now, response };
         let Ok(value) = encode(&entry) else { return };
         if value.len() as u64 > self.max_bytes {
             return;
@@ -218,11 +205,7 @@ mod tests {
             body: vec![b'x'; n],
             provider: "p".into(),
             upstream_model: "m".into(),
-            usage: Usage {
-                input: 1,
-                output: 2,
-                cached_input: 0,
-            },
+            usage: Usage { input: 1, output: 2, cached_input: 0 },
         }
     }
 
@@ -288,7 +271,8 @@ mod tests {
             // run the limiter stage by hand, then hand the job to the cache
             let crate::actors::job::Job(mut state) = job;
             state.rate = Some(Default::default());
-            let (tjob, trx) = JobState::new("k".into(), Default::default(), 0, "m".into(), switchyard_config::Priority::Normal, None);
+            let (tjob, trx) =
+                JobState::new("k".into(), Default::default(), 0, "m".into(), switchyard_config::Priority::Normal, None);
             limiter.send(tjob).await.unwrap();
             state.ticket = Some(trx.await.unwrap().unwrap().ticket);
             cache.send(crate::actors::job::Job(state)).await.unwrap();

@@ -39,7 +39,10 @@ pub struct Admission {
 pub enum Refusal {
     Limited(Refused),
     UnknownModel,
-    QueueFull { provider: String, rate: RateHeaders },
+    QueueFull {
+        provider: String,
+        rate: RateHeaders,
+    },
     /// A stage's mailbox was full or gone.
     Overloaded(&'static str),
 }

@@ -3,8 +3,8 @@
 //! [`deliver`], which never blocks and never loses the message.
 
 pub mod accounting;
-pub mod job;
 pub mod cache;
+pub mod job;
 pub mod provider_worker;
 pub mod rate_limiter;
 pub mod router;

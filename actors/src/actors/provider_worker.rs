@@ -43,6 +43,13 @@ pub struct Permit {
     addr: Option<Addr<ProviderWorker>>,
 }
 
+impl Permit {
+    /// Hands the release over to someone else (see `LimitTicket::release_with`).
+    pub fn disarm(mut self) -> Option<Addr<ProviderWorker>> {
+        self.addr.take()
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(addr) = self.addr.take() {

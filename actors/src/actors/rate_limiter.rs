@@ -13,6 +13,7 @@ use switchyard_config::Limits;
 use super::cache::Cache;
 use super::deliver;
 use super::job::{forward, CacheDecision, Job, Refusal};
+use super::provider_worker::{Permit, ProviderWorker, Release};
 use super::router::Router;
 
 /// Which limit refused a request.
@@ -73,16 +74,10 @@ impl RateHeaders {
             }
         };
         push("x-ratelimit-limit-requests", self.limit_requests.map(|v| v.to_string()));
-        push(
-            "x-ratelimit-remaining-requests",
-            self.remaining_requests.map(|v| v.to_string()),
-        );
+        push("x-ratelimit-remaining-requests", self.remaining_requests.map(|v| v.to_string()));
         push("x-ratelimit-reset-requests", self.reset_requests.map(fmt_duration));
         push("x-ratelimit-limit-tokens", self.limit_tokens.map(|v| v.to_string()));
-        push(
-            "x-ratelimit-remaining-tokens",
-            self.remaining_tokens.map(|v| v.to_string()),
-        );
+        push("x-ratelimit-remaining-tokens", self.remaining_tokens.map(|v| v.to_string()));
         push("x-ratelimit-reset-tokens", self.reset_tokens.map(fmt_duration));
         out
     }
@@ -109,11 +104,7 @@ struct Bucket {
 
 impl Bucket {
     fn new(capacity: u64, now: Instant) -> Bucket {
-        Bucket {
-            level: capacity as f64,
-            capacity: capacity as f64,
-            at: now,
-        }
+        Bucket { level: capacity as f64, capacity: capacity as f64, at: now }
     }
 
     fn refill(&mut self, capacity: u64, now: Instant) {
@@ -159,6 +150,8 @@ pub struct Settle {
     pub reserved: u64,
     /// Real tokens used; `None` when unknown (the reservation stands).
     pub actual: Option<u64>,
+    /// A provider slot to give back in the same trip (both actors share an arbiter).
+    pub release: Option<Addr<ProviderWorker>>,
 }
 
 #[derive(Debug)]
@@ -175,9 +168,16 @@ pub struct LimitTicket {
     limits: Limits,
     reserved: u64,
     actual: Option<u64>,
+    release: Option<Addr<ProviderWorker>>,
 }
 
 impl LimitTicket {
+    /// Takes over a provider permit: settling the ticket also releases the slot, so a
+    /// finished request sends one cross-thread message instead of two.
+    pub fn release_with(&mut self, permit: Permit) {
+        self.release = permit.disarm();
+    }
+
     /// Records the real token count, applied when the ticket drops.
     pub fn set_actual(&mut self, tokens: u64) {
         self.actual = Some(tokens);
@@ -194,6 +194,7 @@ impl Drop for LimitTicket {
                     limits: self.limits,
                     reserved: self.reserved,
                     actual: self.actual,
+                    release: self.release.take(),
                 },
             );
         }
@@ -255,11 +256,7 @@ impl RateLimiter {
         if let Some(b) = &st.requests {
             if b.level < 1.0 {
                 fill(&mut h, st);
-                return Err(Refused {
-                    kind: LimitKind::Requests,
-                    retry_after: b.wait_for(1.0),
-                    headers: h,
-                });
+                return Err(Refused { kind: LimitKind::Requests, retry_after: b.wait_for(1.0), headers: h });
             }
         }
         if let Some(b) = &st.tokens {
@@ -267,21 +264,13 @@ impl RateLimiter {
             let need = (tokens as f64).min(b.capacity);
             if b.level < need {
                 fill(&mut h, st);
-                return Err(Refused {
-                    kind: LimitKind::Tokens,
-                    retry_after: b.wait_for(need),
-                    headers: h,
-                });
+                return Err(Refused { kind: LimitKind::Tokens, retry_after: b.wait_for(need), headers: h });
             }
         }
         if let Some(max) = limits.max_concurrent {
             if st.inflight >= max {
                 fill(&mut h, st);
-                return Err(Refused {
-                    kind: LimitKind::Concurrency,
-                    retry_after: Duration::from_secs(1),
-                    headers: h,
-                });
+                return Err(Refused { kind: LimitKind::Concurrency, retry_after: Duration::from_secs(1), headers: h });
             }
         }
         if let Some(b) = &mut st.requests {
@@ -331,6 +320,7 @@ impl Handler<Job> for RateLimiter {
                     limits: job.limits,
                     reserved: job.tokens,
                     actual: None,
+                    release: None,
                 });
                 match &self.next {
                     None => job.admit(CacheDecision::Bypass, None),
@@ -347,6 +337,9 @@ impl Handler<Settle> for RateLimiter {
 
     fn handle(&mut self, msg: Settle, _: &mut Self::Context) {
         self.settle(&msg, Instant::now());
+        if let Some(worker) = &msg.release {
+            deliver(worker, Release);
+        }
     }
 }
 
@@ -362,11 +355,7 @@ mod tests {
     #[test]
     fn rpm_refuses_then_refills() {
         let mut rl = RateLimiter::default();
-        let limits = Limits {
-            rpm: Some(2),
-            tpm: None,
-            max_concurrent: None,
-        };
+        let limits = Limits { rpm: Some(2), tpm: None, max_concurrent: None };
         let t0 = Instant::now();
         assert!(rl.check(&key(), limits, 0, t0).is_ok());
         let h = rl.check(&key(), limits, 0, t0).unwrap();
@@ -380,64 +369,29 @@ mod tests {
     #[test]
     fn tpm_reserves_and_reconciles() {
         let mut rl = RateLimiter::default();
-        let limits = Limits {
-            rpm: None,
-            tpm: Some(100),
-            max_concurrent: None,
-        };
+        let limits = Limits { rpm: None, tpm: Some(100), max_concurrent: None };
         let t0 = Instant::now();
         rl.check(&key(), limits, 80, t0).unwrap();
         let r = rl.check(&key(), limits, 30, t0).unwrap_err();
         assert_eq!(r.kind, LimitKind::Tokens);
         assert!(r.retry_after > Duration::ZERO);
         // the first request really used 10: 70 come back
-        rl.settle(
-            &Settle {
-                key_id: key(),
-                limits,
-                reserved: 80,
-                actual: Some(10),
-            },
-            t0,
-        );
+        rl.settle(&Settle { key_id: key(), limits, reserved: 80, actual: Some(10), release: None }, t0);
         let h = rl.check(&key(), limits, 30, t0).unwrap();
         assert_eq!(h.remaining_tokens, Some(60));
         // an overshoot is charged
-        rl.settle(
-            &Settle {
-                key_id: key(),
-                limits,
-                reserved: 30,
-                actual: Some(90),
-            },
-            t0,
-        );
+        rl.settle(&Settle { key_id: key(), limits, reserved: 30, actual: Some(90), release: None }, t0);
         assert_eq!(rl.check(&key(), limits, 1, t0).unwrap_err().kind, LimitKind::Tokens);
     }
 
     #[test]
     fn concurrency_counts_inflight() {
         let mut rl = RateLimiter::default();
-        let limits = Limits {
-            rpm: None,
-            tpm: None,
-            max_concurrent: Some(1),
-        };
+        let limits = Limits { rpm: None, tpm: None, max_concurrent: Some(1) };
         let t0 = Instant::now();
         rl.check(&key(), limits, 0, t0).unwrap();
-        assert_eq!(
-            rl.check(&key(), limits, 0, t0).unwrap_err().kind,
-            LimitKind::Concurrency
-        );
-        rl.settle(
-            &Settle {
-                key_id: key(),
-                limits,
-                reserved: 0,
-                actual: None,
-            },
-            t0,
-        );
+        assert_eq!(rl.check(&key(), limits, 0, t0).unwrap_err().kind, LimitKind::Concurrency);
+        rl.settle(&Settle { key_id: key(), limits, reserved: 0, actual: None, release: None }, t0);
         assert!(rl.check(&key(), limits, 0, t0).is_ok());
     }
 

@@ -10,7 +10,7 @@ use actix::Addr;
 use switchyard_config::{Config, TokenCounts};
 use tokio::sync::oneshot;
 
-use crate::actors::accounting::{Accounting, Record};
+use crate::actors::accounting::{Record, RecordSink};
 use crate::actors::cache::{Cache, CacheKey, CachedResponse, Put};
 use crate::actors::deliver;
 use crate::actors::provider_worker::Permit;
@@ -48,7 +48,7 @@ pub const CLIENT_CLOSED: u16 = 499;
 pub struct Finisher {
     pub record: UsageRecord,
     pub config: Arc<Config>,
-    pub accounting: Addr<Accounting>,
+    pub accounting: RecordSink,
     pub cache: Addr<Cache>,
     /// Where to store the response if it succeeds.
     pub cache_put: Option<(CacheKey, Duration)>,
@@ -78,35 +78,16 @@ impl Finisher {
             Some(u) => (u, false),
             None if cache_hit => (Usage::default(), false),
             None => {
-                let out = if output_text.is_empty() {
-                    0
-                } else {
-                    crate::tokens::count_text(output_text)
-                };
-                let input = if self.record.provider.is_empty() {
-                    0
-                } else {
-                    self.prompt_estimate
-                };
-                (
-                    Usage {
-                        input,
-                        output: out,
-                        cached_input: 0,
-                    },
-                    true,
-                )
+                let out = if output_text.is_empty() { 0 } else { crate::tokens::count_text(output_text) };
+                let input = if self.record.provider.is_empty() { 0 } else { self.prompt_estimate };
+                (Usage { input, output: out, cached_input: 0 }, true)
             }
         };
         let cost = match (cache_hit, self.config.model(&self.record.alias)) {
             (false, Some(m)) => self.config.pricing.cost(
                 m,
                 &self.record.upstream_model,
-                TokenCounts {
-                    input: usage.input,
-                    output: usage.output,
-                    cached_input: usage.cached_input,
-                },
+                TokenCounts { input: usage.input, output: usage.output, cached_input: usage.cached_input },
             ),
             _ => 0.0,
         };
@@ -124,11 +105,7 @@ impl Finisher {
         r.ttft_us = self.ttft.map(|d| d.as_micros() as u64);
         r.usage_estimated = estimated;
 
-        let provider = if cache_hit {
-            "cache".to_string()
-        } else {
-            r.provider.clone()
-        };
+        let provider = if cache_hit { "cache".to_string() } else { r.provider.clone() };
         metrics::counter!(REQUESTS_TOTAL, "model" => r.alias.clone(), "provider" => provider.clone(),
             "status" => status.to_string())
         .increment(1);
@@ -140,12 +117,8 @@ impl Finisher {
             metrics::histogram!(TIME_TO_FIRST_TOKEN).record(t.as_secs_f64());
         }
         if let (Some((key, ttl)), Some(body), 200) = (self.cache_put, cache_body, status) {
-            let response = CachedResponse {
-                body,
-                provider: r.provider.clone(),
-                upstream_model: r.upstream_model.clone(),
-                usage,
-            };
+            let response =
+                CachedResponse { body, provider: r.provider.clone(), upstream_model: r.upstream_model.clone(), usage };
             deliver(&self.cache, Put { key, response, ttl });
         }
         let ack = if self.config.server.ledger_sync {
@@ -155,10 +128,18 @@ impl Finisher {
         } else {
             None
         };
-        deliver(&self.accounting, Record(r, ack));
-        // the ticket and permit drop with self, after the record is on its way
-        self.permit.take();
-        self.ticket.take();
+        self.accounting.record(Record(r, ack));
+        // one message gives back both the rate-limit ticket and the provider slot
+        match (self.ticket.take(), self.permit.take()) {
+            (Some(mut t), Some(p)) => {
+                t.release_with(p);
+                drop(t);
+            }
+            (t, p) => {
+                drop(t);
+                drop(p);
+            }
+        }
     }
 }
 

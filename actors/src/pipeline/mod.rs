@@ -19,7 +19,7 @@ use serde_json::Value;
 use switchyard_config::{Config, Key, Priority, Provider};
 
 pub use self::finish::{record_overhead, Finisher, InflightGuard};
-use crate::actors::accounting::{Accounting, Flush};
+use crate::actors::accounting::{Accounting, Flush, RecordSink};
 use crate::actors::cache::{cache_key, Cache, CacheKey, SetCapacity};
 use crate::actors::job::{CacheDecision, JobState, Refusal};
 use crate::actors::provider_worker::{ProviderWorker, Resize};
@@ -127,11 +127,7 @@ pub struct Failure {
 
 impl From<GatewayError> for Failure {
     fn from(error: GatewayError) -> Failure {
-        Failure {
-            error,
-            rate: None,
-            counted: false,
-        }
+        Failure { error, rate: None, counted: false }
     }
 }
 
@@ -141,6 +137,7 @@ pub struct Engine {
     limiter: Addr<RateLimiter>,
     cache: Addr<Cache>,
     accounting: Addr<Accounting>,
+    sink: RecordSink,
     engine_arbiter: ArbiterHandle,
     pub store: Store,
 }
@@ -150,10 +147,7 @@ fn mailbox(e: MailboxError) -> GatewayError {
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn same_worker_settings(a: &Provider, b: &Provider) -> bool {
@@ -176,16 +170,15 @@ impl Engine {
             Cache::start_in_arbiter(&engine_arbiter, move |_| Cache::new(cache_store, max_bytes).with_router(next));
         let next = NextStages { cache: cache.clone(), router: router.clone() };
         let limiter = RateLimiter::start_in_arbiter(&engine_arbiter, move |_| RateLimiter::new(next));
-        let acc_store = store.clone();
         let (flush, batch) = (config.server.ledger_flush, config.server.ledger_batch_max);
-        let accounting =
-            Accounting::start_in_arbiter(&ledger_arbiter, move |_| Accounting::new(acc_store, flush, batch));
+        let (accounting, sink) = Accounting::start_with_sink(&ledger_arbiter, store.clone(), flush, batch);
         Ok(Arc::new(Engine {
             runtime: ArcSwap::from_pointee(runtime),
             router,
             limiter,
             cache,
             accounting,
+            sink,
             engine_arbiter,
             store,
         }))
@@ -203,22 +196,13 @@ impl Engine {
                 Some(h) => {
                     // same provider, new settings: keep the worker (its in-flight slots),
                     // resize it, and use a new client
-                    let _ = h.worker.try_send(Resize {
-                        concurrency: p.concurrency,
-                        queue_size: p.queue_size,
-                    });
-                    Arc::new(ProviderHandle {
-                        worker: h.worker.clone(),
-                        client: UpstreamClient::new(p.clone())?,
-                    })
+                    let _ = h.worker.try_send(Resize { concurrency: p.concurrency, queue_size: p.queue_size });
+                    Arc::new(ProviderHandle { worker: h.worker.clone(), client: UpstreamClient::new(p.clone())? })
                 }
                 None => {
                     let (name, c, q) = (p.name.clone(), p.concurrency, p.queue_size);
                     let worker = ProviderWorker::start_in_arbiter(arbiter, move |_| ProviderWorker::new(name, c, q));
-                    Arc::new(ProviderHandle {
-                        worker,
-                        client: UpstreamClient::new(p.clone())?,
-                    })
+                    Arc::new(ProviderHandle { worker, client: UpstreamClient::new(p.clone())? })
                 }
             };
             providers.insert(p.name.clone(), handle);
@@ -226,27 +210,10 @@ impl Engine {
         let keys = config
             .keys
             .iter()
-            .map(|k| {
-                (
-                    k.key_sha256.clone(),
-                    Arc::new(KeyEntry {
-                        id: Arc::from(k.id.as_str()),
-                        key: k.clone(),
-                    }),
-                )
-            })
+            .map(|k| (k.key_sha256.clone(), Arc::new(KeyEntry { id: Arc::from(k.id.as_str()), key: k.clone() })))
             .collect();
-        let forward_headers = config
-            .providers
-            .iter()
-            .flat_map(|p| p.forward_headers.iter().cloned())
-            .collect();
-        Ok(Runtime {
-            config,
-            keys,
-            providers,
-            forward_headers,
-        })
+        let forward_headers = config.providers.iter().flat_map(|p| p.forward_headers.iter().cloned()).collect();
+        Ok(Runtime { config, keys, providers, forward_headers })
     }
 
     /// The current config snapshot.
@@ -259,10 +226,7 @@ impl Engine {
         let old = self.runtime.load_full();
         let rt = Self::build_runtime(config.clone(), &old.providers, &self.engine_arbiter)?;
         self.router.send(UpdateModels { config: config.clone(), workers: rt.workers() }).await.map_err(mailbox)?;
-        self.cache
-            .send(SetCapacity(config.cache.max_bytes))
-            .await
-            .map_err(mailbox)?;
+        self.cache.send(SetCapacity(config.cache.max_bytes)).await.map_err(mailbox)?;
         self.runtime.store(Arc::new(rt));
         Ok(())
     }
@@ -291,6 +255,7 @@ impl Engine {
             cache_hit: false,
             stream,
             usage_estimated: false,
+            idempotency_key: None,
         }
     }
 
@@ -368,9 +333,11 @@ impl Engine {
         let route = match adm.route {
             None => None,
             Some((d, permit)) => {
-                let handle = rt.providers.get(&d.provider).cloned().ok_or_else(|| {
-                    GatewayError::Internal(format!("no client for provider `{}`", d.provider))
-                })?;
+                let handle = rt
+                    .providers
+                    .get(&d.provider)
+                    .cloned()
+                    .ok_or_else(|| GatewayError::Internal(format!("no client for provider `{}`", d.provider)))?;
                 Some(Dispatched { provider: d.provider, model: d.model, handle, permit })
             }
         };
@@ -382,7 +349,7 @@ impl Engine {
         Finisher {
             record,
             config: p.rt.config.clone(),
-            accounting: self.accounting.clone(),
+            accounting: self.sink.clone(),
             cache: self.cache.clone(),
             cache_put: p.ckey.map(|k| (k, p.rt.config.cache.ttl)),
             ticket: Some(p.ticket),
@@ -445,10 +412,7 @@ impl Engine {
             if !f.counted {
                 let rt = self.runtime();
                 // only known aliases become label values
-                let model = alias_hint
-                    .filter(|a| rt.config.model(a).is_some())
-                    .unwrap_or("-")
-                    .to_string();
+                let model = alias_hint.filter(|a| rt.config.model(a).is_some()).unwrap_or("-").to_string();
                 metrics::counter!(REQUESTS_TOTAL, "model" => model, "provider" => "none",
                     "status" => f.error.class().status.to_string())
                 .increment(1);
@@ -484,9 +448,7 @@ impl Engine {
             .await?;
         let record = self.record_template(ctx, Endpoint::Chat, &alias, stream);
         if p.hit.is_some() {
-            return self
-                .answer_from_cache(ctx, p, record, stream.then(|| req.wants_stream_usage()))
-                .await;
+            return self.answer_from_cache(ctx, p, record, stream.then(|| req.wants_stream_usage())).await;
         }
         let Some(d) = p.route.take() else {
             return Err(GatewayError::Internal("admitted without a route".into()).into());
@@ -496,20 +458,11 @@ impl Engine {
         fin.permit = Some(d.permit);
         fin.record.provider = d.provider.clone();
         fin.record.upstream_model = d.model.clone();
-        let fail = |error: GatewayError| Failure {
-            error,
-            rate: Some(Box::new(rate.clone())),
-            counted: true,
-        };
+        let fail = |error: GatewayError| Failure { error, rate: Some(Box::new(rate.clone())), counted: true };
 
         let upstream_body = openai::chat_body(&req, &d.model).map_err(|e| GatewayError::Internal(e.to_string()))?;
         let call_started = Instant::now();
-        let call = UpstreamCall {
-            endpoint: Endpoint::Chat,
-            body: upstream_body,
-            stream,
-            headers: &ctx.headers,
-        };
+        let call = UpstreamCall { endpoint: Endpoint::Chat, body: upstream_body, stream, headers: &ctx.headers };
         let reply = match d.handle.client.call(call).await {
             Ok(r) => r,
             Err(e) => {
@@ -529,31 +482,17 @@ impl Engine {
         let body = match reply.body {
             UpstreamBody::Full(bytes) => {
                 let usage = openai::response_usage(&bytes);
-                let text = if usage.is_none() {
-                    content_text(&bytes)
-                } else {
-                    String::new()
-                };
+                let text = if usage.is_none() { content_text(&bytes) } else { String::new() };
                 let cache_body = fin.cache_put.map(|_| bytes.to_vec());
                 fin.finish(200, usage, &text, cache_body);
                 fin.durable().await;
                 OutcomeBody::Json(bytes)
             }
-            UpstreamBody::Stream(s) => OutcomeBody::Sse(Box::pin(relay::Relay::new(
-                s,
-                fin,
-                req.wants_stream_usage(),
-                d.provider.clone(),
-            ))),
+            UpstreamBody::Stream(s) => {
+                OutcomeBody::Sse(Box::pin(relay::Relay::new(s, fin, req.wants_stream_usage(), d.provider.clone())))
+            }
         };
-        Ok(Outcome {
-            body,
-            provider: d.provider,
-            upstream_model: d.model,
-            cache: cache_status,
-            rate,
-            upstream_time,
-        })
+        Ok(Outcome { body, provider: d.provider, upstream_model: d.model, cache: cache_status, rate, upstream_time })
     }
 
     /// `POST /v1/embeddings` (and its NATS twin).
@@ -572,9 +511,7 @@ impl Engine {
         let alias = req.model.clone();
         let prompt = tokens::estimate_embeddings(&req);
         let mut p = self
-            .prepare(ctx, Endpoint::Embeddings, &alias, prompt, || {
-                serde_json::to_value(&req).unwrap_or(Value::Null)
-            })
+            .prepare(ctx, Endpoint::Embeddings, &alias, prompt, || serde_json::to_value(&req).unwrap_or(Value::Null))
             .await?;
         let record = self.record_template(ctx, Endpoint::Embeddings, &alias, false);
         if p.hit.is_some() {
@@ -588,30 +525,20 @@ impl Engine {
         fin.permit = Some(d.permit);
         fin.record.provider = d.provider.clone();
         fin.record.upstream_model = d.model.clone();
-        let fail = |error: GatewayError| Failure {
-            error,
-            rate: Some(Box::new(rate.clone())),
-            counted: true,
-        };
+        let fail = |error: GatewayError| Failure { error, rate: Some(Box::new(rate.clone())), counted: true };
 
         let upstream_body =
             openai::embeddings_body(&req, &d.model).map_err(|e| GatewayError::Internal(e.to_string()))?;
         let call_started = Instant::now();
-        let call = UpstreamCall {
-            endpoint: Endpoint::Embeddings,
-            body: upstream_body,
-            stream: false,
-            headers: &ctx.headers,
-        };
+        let call =
+            UpstreamCall { endpoint: Endpoint::Embeddings, body: upstream_body, stream: false, headers: &ctx.headers };
         let reply = d.handle.client.call(call).await;
         fin.upstream_time = call_started.elapsed();
         let bytes = match reply.map(|r| r.body) {
             Ok(UpstreamBody::Full(b)) => b,
             Ok(UpstreamBody::Stream(_)) => {
-                let err = GatewayError::UpstreamInvalid {
-                    provider: d.provider.clone(),
-                    message: "unexpected stream".into(),
-                };
+                let err =
+                    GatewayError::UpstreamInvalid { provider: d.provider.clone(), message: "unexpected stream".into() };
                 fin.finish(502, None, "", None);
                 fin.durable().await;
                 return Err(fail(err));
@@ -667,10 +594,7 @@ fn content_text(body: &[u8]) -> String {
     v.get("choices")
         .and_then(Value::as_array)
         .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c.pointer("/message/content").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join("")
+            cs.iter().filter_map(|c| c.pointer("/message/content").and_then(Value::as_str)).collect::<Vec<_>>().join("")
         })
         .unwrap_or_default()
 }

@@ -56,10 +56,7 @@ impl Relay {
     fn complete(&mut self) {
         self.out.push_back(Bytes::from_static(DONE));
         self.ended = true;
-        let body = self
-            .finisher
-            .cache_put
-            .map(|_| self.acc.completion().to_string().into_bytes());
+        let body = self.finisher.cache_put.map(|_| self.acc.completion().to_string().into_bytes());
         let text = std::mem::take(&mut self.acc.content_text);
         self.finisher.finish(200, self.acc.usage, &text, body);
     }
@@ -68,10 +65,8 @@ impl Relay {
         let events = match self.parser.feed(bytes) {
             Ok(ev) => ev,
             Err(e) => {
-                return self.fail(GatewayError::UpstreamInvalid {
-                    provider: self.provider.clone(),
-                    message: e.to_string(),
-                })
+                return self
+                    .fail(GatewayError::UpstreamInvalid { provider: self.provider.clone(), message: e.to_string() })
             }
         };
         for ev in events {
@@ -92,11 +87,7 @@ impl Relay {
                 }
             };
             if let Some(err) = v.get("error") {
-                let message = err
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("upstream error")
-                    .to_string();
+                let message = err.get("message").and_then(Value::as_str).unwrap_or("upstream error").to_string();
                 return self.fail(GatewayError::UpstreamStatus {
                     provider: self.provider.clone(),
                     status: 502,

@@ -14,11 +14,9 @@ pub fn mock_tokens(text: &str) -> u64 {
 fn text_of(content: Option<&Value>) -> String {
     match content {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(" "),
+        Some(Value::Array(parts)) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" ")
+        }
         _ => String::new(),
     }
 }
@@ -31,23 +29,13 @@ fn digest_hex(v: &[u8]) -> String {
 fn reply_words(req: &Value) -> Vec<String> {
     let messages = req.get("messages").and_then(Value::as_array);
     let last_user = messages
-        .and_then(|m| {
-            m.iter()
-                .rev()
-                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        })
+        .and_then(|m| m.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")))
         .map(|m| text_of(m.get("content")))
         .unwrap_or_default();
-    let mut words: Vec<String> = ["This", "is", "a", "mock", "reply", "to:"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut words: Vec<String> = ["This", "is", "a", "mock", "reply", "to:"].iter().map(|s| s.to_string()).collect();
     words.extend(last_user.split_whitespace().take(24).map(str::to_string));
-    let max = req
-        .get("max_completion_tokens")
-        .or_else(|| req.get("max_tokens"))
-        .and_then(Value::as_u64)
-        .unwrap_or(u64::MAX);
+    let max =
+        req.get("max_completion_tokens").or_else(|| req.get("max_tokens")).and_then(Value::as_u64).unwrap_or(u64::MAX);
     words.truncate(max.clamp(1, 10_000) as usize);
     words
 }
@@ -55,20 +43,12 @@ fn reply_words(req: &Value) -> Vec<String> {
 fn prompt_tokens(req: &Value) -> u64 {
     req.get("messages")
         .and_then(Value::as_array)
-        .map(|ms| {
-            ms.iter()
-                .map(|m| 4 + mock_tokens(&text_of(m.get("content"))))
-                .sum::<u64>()
-                + 3
-        })
+        .map(|ms| ms.iter().map(|m| 4 + mock_tokens(&text_of(m.get("content")))).sum::<u64>() + 3)
         .unwrap_or(0)
 }
 
 fn finish_reason(req: &Value, words: &[String]) -> &'static str {
-    let max = req
-        .get("max_completion_tokens")
-        .or_else(|| req.get("max_tokens"))
-        .and_then(Value::as_u64);
+    let max = req.get("max_completion_tokens").or_else(|| req.get("max_tokens")).and_then(Value::as_u64);
     match max {
         Some(m) if words.len() as u64 >= m => "length",
         _ => "stop",
@@ -106,11 +86,8 @@ pub fn chat_completion(req: &Value, model: &str, created: u64) -> Value {
 pub fn chat_chunks(req: &Value, model: &str, created: u64) -> Vec<Value> {
     let words = reply_words(req);
     let id = format!("chatcmpl-mock-{}", digest_hex(req.to_string().as_bytes()));
-    let include_usage = req
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let include_usage =
+        req.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
     let chunk = |delta: Value, finish: Value| {
         let mut c = json!({
             "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -175,10 +152,7 @@ pub fn embeddings(req: &Value, model: &str) -> Result<Value, String> {
             .collect(),
         _ => return Err("`input` must be a string or a non-empty array".into()),
     };
-    let dims = req
-        .get("dimensions")
-        .and_then(Value::as_u64)
-        .map_or(DEFAULT_DIMS, |d| d.clamp(1, 8192) as usize);
+    let dims = req.get("dimensions").and_then(Value::as_u64).map_or(DEFAULT_DIMS, |d| d.clamp(1, 8192) as usize);
     let base64 = req.get("encoding_format").and_then(Value::as_str) == Some("base64");
     let mut tokens = 0;
     let data: Vec<Value> = inputs
@@ -213,10 +187,7 @@ mod tests {
         let req = json!({"model": "m", "messages": [{"role": "user", "content": "hello there"}]});
         let a = chat_completion(&req, "mock", 1);
         assert_eq!(a, chat_completion(&req, "mock", 1));
-        assert_eq!(
-            a["choices"][0]["message"]["content"],
-            "This is a mock reply to: hello there"
-        );
+        assert_eq!(a["choices"][0]["message"]["content"], "This is a mock reply to: hello there");
         assert_eq!(a["usage"]["completion_tokens"], 8);
         let short = json!({"model": "m", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]});
         let b = chat_completion(&short, "mock", 1);
@@ -229,38 +200,20 @@ mod tests {
         let req = json!({"model": "m", "stream": true, "stream_options": {"include_usage": true},
                          "messages": [{"role": "user", "content": "hello there"}]});
         let chunks = chat_chunks(&req, "mock", 1);
-        let text: String = chunks
-            .iter()
-            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-            .collect();
-        assert_eq!(
-            text,
-            chat_completion(&req, "mock", 1)["choices"][0]["message"]["content"]
-        );
+        let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+        assert_eq!(text, chat_completion(&req, "mock", 1)["choices"][0]["message"]["content"]);
         assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 8);
     }
 
     #[test]
     fn embeddings_float_and_base64_agree() {
         let f = embeddings(&json!({"input": ["a", "b"], "dimensions": 4}), "e").unwrap();
-        let b = embeddings(
-            &json!({"input": ["a", "b"], "dimensions": 4, "encoding_format": "base64"}),
-            "e",
-        )
-        .unwrap();
-        let floats: Vec<f32> = f["data"][1]["embedding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(b["data"][1]["embedding"].as_str().unwrap())
-            .unwrap();
-        let decoded: Vec<f32> = raw
-            .chunks(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let b = embeddings(&json!({"input": ["a", "b"], "dimensions": 4, "encoding_format": "base64"}), "e").unwrap();
+        let floats: Vec<f32> =
+            f["data"][1]["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let raw =
+            base64::engine::general_purpose::STANDARD.decode(b["data"][1]["embedding"].as_str().unwrap()).unwrap();
+        let decoded: Vec<f32> = raw.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         assert_eq!(floats, decoded);
         let norm: f32 = floats.iter().map(|v| v * v).sum();
         assert!((norm - 1.0).abs() < 1e-4);

@@ -83,11 +83,7 @@ pub fn response_usage(body: &[u8]) -> Option<Usage> {
 /// The message of an OpenAI-style error body, or the body text itself.
 pub fn error_message(body: &[u8]) -> String {
     let v: Option<Value> = serde_json::from_slice(body).ok();
-    if let Some(m) = v
-        .as_ref()
-        .and_then(|v| v.pointer("/error/message"))
-        .and_then(Value::as_str)
-    {
+    if let Some(m) = v.as_ref().and_then(|v| v.pointer("/error/message")).and_then(Value::as_str) {
         return m.to_string();
     }
     let text = String::from_utf8_lossy(body);
@@ -251,12 +247,7 @@ pub fn completion_to_chunks(completion: &Value, include_usage: bool) -> Vec<Valu
         c
     };
     let mut out = Vec::new();
-    for choice in completion
-        .get("choices")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for choice in completion.get("choices").and_then(Value::as_array).into_iter().flatten() {
         let index = choice.get("index").cloned().unwrap_or(json!(0));
         let msg = choice.get("message").cloned().unwrap_or(json!({}));
         let mut delta = json!({"role": msg.get("role").cloned().unwrap_or(json!("assistant")),
@@ -273,9 +264,7 @@ pub fn completion_to_chunks(completion: &Value, include_usage: bool) -> Vec<Valu
                 .collect();
             delta["tool_calls"] = Value::Array(calls);
         }
-        out.push(base(
-            json!([{"index": index, "delta": delta, "logprobs": null, "finish_reason": null}]),
-        ));
+        out.push(base(json!([{"index": index, "delta": delta, "logprobs": null, "finish_reason": null}])));
         out.push(base(json!([{"index": index, "delta": {}, "logprobs": null,
                                 "finish_reason": choice.get("finish_reason").cloned().unwrap_or(json!("stop"))}])));
     }
@@ -321,14 +310,7 @@ mod tests {
             acc.add(c);
         }
         assert!(acc.finished());
-        assert_eq!(
-            acc.usage,
-            Some(Usage {
-                input: 5,
-                output: 7,
-                cached_input: 0
-            })
-        );
+        assert_eq!(acc.usage, Some(Usage { input: 5, output: 7, cached_input: 0 }));
         let full = acc.completion();
         let call = &full["choices"][0]["message"]["tool_calls"][0];
         assert_eq!(call["function"]["arguments"], "{\"city\":\"Paris\"}");
@@ -336,24 +318,14 @@ mod tests {
         assert_eq!(full["choices"][0]["finish_reason"], "tool_calls");
         // and the replay carries the same call
         let replay = completion_to_chunks(&full, true);
-        assert_eq!(
-            replay[0]["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"],
-            "{\"city\":\"Paris\"}"
-        );
+        assert_eq!(replay[0]["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
         assert_eq!(replay.last().unwrap()["usage"]["total_tokens"], 12);
     }
 
     #[test]
     fn usage_and_error_extraction() {
         let body = br#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":2}}}"#;
-        assert_eq!(
-            response_usage(body),
-            Some(Usage {
-                input: 3,
-                output: 4,
-                cached_input: 2
-            })
-        );
+        assert_eq!(response_usage(body), Some(Usage { input: 3, output: 4, cached_input: 2 }));
         assert_eq!(response_usage(b"{}"), None);
         assert_eq!(error_message(br#"{"error":{"message":"bad model"}}"#), "bad model");
         assert_eq!(error_message(b"plain text"), "plain text");

@@ -52,10 +52,7 @@ impl SseParser {
     fn line(&mut self, line: &str, events: &mut Vec<SseEvent>) {
         if line.is_empty() {
             if !self.data.is_empty() {
-                events.push(SseEvent {
-                    event: self.event.take(),
-                    data: self.data.join("\n"),
-                });
+                events.push(SseEvent { event: self.event.take(), data: self.data.join("\n") });
                 self.data.clear();
             }
             self.event = None;
@@ -101,18 +98,9 @@ mod tests {
             assert_eq!(
                 all,
                 vec![
-                    SseEvent {
-                        event: None,
-                        data: "{\"a\":1}".into()
-                    },
-                    SseEvent {
-                        event: Some("x".into()),
-                        data: "one\ntwo".into()
-                    },
-                    SseEvent {
-                        event: None,
-                        data: "[DONE]".into()
-                    },
+                    SseEvent { event: None, data: "{\"a\":1}".into() },
+                    SseEvent { event: Some("x".into()), data: "one\ntwo".into() },
+                    SseEvent { event: None, data: "[DONE]".into() },
                 ],
                 "split at {split}"
             );
