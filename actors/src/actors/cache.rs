@@ -260,7 +260,7 @@ mod tests {
         // the limiter (no further stages) issues the ticket a job needs
         let limiter = RateLimiter::default().start();
         for (key, hit) in [([9u8; 32], true), ([8u8; 32], false)] {
-            let (job, rx) = JobState::new(
+            let (job, rx) = JobState::create(
                 "k".into(),
                 Default::default(),
                 0,
@@ -271,8 +271,14 @@ mod tests {
             // run the limiter stage by hand, then hand the job to the cache
             let crate::actors::job::Job(mut state) = job;
             state.rate = Some(Default::default());
-            let (tjob, trx) =
-                JobState::new("k".into(), Default::default(), 0, "m".into(), switchyard_config::Priority::Normal, None);
+            let (tjob, trx) = JobState::create(
+                "k".into(),
+                Default::default(),
+                0,
+                "m".into(),
+                switchyard_config::Priority::Normal,
+                None,
+            );
             limiter.send(tjob).await.unwrap();
             state.ticket = Some(trx.await.unwrap().unwrap().ticket);
             cache.send(crate::actors::job::Job(state)).await.unwrap();

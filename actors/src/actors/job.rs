@@ -71,7 +71,8 @@ pub struct JobState {
 pub struct Job(pub Box<JobState>);
 
 impl JobState {
-    pub fn new(
+    /// A job and the receiver of its answer.
+    pub fn create(
         key_id: Arc<str>,
         limits: Limits,
         tokens: u64,

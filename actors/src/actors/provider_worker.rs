@@ -186,10 +186,10 @@ mod tests {
 
     /// Sends a job (with a ticket from a real limiter) to the worker.
     async fn acquire(w: &Addr<ProviderWorker>, limiter: &Addr<RateLimiter>, p: Priority) -> oneshot::Receiver<Answer> {
-        let (tjob, trx) = JobState::new("k".into(), Default::default(), 0, "m".into(), p, None);
+        let (tjob, trx) = JobState::create("k".into(), Default::default(), 0, "m".into(), p, None);
         limiter.send(tjob).await.unwrap();
         let ticket = trx.await.unwrap().unwrap().ticket;
-        let (Job(mut state), rx) = JobState::new("k".into(), Default::default(), 0, "m".into(), p, None);
+        let (Job(mut state), rx) = JobState::create("k".into(), Default::default(), 0, "m".into(), p, None);
         state.rate = Some(Default::default());
         state.ticket = Some(ticket);
         state.decision = Some(RouteDecision { provider: "p".into(), model: "m".into() });

@@ -411,7 +411,7 @@ mod tests {
     }
 
     async fn admit(rl: &Addr<RateLimiter>, limits: Limits) -> crate::actors::job::Answer {
-        let (job, rx) = JobState::new(key(), limits, 0, "m".into(), switchyard_config::Priority::Normal, None);
+        let (job, rx) = JobState::create(key(), limits, 0, "m".into(), switchyard_config::Priority::Normal, None);
         rl.send(job).await.unwrap();
         rx.await.unwrap()
     }

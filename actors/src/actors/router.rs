@@ -165,7 +165,7 @@ targets = [{ provider = "b", model = "mb" }]
         let limiter = RateLimiter::default().start();
         for (alias, want) in [("one", Some("b")), ("nope", None)] {
             // a ticket from the limiter stage, as in the real chain
-            let (tjob, trx) = JobState::new(
+            let (tjob, trx) = JobState::create(
                 "k".into(),
                 Default::default(),
                 0,
@@ -175,7 +175,7 @@ targets = [{ provider = "b", model = "mb" }]
             );
             limiter.send(tjob).await.unwrap();
             let ticket = trx.await.unwrap().unwrap().ticket;
-            let (Job(mut state), rx) = JobState::new(
+            let (Job(mut state), rx) = JobState::create(
                 "k".into(),
                 Default::default(),
                 0,
@@ -196,8 +196,14 @@ targets = [{ provider = "b", model = "mb" }]
         let mut cfg = config();
         cfg.models.retain(|m| m.alias == "split");
         router.send(UpdateModels { config: Arc::new(cfg), workers: HashMap::new() }).await.unwrap();
-        let (job, rx) =
-            JobState::new("k".into(), Default::default(), 0, "one".into(), switchyard_config::Priority::Normal, None);
+        let (job, rx) = JobState::create(
+            "k".into(),
+            Default::default(),
+            0,
+            "one".into(),
+            switchyard_config::Priority::Normal,
+            None,
+        );
         router.send(job).await.unwrap();
         assert!(matches!(rx.await.unwrap(), Err(Refusal::UnknownModel)));
     }

@@ -291,7 +291,7 @@ impl Engine {
             Some(cache_key(endpoint, alias, &normalized()))
         };
         let (job, rx) =
-            JobState::new(ctx.key.id.clone(), ctx.key.key.limits, reserve, alias.to_string(), ctx.priority, ckey);
+            JobState::create(ctx.key.id.clone(), ctx.key.key.limits, reserve, alias.to_string(), ctx.priority, ckey);
         self.limiter.send(job).await.map_err(mailbox)?;
         let answer = rx.await.map_err(|_| GatewayError::Unavailable("the engine dropped the request".into()))?;
         let adm = match answer {
