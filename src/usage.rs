@@ -127,3 +127,48 @@ pub fn run(data_dir: &Path, since: Option<&str>, by: GroupBy, json: bool) -> Exi
     }
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use switchyard_actors::types::Endpoint;
+
+    use super::*;
+
+    fn rec(key: &str, model: &str, status: u16, hit: bool, cost: f64) -> UsageRecord {
+        UsageRecord {
+            request_id: "r".into(),
+            ts_ms: 1,
+            key_id: key.into(),
+            endpoint: Endpoint::Chat,
+            alias: model.into(),
+            provider: "p".into(),
+            upstream_model: "m".into(),
+            input_tokens: 10,
+            output_tokens: 5,
+            cached_tokens: 0,
+            cost_usd: cost,
+            latency_us: 1,
+            ttft_us: None,
+            status,
+            cache_hit: hit,
+            stream: false,
+            usage_estimated: false,
+            idempotency_key: None,
+        }
+    }
+
+    #[test]
+    fn groups_and_totals() {
+        let records =
+            [rec("a", "fast", 200, false, 0.5), rec("a", "smart", 502, false, 0.0), rec("b", "fast", 200, true, 0.0)];
+        let by_key = aggregate(&records, GroupBy::Key);
+        assert_eq!(by_key.len(), 2);
+        assert_eq!((by_key[0].requests, by_key[0].errors, by_key[0].input_tokens), (2, 1, 20));
+        let by_provider = aggregate(&records, GroupBy::Provider);
+        assert_eq!(by_provider.iter().map(|r| r.group.as_str()).collect::<Vec<_>>(), vec!["cache", "p"]);
+        let table = render(&aggregate(&records, GroupBy::Model), GroupBy::Model);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("MODEL"));
+        assert!(lines[3].starts_with("TOTAL") && lines[3].contains("0.500000"), "{table}");
+    }
+}

@@ -122,27 +122,11 @@ async fn metrics_health_and_readiness() {
     let mut body = chat_body("for metrics, streamed");
     body["stream"] = json!(true);
     let _ = post(gw.url(), "/v1/chat/completions", body).await.text().await.unwrap();
-    let _ = client()
-        .post(format!("{}/v1/chat/completions", gw.url()))
-        .bearer_auth("sk-test-rpm")
-        .json(&chat_body("m1"))
-        .send()
-        .await
-        .unwrap();
-    let _ = client()
-        .post(format!("{}/v1/chat/completions", gw.url()))
-        .bearer_auth("sk-test-rpm")
-        .json(&chat_body("m2"))
-        .send()
-        .await
-        .unwrap();
-    let _ = client()
-        .post(format!("{}/v1/chat/completions", gw.url()))
-        .bearer_auth("sk-test-rpm")
-        .json(&chat_body("m3"))
-        .send()
-        .await
-        .unwrap();
+    // rpm = 2: the third is refused
+    for text in ["m1", "m2", "m3"] {
+        let url = format!("{}/v1/chat/completions", gw.url());
+        let _ = client().post(url).bearer_auth("sk-test-rpm").json(&chat_body(text)).send().await.unwrap();
+    }
     // the ledger commits on a 20 ms timer; give it a moment so its metrics exist
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let text = client().get(format!("{}/metrics", gw.url())).send().await.unwrap().text().await.unwrap();
