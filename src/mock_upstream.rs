@@ -12,7 +12,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -20,6 +20,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use switchyard_actors::providers::{mock, sse};
+use switchyard_actors::types::unix_secs;
 
 #[derive(Default)]
 struct Stats {
@@ -43,10 +44,6 @@ fn error(status: StatusCode, message: &str) -> HttpResponse {
         b.insert_header(("retry-after", "1"));
     }
     b.json(json!({"error": {"message": message, "type": "mock_error", "code": status.as_u16().to_string()}}))
-}
-
-fn unix_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Common prologue: latency, requested error status, JSON parsing.

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use switchyard_actors::store::Store;
@@ -88,10 +87,7 @@ pub fn run(data_dir: &Path, since: Option<&str>, by: GroupBy, json: bool) -> Exi
     let since_ms = match since {
         None => 0,
         Some(s) => match humantime::parse_duration(s) {
-            Ok(d) => {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-                now.saturating_sub(d).as_millis() as u64
-            }
+            Ok(d) => switchyard_actors::types::unix_ms().saturating_sub(d.as_millis() as u64),
             Err(e) => {
                 eprintln!("--since: `{s}` is not a duration like 1h or 7d: {e}");
                 return ExitCode::from(2);

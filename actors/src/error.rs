@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::actors::rate_limiter::{LimitKind, RateHeaders};
+use crate::actors::rate_limiter::LimitKind;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
@@ -22,7 +22,7 @@ pub enum GatewayError {
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
     #[error("rate limit exceeded: {kind}; retry after {retry_after:?}")]
-    RateLimited { kind: LimitKind, retry_after: Duration, headers: Box<RateHeaders> },
+    RateLimited { kind: LimitKind, retry_after: Duration },
     #[error("provider `{0}` queue is full")]
     QueueFull(String),
     #[error("provider `{provider}` answered {status}: {message}")]

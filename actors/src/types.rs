@@ -154,6 +154,16 @@ impl EmbeddingsRequest {
     }
 }
 
+/// Unix time in milliseconds (0 if the clock is before 1970).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Unix time in seconds, as OpenAI's `created`.
+pub fn unix_secs() -> u64 {
+    unix_ms() / 1000
+}
+
 fn json_error(e: serde_json::Error) -> GatewayError {
     GatewayError::BadRequest(format!("invalid JSON body: {e}"))
 }

@@ -8,7 +8,7 @@
 //! the load benchmark) bought nothing. When the queue is full a record falls back to the
 //! actor's mailbox, which wakes it.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot};
@@ -80,7 +80,7 @@ impl Accounting {
     pub fn new(store: Store, queue: mpsc::Receiver<Record>, interval: Duration, batch_max: usize) -> Accounting {
         let next_seq = store.last_ledger_seq().unwrap_or(0);
         // a crash may have left recent records without their idempotency keys
-        let recent = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let recent = crate::types::unix_ms();
         match store.repair_keys(recent.saturating_sub(REPAIR_WINDOW_MS)) {
             Ok(0) => {}
             Ok(n) => tracing::warn!(records = n, "re-indexed ledger records after a crash"),

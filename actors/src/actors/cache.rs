@@ -1,7 +1,7 @@
 //! Exact response cache in sled: key = SHA-256 of the alias and the normalized request;
 //! entries expire after a TTL, and the oldest are evicted above a size cap.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::job::{forward, CacheDecision, Job};
 use super::router::Router;
 use crate::store::{decode, encode, Store};
-use crate::types::{Endpoint, Usage};
+use crate::types::{unix_ms, Endpoint, Usage};
 
 pub type CacheKey = [u8; 32];
 
@@ -64,10 +64,6 @@ pub struct Cache {
     seq: u64,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 impl Cache {
     pub fn new(store: Store, max_bytes: u64) -> Cache {
         let bytes = store.cache.iter().values().flatten().map(|v| v.len() as u64).sum();
@@ -84,7 +80,7 @@ impl Cache {
     pub fn get(&mut self, key: &CacheKey) -> Option<CachedResponse> {
         let raw = self.store.cache.get(key).ok()??;
         match decode::<Entry>(&raw) {
-            Ok(e) if e.expires_ms > now_ms() => Some(e.response),
+            Ok(e) if e.expires_ms > unix_ms() => Some(e.response),
             _ => {
                 // expired or unreadable: drop it
                 if self.store.cache.remove(key).ok().flatten().is_some() {
@@ -96,7 +92,7 @@ impl Cache {
     }
 
     pub fn put(&mut self, key: CacheKey, response: CachedResponse, ttl: Duration) {
-        let now = now_ms();
+        let now = unix_ms();
         let entry = Entry { expires_ms: now + ttl.as_millis() as u64, stored_ms: now, response };
         let Ok(value) = encode(&entry) else { return };
         if value.len() as u64 > self.max_bytes {
@@ -137,14 +133,6 @@ impl Cache {
     pub fn with_router(mut self, router: Addr<Router>) -> Cache {
         self.router = Some(router);
         self
-    }
-
-    pub fn len(&self) -> usize {
-        self.store.cache.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     pub fn bytes(&self) -> u64 {

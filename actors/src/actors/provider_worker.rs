@@ -27,7 +27,7 @@ pub struct Resize {
     pub queue_size: usize,
 }
 
-/// Current counters, for tests and `/readyz`.
+/// Current counters (tests and diagnostics).
 #[derive(Message)]
 #[rtype(result = "WorkerStats")]
 pub struct Stats;

@@ -9,14 +9,14 @@ mod relay;
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::Value;
-use switchyard_config::{Config, Key, Priority, Provider};
+use switchyard_config::{Config, Key, Priority};
 
 pub use self::finish::{record_overhead, Finisher, InflightGuard};
 use crate::actors::accounting::{Accounting, Flush, RecordSink};
@@ -30,7 +30,7 @@ use crate::providers::openai;
 use crate::providers::sse::{data_event, DONE};
 use crate::providers::{UpstreamBody, UpstreamCall, UpstreamClient};
 use crate::store::Store;
-use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint, Usage, UsageRecord};
+use crate::types::{unix_ms, ChatRequest, EmbeddingsRequest, Endpoint, Usage, UsageRecord};
 use crate::{tokens, GatewayError};
 
 /// A key as the engine sees it.
@@ -139,19 +139,10 @@ pub struct Engine {
     accounting: Addr<Accounting>,
     sink: RecordSink,
     engine_arbiter: ArbiterHandle,
-    pub store: Store,
 }
 
 fn mailbox(e: MailboxError) -> GatewayError {
     GatewayError::Unavailable(format!("engine is shutting down: {e}"))
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-fn same_worker_settings(a: &Provider, b: &Provider) -> bool {
-    a == b
 }
 
 impl Engine {
@@ -180,7 +171,6 @@ impl Engine {
             accounting,
             sink,
             engine_arbiter,
-            store,
         }))
     }
 
@@ -192,7 +182,7 @@ impl Engine {
         let mut providers = HashMap::new();
         for p in &config.providers {
             let handle = match old.get(&p.name) {
-                Some(h) if same_worker_settings(&h.client.cfg, p) => h.clone(),
+                Some(h) if h.client.cfg == *p => h.clone(),
                 Some(h) => {
                     // same provider, new settings: keep the worker (its in-flight slots),
                     // resize it, and use a new client
@@ -298,14 +288,9 @@ impl Engine {
             Ok(a) => a,
             Err(Refusal::Limited(refused)) => {
                 metrics::counter!(RATE_LIMITED_TOTAL, "kind" => refused.kind.as_str()).increment(1);
-                let headers = refused.headers.clone();
                 return Err(Failure {
-                    error: GatewayError::RateLimited {
-                        kind: refused.kind,
-                        retry_after: refused.retry_after,
-                        headers: Box::new(refused.headers),
-                    },
-                    rate: Some(Box::new(headers)),
+                    error: GatewayError::RateLimited { kind: refused.kind, retry_after: refused.retry_after },
+                    rate: Some(Box::new(refused.headers)),
                     counted: false,
                 });
             }

@@ -7,13 +7,13 @@ pub mod openai;
 pub mod sse;
 
 use std::pin::Pin;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use switchyard_config::{Provider, ProviderKind};
 
-use crate::types::Endpoint;
+use crate::types::{unix_secs, Endpoint};
 use crate::GatewayError;
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
@@ -75,10 +75,6 @@ pub struct UpstreamClient {
     /// Parsed once: URL parsing was visible in the load benchmark's profile.
     chat_url: reqwest::Url,
     embeddings_url: reqwest::Url,
-}
-
-fn unix_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl UpstreamClient {
