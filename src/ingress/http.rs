@@ -2,6 +2,7 @@
 //! build a `RequestCtx`, call the engine, and map its outcome to a response with the
 //! `x-switchyard-*` and `x-ratelimit-*` headers. Every error is an OpenAI error body.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -10,7 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde_json::json;
-use switchyard_actors::pipeline::{record_overhead, Failure, KeyEntry, OutcomeBody, RequestCtx};
+use switchyard_actors::pipeline::{record_overhead, Failure, KeyEntry, OutcomeBody, RequestCtx, Runtime};
 use switchyard_actors::{GatewayError, Outcome};
 use switchyard_config::Priority;
 
@@ -51,9 +52,9 @@ fn credential(req: &HttpRequest) -> Option<&str> {
     h.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
-fn authenticate(req: &HttpRequest, state: &AppState) -> Result<std::sync::Arc<KeyEntry>, GatewayError> {
+fn authenticate(req: &HttpRequest, rt: &Runtime) -> Result<Arc<KeyEntry>, GatewayError> {
     let secret = credential(req).filter(|s| !s.is_empty()).ok_or(GatewayError::MissingKey)?;
-    state.engine.runtime().authenticate(secret).ok_or(GatewayError::InvalidKey)
+    rt.authenticate(secret).ok_or(GatewayError::InvalidKey)
 }
 
 /// Reads the body up to `limit` bytes (413 beyond, without reading the rest).
@@ -106,11 +107,11 @@ fn simple_error(request_id: &str, error: GatewayError) -> HttpResponse {
 /// Builds the `RequestCtx` from headers; body-independent checks happen here.
 fn context(
     req: &HttpRequest,
-    state: &AppState,
+    runtime: Arc<Runtime>,
     request_id: String,
     received: Instant,
 ) -> Result<RequestCtx, GatewayError> {
-    let key = authenticate(req, state)?;
+    let key = authenticate(req, &runtime)?;
     let priority =
         match req.headers().get("x-switchyard-priority") {
             None => key.key.priority,
@@ -123,7 +124,7 @@ fn context(
         .get("cache-control")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|d| matches!(d.trim(), "no-cache" | "no-store")));
-    let rt = state.engine.runtime();
+    let rt = &runtime;
     let headers = if rt.forward_headers.is_empty() {
         Vec::new()
     } else {
@@ -133,7 +134,7 @@ fn context(
             .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
             .collect()
     };
-    Ok(RequestCtx { request_id, key, priority, no_cache, headers, received })
+    Ok(RequestCtx { runtime, request_id, key, priority, no_cache, headers, received })
 }
 
 #[derive(Clone, Copy)]
@@ -145,11 +146,13 @@ enum Api {
 async fn serve(api: Api, req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let received = Instant::now();
     let request_id = request_id(&req);
-    let ctx = match context(&req, &state, request_id.clone(), received) {
+    // one config snapshot for the whole request
+    let runtime = state.engine.runtime();
+    let limit = runtime.config.server.body_limit_bytes;
+    let ctx = match context(&req, runtime, request_id.clone(), received) {
         Ok(c) => c,
         Err(e) => return simple_error(&request_id, e),
     };
-    let limit = state.engine.runtime().config.server.body_limit_bytes;
     let body = match read_body(&req, payload, limit).await {
         Ok(b) => b,
         Err(e) => return simple_error(&request_id, e),
@@ -196,11 +199,11 @@ async fn embeddings(req: HttpRequest, payload: web::Payload, state: web::Data<Ap
 /// `GET /v1/models`: the aliases the caller's key may use.
 async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let request_id = request_id(&req);
-    let key = match authenticate(&req, &state) {
+    let rt = state.engine.runtime();
+    let key = match authenticate(&req, &rt) {
         Ok(k) => k,
         Err(e) => return simple_error(&request_id, e),
     };
-    let rt = state.engine.runtime();
     let data: Vec<_> = rt
         .model_aliases()
         .filter(|a| key.key.allows(a))

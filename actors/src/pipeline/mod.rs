@@ -28,7 +28,7 @@ use crate::actors::router::{Router, UpdateModels};
 use crate::metrics::{CACHE_REQUESTS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL};
 use crate::providers::openai;
 use crate::providers::sse::{data_event, DONE};
-use crate::providers::{UpstreamBody, UpstreamCall, UpstreamClient};
+use crate::providers::{UpstreamBody, UpstreamCall, UpstreamClient, UpstreamReply};
 use crate::store::Store;
 use crate::types::{unix_ms, ChatRequest, EmbeddingsRequest, Endpoint, Usage, UsageRecord};
 use crate::{tokens, GatewayError};
@@ -72,6 +72,8 @@ impl Runtime {
 
 /// What the ingress knows about a request before its body is parsed.
 pub struct RequestCtx {
+    /// The config snapshot this request is served with, start to end.
+    pub runtime: Arc<Runtime>,
     pub request_id: String,
     pub key: Arc<KeyEntry>,
     pub priority: Priority,
@@ -270,7 +272,7 @@ impl Engine {
         reserve: u64,
         normalized: impl FnOnce() -> Value,
     ) -> Result<Prepared, Failure> {
-        let rt = self.runtime();
+        let rt = ctx.runtime.clone();
         self.authorize(&rt, ctx, alias)?;
         let ckey = if !rt.config.cache.enabled {
             None
@@ -392,10 +394,10 @@ impl Engine {
 
     /// Counts requests refused before any provider or cache was involved
     /// (the finisher counts all others).
-    fn count_early(&self, result: &Result<Outcome, Failure>, alias_hint: Option<&str>) {
+    fn count_early(ctx: &RequestCtx, result: &Result<Outcome, Failure>, alias_hint: Option<&str>) {
         if let Err(f) = result {
             if !f.counted {
-                let rt = self.runtime();
+                let rt = &ctx.runtime;
                 // only known aliases become label values
                 let model = alias_hint.filter(|a| rt.config.model(a).is_some()).unwrap_or("-").to_string();
                 metrics::counter!(REQUESTS_TOTAL, "model" => model, "provider" => "none",
@@ -413,7 +415,7 @@ impl Engine {
             Ok(req) => self.chat_inner(ctx, req).await,
             Err(e) => Err(e.into()),
         };
-        self.count_early(&result, alias.as_deref());
+        Self::count_early(ctx, &result, alias.as_deref());
         result
     }
 
@@ -421,7 +423,7 @@ impl Engine {
         let alias = req.model.clone();
         let prompt = tokens::estimate_prompt(&req);
         let stream = req.is_stream();
-        let mut p = self
+        let p = self
             .prepare(ctx, Endpoint::Chat, &alias, tokens::reservation(&req, prompt), || {
                 let mut v = serde_json::to_value(&req).unwrap_or(Value::Null);
                 if let Some(o) = v.as_object_mut() {
@@ -435,35 +437,9 @@ impl Engine {
         if p.hit.is_some() {
             return self.answer_from_cache(ctx, p, record, stream.then(|| req.wants_stream_usage())).await;
         }
-        let Some(d) = p.route.take() else {
-            return Err(GatewayError::Internal("admitted without a route".into()).into());
-        };
-        let (rate, cache_status) = (p.rate.clone(), p.cache_status);
-        let mut fin = self.finisher(ctx, p, record, prompt);
-        fin.permit = Some(d.permit);
-        fin.record.provider = d.provider.clone();
-        fin.record.upstream_model = d.model.clone();
-        let fail = |error: GatewayError| Failure { error, rate: Some(Box::new(rate.clone())), counted: true };
-
-        let upstream_body = openai::chat_body(&req, &d.model).map_err(|e| GatewayError::Internal(e.to_string()))?;
-        let call_started = Instant::now();
-        let call = UpstreamCall { endpoint: Endpoint::Chat, body: upstream_body, stream, headers: &ctx.headers };
-        let reply = match d.handle.client.call(call).await {
-            Ok(r) => r,
-            Err(e) => {
-                fin.upstream_time = call_started.elapsed();
-                let err = e.into_gateway(&d.provider);
-                tracing::warn!(request_id = %ctx.request_id, error = %err, "upstream call failed");
-                fin.finish(err.class().status, None, "", None);
-                fin.durable().await;
-                return Err(fail(err));
-            }
-        };
-        let upstream_time = match reply.body {
-            UpstreamBody::Full(_) => call_started.elapsed(),
-            UpstreamBody::Stream(_) => reply.first_byte,
-        };
-        fin.upstream_time = upstream_time;
+        let called = self.call_upstream(ctx, p, record, prompt, |model| openai::chat_body(&req, model)).await?;
+        let Called { mut fin, provider, model, reply, rate, cache_status } = called;
+        let upstream_time = fin.upstream_time;
         let body = match reply.body {
             UpstreamBody::Full(bytes) => {
                 let usage = openai::response_usage(&bytes);
@@ -474,10 +450,10 @@ impl Engine {
                 OutcomeBody::Json(bytes)
             }
             UpstreamBody::Stream(s) => {
-                OutcomeBody::Sse(Box::pin(relay::Relay::new(s, fin, req.wants_stream_usage(), d.provider.clone())))
+                OutcomeBody::Sse(Box::pin(relay::Relay::new(s, fin, req.wants_stream_usage(), provider.clone())))
             }
         };
-        Ok(Outcome { body, provider: d.provider, upstream_model: d.model, cache: cache_status, rate, upstream_time })
+        Ok(Outcome { body, provider, upstream_model: model, cache: cache_status, rate, upstream_time })
     }
 
     /// `POST /v1/embeddings` (and its NATS twin).
@@ -488,20 +464,46 @@ impl Engine {
             Ok(req) => self.embeddings_inner(ctx, req).await,
             Err(e) => Err(e.into()),
         };
-        self.count_early(&result, alias.as_deref());
+        Self::count_early(ctx, &result, alias.as_deref());
         result
     }
 
     async fn embeddings_inner(&self, ctx: &RequestCtx, req: EmbeddingsRequest) -> Result<Outcome, Failure> {
         let alias = req.model.clone();
         let prompt = tokens::estimate_embeddings(&req);
-        let mut p = self
+        let p = self
             .prepare(ctx, Endpoint::Embeddings, &alias, prompt, || serde_json::to_value(&req).unwrap_or(Value::Null))
             .await?;
         let record = self.record_template(ctx, Endpoint::Embeddings, &alias, false);
         if p.hit.is_some() {
             return self.answer_from_cache(ctx, p, record, None).await;
         }
+        let called = self.call_upstream(ctx, p, record, prompt, |model| openai::embeddings_body(&req, model)).await?;
+        let Called { mut fin, provider, model, reply, rate, cache_status } = called;
+        let UpstreamBody::Full(bytes) = reply.body else {
+            let err = GatewayError::UpstreamInvalid { provider, message: "unexpected stream".into() };
+            return Err(Self::failed(ctx, &mut fin, err, rate).await);
+        };
+        let usage = openai::response_usage(&bytes).map(|u| Usage { output: 0, ..u });
+        let cache_body = fin.cache_put.map(|_| bytes.to_vec());
+        fin.finish(200, usage, "", cache_body);
+        fin.durable().await;
+        let upstream_time = fin.upstream_time;
+        let body = OutcomeBody::Json(bytes);
+        Ok(Outcome { body, provider, upstream_model: model, cache: cache_status, rate, upstream_time })
+    }
+
+    /// The call itself, shared by every endpoint: the finisher takes over the admitted
+    /// request's guards, `encode` builds the body for the chosen upstream model, and a
+    /// failed call is recorded (it reached a provider) before it is returned.
+    async fn call_upstream(
+        &self,
+        ctx: &RequestCtx,
+        mut p: Prepared,
+        record: UsageRecord,
+        prompt: u64,
+        encode: impl FnOnce(&str) -> Result<Vec<u8>, serde_json::Error>,
+    ) -> Result<Called, Failure> {
         let Some(d) = p.route.take() else {
             return Err(GatewayError::Internal("admitted without a route".into()).into());
         };
@@ -510,46 +512,44 @@ impl Engine {
         fin.permit = Some(d.permit);
         fin.record.provider = d.provider.clone();
         fin.record.upstream_model = d.model.clone();
-        let fail = |error: GatewayError| Failure { error, rate: Some(Box::new(rate.clone())), counted: true };
-
-        let upstream_body =
-            openai::embeddings_body(&req, &d.model).map_err(|e| GatewayError::Internal(e.to_string()))?;
-        let call_started = Instant::now();
-        let call =
-            UpstreamCall { endpoint: Endpoint::Embeddings, body: upstream_body, stream: false, headers: &ctx.headers };
-        let reply = d.handle.client.call(call).await;
-        fin.upstream_time = call_started.elapsed();
-        let bytes = match reply.map(|r| r.body) {
-            Ok(UpstreamBody::Full(b)) => b,
-            Ok(UpstreamBody::Stream(_)) => {
-                let err =
-                    GatewayError::UpstreamInvalid { provider: d.provider.clone(), message: "unexpected stream".into() };
-                fin.finish(502, None, "", None);
-                fin.durable().await;
-                return Err(fail(err));
-            }
+        let body = match encode(&d.model) {
+            Ok(b) => b,
             Err(e) => {
-                let err = e.into_gateway(&d.provider);
-                tracing::warn!(request_id = %ctx.request_id, error = %err, "upstream call failed");
-                fin.finish(err.class().status, None, "", None);
-                fin.durable().await;
-                return Err(fail(err));
+                let err = GatewayError::Internal(format!("cannot encode the upstream request: {e}"));
+                return Err(Self::failed(ctx, &mut fin, err, rate).await);
             }
         };
-        let usage = openai::response_usage(&bytes).map(|u| Usage { output: 0, ..u });
-        let cache_body = fin.cache_put.map(|_| bytes.to_vec());
-        fin.finish(200, usage, "", cache_body);
-        fin.durable().await;
-        let upstream_time = fin.upstream_time;
-        Ok(Outcome {
-            body: OutcomeBody::Json(bytes),
-            provider: d.provider,
-            upstream_model: d.model,
-            cache: cache_status,
-            rate,
-            upstream_time,
-        })
+        let (endpoint, stream) = (fin.record.endpoint, fin.record.stream);
+        let started = Instant::now();
+        let result = d.handle.client.call(UpstreamCall { endpoint, body, stream, headers: &ctx.headers }).await;
+        fin.upstream_time = match &result {
+            // a stream's upstream time is its time to first byte; the rest is relayed
+            Ok(UpstreamReply { body: UpstreamBody::Stream(_), first_byte }) => *first_byte,
+            _ => started.elapsed(),
+        };
+        match result {
+            Ok(reply) => Ok(Called { fin, provider: d.provider, model: d.model, reply, rate, cache_status }),
+            Err(e) => Err(Self::failed(ctx, &mut fin, e.into_gateway(&d.provider), rate).await),
+        }
     }
+
+    /// Records a request that failed after it reached a provider.
+    async fn failed(ctx: &RequestCtx, fin: &mut Finisher, err: GatewayError, rate: RateHeaders) -> Failure {
+        tracing::warn!(request_id = %ctx.request_id, error = %err, "upstream call failed");
+        fin.finish(err.class().status, None, "", None);
+        fin.durable().await;
+        Failure { error: err, rate: Some(Box::new(rate)), counted: true }
+    }
+}
+
+/// A call that came back 2xx, and what the response needs.
+struct Called {
+    fin: Finisher,
+    provider: String,
+    model: String,
+    reply: UpstreamReply,
+    rate: RateHeaders,
+    cache_status: CacheStatus,
 }
 
 /// Steps before the provider: what they decided and the guards they hold.
