@@ -167,3 +167,154 @@ impl Drop for Relay {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use actix::prelude::*;
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::actors::accounting::{Accounting, Flush};
+    use crate::actors::cache::Cache;
+    use crate::store::Store;
+    use crate::types::{Endpoint, UsageRecord};
+
+    const CHUNK_A: &str = r#"{"id":"c","model":"m","created":1,"choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}]}"#;
+    const CHUNK_B: &str = r#"{"id":"c","choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}]}"#;
+    const USAGE: &str = r#"{"id":"c","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9}}"#;
+
+    fn sse(data: &str) -> Result<Bytes, UpstreamError> {
+        Ok(data_event(data))
+    }
+
+    /// Relays `chunks` (optionally stopping after `take` output events, as a client
+    /// that leaves would) and returns the events and the ledger records.
+    async fn relay(chunks: Vec<Result<Bytes, UpstreamError>>, take: Option<usize>) -> (Vec<String>, Vec<UsageRecord>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let text = "[[providers]]\nname = \"p\"\nkind = \"mock\"\n[[models]]\nalias = \"a\"\ntargets = [{ provider = \"p\", model = \"m\" }]\n";
+        let config = Arc::new(switchyard_config::load_str(text, Path::new("."), &|_| None).unwrap());
+        let (acc, sink) = Accounting::start_with_sink(&Arbiter::current(), store.clone(), Duration::from_secs(60), 100);
+        let record = UsageRecord {
+            request_id: "r".into(),
+            ts_ms: 1,
+            key_id: "k".into(),
+            endpoint: Endpoint::Chat,
+            alias: "a".into(),
+            provider: "p".into(),
+            upstream_model: "m".into(),
+            input_tokens: 0,
+            output_tokens: 0,
+            cached_tokens: 0,
+            cost_usd: 0.0,
+            latency_us: 0,
+            ttft_us: None,
+            status: 0,
+            cache_hit: false,
+            stream: true,
+            usage_estimated: false,
+            idempotency_key: None,
+        };
+        let fin = Finisher {
+            record,
+            config,
+            accounting: sink,
+            cache: Cache::new(store.clone(), 1 << 20).start(),
+            cache_put: None,
+            ticket: None,
+            permit: None,
+            received: Instant::now(),
+            upstream_time: Duration::ZERO,
+            ttft: None,
+            prompt_estimate: 7,
+            finished: false,
+            _inflight: None,
+            durable: None,
+        };
+        let relay = Relay::new(Box::pin(futures_util::stream::iter(chunks)), fin, false, "p".into());
+        let events: Vec<String> = relay
+            .take(take.unwrap_or(usize::MAX))
+            .map(|b| match b {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                Err(never) => match never {},
+            })
+            .collect()
+            .await;
+        acc.send(Flush).await.unwrap();
+        (events, store.usage_since(0).unwrap())
+    }
+
+    fn error_of(last: &str) -> Value {
+        let json = last.strip_prefix("data: ").unwrap().trim();
+        serde_json::from_str::<Value>(json).unwrap()["error"].clone()
+    }
+
+    #[actix_rt::test]
+    async fn complete_stream_is_relayed_and_metered_with_the_gateways_usage_chunk_hidden() {
+        let (events, records) = relay(vec![sse(CHUNK_A), sse(CHUNK_B), sse(USAGE), sse("[DONE]")], None).await;
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert_eq!(events[2], "data: [DONE]\n\n");
+        assert!(!events.iter().any(|e| e.contains("prompt_tokens")), "the client did not ask for usage");
+        let r = &records[0];
+        assert_eq!((r.status, r.input_tokens, r.output_tokens, r.usage_estimated), (200, 7, 2, false));
+        assert!(r.ttft_us.is_some());
+    }
+
+    #[actix_rt::test]
+    async fn events_split_across_reads_are_reassembled() {
+        let whole = format!("data: {CHUNK_A}\n\ndata: {CHUNK_B}\n\ndata: [DONE]\n\n");
+        let bytes = whole.as_bytes();
+        let chunks: Vec<_> = bytes.chunks(7).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let (events, records) = relay(chunks, None).await;
+        assert_eq!(
+            events,
+            vec![format!("data: {CHUNK_A}\n\n"), format!("data: {CHUNK_B}\n\n"), "data: [DONE]\n\n".into()]
+        );
+        assert_eq!(records[0].status, 200);
+        assert!(records[0].usage_estimated, "no usage chunk: output counted by the gateway");
+    }
+
+    #[actix_rt::test]
+    async fn an_error_event_from_upstream_ends_the_stream_with_an_error() {
+        let (events, records) =
+            relay(vec![sse(CHUNK_A), sse(r#"{"error":{"message":"overloaded"}}"#), sse(CHUNK_B)], None).await;
+        assert_eq!(events.len(), 2);
+        assert!(error_of(&events[1])["message"].as_str().unwrap().contains("overloaded"));
+        assert_eq!(records[0].status, 502);
+    }
+
+    #[actix_rt::test]
+    async fn a_chunk_that_is_not_json_is_an_invalid_response() {
+        let (events, records) = relay(vec![sse(CHUNK_A), sse("{not json")], None).await;
+        assert_eq!(error_of(&events[1])["code"], "upstream_invalid_response");
+        assert_eq!(records[0].status, 502);
+    }
+
+    #[actix_rt::test]
+    async fn a_stream_that_stops_early_is_not_a_success() {
+        let (events, records) = relay(vec![sse(CHUNK_A)], None).await;
+        assert!(error_of(&events[1])["message"].as_str().unwrap().contains("before it was complete"));
+        assert!(!events.iter().any(|e| e.contains("[DONE]")));
+        assert_eq!(records[0].status, 502);
+    }
+
+    #[actix_rt::test]
+    async fn a_timeout_mid_stream_is_a_504_error_event() {
+        let (events, records) = relay(vec![sse(CHUNK_A), Err(UpstreamError::Timeout("total"))], None).await;
+        assert_eq!(error_of(&events[1])["code"], "upstream_timeout");
+        assert_eq!(records[0].status, 504);
+    }
+
+    #[actix_rt::test]
+    async fn a_client_that_leaves_is_recorded_with_the_output_so_far() {
+        let (events, records) = relay(vec![sse(CHUNK_A), sse(CHUNK_B), sse("[DONE]")], Some(1)).await;
+        assert_eq!(events.len(), 1);
+        let r = &records[0];
+        assert_eq!(r.status, 499);
+        assert!(r.output_tokens > 0 && r.usage_estimated, "{r:?}");
+    }
+}
