@@ -245,3 +245,30 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The value of the first `/metrics` sample whose line starts with `prefix`.
+pub async fn metric(url: &str, prefix: &str) -> Option<f64> {
+    let text = client().get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
+    text.lines().find(|l| l.starts_with(prefix))?.rsplit(' ').next()?.parse().ok()
+}
+
+/// Polls `/metrics` (every 20 ms, up to 10 s) until the sample satisfies `ok`; the
+/// way a test waits for the gateway's state instead of sleeping a guessed time.
+pub async fn wait_for_metric(url: &str, prefix: &str, ok: impl Fn(f64) -> bool) {
+    for _ in 0..500 {
+        if metric(url, prefix).await.is_some_and(&ok) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{prefix} never reached the expected value");
+}
+
+/// POST JSON with `key` and extra headers.
+pub async fn post_as(url: &str, key: &str, headers: &[(&str, &str)], body: &serde_json::Value) -> reqwest::Response {
+    let mut rb = client().post(format!("{url}/v1/chat/completions")).bearer_auth(key);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    rb.json(body).send().await.expect("send")
+}

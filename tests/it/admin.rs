@@ -46,7 +46,7 @@ async fn reload_by_admin_api_and_sighup_and_invalid_configs_are_refused() {
                 .status()
         })
     };
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    wait_for_metric(gw.url(), "switchyard_inflight_requests ", |v| v >= 1.0).await;
     add_alias(&gw, "added");
     let r = reload(&gw, Some(ADMIN_KEY)).await;
     assert_eq!(r.status(), 200);
@@ -80,7 +80,12 @@ async fn reload_by_admin_api_and_sighup_and_invalid_configs_are_refused() {
     // a broken file on SIGHUP is logged and ignored
     std::fs::write(&gw.config, "this is = = not toml").unwrap();
     gw.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..500 {
+        if gw.log().contains("new config is invalid") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body("still old")).await.status(), 200);
     assert!(gw.log().contains("new config is invalid"), "{}", gw.log());
 }

@@ -57,8 +57,8 @@ async fn a_streamed_miss_fills_the_cache_for_later_requests() {
     body["stream"] = json!(true);
     let text = post(gw.url(), "/v1/chat/completions", body.clone()).await.text().await.unwrap();
     assert!(text.ends_with("data: [DONE]\n\n"));
-    // the cache is filled when the stream ends; the put is asynchronous
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // the cache is filled when the stream ends, before `[DONE]` is sent; the put is in
+    // the cache actor's mailbox ahead of the next request's job
     body.as_object_mut().unwrap().remove("stream");
     let r = post(gw.url(), "/v1/chat/completions", body).await;
     assert_eq!(header(&r, "x-switchyard-cache"), "hit");

@@ -127,8 +127,8 @@ async fn metrics_health_and_readiness() {
         let url = format!("{}/v1/chat/completions", gw.url());
         let _ = client().post(url).bearer_auth("sk-test-rpm").json(&chat_body(text)).send().await.unwrap();
     }
-    // the ledger commits on a 20 ms timer; give it a moment so its metrics exist
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // the ledger commits on a 20 ms timer; wait for it so its metrics exist
+    wait_for_metric(gw.url(), "switchyard_ledger_records_total", |v| v >= 2.0).await;
     let text = client().get(format!("{}/metrics", gw.url())).send().await.unwrap().text().await.unwrap();
     for name in [
         "switchyard_requests_total{",

@@ -1,12 +1,12 @@
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
 use crate::common::*;
 
 async fn chat_as(gw: &str, key: &str, body: Value) -> reqwest::Response {
-    client().post(format!("{gw}/v1/chat/completions")).bearer_auth(key).json(&body).send().await.unwrap()
+    post_as(gw, key, &[], &body).await
 }
+
+const INFLIGHT: &str = "switchyard_inflight_requests ";
 
 #[tokio::test]
 async fn requests_per_minute() {
@@ -41,11 +41,9 @@ async fn tokens_per_minute_reserve_max_tokens() {
     let r = chat_as(gw.url(), "sk-test-tpm", body).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-ratelimit-limit-tokens"), "100");
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let mut body = chat_body("tokens two");
     body["max_tokens"] = json!(40);
     assert_eq!(chat_as(gw.url(), "sk-test-tpm", body).await.status(), 200);
-    tokio::time::sleep(Duration::from_millis(100)).await;
     // a request that could use far more than what is left is refused
     let mut body = chat_body("tokens three");
     body["max_tokens"] = json!(95);
@@ -74,14 +72,13 @@ async fn concurrent_requests_per_key() {
                 .status()
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_metric(gw.url(), INFLIGHT, |v| v >= 1.0).await;
     let r = chat_as(gw.url(), "sk-test-conc", chat_body("second")).await;
     assert_eq!(r.status(), 429);
     assert_eq!(header(&r, "retry-after"), "1");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "rate_limit_concurrency");
     assert_eq!(slow.await.unwrap(), 200);
-    tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(chat_as(gw.url(), "sk-test-conc", chat_body("third")).await.status(), 200);
 }
 
@@ -105,7 +102,7 @@ async fn a_full_provider_queue_answers_503() {
                 .status()
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_metric(gw.url(), INFLIGHT, |v| v >= 1.0).await;
     let r = post(
         gw.url(),
         "/v1/chat/completions",

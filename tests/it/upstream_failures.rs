@@ -3,11 +3,7 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 async fn chat_with(gw: &str, headers: &[(&str, &str)], body: Value) -> reqwest::Response {
-    let mut rb = client().post(format!("{gw}/v1/chat/completions")).bearer_auth(MAIN_KEY);
-    for (k, v) in headers {
-        rb = rb.header(*k, *v);
-    }
-    rb.json(&body).send().await.unwrap()
+    post_as(gw, MAIN_KEY, headers, &body).await
 }
 
 #[tokio::test]
