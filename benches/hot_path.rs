@@ -43,24 +43,15 @@ targets = [{ provider = "a", model = "m1", weight = 9 }, { provider = "b", model
 
 fn record(i: u64) -> UsageRecord {
     UsageRecord {
-        request_id: format!("req_{i:024x}"),
-        ts_ms: 1_800_000_000_000 + i,
-        key_id: "team-a".into(),
-        endpoint: Endpoint::Chat,
-        alias: "fast".into(),
         provider: "openai".into(),
         upstream_model: "gpt-4o-mini".into(),
         input_tokens: 120,
         output_tokens: 48,
-        cached_tokens: 0,
         cost_usd: 0.000_046_8,
         latency_us: 350_000,
         ttft_us: Some(120_000),
         status: 200,
-        cache_hit: false,
-        stream: true,
-        usage_estimated: false,
-        idempotency_key: None,
+        ..UsageRecord::new(&format!("req_{i:024x}"), 1_800_000_000_000 + i, "team-a", Endpoint::Chat, "fast", true)
     }
 }
 

@@ -132,24 +132,15 @@ mod tests {
 
     fn rec(key: &str, model: &str, status: u16, hit: bool, cost: f64) -> UsageRecord {
         UsageRecord {
-            request_id: "r".into(),
-            ts_ms: 1,
-            key_id: key.into(),
-            endpoint: Endpoint::Chat,
-            alias: model.into(),
             provider: "p".into(),
             upstream_model: "m".into(),
             input_tokens: 10,
             output_tokens: 5,
-            cached_tokens: 0,
             cost_usd: cost,
             latency_us: 1,
-            ttft_us: None,
             status,
             cache_hit: hit,
-            stream: false,
-            usage_estimated: false,
-            idempotency_key: None,
+            ..UsageRecord::new("r", 1, key, Endpoint::Chat, model, false)
         }
     }
 

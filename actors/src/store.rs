@@ -150,24 +150,14 @@ mod tests {
 
     pub(crate) fn record(id: &str, ts_ms: u64) -> UsageRecord {
         UsageRecord {
-            request_id: id.into(),
-            ts_ms,
-            key_id: "k".into(),
-            endpoint: Endpoint::Chat,
-            alias: "a".into(),
             provider: "p".into(),
             upstream_model: "m".into(),
             input_tokens: 10,
             output_tokens: 5,
-            cached_tokens: 0,
             cost_usd: 0.001,
             latency_us: 1000,
-            ttft_us: None,
             status: 200,
-            cache_hit: false,
-            stream: false,
-            usage_estimated: false,
-            idempotency_key: None,
+            ..UsageRecord::new(id, ts_ms, "k", Endpoint::Chat, "a", false)
         }
     }
 

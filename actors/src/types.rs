@@ -192,6 +192,32 @@ impl Usage {
     }
 }
 
+impl UsageRecord {
+    /// The record of a request that has just arrived: no provider yet, every count zero.
+    pub fn new(request_id: &str, ts_ms: u64, key_id: &str, endpoint: Endpoint, alias: &str, stream: bool) -> Self {
+        UsageRecord {
+            request_id: request_id.to_string(),
+            ts_ms,
+            key_id: key_id.to_string(),
+            endpoint,
+            alias: alias.to_string(),
+            provider: String::new(),
+            upstream_model: String::new(),
+            input_tokens: 0,
+            output_tokens: 0,
+            cached_tokens: 0,
+            cost_usd: 0.0,
+            latency_us: 0,
+            ttft_us: None,
+            status: 0,
+            cache_hit: false,
+            stream,
+            usage_estimated: false,
+            idempotency_key: None,
+        }
+    }
+}
+
 /// One line of the usage ledger: a request that reached a provider or the cache.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageRecord {

@@ -198,24 +198,14 @@ mod tests {
 
     fn record(id: &str) -> UsageRecord {
         UsageRecord {
-            request_id: id.into(),
-            ts_ms: 5,
-            key_id: "k".into(),
-            endpoint: Endpoint::Chat,
-            alias: "a".into(),
             provider: "p".into(),
             upstream_model: "m".into(),
             input_tokens: 3,
             output_tokens: 4,
-            cached_tokens: 0,
             cost_usd: 0.5,
             latency_us: 10,
-            ttft_us: None,
             status: 200,
-            cache_hit: false,
-            stream: false,
-            usage_estimated: false,
-            idempotency_key: None,
+            ..UsageRecord::new(id, 5, "k", Endpoint::Chat, "a", false)
         }
     }
 

@@ -229,26 +229,14 @@ impl Engine {
     }
 
     fn record_template(&self, ctx: &RequestCtx, endpoint: Endpoint, alias: &str, stream: bool) -> UsageRecord {
-        UsageRecord {
-            request_id: ctx.request_id.clone(),
-            ts_ms: unix_ms().saturating_sub(ctx.received.elapsed().as_millis() as u64),
-            key_id: ctx.key.id.to_string(),
+        UsageRecord::new(
+            &ctx.request_id,
+            unix_ms().saturating_sub(ctx.received.elapsed().as_millis() as u64),
+            &ctx.key.id,
             endpoint,
-            alias: alias.to_string(),
-            provider: String::new(),
-            upstream_model: String::new(),
-            input_tokens: 0,
-            output_tokens: 0,
-            cached_tokens: 0,
-            cost_usd: 0.0,
-            latency_us: 0,
-            ttft_us: None,
-            status: 0,
-            cache_hit: false,
+            alias,
             stream,
-            usage_estimated: false,
-            idempotency_key: None,
-        }
+        )
     }
 
     /// Alias exists (404) and the key may use it (403).

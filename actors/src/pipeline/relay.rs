@@ -200,24 +200,9 @@ mod tests {
         let config = Arc::new(switchyard_config::load_str(text, Path::new("."), &|_| None).unwrap());
         let (acc, sink) = Accounting::start_with_sink(&Arbiter::current(), store.clone(), Duration::from_secs(60), 100);
         let record = UsageRecord {
-            request_id: "r".into(),
-            ts_ms: 1,
-            key_id: "k".into(),
-            endpoint: Endpoint::Chat,
-            alias: "a".into(),
             provider: "p".into(),
             upstream_model: "m".into(),
-            input_tokens: 0,
-            output_tokens: 0,
-            cached_tokens: 0,
-            cost_usd: 0.0,
-            latency_us: 0,
-            ttft_us: None,
-            status: 0,
-            cache_hit: false,
-            stream: true,
-            usage_estimated: false,
-            idempotency_key: None,
+            ..UsageRecord::new("r", 1, "k", Endpoint::Chat, "a", true)
         };
         let fin = Finisher {
             record,
