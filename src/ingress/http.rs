@@ -265,8 +265,5 @@ async fn admin_reload(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
-    let request_id = request_id(&req);
-    let mut resp = simple_error(&request_id, GatewayError::NotFound);
-    *resp.status_mut() = StatusCode::NOT_FOUND;
-    resp
+    simple_error(&request_id(&req), GatewayError::NotFound)
 }
