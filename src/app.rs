@@ -19,6 +19,8 @@ use crate::ingress;
 /// Shared by every HTTP worker.
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// The NATS connection when `[nats]` is configured.
+    pub nats: Option<async_nats::Client>,
     pub metrics: PrometheusHandle,
     pub config_path: PathBuf,
 }
@@ -46,6 +48,9 @@ pub async fn reload(state: &AppState) -> Result<(), ConfigErrors> {
             let old = state.engine.runtime().config.clone();
             if new.server.http_addr != old.server.http_addr || new.server.data_dir != old.server.data_dir {
                 tracing::warn!("server.http_addr and server.data_dir take effect at the next restart");
+            }
+            if new.nats != old.nats {
+                tracing::warn!("[nats] takes effect at the next restart");
             }
             if let Err(e) = state.engine.reload(new).await {
                 tracing::error!(error = %e, "reload failed; the old config keeps serving");
@@ -102,7 +107,23 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
     // load the tokenizer tables now, not on the first request
     switchyard_actors::tokens::count_text("warm up");
     let engine = Engine::start(config.clone(), store, None).map_err(|e| e.to_string())?;
-    let state = web::Data::new(AppState { engine: engine.clone(), metrics: metrics.clone(), config_path });
+    let nats = match &config.nats {
+        None => None,
+        Some(cfg) => {
+            // connects in the background: HTTP serves whether or not NATS is up
+            let client = ingress::nats::connect(cfg).await?;
+            if cfg.request_reply {
+                ingress::nats::serve_requests(client.clone(), engine.clone(), cfg.clone()).await;
+            }
+            if cfg.jobs {
+                let (client, engine, cfg) = (client.clone(), engine.clone(), cfg.clone());
+                actix_web::rt::spawn(ingress::nats::jobs::run(client, engine, cfg));
+            }
+            Some(client)
+        }
+    };
+    let state =
+        web::Data::new(AppState { engine: engine.clone(), nats: nats.clone(), metrics: metrics.clone(), config_path });
 
     let app_state = state.clone();
     let mut server = HttpServer::new(move || App::new().app_data(app_state.clone()).configure(ingress::http::routes))
@@ -124,6 +145,10 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
         loop {
             tick.tick().await;
             metrics.run_upkeep();
+            if let Some(client) = &nats {
+                let up = client.connection_state() == async_nats::connection::State::Connected;
+                metrics::gauge!(switchyard_actors::metrics::NATS_CONNECTED).set(if up { 1.0 } else { 0.0 });
+            }
         }
     });
     // SIGHUP reloads the config

@@ -6,7 +6,8 @@
 //! - `x-mock-disconnect-after: N` (streams) send N chunks, then cut the connection
 //! - `x-mock-chunk-delay-ms: N`  (streams) wait N ms between chunks
 //!
-//! `GET /mock/stats` counts the requests it has served.
+//! `GET /mock/stats` counts the requests it has served and the most it held at once
+//! (`max_inflight`; `DELETE /mock/stats` resets that high-water mark).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -26,6 +27,25 @@ use switchyard_actors::types::unix_secs;
 struct Stats {
     chat: AtomicU64,
     embeddings: AtomicU64,
+    inflight: AtomicU64,
+    max_inflight: AtomicU64,
+}
+
+/// Counts a request as in flight (non-streamed part) while it lives.
+struct InflightMark<'a>(&'a Stats);
+
+impl<'a> InflightMark<'a> {
+    fn new(s: &'a Stats) -> Self {
+        let now = s.inflight.fetch_add(1, Ordering::Relaxed) + 1;
+        s.max_inflight.fetch_max(now, Ordering::Relaxed);
+        InflightMark(s)
+    }
+}
+
+impl Drop for InflightMark<'_> {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct MockState {
@@ -48,6 +68,7 @@ fn error(status: StatusCode, message: &str) -> HttpResponse {
 
 /// Common prologue: latency, requested error status, JSON parsing.
 async fn prologue(req: &HttpRequest, state: &MockState, body: &[u8]) -> Result<Value, HttpResponse> {
+    let _mark = InflightMark::new(&state.stats);
     let latency = header_u64(req, "x-mock-latency-ms").map(Duration::from_millis).unwrap_or(state.latency);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -117,7 +138,15 @@ async fn models() -> HttpResponse {
 async fn stats(state: web::Data<MockState>) -> HttpResponse {
     let chat = state.stats.chat.load(Ordering::Relaxed);
     let embeddings = state.stats.embeddings.load(Ordering::Relaxed);
-    HttpResponse::Ok().json(json!({"requests": chat + embeddings, "chat": chat, "embeddings": embeddings}))
+    let max_inflight = state.stats.max_inflight.load(Ordering::Relaxed);
+    HttpResponse::Ok().json(
+        json!({"requests": chat + embeddings, "chat": chat, "embeddings": embeddings, "max_inflight": max_inflight}),
+    )
+}
+
+async fn reset_stats(state: web::Data<MockState>) -> HttpResponse {
+    state.stats.max_inflight.store(state.stats.inflight.load(Ordering::Relaxed), Ordering::Relaxed);
+    HttpResponse::NoContent().finish()
 }
 
 pub fn run(addr: &str, latency_ms: u64, chunk_delay_ms: u64, workers: Option<usize>) -> ExitCode {
@@ -135,6 +164,7 @@ pub fn run(addr: &str, latency_ms: u64, chunk_delay_ms: u64, workers: Option<usi
                 .route("/v1/embeddings", web::post().to(embeddings))
                 .route("/v1/models", web::get().to(models))
                 .route("/mock/stats", web::get().to(stats))
+                .route("/mock/stats", web::delete().to(reset_stats))
         })
         .backlog(4096);
         if let Some(w) = workers {

@@ -16,10 +16,23 @@ pub const INFLIGHT_REQUESTS: &str = "switchyard_inflight_requests";
 pub const LEDGER_RECORDS_TOTAL: &str = "switchyard_ledger_records_total";
 pub const LEDGER_FLUSH_DURATION: &str = "switchyard_ledger_flush_seconds";
 pub const CONFIG_RELOADS_TOTAL: &str = "switchyard_config_reloads_total";
+pub const NATS_CONNECTED: &str = "switchyard_nats_connected";
+pub const NATS_REQUESTS_TOTAL: &str = "switchyard_nats_requests_total";
+pub const JOBS_TOTAL: &str = "switchyard_jobs_total";
+pub const JOBS_INFLIGHT: &str = "switchyard_jobs_inflight";
+pub const JOB_DURATION: &str = "switchyard_job_duration_seconds";
+pub const JOB_QUEUE_WAIT: &str = "switchyard_job_queue_wait_seconds";
 
 /// Histograms and the buckets they are exported with.
-pub const HISTOGRAMS: &[&str] =
-    &[REQUEST_DURATION, UPSTREAM_DURATION, TIME_TO_FIRST_TOKEN, GATEWAY_OVERHEAD, LEDGER_FLUSH_DURATION];
+pub const HISTOGRAMS: &[&str] = &[
+    REQUEST_DURATION,
+    UPSTREAM_DURATION,
+    TIME_TO_FIRST_TOKEN,
+    GATEWAY_OVERHEAD,
+    LEDGER_FLUSH_DURATION,
+    JOB_DURATION,
+    JOB_QUEUE_WAIT,
+];
 
 /// Buckets for request-scale latencies (seconds).
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -43,4 +56,13 @@ pub fn describe_all() {
     describe_counter!(LEDGER_RECORDS_TOTAL, "Usage records durably written to the ledger.");
     describe_histogram!(LEDGER_FLUSH_DURATION, Unit::Seconds, "Duration of one ledger group commit.");
     describe_counter!(CONFIG_RELOADS_TOTAL, "Config reloads, by result (ok, invalid).");
+    describe_gauge!(NATS_CONNECTED, "1 while the NATS connection is up, 0 otherwise.");
+    describe_counter!(NATS_REQUESTS_TOTAL, "NATS request/reply requests, by api and status.");
+    describe_counter!(
+        JOBS_TOTAL,
+        "Durable jobs handled, by lane and outcome (completed, failed, retried, deferred, duplicate)."
+    );
+    describe_gauge!(JOBS_INFLIGHT, "Durable jobs being served by this instance now.");
+    describe_histogram!(JOB_DURATION, Unit::Seconds, "Job time from its publication to its stored result.");
+    describe_histogram!(JOB_QUEUE_WAIT, Unit::Seconds, "Job time from its publication to the start of its delivery.");
 }

@@ -8,6 +8,7 @@ use crate::GatewayError;
 
 /// Which API a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Endpoint {
     Chat,
     Embeddings,
@@ -214,6 +215,7 @@ impl UsageRecord {
             stream,
             usage_estimated: false,
             idempotency_key: None,
+            attempts: 1,
         }
     }
 }
@@ -246,4 +248,6 @@ pub struct UsageRecord {
     /// Set for work that can be delivered twice (a durable job's id): the ledger keeps
     /// one record per key. HTTP requests have none (a client's `x-request-id` may repeat).
     pub idempotency_key: Option<String>,
+    /// Deliveries it took (a durable job retried after transient failures); 1 otherwise.
+    pub attempts: u32,
 }

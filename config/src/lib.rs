@@ -47,6 +47,31 @@ pub struct Server {
 pub struct Nats {
     pub url: String,
     pub prefix: String,
+    pub name: String,
+    pub credentials_file: Option<PathBuf>,
+    pub token: Option<String>,
+    pub user_password: Option<(String, String)>,
+    pub request_reply: bool,
+    pub jobs: bool,
+    pub job_concurrency: usize,
+    pub max_attempts: u32,
+    pub retry_backoff: Duration,
+    pub retry_backoff_max: Duration,
+    pub ack_wait: Duration,
+    pub aging: Duration,
+    pub jobs_max_messages: i64,
+    pub jobs_max_bytes: i64,
+    pub results_max_age: Duration,
+    pub usage_max_age: Duration,
+    pub duplicate_window: Duration,
+    pub replicas: usize,
+}
+
+impl Nats {
+    /// `<prefix>.v1.<rest>`
+    pub fn subject(&self, rest: &str) -> String {
+        format!("{}.v1.{rest}", self.prefix)
+    }
 }
 
 /// Which wire format a provider speaks.
@@ -91,6 +116,8 @@ pub struct Provider {
     /// Lower-cased header names.
     pub forward_headers: Vec<String>,
     pub headers: Vec<(String, String)>,
+    /// Share of `concurrency` that queued jobs may hold.
+    pub jobs_share: f64,
     pub mock_latency: Duration,
 }
 

@@ -61,6 +61,42 @@ pub struct RawNats {
     pub url: String,
     /// Subject prefix (default `switchyard`).
     pub prefix: Option<String>,
+    /// Connection name shown by the server (default `switchyard`).
+    pub name: Option<String>,
+    /// A `.creds` file (JWT + NKey seed) for decentralized auth.
+    pub credentials_file: Option<String>,
+    /// Token auth; `${ENV}` allowed.
+    pub token: Option<String>,
+    /// User/password auth; `${ENV}` allowed.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Serve `<prefix>.v1.chat` and `<prefix>.v1.embeddings` request/reply (default true).
+    pub request_reply: Option<bool>,
+    /// Serve durable jobs from JetStream (default true).
+    pub jobs: Option<bool>,
+    /// Jobs this instance runs at once (default 32).
+    pub job_concurrency: Option<usize>,
+    /// Deliveries of a job before a transient failure becomes a failed result (default 5).
+    pub max_attempts: Option<u32>,
+    /// First retry delay after a transient failure, ms; doubles per attempt, with jitter (default 1000).
+    pub retry_backoff_ms: Option<u64>,
+    /// Longest retry delay, ms (default 60000).
+    pub retry_backoff_max_ms: Option<u64>,
+    /// JetStream ack wait: a job not acked or progressed within it is redelivered, seconds (default 30).
+    pub ack_wait_secs: Option<u64>,
+    /// A queued job gains one priority level per this many ms of waiting (default 30000).
+    pub aging_ms: Option<u64>,
+    /// `SWITCHYARD_JOBS` limits.
+    pub jobs_max_messages: Option<i64>,
+    pub jobs_max_bytes: Option<i64>,
+    /// `SWITCHYARD_RESULTS` retention, seconds (default 7 days).
+    pub results_max_age_secs: Option<u64>,
+    /// `SWITCHYARD_USAGE` retention, seconds (default 30 days).
+    pub usage_max_age_secs: Option<u64>,
+    /// `Nats-Msg-Id` de-duplication window of every stream, seconds (default 600).
+    pub duplicate_window_secs: Option<u64>,
+    /// Stream replicas (1 for a single server; 3 in a cluster).
+    pub replicas: Option<usize>,
 }
 
 /// `[[providers]]`
@@ -93,6 +129,9 @@ pub struct RawProvider {
     /// Static headers added to every upstream request.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Share of `concurrency` that queued NATS jobs may hold (0 < share <= 1, default 0.5);
+    /// interactive requests (HTTP, request/reply) always get the rest.
+    pub jobs_share: Option<f64>,
     /// `mock` only: simulated latency per request, ms.
     pub mock_latency_ms: Option<u64>,
 }

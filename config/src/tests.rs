@@ -158,3 +158,43 @@ targets = [{ provider = "o", model = "gpt-4o-mini" }]
     let cached = TokenCounts { input: 1_000_000, output: 0, cached_input: 1_000_000 };
     assert_eq!(cfg.model("fast").map(|m| cfg.pricing.cost(m, "gpt-4o-mini", cached)), Some(0.075));
 }
+
+#[test]
+fn nats_settings_are_checked_and_defaulted() {
+    let ok = parse("[nats]\nurl = \"nats://127.0.0.1:4222\"\n").unwrap_or_else(|e| panic!("{e}"));
+    let n = ok.nats.unwrap_or_else(|| panic!("nats"));
+    assert_eq!((n.prefix.as_str(), n.job_concurrency, n.max_attempts), ("switchyard", 32, 5));
+    assert_eq!(n.subject("chat"), "switchyard.v1.chat");
+    assert!(n.request_reply && n.jobs);
+    assert_eq!(n.ack_wait, Duration::from_secs(30));
+    let text = r#"
+[nats]
+url = "http://nope"
+prefix = "a b"
+token = "t"
+user = "u"
+job_concurrency = 0
+max_attempts = 0
+ack_wait_secs = 0
+replicas = 7
+[[providers]]
+name = "p"
+kind = "mock"
+jobs_share = 1.5
+"#;
+    let err = parse(text).err().map(|e| fields(&e)).unwrap_or_default();
+    for want in [
+        "nats.url",
+        "nats.prefix",
+        "nats.user",
+        "nats.job_concurrency",
+        "nats.max_attempts",
+        "nats.ack_wait_secs",
+        "nats.replicas",
+        "providers[0].jobs_share",
+    ] {
+        assert!(err.iter().any(|f| f == want), "missing error for {want}: {err:?}");
+    }
+    let both = parse("[nats]\nurl = \"nats://x:1\"\ntoken = \"t\"\nuser = \"u\"\npassword = \"p\"\n");
+    assert!(both.err().is_some_and(|e| fields(&e).contains(&"nats".to_string())));
+}

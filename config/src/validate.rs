@@ -126,7 +126,63 @@ pub fn validate(
         if prefix.is_empty() || prefix.contains([' ', '*', '>']) {
             errs.push("nats.prefix", "must be a non-empty subject token without spaces or wildcards");
         }
-        Nats { url, prefix }
+        let f = |name: &str| format!("nats.{name}");
+        let secret = |name: &str, v: Option<String>, errs: &mut Errors| v.map(|v| interpolate(&f(name), &v, env, errs));
+        let token = secret("token", n.token, &mut errs);
+        let user = secret("user", n.user, &mut errs);
+        let password = secret("password", n.password, &mut errs);
+        let user_password = match (user, password) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            _ => {
+                errs.push("nats.user", "`user` and `password` go together");
+                None
+            }
+        };
+        let credentials_file = secret("credentials_file", n.credentials_file, &mut errs).map(PathBuf::from);
+        if [token.is_some(), user_password.is_some(), credentials_file.is_some()].iter().filter(|b| **b).count() > 1 {
+            errs.push("nats", "use one of `token`, `user`/`password` or `credentials_file`");
+        }
+        let job_concurrency = n.job_concurrency.unwrap_or(32);
+        if job_concurrency == 0 {
+            errs.push(f("job_concurrency"), "must be at least 1");
+        }
+        let max_attempts = n.max_attempts.unwrap_or(5);
+        if max_attempts == 0 {
+            errs.push(f("max_attempts"), "must be at least 1");
+        }
+        let retry_backoff = positive_ms(&f("retry_backoff_ms"), n.retry_backoff_ms, 1_000, &mut errs);
+        let retry_backoff_max = positive_ms(&f("retry_backoff_max_ms"), n.retry_backoff_max_ms, 60_000, &mut errs);
+        let secs = |name: &str, v: Option<u64>, default: u64, errs: &mut Errors| {
+            positive_ms(&f(name), v.map(|s| s.saturating_mul(1000)), default * 1000, errs)
+        };
+        let ack_wait = secs("ack_wait_secs", n.ack_wait_secs, 30, &mut errs);
+        let replicas = n.replicas.unwrap_or(1);
+        if !(1..=5).contains(&replicas) {
+            errs.push(f("replicas"), "must be between 1 and 5");
+        }
+        Nats {
+            url,
+            prefix,
+            name: n.name.unwrap_or_else(|| "switchyard".into()),
+            credentials_file,
+            token,
+            user_password,
+            request_reply: n.request_reply.unwrap_or(true),
+            jobs: n.jobs.unwrap_or(true),
+            job_concurrency,
+            max_attempts,
+            retry_backoff,
+            retry_backoff_max,
+            ack_wait,
+            aging: positive_ms(&f("aging_ms"), n.aging_ms, 30_000, &mut errs),
+            jobs_max_messages: n.jobs_max_messages.unwrap_or(-1),
+            jobs_max_bytes: n.jobs_max_bytes.unwrap_or(-1),
+            results_max_age: secs("results_max_age_secs", n.results_max_age_secs, 7 * 86_400, &mut errs),
+            usage_max_age: secs("usage_max_age_secs", n.usage_max_age_secs, 30 * 86_400, &mut errs),
+            duplicate_window: secs("duplicate_window_secs", n.duplicate_window_secs, 600, &mut errs),
+            replicas,
+        }
     });
 
     // [[providers]]
@@ -183,6 +239,14 @@ pub fn validate(
             max_retries: p.max_retries.unwrap_or(0),
             forward_headers: p.forward_headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
             headers,
+            jobs_share: match p.jobs_share {
+                None => 0.5,
+                Some(v) if v > 0.0 && v <= 1.0 => v,
+                Some(v) => {
+                    errs.push(f("jobs_share"), format!("{v} is not in (0, 1]"));
+                    0.5
+                }
+            },
             mock_latency: Duration::from_millis(p.mock_latency_ms.unwrap_or(0)),
         });
     }

@@ -11,9 +11,8 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde_json::json;
-use switchyard_actors::pipeline::{record_overhead, Failure, KeyEntry, OutcomeBody, RequestCtx, Runtime};
+use switchyard_actors::pipeline::{credential, record_overhead, Failure, KeyEntry, OutcomeBody, RequestCtx, Runtime};
 use switchyard_actors::{GatewayError, Outcome};
-use switchyard_config::Priority;
 
 use crate::app::{reload, AppState};
 
@@ -40,20 +39,12 @@ fn request_id(req: &HttpRequest) -> String {
     format!("req_{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
 }
 
-/// `Authorization: Bearer <key>` or `x-api-key: <key>`.
-fn credential(req: &HttpRequest) -> Option<&str> {
-    let h = req.headers();
-    if let Some(v) = h.get("authorization").and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        if let Some(rest) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
-            return Some(rest.trim());
-        }
-    }
-    h.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+fn header<'a>(req: &'a HttpRequest) -> impl Fn(&str) -> Option<&'a str> {
+    |name| req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 fn authenticate(req: &HttpRequest, rt: &Runtime) -> Result<Arc<KeyEntry>, GatewayError> {
-    let secret = credential(req).filter(|s| !s.is_empty()).ok_or(GatewayError::MissingKey)?;
+    let secret = credential(&header(req)).filter(|s| !s.is_empty()).ok_or(GatewayError::MissingKey)?;
     rt.authenticate(secret).ok_or(GatewayError::InvalidKey)
 }
 
@@ -104,39 +95,6 @@ fn simple_error(request_id: &str, error: GatewayError) -> HttpResponse {
     error_response(request_id, &Failure::from(error))
 }
 
-/// Builds the `RequestCtx` from headers; body-independent checks happen here.
-fn context(
-    req: &HttpRequest,
-    runtime: Arc<Runtime>,
-    request_id: String,
-    received: Instant,
-) -> Result<RequestCtx, GatewayError> {
-    let key = authenticate(req, &runtime)?;
-    let priority =
-        match req.headers().get("x-switchyard-priority") {
-            None => key.key.priority,
-            Some(v) => v.to_str().ok().and_then(Priority::parse).ok_or_else(|| {
-                GatewayError::BadRequest("`x-switchyard-priority` must be high, normal or low".into())
-            })?,
-        };
-    let no_cache = req
-        .headers()
-        .get("cache-control")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|d| matches!(d.trim(), "no-cache" | "no-store")));
-    let rt = &runtime;
-    let headers = if rt.forward_headers.is_empty() {
-        Vec::new()
-    } else {
-        req.headers()
-            .iter()
-            .filter(|(k, _)| rt.forward_headers.contains(k.as_str()))
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
-            .collect()
-    };
-    Ok(RequestCtx { runtime, request_id, key, priority, no_cache, headers, received })
-}
-
 #[derive(Clone, Copy)]
 enum Api {
     Chat,
@@ -149,7 +107,7 @@ async fn serve(api: Api, req: HttpRequest, payload: web::Payload, state: web::Da
     // one config snapshot for the whole request
     let runtime = state.engine.runtime();
     let limit = runtime.config.server.body_limit_bytes;
-    let ctx = match context(&req, runtime, request_id.clone(), received) {
+    let ctx = match RequestCtx::from_headers(runtime, request_id.clone(), received, header(&req)) {
         Ok(c) => c,
         Err(e) => return simple_error(&request_id, e),
     };
@@ -231,7 +189,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "status": "ready",
         "providers": rt.config.providers.len(),
         "models": rt.config.models.len(),
-        "nats": "disabled",
+        "nats": state.nats.as_ref().map_or("disabled", crate::ingress::nats::state),
     }))
 }
 
@@ -242,7 +200,7 @@ async fn admin_reload(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     let Some(expected) = expected else {
         return simple_error(&request_id, GatewayError::NotFound);
     };
-    match credential(&req) {
+    match credential(&header(&req)) {
         None => return simple_error(&request_id, GatewayError::MissingKey),
         Some(c) if switchyard_config::hash_key(c) != expected => {
             return simple_error(&request_id, GatewayError::InvalidKey)

@@ -1,3 +1,4 @@
 //! How requests get in.
 
 pub mod http;
+pub mod nats;

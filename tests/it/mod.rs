@@ -4,5 +4,6 @@ mod chat;
 mod errors;
 mod ledger;
 mod limits;
+mod nats;
 mod sdk;
 mod upstream_failures;

@@ -57,6 +57,8 @@ pub struct JobState {
     pub tokens: u64,
     pub alias: String,
     pub priority: Priority,
+    /// A queued NATS job: limited to the provider's `jobs_share`, after interactive work.
+    pub background: bool,
     /// `None`: skip the cache; the hash is computed by the caller, off the engine thread.
     pub cache_key: Option<CacheKey>,
     pub reply: oneshot::Sender<Answer>,
@@ -87,6 +89,7 @@ impl JobState {
             tokens,
             alias,
             priority,
+            background: false,
             cache_key,
             reply,
             rate: None,

@@ -17,7 +17,9 @@ use crate::metrics::QUEUE_DEPTH;
 /// A slot was given back (sent by a dropping [`Permit`]).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Release;
+pub struct Release {
+    pub background: bool,
+}
 
 /// Change concurrency and queue size (config reload).
 #[derive(Message)]
@@ -25,6 +27,7 @@ pub struct Release;
 pub struct Resize {
     pub concurrency: usize,
     pub queue_size: usize,
+    pub jobs_share: f64,
 }
 
 /// Current counters (tests and diagnostics).
@@ -36,24 +39,27 @@ pub struct Stats;
 pub struct WorkerStats {
     pub inflight: usize,
     pub queued: usize,
+    /// Of `inflight`, the slots held by jobs.
+    pub background: usize,
 }
 
 /// A concurrency slot; dropping it releases the slot.
 pub struct Permit {
     addr: Option<Addr<ProviderWorker>>,
+    background: bool,
 }
 
 impl Permit {
     /// Hands the release over to someone else (see `LimitTicket::release_with`).
-    pub fn disarm(mut self) -> Option<Addr<ProviderWorker>> {
-        self.addr.take()
+    pub fn disarm(mut self) -> Option<(Addr<ProviderWorker>, bool)> {
+        self.addr.take().map(|a| (a, self.background))
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(addr) = self.addr.take() {
-            deliver(&addr, Release);
+            deliver(&addr, Release { background: self.background });
         }
     }
 }
@@ -63,9 +69,14 @@ pub struct ProviderWorker {
     concurrency: usize,
     queue_size: usize,
     inflight: usize,
-    /// Index 0 = high, 1 = normal, 2 = low.
-    queues: [VecDeque<Box<JobState>>; 3],
+    jobs_share: f64,
+    /// Slots held by background jobs.
+    background: usize,
+    /// Index 0 = high, 1 = normal, 2 = low, 3 = background jobs.
+    queues: [VecDeque<Box<JobState>>; 4],
 }
+
+const BACKGROUND: usize = 3;
 
 fn lane(p: Priority) -> usize {
     match p {
@@ -82,12 +93,32 @@ impl ProviderWorker {
             concurrency: concurrency.max(1),
             queue_size,
             inflight: 0,
+            jobs_share: 0.5,
+            background: 0,
             queues: Default::default(),
         }
     }
 
+    pub fn with_jobs_share(mut self, share: f64) -> ProviderWorker {
+        self.jobs_share = share;
+        self
+    }
+
     fn queued(&self) -> usize {
         self.queues.iter().map(VecDeque::len).sum()
+    }
+
+    fn interactive_queued(&self) -> usize {
+        self.queues[..BACKGROUND].iter().map(VecDeque::len).sum()
+    }
+
+    /// Slots jobs may hold: the share of the concurrency, at least one.
+    fn background_cap(&self) -> usize {
+        ((self.concurrency as f64 * self.jobs_share).floor() as usize).clamp(1, self.concurrency)
+    }
+
+    fn background_may_start(&self) -> bool {
+        self.inflight < self.concurrency && self.background < self.background_cap() && self.interactive_queued() == 0
     }
 
     fn report(&self) {
@@ -97,7 +128,10 @@ impl ProviderWorker {
     /// Gives the job a slot and answers it.
     fn grant(&mut self, mut job: Box<JobState>, ctx: &mut Context<Self>) {
         self.inflight += 1;
-        let permit = Permit { addr: Some(ctx.address()) };
+        if job.background {
+            self.background += 1;
+        }
+        let permit = Permit { addr: Some(ctx.address()), background: job.background };
         let Some(decision) = job.decision.take() else {
             return job.refuse(Refusal::Overloaded("job reached a worker without a route"));
         };
@@ -110,7 +144,14 @@ impl ProviderWorker {
     /// gave up are dropped (their tickets settle).
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
         while self.inflight < self.concurrency {
-            let Some(job) = self.queues.iter_mut().find_map(VecDeque::pop_front) else { break };
+            let job = match self.queues[..BACKGROUND].iter_mut().find_map(VecDeque::pop_front) {
+                Some(job) => job,
+                None if self.background_may_start() => match self.queues[BACKGROUND].pop_front() {
+                    Some(job) => job,
+                    None => break,
+                },
+                None => break,
+            };
             if job.reply.is_closed() {
                 continue;
             }
@@ -134,14 +175,19 @@ impl Handler<Job> for ProviderWorker {
     type Result = ();
 
     fn handle(&mut self, Job(job): Job, ctx: &mut Self::Context) {
-        if self.inflight < self.concurrency && self.queued() == 0 {
+        if job.background {
+            if self.queues[BACKGROUND].is_empty() && self.background_may_start() {
+                return self.grant(job, ctx);
+            }
+        } else if self.inflight < self.concurrency && self.interactive_queued() == 0 {
             return self.grant(job, ctx);
         }
         if self.queued() >= self.queue_size {
             let rate = job.rate.clone().unwrap_or_default();
             return job.refuse(Refusal::QueueFull { provider: self.name.clone(), rate });
         }
-        self.queues[lane(job.priority)].push_back(job);
+        let lane = if job.background { BACKGROUND } else { lane(job.priority) };
+        self.queues[lane].push_back(job);
         self.dispatch(ctx);
     }
 }
@@ -149,8 +195,11 @@ impl Handler<Job> for ProviderWorker {
 impl Handler<Release> for ProviderWorker {
     type Result = ();
 
-    fn handle(&mut self, _: Release, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Release, ctx: &mut Self::Context) {
         self.inflight = self.inflight.saturating_sub(1);
+        if msg.background {
+            self.background = self.background.saturating_sub(1);
+        }
         self.dispatch(ctx);
     }
 }
@@ -161,6 +210,7 @@ impl Handler<Resize> for ProviderWorker {
     fn handle(&mut self, msg: Resize, ctx: &mut Self::Context) {
         self.concurrency = msg.concurrency.max(1);
         self.queue_size = msg.queue_size;
+        self.jobs_share = msg.jobs_share;
         self.dispatch(ctx);
     }
 }
@@ -169,7 +219,7 @@ impl Handler<Stats> for ProviderWorker {
     type Result = WorkerStats;
 
     fn handle(&mut self, _: Stats, _: &mut Self::Context) -> WorkerStats {
-        WorkerStats { inflight: self.inflight, queued: self.queued() }
+        WorkerStats { inflight: self.inflight, queued: self.queued(), background: self.background }
     }
 }
 
@@ -186,6 +236,15 @@ mod tests {
 
     /// Sends a job (with a ticket from a real limiter) to the worker.
     async fn acquire(w: &Addr<ProviderWorker>, limiter: &Addr<RateLimiter>, p: Priority) -> oneshot::Receiver<Answer> {
+        acquire_as(w, limiter, p, false).await
+    }
+
+    async fn acquire_as(
+        w: &Addr<ProviderWorker>,
+        limiter: &Addr<RateLimiter>,
+        p: Priority,
+        background: bool,
+    ) -> oneshot::Receiver<Answer> {
         let (tjob, trx) = JobState::create("k".into(), Default::default(), 0, "m".into(), p, None);
         limiter.send(tjob).await.unwrap();
         let ticket = trx.await.unwrap().unwrap().ticket;
@@ -193,8 +252,34 @@ mod tests {
         state.rate = Some(Default::default());
         state.ticket = Some(ticket);
         state.decision = Some(RouteDecision { provider: "p".into(), model: "m".into() });
+        state.background = background;
         w.send(Job(state)).await.unwrap();
         rx
+    }
+
+    #[actix_rt::test]
+    async fn jobs_hold_at_most_their_share_and_yield_to_interactive_work() {
+        let limiter = RateLimiter::default().start();
+        let w = ProviderWorker::new("p", 4, 16).with_jobs_share(0.5).start();
+        let mut jobs = Vec::new();
+        for _ in 0..4 {
+            jobs.push(acquire_as(&w, &limiter, Priority::High, true).await);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(w.send(Stats).await.unwrap(), WorkerStats { inflight: 2, queued: 2, background: 2 });
+        // interactive requests take the other half at once, even at low priority
+        let a = acquire(&w, &limiter, Priority::Low).await.await.unwrap().unwrap();
+        let b = acquire(&w, &limiter, Priority::Low).await.await.unwrap().unwrap();
+        // full: an interactive request waits, and goes before the queued jobs
+        let mut c = acquire(&w, &limiter, Priority::Low).await;
+        let first = jobs.remove(0).await.unwrap().unwrap();
+        drop(first);
+        let c = tokio::time::timeout(Duration::from_secs(1), &mut c).await.unwrap().unwrap().unwrap();
+        assert_eq!(w.send(Stats).await.unwrap(), WorkerStats { inflight: 4, queued: 2, background: 1 });
+        // an interactive slot freeing lets a job in (the job share is not full)
+        drop((a, b, c));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(w.send(Stats).await.unwrap(), WorkerStats { inflight: 2, queued: 1, background: 2 });
     }
 
     #[actix_rt::test]
@@ -204,7 +289,7 @@ mod tests {
         let first = acquire(&w, &limiter, Priority::Normal).await.await.unwrap().unwrap();
         let mut low = acquire(&w, &limiter, Priority::Low).await;
         let high = acquire(&w, &limiter, Priority::High).await;
-        assert_eq!(w.send(Stats).await.unwrap(), WorkerStats { inflight: 1, queued: 2 });
+        assert_eq!(w.send(Stats).await.unwrap(), WorkerStats { inflight: 1, queued: 2, background: 0 });
         // the queue (size 2) is full
         let full = acquire(&w, &limiter, Priority::High).await.await.unwrap();
         assert!(matches!(full, Err(Refusal::QueueFull { .. })));
@@ -217,7 +302,7 @@ mod tests {
         let l = low.await.unwrap().unwrap();
         drop(l);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(w.send(Stats).await.unwrap(), WorkerStats { inflight: 0, queued: 0 });
+        assert_eq!(w.send(Stats).await.unwrap(), WorkerStats { inflight: 0, queued: 0, background: 0 });
     }
 
     #[actix_rt::test]

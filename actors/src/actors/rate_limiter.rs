@@ -151,7 +151,8 @@ pub struct Settle {
     /// Real tokens used; `None` when unknown (the reservation stands).
     pub actual: Option<u64>,
     /// A provider slot to give back in the same trip (both actors share an arbiter).
-    pub release: Option<Addr<ProviderWorker>>,
+    /// The provider slot to give back with the ticket (and whether it was a job's).
+    pub release: Option<(Addr<ProviderWorker>, bool)>,
 }
 
 #[derive(Debug)]
@@ -168,7 +169,7 @@ pub struct LimitTicket {
     limits: Limits,
     reserved: u64,
     actual: Option<u64>,
-    release: Option<Addr<ProviderWorker>>,
+    release: Option<(Addr<ProviderWorker>, bool)>,
 }
 
 impl LimitTicket {
@@ -337,8 +338,8 @@ impl Handler<Settle> for RateLimiter {
 
     fn handle(&mut self, msg: Settle, _: &mut Self::Context) {
         self.settle(&msg, Instant::now());
-        if let Some(worker) = &msg.release {
-            deliver(worker, Release);
+        if let Some((worker, background)) = &msg.release {
+            deliver(worker, Release { background: *background });
         }
     }
 }

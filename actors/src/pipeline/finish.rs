@@ -61,7 +61,11 @@ pub struct Finisher {
     pub prompt_estimate: u64,
     pub finished: bool,
     pub _inflight: Option<InflightGuard>,
-    /// `ledger_durability = "sync"`: answered when the record is on disk.
+    /// Wait for the record to be on disk (`ledger_durability = "sync"`, or a durable job).
+    pub sync: bool,
+    /// A durable job's hooks: the record is handed back, failures may be deferred.
+    pub job: Option<Arc<super::JobHooks>>,
+    /// Answered when the record is on disk.
     pub durable: Option<oneshot::Receiver<()>>,
 }
 
@@ -121,14 +125,23 @@ impl Finisher {
                 CachedResponse { body, provider: r.provider.clone(), upstream_model: r.upstream_model.clone(), usage };
             deliver(&self.cache, Put { key, response, ttl });
         }
-        let ack = if self.config.server.ledger_sync {
-            let (tx, rx) = oneshot::channel();
-            self.durable = Some(rx);
-            Some(tx)
-        } else {
-            None
+        let defer = match &self.job {
+            Some(j) => {
+                let _ = j.record.set(r.clone());
+                j.defer_failures && status != 200
+            }
+            None => false,
         };
-        self.accounting.record(Record(r, ack));
+        if !defer {
+            let ack = if self.sync {
+                let (tx, rx) = oneshot::channel();
+                self.durable = Some(rx);
+                Some(tx)
+            } else {
+                None
+            };
+            self.accounting.record(Record(r, ack));
+        }
         // one message gives back both the rate-limit ticket and the provider slot
         match (self.ticket.take(), self.permit.take()) {
             (Some(mut t), Some(p)) => {

@@ -82,6 +82,65 @@ pub struct RequestCtx {
     /// Client headers that some provider forwards (lower-case names).
     pub headers: Vec<(String, String)>,
     pub received: Instant,
+    /// Set for a durable NATS job (see [`JobHooks`]).
+    pub job: Option<Arc<JobHooks>>,
+}
+
+/// What a durable job changes on the request path: it takes at most the provider's
+/// `jobs_share` of its slots, its usage record is keyed by the job id (written once
+/// however often the job is delivered) and on disk before the answer, and the record is
+/// handed back to the job runner, which publishes it.
+pub struct JobHooks {
+    /// The job id: the request id and the ledger's idempotency key.
+    pub id: String,
+    /// This delivery's number (1 for the first).
+    pub attempt: u32,
+    /// A failed attempt is not written to the ledger: the job will be retried, and the
+    /// runner writes the final outcome with [`Engine::record_usage`].
+    pub defer_failures: bool,
+    /// The record the finisher made.
+    pub record: std::sync::OnceLock<UsageRecord>,
+}
+
+impl RequestCtx {
+    /// Builds the context from request headers, whichever ingress they came from:
+    /// `lookup` returns a header's value by its lower-case name. Authenticates
+    /// (`Authorization: Bearer` or `x-api-key`) and reads `x-switchyard-priority`
+    /// and `cache-control`.
+    pub fn from_headers<'a>(
+        runtime: Arc<Runtime>,
+        request_id: String,
+        received: Instant,
+        lookup: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<RequestCtx, GatewayError> {
+        let secret = credential(&lookup).filter(|s| !s.is_empty()).ok_or(GatewayError::MissingKey)?;
+        let key = runtime.authenticate(secret).ok_or(GatewayError::InvalidKey)?;
+        let priority = match lookup("x-switchyard-priority") {
+            None => key.key.priority,
+            Some(v) => Priority::parse(v).ok_or_else(|| {
+                GatewayError::BadRequest("`x-switchyard-priority` must be high, normal or low".into())
+            })?,
+        };
+        let no_cache =
+            lookup("cache-control").is_some_and(|v| v.split(',').any(|d| matches!(d.trim(), "no-cache" | "no-store")));
+        let headers = runtime
+            .forward_headers
+            .iter()
+            .filter_map(|name| lookup(name).map(|v| (name.clone(), v.to_string())))
+            .collect();
+        Ok(RequestCtx { runtime, request_id, key, priority, no_cache, headers, received, job: None })
+    }
+}
+
+/// `Authorization: Bearer <key>` or `x-api-key: <key>`.
+pub fn credential<'a>(lookup: &impl Fn(&str) -> Option<&'a str>) -> Option<&'a str> {
+    if let Some(v) = lookup("authorization") {
+        let v = v.trim();
+        if let Some(rest) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            return Some(rest.trim());
+        }
+    }
+    lookup("x-api-key").map(str::trim)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,12 +247,18 @@ impl Engine {
                 Some(h) => {
                     // same provider, new settings: keep the worker (its in-flight slots),
                     // resize it, and use a new client
-                    let _ = h.worker.try_send(Resize { concurrency: p.concurrency, queue_size: p.queue_size });
+                    let _ = h.worker.try_send(Resize {
+                        concurrency: p.concurrency,
+                        queue_size: p.queue_size,
+                        jobs_share: p.jobs_share,
+                    });
                     Arc::new(ProviderHandle { worker: h.worker.clone(), client: UpstreamClient::new(p.clone())? })
                 }
                 None => {
-                    let (name, c, q) = (p.name.clone(), p.concurrency, p.queue_size);
-                    let worker = ProviderWorker::start_in_arbiter(arbiter, move |_| ProviderWorker::new(name, c, q));
+                    let (name, c, q, share) = (p.name.clone(), p.concurrency, p.queue_size, p.jobs_share);
+                    let worker = ProviderWorker::start_in_arbiter(arbiter, move |_| {
+                        ProviderWorker::new(name, c, q).with_jobs_share(share)
+                    });
                     Arc::new(ProviderHandle { worker, client: UpstreamClient::new(p.clone())? })
                 }
             };
@@ -223,20 +288,33 @@ impl Engine {
         Ok(())
     }
 
+    /// Writes a record that the request path left to its caller (a durable job's final
+    /// failure, see [`JobHooks::defer_failures`]) and waits until it is on disk.
+    pub async fn record_usage(&self, record: UsageRecord) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.sink.record(crate::actors::accounting::Record(record, Some(tx)));
+        let _ = rx.await;
+    }
+
     /// Commits buffered usage records now (graceful shutdown).
     pub async fn flush_ledger(&self) -> Result<usize, GatewayError> {
         self.accounting.send(Flush).await.map_err(mailbox)
     }
 
     fn record_template(&self, ctx: &RequestCtx, endpoint: Endpoint, alias: &str, stream: bool) -> UsageRecord {
-        UsageRecord::new(
+        let mut r = UsageRecord::new(
             &ctx.request_id,
             unix_ms().saturating_sub(ctx.received.elapsed().as_millis() as u64),
             &ctx.key.id,
             endpoint,
             alias,
             stream,
-        )
+        );
+        if let Some(j) = &ctx.job {
+            r.idempotency_key = Some(j.id.clone());
+            r.attempts = j.attempt;
+        }
+        r
     }
 
     /// Alias exists (404) and the key may use it (403).
@@ -270,8 +348,9 @@ impl Engine {
         } else {
             Some(cache_key(endpoint, alias, &normalized()))
         };
-        let (job, rx) =
+        let (mut job, rx) =
             JobState::create(ctx.key.id.clone(), ctx.key.key.limits, reserve, alias.to_string(), ctx.priority, ckey);
+        job.0.background = ctx.job.is_some();
         self.limiter.send(job).await.map_err(mailbox)?;
         let answer = rx.await.map_err(|_| GatewayError::Unavailable("the engine dropped the request".into()))?;
         let adm = match answer {
@@ -335,6 +414,8 @@ impl Engine {
             prompt_estimate,
             finished: false,
             _inflight: Some(p.inflight),
+            sync: ctx.job.is_some() || p.rt.config.server.ledger_sync,
+            job: ctx.job.clone(),
             durable: None,
         }
     }

@@ -218,6 +218,8 @@ mod tests {
             prompt_estimate: 7,
             finished: false,
             _inflight: None,
+            sync: false,
+            job: None,
             durable: None,
         };
         let relay = Relay::new(Box::pin(futures_util::stream::iter(chunks)), fin, false, "p".into());

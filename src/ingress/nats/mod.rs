@@ -1,0 +1,242 @@
+//! NATS ingress (async-nats): core request/reply on `<prefix>.v1.chat` and
+//! `<prefix>.v1.embeddings` in the queue group `switchyard`, and durable jobs from
+//! JetStream ([`jobs`]). Both go through the same [`Engine`] as HTTP: auth, routing,
+//! limits, cache, ledger and metrics.
+//!
+//! The connection is made in the background and re-made after a loss; HTTP serves
+//! meanwhile, and `/readyz` reports the state.
+
+pub mod jobs;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, HeaderMap, Message};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use switchyard_actors::metrics::NATS_REQUESTS_TOTAL;
+use switchyard_actors::pipeline::{Failure, OutcomeBody, RequestCtx};
+use switchyard_actors::{Engine, GatewayError, Outcome};
+use switchyard_config::Nats;
+
+/// Queue group every instance joins, so a request is served by one of them.
+pub const QUEUE_GROUP: &str = "switchyard";
+
+/// Header of an error reply: the HTTP status the error would have had.
+pub const STATUS_HEADER: &str = "x-switchyard-status";
+/// Header of the message that closes a streamed reply.
+pub const STREAM_HEADER: &str = "x-switchyard-stream";
+
+/// Connects in the background: `connect` returns at once and the client keeps trying
+/// (also after a loss) for as long as the gateway runs.
+pub async fn connect(cfg: &Nats) -> Result<Client, String> {
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(&cfg.name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5))
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("NATS connected"),
+                async_nats::Event::Disconnected => tracing::warn!("NATS disconnected; reconnecting"),
+                other => tracing::debug!(event = %other, "NATS event"),
+            }
+        });
+    if let Some(t) = &cfg.token {
+        opts = opts.token(t.clone());
+    }
+    if let Some((u, p)) = &cfg.user_password {
+        opts = opts.user_and_password(u.clone(), p.clone());
+    }
+    if let Some(path) = &cfg.credentials_file {
+        opts =
+            opts.credentials_file(path).await.map_err(|e| format!("nats.credentials_file {}: {e}", path.display()))?;
+    }
+    opts.connect(cfg.url.as_str()).await.map_err(|e| format!("NATS {}: {e}", cfg.url))
+}
+
+/// `connected`, `connecting` or `disconnected`.
+pub fn state(client: &Client) -> &'static str {
+    match client.connection_state() {
+        async_nats::connection::State::Connected => "connected",
+        async_nats::connection::State::Pending => "connecting",
+        async_nats::connection::State::Disconnected => "disconnected",
+    }
+}
+
+/// Case-insensitive header lookup (NATS header names keep the client's case).
+pub fn header<'a>(headers: Option<&'a HeaderMap>) -> impl Fn(&str) -> Option<&'a str> {
+    move |name| {
+        headers?
+            .iter()
+            .find(|(k, _)| AsRef::<str>::as_ref(k).eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.first())
+            .map(|v| v.as_str())
+    }
+}
+
+/// A request id from `x-request-id` when it is sane, else a new one.
+pub fn request_id<'a>(lookup: &impl Fn(&str) -> Option<&'a str>) -> String {
+    match lookup("x-request-id") {
+        Some(v) if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()) => v.to_string(),
+        _ => format!("req_{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..)),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    Chat,
+    Embeddings,
+}
+
+impl Api {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Chat => "chat",
+            Api::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// Runs the engine for one request (either ingress).
+pub async fn call(engine: &Engine, api: Api, ctx: &RequestCtx, body: &[u8]) -> Result<Outcome, Failure> {
+    match api {
+        Api::Chat => engine.chat(ctx, body).await,
+        Api::Embeddings => engine.embeddings(ctx, body).await,
+    }
+}
+
+/// Serves core request/reply until the client is dropped: one subscription per API in
+/// the queue group, one task per request.
+pub async fn serve_requests(client: Client, engine: Arc<Engine>, cfg: Nats) {
+    for api in [Api::Chat, Api::Embeddings] {
+        let subject = cfg.subject(api.as_str());
+        let sub = match client.queue_subscribe(subject.clone(), QUEUE_GROUP.to_string()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(subject, error = %e, "cannot subscribe; NATS request/reply is off");
+                continue;
+            }
+        };
+        tracing::info!(subject, queue = QUEUE_GROUP, "serving NATS requests");
+        let (client, engine) = (client.clone(), engine.clone());
+        actix_web::rt::spawn(async move {
+            let mut sub = sub;
+            while let Some(msg) = sub.next().await {
+                let (client, engine) = (client.clone(), engine.clone());
+                actix_web::rt::spawn(async move { handle_request(&client, &engine, api, msg).await });
+            }
+        });
+    }
+}
+
+async fn handle_request(client: &Client, engine: &Engine, api: Api, msg: Message) {
+    let received = Instant::now();
+    let Some(reply) = msg.reply.clone() else {
+        metrics::counter!(NATS_REQUESTS_TOTAL, "api" => api.as_str(), "status" => "no_reply").increment(1);
+        tracing::debug!(subject = %msg.subject, "NATS request without a reply subject dropped");
+        return;
+    };
+    let lookup = header(msg.headers.as_ref());
+    let request_id = request_id(&lookup);
+    let runtime = engine.runtime();
+    let limit = runtime.config.server.body_limit_bytes;
+    let result = match RequestCtx::from_headers(runtime, request_id.clone(), received, lookup) {
+        Err(e) => Err(Failure::from(e)),
+        Ok(_) if msg.payload.len() > limit => Err(Failure::from(GatewayError::TooLarge(limit))),
+        Ok(ctx) => call(engine, api, &ctx, &msg.payload).await,
+    };
+    let status = match result {
+        Ok(outcome) => {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-request-id", request_id.as_str());
+            headers.insert("x-switchyard-provider", outcome.provider.as_str());
+            headers.insert("x-switchyard-model", outcome.upstream_model.as_str());
+            headers.insert("x-switchyard-cache", outcome.cache.as_str());
+            for (k, v) in outcome.rate.pairs() {
+                headers.insert(k, v.as_str());
+            }
+            match outcome.body {
+                OutcomeBody::Json(bytes) => {
+                    publish(client, reply, headers, bytes).await;
+                    200
+                }
+                OutcomeBody::Sse(stream) => relay_stream(client, reply, headers, stream).await,
+            }
+        }
+        Err(failure) => {
+            let status = failure.error.class().status;
+            let (headers, body) = error_message(&request_id, &failure);
+            publish(client, reply, headers, body).await;
+            status
+        }
+    };
+    metrics::counter!(NATS_REQUESTS_TOTAL, "api" => api.as_str(), "status" => status.to_string()).increment(1);
+}
+
+/// The error reply: `x-switchyard-status` and the OpenAI error body.
+pub fn error_message(request_id: &str, failure: &Failure) -> (HeaderMap, Bytes) {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-request-id", request_id);
+    headers.insert(STATUS_HEADER, failure.error.class().status.to_string().as_str());
+    if let Some(s) = failure.error.retry_after_secs() {
+        headers.insert("retry-after", s.to_string().as_str());
+    }
+    if let Some(rate) = &failure.rate {
+        for (k, v) in rate.pairs() {
+            headers.insert(k, v.as_str());
+        }
+    }
+    (headers, Bytes::from(failure.error.body().to_string()))
+}
+
+async fn publish(client: &Client, subject: async_nats::Subject, headers: HeaderMap, body: Bytes) {
+    if let Err(e) = client.publish_with_headers(subject, headers, body).await {
+        tracing::warn!(error = %e, "cannot publish a NATS reply");
+    }
+}
+
+/// A streamed reply: one message per chunk (the chunk's JSON), in order, then a last
+/// message with `x-switchyard-stream: end`. A stream that fails mid-way ends with the
+/// error body and `x-switchyard-status` on that last message instead.
+async fn relay_stream(
+    client: &Client,
+    reply: async_nats::Subject,
+    headers: HeaderMap,
+    mut stream: switchyard_actors::pipeline::SseStream,
+) -> u16 {
+    let mut first = Some(headers);
+    let mut status = 200;
+    let mut ended = false;
+    while let Some(Ok(event)) = stream.next().await {
+        // each item is one `data: ...\n\n` event
+        let text = String::from_utf8_lossy(&event);
+        let data = text.trim_end().strip_prefix("data: ").unwrap_or(text.trim_end());
+        let mut headers = first.take().unwrap_or_default();
+        if data == "[DONE]" {
+            headers.insert(STREAM_HEADER, "end");
+            publish(client, reply.clone(), headers, Bytes::new()).await;
+            ended = true;
+            break;
+        }
+        if data.starts_with("{\"error\"") {
+            status = 502;
+            headers.insert(STREAM_HEADER, "end");
+            headers.insert(STATUS_HEADER, "502");
+            publish(client, reply.clone(), headers, Bytes::copy_from_slice(data.as_bytes())).await;
+            ended = true;
+            break;
+        }
+        publish(client, reply.clone(), headers, Bytes::copy_from_slice(data.as_bytes())).await;
+    }
+    if !ended {
+        // the relay always ends with [DONE] or an error event; never leave a reader hanging
+        let mut headers = first.take().unwrap_or_default();
+        headers.insert(STREAM_HEADER, "end");
+        headers.insert(STATUS_HEADER, "502");
+        let body = GatewayError::Internal("the stream ended without a close".into()).body().to_string();
+        publish(client, reply, headers, Bytes::from(body)).await;
+        status = 502;
+    }
+    status
+}
