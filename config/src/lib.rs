@@ -64,6 +64,8 @@ pub struct Nats {
     pub results_max_age: Duration,
     pub usage_max_age: Duration,
     pub duplicate_window: Duration,
+    pub embed_batch_max_inputs: usize,
+    pub embed_batch_window: Duration,
     pub replicas: usize,
 }
 

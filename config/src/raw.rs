@@ -95,6 +95,11 @@ pub struct RawNats {
     pub usage_max_age_secs: Option<u64>,
     /// `Nats-Msg-Id` de-duplication window of every stream, seconds (default 600).
     pub duplicate_window_secs: Option<u64>,
+    /// Embedding jobs for the same model and key are coalesced into one upstream call of
+    /// up to this many inputs (default 64; 1 turns batching off).
+    pub embed_batch_max_inputs: Option<usize>,
+    /// How long the first job of a batch waits for more, ms (default 5).
+    pub embed_batch_window_ms: Option<u64>,
     /// Stream replicas (1 for a single server; 3 in a cluster).
     pub replicas: Option<usize>,
 }

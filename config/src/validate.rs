@@ -181,6 +181,14 @@ pub fn validate(
             results_max_age: secs("results_max_age_secs", n.results_max_age_secs, 7 * 86_400, &mut errs),
             usage_max_age: secs("usage_max_age_secs", n.usage_max_age_secs, 30 * 86_400, &mut errs),
             duplicate_window: secs("duplicate_window_secs", n.duplicate_window_secs, 600, &mut errs),
+            embed_batch_max_inputs: match n.embed_batch_max_inputs.unwrap_or(64) {
+                0 => {
+                    errs.push(f("embed_batch_max_inputs"), "must be at least 1 (1 turns batching off)");
+                    1
+                }
+                v => v,
+            },
+            embed_batch_window: Duration::from_millis(n.embed_batch_window_ms.unwrap_or(5)),
             replicas,
         }
     });

@@ -508,3 +508,66 @@ async fn nats_down_at_start_and_restarted_mid_run_loses_nothing() {
     assert!(results.values().all(|r| r.len() == 1));
     assert_eq!(by_id(&read_stream(&js, "JR_USAGE").await, "request_id").len(), 40);
 }
+
+#[tokio::test]
+async fn embedding_jobs_are_coalesced_into_few_upstream_calls_and_split_back() {
+    let nats = NatsServer::start();
+    let mock = mock_upstream();
+    let extra = "job_concurrency = 64\nembed_batch_window_ms = 100\nembed_batch_max_inputs = 64";
+    let gw = Gateway::start_with(&mock.url, &nats_section(&nats.url(), "jb", extra));
+    gw.wait_nats("connected").await;
+    let js = async_nats::jetstream::new(connect(&nats.url()).await);
+    wait_stream(&js, "JB_JOBS", 10).await;
+    for i in 0..40 {
+        // one or two inputs per job
+        let input = if i % 2 == 0 { json!(format!("sentence {i}")) } else { json!([format!("first {i}"), "second"]) };
+        let job = json!({"id": format!("e-{i}"), "endpoint": "embeddings", "body": {"model": "embed", "input": input}});
+        publish_job(&js, "jb", "normal", job, &[]).await;
+    }
+    // in the same window, a job whose provider call fails (its own batch: its headers differ)
+    let job = json!({"id": "rejected", "endpoint": "embeddings", "body": {"model": "embed", "input": "bad"}});
+    publish_job(&js, "jb", "normal", job, &[("x-mock-status", "400")]).await;
+    wait_len(&js, "JB_RESULTS", 41, 30).await;
+    let calls = mock_requests(&mock.url).await;
+    assert!(calls <= 5, "41 jobs took {calls} upstream calls");
+    let results = by_id(&read_stream(&js, "JB_RESULTS").await, "id");
+    assert_eq!(results.len(), 41);
+    let rejected = &results["rejected"][0];
+    assert_eq!(rejected["status"], "failed");
+    assert_eq!(rejected["error"]["code"], "upstream_rejected");
+    assert_eq!(rejected["usage"]["status"], 400);
+    let usage = by_id(&read_stream(&js, "JB_USAGE").await, "request_id");
+    assert_eq!(usage.len(), 41, "one usage event per job, not per upstream call");
+    for i in [0, 1, 2, 3, 38, 39] {
+        let r = &results[&format!("e-{i}")][0];
+        assert_eq!(r["status"], "completed", "{r}");
+        let data = r["response"]["data"].as_array().unwrap();
+        assert_eq!(data.len(), if i % 2 == 0 { 1 } else { 2 });
+        assert_eq!(data[0]["index"], 0);
+        assert!(r["usage"]["input_tokens"].as_u64().unwrap() > 0);
+        assert_eq!(r["response"]["usage"]["prompt_tokens"], r["usage"]["input_tokens"]);
+        // the same embedding as a direct call for that input
+        let input = if i % 2 == 0 { json!(format!("sentence {i}")) } else { json!(format!("first {i}")) };
+        let direct: Value =
+            post(gw.url(), "/v1/embeddings", json!({"model": "embed", "input": input})).await.json().await.unwrap();
+        assert_eq!(data[0]["embedding"], direct["data"][0]["embedding"], "job e-{i}");
+    }
+}
+
+#[tokio::test]
+async fn with_batching_off_each_embedding_job_is_its_own_call() {
+    let nats = NatsServer::start();
+    let mock = mock_upstream();
+    let extra = "job_concurrency = 64\nembed_batch_max_inputs = 1";
+    let gw = Gateway::start_with(&mock.url, &nats_section(&nats.url(), "jn", extra));
+    gw.wait_nats("connected").await;
+    let js = async_nats::jetstream::new(connect(&nats.url()).await);
+    wait_stream(&js, "JN_JOBS", 10).await;
+    for i in 0..20 {
+        let job = json!({"id": format!("e-{i}"), "endpoint": "embeddings",
+            "body": {"model": "embed", "input": format!("sentence {i}")}});
+        publish_job(&js, "jn", "normal", job, &[]).await;
+    }
+    wait_len(&js, "JN_RESULTS", 20, 30).await;
+    assert_eq!(mock_requests(&mock.url).await, 20);
+}

@@ -128,7 +128,7 @@ impl Finisher {
         let defer = match &self.job {
             Some(j) => {
                 let _ = j.record.set(r.clone());
-                j.defer_failures && status != 200
+                j.defer_all || (j.defer_failures && status != 200)
             }
             None => false,
         };

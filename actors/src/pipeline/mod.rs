@@ -98,6 +98,9 @@ pub struct JobHooks {
     /// A failed attempt is not written to the ledger: the job will be retried, and the
     /// runner writes the final outcome with [`Engine::record_usage`].
     pub defer_failures: bool,
+    /// Nothing is written: the runner splits this call's record between the jobs it
+    /// served (a coalesced embeddings call) and writes theirs.
+    pub defer_all: bool,
     /// The record the finisher made.
     pub record: std::sync::OnceLock<UsageRecord>,
 }

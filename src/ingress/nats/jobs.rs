@@ -41,11 +41,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use switchyard_actors::metrics::{JOBS_INFLIGHT, JOBS_TOTAL, JOB_DURATION, JOB_QUEUE_WAIT};
 use switchyard_actors::pipeline::{Failure, JobHooks, OutcomeBody, RequestCtx};
-use switchyard_actors::types::{unix_ms, UsageRecord};
+use switchyard_actors::types::{unix_ms, EmbeddingsRequest, UsageRecord};
 use switchyard_actors::{Engine, GatewayError};
 use switchyard_config::{Nats, Priority};
 use tokio::sync::Semaphore;
 
+use super::batcher::{BatchJob, Batcher};
 use super::{call, header, Api};
 
 /// Longest wait for a no-wait fetch's answer.
@@ -176,6 +177,8 @@ pub async fn run(client: Client, engine: Arc<Engine>, cfg: Nats) {
     let mut backoff = Duration::from_millis(250);
     // shared across restarts of the dispatcher: jobs still running hold their slots
     let slots = Arc::new(Semaphore::new(cfg.job_concurrency));
+    let batcher = (cfg.embed_batch_max_inputs > 1)
+        .then(|| Batcher::start(engine.clone(), cfg.embed_batch_max_inputs, cfg.embed_batch_window));
     loop {
         while client.connection_state() != async_nats::connection::State::Connected {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -186,7 +189,8 @@ pub async fn run(client: Client, engine: Arc<Engine>, cfg: Nats) {
                 backoff = Duration::from_millis(250);
                 let (client, js, engine, cfg, names) =
                     (client.clone(), js.clone(), engine.clone(), cfg.clone(), names.clone());
-                let d = DispatcherInit { client, js, engine, cfg, names, consumers, slots: slots.clone() };
+                let (slots, batcher) = (slots.clone(), batcher.clone());
+                let d = DispatcherInit { client, js, engine, cfg, names, consumers, slots, batcher };
                 if let Err(e) = d.run().await {
                     tracing::warn!(error = %e, "job dispatcher stopped; restarting");
                 }
@@ -220,6 +224,7 @@ struct Shared {
     cfg: Nats,
     names: Names,
     results: stream::Stream,
+    batcher: Option<Batcher>,
 }
 
 struct DispatcherInit {
@@ -230,6 +235,7 @@ struct DispatcherInit {
     names: Names,
     consumers: [PullConsumer; 3],
     slots: Arc<Semaphore>,
+    batcher: Option<Batcher>,
 }
 
 impl DispatcherInit {
@@ -240,7 +246,14 @@ impl DispatcherInit {
             .await
             .map_err(|e| format!("stream {}: {e}", self.names.results_stream))?;
         let slots = self.slots;
-        let shared = Arc::new(Shared { js: self.js, engine: self.engine, cfg: self.cfg, names: self.names, results });
+        let shared = Arc::new(Shared {
+            js: self.js,
+            engine: self.engine,
+            cfg: self.cfg,
+            names: self.names,
+            results,
+            batcher: self.batcher,
+        });
         let d =
             Dispatcher { client: self.client, shared, consumers: self.consumers, buffers: Default::default(), slots };
         d.run().await
@@ -506,9 +519,6 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
         Err(e) => return store(s, &id, attempt, Err(&Failure::from(e)), None).await,
     };
     ctx.priority = lane;
-    let hooks =
-        Arc::new(JobHooks { id: id.clone(), attempt, defer_failures: true, record: std::sync::OnceLock::new() });
-    ctx.job = Some(hooks.clone());
     // a job's answer is stored whole: no streaming
     let mut body = job.body;
     if let Some(o) = body.as_object_mut() {
@@ -516,17 +526,49 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
         o.remove("stream_options");
     }
     let body = serde_json::to_vec(&body).unwrap_or_default();
-    let result = call(&s.engine, api, &ctx, &body).await;
-    drop(ctx);
-    let record = hooks.record.get().cloned();
+    // `written`: the finisher already put a success's record in the ledger
+    let (result, record, written) = match (api, &s.batcher) {
+        (Api::Embeddings, Some(batcher)) => {
+            let req = match EmbeddingsRequest::parse(&body) {
+                Ok(r) => r,
+                Err(e) => return store(s, &id, attempt, Err(&Failure::from(e)), None).await,
+            };
+            let (key, headers) = (ctx.key.clone(), std::mem::take(&mut ctx.headers));
+            drop(ctx);
+            let job = BatchJob { job_id: id.clone(), attempt, key, priority: lane, headers, req };
+            let (result, record) = batcher.submit(job).await;
+            (result, record, false)
+        }
+        _ => {
+            let hooks = Arc::new(JobHooks {
+                id: id.clone(),
+                attempt,
+                defer_failures: true,
+                defer_all: false,
+                record: std::sync::OnceLock::new(),
+            });
+            ctx.job = Some(hooks.clone());
+            let result = call(&s.engine, api, &ctx, &body).await;
+            drop(ctx);
+            let result = match result {
+                Ok(outcome) => match outcome.body {
+                    OutcomeBody::Json(bytes) => Ok(bytes),
+                    OutcomeBody::Sse(_) => {
+                        Err(Failure::from(GatewayError::Internal("a job was answered with a stream".into())))
+                    }
+                },
+                Err(f) => Err(f),
+            };
+            (result, hooks.record.get().cloned(), true)
+        }
+    };
     match result {
-        Ok(outcome) => match outcome.body {
-            OutcomeBody::Json(bytes) => store(s, &id, attempt, Ok(bytes), record).await,
-            OutcomeBody::Sse(_) => {
-                let failure = Failure::from(GatewayError::Internal("a job was answered with a stream".into()));
-                store(s, &id, attempt, Err(&failure), record).await
+        Ok(bytes) => {
+            if let (false, Some(r)) = (written, &record) {
+                s.engine.record_usage(r.clone()).await;
             }
-        },
+            store(s, &id, attempt, Ok(bytes), record).await
+        }
         Err(failure) => match next_step(&failure.error) {
             Next::Defer(d) => Done::Later { delay: d.max(Duration::from_millis(100)), retried: false },
             Next::Retry(after) if attempt < s.cfg.max_attempts => {
@@ -537,7 +579,7 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
             }
             _ => {
                 if let Some(r) = &record {
-                    // deferred by the finisher: this failure is the job's final outcome
+                    // failures are deferred: this one is the job's final outcome
                     s.engine.record_usage(r.clone()).await;
                 }
                 store(s, &id, attempt, Err(&failure), record).await

@@ -6,6 +6,7 @@
 //! The connection is made in the background and re-made after a loss; HTTP serves
 //! meanwhile, and `/readyz` reports the state.
 
+pub mod batcher;
 pub mod jobs;
 
 use std::sync::Arc;
