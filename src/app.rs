@@ -21,6 +21,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// The NATS connection when `[nats]` is configured.
     pub nats: Option<async_nats::Client>,
+    /// The Batch API (answers 503 without `[nats]`).
+    pub batch: Arc<ingress::batch::BatchApi>,
     pub metrics: PrometheusHandle,
     pub config_path: PathBuf,
 }
@@ -122,8 +124,14 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
             Some(client)
         }
     };
-    let state =
-        web::Data::new(AppState { engine: engine.clone(), nats: nats.clone(), metrics: metrics.clone(), config_path });
+    let batch = Arc::new(ingress::batch::BatchApi::new(nats.clone(), config.nats.clone()));
+    let state = web::Data::new(AppState {
+        engine: engine.clone(),
+        nats: nats.clone(),
+        batch,
+        metrics: metrics.clone(),
+        config_path,
+    });
 
     let app_state = state.clone();
     let mut server = HttpServer::new(move || App::new().app_data(app_state.clone()).configure(ingress::http::routes))

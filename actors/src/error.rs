@@ -37,6 +37,12 @@ pub enum GatewayError {
     Unavailable(String),
     #[error("not found")]
     NotFound,
+    /// A named thing (a file, a batch) that does not exist for this caller.
+    #[error("{0}")]
+    Missing(String),
+    /// Work skipped because the caller cancelled it (a Batch API item).
+    #[error("{0}")]
+    Cancelled(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -61,7 +67,8 @@ impl GatewayError {
             InvalidKey => (401, "authentication_error", "invalid_api_key"),
             ModelNotAllowed(_) => (403, "permission_error", "model_not_allowed"),
             UnknownModel(_) => (404, "invalid_request_error", "model_not_found"),
-            NotFound => (404, "invalid_request_error", "not_found"),
+            NotFound | Missing(_) => (404, "invalid_request_error", "not_found"),
+            Cancelled(_) => (409, "invalid_request_error", "batch_cancelled"),
             TooLarge(_) => (413, "invalid_request_error", "request_too_large"),
             RateLimited { kind, .. } => (429, "rate_limit_error", kind.code()),
             QueueFull(_) => (503, "server_error", "queue_full"),

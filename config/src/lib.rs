@@ -67,6 +67,10 @@ pub struct Nats {
     pub embed_batch_max_inputs: usize,
     pub embed_batch_window: Duration,
     pub replicas: usize,
+    /// Largest Batch API input file, bytes.
+    pub files_max_bytes: usize,
+    /// Most requests in one batch.
+    pub batch_max_requests: usize,
 }
 
 impl Nats {

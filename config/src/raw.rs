@@ -102,6 +102,10 @@ pub struct RawNats {
     pub embed_batch_window_ms: Option<u64>,
     /// Stream replicas (1 for a single server; 3 in a cluster).
     pub replicas: Option<usize>,
+    /// Largest file `POST /v1/files` accepts, bytes (default 104857600, 100 MiB).
+    pub files_max_bytes: Option<usize>,
+    /// Most requests one batch (one input file) may hold (default 50000).
+    pub batch_max_requests: Option<usize>,
 }
 
 /// `[[providers]]`

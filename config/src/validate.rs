@@ -61,6 +61,14 @@ fn positive_ms(field: &str, v: Option<u64>, default: u64, errs: &mut Errors) -> 
     Duration::from_millis(ms)
 }
 
+fn at_least_one(field: &str, v: Option<usize>, default: usize, errs: &mut Errors) -> usize {
+    let n = v.unwrap_or(default);
+    if n == 0 {
+        errs.push(field, "must be at least 1");
+    }
+    n
+}
+
 /// Turns the raw file into a checked [`Config`], or every error found.
 pub fn validate(
     raw: RawConfig,
@@ -190,6 +198,8 @@ pub fn validate(
             },
             embed_batch_window: Duration::from_millis(n.embed_batch_window_ms.unwrap_or(5)),
             replicas,
+            files_max_bytes: at_least_one(&f("files_max_bytes"), n.files_max_bytes, 100 << 20, &mut errs),
+            batch_max_requests: at_least_one(&f("batch_max_requests"), n.batch_max_requests, 50_000, &mut errs),
         }
     });
 

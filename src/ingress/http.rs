@@ -24,13 +24,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/admin/reload", web::post().to(admin_reload))
+        .configure(crate::ingress::batch::http::routes)
         .default_service(web::to(not_found));
 }
 
 const MAX_REQUEST_ID: usize = 128;
 
 /// The client's `x-request-id` when it is sane, else a new one.
-fn request_id(req: &HttpRequest) -> String {
+pub(crate) fn request_id(req: &HttpRequest) -> String {
     if let Some(v) = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
         if !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b.is_ascii_graphic()) {
             return v.to_string();
@@ -39,17 +40,21 @@ fn request_id(req: &HttpRequest) -> String {
     format!("req_{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
 }
 
-fn header<'a>(req: &'a HttpRequest) -> impl Fn(&str) -> Option<&'a str> {
+pub(crate) fn header<'a>(req: &'a HttpRequest) -> impl Fn(&str) -> Option<&'a str> {
     |name| req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-fn authenticate(req: &HttpRequest, rt: &Runtime) -> Result<Arc<KeyEntry>, GatewayError> {
+pub(crate) fn authenticate(req: &HttpRequest, rt: &Runtime) -> Result<Arc<KeyEntry>, GatewayError> {
     let secret = credential(&header(req)).filter(|s| !s.is_empty()).ok_or(GatewayError::MissingKey)?;
     rt.authenticate(secret).ok_or(GatewayError::InvalidKey)
 }
 
 /// Reads the body up to `limit` bytes (413 beyond, without reading the rest).
-async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, GatewayError> {
+pub(crate) async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, GatewayError> {
     let declared =
         req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
@@ -66,7 +71,7 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
     Ok(buf.freeze())
 }
 
-fn set(b: &mut HttpResponseBuilder, name: &'static str, value: &str) {
+pub(crate) fn set(b: &mut HttpResponseBuilder, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         b.insert_header((HeaderName::from_static(name), v));
     }
@@ -91,7 +96,7 @@ fn error_response(request_id: &str, failure: &Failure) -> HttpResponse {
     b.json(failure.error.body())
 }
 
-fn simple_error(request_id: &str, error: GatewayError) -> HttpResponse {
+pub(crate) fn simple_error(request_id: &str, error: GatewayError) -> HttpResponse {
     error_response(request_id, &Failure::from(error))
 }
 

@@ -1,4 +1,5 @@
 //! How requests get in.
 
+pub mod batch;
 pub mod http;
 pub mod nats;

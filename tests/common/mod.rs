@@ -390,3 +390,28 @@ impl Gateway {
         panic!("NATS never became {state}");
     }
 }
+
+/// Every message of a stream, in order, as JSON.
+pub async fn read_stream(js: &async_nats::jetstream::Context, name: &str) -> Vec<serde_json::Value> {
+    let stream = js.get_stream(name).await.expect("stream");
+    let n = stream.get_info().await.expect("info").state.messages as usize;
+    if n == 0 {
+        return Vec::new();
+    }
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let mut out = Vec::new();
+    while out.len() < n {
+        let mut batch = consumer.fetch().max_messages(n - out.len()).messages().await.expect("fetch");
+        while let Some(Ok(m)) = futures_util::StreamExt::next(&mut batch).await {
+            out.push(serde_json::from_slice(&m.payload).expect("JSON message"));
+        }
+    }
+    out
+}

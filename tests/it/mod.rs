@@ -1,4 +1,5 @@
 mod admin;
+mod batch;
 mod cache;
 mod chat;
 mod errors;

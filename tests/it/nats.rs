@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::{HeaderMap, Message};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -29,31 +28,6 @@ fn hdr(m: &Message, name: &str) -> Option<String> {
 async fn request(nc: &async_nats::Client, subject: &str, headers: HeaderMap, body: Value) -> Message {
     let fut = nc.request_with_headers(subject.to_string(), headers, body.to_string().into());
     tokio::time::timeout(Duration::from_secs(20), fut).await.expect("reply in time").expect("request")
-}
-
-/// Every message of a stream, in order, as JSON.
-async fn read_stream(js: &async_nats::jetstream::Context, name: &str) -> Vec<Value> {
-    let stream = js.get_stream(name).await.expect("stream");
-    let n = stream.get_info().await.expect("info").state.messages as usize;
-    if n == 0 {
-        return Vec::new();
-    }
-    let consumer = stream
-        .create_consumer(pull::Config {
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
-    let mut out = Vec::new();
-    while out.len() < n {
-        let mut batch = consumer.fetch().max_messages(n - out.len()).messages().await.expect("fetch");
-        while let Some(Ok(m)) = batch.next().await {
-            out.push(serde_json::from_slice(&m.payload).expect("JSON message"));
-        }
-    }
-    out
 }
 
 async fn stream_len(js: &async_nats::jetstream::Context, name: &str) -> usize {
@@ -361,16 +335,19 @@ async fn low_jobs_age_into_service() {
     wait_stream(&js, "JA_JOBS", 10).await;
     let slow = [("x-mock-latency-ms", "30")];
     publish_job(&js, "ja", "low", chat_job("old-low", "x"), &slow).await;
-    for i in 0..20 {
+    // high jobs keep arriving (one per 15 ms) faster than they are served (30 ms each),
+    // so there is always a fresh high job: without aging the low one would run last
+    for i in 0..40 {
         publish_job(&js, "ja", "high", chat_job(&format!("high-{i}"), "x"), &slow).await;
+        tokio::time::sleep(Duration::from_millis(15)).await;
     }
-    wait_len(&js, "JA_RESULTS", 21, 60).await;
+    wait_len(&js, "JA_RESULTS", 41, 60).await;
     let order: Vec<String> =
         read_stream(&js, "JA_RESULTS").await.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
     let low = order.iter().position(|id| id == "old-low").unwrap();
-    // after 2 x aging_ms of waiting a low job beats fresh high ones: it is not starved
-    // until the whole high backlog (20 x 30 ms) has drained
-    assert!(low < 15, "the old low job ran at position {low}: {order:?}");
+    // once it has waited 2 x aging_ms longer than the oldest queued high job, the low
+    // job goes first: it is not starved until the high arrivals stop
+    assert!(low < 30, "the old low job ran at position {low}: {order:?}");
 }
 
 #[tokio::test]

@@ -3,17 +3,15 @@ use std::process::Command;
 
 use crate::common::*;
 
-/// The official OpenAI Python SDK against the gateway. `ops/test.sh` installs the SDK in
-/// a venv and sets `SWITCHYARD_TEST_PYTHON`; under plain `cargo test` it is skipped.
-#[test]
-fn openai_python_sdk_works_unchanged() {
+/// Runs `tests/sdk/<script>` with the Python that `ops/test.sh` prepared (it installs the
+/// SDK in a venv and sets `SWITCHYARD_TEST_PYTHON`); under plain `cargo test` the SDK
+/// tests are skipped.
+fn run_sdk_script(script: &str, gw: &Gateway) {
     let Ok(python) = std::env::var("SWITCHYARD_TEST_PYTHON") else {
         eprintln!("skipped: SWITCHYARD_TEST_PYTHON is not set (run ops/test.sh)");
         return;
     };
-    let mock = mock_upstream();
-    let gw = Gateway::start(&mock.url);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_sdk.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk").join(script);
     let out = Command::new(python).arg(script).arg(gw.url()).arg(MAIN_KEY).output().expect("python");
     assert!(
         out.status.success(),
@@ -22,4 +20,23 @@ fn openai_python_sdk_works_unchanged() {
         String::from_utf8_lossy(&out.stderr),
         gw.log()
     );
+}
+
+/// The official OpenAI Python SDK against the gateway.
+#[test]
+fn openai_python_sdk_works_unchanged() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    run_sdk_script("openai_sdk.py", &gw);
+}
+
+/// The SDK's batch calls (`files.create`, `batches.create/retrieve/list/cancel`,
+/// `files.content`) against the Batch API on a real `nats-server`.
+#[tokio::test]
+async fn openai_python_sdk_batch_calls_work_unchanged() {
+    let nats = NatsServer::start();
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, &nats_section(&nats.url(), "sdk", "job_concurrency = 2"));
+    gw.wait_nats("connected").await;
+    tokio::task::spawn_blocking(move || run_sdk_script("openai_batch.py", &gw)).await.expect("sdk script");
 }

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
-use async_nats::jetstream::{self, Context as JetStream};
+use async_nats::jetstream::{self, kv, Context as JetStream};
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
@@ -48,6 +48,7 @@ use tokio::sync::Semaphore;
 
 use super::batcher::{BatchJob, Batcher};
 use super::{call, header, Api};
+use crate::ingress::batch::{batches_bucket, read_batch};
 
 /// Longest wait for a no-wait fetch's answer.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,6 +62,10 @@ pub struct Names {
     pub jobs_stream: String,
     pub results_stream: String,
     pub usage_stream: String,
+    /// Batch API input files (object store).
+    pub files_bucket: String,
+    /// Batch API batches (key-value).
+    pub batches_bucket: String,
     pub prefix: String,
 }
 
@@ -72,6 +77,8 @@ impl Names {
             jobs_stream: format!("{upper}_JOBS"),
             results_stream: format!("{upper}_RESULTS"),
             usage_stream: format!("{upper}_USAGE"),
+            files_bucket: format!("{upper}_FILES"),
+            batches_bucket: format!("{upper}_BATCHES"),
             prefix: cfg.prefix.clone(),
         }
     }
@@ -86,6 +93,17 @@ impl Names {
 
     pub fn result_subject(&self, id: &str) -> String {
         format!("{}.v1.results.{id}", self.prefix)
+    }
+
+    /// Where a batch item's output line is stored: `<prefix>.v1.batches.<batch>.ok.<job>`
+    /// (answered) or `.err.<job>` (failed).
+    pub fn batch_output(&self, batch: &str, ok: bool, job: &str) -> String {
+        format!("{}.v1.batches.{batch}.{}.{job}", self.prefix, if ok { "ok" } else { "err" })
+    }
+
+    /// Every output (or error) line of a batch.
+    pub fn batch_outputs(&self, batch: &str, ok: bool) -> String {
+        format!("{}.v1.batches.{batch}.{}.*", self.prefix, if ok { "ok" } else { "err" })
     }
 
     pub fn usage_subject(&self, key_id: &str) -> String {
@@ -109,8 +127,8 @@ pub fn valid_job_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Creates or updates the three streams and the lane consumers.
-async fn setup(js: &JetStream, cfg: &Nats, names: &Names) -> Result<[PullConsumer; 3], String> {
+/// Creates or updates the three streams.
+pub async fn ensure_streams(js: &JetStream, cfg: &Nats, names: &Names) -> Result<(), String> {
     let jobs = stream::Config {
         name: names.jobs_stream.clone(),
         subjects: LANES.iter().map(|p| names.lane_subject(*p)).collect(),
@@ -124,7 +142,7 @@ async fn setup(js: &JetStream, cfg: &Nats, names: &Names) -> Result<[PullConsume
     };
     let results = stream::Config {
         name: names.results_stream.clone(),
-        subjects: vec![format!("{}.v1.results.>", names.prefix)],
+        subjects: vec![format!("{}.v1.results.>", names.prefix), format!("{}.v1.batches.>", names.prefix)],
         storage: StorageType::File,
         max_age: cfg.results_max_age,
         duplicate_window: cfg.duplicate_window,
@@ -145,6 +163,12 @@ async fn setup(js: &JetStream, cfg: &Nats, names: &Names) -> Result<[PullConsume
         let name = c.name.clone();
         js.create_or_update_stream(c).await.map_err(|e| format!("stream {name}: {e}"))?;
     }
+    Ok(())
+}
+
+/// Creates or updates the streams and the lane consumers.
+async fn setup(js: &JetStream, cfg: &Nats, names: &Names) -> Result<[PullConsumer; 3], String> {
+    ensure_streams(js, cfg, names).await?;
     let stream = js.get_stream(&names.jobs_stream).await.map_err(|e| format!("stream {}: {e}", names.jobs_stream))?;
     let mut consumers = Vec::new();
     for p in LANES {
@@ -224,6 +248,8 @@ struct Shared {
     cfg: Nats,
     names: Names,
     results: stream::Stream,
+    /// Batch API records: a batch item runs only while its batch is live.
+    batches: kv::Store,
     batcher: Option<Batcher>,
 }
 
@@ -245,6 +271,7 @@ impl DispatcherInit {
             .get_stream(&self.names.results_stream)
             .await
             .map_err(|e| format!("stream {}: {e}", self.names.results_stream))?;
+        let batches = batches_bucket(&self.js, &self.cfg, &self.names).await?;
         let slots = self.slots;
         let shared = Arc::new(Shared {
             js: self.js,
@@ -252,6 +279,7 @@ impl DispatcherInit {
             cfg: self.cfg,
             names: self.names,
             results,
+            batches,
             batcher: self.batcher,
         });
         let d =
@@ -364,13 +392,23 @@ impl Dispatcher {
     }
 }
 
-/// `{"id", "endpoint", "body"}`
+/// `{"id", "endpoint", "body"}`, plus `batch` for an item of a Batch API batch.
 #[derive(Deserialize)]
 struct JobBody {
     id: String,
     #[serde(default = "default_endpoint")]
     endpoint: String,
     body: Value,
+    #[serde(default)]
+    batch: Option<BatchRef>,
+}
+
+/// The batch a job belongs to: its output line goes to the batch, not to
+/// `<prefix>.v1.results.<id>`.
+#[derive(Deserialize, Clone, Debug)]
+struct BatchRef {
+    id: String,
+    custom_id: String,
 }
 
 fn default_endpoint() -> String {
@@ -484,24 +522,37 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
     let fallback_id =
         lookup("nats-msg-id").filter(|i| valid_job_id(i)).map_or_else(|| format!("seq-{seq}"), str::to_string);
     let (id, job) = match parsed {
-        Ok(j) if valid_job_id(&j.id) => (j.id.clone(), Ok(j)),
-        Ok(j) => (fallback_id, Err(format!("`id` must be 1-128 characters of [A-Za-z0-9_-], not `{}`", j.id))),
+        Ok(j) if !valid_job_id(&j.id) => {
+            (fallback_id, Err(format!("`id` must be 1-128 characters of [A-Za-z0-9_-], not `{}`", j.id)))
+        }
+        Ok(j) if j.batch.as_ref().is_some_and(|b| !valid_job_id(&b.id)) => {
+            (j.id.clone(), Err("`batch.id` must be 1-128 characters of [A-Za-z0-9_-]".to_string()))
+        }
+        Ok(j) => (j.id.clone(), Ok(j)),
         Err(e) => (fallback_id, Err(format!("invalid job body: {e}"))),
     };
+    let batch = job.as_ref().ok().and_then(|j| j.batch.clone());
+    let batch = batch.as_ref();
     // a job whose result exists is never run again
-    match s.results.get_last_raw_message_by_subject(&s.names.result_subject(&id)).await {
-        Ok(_) => return Done::Duplicate,
-        Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
-        Err(e) => {
-            tracing::warn!(job = %id, error = %e, "cannot look the result up; retrying later");
-            return Done::Later { delay: Duration::from_secs(1), retried: false };
+    let subjects = match batch {
+        None => vec![s.names.result_subject(&id)],
+        Some(b) => vec![s.names.batch_output(&b.id, true, &id), s.names.batch_output(&b.id, false, &id)],
+    };
+    for subject in subjects {
+        match s.results.get_last_raw_message_by_subject(&subject).await {
+            Ok(_) => return Done::Duplicate,
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "cannot look the result up; retrying later");
+                return Done::Later { delay: Duration::from_secs(1), retried: false };
+            }
         }
     }
     let job = match job {
         Ok(j) => j,
         Err(message) => {
             let failure = Failure::from(GatewayError::BadRequest(message));
-            return store(s, &id, attempt, Err(&failure), None).await;
+            return store(s, &id, attempt, Err(&failure), None, batch).await;
         }
     };
     let api = match job.endpoint.as_str() {
@@ -511,14 +562,23 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
             let failure = Failure::from(GatewayError::BadRequest(format!(
                 "`endpoint` must be `chat` or `embeddings`, not `{other}`"
             )));
-            return store(s, &id, attempt, Err(&failure), None).await;
+            return store(s, &id, attempt, Err(&failure), None, batch).await;
         }
     };
     let mut ctx = match RequestCtx::from_headers(s.engine.runtime(), id.clone(), received, lookup) {
         Ok(c) => c,
-        Err(e) => return store(s, &id, attempt, Err(&Failure::from(e)), None).await,
+        Err(e) => return store(s, &id, attempt, Err(&Failure::from(e)), None, batch).await,
     };
     ctx.priority = lane;
+    if let Some(b) = batch {
+        match batch_gate(s, b, &ctx.key.id).await {
+            Ok(()) => {}
+            Err(Gate::Later) => return Done::Later { delay: Duration::from_secs(1), retried: false },
+            Err(Gate::Skip(failure)) => return store(s, &id, attempt, Err(&failure), None, batch).await,
+            // not this key's batch: answered like a plain job, the batch is untouched
+            Err(Gate::Foreign(failure)) => return store(s, &id, attempt, Err(&failure), None, None).await,
+        }
+    }
     // a job's answer is stored whole: no streaming
     let mut body = job.body;
     if let Some(o) = body.as_object_mut() {
@@ -531,7 +591,7 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
         (Api::Embeddings, Some(batcher)) => {
             let req = match EmbeddingsRequest::parse(&body) {
                 Ok(r) => r,
-                Err(e) => return store(s, &id, attempt, Err(&Failure::from(e)), None).await,
+                Err(e) => return store(s, &id, attempt, Err(&Failure::from(e)), None, batch).await,
             };
             let (key, headers) = (ctx.key.clone(), std::mem::take(&mut ctx.headers));
             drop(ctx);
@@ -567,7 +627,7 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
             if let (false, Some(r)) = (written, &record) {
                 s.engine.record_usage(r.clone()).await;
             }
-            store(s, &id, attempt, Ok(bytes), record).await
+            store(s, &id, attempt, Ok(bytes), record, batch).await
         }
         Err(failure) => match next_step(&failure.error) {
             Next::Defer(d) => Done::Later { delay: d.max(Duration::from_millis(100)), retried: false },
@@ -582,20 +642,64 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
                     // failures are deferred: this one is the job's final outcome
                     s.engine.record_usage(r.clone()).await;
                 }
-                store(s, &id, attempt, Err(&failure), record).await
+                store(s, &id, attempt, Err(&failure), record, batch).await
             }
         },
     }
 }
 
-/// Publishes the usage event and then the result, each confirmed by JetStream and
-/// de-duplicated by a `Nats-Msg-Id` derived from the job id.
+/// Why a batch item is not run now.
+enum Gate {
+    /// The batch record could not be read: try again later.
+    Later,
+    /// The batch has ended or was cancelled: an error line, no call.
+    Skip(Failure),
+    /// No such batch, or another key's: a plain failed result, no call.
+    Foreign(Failure),
+}
+
+/// A batch item runs only while its batch is live and under the key that created it.
+async fn batch_gate(s: &Shared, b: &BatchRef, key_id: &str) -> Result<(), Gate> {
+    let foreign = || Err(Gate::Foreign(Failure::from(GatewayError::Missing(format!("no batch `{}`", b.id)))));
+    match read_batch(&s.batches, &b.id).await {
+        Err(e) => {
+            tracing::warn!(batch = %b.id, error = %e, "cannot read a batch record; retrying later");
+            Err(Gate::Later)
+        }
+        Ok(None) => foreign(),
+        Ok(Some((rec, _))) if rec.owner != key_id => foreign(),
+        Ok(Some((rec, _))) if rec.status.serves_items() => Ok(()),
+        Ok(Some((rec, _))) => {
+            let e = GatewayError::Cancelled(format!("batch `{}` is {}", b.id, json!(rec.status)));
+            Err(Gate::Skip(Failure::from(e)))
+        }
+    }
+}
+
+/// A batch item's output line, in OpenAI's batch output format.
+fn batch_line(id: &str, b: &BatchRef, answer: &Result<Value, &Failure>) -> Value {
+    match answer {
+        Ok(response) => json!({"id": format!("batch_req_{id}"), "custom_id": b.custom_id,
+            "response": {"status_code": 200, "request_id": id, "body": response}, "error": null}),
+        Err(f) if matches!(f.error, GatewayError::Cancelled(_)) => {
+            json!({"id": format!("batch_req_{id}"), "custom_id": b.custom_id, "response": null,
+                "error": {"code": f.error.class().code, "message": f.error.to_string()}})
+        }
+        Err(f) => json!({"id": format!("batch_req_{id}"), "custom_id": b.custom_id,
+            "response": {"status_code": f.error.class().status, "request_id": id, "body": f.error.body()},
+            "error": null}),
+    }
+}
+
+/// Publishes the usage event and then the result (or a batch item's output line), each
+/// confirmed by JetStream and de-duplicated by a `Nats-Msg-Id` derived from the job id.
 async fn store(
     s: &Shared,
     id: &str,
     attempts: u32,
     answer: Result<Bytes, &Failure>,
     record: Option<UsageRecord>,
+    batch: Option<&BatchRef>,
 ) -> Done {
     let failed = answer.is_err();
     if let Some(r) = &record {
@@ -606,6 +710,16 @@ async fn store(
         if !publish_confirmed(&s.js, s.names.usage_subject(&r.key_id), &format!("usage-{id}"), body).await {
             return Done::Unstored;
         }
+    }
+    if let Some(b) = batch {
+        let answer = answer.map(|bytes| serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null));
+        let line = Bytes::from(batch_line(id, b, &answer).to_string());
+        let subject = s.names.batch_output(&b.id, !failed, id);
+        // its own message-id space: a forged plain job of the same id cannot shadow it
+        if !publish_confirmed(&s.js, subject, &format!("batch-result-{id}"), line).await {
+            return Done::Unstored;
+        }
+        return Done::Answered { failed, id: id.to_string() };
     }
     let usage = record.as_ref().and_then(|r| serde_json::to_value(r).ok()).unwrap_or(Value::Null);
     let result = match answer {

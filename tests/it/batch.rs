@@ -1,0 +1,319 @@
+//! OpenAI Batch API over the durable job queue, against a real `nats-server`: files,
+//! batches, outputs and errors, counts, cancel, ownership, and every refusal.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const OTHER_KEY: &str = "sk-test-other";
+
+fn other_key() -> &'static str {
+    "\n[[keys]]\nid = \"other\"\nkey = \"sk-test-other\"\nmodels = [\"*\"]\n"
+}
+
+fn line(custom_id: &str, body: Value) -> String {
+    json!({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}).to_string()
+}
+
+async fn upload(url: &str, key: &str, purpose: &str, content: &str) -> reqwest::Response {
+    let part = reqwest::multipart::Part::bytes(content.as_bytes().to_vec()).file_name("input.jsonl");
+    let form = reqwest::multipart::Form::new().text("purpose", purpose.to_string()).part("file", part);
+    client().post(format!("{url}/v1/files")).bearer_auth(key).multipart(form).send().await.expect("upload")
+}
+
+async fn get(url: &str, key: &str, path: &str) -> reqwest::Response {
+    client().get(format!("{url}{path}")).bearer_auth(key).send().await.expect("get")
+}
+
+async fn post_json(url: &str, key: &str, path: &str, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut rb = client().post(format!("{url}{path}")).bearer_auth(key).json(body);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    rb.send().await.expect("post")
+}
+
+async fn create_batch(url: &str, file_id: &str, headers: &[(&str, &str)]) -> Value {
+    let body = json!({"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h",
+        "metadata": {"run": "test"}});
+    let r = post_json(url, MAIN_KEY, "/v1/batches", &body, headers).await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// Polls the batch until its status is `want` (up to 30 s).
+async fn wait_status(url: &str, id: &str, want: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        last = get(url, MAIN_KEY, &format!("/v1/batches/{id}")).await.json().await.unwrap();
+        if last["status"] == want {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("batch {id} never became {want}: {last}");
+}
+
+fn jsonl(text: &str) -> Vec<Value> {
+    text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+}
+
+async fn error_code(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.expect("OpenAI error body");
+    (status, v["error"]["code"].as_str().unwrap_or("").to_string() + " " + v["error"]["message"].as_str().unwrap_or(""))
+}
+
+#[tokio::test]
+async fn a_batch_runs_through_the_queue_and_its_files_hold_every_answer() {
+    let nats = NatsServer::start();
+    let mock = mock_upstream();
+    let extra = format!("{}{}", nats_section(&nats.url(), "bt", ""), other_key());
+    let gw = Gateway::start_with(&mock.url, &extra);
+    gw.wait_nats("connected").await;
+    let url = gw.url();
+
+    let mut input: Vec<String> =
+        (0..5).map(|i| line(&format!("req-{i}"), chat_body(&format!("batch item {i}")))).collect();
+    input.push(line("bad", json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]})));
+    let input = input.join("\n") + "\n";
+
+    let r = upload(url, MAIN_KEY, "batch", &input).await;
+    assert_eq!(r.status(), 200);
+    let file: Value = r.json().await.unwrap();
+    let file_id = file["id"].as_str().unwrap().to_string();
+    assert!(file_id.starts_with("file-"));
+    assert_eq!(file["object"], "file");
+    assert_eq!(file["purpose"], "batch");
+    assert_eq!(file["filename"], "input.jsonl");
+    assert_eq!(file["bytes"], input.len());
+    let meta: Value = get(url, MAIN_KEY, &format!("/v1/files/{file_id}")).await.json().await.unwrap();
+    assert_eq!(meta["bytes"], input.len());
+    let content = get(url, MAIN_KEY, &format!("/v1/files/{file_id}/content")).await.text().await.unwrap();
+    assert_eq!(content, input);
+
+    let created = create_batch(url, &file_id, &[]).await;
+    let batch_id = created["id"].as_str().unwrap().to_string();
+    assert!(batch_id.starts_with("batch_"));
+    assert_eq!(created["object"], "batch");
+    assert_eq!(created["status"], "in_progress");
+    assert_eq!(created["request_counts"]["total"], 6);
+    assert_eq!(created["metadata"]["run"], "test");
+
+    let done = wait_status(url, &batch_id, "completed").await;
+    assert_eq!(done["request_counts"], json!({"total": 6, "completed": 5, "failed": 1}));
+    assert!(done["completed_at"].as_u64().is_some());
+    let out_id = done["output_file_id"].as_str().unwrap();
+    let err_id = done["error_file_id"].as_str().unwrap();
+
+    let output = jsonl(&get(url, MAIN_KEY, &format!("/v1/files/{out_id}/content")).await.text().await.unwrap());
+    assert_eq!(output.len(), 5);
+    let mut seen: Vec<&str> = output.iter().map(|l| l["custom_id"].as_str().unwrap()).collect();
+    seen.sort();
+    assert_eq!(seen, ["req-0", "req-1", "req-2", "req-3", "req-4"]);
+    for l in &output {
+        let n = l["custom_id"].as_str().unwrap().trim_start_matches("req-");
+        assert_eq!(l["response"]["status_code"], 200);
+        assert!(l["error"].is_null());
+        let text = l["response"]["body"]["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(text.contains(&format!("batch item {n}")), "{text}");
+    }
+    let errors = jsonl(&get(url, MAIN_KEY, &format!("/v1/files/{err_id}/content")).await.text().await.unwrap());
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["custom_id"], "bad");
+    assert_eq!(errors[0]["response"]["status_code"], 404);
+    assert_eq!(errors[0]["response"]["body"]["error"]["code"], "model_not_found");
+    let out_meta: Value = get(url, MAIN_KEY, &format!("/v1/files/{out_id}")).await.json().await.unwrap();
+    assert_eq!(out_meta["purpose"], "batch_output");
+
+    // the list has it; a second GET is stable (the record is final)
+    let list: Value = get(url, MAIN_KEY, "/v1/batches?limit=10").await.json().await.unwrap();
+    assert_eq!(list["object"], "list");
+    assert!(list["data"].as_array().unwrap().iter().any(|b| b["id"] == batch_id.as_str()));
+    let again: Value = get(url, MAIN_KEY, &format!("/v1/batches/{batch_id}")).await.json().await.unwrap();
+    assert_eq!(again["request_counts"], done["request_counts"]);
+
+    // another key sees none of it
+    for path in [
+        format!("/v1/batches/{batch_id}"),
+        format!("/v1/files/{file_id}"),
+        format!("/v1/files/{file_id}/content"),
+        format!("/v1/files/{out_id}/content"),
+    ] {
+        let (status, _) = error_code(get(url, OTHER_KEY, &path).await).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    let list: Value = get(url, OTHER_KEY, "/v1/batches").await.json().await.unwrap();
+    assert_eq!(list["data"], json!([]));
+
+    // one provider call and one usage event per served item, keyed by its job id
+    assert_eq!(mock_requests(&mock.url).await, 5);
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url()).await.unwrap());
+    let usage = read_stream(&js, "BT_USAGE").await;
+    assert_eq!(usage.len(), 5);
+    for u in &usage {
+        assert!(u["request_id"].as_str().unwrap().starts_with(&format!("{batch_id}-")), "{u}");
+        assert_eq!(u["key_id"], "main");
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_batch_skips_what_is_still_queued() {
+    let nats = NatsServer::start();
+    let mock = mock_upstream();
+    let extra = format!("{}{}", nats_section(&nats.url(), "bc", "job_concurrency = 1"), other_key());
+    let gw = Gateway::start_with(&mock.url, &extra);
+    gw.wait_nats("connected").await;
+    let url = gw.url();
+
+    let input: Vec<String> = (0..12).map(|i| line(&format!("c-{i}"), chat_body(&format!("slow {i}")))).collect();
+    let file: Value = upload(url, MAIN_KEY, "batch", &input.join("\n")).await.json().await.unwrap();
+    // forwarded to every item: each takes 150 ms upstream, one at a time
+    let batch = create_batch(url, file["id"].as_str().unwrap(), &[("x-mock-latency-ms", "150")]).await;
+    let id = batch["id"].as_str().unwrap();
+    let r = post_json(url, MAIN_KEY, &format!("/v1/batches/{id}/cancel"), &json!({}), &[]).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["status"] == "cancelling" || v["status"] == "cancelled", "{v}");
+
+    let done = wait_status(url, id, "cancelled").await;
+    let counts = &done["request_counts"];
+    assert_eq!(counts["total"], 12);
+    assert_eq!(counts["completed"].as_u64().unwrap() + counts["failed"].as_u64().unwrap(), 12);
+    assert!(counts["failed"].as_u64().unwrap() >= 6, "most items were still queued: {counts}");
+    assert!(mock_requests(&mock.url).await < 12);
+    let err_id = done["error_file_id"].as_str().unwrap();
+    let errors = jsonl(&get(url, MAIN_KEY, &format!("/v1/files/{err_id}/content")).await.text().await.unwrap());
+    assert!(errors.iter().all(|l| l["error"]["code"] == "batch_cancelled" && l["response"].is_null()), "{errors:?}");
+
+    // cancelling again is a no-op; another key cannot
+    let r = post_json(url, MAIN_KEY, &format!("/v1/batches/{id}/cancel"), &json!({}), &[]).await;
+    assert_eq!(r.status(), 200);
+    let (status, _) =
+        error_code(post_json(url, OTHER_KEY, &format!("/v1/batches/{id}/cancel"), &json!({}), &[]).await).await;
+    assert_eq!(status, 404);
+
+    // a job that claims someone else's batch is answered as a plain job and leaves
+    // the batch untouched
+    let calls = mock_requests(&mock.url).await;
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url()).await.unwrap());
+    let job = json!({"id": "forged-1", "endpoint": "chat", "body": chat_body("x"),
+        "batch": {"id": id, "custom_id": "evil"}});
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Authorization", format!("Bearer {OTHER_KEY}").as_str());
+    js.publish_with_headers("bc.v1.jobs.high", h, job.to_string().into()).await.unwrap().await.unwrap();
+    let mut result = Value::Null;
+    for _ in 0..200 {
+        let results = read_stream(&js, "BC_RESULTS").await;
+        if let Some(r) = results.into_iter().find(|r| r["id"] == "forged-1") {
+            result = r;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(result["status"], "failed", "{result}");
+    assert_eq!(result["error"]["status"], 404);
+    assert_eq!(mock_requests(&mock.url).await, calls);
+    let after: Value = get(url, MAIN_KEY, &format!("/v1/batches/{id}")).await.json().await.unwrap();
+    assert_eq!(after["request_counts"], done["request_counts"]);
+}
+
+#[tokio::test]
+async fn batch_requests_that_cannot_be_served_get_clear_errors() {
+    // without [nats] the Batch API says why it is unavailable
+    let mock = mock_upstream();
+    let plain = Gateway::start(&mock.url);
+    let (status, msg) = error_code(upload(plain.url(), MAIN_KEY, "batch", &line("a", chat_body("x"))).await).await;
+    assert_eq!(status, 503, "{msg}");
+    assert!(msg.contains("[nats]"), "{msg}");
+    let body = json!({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h"});
+    let (status, _) = error_code(post_json(plain.url(), MAIN_KEY, "/v1/batches", &body, &[]).await).await;
+    assert_eq!(status, 503);
+    drop(plain);
+
+    let nats = NatsServer::start();
+    let gw = Gateway::start_with(&mock.url, &nats_section(&nats.url(), "be", "files_max_bytes = 2000"));
+    gw.wait_nats("connected").await;
+    let url = gw.url();
+    let good = line("a", chat_body("x"));
+
+    // credentials
+    let (status, _) = error_code(upload(url, "sk-wrong", "batch", &good).await).await;
+    assert_eq!(status, 401);
+    let r = client().get(format!("{url}/v1/batches")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // uploads
+    let (status, msg) = error_code(upload(url, MAIN_KEY, "fine-tune", &good).await).await;
+    assert_eq!((status, msg.contains("purpose")), (400, true), "{msg}");
+    let bad = format!("{good}\n{{not json\n");
+    let (status, msg) = error_code(upload(url, MAIN_KEY, "batch", &bad).await).await;
+    assert_eq!((status, msg.contains("line 2")), (400, true), "{msg}");
+    let big: String = (0..40).map(|i| line(&format!("id-{i}"), chat_body("a long enough line")) + "\n").collect();
+    let (status, _) = error_code(upload(url, MAIN_KEY, "batch", &big).await).await;
+    assert_eq!(status, 413);
+    let form = reqwest::multipart::Form::new().text("purpose", "batch");
+    let r = client().post(format!("{url}/v1/files")).bearer_auth(MAIN_KEY).multipart(form).send().await.unwrap();
+    let (status, msg) = error_code(r).await;
+    assert_eq!((status, msg.contains("`file`")), (400, true), "{msg}");
+    let r = post_json(url, MAIN_KEY, "/v1/files", &json!({"purpose": "batch"}), &[]).await;
+    assert_eq!(error_code(r).await.0, 400, "not a multipart body");
+    let (status, _) = error_code(get(url, MAIN_KEY, "/v1/files/file-nope").await).await;
+    assert_eq!(status, 404);
+    let (status, _) = error_code(get(url, MAIN_KEY, "/v1/files/file-batch_nope-output/content").await).await;
+    assert_eq!(status, 404);
+
+    // batch creation
+    let file: Value = upload(url, MAIN_KEY, "batch", &good).await.json().await.unwrap();
+    let fid = file["id"].as_str().unwrap();
+    let create = |endpoint: &str, window: &str, file: &str| json!({"input_file_id": file, "endpoint": endpoint, "completion_window": window});
+    let cases = [
+        (create("/v1/chat/completions", "24h", "file-nope"), 404, "file-nope"),
+        (create("/v1/completions", "24h", fid), 400, "endpoint"),
+        (create("/v1/chat/completions", "1h", fid), 400, "completion_window"),
+        (create("/v1/embeddings", "24h", fid), 400, "/v1/chat/completions"),
+        (json!({"input_file_id": fid, "endpoint": "/v1/embeddings", "completion_window": "24h", "x": 1}), 400, "x"),
+        (json!({"endpoint": "/v1/embeddings"}), 400, "input_file_id"),
+    ];
+    for (body, want, mention) in cases {
+        let (status, msg) = error_code(post_json(url, MAIN_KEY, "/v1/batches", &body, &[]).await).await;
+        assert_eq!(status, want, "{body}: {msg}");
+        assert!(msg.contains(mention), "{body}: {msg}");
+    }
+    let body = create("/v1/chat/completions", "24h", fid);
+    let r = post_json(url, MAIN_KEY, "/v1/batches", &body, &[("x-switchyard-priority", "urgent")]).await;
+    assert_eq!(error_code(r).await.0, 400);
+    let r = client()
+        .post(format!("{url}/v1/batches"))
+        .bearer_auth(MAIN_KEY)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await.0, 400);
+
+    // lookups
+    let (status, _) = error_code(get(url, MAIN_KEY, "/v1/batches/batch_nope").await).await;
+    assert_eq!(status, 404);
+    let (status, _) = error_code(get(url, MAIN_KEY, "/v1/batches/not.a.valid.id").await).await;
+    assert_eq!(status, 404);
+    let (status, _) = error_code(get(url, MAIN_KEY, "/v1/batches?limit=abc").await).await;
+    assert_eq!(status, 400);
+
+    // a finished batch cannot be cancelled
+    let batch = create_batch(url, fid, &[("x-switchyard-priority", "high")]).await;
+    let id = batch["id"].as_str().unwrap();
+    wait_status(url, id, "completed").await;
+    let (status, msg) =
+        error_code(post_json(url, MAIN_KEY, &format!("/v1/batches/{id}/cancel"), &json!({}), &[]).await).await;
+    assert_eq!((status, msg.contains("completed")), (400, true), "{msg}");
+
+    // NATS gone: 503, not a hang
+    drop(nats);
+    gw.wait_nats("disconnected").await;
+    let (status, _) = error_code(get(url, MAIN_KEY, &format!("/v1/batches/{id}")).await).await;
+    assert_eq!(status, 503);
+}
