@@ -177,6 +177,8 @@ pub struct Key {
     pub models: Option<Vec<String>>,
     pub limits: Limits,
     pub priority: Priority,
+    /// Lane of its Batch API items.
+    pub batch_priority: Priority,
 }
 
 impl Key {

@@ -194,6 +194,8 @@ pub struct RawKey {
     pub max_concurrent: Option<u32>,
     /// Default priority: `high`, `normal` or `low`.
     pub priority: Option<String>,
+    /// Lane of its Batch API items: `high`, `normal` or `low` (default `low`).
+    pub batch_priority: Option<String>,
 }
 
 /// `[cache]`

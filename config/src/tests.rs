@@ -167,6 +167,7 @@ fn nats_settings_are_checked_and_defaulted() {
     assert_eq!(n.subject("chat"), "switchyard.v1.chat");
     assert!(n.request_reply && n.jobs);
     assert_eq!(n.ack_wait, Duration::from_secs(30));
+    assert_eq!((n.files_max_bytes, n.batch_max_requests), (100 << 20, 50_000));
     let text = r#"
 [nats]
 url = "http://nope"
@@ -177,10 +178,19 @@ job_concurrency = 0
 max_attempts = 0
 ack_wait_secs = 0
 replicas = 7
+files_max_bytes = 0
+batch_max_requests = 0
 [[providers]]
 name = "p"
 kind = "mock"
 jobs_share = 1.5
+[[models]]
+alias = "a"
+targets = [{ provider = "p", model = "m" }]
+[[keys]]
+id = "k"
+key = "0123456789"
+batch_priority = "urgent"
 "#;
     let err = parse(text).err().map(|e| fields(&e)).unwrap_or_default();
     for want in [
@@ -192,6 +202,9 @@ jobs_share = 1.5
         "nats.ack_wait_secs",
         "nats.replicas",
         "providers[0].jobs_share",
+        "nats.files_max_bytes",
+        "nats.batch_max_requests",
+        "keys[0].batch_priority",
     ] {
         assert!(err.iter().any(|f| f == want), "missing error for {want}: {err:?}");
     }

@@ -359,13 +359,15 @@ pub fn validate(
             }
             Some(k.models)
         };
-        let priority = match k.priority.as_deref() {
-            None => Priority::Normal,
+        let mut priority = |name: &str, v: Option<&str>, default: Priority| match v {
+            None => default,
             Some(p) => Priority::parse(p).unwrap_or_else(|| {
-                errs.push(f("priority"), format!("`{p}` is not one of high, normal, low"));
-                Priority::Normal
+                errs.push(f(name), format!("`{p}` is not one of high, normal, low"));
+                default
             }),
         };
+        let batch_priority = priority("batch_priority", k.batch_priority.as_deref(), Priority::Low);
+        let priority = priority("priority", k.priority.as_deref(), Priority::Normal);
         if k.rpm == Some(0) {
             errs.push(f("rpm"), "must be at least 1 (omit it for no limit)");
         }
@@ -381,6 +383,7 @@ pub fn validate(
             models: models_allowed,
             limits: Limits { rpm: k.rpm, tpm: k.tpm, max_concurrent: k.max_concurrent },
             priority,
+            batch_priority,
         });
     }
 

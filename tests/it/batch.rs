@@ -125,6 +125,10 @@ async fn a_batch_runs_through_the_queue_and_its_files_hold_every_answer() {
     assert_eq!(errors[0]["custom_id"], "bad");
     assert_eq!(errors[0]["response"]["status_code"], 404);
     assert_eq!(errors[0]["response"]["body"]["error"]["code"], "model_not_found");
+    // a key without `batch_priority` queues its items in the low lane
+    let low = metric(url, "switchyard_jobs_total{lane=\"low\",outcome=\"completed\"}").await;
+    let failed = metric(url, "switchyard_jobs_total{lane=\"low\",outcome=\"failed\"}").await;
+    assert_eq!((low, failed), (Some(5.0), Some(1.0)));
     let out_meta: Value = get(url, MAIN_KEY, &format!("/v1/files/{out_id}")).await.json().await.unwrap();
     assert_eq!(out_meta["purpose"], "batch_output");
 
@@ -307,6 +311,7 @@ async fn batch_requests_that_cannot_be_served_get_clear_errors() {
     let batch = create_batch(url, fid, &[("x-switchyard-priority", "high")]).await;
     let id = batch["id"].as_str().unwrap();
     wait_status(url, id, "completed").await;
+    assert_eq!(metric(url, "switchyard_jobs_total{lane=\"high\",outcome=\"completed\"}").await, Some(1.0));
     let (status, msg) =
         error_code(post_json(url, MAIN_KEY, &format!("/v1/batches/{id}/cancel"), &json!({}), &[]).await).await;
     assert_eq!((status, msg.contains("completed")), (400, true), "{msg}");

@@ -130,7 +130,7 @@ async fn file_content(req: HttpRequest, path: web::Path<String>, state: web::Dat
 }
 
 /// `POST /v1/batches`. The items run under the caller's key, in the lane its
-/// `x-switchyard-priority` names (low by default).
+/// `x-switchyard-priority` names, else the key's `batch_priority` (low by default).
 async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let rt = state.engine.runtime();
     let key = match caller(&req, &state) {
@@ -139,7 +139,7 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
     };
     let result = async {
         let lane = match req.headers().get("x-switchyard-priority").map(|v| v.to_str().ok().and_then(Priority::parse)) {
-            None => Priority::Low,
+            None => key.key.batch_priority,
             Some(Some(p)) => p,
             Some(None) => {
                 return Err(GatewayError::BadRequest("`x-switchyard-priority` must be high, normal or low".into()))
