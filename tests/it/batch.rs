@@ -316,6 +316,19 @@ async fn batch_requests_that_cannot_be_served_get_clear_errors() {
         error_code(post_json(url, MAIN_KEY, &format!("/v1/batches/{id}/cancel"), &json!({}), &[]).await).await;
     assert_eq!((status, msg.contains("completed")), (400, true), "{msg}");
 
+    // a batch whose creation was cut off (its instance died while queueing the items)
+    // ends as failed instead of staying `validating` forever
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url()).await.unwrap());
+    let kv = js.get_key_value("BE_BATCHES").await.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let stale = json!({"id": "batch_stale", "owner": "main", "endpoint": "/v1/chat/completions",
+        "input_file_id": fid, "completion_window": "24h", "status": "validating", "total": 3, "completed": 0,
+        "failed": 0, "created_at": now - 3600, "expires_at": now + 82_800, "metadata": null, "lane": "Low"});
+    kv.put("batch_stale", stale.to_string().into()).await.unwrap();
+    let v: Value = get(url, MAIN_KEY, "/v1/batches/batch_stale").await.json().await.unwrap();
+    assert_eq!(v["status"], "failed", "{v}");
+    assert_eq!(v["errors"]["data"][0]["code"], "creation_interrupted");
+
     // NATS gone: 503, not a hang
     drop(nats);
     gw.wait_nats("disconnected").await;

@@ -39,6 +39,8 @@ use crate::ingress::nats::jobs::{self, Names};
 
 /// Publishes in flight at once while a batch's items are queued.
 const PUBLISH_WINDOW: usize = 256;
+/// A batch still `validating` this long after its creation was interrupted.
+const STALE_VALIDATING_SECS: u64 = 600;
 /// Output lines read per fetch while an output file is streamed.
 const READ_CHUNK: usize = 256;
 
@@ -495,12 +497,29 @@ impl BatchApi {
             {
                 return Ok(rec.view(rec.completed, rec.failed));
             }
+            let now = unix_secs();
+            if rec.status == Status::Validating && now.saturating_sub(rec.created_at) > STALE_VALIDATING_SECS {
+                // the instance creating it died while queueing the items: what was
+                // queued is skipped, and the batch says why
+                rec.status = Status::Failed;
+                rec.failed_at = Some(now);
+                rec.errors = Some(json!({"object": "list", "data": [{"code": "creation_interrupted",
+                    "message": "the gateway stopped while queueing this batch's requests; create it again",
+                    "param": null, "line": null}]}));
+                match s.batches.update(&rec.id, encode(&rec)?, rev).await {
+                    Ok(_) => return Ok(rec.view(0, 0)),
+                    Err(_) => match read_batch(&s.batches, &rec.id).await? {
+                        Some((r, v)) => (rec, rev) = (r, v),
+                        None => return Err(missing("batch", &rec.id)),
+                    },
+                }
+                continue;
+            }
             let ok = self.count(s, &rec.id, true).await?;
             let failed = self.count(s, &rec.id, false).await?;
             if ok + failed < rec.total || rec.status == Status::Validating {
                 return Ok(rec.view(ok, failed));
             }
-            let now = unix_secs();
             rec.finalizing_at.get_or_insert(now);
             if rec.status == Status::Cancelling {
                 rec.status = Status::Cancelled;
