@@ -335,3 +335,52 @@ async fn batch_requests_that_cannot_be_served_get_clear_errors() {
     let (status, _) = error_code(get(url, MAIN_KEY, &format!("/v1/batches/{id}")).await).await;
     assert_eq!(status, 503);
 }
+
+#[tokio::test]
+async fn a_batch_survives_kill_9_with_one_output_and_one_usage_record_per_request() {
+    let nats = NatsServer::start();
+    let mock = mock_upstream();
+    let section = nats_section(&nats.url(), "bk", "job_concurrency = 16\nack_wait_secs = 2");
+    let mut gw = Gateway::start_with(&mock.url, &section);
+    gw.wait_nats("connected").await;
+
+    let input: Vec<String> = (0..120).map(|i| line(&format!("k-{i}"), chat_body(&format!("crash {i}")))).collect();
+    let file: Value = upload(gw.url(), MAIN_KEY, "batch", &input.join("\n")).await.json().await.unwrap();
+    let batch = create_batch(gw.url(), file["id"].as_str().unwrap(), &[("x-mock-latency-ms", "40")]).await;
+    let id = batch["id"].as_str().unwrap().to_string();
+    // crash once some outputs are stored and more are in flight
+    for _ in 0..600 {
+        let v: Value = get(gw.url(), MAIN_KEY, &format!("/v1/batches/{id}")).await.json().await.unwrap();
+        if v["request_counts"]["completed"].as_u64().unwrap_or(0) >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.kill9();
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url()).await.unwrap());
+    let stored = read_stream(&js, "BK_RESULTS").await.len();
+    assert!((20..120).contains(&stored), "the crash came mid-batch ({stored} outputs stored)");
+    gw.restart();
+    gw.wait_nats("connected").await;
+    let done = wait_status(gw.url(), &id, "completed").await;
+    assert_eq!(done["request_counts"], json!({"total": 120, "completed": 120, "failed": 0}));
+    let out_id = done["output_file_id"].as_str().unwrap();
+    let output = jsonl(&get(gw.url(), MAIN_KEY, &format!("/v1/files/{out_id}/content")).await.text().await.unwrap());
+    let mut ids: Vec<&str> = output.iter().map(|l| l["custom_id"].as_str().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((output.len(), ids.len()), (120, 120), "one output line per request");
+
+    let usage = read_stream(&js, "BK_USAGE").await;
+    let mut req_ids: Vec<&str> = usage.iter().map(|u| u["request_id"].as_str().unwrap()).collect();
+    req_ids.sort();
+    req_ids.dedup();
+    assert_eq!((usage.len(), req_ids.len()), (120, 120), "one usage event per request");
+    wait_for_metric(gw.url(), "switchyard_jobs_inflight", |v| v == 0.0).await;
+    gw.stop();
+    let (code, out, err) = run_cli(&["usage", "--data-dir", gw.data_dir().to_str().unwrap(), "--by", "key", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    let main = rows.as_array().unwrap().iter().find(|r| r["group"] == "main").unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(main["requests"], 120, "one ledger record per request: {out}");
+}
