@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use switchyard_config::Limits;
+use tokio::sync::mpsc;
 
 use super::cache::Cache;
 use super::deliver;
@@ -165,6 +166,8 @@ pub struct Refused {
 /// Held for the life of a request; dropping it settles with the limiter.
 pub struct LimitTicket {
     addr: Option<Addr<RateLimiter>>,
+    /// The limiter's settle queue: a finished request wakes no thread (see [`SETTLE_TICK`]).
+    queue: Option<mpsc::Sender<Settle>>,
     key_id: Arc<str>,
     limits: Limits,
     reserved: u64,
@@ -188,16 +191,21 @@ impl LimitTicket {
 impl Drop for LimitTicket {
     fn drop(&mut self) {
         if let Some(addr) = self.addr.take() {
-            deliver(
-                &addr,
-                Settle {
-                    key_id: self.key_id.clone(),
-                    limits: self.limits,
-                    reserved: self.reserved,
-                    actual: self.actual,
-                    release: self.release.take(),
-                },
-            );
+            let settle = Settle {
+                key_id: self.key_id.clone(),
+                limits: self.limits,
+                reserved: self.reserved,
+                actual: self.actual,
+                release: self.release.take(),
+            };
+            match self.queue.take().map(|q| q.try_send(settle)) {
+                Some(Ok(())) => {}
+                // no queue, or it is full: through the mailbox
+                Some(Err(mpsc::error::TrySendError::Full(settle) | mpsc::error::TrySendError::Closed(settle))) => {
+                    deliver(&addr, settle)
+                }
+                None => {}
+            }
         }
     }
 }
@@ -208,16 +216,52 @@ pub struct NextStages {
     pub router: Addr<Router>,
 }
 
-#[derive(Default)]
+/// How often the limiter drains its settle queue when no admission does it first.
+///
+/// Finished requests put their settle (concurrency slot, token correction, provider slot)
+/// on a queue instead of the limiter's mailbox, so the end of a request costs no
+/// cross-thread wake-up (a third of the wake-ups per request before). Every admission
+/// drains the queue before it checks limits, so a request never sees a stale count
+/// left by one that finished before it; the tick bounds the delay of a provider slot's
+/// release when no request arrives (a queued request waits at most this much longer).
+pub const SETTLE_TICK: Duration = Duration::from_millis(2);
+
+/// Settles waiting before the mailbox is used instead.
+const SETTLE_QUEUE: usize = 1 << 16;
+
 pub struct RateLimiter {
     keys: HashMap<Arc<str>, KeyState>,
     /// `None` (unit tests): admitted jobs are answered here.
     next: Option<NextStages>,
+    settle_tx: mpsc::Sender<Settle>,
+    settle_rx: mpsc::Receiver<Settle>,
+}
+
+impl Default for RateLimiter {
+    fn default() -> RateLimiter {
+        let (settle_tx, settle_rx) = mpsc::channel(SETTLE_QUEUE);
+        RateLimiter { keys: HashMap::new(), next: None, settle_tx, settle_rx }
+    }
 }
 
 impl RateLimiter {
     pub fn new(next: NextStages) -> RateLimiter {
-        RateLimiter { keys: HashMap::new(), next: Some(next) }
+        RateLimiter { next: Some(next), ..RateLimiter::default() }
+    }
+
+    /// Applies every queued settle.
+    fn drain_settles(&mut self) {
+        let now = Instant::now();
+        while let Ok(msg) = self.settle_rx.try_recv() {
+            self.apply(msg, now);
+        }
+    }
+
+    fn apply(&mut self, msg: Settle, now: Instant) {
+        self.settle(&msg, now);
+        if let Some((worker, background)) = &msg.release {
+            deliver(worker, Release { background: *background });
+        }
     }
 
     /// The admission decision (plain function, benchmarked).
@@ -303,6 +347,7 @@ impl Actor for RateLimiter {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(super::MAILBOX);
+        ctx.run_interval(SETTLE_TICK, |limiter, _| limiter.drain_settles());
     }
 }
 
@@ -311,12 +356,14 @@ impl Handler<Job> for RateLimiter {
     type Result = ();
 
     fn handle(&mut self, Job(mut job): Job, ctx: &mut Self::Context) {
+        self.drain_settles();
         match self.check(&job.key_id, job.limits, job.tokens, Instant::now()) {
             Err(refused) => job.refuse(Refusal::Limited(refused)),
             Ok(headers) => {
                 job.rate = Some(headers);
                 job.ticket = Some(LimitTicket {
                     addr: Some(ctx.address()),
+                    queue: Some(self.settle_tx.clone()),
                     key_id: job.key_id.clone(),
                     limits: job.limits,
                     reserved: job.tokens,
@@ -337,10 +384,8 @@ impl Handler<Settle> for RateLimiter {
     type Result = ();
 
     fn handle(&mut self, msg: Settle, _: &mut Self::Context) {
-        self.settle(&msg, Instant::now());
-        if let Some((worker, background)) = &msg.release {
-            deliver(worker, Release { background: *background });
-        }
+        self.drain_settles();
+        self.apply(msg, Instant::now());
     }
 }
 
