@@ -1,6 +1,9 @@
-//! `switchyard mock-upstream`: a standalone OpenAI-compatible provider with deterministic
-//! replies (shared with the built-in `mock` provider) and behaviour a test can ask for
-//! per request through headers:
+//! `switchyard mock-upstream`: a standalone provider with deterministic replies (shared
+//! with the built-in `mock` provider) in OpenAI's format (`/v1/chat/completions`,
+//! `/v1/embeddings`) and Anthropic's (`/v1/messages`, which checks `x-api-key`,
+//! `anthropic-version` and `max_tokens` as Anthropic does, and calls the first offered
+//! tool until it gets a tool result), and behaviour a test can ask for per request
+//! through headers:
 //! - `x-mock-latency-ms: N`      wait N ms before answering
 //! - `x-mock-status: S`          answer status S with an OpenAI error body
 //! - `x-mock-disconnect-after: N` (streams) send N chunks, then cut the connection
@@ -98,8 +101,59 @@ async fn chat(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -
     let mut events: Vec<Bytes> =
         mock::chat_chunks(&v, &model, unix_secs()).iter().map(|c| sse::data_event(&c.to_string())).collect();
     events.push(Bytes::from_static(sse::DONE));
-    let cut = header_u64(&req, "x-mock-disconnect-after").map(|n| n as usize);
-    let delay = header_u64(&req, "x-mock-chunk-delay-ms").map(Duration::from_millis).unwrap_or(state.chunk_delay);
+    sse_response(&req, &state, events)
+}
+
+/// Anthropic's error shape.
+fn anthropic_error(status: u16, kind: &str, message: &str) -> HttpResponse {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status).json(json!({"type": "error", "error": {"type": kind, "message": message}}))
+}
+
+/// `POST /v1/messages` (Anthropic Messages API).
+async fn messages(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -> HttpResponse {
+    state.stats.chat.fetch_add(1, Ordering::Relaxed);
+    if req.headers().get("x-api-key").is_none() {
+        return anthropic_error(401, "authentication_error", "x-api-key header is required");
+    }
+    if req.headers().get("anthropic-version").is_none() {
+        return anthropic_error(400, "invalid_request_error", "anthropic-version header is required");
+    }
+    if let Some(status) = header_u64(&req, "x-mock-status") {
+        let _mark = InflightMark::new(&state.stats);
+        let kind = match status {
+            429 => "rate_limit_error",
+            529 => "overloaded_error",
+            400 => "invalid_request_error",
+            _ => "api_error",
+        };
+        return anthropic_error(status as u16, kind, "failure requested by x-mock-status");
+    }
+    let v = match prologue(&req, &state, &body).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    if !v.get("messages").is_some_and(Value::is_array) {
+        return anthropic_error(400, "invalid_request_error", "messages: Field required");
+    }
+    if !v.get("max_tokens").is_some_and(Value::is_u64) {
+        return anthropic_error(400, "invalid_request_error", "max_tokens: Field required");
+    }
+    let model = v.get("model").and_then(Value::as_str).unwrap_or("mock").to_string();
+    if !v.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        return HttpResponse::Ok().json(mock::anthropic_message(&v, &model));
+    }
+    let events: Vec<Bytes> = mock::anthropic_events(&v, &model)
+        .into_iter()
+        .map(|(name, data)| Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
+        .collect();
+    sse_response(&req, &state, events)
+}
+
+/// Streams `events` with the requested chunk delay and disconnect.
+fn sse_response(req: &HttpRequest, state: &MockState, events: Vec<Bytes>) -> HttpResponse {
+    let cut = header_u64(req, "x-mock-disconnect-after").map(|n| n as usize);
+    let delay = header_u64(req, "x-mock-chunk-delay-ms").map(Duration::from_millis).unwrap_or(state.chunk_delay);
     let stream = futures_util::stream::iter(events.into_iter().enumerate()).then(move |(i, ev)| async move {
         if cut.is_some_and(|n| i >= n) {
             // let what was sent reach the wire, then fail the body stream: actix drops
@@ -162,6 +216,7 @@ pub fn run(addr: &str, latency_ms: u64, chunk_delay_ms: u64, workers: Option<usi
                 .app_data(web::PayloadConfig::new(64 << 20))
                 .route("/v1/chat/completions", web::post().to(chat))
                 .route("/v1/embeddings", web::post().to(embeddings))
+                .route("/v1/messages", web::post().to(messages))
                 .route("/v1/models", web::get().to(models))
                 .route("/mock/stats", web::get().to(stats))
                 .route("/mock/stats", web::delete().to(reset_stats))

@@ -87,6 +87,8 @@ pub enum ProviderKind {
     OpenAi,
     /// Any server speaking OpenAI's API (vLLM, Ollama's `/v1`, TGI, Groq, ...).
     OpenAiCompatible,
+    /// Anthropic's Messages API.
+    Anthropic,
     /// Built in: deterministic replies without a network.
     Mock,
 }
@@ -95,6 +97,7 @@ impl ProviderKind {
     pub const ALL: &'static [(&'static str, ProviderKind)] = &[
         ("openai", ProviderKind::OpenAi),
         ("openai-compatible", ProviderKind::OpenAiCompatible),
+        ("anthropic", ProviderKind::Anthropic),
         ("mock", ProviderKind::Mock),
     ];
 
@@ -102,6 +105,7 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::OpenAiCompatible => "openai-compatible",
+            ProviderKind::Anthropic => "anthropic",
             ProviderKind::Mock => "mock",
         }
     }

@@ -221,6 +221,7 @@ pub fn validate(
         };
         let base_url = match (kind, p.base_url.as_deref()) {
             (ProviderKind::OpenAi, None) => "https://api.openai.com/v1".to_string(),
+            (ProviderKind::Anthropic, None) => "https://api.anthropic.com/v1".to_string(),
             (ProviderKind::Mock, None) => "mock://".to_string(),
             (ProviderKind::OpenAiCompatible, None) => {
                 errs.push(f("base_url"), "required for kind `openai-compatible`");

@@ -102,6 +102,27 @@ forward_headers = ["x-mock-latency-ms"]
 alias = "chat"
 targets = [{{ provider = "up", model = "gpt-4o-mini" }}]
 
+[[providers]]
+name = "anth"
+kind = "anthropic"
+base_url = "{mock}/v1"
+api_key = "anthropic-secret"
+first_byte_timeout_ms = 1500
+forward_headers = ["x-mock-latency-ms", "x-mock-status", "x-mock-disconnect-after", "x-mock-chunk-delay-ms"]
+
+[[providers]]
+name = "anth-nokey"
+kind = "anthropic"
+base_url = "{mock}/v1"
+
+[[models]]
+alias = "claude"
+targets = [{{ provider = "anth", model = "claude-mock" }}]
+
+[[models]]
+alias = "claude-nokey"
+targets = [{{ provider = "anth-nokey", model = "claude-mock" }}]
+
 [[models]]
 alias = "embed"
 targets = [{{ provider = "up", model = "text-embedding-3-small" }}]

@@ -1,4 +1,5 @@
 mod admin;
+mod anthropic;
 mod batch;
 mod cache;
 mod chat;

@@ -3,6 +3,7 @@
 Usage: python openai_sdk.py BASE_URL API_KEY
 Exits non-zero (with a traceback) on the first failed check.
 """
+import json
 import sys
 
 import openai
@@ -73,5 +74,19 @@ try:
     raise AssertionError("expected APIError from the error event")
 except openai.APIError:
     pass
+
+# a model served by Anthropic, with a streamed tool call, through the same SDK
+tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
+    "type": "object", "properties": {"query": {"type": "string"}}}}}]
+r = client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "hi claude"}])
+assert r.choices[0].message.content == "This is a mock reply to: hi claude", r
+args, name = "", None
+for chunk in client.chat.completions.create(
+    model="claude", messages=[{"role": "user", "content": "find Paris"}], tools=tools, stream=True
+):
+    for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+        name = call.function.name or name
+        args += call.function.arguments or ""
+assert name == "lookup" and json.loads(args) == {"query": "find Paris"}, (name, args)
 
 print("openai sdk: all checks passed")

@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::Value;
-use switchyard_config::{Config, Key, Priority};
+use switchyard_config::{Config, Key, Priority, ProviderKind};
 
 pub use self::finish::{record_overhead, Finisher, InflightGuard};
 use crate::actors::accounting::{Accounting, Flush, RecordSink};
@@ -26,8 +26,8 @@ use crate::actors::provider_worker::{ProviderWorker, Resize};
 use crate::actors::rate_limiter::{NextStages, RateHeaders, RateLimiter};
 use crate::actors::router::{Router, UpdateModels};
 use crate::metrics::{CACHE_REQUESTS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL};
-use crate::providers::openai;
 use crate::providers::sse::{data_event, DONE};
+use crate::providers::{self, anthropic, openai};
 use crate::providers::{UpstreamBody, UpstreamCall, UpstreamClient, UpstreamReply};
 use crate::store::Store;
 use crate::types::{unix_ms, ChatRequest, EmbeddingsRequest, Endpoint, Usage, UsageRecord};
@@ -509,7 +509,12 @@ impl Engine {
         if p.hit.is_some() {
             return self.answer_from_cache(ctx, p, record, stream.then(|| req.wants_stream_usage())).await;
         }
-        let called = self.call_upstream(ctx, p, record, prompt, |model| openai::chat_body(&req, model)).await?;
+        let called = self
+            .call_upstream(ctx, p, record, prompt, |kind, model| match kind {
+                ProviderKind::Anthropic => anthropic::chat_body(&req, model),
+                _ => openai::chat_body(&req, model).map_err(encode_error),
+            })
+            .await?;
         let Called { mut fin, provider, model, reply, rate, cache_status } = called;
         let upstream_time = fin.upstream_time;
         let body = match reply.body {
@@ -550,7 +555,18 @@ impl Engine {
         if p.hit.is_some() {
             return self.answer_from_cache(ctx, p, record, None).await;
         }
-        let called = self.call_upstream(ctx, p, record, prompt, |model| openai::embeddings_body(&req, model)).await?;
+        let called = self
+            .call_upstream(ctx, p, record, prompt, |kind, model| {
+                if !providers::supports(kind, Endpoint::Embeddings) {
+                    return Err(GatewayError::BadRequest(format!(
+                        "the model `{}` is served by a provider of kind `{}`, which has no embeddings",
+                        req.model,
+                        kind.as_str()
+                    )));
+                }
+                openai::embeddings_body(&req, model).map_err(encode_error)
+            })
+            .await?;
         let Called { mut fin, provider, model, reply, rate, cache_status } = called;
         let UpstreamBody::Full(bytes) = reply.body else {
             let err = GatewayError::UpstreamInvalid { provider, message: "unexpected stream".into() };
@@ -574,7 +590,7 @@ impl Engine {
         mut p: Prepared,
         record: UsageRecord,
         prompt: u64,
-        encode: impl FnOnce(&str) -> Result<Vec<u8>, serde_json::Error>,
+        encode: impl FnOnce(ProviderKind, &str) -> Result<Vec<u8>, GatewayError>,
     ) -> Result<Called, Failure> {
         let Some(d) = p.route.take() else {
             return Err(GatewayError::Internal("admitted without a route".into()).into());
@@ -584,12 +600,18 @@ impl Engine {
         fin.permit = Some(d.permit);
         fin.record.provider = d.provider.clone();
         fin.record.upstream_model = d.model.clone();
-        let body = match encode(&d.model) {
+        let body = match encode(d.handle.client.cfg.kind, &d.model) {
             Ok(b) => b,
-            Err(e) => {
-                let err = GatewayError::Internal(format!("cannot encode the upstream request: {e}"));
-                return Err(Self::failed(ctx, &mut fin, err, rate).await);
+            // the request asks for what this provider cannot do: refused before any
+            // call, so it is no usage record and its reservation is given back
+            Err(err @ GatewayError::BadRequest(_)) => {
+                fin.finished = true;
+                if let Some(t) = &mut fin.ticket {
+                    t.set_actual(0);
+                }
+                return Err(err.into());
             }
+            Err(err) => return Err(Self::failed(ctx, &mut fin, err, rate).await),
         };
         let (endpoint, stream) = (fin.record.endpoint, fin.record.stream);
         let started = Instant::now();
@@ -612,6 +634,10 @@ impl Engine {
         fin.durable().await;
         Failure { error: err, rate: Some(Box::new(rate)), counted: true }
     }
+}
+
+fn encode_error(e: serde_json::Error) -> GatewayError {
+    GatewayError::Internal(format!("cannot encode the upstream request: {e}"))
 }
 
 /// A call that came back 2xx, and what the response needs.

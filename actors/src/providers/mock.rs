@@ -116,6 +116,101 @@ pub fn chat_chunks(req: &Value, model: &str, created: u64) -> Vec<Value> {
     out
 }
 
+/// A tool call the mock makes: when the request offers tools and the conversation has
+/// no tool result yet, it calls the first tool with `{"query": <last user text>}`.
+fn anthropic_tool_call(req: &Value) -> Option<(String, String, Value)> {
+    let tool = req.get("tools")?.as_array()?.first()?.get("name")?.as_str()?.to_string();
+    let messages = req.get("messages")?.as_array()?;
+    let answered = messages.iter().any(|m| {
+        m.get("content")
+            .and_then(Value::as_array)
+            .is_some_and(|blocks| blocks.iter().any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result")))
+    });
+    if answered {
+        return None;
+    }
+    let words = reply_words(req);
+    let query: Vec<&str> = words.iter().skip(6).map(String::as_str).collect();
+    let id = format!("toolu_mock_{}", digest_hex(req.to_string().as_bytes()));
+    Some((id, tool, json!({"query": query.join(" ")})))
+}
+
+fn anthropic_usage(req: &Value, output: u64) -> Value {
+    json!({"input_tokens": prompt_tokens(req), "output_tokens": output, "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0})
+}
+
+/// A Messages API answer (`type: message`) for an Anthropic request.
+pub fn anthropic_message(req: &Value, model: &str) -> Value {
+    let id = format!("msg_mock_{}", digest_hex(req.to_string().as_bytes()));
+    if let Some((tool_id, name, input)) = anthropic_tool_call(req) {
+        return json!({"id": id, "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "tool_use", "id": tool_id, "name": name, "input": input}],
+            "stop_reason": "tool_use", "stop_sequence": null, "usage": anthropic_usage(req, 12)});
+    }
+    let words = reply_words(req);
+    let stop = if finish_reason(req, &words) == "length" { "max_tokens" } else { "end_turn" };
+    json!({"id": id, "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "text", "text": words.join(" ")}],
+        "stop_reason": stop, "stop_sequence": null, "usage": anthropic_usage(req, words.len() as u64)})
+}
+
+/// The Messages API SSE events (name, data) of a streamed answer: text one word a
+/// delta, or a tool call whose input JSON arrives in pieces of 5 characters.
+pub fn anthropic_events(req: &Value, model: &str) -> Vec<(&'static str, Value)> {
+    let id = format!("msg_mock_{}", digest_hex(req.to_string().as_bytes()));
+    let mut start = json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant",
+        "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+        "usage": anthropic_usage(req, 1)}});
+    if let Some(m) = start.get_mut("message") {
+        m["usage"]["output_tokens"] = json!(1);
+    }
+    let mut out = vec![("message_start", start), ("ping", json!({"type": "ping"}))];
+    let (stop, output) = if let Some((tool_id, name, input)) = anthropic_tool_call(req) {
+        out.push((
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}}}),
+        ));
+        let text = input.to_string();
+        let chars: Vec<char> = text.chars().collect();
+        for piece in chars.chunks(5) {
+            let part: String = piece.iter().collect();
+            out.push((
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": part}}),
+            ));
+        }
+        ("tool_use", 12)
+    } else {
+        let words = reply_words(req);
+        out.push((
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}}),
+        ));
+        for (i, w) in words.iter().enumerate() {
+            let text = if i == 0 { w.clone() } else { format!(" {w}") };
+            out.push((
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": text}}),
+            ));
+        }
+        let stop = if finish_reason(req, &words) == "length" { "max_tokens" } else { "end_turn" };
+        (stop, words.len() as u64)
+    };
+    out.push(("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+    out.push((
+        "message_delta",
+        json!({"type": "message_delta",
+        "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": output}}),
+    ));
+    out.push(("message_stop", json!({"type": "message_stop"})));
+    out
+}
+
 /// A deterministic unit vector for `text`.
 pub fn vector(text: &str, dims: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(dims);

@@ -2,6 +2,7 @@
 //! and is pure; [`UpstreamClient`] is the only part that does I/O: pooled HTTP with
 //! connect, first-byte and total timeouts, and bounded retries before the first byte.
 
+pub mod anthropic;
 pub mod mock;
 pub mod openai;
 pub mod sse;
@@ -74,7 +75,14 @@ pub struct UpstreamClient {
     http: reqwest::Client,
     /// Parsed once: URL parsing was visible in the load benchmark's profile.
     chat_url: reqwest::Url,
-    embeddings_url: reqwest::Url,
+    /// `None` when the provider has no embeddings API.
+    embeddings_url: Option<reqwest::Url>,
+}
+
+/// Whether a provider kind serves an endpoint (a request it cannot serve is a 400 that
+/// names the capability, before any call).
+pub fn supports(kind: ProviderKind, endpoint: Endpoint) -> bool {
+    !matches!((kind, endpoint), (ProviderKind::Anthropic, Endpoint::Embeddings))
 }
 
 impl UpstreamClient {
@@ -88,14 +96,17 @@ impl UpstreamClient {
             .build()
             .map_err(|e| GatewayError::Internal(format!("http client: {e}")))?;
         let url = |e: Endpoint| {
-            let text = match cfg.kind {
-                ProviderKind::Mock => format!("http://mock.invalid{}", e.path()),
+            let text = match (cfg.kind, e) {
+                (ProviderKind::Mock, _) => format!("http://mock.invalid{}", e.path()),
+                (ProviderKind::Anthropic, Endpoint::Chat) => format!("{}/messages", cfg.base_url),
                 _ => format!("{}{}", cfg.base_url, e.path()),
             };
             reqwest::Url::parse(&text)
                 .map_err(|err| GatewayError::Internal(format!("provider `{}`: {text}: {err}", cfg.name)))
         };
-        let (chat_url, embeddings_url) = (url(Endpoint::Chat)?, url(Endpoint::Embeddings)?);
+        let chat_url = url(Endpoint::Chat)?;
+        let embeddings_url =
+            if supports(cfg.kind, Endpoint::Embeddings) { Some(url(Endpoint::Embeddings)?) } else { None };
         Ok(UpstreamClient { cfg, http, chat_url, embeddings_url })
     }
 
@@ -103,23 +114,38 @@ impl UpstreamClient {
     pub async fn call(&self, call: UpstreamCall<'_>) -> Result<UpstreamReply, UpstreamError> {
         match self.cfg.kind {
             ProviderKind::Mock => self.call_mock(call).await,
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => self.call_http(call).await,
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Anthropic => {
+                self.call_http(call).await
+            }
         }
     }
 
     async fn call_http(&self, call: UpstreamCall<'_>) -> Result<UpstreamReply, UpstreamError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.cfg.timeout;
-        let url = match call.endpoint {
-            Endpoint::Chat => &self.chat_url,
-            Endpoint::Embeddings => &self.embeddings_url,
+        let anthropic = self.cfg.kind == ProviderKind::Anthropic;
+        let url = match (call.endpoint, &self.embeddings_url) {
+            (Endpoint::Chat, _) => &self.chat_url,
+            (Endpoint::Embeddings, Some(u)) => u,
+            (Endpoint::Embeddings, None) => {
+                return Err(UpstreamError::Status {
+                    status: 400,
+                    message: format!("provider `{}` has no embeddings API", self.cfg.name),
+                    retry_after: None,
+                })
+            }
         };
         let body = Bytes::from(call.body);
         let mut attempt = 0;
         let resp = loop {
             let mut rb = self.http.post(url.clone()).header("content-type", "application/json");
-            if let Some(k) = &self.cfg.api_key {
-                rb = rb.bearer_auth(k);
+            match (&self.cfg.api_key, anthropic) {
+                (Some(k), false) => rb = rb.bearer_auth(k),
+                (Some(k), true) => rb = rb.header("x-api-key", k),
+                (None, _) => {}
+            }
+            if anthropic && !self.cfg.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case("anthropic-version")) {
+                rb = rb.header("anthropic-version", anthropic::VERSION);
             }
             for (k, v) in &self.cfg.headers {
                 rb = rb.header(k, v);
@@ -153,7 +179,11 @@ impl UpstreamClient {
             break result?;
         };
         let first_byte = started.elapsed();
-        let status = resp.status().as_u16();
+        let status = match resp.status().as_u16() {
+            // Anthropic's "overloaded": a retryable 503 for clients and the job queue
+            anthropic::OVERLOADED if anthropic => 503,
+            s => s,
+        };
         if !(200..300).contains(&status) {
             let retry_after = resp
                 .headers()
@@ -165,23 +195,18 @@ impl UpstreamClient {
             return Err(UpstreamError::Status { status, message, retry_after });
         }
         if call.stream {
-            let s = resp.bytes_stream();
-            let stream = futures_util::stream::unfold((s, deadline, false), |(mut s, deadline, done)| async move {
-                if done {
-                    return None;
-                }
-                match tokio::time::timeout_at(deadline, s.next()).await {
-                    Err(_) => Some((Err(UpstreamError::Timeout("total")), (s, deadline, true))),
-                    Ok(None) => None,
-                    Ok(Some(Ok(b))) => Some((Ok(b), (s, deadline, false))),
-                    Ok(Some(Err(e))) => Some((Err(UpstreamError::Body(root_cause(&e))), (s, deadline, true))),
-                }
-            });
-            Ok(UpstreamReply { body: UpstreamBody::Stream(Box::pin(stream)), first_byte })
+            let s = resp.bytes_stream().map(|r| r.map_err(|e| UpstreamError::Body(root_cause(&e))));
+            let s = timed(Box::pin(s), deadline);
+            let body = if anthropic { translate_anthropic(s) } else { s };
+            Ok(UpstreamReply { body: UpstreamBody::Stream(body), first_byte })
         } else {
             match tokio::time::timeout_at(deadline, resp.bytes()).await {
                 Err(_) => Err(UpstreamError::Timeout("total")),
                 Ok(Err(e)) => Err(UpstreamError::Body(root_cause(&e))),
+                Ok(Ok(b)) if anthropic => match anthropic::completion(&b, unix_secs()) {
+                    Ok(b) => Ok(UpstreamReply { body: UpstreamBody::Full(b), first_byte }),
+                    Err(e) => Err(UpstreamError::Body(format!("anthropic answer: {e}"))),
+                },
                 Ok(Ok(b)) => Ok(UpstreamReply { body: UpstreamBody::Full(b), first_byte }),
             }
         }
@@ -217,6 +242,53 @@ impl UpstreamClient {
         };
         Ok(UpstreamReply { body, first_byte: started.elapsed() })
     }
+}
+
+/// Ends a byte stream with a timeout error at `deadline`.
+fn timed(s: ByteStream, deadline: tokio::time::Instant) -> ByteStream {
+    Box::pin(futures_util::stream::unfold((s, false), move |(mut s, done)| async move {
+        if done {
+            return None;
+        }
+        match tokio::time::timeout_at(deadline, s.next()).await {
+            Err(_) => Some((Err(UpstreamError::Timeout("total")), (s, true))),
+            Ok(None) => None,
+            Ok(Some(Ok(b))) => Some((Ok(b), (s, false))),
+            Ok(Some(Err(e))) => Some((Err(e), (s, true))),
+        }
+    }))
+}
+
+/// An Anthropic SSE byte stream as an OpenAI SSE byte stream.
+fn translate_anthropic(s: ByteStream) -> ByteStream {
+    let state = (s, sse::SseParser::new(), anthropic::StreamTranslator::new(unix_secs()), false);
+    Box::pin(futures_util::stream::unfold(state, |(mut s, mut parser, mut tr, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            match s.next().await {
+                None => return None,
+                Some(Err(e)) => return Some((Err(e), (s, parser, tr, true))),
+                Some(Ok(bytes)) => {
+                    let events = match parser.feed(&bytes) {
+                        Ok(ev) => ev,
+                        Err(e) => return Some((Err(UpstreamError::Body(e.to_string())), (s, parser, tr, true))),
+                    };
+                    let mut out = Vec::new();
+                    for ev in &events {
+                        match tr.on_event(ev) {
+                            Ok(parts) => parts.iter().for_each(|p| out.extend_from_slice(p)),
+                            Err(e) => return Some((Err(UpstreamError::Body(e)), (s, parser, tr, true))),
+                        }
+                    }
+                    if !out.is_empty() {
+                        return Some((Ok(Bytes::from(out)), (s, parser, tr, false)));
+                    }
+                }
+            }
+        }
+    }))
 }
 
 /// The innermost error message (reqwest wraps hyper wraps io).

@@ -1,0 +1,593 @@
+//! Anthropic Messages API (`POST {base_url}/messages`), pure translation to and from
+//! OpenAI chat completions:
+//! - [`chat_body`]: an OpenAI chat request becomes a Messages request (system prompts
+//!   lifted to `system`, content parts to blocks, tool calls to `tool_use`, tool
+//!   messages to `tool_result`, `max_tokens` supplied when the client gave none);
+//! - [`completion`]: a Message becomes a `chat.completion`;
+//! - [`StreamTranslator`]: the Messages SSE events become `chat.completion.chunk`s, with
+//!   tool-call arguments passed on in order and a usage chunk at the end;
+//! - errors keep their `error.message`; status 529 (overloaded) becomes a retryable 503.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use super::sse::{data_event, SseEvent, DONE};
+use crate::types::ChatRequest;
+use crate::GatewayError;
+
+/// Sent as `anthropic-version` unless the provider's `headers` set one.
+pub const VERSION: &str = "2023-06-01";
+/// `max_tokens` is required by Anthropic; used when the client sent none.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+/// Anthropic's "overloaded" status, answered to clients as a retryable 503.
+pub const OVERLOADED: u16 = 529;
+
+fn unsupported(what: &str) -> GatewayError {
+    GatewayError::BadRequest(format!("the anthropic provider does not support {what}"))
+}
+
+fn bad(message: String) -> GatewayError {
+    GatewayError::BadRequest(message)
+}
+
+/// The text of an OpenAI `content` (a string, or text parts).
+fn text_content(content: Option<&Value>, at: &str) -> Result<String, GatewayError> {
+    match content {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Array(parts)) => {
+            let mut out = Vec::new();
+            for p in parts {
+                match p.get("type").and_then(Value::as_str) {
+                    Some("text") => out.push(p.get("text").and_then(Value::as_str).unwrap_or_default()),
+                    other => return Err(bad(format!("{at}: a `{}` part is not allowed here", other.unwrap_or("?")))),
+                }
+            }
+            Ok(out.join("\n"))
+        }
+        Some(_) => Err(bad(format!("{at}: `content` must be a string or an array of parts"))),
+    }
+}
+
+/// An OpenAI user `content` as Anthropic blocks.
+fn user_blocks(content: Option<&Value>, at: &str) -> Result<Vec<Value>, GatewayError> {
+    match content {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![json!({"type": "text", "text": s})]),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, p)| match p.get("type").and_then(Value::as_str) {
+                Some("text") => {
+                    Ok(json!({"type": "text", "text": p.get("text").and_then(Value::as_str).unwrap_or_default()}))
+                }
+                Some("image_url") => {
+                    let url = p
+                        .get("image_url")
+                        .and_then(|i| i.get("url").or(Some(i)))
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| bad(format!("{at}.content[{j}]: `image_url.url` is required")))?;
+                    image_block(url).ok_or_else(|| bad(format!("{at}.content[{j}]: unsupported image URL")))
+                }
+                Some(other) => Err(unsupported(&format!("`{other}` content parts"))),
+                None => Err(bad(format!("{at}.content[{j}]: a part needs a `type`"))),
+            })
+            .collect(),
+        Some(_) => Err(bad(format!("{at}: `content` must be a string or an array of parts"))),
+    }
+}
+
+/// `data:<media type>;base64,<data>` or an http(s) URL.
+fn image_block(url: &str) -> Option<Value> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (media_type, data) = rest.split_once(";base64,")?;
+        return Some(json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}));
+    }
+    (url.starts_with("https://") || url.starts_with("http://"))
+        .then(|| json!({"type": "image", "source": {"type": "url", "url": url}}))
+}
+
+/// Appends blocks to the last message when it has the same role (Anthropic wants
+/// user and assistant turns to alternate), else starts a new message.
+fn push(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
+    if blocks.is_empty() {
+        return;
+    }
+    if let Some(last) = messages.last_mut() {
+        if last["role"] == role {
+            if let Some(content) = last["content"].as_array_mut() {
+                content.extend(blocks);
+                return;
+            }
+        }
+    }
+    messages.push(json!({"role": role, "content": blocks}));
+}
+
+/// The OpenAI chat request as an Anthropic Messages request for `model`.
+pub fn chat_body(req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError> {
+    let mut system = Vec::new();
+    let mut messages: Vec<Value> = Vec::new();
+    for (i, m) in req.messages.iter().enumerate() {
+        let at = format!("messages[{i}]");
+        let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
+        match role {
+            "system" | "developer" => {
+                let text = text_content(m.get("content"), &at)?;
+                if !text.is_empty() {
+                    system.push(text);
+                }
+            }
+            "user" => push(&mut messages, "user", user_blocks(m.get("content"), &at)?),
+            "assistant" => {
+                let mut blocks = Vec::new();
+                let text = text_content(m.get("content"), &at)?;
+                if !text.is_empty() {
+                    blocks.push(json!({"type": "text", "text": text}));
+                }
+                for (j, call) in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                    let f = call.get("function").unwrap_or(&Value::Null);
+                    let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+                    let args = f.get("arguments").and_then(Value::as_str).unwrap_or("{}");
+                    let input: Value = if args.trim().is_empty() {
+                        json!({})
+                    } else {
+                        serde_json::from_str(args)
+                            .map_err(|e| bad(format!("{at}.tool_calls[{j}].function.arguments is not JSON: {e}")))?
+                    };
+                    let id = call.get("id").and_then(Value::as_str).unwrap_or_default();
+                    blocks.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
+                }
+                push(&mut messages, "assistant", blocks);
+            }
+            "tool" => {
+                let id = m
+                    .get("tool_call_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad(format!("{at}: a tool message needs `tool_call_id`")))?;
+                let text = text_content(m.get("content"), &at)?;
+                push(&mut messages, "user", vec![json!({"type": "tool_result", "tool_use_id": id, "content": text})]);
+            }
+            other => return Err(unsupported(&format!("`{other}` messages"))),
+        }
+    }
+    if messages.is_empty() {
+        return Err(bad("the request needs at least one user or assistant message".into()));
+    }
+    let mut out = Map::new();
+    out.insert("model".into(), json!(model));
+    out.insert("max_tokens".into(), json!(req.max_completion_tokens.or(req.max_tokens).unwrap_or(DEFAULT_MAX_TOKENS)));
+    out.insert("messages".into(), Value::Array(messages));
+    if !system.is_empty() {
+        out.insert("system".into(), json!(system.join("\n\n")));
+    }
+    if req.is_stream() {
+        out.insert("stream".into(), json!(true));
+    }
+    translate_options(&req.rest, &mut out)?;
+    serde_json::to_vec(&Value::Object(out)).map_err(|e| GatewayError::Internal(e.to_string()))
+}
+
+/// The optional fields: kept, renamed, dropped (no Anthropic meaning and no effect on the
+/// answer's content), or refused (the client would get something else than it asked).
+fn translate_options(rest: &Map<String, Value>, out: &mut Map<String, Value>) -> Result<(), GatewayError> {
+    for (k, v) in rest {
+        match k.as_str() {
+            "temperature" | "top_p" | "top_k" => {
+                out.insert(k.clone(), v.clone());
+            }
+            "stop" => {
+                let stops = match v {
+                    Value::String(s) => vec![json!(s)],
+                    Value::Array(a) => a.clone(),
+                    Value::Null => continue,
+                    _ => return Err(bad("`stop` must be a string or an array".into())),
+                };
+                out.insert("stop_sequences".into(), Value::Array(stops));
+            }
+            "tools" => {
+                let tools = v
+                    .as_array()
+                    .ok_or_else(|| bad("`tools` must be an array".into()))?
+                    .iter()
+                    .map(|t| {
+                        if t.get("type").and_then(Value::as_str) != Some("function") {
+                            return Err(unsupported("tools other than `function`"));
+                        }
+                        let f = t.get("function").unwrap_or(&Value::Null);
+                        let name =
+                            f.get("name").and_then(Value::as_str).ok_or_else(|| bad("a tool needs a name".into()))?;
+                        let mut tool = json!({"name": name,
+                            "input_schema": f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"}))});
+                        if let Some(d) = f.get("description") {
+                            tool["description"] = d.clone();
+                        }
+                        Ok(tool)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                out.insert("tools".into(), Value::Array(tools));
+            }
+            "tool_choice" => {
+                let choice = match v {
+                    Value::String(s) if s == "auto" => json!({"type": "auto"}),
+                    Value::String(s) if s == "none" => json!({"type": "none"}),
+                    Value::String(s) if s == "required" => json!({"type": "any"}),
+                    Value::Object(o) => match o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str) {
+                        Some(name) => json!({"type": "tool", "name": name}),
+                        None => return Err(bad("`tool_choice` names no function".into())),
+                    },
+                    _ => return Err(bad("`tool_choice` must be auto, none, required or a function".into())),
+                };
+                let parallel_off = out.get("tool_choice").is_some_and(|c| c["disable_parallel_tool_use"] == true);
+                out.insert("tool_choice".into(), choice);
+                if parallel_off {
+                    out["tool_choice"]["disable_parallel_tool_use"] = json!(true);
+                }
+            }
+            "parallel_tool_calls" if v == &json!(false) => {
+                let choice = out.entry("tool_choice").or_insert_with(|| json!({"type": "auto"}));
+                choice["disable_parallel_tool_use"] = json!(true);
+            }
+            "user" => {
+                out.insert("metadata".into(), json!({"user_id": v}));
+            }
+            "n" if v.as_u64().unwrap_or(1) > 1 => return Err(unsupported("`n` greater than 1")),
+            "logprobs" if v == &json!(true) => return Err(unsupported("`logprobs`")),
+            "response_format" if v.get("type").and_then(Value::as_str).is_some_and(|t| t != "text") => {
+                return Err(unsupported("`response_format` (JSON mode)"))
+            }
+            // no counterpart, no effect on the answer's shape
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// OpenAI's finish reason for an Anthropic stop reason.
+pub fn finish_reason(stop: Option<&str>) -> Option<&'static str> {
+    stop.map(|s| match s {
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        _ => "stop",
+    })
+}
+
+/// OpenAI usage from Anthropic's (cache reads and writes are prompt tokens too).
+pub fn usage(u: &Value) -> Value {
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let cached = n("cache_read_input_tokens");
+    let prompt = n("input_tokens") + cached + n("cache_creation_input_tokens");
+    let completion = n("output_tokens");
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached}})
+}
+
+/// A Message (non-stream answer) as an OpenAI `chat.completion`.
+pub fn completion(body: &[u8], created: u64) -> Result<Bytes, String> {
+    let m: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    if m.get("type").and_then(Value::as_str) != Some("message") {
+        return Err("not a message".into());
+    }
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for block in m.get("content").and_then(Value::as_array).into_iter().flatten() {
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or_default()),
+            Some("tool_use") => calls.push(json!({
+                "id": block.get("id").cloned().unwrap_or(Value::Null),
+                "type": "function",
+                "function": {
+                    "name": block.get("name").cloned().unwrap_or(Value::Null),
+                    "arguments": block.get("input").map_or_else(|| "{}".to_string(), Value::to_string),
+                },
+            })),
+            // thinking and other blocks have no OpenAI counterpart
+            _ => {}
+        }
+    }
+    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }, "refusal": null});
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let out = json!({
+        "id": m.get("id").cloned().unwrap_or(Value::Null),
+        "object": "chat.completion",
+        "created": created,
+        "model": m.get("model").cloned().unwrap_or(Value::Null),
+        "choices": [{"index": 0, "message": message, "logprobs": null,
+            "finish_reason": finish_reason(m.get("stop_reason").and_then(Value::as_str))}],
+        "usage": usage(m.get("usage").unwrap_or(&Value::Null)),
+    });
+    Ok(Bytes::from(out.to_string()))
+}
+
+/// Turns the Messages SSE events into OpenAI chunk events (`data: {...}` and a final
+/// `data: [DONE]`). An `error` event becomes an OpenAI error event, which the relay
+/// ends the stream with.
+#[derive(Debug, Default)]
+pub struct StreamTranslator {
+    id: String,
+    model: String,
+    created: u64,
+    /// Content block index to OpenAI tool-call index.
+    tools: HashMap<u64, usize>,
+    usage: Map<String, Value>,
+    finish: Option<&'static str>,
+}
+
+impl StreamTranslator {
+    pub fn new(created: u64) -> StreamTranslator {
+        StreamTranslator { created, ..Default::default() }
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
+        let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+            "model": self.model, "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        data_event(&c.to_string())
+    }
+
+    /// The OpenAI events for one upstream event.
+    pub fn on_event(&mut self, ev: &SseEvent) -> Result<Vec<Bytes>, String> {
+        let v: Value = serde_json::from_str(&ev.data).map_err(|e| format!("invalid event JSON: {e}"))?;
+        let kind = v.get("type").and_then(Value::as_str).or(ev.event.as_deref()).unwrap_or_default();
+        let mut out = Vec::new();
+        match kind {
+            "message_start" => {
+                let m = v.get("message").unwrap_or(&Value::Null);
+                self.id = m.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                self.model = m.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
+                if let Some(u) = m.get("usage").and_then(Value::as_object) {
+                    self.usage.extend(u.clone());
+                }
+                out.push(self.chunk(json!({"role": "assistant", "content": ""}), None));
+            }
+            "content_block_start" => {
+                let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let block = v.get("content_block").unwrap_or(&Value::Null);
+                match block.get("type").and_then(Value::as_str) {
+                    Some("tool_use") => {
+                        let n = self.tools.len();
+                        self.tools.insert(index, n);
+                        out.push(self.chunk(
+                            json!({"tool_calls": [{"index": n, "id": block.get("id"), "type": "function",
+                                "function": {"name": block.get("name"), "arguments": ""}}]}),
+                            None,
+                        ));
+                    }
+                    Some("text") => {
+                        if let Some(t) = block.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                            out.push(self.chunk(json!({"content": t}), None));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_delta" => {
+                let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let d = v.get("delta").unwrap_or(&Value::Null);
+                match d.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => {
+                        let t = d.get("text").and_then(Value::as_str).unwrap_or_default();
+                        out.push(self.chunk(json!({"content": t}), None));
+                    }
+                    Some("input_json_delta") => {
+                        let Some(&n) = self.tools.get(&index) else {
+                            return Err(format!("input_json_delta for block {index}, which is not a tool_use"));
+                        };
+                        let part = d.get("partial_json").and_then(Value::as_str).unwrap_or_default();
+                        out.push(
+                            self.chunk(json!({"tool_calls": [{"index": n, "function": {"arguments": part}}]}), None),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(u) = v.get("usage").and_then(Value::as_object) {
+                    self.usage.extend(u.clone());
+                }
+                let stop = v.get("delta").and_then(|d| d.get("stop_reason")).and_then(Value::as_str);
+                if let Some(f) = finish_reason(stop) {
+                    self.finish = Some(f);
+                    out.push(self.chunk(json!({}), Some(f)));
+                }
+            }
+            "message_stop" => {
+                let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                    "model": self.model, "choices": [], "usage": usage(&Value::Object(self.usage.clone()))});
+                out.push(data_event(&c.to_string()));
+                out.push(Bytes::from_static(DONE));
+            }
+            "error" => {
+                let e = v.get("error").unwrap_or(&Value::Null);
+                let message = e.get("message").and_then(Value::as_str).unwrap_or("upstream stream error");
+                let kind = e.get("type").and_then(Value::as_str).unwrap_or("api_error");
+                let body = json!({"error": {"message": format!("anthropic: {message}"), "type": kind, "code": kind}});
+                out.push(data_event(&body.to_string()));
+            }
+            // ping, content_block_stop and future event types
+            _ => {}
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::sse::SseParser;
+
+    fn body(v: Value) -> Value {
+        let req = ChatRequest::parse(v.to_string().as_bytes()).unwrap();
+        serde_json::from_slice(&chat_body(&req, "claude-x").unwrap()).unwrap()
+    }
+
+    #[test]
+    fn requests_lift_system_merge_turns_and_map_tools() {
+        let out = body(json!({
+            "model": "alias", "temperature": 0.2, "stop": "END", "user": "u1", "seed": 7,
+            "parallel_tool_calls": false, "tool_choice": "required",
+            "tools": [{"type": "function", "function": {"name": "get", "description": "d", "parameters": {"type": "object"}}}],
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "developer", "content": [{"type": "text", "text": "and kind"}]},
+                {"role": "user", "content": [{"type": "text", "text": "look"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get", "arguments": "{\"q\":1}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "42"},
+                {"role": "user", "content": "thanks"},
+            ]
+        }));
+        assert_eq!(out["model"], "claude-x");
+        assert_eq!(out["max_tokens"], DEFAULT_MAX_TOKENS);
+        assert_eq!(out["system"], "be brief\n\nand kind");
+        assert_eq!(out["temperature"], 0.2);
+        assert_eq!(out["stop_sequences"], json!(["END"]));
+        assert_eq!(out["metadata"], json!({"user_id": "u1"}));
+        assert!(out.get("seed").is_none());
+        assert_eq!(out["tool_choice"], json!({"type": "any", "disable_parallel_tool_use": true}));
+        assert_eq!(out["tools"], json!([{"name": "get", "description": "d", "input_schema": {"type": "object"}}]));
+        let m = out["messages"].as_array().unwrap();
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert_eq!(m[0]["content"][1]["source"], json!({"type": "base64", "media_type": "image/png", "data": "AAAA"}));
+        assert_eq!(m[1]["content"][0], json!({"type": "tool_use", "id": "call_1", "name": "get", "input": {"q": 1}}));
+        // the tool result and the next user turn share one user message
+        assert_eq!(m[2]["content"][0], json!({"type": "tool_result", "tool_use_id": "call_1", "content": "42"}));
+        assert_eq!(m[2]["content"][1], json!({"type": "text", "text": "thanks"}));
+    }
+
+    #[test]
+    fn what_anthropic_cannot_do_is_a_clear_400() {
+        let err = |v: Value| {
+            let req = ChatRequest::parse(v.to_string().as_bytes()).unwrap();
+            chat_body(&req, "m").unwrap_err()
+        };
+        let msgs = json!([{"role": "user", "content": "x"}]);
+        for (extra, mention) in [
+            (json!({"n": 2}), "`n`"),
+            (json!({"logprobs": true}), "logprobs"),
+            (json!({"response_format": {"type": "json_object"}}), "response_format"),
+            (json!({"tools": [{"type": "web_search"}]}), "tools"),
+        ] {
+            let mut v = json!({"model": "m", "messages": msgs});
+            for (k, val) in extra.as_object().unwrap() {
+                v[k] = val.clone();
+            }
+            let e = err(v);
+            assert_eq!(e.class().status, 400);
+            assert!(e.to_string().contains(mention), "{e}");
+        }
+        let e = err(json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}));
+        assert!(e.to_string().contains("input_audio"), "{e}");
+        let e = err(json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [
+            {"id": "c", "function": {"name": "f", "arguments": "{oops"}}]}]}));
+        assert!(e.to_string().contains("arguments is not JSON"), "{e}");
+        let e = err(json!({"model": "m", "messages": [{"role": "system", "content": "only a system prompt"}]}));
+        assert!(e.to_string().contains("at least one"), "{e}");
+    }
+
+    #[test]
+    fn messages_become_completions_with_tool_calls_and_cached_usage() {
+        let m = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": [{"type": "text", "text": "Let me check."},
+                        {"type": "tool_use", "id": "toolu_1", "name": "get", "input": {"q": 1}}],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 10, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 2, "output_tokens": 7}});
+        let out: Value = serde_json::from_slice(&completion(m.to_string().as_bytes(), 9).unwrap()).unwrap();
+        assert_eq!(out["object"], "chat.completion");
+        let c = &out["choices"][0];
+        assert_eq!(c["finish_reason"], "tool_calls");
+        assert_eq!(c["message"]["content"], "Let me check.");
+        assert_eq!(c["message"]["tool_calls"][0]["function"]["arguments"], "{\"q\":1}");
+        assert_eq!(out["usage"]["prompt_tokens"], 17);
+        assert_eq!(out["usage"]["prompt_tokens_details"]["cached_tokens"], 5);
+        assert_eq!(out["usage"]["total_tokens"], 24);
+        for (stop, want) in
+            [("end_turn", "stop"), ("max_tokens", "length"), ("stop_sequence", "stop"), ("refusal", "content_filter")]
+        {
+            assert_eq!(finish_reason(Some(stop)), Some(want));
+        }
+        assert!(completion(b"{\"type\":\"error\"}", 0).is_err());
+    }
+
+    /// An Anthropic stream, as the documentation shows it, with a tool call whose
+    /// arguments arrive in pieces.
+    const STREAM: &str = "event: message_start\n\
+data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n\
+event: content_block_start\n\
+data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+event: ping\n\
+data: {\"type\":\"ping\"}\n\n\
+event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Checking\"}}\n\n\
+event: content_block_stop\n\
+data: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+event: content_block_start\n\
+data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"get\",\"input\":{}}}\n\n\
+event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"loc\"}}\n\n\
+event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"ation\\\": \\\"Paris\\\"}\"}}\n\n\
+event: content_block_stop\n\
+data: {\"type\":\"content_block_stop\",\"index\":1}\n\n\
+event: message_delta\n\
+data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":89}}\n\n\
+event: message_stop\n\
+data: {\"type\":\"message_stop\"}\n\n";
+
+    fn translate(text: &str, split: usize) -> Vec<String> {
+        let mut p = SseParser::new();
+        let mut t = StreamTranslator::new(1);
+        let mut events = p.feed(&text.as_bytes()[..split]).unwrap();
+        events.extend(p.feed(&text.as_bytes()[split..]).unwrap());
+        let mut out = Vec::new();
+        for ev in &events {
+            for b in t.on_event(ev).unwrap() {
+                out.push(String::from_utf8(b.to_vec()).unwrap());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn streams_become_chunks_with_whole_tool_arguments_and_usage_at_the_end() {
+        for split in [0, 17, STREAM.len() / 2, STREAM.len()] {
+            let out = translate(STREAM, split);
+            assert_eq!(out.last().map(String::as_str), Some("data: [DONE]\n\n"));
+            let chunks: Vec<Value> =
+                out.iter().filter_map(|e| e.strip_prefix("data: ")?.trim_end().parse::<Value>().ok()).collect();
+            assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+            let mut acc = crate::providers::openai::StreamAccumulator::default();
+            for c in &chunks {
+                acc.add(c);
+            }
+            let done = acc.completion();
+            let msg = &done["choices"][0]["message"];
+            assert_eq!(msg["content"], "Checking");
+            assert_eq!(msg["tool_calls"][0]["id"], "toolu_1");
+            assert_eq!(msg["tool_calls"][0]["function"]["arguments"], "{\"location\": \"Paris\"}");
+            assert_eq!(done["choices"][0]["finish_reason"], "tool_calls");
+            let last = chunks.last().unwrap();
+            assert_eq!(last["choices"], json!([]));
+            assert_eq!(last["usage"]["prompt_tokens"], 25);
+            assert_eq!(last["usage"]["completion_tokens"], 89);
+        }
+    }
+
+    #[test]
+    fn an_error_event_becomes_an_openai_error_event() {
+        let text = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        let out = translate(text, 0);
+        assert_eq!(out.len(), 1);
+        let v: Value = out[0].strip_prefix("data: ").unwrap().trim_end().parse().unwrap();
+        assert_eq!(v["error"]["type"], "overloaded_error");
+        assert!(v["error"]["message"].as_str().unwrap().contains("Overloaded"));
+        let mut t = StreamTranslator::new(0);
+        let bad = SseEvent { event: None, data: "{not json".into() };
+        assert!(t.on_event(&bad).is_err());
+    }
+}
