@@ -104,6 +104,28 @@ async fn chat(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -
     sse_response(&req, &state, events)
 }
 
+/// Azure OpenAI's deployment routes: `api-key` and `?api-version=` are required (as
+/// Azure requires them); the deployment answers as the model.
+async fn azure(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -> HttpResponse {
+    if req.headers().get("api-key").is_none() {
+        return error(StatusCode::UNAUTHORIZED, "Access denied due to a missing api-key header");
+    }
+    if !req.query_string().split('&').any(|kv| kv.starts_with("api-version=") && kv.len() > 12) {
+        return error(StatusCode::NOT_FOUND, "Resource not found (api-version is required)");
+    }
+    let deployment = req.match_info().get("deployment").unwrap_or_default().to_string();
+    let mut v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
+    };
+    v["model"] = json!(deployment);
+    let body = web::Bytes::from(v.to_string());
+    match req.match_info().get("op") {
+        Some("chat") => chat(req, body, state).await,
+        _ => embeddings(req, body, state).await,
+    }
+}
+
 /// Anthropic's error shape.
 fn anthropic_error(status: u16, kind: &str, message: &str) -> HttpResponse {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -217,6 +239,8 @@ pub fn run(addr: &str, latency_ms: u64, chunk_delay_ms: u64, workers: Option<usi
                 .route("/v1/chat/completions", web::post().to(chat))
                 .route("/v1/embeddings", web::post().to(embeddings))
                 .route("/v1/messages", web::post().to(messages))
+                .route("/openai/deployments/{deployment}/{op:chat}/completions", web::post().to(azure))
+                .route("/openai/deployments/{deployment}/{op:embeddings}", web::post().to(azure))
                 .route("/v1/models", web::get().to(models))
                 .route("/mock/stats", web::get().to(stats))
                 .route("/mock/stats", web::delete().to(reset_stats))

@@ -89,6 +89,8 @@ pub enum ProviderKind {
     OpenAiCompatible,
     /// Anthropic's Messages API.
     Anthropic,
+    /// Azure OpenAI: deployment URLs, `api-version`, `api-key`.
+    Azure,
     /// Built in: deterministic replies without a network.
     Mock,
 }
@@ -98,6 +100,7 @@ impl ProviderKind {
         ("openai", ProviderKind::OpenAi),
         ("openai-compatible", ProviderKind::OpenAiCompatible),
         ("anthropic", ProviderKind::Anthropic),
+        ("azure", ProviderKind::Azure),
         ("mock", ProviderKind::Mock),
     ];
 
@@ -106,6 +109,7 @@ impl ProviderKind {
             ProviderKind::OpenAi => "openai",
             ProviderKind::OpenAiCompatible => "openai-compatible",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Azure => "azure",
             ProviderKind::Mock => "mock",
         }
     }
@@ -129,6 +133,8 @@ pub struct Provider {
     /// Share of `concurrency` that queued jobs may hold.
     pub jobs_share: f64,
     pub mock_latency: Duration,
+    /// `azure` only: the `api-version` query parameter.
+    pub api_version: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -114,7 +114,7 @@ pub struct RawNats {
 pub struct RawProvider {
     /// Unique name that model targets refer to.
     pub name: String,
-    /// `openai`, `openai-compatible`, `anthropic` or `mock`.
+    /// `openai`, `openai-compatible`, `anthropic`, `azure` or `mock`.
     pub kind: String,
     /// Base URL up to and including `/v1`.
     pub base_url: Option<String>,
@@ -143,6 +143,8 @@ pub struct RawProvider {
     pub jobs_share: Option<f64>,
     /// `mock` only: simulated latency per request, ms.
     pub mock_latency_ms: Option<u64>,
+    /// `azure` only: the `api-version` query parameter (default `2024-10-21`).
+    pub api_version: Option<String>,
 }
 
 /// `[[models]]`

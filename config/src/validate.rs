@@ -223,8 +223,8 @@ pub fn validate(
             (ProviderKind::OpenAi, None) => "https://api.openai.com/v1".to_string(),
             (ProviderKind::Anthropic, None) => "https://api.anthropic.com/v1".to_string(),
             (ProviderKind::Mock, None) => "mock://".to_string(),
-            (ProviderKind::OpenAiCompatible, None) => {
-                errs.push(f("base_url"), "required for kind `openai-compatible`");
+            (ProviderKind::OpenAiCompatible | ProviderKind::Azure, None) => {
+                errs.push(f("base_url"), format!("required for kind `{}`", kind.as_str()));
                 String::new()
             }
             (_, Some(u)) => {
@@ -236,6 +236,23 @@ pub fn validate(
             }
         };
         let api_key = p.api_key.as_deref().map(|k| interpolate(&f("api_key"), k, env, &mut errs));
+        let api_version = match (kind, p.api_version) {
+            (ProviderKind::Azure, None) => "2024-10-21".to_string(),
+            (ProviderKind::Azure, Some(v))
+                if !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+            {
+                v
+            }
+            (ProviderKind::Azure, Some(v)) => {
+                errs.push(f("api_version"), format!("`{v}` is not an api-version such as 2024-10-21"));
+                v
+            }
+            (_, Some(_)) => {
+                errs.push(f("api_version"), "only for kind `azure`");
+                String::new()
+            }
+            (_, None) => String::new(),
+        };
         let concurrency = p.concurrency.unwrap_or(64);
         if concurrency == 0 {
             errs.push(f("concurrency"), "must be at least 1");
@@ -267,6 +284,7 @@ pub fn validate(
                 }
             },
             mock_latency: Duration::from_millis(p.mock_latency_ms.unwrap_or(0)),
+            api_version,
         });
     }
 

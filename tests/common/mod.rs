@@ -115,6 +115,22 @@ name = "anth-nokey"
 kind = "anthropic"
 base_url = "{mock}/v1"
 
+[[providers]]
+name = "azure"
+kind = "azure"
+base_url = "{mock}"
+api_key = "azure-secret"
+api_version = "2024-10-21"
+forward_headers = ["x-mock-status", "x-mock-disconnect-after"]
+
+[[models]]
+alias = "azure-chat"
+targets = [{{ provider = "azure", model = "my-gpt4o-deployment" }}]
+
+[[models]]
+alias = "azure-embed"
+targets = [{{ provider = "azure", model = "my-embedding-deployment" }}]
+
 [[models]]
 alias = "claude"
 targets = [{{ provider = "anth", model = "claude-mock" }}]

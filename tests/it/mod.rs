@@ -1,5 +1,6 @@
 mod admin;
 mod anthropic;
+mod azure;
 mod batch;
 mod cache;
 mod chat;

@@ -615,7 +615,8 @@ impl Engine {
         };
         let (endpoint, stream) = (fin.record.endpoint, fin.record.stream);
         let started = Instant::now();
-        let result = d.handle.client.call(UpstreamCall { endpoint, body, stream, headers: &ctx.headers }).await;
+        let result =
+            d.handle.client.call(UpstreamCall { endpoint, model: &d.model, body, stream, headers: &ctx.headers }).await;
         fin.upstream_time = match &result {
             // a stream's upstream time is its time to first byte; the rest is relayed
             Ok(UpstreamReply { body: UpstreamBody::Stream(_), first_byte }) => *first_byte,

@@ -62,6 +62,8 @@ pub struct UpstreamReply {
 /// One call to make.
 pub struct UpstreamCall<'a> {
     pub endpoint: Endpoint,
+    /// The upstream model (an Azure deployment name goes into the URL).
+    pub model: &'a str,
     /// The translated request body.
     pub body: Vec<u8>,
     pub stream: bool,
@@ -114,9 +116,37 @@ impl UpstreamClient {
     pub async fn call(&self, call: UpstreamCall<'_>) -> Result<UpstreamReply, UpstreamError> {
         match self.cfg.kind {
             ProviderKind::Mock => self.call_mock(call).await,
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Anthropic => {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Anthropic | ProviderKind::Azure => {
                 self.call_http(call).await
             }
+        }
+    }
+
+    /// Where a call goes: parsed once per endpoint, or per deployment for Azure
+    /// (`{base_url}/openai/deployments/{model}/...?api-version=...`).
+    fn url(&self, endpoint: Endpoint, model: &str) -> Result<std::borrow::Cow<'_, reqwest::Url>, UpstreamError> {
+        use std::borrow::Cow;
+        if self.cfg.kind == ProviderKind::Azure {
+            let text = format!(
+                "{}/openai/deployments/{model}{}?api-version={}",
+                self.cfg.base_url,
+                endpoint.path(),
+                self.cfg.api_version
+            );
+            return reqwest::Url::parse(&text).map(Cow::Owned).map_err(|e| UpstreamError::Status {
+                status: 400,
+                message: format!("deployment URL {text}: {e}"),
+                retry_after: None,
+            });
+        }
+        match (endpoint, &self.embeddings_url) {
+            (Endpoint::Chat, _) => Ok(Cow::Borrowed(&self.chat_url)),
+            (Endpoint::Embeddings, Some(u)) => Ok(Cow::Borrowed(u)),
+            (Endpoint::Embeddings, None) => Err(UpstreamError::Status {
+                status: 400,
+                message: format!("provider `{}` has no embeddings API", self.cfg.name),
+                retry_after: None,
+            }),
         }
     }
 
@@ -124,24 +154,15 @@ impl UpstreamClient {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.cfg.timeout;
         let anthropic = self.cfg.kind == ProviderKind::Anthropic;
-        let url = match (call.endpoint, &self.embeddings_url) {
-            (Endpoint::Chat, _) => &self.chat_url,
-            (Endpoint::Embeddings, Some(u)) => u,
-            (Endpoint::Embeddings, None) => {
-                return Err(UpstreamError::Status {
-                    status: 400,
-                    message: format!("provider `{}` has no embeddings API", self.cfg.name),
-                    retry_after: None,
-                })
-            }
-        };
+        let url = self.url(call.endpoint, call.model)?;
         let body = Bytes::from(call.body);
         let mut attempt = 0;
         let resp = loop {
-            let mut rb = self.http.post(url.clone()).header("content-type", "application/json");
-            match (&self.cfg.api_key, anthropic) {
-                (Some(k), false) => rb = rb.bearer_auth(k),
-                (Some(k), true) => rb = rb.header("x-api-key", k),
+            let mut rb = self.http.post(url.as_ref().clone()).header("content-type", "application/json");
+            match (&self.cfg.api_key, self.cfg.kind) {
+                (Some(k), ProviderKind::Anthropic) => rb = rb.header("x-api-key", k),
+                (Some(k), ProviderKind::Azure) => rb = rb.header("api-key", k),
+                (Some(k), _) => rb = rb.bearer_auth(k),
                 (None, _) => {}
             }
             if anthropic && !self.cfg.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case("anthropic-version")) {
