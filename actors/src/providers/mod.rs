@@ -3,6 +3,7 @@
 //! connect, first-byte and total timeouts, and bounded retries before the first byte.
 
 pub mod anthropic;
+pub mod from_anthropic;
 pub mod mock;
 pub mod openai;
 pub mod sse;

@@ -1,0 +1,63 @@
+"""Drives POST /v1/messages with the official Anthropic Python SDK, unchanged, against
+models served by an OpenAI-format upstream ("chat") and an Anthropic one ("claude").
+
+Usage: python anthropic_sdk.py BASE_URL API_KEY
+Exits non-zero (with a traceback) on the first failed check.
+"""
+import sys
+
+import anthropic
+from anthropic import Anthropic
+
+base_url, key = sys.argv[1], sys.argv[2]
+client = Anthropic(base_url=base_url, api_key=key, max_retries=0)
+
+# non-stream, served by an OpenAI-compatible upstream
+m = client.messages.create(
+    model="chat", max_tokens=128, system="be brief", messages=[{"role": "user", "content": "hello sdk"}]
+)
+assert m.content[0].type == "text" and m.content[0].text == "This is a mock reply to: hello sdk", m
+assert m.stop_reason == "end_turn" and m.usage.input_tokens > 0 and m.usage.output_tokens > 0, m
+
+# streaming helpers: text_stream and the final message
+with client.messages.stream(
+    model="chat", max_tokens=128, messages=[{"role": "user", "content": "stream sdk"}]
+) as stream:
+    text = "".join(stream.text_stream)
+    final = stream.get_final_message()
+assert text == "This is a mock reply to: stream sdk", text
+assert final.stop_reason == "end_turn" and final.usage.output_tokens > 0, final
+
+# tools through an Anthropic upstream, streamed, then the tool result
+tools = [{"name": "lookup", "description": "find", "input_schema": {"type": "object",
+          "properties": {"query": {"type": "string"}}}}]
+with client.messages.stream(
+    model="claude", max_tokens=128, tools=tools, messages=[{"role": "user", "content": "find Lisbon"}]
+) as stream:
+    final = stream.get_final_message()
+use = [b for b in final.content if b.type == "tool_use"][0]
+assert final.stop_reason == "tool_use" and use.name == "lookup" and use.input == {"query": "find Lisbon"}, final
+m = client.messages.create(
+    model="claude", max_tokens=128, tools=tools,
+    messages=[
+        {"role": "user", "content": "find Lisbon"},
+        {"role": "assistant", "content": final.content},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "found"}]},
+    ],
+)
+assert m.stop_reason == "end_turn", m
+
+# errors map to the SDK's exception types
+try:
+    client.messages.create(model="nope", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    raise AssertionError("expected NotFoundError")
+except anthropic.NotFoundError:
+    pass
+try:
+    Anthropic(base_url=base_url, api_key="sk-wrong", max_retries=0).messages.create(
+        model="chat", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    raise AssertionError("expected AuthenticationError")
+except anthropic.AuthenticationError:
+    pass
+
+print("anthropic sdk: all checks passed")
