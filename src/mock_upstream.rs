@@ -126,6 +126,44 @@ async fn azure(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) 
     }
 }
 
+/// Ollama's `POST /api/chat` (streams NDJSON unless `"stream": false`, as Ollama does).
+async fn ollama_chat(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -> HttpResponse {
+    state.stats.chat.fetch_add(1, Ordering::Relaxed);
+    if let Some(status) = header_u64(&req, "x-mock-status") {
+        let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return HttpResponse::build(status).json(json!({"error": "failure requested by x-mock-status"}));
+    }
+    let v = match prologue(&req, &state, &body).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let model = v.get("model").and_then(Value::as_str).unwrap_or("mock").to_string();
+    if v.get("stream") == Some(&json!(false)) {
+        return HttpResponse::Ok().json(mock::ollama_chat(&v, &model));
+    }
+    let lines: Vec<Bytes> = mock::ollama_lines(&v, &model).iter().map(|l| Bytes::from(format!("{l}\n"))).collect();
+    let mut resp = sse_response(&req, &state, lines);
+    resp.headers_mut().insert(
+        actix_web::http::header::CONTENT_TYPE,
+        actix_web::http::header::HeaderValue::from_static("application/x-ndjson"),
+    );
+    resp
+}
+
+/// Ollama's `POST /api/embed`.
+async fn ollama_embed(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -> HttpResponse {
+    state.stats.embeddings.fetch_add(1, Ordering::Relaxed);
+    let v = match prologue(&req, &state, &body).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let model = v.get("model").and_then(Value::as_str).unwrap_or("mock").to_string();
+    match mock::ollama_embed(&v, &model) {
+        Ok(out) => HttpResponse::Ok().json(out),
+        Err(m) => HttpResponse::BadRequest().json(json!({"error": m})),
+    }
+}
+
 /// Anthropic's error shape.
 fn anthropic_error(status: u16, kind: &str, message: &str) -> HttpResponse {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -239,6 +277,8 @@ pub fn run(addr: &str, latency_ms: u64, chunk_delay_ms: u64, workers: Option<usi
                 .route("/v1/chat/completions", web::post().to(chat))
                 .route("/v1/embeddings", web::post().to(embeddings))
                 .route("/v1/messages", web::post().to(messages))
+                .route("/api/chat", web::post().to(ollama_chat))
+                .route("/api/embed", web::post().to(ollama_embed))
                 .route("/openai/deployments/{deployment}/{op:chat}/completions", web::post().to(azure))
                 .route("/openai/deployments/{deployment}/{op:embeddings}", web::post().to(azure))
                 .route("/v1/models", web::get().to(models))

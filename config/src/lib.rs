@@ -91,6 +91,8 @@ pub enum ProviderKind {
     Anthropic,
     /// Azure OpenAI: deployment URLs, `api-version`, `api-key`.
     Azure,
+    /// Ollama's native API (`/api/chat` with NDJSON streams, `/api/embed`).
+    Ollama,
     /// Built in: deterministic replies without a network.
     Mock,
 }
@@ -101,6 +103,7 @@ impl ProviderKind {
         ("openai-compatible", ProviderKind::OpenAiCompatible),
         ("anthropic", ProviderKind::Anthropic),
         ("azure", ProviderKind::Azure),
+        ("ollama", ProviderKind::Ollama),
         ("mock", ProviderKind::Mock),
     ];
 
@@ -110,6 +113,7 @@ impl ProviderKind {
             ProviderKind::OpenAiCompatible => "openai-compatible",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Azure => "azure",
+            ProviderKind::Ollama => "ollama",
             ProviderKind::Mock => "mock",
         }
     }

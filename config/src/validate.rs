@@ -222,6 +222,7 @@ pub fn validate(
         let base_url = match (kind, p.base_url.as_deref()) {
             (ProviderKind::OpenAi, None) => "https://api.openai.com/v1".to_string(),
             (ProviderKind::Anthropic, None) => "https://api.anthropic.com/v1".to_string(),
+            (ProviderKind::Ollama, None) => "http://127.0.0.1:11434".to_string(),
             (ProviderKind::Mock, None) => "mock://".to_string(),
             (ProviderKind::OpenAiCompatible | ProviderKind::Azure, None) => {
                 errs.push(f("base_url"), format!("required for kind `{}`", kind.as_str()));

@@ -131,6 +131,20 @@ targets = [{{ provider = "azure", model = "my-gpt4o-deployment" }}]
 alias = "azure-embed"
 targets = [{{ provider = "azure", model = "my-embedding-deployment" }}]
 
+[[providers]]
+name = "olla"
+kind = "ollama"
+base_url = "{mock}"
+forward_headers = ["x-mock-status", "x-mock-disconnect-after"]
+
+[[models]]
+alias = "llama"
+targets = [{{ provider = "olla", model = "llama3.2" }}]
+
+[[models]]
+alias = "llama-embed"
+targets = [{{ provider = "olla", model = "nomic-embed-text" }}]
+
 [[models]]
 alias = "claude"
 targets = [{{ provider = "anth", model = "claude-mock" }}]

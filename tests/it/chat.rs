@@ -98,7 +98,21 @@ async fn models_lists_only_the_keys_aliases() {
         .await
         .unwrap();
     let ids: Vec<&str> = all["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, vec!["chat", "azure-chat", "azure-embed", "claude", "claude-nokey", "embed", "narrow", "secret"]);
+    assert_eq!(
+        ids,
+        vec![
+            "chat",
+            "azure-chat",
+            "azure-embed",
+            "llama",
+            "llama-embed",
+            "claude",
+            "claude-nokey",
+            "embed",
+            "narrow",
+            "secret"
+        ]
+    );
     let some: Value = client()
         .get(format!("{}/v1/models", gw.url()))
         .bearer_auth("sk-test-rpm")

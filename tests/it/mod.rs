@@ -9,5 +9,6 @@ mod ledger;
 mod limits;
 mod messages;
 mod nats;
+mod ollama;
 mod sdk;
 mod upstream_failures;

@@ -27,7 +27,7 @@ use crate::actors::rate_limiter::{NextStages, RateHeaders, RateLimiter};
 use crate::actors::router::{Router, UpdateModels};
 use crate::metrics::{CACHE_REQUESTS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL};
 use crate::providers::sse::{data_event, DONE};
-use crate::providers::{self, anthropic, openai};
+use crate::providers::{self, anthropic, ollama, openai};
 use crate::providers::{UpstreamBody, UpstreamCall, UpstreamClient, UpstreamReply};
 use crate::store::Store;
 use crate::types::{unix_ms, ChatRequest, EmbeddingsRequest, Endpoint, Usage, UsageRecord};
@@ -510,8 +510,9 @@ impl Engine {
             return self.answer_from_cache(ctx, p, record, stream.then(|| req.wants_stream_usage())).await;
         }
         let called = self
-            .call_upstream(ctx, p, record, prompt, |kind, model| match kind {
+            .call_upstream(ctx, p, record, prompt, false, |kind, model| match kind {
                 ProviderKind::Anthropic => anthropic::chat_body(&req, model),
+                ProviderKind::Ollama => ollama::chat_body(&req, model),
                 _ => openai::chat_body(&req, model).map_err(encode_error),
             })
             .await?;
@@ -556,7 +557,7 @@ impl Engine {
             return self.answer_from_cache(ctx, p, record, None).await;
         }
         let called = self
-            .call_upstream(ctx, p, record, prompt, |kind, model| {
+            .call_upstream(ctx, p, record, prompt, req.encoding_format.as_deref() == Some("base64"), |kind, model| {
                 if !providers::supports(kind, Endpoint::Embeddings) {
                     return Err(GatewayError::BadRequest(format!(
                         "the model `{}` is served by a provider of kind `{}`, which has no embeddings",
@@ -564,7 +565,10 @@ impl Engine {
                         kind.as_str()
                     )));
                 }
-                openai::embeddings_body(&req, model).map_err(encode_error)
+                match kind {
+                    ProviderKind::Ollama => ollama::embed_body(&req, model),
+                    _ => openai::embeddings_body(&req, model).map_err(encode_error),
+                }
             })
             .await?;
         let Called { mut fin, provider, model, reply, rate, cache_status } = called;
@@ -590,6 +594,7 @@ impl Engine {
         mut p: Prepared,
         record: UsageRecord,
         prompt: u64,
+        base64: bool,
         encode: impl FnOnce(ProviderKind, &str) -> Result<Vec<u8>, GatewayError>,
     ) -> Result<Called, Failure> {
         let Some(d) = p.route.take() else {
@@ -615,8 +620,9 @@ impl Engine {
         };
         let (endpoint, stream) = (fin.record.endpoint, fin.record.stream);
         let started = Instant::now();
-        let result =
-            d.handle.client.call(UpstreamCall { endpoint, model: &d.model, body, stream, headers: &ctx.headers }).await;
+        let base64 = endpoint == Endpoint::Embeddings && base64;
+        let call = UpstreamCall { endpoint, model: &d.model, base64, body, stream, headers: &ctx.headers };
+        let result = d.handle.client.call(call).await;
         fin.upstream_time = match &result {
             // a stream's upstream time is its time to first byte; the rest is relayed
             Ok(UpstreamReply { body: UpstreamBody::Stream(_), first_byte }) => *first_byte,

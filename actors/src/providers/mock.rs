@@ -2,7 +2,6 @@
 //! `switchyard mock-upstream`: the same request always gets the same content, token
 //! counts and embedding vectors.
 
-use base64::Engine as _;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -211,6 +210,78 @@ pub fn anthropic_events(req: &Value, model: &str) -> Vec<(&'static str, Value)> 
     out
 }
 
+/// An Ollama `/api/chat` request seen as an OpenAI one (for the shared reply logic):
+/// `options.num_predict` is its `max_tokens`.
+fn ollama_as_openai(req: &Value) -> Value {
+    let mut v = json!({"messages": req.get("messages").cloned().unwrap_or(Value::Null)});
+    if let Some(n) = req.pointer("/options/num_predict") {
+        v["max_tokens"] = n.clone();
+    }
+    v
+}
+
+/// The tool call Ollama's mock makes: the first offered tool, until a tool answered.
+fn ollama_tool_call(req: &Value, words: &[String]) -> Option<Value> {
+    let name = req.get("tools")?.as_array()?.first()?.pointer("/function/name")?.clone();
+    let answered = req.get("messages")?.as_array()?.iter().any(|m| m.get("role") == Some(&json!("tool")));
+    if answered {
+        return None;
+    }
+    let query: Vec<&str> = words.iter().skip(6).map(String::as_str).collect();
+    Some(json!([{"function": {"name": name, "arguments": {"query": query.join(" ")}}}]))
+}
+
+/// The NDJSON lines of an Ollama `/api/chat` answer: one a word, then the `done` line
+/// with the token counts (a non-streamed answer is the lines folded into one).
+pub fn ollama_lines(req: &Value, model: &str) -> Vec<Value> {
+    let as_openai = ollama_as_openai(req);
+    let words = reply_words(&as_openai);
+    let created = "2026-01-01T00:00:00Z";
+    let line = |content: &str| {
+        json!({"model": model, "created_at": created,
+        "message": {"role": "assistant", "content": content}, "done": false})
+    };
+    let mut out = Vec::new();
+    let calls = ollama_tool_call(req, &words);
+    if calls.is_none() {
+        for (i, w) in words.iter().enumerate() {
+            out.push(line(&if i == 0 { w.clone() } else { format!(" {w}") }));
+        }
+    }
+    let mut last = json!({"model": model, "created_at": created, "message": {"role": "assistant", "content": ""},
+        "done": true, "done_reason": if calls.is_none() { finish_reason(&as_openai, &words) } else { "stop" },
+        "prompt_eval_count": prompt_tokens(&as_openai), "eval_count": words.len()});
+    if let Some(c) = calls {
+        last["message"]["tool_calls"] = c;
+    }
+    out.push(last);
+    out
+}
+
+/// A non-streamed Ollama `/api/chat` answer.
+pub fn ollama_chat(req: &Value, model: &str) -> Value {
+    let lines = ollama_lines(req, model);
+    let text: String = lines.iter().filter_map(|l| l.pointer("/message/content").and_then(Value::as_str)).collect();
+    let mut last = lines.last().cloned().unwrap_or(Value::Null);
+    last["message"]["content"] = json!(text);
+    last
+}
+
+/// An Ollama `/api/embed` answer.
+pub fn ollama_embed(req: &Value, model: &str) -> Result<Value, String> {
+    let inputs: Vec<String> = match req.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => {
+            a.iter().map(|v| v.as_str().map(str::to_string).ok_or("input must be strings")).collect::<Result<_, _>>()?
+        }
+        _ => return Err("input is required".into()),
+    };
+    let dims = req.get("dimensions").and_then(Value::as_u64).map_or(DEFAULT_DIMS, |d| d.clamp(1, 8192) as usize);
+    let vectors: Vec<Value> = inputs.iter().map(|t| json!(vector(t, dims))).collect();
+    let tokens: u64 = inputs.iter().map(|t| mock_tokens(t).max(1)).sum();
+    Ok(json!({"model": model, "embeddings": vectors, "prompt_eval_count": tokens}))
+}
+
 /// A deterministic unit vector for `text`.
 pub fn vector(text: &str, dims: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(dims);
@@ -256,12 +327,7 @@ pub fn embeddings(req: &Value, model: &str) -> Result<Value, String> {
         .map(|(i, text)| {
             tokens += mock_tokens(text).max(1);
             let v = vector(text, dims);
-            let embedding = if base64 {
-                let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-            } else {
-                json!(v)
-            };
+            let embedding = if base64 { Value::String(super::f32_base64(v.iter().copied())) } else { json!(v) };
             json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();
@@ -275,6 +341,8 @@ pub fn embeddings(req: &Value, model: &str) -> Result<Value, String> {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
     use super::*;
 
     #[test]

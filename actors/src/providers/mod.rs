@@ -5,6 +5,7 @@
 pub mod anthropic;
 pub mod from_anthropic;
 pub mod mock;
+pub mod ollama;
 pub mod openai;
 pub mod sse;
 
@@ -65,6 +66,9 @@ pub struct UpstreamCall<'a> {
     pub endpoint: Endpoint,
     /// The upstream model (an Azure deployment name goes into the URL).
     pub model: &'a str,
+    /// Embeddings: the client asked for base64 vectors (providers that answer floats
+    /// only are converted).
+    pub base64: bool,
     /// The translated request body.
     pub body: Vec<u8>,
     pub stream: bool,
@@ -80,6 +84,13 @@ pub struct UpstreamClient {
     chat_url: reqwest::Url,
     /// `None` when the provider has no embeddings API.
     embeddings_url: Option<reqwest::Url>,
+}
+
+/// A vector as OpenAI's `encoding_format: base64`: little-endian `f32`s, base64.
+pub fn f32_base64(values: impl Iterator<Item = f32>) -> String {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = values.flat_map(f32::to_le_bytes).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Whether a provider kind serves an endpoint (a request it cannot serve is a 400 that
@@ -102,6 +113,8 @@ impl UpstreamClient {
             let text = match (cfg.kind, e) {
                 (ProviderKind::Mock, _) => format!("http://mock.invalid{}", e.path()),
                 (ProviderKind::Anthropic, Endpoint::Chat) => format!("{}/messages", cfg.base_url),
+                (ProviderKind::Ollama, Endpoint::Chat) => format!("{}/api/chat", cfg.base_url),
+                (ProviderKind::Ollama, Endpoint::Embeddings) => format!("{}/api/embed", cfg.base_url),
                 _ => format!("{}{}", cfg.base_url, e.path()),
             };
             reqwest::Url::parse(&text)
@@ -117,9 +130,11 @@ impl UpstreamClient {
     pub async fn call(&self, call: UpstreamCall<'_>) -> Result<UpstreamReply, UpstreamError> {
         match self.cfg.kind {
             ProviderKind::Mock => self.call_mock(call).await,
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Anthropic | ProviderKind::Azure => {
-                self.call_http(call).await
-            }
+            ProviderKind::OpenAi
+            | ProviderKind::OpenAiCompatible
+            | ProviderKind::Anthropic
+            | ProviderKind::Azure
+            | ProviderKind::Ollama => self.call_http(call).await,
         }
     }
 
@@ -219,7 +234,11 @@ impl UpstreamClient {
         if call.stream {
             let s = resp.bytes_stream().map(|r| r.map_err(|e| UpstreamError::Body(root_cause(&e))));
             let s = timed(Box::pin(s), deadline);
-            let body = if anthropic { translate_anthropic(s) } else { s };
+            let body = match self.cfg.kind {
+                ProviderKind::Anthropic => translate_anthropic(s),
+                ProviderKind::Ollama => translate_ndjson(s),
+                _ => s,
+            };
             Ok(UpstreamReply { body: UpstreamBody::Stream(body), first_byte })
         } else {
             match tokio::time::timeout_at(deadline, resp.bytes()).await {
@@ -229,6 +248,16 @@ impl UpstreamClient {
                     Ok(b) => Ok(UpstreamReply { body: UpstreamBody::Full(b), first_byte }),
                     Err(e) => Err(UpstreamError::Body(format!("anthropic answer: {e}"))),
                 },
+                Ok(Ok(b)) if self.cfg.kind == ProviderKind::Ollama => {
+                    let translated = match call.endpoint {
+                        Endpoint::Chat => ollama::completion(&b, &new_id(), unix_secs()),
+                        Endpoint::Embeddings => ollama::embeddings(&b, call.base64),
+                    };
+                    match translated {
+                        Ok(b) => Ok(UpstreamReply { body: UpstreamBody::Full(b), first_byte }),
+                        Err(e) => Err(UpstreamError::Body(format!("ollama answer: {e}"))),
+                    }
+                }
                 Ok(Ok(b)) => Ok(UpstreamReply { body: UpstreamBody::Full(b), first_byte }),
             }
         }
@@ -308,6 +337,35 @@ fn translate_anthropic(s: ByteStream) -> ByteStream {
                         return Some((Ok(Bytes::from(out)), (s, parser, tr, false)));
                     }
                 }
+            }
+        }
+    }))
+}
+
+/// A response id for providers that send none.
+fn new_id() -> String {
+    format!("{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
+}
+
+/// An Ollama NDJSON byte stream as an OpenAI SSE byte stream.
+fn translate_ndjson(s: ByteStream) -> ByteStream {
+    let state = (s, ollama::StreamTranslator::new(new_id(), unix_secs()), false);
+    Box::pin(futures_util::stream::unfold(state, |(mut s, mut tr, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            match s.next().await {
+                None => return None,
+                Some(Err(e)) => return Some((Err(e), (s, tr, true))),
+                Some(Ok(bytes)) => match tr.feed(&bytes) {
+                    Err(e) => return Some((Err(UpstreamError::Body(e)), (s, tr, true))),
+                    Ok(parts) if parts.is_empty() => {}
+                    Ok(parts) => {
+                        let out: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+                        return Some((Ok(Bytes::from(out)), (s, tr, false)));
+                    }
+                },
             }
         }
     }))
