@@ -164,6 +164,60 @@ async fn ollama_embed(req: HttpRequest, body: web::Bytes, state: web::Data<MockS
     }
 }
 
+/// Google's error shape.
+fn google_error(status: u16, message: &str) -> HttpResponse {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let name = match status {
+        400 => "INVALID_ARGUMENT",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        503 => "UNAVAILABLE",
+        _ => "INTERNAL",
+    };
+    HttpResponse::build(code).json(json!({"error": {"code": status, "message": message, "status": name}}))
+}
+
+/// Gemini's `POST /v1beta/models/{model}:{generateContent|streamGenerateContent|batchEmbedContents}`
+/// (`x-goog-api-key` required).
+async fn gemini(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -> HttpResponse {
+    let spec = req.match_info().get("spec").unwrap_or_default().to_string();
+    let Some((model, method)) = spec.split_once(':') else {
+        return google_error(404, "expected models/{model}:{method}");
+    };
+    if method == "batchEmbedContents" {
+        state.stats.embeddings.fetch_add(1, Ordering::Relaxed);
+    } else {
+        state.stats.chat.fetch_add(1, Ordering::Relaxed);
+    }
+    if req.headers().get("x-goog-api-key").is_none() {
+        return google_error(403, "Method doesn't allow unregistered callers (an API key is required)");
+    }
+    if let Some(status) = header_u64(&req, "x-mock-status") {
+        return google_error(status as u16, "failure requested by x-mock-status");
+    }
+    let v = match prologue(&req, &state, &body).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    match method {
+        "generateContent" => HttpResponse::Ok().json(mock::gemini_response(&v, model)),
+        "streamGenerateContent" => {
+            if !req.query_string().contains("alt=sse") {
+                return google_error(400, "the mock streams only with alt=sse");
+            }
+            let events: Vec<Bytes> =
+                mock::gemini_chunks(&v, model).iter().map(|c| Bytes::from(format!("data: {c}\r\n\r\n"))).collect();
+            sse_response(&req, &state, events)
+        }
+        "batchEmbedContents" => match mock::gemini_embed(&v) {
+            Ok(out) => HttpResponse::Ok().json(out),
+            Err(m) => google_error(400, &m),
+        },
+        other => google_error(404, &format!("unknown method {other}")),
+    }
+}
+
 /// Anthropic's error shape.
 fn anthropic_error(status: u16, kind: &str, message: &str) -> HttpResponse {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -278,6 +332,7 @@ pub fn run(addr: &str, latency_ms: u64, chunk_delay_ms: u64, workers: Option<usi
                 .route("/v1/embeddings", web::post().to(embeddings))
                 .route("/v1/messages", web::post().to(messages))
                 .route("/api/chat", web::post().to(ollama_chat))
+                .route("/v1beta/models/{spec}", web::post().to(gemini))
                 .route("/api/embed", web::post().to(ollama_embed))
                 .route("/openai/deployments/{deployment}/{op:chat}/completions", web::post().to(azure))
                 .route("/openai/deployments/{deployment}/{op:embeddings}", web::post().to(azure))

@@ -93,6 +93,8 @@ pub enum ProviderKind {
     Azure,
     /// Ollama's native API (`/api/chat` with NDJSON streams, `/api/embed`).
     Ollama,
+    /// Google's Gemini API (`generateContent`, `streamGenerateContent`, `batchEmbedContents`).
+    Gemini,
     /// Built in: deterministic replies without a network.
     Mock,
 }
@@ -104,6 +106,7 @@ impl ProviderKind {
         ("anthropic", ProviderKind::Anthropic),
         ("azure", ProviderKind::Azure),
         ("ollama", ProviderKind::Ollama),
+        ("gemini", ProviderKind::Gemini),
         ("mock", ProviderKind::Mock),
     ];
 
@@ -114,6 +117,7 @@ impl ProviderKind {
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Azure => "azure",
             ProviderKind::Ollama => "ollama",
+            ProviderKind::Gemini => "gemini",
             ProviderKind::Mock => "mock",
         }
     }

@@ -114,7 +114,7 @@ pub struct RawNats {
 pub struct RawProvider {
     /// Unique name that model targets refer to.
     pub name: String,
-    /// `openai`, `openai-compatible`, `anthropic`, `azure`, `ollama` or `mock`.
+    /// `openai`, `openai-compatible`, `anthropic`, `azure`, `ollama`, `gemini` or `mock`.
     pub kind: String,
     /// Base URL up to and including `/v1`.
     pub base_url: Option<String>,

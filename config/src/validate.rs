@@ -223,6 +223,7 @@ pub fn validate(
             (ProviderKind::OpenAi, None) => "https://api.openai.com/v1".to_string(),
             (ProviderKind::Anthropic, None) => "https://api.anthropic.com/v1".to_string(),
             (ProviderKind::Ollama, None) => "http://127.0.0.1:11434".to_string(),
+            (ProviderKind::Gemini, None) => "https://generativelanguage.googleapis.com/v1beta".to_string(),
             (ProviderKind::Mock, None) => "mock://".to_string(),
             (ProviderKind::OpenAiCompatible | ProviderKind::Azure, None) => {
                 errs.push(f("base_url"), format!("required for kind `{}`", kind.as_str()));

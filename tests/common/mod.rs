@@ -145,6 +145,21 @@ targets = [{{ provider = "olla", model = "llama3.2" }}]
 alias = "llama-embed"
 targets = [{{ provider = "olla", model = "nomic-embed-text" }}]
 
+[[providers]]
+name = "gem"
+kind = "gemini"
+base_url = "{mock}/v1beta"
+api_key = "gemini-secret"
+forward_headers = ["x-mock-status", "x-mock-disconnect-after"]
+
+[[models]]
+alias = "gemini"
+targets = [{{ provider = "gem", model = "gemini-2.5-flash" }}]
+
+[[models]]
+alias = "gemini-embed"
+targets = [{{ provider = "gem", model = "text-embedding-004" }}]
+
 [[models]]
 alias = "claude"
 targets = [{{ provider = "anth", model = "claude-mock" }}]

@@ -5,6 +5,7 @@ mod batch;
 mod cache;
 mod chat;
 mod errors;
+mod gemini;
 mod ledger;
 mod limits;
 mod messages;

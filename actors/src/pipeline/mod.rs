@@ -27,7 +27,7 @@ use crate::actors::rate_limiter::{NextStages, RateHeaders, RateLimiter};
 use crate::actors::router::{Router, UpdateModels};
 use crate::metrics::{CACHE_REQUESTS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL};
 use crate::providers::sse::{data_event, DONE};
-use crate::providers::{self, anthropic, ollama, openai};
+use crate::providers::{self, anthropic, gemini, ollama, openai};
 use crate::providers::{UpstreamBody, UpstreamCall, UpstreamClient, UpstreamReply};
 use crate::store::Store;
 use crate::types::{unix_ms, ChatRequest, EmbeddingsRequest, Endpoint, Usage, UsageRecord};
@@ -513,6 +513,7 @@ impl Engine {
             .call_upstream(ctx, p, record, prompt, false, |kind, model| match kind {
                 ProviderKind::Anthropic => anthropic::chat_body(&req, model),
                 ProviderKind::Ollama => ollama::chat_body(&req, model),
+                ProviderKind::Gemini => gemini::chat_body(&req),
                 _ => openai::chat_body(&req, model).map_err(encode_error),
             })
             .await?;
@@ -567,6 +568,7 @@ impl Engine {
                 }
                 match kind {
                     ProviderKind::Ollama => ollama::embed_body(&req, model),
+                    ProviderKind::Gemini => gemini::embed_body(&req, model),
                     _ => openai::embeddings_body(&req, model).map_err(encode_error),
                 }
             })

@@ -282,6 +282,101 @@ pub fn ollama_embed(req: &Value, model: &str) -> Result<Value, String> {
     Ok(json!({"model": model, "embeddings": vectors, "prompt_eval_count": tokens}))
 }
 
+/// A Gemini request seen as an OpenAI one (for the shared reply logic).
+fn gemini_as_openai(req: &Value) -> Value {
+    let messages: Vec<Value> = req
+        .get("contents")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let text: Vec<&str> = c
+                .get("parts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.get("text")?.as_str())
+                .collect();
+            let role = if c.get("role") == Some(&json!("model")) { "assistant" } else { "user" };
+            json!({"role": role, "content": text.join(" ")})
+        })
+        .collect();
+    let mut v = json!({"messages": messages});
+    if let Some(n) = req.pointer("/generationConfig/maxOutputTokens") {
+        v["max_tokens"] = n.clone();
+    }
+    v
+}
+
+/// The streamed responses of a Gemini answer: one a word, the last with the finish
+/// reason and the usage; a function call when tools are offered and none has been
+/// answered; a safety block when the prompt says `unsafe-please`.
+pub fn gemini_chunks(req: &Value, model: &str) -> Vec<Value> {
+    let as_openai = gemini_as_openai(req);
+    let words = reply_words(&as_openai);
+    let prompt = prompt_tokens(&as_openai);
+    if as_openai.to_string().contains("unsafe-please") {
+        return vec![json!({"promptFeedback": {"blockReason": "SAFETY"},
+            "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt}, "modelVersion": model})];
+    }
+    let usage = |n: u64| json!({"promptTokenCount": prompt, "candidatesTokenCount": n, "totalTokenCount": prompt + n});
+    let tool = req.pointer("/tools/0/functionDeclarations/0/name").cloned();
+    let answered = req.get("contents").and_then(Value::as_array).into_iter().flatten().any(|c| {
+        c.get("parts").and_then(Value::as_array).into_iter().flatten().any(|p| p.get("functionResponse").is_some())
+    });
+    if let (Some(name), false) = (tool, answered) {
+        let query: Vec<&str> = words.iter().skip(6).map(String::as_str).collect();
+        return vec![json!({"candidates": [{"content": {"role": "model", "parts": [{"functionCall":
+            {"name": name, "args": {"query": query.join(" ")}}}]}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": usage(5), "modelVersion": model})];
+    }
+    let reason = if finish_reason(&as_openai, &words) == "length" { "MAX_TOKENS" } else { "STOP" };
+    let n = words.len();
+    words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let text = if i == 0 { w.clone() } else { format!(" {w}") };
+            let mut c = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}],
+                "modelVersion": model});
+            if i + 1 == n {
+                c["candidates"][0]["finishReason"] = json!(reason);
+                c["usageMetadata"] = usage(n as u64);
+            }
+            c
+        })
+        .collect()
+}
+
+/// A non-streamed Gemini answer: the chunks folded into one.
+pub fn gemini_response(req: &Value, model: &str) -> Value {
+    let chunks = gemini_chunks(req, model);
+    let mut last = chunks.last().cloned().unwrap_or(Value::Null);
+    let text: String =
+        chunks.iter().filter_map(|c| c.pointer("/candidates/0/content/parts/0/text").and_then(Value::as_str)).collect();
+    if !text.is_empty() {
+        last["candidates"][0]["content"]["parts"] = json!([{"text": text}]);
+    }
+    last
+}
+
+/// A Gemini `batchEmbedContents` answer.
+pub fn gemini_embed(req: &Value) -> Result<Value, String> {
+    let requests = req.get("requests").and_then(Value::as_array).ok_or("requests is required")?;
+    let embeddings: Vec<Value> = requests
+        .iter()
+        .map(|r| {
+            let text = r.pointer("/content/parts/0/text").and_then(Value::as_str).unwrap_or_default();
+            let dims = r
+                .get("outputDimensionality")
+                .and_then(Value::as_u64)
+                .map_or(DEFAULT_DIMS, |d| d.clamp(1, 8192) as usize);
+            json!({"values": vector(text, dims)})
+        })
+        .collect();
+    Ok(json!({"embeddings": embeddings}))
+}
+
 /// A deterministic unit vector for `text`.
 pub fn vector(text: &str, dims: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(dims);

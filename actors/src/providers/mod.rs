@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod from_anthropic;
+pub mod gemini;
 pub mod mock;
 pub mod ollama;
 pub mod openai;
@@ -134,14 +135,33 @@ impl UpstreamClient {
             | ProviderKind::OpenAiCompatible
             | ProviderKind::Anthropic
             | ProviderKind::Azure
-            | ProviderKind::Ollama => self.call_http(call).await,
+            | ProviderKind::Ollama
+            | ProviderKind::Gemini => self.call_http(call).await,
         }
     }
 
     /// Where a call goes: parsed once per endpoint, or per deployment for Azure
     /// (`{base_url}/openai/deployments/{model}/...?api-version=...`).
-    fn url(&self, endpoint: Endpoint, model: &str) -> Result<std::borrow::Cow<'_, reqwest::Url>, UpstreamError> {
+    fn url(
+        &self,
+        endpoint: Endpoint,
+        model: &str,
+        stream: bool,
+    ) -> Result<std::borrow::Cow<'_, reqwest::Url>, UpstreamError> {
         use std::borrow::Cow;
+        if self.cfg.kind == ProviderKind::Gemini {
+            let method = match (endpoint, stream) {
+                (Endpoint::Chat, false) => "generateContent",
+                (Endpoint::Chat, true) => "streamGenerateContent?alt=sse",
+                (Endpoint::Embeddings, _) => "batchEmbedContents",
+            };
+            let text = format!("{}/models/{model}:{method}", self.cfg.base_url);
+            return reqwest::Url::parse(&text).map(Cow::Owned).map_err(|e| UpstreamError::Status {
+                status: 400,
+                message: format!("model URL {text}: {e}"),
+                retry_after: None,
+            });
+        }
         if self.cfg.kind == ProviderKind::Azure {
             let text = format!(
                 "{}/openai/deployments/{model}{}?api-version={}",
@@ -170,7 +190,7 @@ impl UpstreamClient {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.cfg.timeout;
         let anthropic = self.cfg.kind == ProviderKind::Anthropic;
-        let url = self.url(call.endpoint, call.model)?;
+        let url = self.url(call.endpoint, call.model, call.stream)?;
         let body = Bytes::from(call.body);
         let mut attempt = 0;
         let resp = loop {
@@ -178,6 +198,7 @@ impl UpstreamClient {
             match (&self.cfg.api_key, self.cfg.kind) {
                 (Some(k), ProviderKind::Anthropic) => rb = rb.header("x-api-key", k),
                 (Some(k), ProviderKind::Azure) => rb = rb.header("api-key", k),
+                (Some(k), ProviderKind::Gemini) => rb = rb.header("x-goog-api-key", k),
                 (Some(k), _) => rb = rb.bearer_auth(k),
                 (None, _) => {}
             }
@@ -237,6 +258,7 @@ impl UpstreamClient {
             let body = match self.cfg.kind {
                 ProviderKind::Anthropic => translate_anthropic(s),
                 ProviderKind::Ollama => translate_ndjson(s),
+                ProviderKind::Gemini => translate_gemini(s, call.model.to_string()),
                 _ => s,
             };
             Ok(UpstreamReply { body: UpstreamBody::Stream(body), first_byte })
@@ -248,6 +270,16 @@ impl UpstreamClient {
                     Ok(b) => Ok(UpstreamReply { body: UpstreamBody::Full(b), first_byte }),
                     Err(e) => Err(UpstreamError::Body(format!("anthropic answer: {e}"))),
                 },
+                Ok(Ok(b)) if self.cfg.kind == ProviderKind::Gemini => {
+                    let translated = match call.endpoint {
+                        Endpoint::Chat => gemini::completion(&b, call.model, &new_id(), unix_secs()),
+                        Endpoint::Embeddings => gemini::embeddings(&b, call.model, call.base64),
+                    };
+                    match translated {
+                        Ok(b) => Ok(UpstreamReply { body: UpstreamBody::Full(b), first_byte }),
+                        Err(e) => Err(UpstreamError::Body(format!("gemini answer: {e}"))),
+                    }
+                }
                 Ok(Ok(b)) if self.cfg.kind == ProviderKind::Ollama => {
                     let translated = match call.endpoint {
                         Endpoint::Chat => ollama::completion(&b, &new_id(), unix_secs()),
@@ -345,6 +377,42 @@ fn translate_anthropic(s: ByteStream) -> ByteStream {
 /// A response id for providers that send none.
 fn new_id() -> String {
     format!("{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
+}
+
+/// A Gemini SSE byte stream as an OpenAI SSE byte stream (Gemini sends no terminator:
+/// the end of the body closes the answer when it said why it stopped).
+fn translate_gemini(s: ByteStream, model: String) -> ByteStream {
+    let state = (s, sse::SseParser::new(), gemini::StreamTranslator::new(new_id(), model, unix_secs()), false);
+    Box::pin(futures_util::stream::unfold(state, |(mut s, mut parser, mut tr, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            match s.next().await {
+                None => {
+                    let end: Vec<u8> = tr.finish().iter().flat_map(|b| b.iter().copied()).collect();
+                    return (!end.is_empty()).then(|| (Ok(Bytes::from(end)), (s, parser, tr, true)));
+                }
+                Some(Err(e)) => return Some((Err(e), (s, parser, tr, true))),
+                Some(Ok(bytes)) => {
+                    let events = match parser.feed(&bytes) {
+                        Ok(ev) => ev,
+                        Err(e) => return Some((Err(UpstreamError::Body(e.to_string())), (s, parser, tr, true))),
+                    };
+                    let mut out = Vec::new();
+                    for ev in &events {
+                        match tr.on_event(ev) {
+                            Ok(parts) => parts.iter().for_each(|p| out.extend_from_slice(p)),
+                            Err(e) => return Some((Err(UpstreamError::Body(e)), (s, parser, tr, true))),
+                        }
+                    }
+                    if !out.is_empty() {
+                        return Some((Ok(Bytes::from(out)), (s, parser, tr, false)));
+                    }
+                }
+            }
+        }
+    }))
 }
 
 /// An Ollama NDJSON byte stream as an OpenAI SSE byte stream.
