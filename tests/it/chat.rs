@@ -106,6 +106,8 @@ async fn models_lists_only_the_keys_aliases() {
             "azure-embed",
             "llama",
             "llama-embed",
+            "gemini",
+            "gemini-embed",
             "claude",
             "claude-nokey",
             "embed",

@@ -10,6 +10,9 @@ pub mod ollama;
 pub mod openai;
 pub mod sse;
 
+#[cfg(test)]
+mod golden_tests;
+
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 

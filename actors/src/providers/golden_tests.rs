@@ -1,0 +1,147 @@
+//! Golden translation tests (insta snapshots in `snapshots/`).
+//!
+//! - One representative request per source format (`fixtures/openai_chat_request.json`,
+//!   `fixtures/anthropic_messages_request.json`: system prompt, multi-turn, image, tool
+//!   definition, tool call and tool result) gives one snapshot per target provider.
+//! - One answer and one stream per provider (`fixtures/<provider>_response.json`,
+//!   `fixtures/<provider>_stream.*`, shaped as in the providers' documentation) give one
+//!   snapshot per source format: what an OpenAI client and what an Anthropic client get.
+//!
+//! A change in any translation shows up as a snapshot diff to review
+//! (`cargo insta review`, or `INSTA_UPDATE=always` then `git diff`).
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::sse::SseParser;
+use super::{anthropic, from_anthropic, gemini, ollama, openai};
+use crate::types::ChatRequest;
+
+const CREATED: u64 = 1_700_000_000;
+
+fn fixture(name: &str) -> &'static str {
+    match name {
+        "openai_chat_request.json" => include_str!("fixtures/openai_chat_request.json"),
+        "anthropic_messages_request.json" => include_str!("fixtures/anthropic_messages_request.json"),
+        "anthropic_message.json" => include_str!("fixtures/anthropic_message.json"),
+        "anthropic_stream.sse" => include_str!("fixtures/anthropic_stream.sse"),
+        "gemini_response.json" => include_str!("fixtures/gemini_response.json"),
+        "gemini_stream.sse" => include_str!("fixtures/gemini_stream.sse"),
+        "ollama_response.json" => include_str!("fixtures/ollama_response.json"),
+        "ollama_stream.ndjson" => include_str!("fixtures/ollama_stream.ndjson"),
+        "openai_completion.json" => include_str!("fixtures/openai_completion.json"),
+        "openai_stream.sse" => include_str!("fixtures/openai_stream.sse"),
+        other => panic!("no fixture {other}"),
+    }
+}
+
+fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap()
+}
+
+/// The `data:` payloads of OpenAI SSE bytes, as JSON (`[DONE]` as a string).
+fn openai_events(bytes: &[Bytes]) -> Vec<Value> {
+    let mut p = SseParser::new();
+    let all: Vec<u8> = bytes.iter().flat_map(|b| b.iter().copied()).collect();
+    p.feed(&all)
+        .unwrap()
+        .into_iter()
+        .map(|e| serde_json::from_str(&e.data).unwrap_or(Value::String(e.data)))
+        .collect()
+}
+
+/// Anthropic SSE bytes as `[event name, data]` pairs.
+fn anthropic_events(bytes: &[Bytes]) -> Vec<Value> {
+    let mut p = SseParser::new();
+    let all: Vec<u8> = bytes.iter().flat_map(|b| b.iter().copied()).collect();
+    p.feed(&all)
+        .unwrap()
+        .into_iter()
+        .map(|e| serde_json::json!([e.event, serde_json::from_str::<Value>(&e.data).unwrap()]))
+        .collect()
+}
+
+/// What an Anthropic client gets for OpenAI stream bytes (the `/v1/messages` ingress).
+fn as_anthropic_stream(openai_sse: &[Bytes]) -> Vec<Value> {
+    let mut p = SseParser::new();
+    let mut t = from_anthropic::EventTranslator::default();
+    let all: Vec<u8> = openai_sse.iter().flat_map(|b| b.iter().copied()).collect();
+    let out: Vec<Bytes> = p.feed(&all).unwrap().iter().flat_map(|e| t.on_event(e)).collect();
+    anthropic_events(&out)
+}
+
+#[test]
+fn openai_source_request_per_target() {
+    let req = ChatRequest::parse(fixture("openai_chat_request.json").as_bytes()).unwrap();
+    insta::assert_json_snapshot!("request.openai_to_openai", json(&openai::chat_body(&req, "gpt-4o").unwrap()));
+    insta::assert_json_snapshot!(
+        "request.openai_to_anthropic",
+        json(&anthropic::chat_body(&req, "claude-sonnet-4-5").unwrap())
+    );
+    insta::assert_json_snapshot!("request.openai_to_gemini", json(&gemini::chat_body(&req).unwrap()));
+    insta::assert_json_snapshot!("request.openai_to_ollama", json(&ollama::chat_body(&req, "llama3.2").unwrap()));
+}
+
+#[test]
+fn anthropic_source_request_per_target() {
+    let openai_body = from_anthropic::request(fixture("anthropic_messages_request.json").as_bytes()).unwrap();
+    insta::assert_json_snapshot!("request.anthropic_to_openai", json(&openai_body));
+    // and on to every other target, as the engine would send it
+    let req = ChatRequest::parse(&openai_body).unwrap();
+    insta::assert_json_snapshot!(
+        "request.anthropic_to_anthropic",
+        json(&anthropic::chat_body(&req, "claude-sonnet-4-5").unwrap())
+    );
+    insta::assert_json_snapshot!("request.anthropic_to_gemini", json(&gemini::chat_body(&req).unwrap()));
+    insta::assert_json_snapshot!("request.anthropic_to_ollama", json(&ollama::chat_body(&req, "llama3.2").unwrap()));
+}
+
+/// Every provider's answer as the OpenAI completion the engine works with.
+fn completions() -> Vec<(&'static str, Bytes)> {
+    vec![
+        ("openai", Bytes::from_static(fixture("openai_completion.json").as_bytes())),
+        ("anthropic", anthropic::completion(fixture("anthropic_message.json").as_bytes(), CREATED).unwrap()),
+        ("gemini", gemini::completion(fixture("gemini_response.json").as_bytes(), "gemini-2.5-flash", "g1", CREATED).unwrap()),
+        ("ollama", ollama::completion(fixture("ollama_response.json").as_bytes(), "o1", CREATED).unwrap()),
+    ]
+}
+
+#[test]
+fn responses_per_source_format() {
+    for (provider, completion) in completions() {
+        insta::assert_json_snapshot!(format!("response.{provider}_for_openai"), json(&completion));
+        let message = from_anthropic::message(&completion).unwrap();
+        insta::assert_json_snapshot!(format!("response.{provider}_for_anthropic"), json(&message));
+    }
+}
+
+/// Every provider's stream as OpenAI SSE bytes.
+fn streams() -> Vec<(&'static str, Vec<Bytes>)> {
+    let mut out = vec![("openai", vec![Bytes::from_static(fixture("openai_stream.sse").as_bytes())])];
+
+    let mut p = SseParser::new();
+    let mut t = anthropic::StreamTranslator::new(CREATED);
+    let evs = p.feed(fixture("anthropic_stream.sse").as_bytes()).unwrap();
+    out.push(("anthropic", evs.iter().flat_map(|e| t.on_event(e).unwrap()).collect()));
+
+    let mut p = SseParser::new();
+    let mut t = gemini::StreamTranslator::new("g1".into(), "gemini-2.5-flash".into(), CREATED);
+    let evs = p.feed(fixture("gemini_stream.sse").as_bytes()).unwrap();
+    let mut bytes: Vec<Bytes> = evs.iter().flat_map(|e| t.on_event(e).unwrap()).collect();
+    bytes.extend(t.finish());
+    out.push(("gemini", bytes));
+
+    let mut t = ollama::StreamTranslator::new("o1".into(), CREATED);
+    out.push(("ollama", t.feed(fixture("ollama_stream.ndjson").as_bytes()).unwrap()));
+    out
+}
+
+#[test]
+fn streams_per_source_format() {
+    for (provider, sse) in streams() {
+        let events = openai_events(&sse);
+        assert_eq!(events.last(), Some(&Value::String("[DONE]".into())), "{provider} ends with [DONE]");
+        insta::assert_json_snapshot!(format!("stream.{provider}_for_openai"), events);
+        insta::assert_json_snapshot!(format!("stream.{provider}_for_anthropic"), as_anthropic_stream(&sse));
+    }
+}
