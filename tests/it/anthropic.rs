@@ -137,7 +137,7 @@ async fn anthropic_errors_map_to_openai_errors() {
     let r = post(gw.url(), "/v1/embeddings", json!({"model": "claude", "input": "x"})).await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("no embeddings"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("does not support embeddings"), "{v}");
     let mut n2 = claude("x");
     n2["n"] = json!(2);
     let r = post(gw.url(), "/v1/chat/completions", n2).await;

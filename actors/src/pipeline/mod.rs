@@ -27,7 +27,7 @@ use crate::actors::rate_limiter::{NextStages, RateHeaders, RateLimiter};
 use crate::actors::router::{Router, UpdateModels};
 use crate::metrics::{CACHE_REQUESTS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL};
 use crate::providers::sse::{data_event, DONE};
-use crate::providers::{self, anthropic, gemini, ollama, openai};
+use crate::providers::{anthropic, capabilities, gemini, ollama, openai};
 use crate::providers::{UpstreamBody, UpstreamCall, UpstreamClient, UpstreamReply};
 use crate::store::Store;
 use crate::types::{unix_ms, ChatRequest, EmbeddingsRequest, Endpoint, Usage, UsageRecord};
@@ -510,11 +510,14 @@ impl Engine {
             return self.answer_from_cache(ctx, p, record, stream.then(|| req.wants_stream_usage())).await;
         }
         let called = self
-            .call_upstream(ctx, p, record, prompt, false, |kind, model| match kind {
-                ProviderKind::Anthropic => anthropic::chat_body(&req, model),
-                ProviderKind::Ollama => ollama::chat_body(&req, model),
-                ProviderKind::Gemini => gemini::chat_body(&req),
-                _ => openai::chat_body(&req, model).map_err(encode_error),
+            .call_upstream(ctx, p, record, prompt, false, |kind, model| {
+                capabilities::check_chat(kind, &req)?;
+                match kind {
+                    ProviderKind::Anthropic => anthropic::chat_body(&req, model),
+                    ProviderKind::Ollama => ollama::chat_body(&req, model),
+                    ProviderKind::Gemini => gemini::chat_body(&req),
+                    _ => openai::chat_body(&req, model).map_err(encode_error),
+                }
             })
             .await?;
         let Called { mut fin, provider, model, reply, rate, cache_status } = called;
@@ -559,13 +562,7 @@ impl Engine {
         }
         let called = self
             .call_upstream(ctx, p, record, prompt, req.encoding_format.as_deref() == Some("base64"), |kind, model| {
-                if !providers::supports(kind, Endpoint::Embeddings) {
-                    return Err(GatewayError::BadRequest(format!(
-                        "the model `{}` is served by a provider of kind `{}`, which has no embeddings",
-                        req.model,
-                        kind.as_str()
-                    )));
-                }
+                capabilities::check_embeddings(kind, &req)?;
                 match kind {
                     ProviderKind::Ollama => ollama::embed_body(&req, model),
                     ProviderKind::Gemini => gemini::embed_body(&req, model),

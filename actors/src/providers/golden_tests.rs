@@ -43,11 +43,7 @@ fn json(bytes: &[u8]) -> Value {
 fn openai_events(bytes: &[Bytes]) -> Vec<Value> {
     let mut p = SseParser::new();
     let all: Vec<u8> = bytes.iter().flat_map(|b| b.iter().copied()).collect();
-    p.feed(&all)
-        .unwrap()
-        .into_iter()
-        .map(|e| serde_json::from_str(&e.data).unwrap_or(Value::String(e.data)))
-        .collect()
+    p.feed(&all).unwrap().into_iter().map(|e| serde_json::from_str(&e.data).unwrap_or(Value::String(e.data))).collect()
 }
 
 /// Anthropic SSE bytes as `[event name, data]` pairs.
@@ -101,7 +97,10 @@ fn completions() -> Vec<(&'static str, Bytes)> {
     vec![
         ("openai", Bytes::from_static(fixture("openai_completion.json").as_bytes())),
         ("anthropic", anthropic::completion(fixture("anthropic_message.json").as_bytes(), CREATED).unwrap()),
-        ("gemini", gemini::completion(fixture("gemini_response.json").as_bytes(), "gemini-2.5-flash", "g1", CREATED).unwrap()),
+        (
+            "gemini",
+            gemini::completion(fixture("gemini_response.json").as_bytes(), "gemini-2.5-flash", "g1", CREATED).unwrap(),
+        ),
         ("ollama", ollama::completion(fixture("ollama_response.json").as_bytes(), "o1", CREATED).unwrap()),
     ]
 }

@@ -3,6 +3,7 @@
 //! connect, first-byte and total timeouts, and bounded retries before the first byte.
 
 pub mod anthropic;
+pub mod capabilities;
 pub mod from_anthropic;
 pub mod gemini;
 pub mod mock;
@@ -97,12 +98,6 @@ pub fn f32_base64(values: impl Iterator<Item = f32>) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Whether a provider kind serves an endpoint (a request it cannot serve is a 400 that
-/// names the capability, before any call).
-pub fn supports(kind: ProviderKind, endpoint: Endpoint) -> bool {
-    !matches!((kind, endpoint), (ProviderKind::Anthropic, Endpoint::Embeddings))
-}
-
 impl UpstreamClient {
     pub fn new(cfg: Provider) -> Result<UpstreamClient, GatewayError> {
         let http = reqwest::Client::builder()
@@ -126,7 +121,7 @@ impl UpstreamClient {
         };
         let chat_url = url(Endpoint::Chat)?;
         let embeddings_url =
-            if supports(cfg.kind, Endpoint::Embeddings) { Some(url(Endpoint::Embeddings)?) } else { None };
+            if capabilities::serves(cfg.kind, Endpoint::Embeddings) { Some(url(Endpoint::Embeddings)?) } else { None };
         Ok(UpstreamClient { cfg, http, chat_url, embeddings_url })
     }
 
