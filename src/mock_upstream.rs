@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use aws_smithy_eventstream::frame::write_message_to;
+use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -162,6 +164,71 @@ async fn ollama_embed(req: HttpRequest, body: web::Bytes, state: web::Data<MockS
         Ok(out) => HttpResponse::Ok().json(out),
         Err(m) => HttpResponse::BadRequest().json(json!({"error": m})),
     }
+}
+
+/// AWS's error shape: `{"message"}` and `x-amzn-ErrorType`.
+fn aws_error(status: u16, kind: &str, message: &str) -> HttpResponse {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(code).insert_header(("x-amzn-errortype", kind)).json(json!({"message": message}))
+}
+
+/// A SigV4 `authorization` header for the `bedrock` service, in form (the secret is not
+/// known here, so the signature itself is not recomputed).
+fn sigv4_ok(req: &HttpRequest) -> bool {
+    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let Some(rest) = auth.strip_prefix("AWS4-HMAC-SHA256 Credential=") else { return false };
+    let scope_ok =
+        rest.split(',').next().is_some_and(|c| c.ends_with("/bedrock/aws4_request") && c.split('/').count() == 5);
+    let signed = rest.split("SignedHeaders=").nth(1).and_then(|s| s.split(',').next()).unwrap_or_default();
+    let signature = rest.split("Signature=").nth(1).unwrap_or_default();
+    scope_ok
+        && ["content-type", "host", "x-amz-date"].iter().all(|h| signed.split(';').any(|s| s == *h))
+        && signature.len() == 64
+        && signature.bytes().all(|b| b.is_ascii_hexdigit())
+        && req.headers().contains_key("x-amz-date")
+}
+
+/// Bedrock's `POST /model/{id}/converse` and `/converse-stream` (binary event-stream
+/// frames); SigV4 is required in form.
+async fn bedrock(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -> HttpResponse {
+    state.stats.chat.fetch_add(1, Ordering::Relaxed);
+    if !sigv4_ok(&req) {
+        return aws_error(403, "MissingAuthenticationTokenException", "Missing or malformed SigV4 authentication");
+    }
+    if let Some(status) = header_u64(&req, "x-mock-status") {
+        let kind = match status {
+            400 => "ValidationException",
+            429 => "ThrottlingException",
+            503 => "ServiceUnavailableException",
+            _ => "InternalServerException",
+        };
+        return aws_error(status as u16, kind, "failure requested by x-mock-status");
+    }
+    let v = match prologue(&req, &state, &body).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    if req.match_info().get("op") == Some("converse") {
+        return HttpResponse::Ok().json(mock::bedrock_response(&v));
+    }
+    let mut frames = Vec::new();
+    for (kind, payload) in mock::bedrock_events(&v) {
+        let m = Message::new(Bytes::from(payload.to_string()))
+            .add_header(Header::new(":message-type", HeaderValue::String("event".into())))
+            .add_header(Header::new(":event-type", HeaderValue::String(kind.into())))
+            .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())));
+        let mut out = Vec::new();
+        if write_message_to(&m, &mut out).is_err() {
+            return aws_error(500, "InternalServerException", "cannot frame an event");
+        }
+        frames.push(Bytes::from(out));
+    }
+    let mut resp = sse_response(&req, &state, frames);
+    resp.headers_mut().insert(
+        actix_web::http::header::CONTENT_TYPE,
+        actix_web::http::header::HeaderValue::from_static("application/vnd.amazon.eventstream"),
+    );
+    resp
 }
 
 /// Google's error shape.
@@ -333,6 +400,7 @@ pub fn run(addr: &str, latency_ms: u64, chunk_delay_ms: u64, workers: Option<usi
                 .route("/v1/messages", web::post().to(messages))
                 .route("/api/chat", web::post().to(ollama_chat))
                 .route("/v1beta/models/{spec}", web::post().to(gemini))
+                .route("/model/{id}/{op:converse|converse-stream}", web::post().to(bedrock))
                 .route("/api/embed", web::post().to(ollama_embed))
                 .route("/openai/deployments/{deployment}/{op:chat}/completions", web::post().to(azure))
                 .route("/openai/deployments/{deployment}/{op:embeddings}", web::post().to(azure))

@@ -95,6 +95,8 @@ pub enum ProviderKind {
     Ollama,
     /// Google's Gemini API (`generateContent`, `streamGenerateContent`, `batchEmbedContents`).
     Gemini,
+    /// Amazon Bedrock's Converse API, SigV4-signed.
+    Bedrock,
     /// Built in: deterministic replies without a network.
     Mock,
 }
@@ -107,6 +109,7 @@ impl ProviderKind {
         ("azure", ProviderKind::Azure),
         ("ollama", ProviderKind::Ollama),
         ("gemini", ProviderKind::Gemini),
+        ("bedrock", ProviderKind::Bedrock),
         ("mock", ProviderKind::Mock),
     ];
 
@@ -118,6 +121,7 @@ impl ProviderKind {
             ProviderKind::Azure => "azure",
             ProviderKind::Ollama => "ollama",
             ProviderKind::Gemini => "gemini",
+            ProviderKind::Bedrock => "bedrock",
             ProviderKind::Mock => "mock",
         }
     }
@@ -143,6 +147,19 @@ pub struct Provider {
     pub mock_latency: Duration,
     /// `azure` only: the `api-version` query parameter.
     pub api_version: String,
+    /// `bedrock` only: how requests are signed.
+    pub aws: Option<AwsAuth>,
+}
+
+/// SigV4 signing for `bedrock`: the region, and credentials from the config or, when
+/// absent, the standard `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+/// `AWS_SESSION_TOKEN` environment variables (read when the provider starts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsAuth {
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -114,7 +114,7 @@ pub struct RawNats {
 pub struct RawProvider {
     /// Unique name that model targets refer to.
     pub name: String,
-    /// `openai`, `openai-compatible`, `anthropic`, `azure`, `ollama`, `gemini` or `mock`.
+    /// `openai`, `openai-compatible`, `anthropic`, `azure`, `ollama`, `gemini`, `bedrock` or `mock`.
     pub kind: String,
     /// Base URL up to and including `/v1`.
     pub base_url: Option<String>,
@@ -145,6 +145,12 @@ pub struct RawProvider {
     pub mock_latency_ms: Option<u64>,
     /// `azure` only: the `api-version` query parameter (default `2024-10-21`).
     pub api_version: Option<String>,
+    /// `bedrock` only: the AWS region (e.g. `us-east-1`; `${AWS_REGION}` allowed).
+    pub region: Option<String>,
+    /// `bedrock` only: credentials; absent means the standard AWS environment variables.
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
+    pub aws_session_token: Option<String>,
 }
 
 /// `[[models]]`

@@ -211,3 +211,27 @@ batch_priority = "urgent"
     let both = parse("[nats]\nurl = \"nats://x:1\"\ntoken = \"t\"\nuser = \"u\"\npassword = \"p\"\n");
     assert!(both.err().is_some_and(|e| fields(&e).contains(&"nats".to_string())));
 }
+
+#[test]
+fn bedrock_needs_a_region_and_whole_credentials() {
+    let ok = parse("[[providers]]\nname = \"b\"\nkind = \"bedrock\"\nregion = \"eu-west-1\"\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = &ok.providers[0];
+    assert_eq!(p.base_url, "https://bedrock-runtime.eu-west-1.amazonaws.com");
+    let aws = p.aws.clone().unwrap_or_else(|| panic!("aws"));
+    assert_eq!((aws.region.as_str(), aws.access_key_id), ("eu-west-1", None));
+    let text = r#"
+[[providers]]
+name = "b"
+kind = "bedrock"
+aws_access_key_id = "AKID"
+[[providers]]
+name = "o"
+kind = "openai"
+region = "us-east-1"
+"#;
+    let err = parse(text).err().map(|e| fields(&e)).unwrap_or_default();
+    for want in ["providers[0].region", "providers[0].aws_access_key_id", "providers[1].region"] {
+        assert!(err.iter().any(|f| f == want), "missing error for {want}: {err:?}");
+    }
+}

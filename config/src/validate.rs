@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::raw::{RawConfig, RawPricing};
 use crate::{
-    hash_key, Cache, Config, ConfigError, ConfigErrors, Key, Limits, Model, Nats, Price, Pricing, Priority, Provider,
-    ProviderKind, Server, Target,
+    hash_key, AwsAuth, Cache, Config, ConfigError, ConfigErrors, Key, Limits, Model, Nats, Price, Pricing, Priority,
+    Provider, ProviderKind, Server, Target,
 };
 
 pub(crate) struct Errors(Vec<ConfigError>);
@@ -219,11 +219,13 @@ pub fn validate(
             errs.push(f("kind"), format!("unknown kind `{}`; expected one of {}", p.kind, known.join(", ")));
             continue;
         };
-        let base_url = match (kind, p.base_url.as_deref()) {
+        let mut base_url = match (kind, p.base_url.as_deref()) {
             (ProviderKind::OpenAi, None) => "https://api.openai.com/v1".to_string(),
             (ProviderKind::Anthropic, None) => "https://api.anthropic.com/v1".to_string(),
             (ProviderKind::Ollama, None) => "http://127.0.0.1:11434".to_string(),
             (ProviderKind::Gemini, None) => "https://generativelanguage.googleapis.com/v1beta".to_string(),
+            // set from the region below
+            (ProviderKind::Bedrock, None) => String::new(),
             (ProviderKind::Mock, None) => "mock://".to_string(),
             (ProviderKind::OpenAiCompatible | ProviderKind::Azure, None) => {
                 errs.push(f("base_url"), format!("required for kind `{}`", kind.as_str()));
@@ -254,6 +256,36 @@ pub fn validate(
                 String::new()
             }
             (_, None) => String::new(),
+        };
+        let secret_field =
+            |name: &str, v: Option<String>, errs: &mut Errors| v.map(|v| interpolate(&f(name), &v, env, errs));
+        let aws = if kind == ProviderKind::Bedrock {
+            let region = secret_field("region", p.region.clone(), &mut errs).unwrap_or_default();
+            if region.is_empty() || !region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                errs.push(f("region"), "required for kind `bedrock` (e.g. `us-east-1`)");
+            }
+            let access_key_id = secret_field("aws_access_key_id", p.aws_access_key_id, &mut errs);
+            let secret_access_key = secret_field("aws_secret_access_key", p.aws_secret_access_key, &mut errs);
+            if access_key_id.is_some() != secret_access_key.is_some() {
+                errs.push(f("aws_access_key_id"), "`aws_access_key_id` and `aws_secret_access_key` go together");
+            }
+            let session_token = secret_field("aws_session_token", p.aws_session_token, &mut errs);
+            if base_url.is_empty() {
+                base_url = format!("https://bedrock-runtime.{region}.amazonaws.com");
+            }
+            Some(AwsAuth { region, access_key_id, secret_access_key, session_token })
+        } else {
+            for (name, set) in [
+                ("region", p.region.is_some()),
+                ("aws_access_key_id", p.aws_access_key_id.is_some()),
+                ("aws_secret_access_key", p.aws_secret_access_key.is_some()),
+                ("aws_session_token", p.aws_session_token.is_some()),
+            ] {
+                if set {
+                    errs.push(f(name), "only for kind `bedrock`");
+                }
+            }
+            None
         };
         let concurrency = p.concurrency.unwrap_or(64);
         if concurrency == 0 {
@@ -287,6 +319,7 @@ pub fn validate(
             },
             mock_latency: Duration::from_millis(p.mock_latency_ms.unwrap_or(0)),
             api_version,
+            aws,
         });
     }
 

@@ -160,6 +160,19 @@ targets = [{{ provider = "gem", model = "gemini-2.5-flash" }}]
 alias = "gemini-embed"
 targets = [{{ provider = "gem", model = "text-embedding-004" }}]
 
+[[providers]]
+name = "bed"
+kind = "bedrock"
+base_url = "{mock}"
+region = "us-east-1"
+aws_access_key_id = "AKIDTESTTEST"
+aws_secret_access_key = "test-secret"
+forward_headers = ["x-mock-status", "x-mock-disconnect-after"]
+
+[[models]]
+alias = "nova"
+targets = [{{ provider = "bed", model = "amazon.nova-lite-v1:0" }}]
+
 [[models]]
 alias = "claude"
 targets = [{{ provider = "anth", model = "claude-mock" }}]

@@ -108,6 +108,7 @@ async fn models_lists_only_the_keys_aliases() {
             "llama-embed",
             "gemini",
             "gemini-embed",
+            "nova",
             "claude",
             "claude-nokey",
             "embed",

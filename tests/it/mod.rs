@@ -2,6 +2,7 @@ mod admin;
 mod anthropic;
 mod azure;
 mod batch;
+mod bedrock;
 mod cache;
 mod chat;
 mod errors;

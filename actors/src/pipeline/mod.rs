@@ -27,7 +27,7 @@ use crate::actors::rate_limiter::{NextStages, RateHeaders, RateLimiter};
 use crate::actors::router::{Router, UpdateModels};
 use crate::metrics::{CACHE_REQUESTS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL};
 use crate::providers::sse::{data_event, DONE};
-use crate::providers::{anthropic, capabilities, gemini, ollama, openai};
+use crate::providers::{anthropic, bedrock, capabilities, gemini, ollama, openai};
 use crate::providers::{UpstreamBody, UpstreamCall, UpstreamClient, UpstreamReply};
 use crate::store::Store;
 use crate::types::{unix_ms, ChatRequest, EmbeddingsRequest, Endpoint, Usage, UsageRecord};
@@ -516,6 +516,7 @@ impl Engine {
                     ProviderKind::Anthropic => anthropic::chat_body(&req, model),
                     ProviderKind::Ollama => ollama::chat_body(&req, model),
                     ProviderKind::Gemini => gemini::chat_body(&req),
+                    ProviderKind::Bedrock => bedrock::chat_body(&req),
                     _ => openai::chat_body(&req, model).map_err(encode_error),
                 }
             })

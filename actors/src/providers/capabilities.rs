@@ -53,6 +53,14 @@ pub fn of(kind: ProviderKind) -> Capabilities {
             logprobs: false,
             json_mode: false,
         },
+        Bedrock => Capabilities {
+            embeddings: false,
+            token_inputs: false,
+            images: Images::DataUrls,
+            multiple_choices: false,
+            logprobs: false,
+            json_mode: false,
+        },
         Ollama | Gemini => Capabilities {
             embeddings: true,
             token_inputs: false,
@@ -118,15 +126,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::providers::{anthropic, gemini, ollama, openai};
+    use crate::providers::{anthropic, bedrock, gemini, ollama, openai};
 
-    const TRANSLATED: [ProviderKind; 4] =
-        [ProviderKind::OpenAi, ProviderKind::Anthropic, ProviderKind::Gemini, ProviderKind::Ollama];
+    const TRANSLATED: [ProviderKind; 5] = [
+        ProviderKind::OpenAi,
+        ProviderKind::Anthropic,
+        ProviderKind::Gemini,
+        ProviderKind::Ollama,
+        ProviderKind::Bedrock,
+    ];
 
     fn translate(kind: ProviderKind, req: &ChatRequest) -> Result<Vec<u8>, GatewayError> {
         match kind {
             ProviderKind::Anthropic => anthropic::chat_body(req, "m"),
             ProviderKind::Gemini => gemini::chat_body(req),
+            ProviderKind::Bedrock => bedrock::chat_body(req),
             ProviderKind::Ollama => ollama::chat_body(req, "m"),
             _ => openai::chat_body(req, "m").map_err(|e| GatewayError::Internal(e.to_string())),
         }
@@ -167,7 +181,7 @@ mod tests {
                 let translator = match kind {
                     ProviderKind::Gemini => gemini::embed_body(&req, "m").is_ok(),
                     ProviderKind::Ollama => ollama::embed_body(&req, "m").is_ok(),
-                    ProviderKind::Anthropic => false,
+                    ProviderKind::Anthropic | ProviderKind::Bedrock => false,
                     _ => openai::embeddings_body(&req, "m").is_ok(),
                 };
                 assert_eq!(matrix, translator, "{kind:?} on {input}");

@@ -6,6 +6,7 @@
 //! - One answer and one stream per provider (`fixtures/<provider>_response.json`,
 //!   `fixtures/<provider>_stream.*`, shaped as in the providers' documentation) give one
 //!   snapshot per source format: what an OpenAI client and what an Anthropic client get.
+//!   (Bedrock's stream is binary event-stream framing; `aws.rs` tests it frame by frame.)
 //!
 //! A change in any translation shows up as a snapshot diff to review
 //! (`cargo insta review`, or `INSTA_UPDATE=always` then `git diff`).
@@ -14,7 +15,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::sse::SseParser;
-use super::{anthropic, from_anthropic, gemini, ollama, openai};
+use super::{anthropic, bedrock, from_anthropic, gemini, ollama, openai};
 use crate::types::ChatRequest;
 
 const CREATED: u64 = 1_700_000_000;
@@ -30,6 +31,7 @@ fn fixture(name: &str) -> &'static str {
         "ollama_response.json" => include_str!("fixtures/ollama_response.json"),
         "ollama_stream.ndjson" => include_str!("fixtures/ollama_stream.ndjson"),
         "openai_completion.json" => include_str!("fixtures/openai_completion.json"),
+        "bedrock_response.json" => include_str!("fixtures/bedrock_response.json"),
         "openai_stream.sse" => include_str!("fixtures/openai_stream.sse"),
         other => panic!("no fixture {other}"),
     }
@@ -76,6 +78,7 @@ fn openai_source_request_per_target() {
     );
     insta::assert_json_snapshot!("request.openai_to_gemini", json(&gemini::chat_body(&req).unwrap()));
     insta::assert_json_snapshot!("request.openai_to_ollama", json(&ollama::chat_body(&req, "llama3.2").unwrap()));
+    insta::assert_json_snapshot!("request.openai_to_bedrock", json(&bedrock::chat_body(&req).unwrap()));
 }
 
 #[test]
@@ -90,6 +93,7 @@ fn anthropic_source_request_per_target() {
     );
     insta::assert_json_snapshot!("request.anthropic_to_gemini", json(&gemini::chat_body(&req).unwrap()));
     insta::assert_json_snapshot!("request.anthropic_to_ollama", json(&ollama::chat_body(&req, "llama3.2").unwrap()));
+    insta::assert_json_snapshot!("request.anthropic_to_bedrock", json(&bedrock::chat_body(&req).unwrap()));
 }
 
 /// Every provider's answer as the OpenAI completion the engine works with.
@@ -102,6 +106,11 @@ fn completions() -> Vec<(&'static str, Bytes)> {
             gemini::completion(fixture("gemini_response.json").as_bytes(), "gemini-2.5-flash", "g1", CREATED).unwrap(),
         ),
         ("ollama", ollama::completion(fixture("ollama_response.json").as_bytes(), "o1", CREATED).unwrap()),
+        (
+            "bedrock",
+            bedrock::completion(fixture("bedrock_response.json").as_bytes(), "amazon.nova-lite-v1:0", "b1", CREATED)
+                .unwrap(),
+        ),
     ]
 }
 

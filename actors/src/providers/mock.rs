@@ -377,6 +377,112 @@ pub fn gemini_embed(req: &Value) -> Result<Value, String> {
     Ok(json!({"embeddings": embeddings}))
 }
 
+/// A Converse request seen as an OpenAI one (for the shared reply logic).
+fn bedrock_as_openai(req: &Value) -> Value {
+    let messages: Vec<Value> = req
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let text: Vec<&str> = m
+                .get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b.get("text")?.as_str())
+                .collect();
+            json!({"role": m.get("role"), "content": text.join(" ")})
+        })
+        .collect();
+    let mut v = json!({"messages": messages});
+    if let Some(n) = req.pointer("/inferenceConfig/maxTokens") {
+        v["max_tokens"] = n.clone();
+    }
+    v
+}
+
+/// The ConverseStream events (`:event-type`, payload) of a Bedrock answer: text one word
+/// a delta, or a tool use whose input arrives in pieces of 5 characters (when tools are
+/// offered and none has been answered); `metadata` with the usage last.
+pub fn bedrock_events(req: &Value) -> Vec<(&'static str, Value)> {
+    let as_openai = bedrock_as_openai(req);
+    let words = reply_words(&as_openai);
+    let prompt = prompt_tokens(&as_openai);
+    let tool = req.pointer("/toolConfig/tools/0/toolSpec/name").cloned();
+    let answered = req.get("messages").and_then(Value::as_array).into_iter().flatten().any(|m| {
+        m.get("content").and_then(Value::as_array).into_iter().flatten().any(|b| b.get("toolResult").is_some())
+    });
+    let mut out = vec![("messageStart", json!({"role": "assistant"}))];
+    let (stop, output) = match (tool, answered) {
+        (Some(name), false) => {
+            let query: Vec<&str> = words.iter().skip(6).map(String::as_str).collect();
+            let id = format!("tooluse_mock_{}", digest_hex(req.to_string().as_bytes()));
+            out.push((
+                "contentBlockStart",
+                json!({"start": {"toolUse": {"toolUseId": id, "name": name}}, "contentBlockIndex": 0}),
+            ));
+            let input = json!({"query": query.join(" ")}).to_string();
+            let chars: Vec<char> = input.chars().collect();
+            for piece in chars.chunks(5) {
+                let part: String = piece.iter().collect();
+                out.push(("contentBlockDelta", json!({"delta": {"toolUse": {"input": part}}, "contentBlockIndex": 0})));
+            }
+            ("tool_use", 9)
+        }
+        _ => {
+            for (i, w) in words.iter().enumerate() {
+                let text = if i == 0 { w.clone() } else { format!(" {w}") };
+                out.push(("contentBlockDelta", json!({"delta": {"text": text}, "contentBlockIndex": 0})));
+            }
+            let stop = if finish_reason(&as_openai, &words) == "length" { "max_tokens" } else { "end_turn" };
+            (stop, words.len() as u64)
+        }
+    };
+    out.push(("contentBlockStop", json!({"contentBlockIndex": 0})));
+    out.push(("messageStop", json!({"stopReason": stop})));
+    out.push((
+        "metadata",
+        json!({"usage": {"inputTokens": prompt, "outputTokens": output, "totalTokens": prompt + output},
+        "metrics": {"latencyMs": 1}}),
+    ));
+    out
+}
+
+/// A non-streamed Converse answer: the events folded into one.
+pub fn bedrock_response(req: &Value) -> Value {
+    let events = bedrock_events(req);
+    let mut text = String::new();
+    let mut tool: Option<Value> = None;
+    let mut input = String::new();
+    let (mut stop, mut usage) = (Value::Null, Value::Null);
+    for (kind, v) in &events {
+        match *kind {
+            "contentBlockStart" => tool = v.pointer("/start/toolUse").cloned(),
+            "contentBlockDelta" => {
+                if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
+                    text.push_str(t);
+                }
+                if let Some(p) = v.pointer("/delta/toolUse/input").and_then(Value::as_str) {
+                    input.push_str(p);
+                }
+            }
+            "messageStop" => stop = v["stopReason"].clone(),
+            "metadata" => usage = v["usage"].clone(),
+            _ => {}
+        }
+    }
+    let content = match tool {
+        Some(mut t) => {
+            t["input"] = serde_json::from_str(&input).unwrap_or(Value::Null);
+            json!([{"toolUse": t}])
+        }
+        None => json!([{"text": text}]),
+    };
+    json!({"output": {"message": {"role": "assistant", "content": content}}, "stopReason": stop, "usage": usage,
+        "metrics": {"latencyMs": 1}})
+}
+
 /// A deterministic unit vector for `text`.
 pub fn vector(text: &str, dims: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(dims);

@@ -3,6 +3,8 @@
 //! connect, first-byte and total timeouts, and bounded retries before the first byte.
 
 pub mod anthropic;
+mod aws;
+pub mod bedrock;
 pub mod capabilities;
 pub mod from_anthropic;
 pub mod gemini;
@@ -89,6 +91,8 @@ pub struct UpstreamClient {
     chat_url: reqwest::Url,
     /// `None` when the provider has no embeddings API.
     embeddings_url: Option<reqwest::Url>,
+    /// `bedrock`: SigV4 signing.
+    signer: Option<aws::Signer>,
 }
 
 /// A vector as OpenAI's `encoding_format: base64`: little-endian `f32`s, base64.
@@ -122,7 +126,14 @@ impl UpstreamClient {
         let chat_url = url(Endpoint::Chat)?;
         let embeddings_url =
             if capabilities::serves(cfg.kind, Endpoint::Embeddings) { Some(url(Endpoint::Embeddings)?) } else { None };
-        Ok(UpstreamClient { cfg, http, chat_url, embeddings_url })
+        let signer = match (&cfg.aws, cfg.kind) {
+            (Some(a), ProviderKind::Bedrock) => Some(
+                aws::Signer::new(a, &|name| std::env::var(name).ok())
+                    .map_err(|e| GatewayError::Internal(format!("provider `{}`: {e}", cfg.name)))?,
+            ),
+            _ => None,
+        };
+        Ok(UpstreamClient { cfg, http, chat_url, embeddings_url, signer })
     }
 
     /// Sends the call and returns the 2xx reply, or the error (non-2xx included).
@@ -134,7 +145,8 @@ impl UpstreamClient {
             | ProviderKind::Anthropic
             | ProviderKind::Azure
             | ProviderKind::Ollama
-            | ProviderKind::Gemini => self.call_http(call).await,
+            | ProviderKind::Gemini
+            | ProviderKind::Bedrock => self.call_http(call).await,
         }
     }
 
@@ -154,6 +166,23 @@ impl UpstreamClient {
                 (Endpoint::Embeddings, _) => "batchEmbedContents",
             };
             let text = format!("{}/models/{model}:{method}", self.cfg.base_url);
+            return reqwest::Url::parse(&text).map(Cow::Owned).map_err(|e| UpstreamError::Status {
+                status: 400,
+                message: format!("model URL {text}: {e}"),
+                retry_after: None,
+            });
+        }
+        if self.cfg.kind == ProviderKind::Bedrock {
+            let op = if stream { "converse-stream" } else { "converse" };
+            // model ids such as `anthropic.claude-3-haiku-20240307-v1:0` are one path segment
+            let id: String = model
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+                    other => format!("%{other:02X}"),
+                })
+                .collect();
+            let text = format!("{}/model/{id}/{op}", self.cfg.base_url);
             return reqwest::Url::parse(&text).map(Cow::Owned).map_err(|e| UpstreamError::Status {
                 status: 400,
                 message: format!("model URL {text}: {e}"),
@@ -212,7 +241,19 @@ impl UpstreamClient {
                 }
             }
             if call.stream {
-                rb = rb.header("accept", "text/event-stream");
+                let accept = if self.cfg.kind == ProviderKind::Bedrock {
+                    "application/vnd.amazon.eventstream"
+                } else {
+                    "text/event-stream"
+                };
+                rb = rb.header("accept", accept);
+            }
+            if let Some(signer) = &self.signer {
+                for (k, v) in
+                    signer.sign(url.as_str(), &body).map_err(|e| UpstreamError::Body(format!("signing: {e}")))?
+                {
+                    rb = rb.header(k, v);
+                }
             }
             let sent = tokio::time::timeout(self.cfg.first_byte_timeout, rb.body(body.clone()).send()).await;
             let result = match sent {
@@ -257,6 +298,7 @@ impl UpstreamClient {
                 ProviderKind::Anthropic => translate_anthropic(s),
                 ProviderKind::Ollama => translate_ndjson(s),
                 ProviderKind::Gemini => translate_gemini(s, call.model.to_string()),
+                ProviderKind::Bedrock => aws::translate_eventstream(s, call.model.to_string()),
                 _ => s,
             };
             Ok(UpstreamReply { body: UpstreamBody::Stream(body), first_byte })
@@ -268,6 +310,12 @@ impl UpstreamClient {
                     Ok(b) => Ok(UpstreamReply { body: UpstreamBody::Full(b), first_byte }),
                     Err(e) => Err(UpstreamError::Body(format!("anthropic answer: {e}"))),
                 },
+                Ok(Ok(b)) if self.cfg.kind == ProviderKind::Bedrock => {
+                    match bedrock::completion(&b, call.model, &new_id(), unix_secs()) {
+                        Ok(b) => Ok(UpstreamReply { body: UpstreamBody::Full(b), first_byte }),
+                        Err(e) => Err(UpstreamError::Body(format!("bedrock answer: {e}"))),
+                    }
+                }
                 Ok(Ok(b)) if self.cfg.kind == ProviderKind::Gemini => {
                     let translated = match call.endpoint {
                         Endpoint::Chat => gemini::completion(&b, call.model, &new_id(), unix_secs()),
@@ -373,7 +421,7 @@ fn translate_anthropic(s: ByteStream) -> ByteStream {
 }
 
 /// A response id for providers that send none.
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     format!("{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
 }
 

@@ -83,8 +83,12 @@ pub fn response_usage(body: &[u8]) -> Option<Usage> {
 /// The message of an OpenAI-style error body, or the body text itself.
 pub fn error_message(body: &[u8]) -> String {
     let v: Option<Value> = serde_json::from_slice(body).ok();
-    if let Some(m) = v.as_ref().and_then(|v| v.pointer("/error/message")).and_then(Value::as_str) {
-        return m.to_string();
+    // OpenAI, Anthropic and Google put it in `error.message`, Ollama in `error`, AWS in
+    // `message` or `Message`
+    for pointer in ["/error/message", "/error", "/message", "/Message"] {
+        if let Some(m) = v.as_ref().and_then(|v| v.pointer(pointer)).and_then(Value::as_str) {
+            return m.to_string();
+        }
     }
     let text = String::from_utf8_lossy(body);
     text.chars().take(512).collect()
