@@ -87,6 +87,30 @@ impl GatewayError {
         Class { status, kind, code }
     }
 
+    /// Whether trying again (later, or on another target) may succeed: connection
+    /// failures, timeouts, broken answers, and provider statuses 408, 409, 429 and 5xx
+    /// (Anthropic's 529 arrives here as 503). What the request itself got wrong, or what
+    /// the gateway's own policy refused, is not.
+    pub fn retryable(&self) -> bool {
+        use GatewayError::*;
+        match self {
+            UpstreamStatus { status, .. } => matches!(status, 408 | 409 | 429 | 500..=599),
+            UpstreamConnect { .. } | UpstreamTimeout { .. } | UpstreamInvalid { .. } => true,
+            QueueFull(_) | Unavailable(_) => true,
+            BadRequest(_)
+            | MissingKey
+            | InvalidKey
+            | ModelNotAllowed(_)
+            | UnknownModel(_)
+            | TooLarge(_)
+            | RateLimited { .. }
+            | NotFound
+            | Missing(_)
+            | Cancelled(_)
+            | Internal(_) => false,
+        }
+    }
+
     /// Seconds the client should wait, when the error says so.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
@@ -130,6 +154,8 @@ mod tests {
         assert_eq!(GatewayError::QueueFull("p".into()).class().status, 503);
         let t = GatewayError::UpstreamTimeout { provider: "p".into(), phase: "first byte" };
         assert_eq!(t.class().status, 504);
+        assert!(up(503).retryable() && up(429).retryable() && t.retryable());
+        assert!(!up(400).retryable() && !up(401).retryable() && !GatewayError::InvalidKey.retryable());
         let body = t.body();
         assert_eq!(body["error"]["code"], "upstream_timeout");
         assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("timed out")));

@@ -64,6 +64,18 @@ async fn messages_ingress_reaches_openai_and_anthropic_providers() {
     ]);
     let m: Value = messages(gw.url(), MAIN_KEY, &follow, &[]).await.json().await.unwrap();
     assert_eq!(m["stop_reason"], "end_turn", "{m}");
+
+    // and through every other translated provider, stream and not
+    for model in ["gemini", "llama", "nova", "azure-chat"] {
+        let m: Value = messages(gw.url(), MAIN_KEY, &ask(model, "hi all"), &[]).await.json().await.unwrap();
+        assert_eq!(m["content"][0]["text"], "This is a mock reply to: hi all", "{model}: {m}");
+        let mut s = ask(model, "stream all");
+        s["stream"] = json!(true);
+        let ev = named_events(&messages(gw.url(), MAIN_KEY, &s, &[]).await.text().await.unwrap());
+        let text: String = ev.iter().filter_map(|(_, d)| d["delta"]["text"].as_str().map(str::to_string)).collect();
+        assert_eq!(text, "This is a mock reply to: stream all", "{model}");
+        assert_eq!(ev.last().unwrap().0, "message_stop", "{model}");
+    }
 }
 
 #[tokio::test]
