@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::openai::{data_url, push_turn, stop_list, tool_arguments};
 use super::sse::{data_event, SseEvent, DONE};
+use super::EventTranslate;
 use crate::types::ChatRequest;
 use crate::GatewayError;
 
@@ -81,29 +83,11 @@ fn user_blocks(content: Option<&Value>, at: &str) -> Result<Vec<Value>, GatewayE
 
 /// `data:<media type>;base64,<data>` or an http(s) URL.
 fn image_block(url: &str) -> Option<Value> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        let (media_type, data) = rest.split_once(";base64,")?;
+    if let Some((media_type, data)) = data_url(url) {
         return Some(json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}));
     }
     (url.starts_with("https://") || url.starts_with("http://"))
         .then(|| json!({"type": "image", "source": {"type": "url", "url": url}}))
-}
-
-/// Appends blocks to the last message when it has the same role (Anthropic wants
-/// user and assistant turns to alternate), else starts a new message.
-fn push(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
-    if blocks.is_empty() {
-        return;
-    }
-    if let Some(last) = messages.last_mut() {
-        if last["role"] == role {
-            if let Some(content) = last["content"].as_array_mut() {
-                content.extend(blocks);
-                return;
-            }
-        }
-    }
-    messages.push(json!({"role": role, "content": blocks}));
 }
 
 /// The OpenAI chat request as an Anthropic Messages request for `model`.
@@ -120,7 +104,7 @@ pub fn chat_body(req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError
                     system.push(text);
                 }
             }
-            "user" => push(&mut messages, "user", user_blocks(m.get("content"), &at)?),
+            "user" => push_turn(&mut messages, "user", "content", user_blocks(m.get("content"), &at)?),
             "assistant" => {
                 let mut blocks = Vec::new();
                 let text = text_content(m.get("content"), &at)?;
@@ -128,19 +112,12 @@ pub fn chat_body(req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError
                     blocks.push(json!({"type": "text", "text": text}));
                 }
                 for (j, call) in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
-                    let f = call.get("function").unwrap_or(&Value::Null);
-                    let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
-                    let args = f.get("arguments").and_then(Value::as_str).unwrap_or("{}");
-                    let input: Value = if args.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(args)
-                            .map_err(|e| bad(format!("{at}.tool_calls[{j}].function.arguments is not JSON: {e}")))?
-                    };
+                    let name = call.pointer("/function/name").and_then(Value::as_str).unwrap_or_default();
+                    let input = tool_arguments(call, &at, j)?;
                     let id = call.get("id").and_then(Value::as_str).unwrap_or_default();
                     blocks.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
                 }
-                push(&mut messages, "assistant", blocks);
+                push_turn(&mut messages, "assistant", "content", blocks);
             }
             "tool" => {
                 let id = m
@@ -148,7 +125,12 @@ pub fn chat_body(req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad(format!("{at}: a tool message needs `tool_call_id`")))?;
                 let text = text_content(m.get("content"), &at)?;
-                push(&mut messages, "user", vec![json!({"type": "tool_result", "tool_use_id": id, "content": text})]);
+                push_turn(
+                    &mut messages,
+                    "user",
+                    "content",
+                    vec![json!({"type": "tool_result", "tool_use_id": id, "content": text})],
+                );
             }
             other => return Err(unsupported(&format!("`{other}` messages"))),
         }
@@ -178,14 +160,8 @@ fn translate_options(rest: &Map<String, Value>, out: &mut Map<String, Value>) ->
             "temperature" | "top_p" | "top_k" => {
                 out.insert(k.clone(), v.clone());
             }
-            "stop" => {
-                let stops = match v {
-                    Value::String(s) => vec![json!(s)],
-                    Value::Array(a) => a.clone(),
-                    Value::Null => continue,
-                    _ => return Err(bad("`stop` must be a string or an array".into())),
-                };
-                out.insert("stop_sequences".into(), Value::Array(stops));
+            "stop" if !v.is_null() => {
+                out.insert("stop_sequences".into(), stop_list(v));
             }
             "tools" => {
                 let tools = v
@@ -331,6 +307,12 @@ impl StreamTranslator {
 
     /// The OpenAI events for one upstream event.
     pub fn on_event(&mut self, ev: &SseEvent) -> Result<Vec<Bytes>, String> {
+        EventTranslate::on_event(self, ev)
+    }
+}
+
+impl EventTranslate for StreamTranslator {
+    fn on_event(&mut self, ev: &SseEvent) -> Result<Vec<Bytes>, String> {
         let v: Value = serde_json::from_str(&ev.data).map_err(|e| format!("invalid event JSON: {e}"))?;
         let kind = v.get("type").and_then(Value::as_str).or(ev.event.as_deref()).unwrap_or_default();
         let mut out = Vec::new();

@@ -10,11 +10,9 @@ use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_runtime_api::client::identity::Identity;
 use aws_smithy_types::event_stream::Message;
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use switchyard_config::AwsAuth;
 
-use super::{bedrock, new_id, ByteStream, UpstreamError};
-use crate::types::unix_secs;
+use super::{bedrock, StreamTranslate};
 
 /// Signs Bedrock requests (service `bedrock`).
 #[derive(Debug)]
@@ -70,47 +68,39 @@ fn header<'a>(m: &'a Message, name: &str) -> Option<&'a str> {
     m.headers().iter().find(|h| h.name().as_str() == name).and_then(|h| h.value().as_string().ok()).map(|s| s.as_str())
 }
 
-/// A ConverseStream body (event-stream frames) as OpenAI SSE bytes.
-pub fn translate_eventstream(s: ByteStream, model: String) -> ByteStream {
-    let tr = bedrock::StreamTranslator::new(new_id(), model, unix_secs());
-    let state = (s, BytesMut::new(), MessageFrameDecoder::new(), tr, false);
-    Box::pin(futures_util::stream::unfold(state, |(mut s, mut buf, mut decoder, mut tr, done)| async move {
-        if done {
-            return None;
-        }
+/// A ConverseStream body: binary event-stream frames decoded across reads, each
+/// message handed to the Bedrock translator.
+pub struct EventStream {
+    buf: BytesMut,
+    decoder: MessageFrameDecoder,
+    inner: bedrock::StreamTranslator,
+}
+
+impl EventStream {
+    pub fn new(inner: bedrock::StreamTranslator) -> EventStream {
+        EventStream { buf: BytesMut::new(), decoder: MessageFrameDecoder::new(), inner }
+    }
+}
+
+impl StreamTranslate for EventStream {
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Bytes>, String> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
         loop {
-            // every complete frame in the buffer first
-            let mut out = Vec::new();
-            loop {
-                match decoder.decode_frame(&mut buf) {
-                    Ok(DecodedFrame::Complete(m)) => {
-                        let message_type = header(&m, ":message-type").unwrap_or("event");
-                        let kind = header(&m, ":event-type").or_else(|| header(&m, ":exception-type")).unwrap_or("");
-                        match tr.on_message(message_type, kind, m.payload()) {
-                            Ok(parts) => parts.iter().for_each(|p| out.extend_from_slice(p)),
-                            Err(e) => return Some((Err(UpstreamError::Body(e)), (s, buf, decoder, tr, true))),
-                        }
-                    }
-                    Ok(DecodedFrame::Incomplete) => break,
-                    Err(e) => {
-                        let err = UpstreamError::Body(format!("event-stream frame: {e}"));
-                        return Some((Err(err), (s, buf, decoder, tr, true)));
-                    }
+            match self.decoder.decode_frame(&mut self.buf).map_err(|e| format!("event-stream frame: {e}"))? {
+                DecodedFrame::Complete(m) => {
+                    let message_type = header(&m, ":message-type").unwrap_or("event");
+                    let kind = header(&m, ":event-type").or_else(|| header(&m, ":exception-type")).unwrap_or("");
+                    out.extend(self.inner.on_message(message_type, kind, m.payload())?);
                 }
-            }
-            if !out.is_empty() {
-                return Some((Ok(Bytes::from(out)), (s, buf, decoder, tr, false)));
-            }
-            match s.next().await {
-                None => {
-                    let end: Vec<u8> = tr.finish().iter().flat_map(|b| b.iter().copied()).collect();
-                    return (!end.is_empty()).then(|| (Ok(Bytes::from(end)), (s, buf, decoder, tr, true)));
-                }
-                Some(Err(e)) => return Some((Err(e), (s, buf, decoder, tr, true))),
-                Some(Ok(bytes)) => buf.extend_from_slice(&bytes),
+                DecodedFrame::Incomplete => return Ok(out),
             }
         }
-    }))
+    }
+
+    fn finish(&mut self) -> Vec<Bytes> {
+        self.inner.finish()
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +109,16 @@ mod tests {
     use aws_smithy_types::event_stream::{Header, HeaderValue};
 
     use super::*;
+
+    fn run(pieces: &[&[u8]]) -> Result<String, String> {
+        let mut t = EventStream::new(bedrock::StreamTranslator::new("id".into(), "m".into(), 1));
+        let mut out = Vec::new();
+        for p in pieces {
+            out.extend(t.feed(p)?);
+        }
+        out.extend(t.finish());
+        Ok(String::from_utf8(out.concat()).unwrap())
+    }
 
     fn auth() -> AwsAuth {
         AwsAuth {
@@ -167,20 +167,15 @@ mod tests {
         out
     }
 
-    #[actix_rt::test]
-    async fn event_stream_frames_split_anywhere_become_chunks() {
+    #[test]
+    fn event_stream_frames_split_anywhere_become_chunks() {
         let mut body = Vec::new();
         body.extend(frame("messageStart", r#"{"role":"assistant"}"#));
         body.extend(frame("contentBlockDelta", r#"{"delta":{"text":"Hello"},"contentBlockIndex":0}"#));
         body.extend(frame("messageStop", r#"{"stopReason":"end_turn"}"#));
         body.extend(frame("metadata", r#"{"usage":{"inputTokens":3,"outputTokens":1,"totalTokens":4}}"#));
         for split in [1, 7, body.len() / 2, body.len() - 1] {
-            let pieces: Vec<Result<Bytes, UpstreamError>> =
-                vec![Ok(Bytes::copy_from_slice(&body[..split])), Ok(Bytes::copy_from_slice(&body[split..]))];
-            let s: ByteStream = Box::pin(futures_util::stream::iter(pieces));
-            let out: Vec<u8> =
-                translate_eventstream(s, "m".into()).map(|r| r.unwrap().to_vec()).collect::<Vec<_>>().await.concat();
-            let text = String::from_utf8(out).unwrap();
+            let text = run(&[&body[..split], &body[split..]]).unwrap();
             assert!(text.contains("\"content\":\"Hello\""), "{text}");
             assert!(text.contains("\"finish_reason\":\"stop\""));
             assert!(text.ends_with("data: [DONE]\n\n"), "split {split}: {text}");
@@ -189,8 +184,6 @@ mod tests {
         let mut bad = frame("messageStart", "{}");
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
-        let s: ByteStream = Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from(bad))]));
-        let items: Vec<_> = translate_eventstream(s, "m".into()).collect().await;
-        assert!(items.iter().any(Result::is_err));
+        assert!(run(&[&bad]).is_err());
     }
 }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::openai::{map_content, push_turn, stop_list, tool_arguments};
 use super::sse::{data_event, DONE};
 use crate::types::ChatRequest;
 use crate::GatewayError;
@@ -27,44 +28,16 @@ fn unsupported(what: &str) -> GatewayError {
 
 /// OpenAI content as Converse content blocks.
 fn blocks(content: Option<&Value>, at: &str) -> Result<Vec<Value>, GatewayError> {
-    match content {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![json!({"text": s})]),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, p)| match p.get("type").and_then(Value::as_str) {
-                Some("text") => Ok(json!({"text": p.get("text").and_then(Value::as_str).unwrap_or_default()})),
-                Some("image_url") => {
-                    let url = p.pointer("/image_url/url").and_then(Value::as_str).unwrap_or_default();
-                    let (media, data) =
-                        url.strip_prefix("data:").and_then(|r| r.split_once(";base64,")).ok_or_else(|| {
-                            unsupported(&format!("image URLs ({at}.content[{j}]); send a base64 data URL"))
-                        })?;
-                    let format = media.strip_prefix("image/").unwrap_or(media);
-                    Ok(json!({"image": {"format": format, "source": {"bytes": data}}}))
-                }
-                other => Err(unsupported(&format!("`{}` content parts", other.unwrap_or("?")))),
-            })
-            .collect(),
-        Some(_) => Err(bad(format!("{at}: `content` must be a string or an array of parts"))),
-    }
-}
-
-fn push(messages: &mut Vec<Value>, role: &str, new: Vec<Value>) {
-    if new.is_empty() {
-        return;
-    }
-    if let Some(last) = messages.last_mut() {
-        if last["role"] == role {
-            if let Some(c) = last["content"].as_array_mut() {
-                c.extend(new);
-                return;
-            }
-        }
-    }
-    messages.push(json!({"role": role, "content": new}));
+    map_content(
+        content,
+        at,
+        "bedrock",
+        |t| json!({"text": t}),
+        |media, data| {
+            let format = media.strip_prefix("image/").unwrap_or(media);
+            json!({"image": {"format": format, "source": {"bytes": data}}})
+        },
+    )
 }
 
 /// The OpenAI chat request as a Converse request.
@@ -75,17 +48,15 @@ pub fn chat_body(req: &ChatRequest) -> Result<Vec<u8>, GatewayError> {
         let at = format!("messages[{i}]");
         match m.get("role").and_then(Value::as_str).unwrap_or_default() {
             "system" | "developer" => system.extend(blocks(m.get("content"), &at)?),
-            "user" => push(&mut messages, "user", blocks(m.get("content"), &at)?),
+            "user" => push_turn(&mut messages, "user", "content", blocks(m.get("content"), &at)?),
             "assistant" => {
                 let mut b = blocks(m.get("content"), &at)?;
                 for (j, c) in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
                     let f = c.get("function").unwrap_or(&Value::Null);
-                    let args = f.get("arguments").and_then(Value::as_str).unwrap_or("{}");
-                    let input: Value = serde_json::from_str(if args.trim().is_empty() { "{}" } else { args })
-                        .map_err(|e| bad(format!("{at}.tool_calls[{j}].function.arguments is not JSON: {e}")))?;
+                    let input = tool_arguments(c, &at, j)?;
                     b.push(json!({"toolUse": {"toolUseId": c.get("id"), "name": f.get("name"), "input": input}}));
                 }
-                push(&mut messages, "assistant", b);
+                push_turn(&mut messages, "assistant", "content", b);
             }
             "tool" => {
                 let id = m
@@ -102,9 +73,10 @@ pub fn chat_body(req: &ChatRequest) -> Result<Vec<u8>, GatewayError> {
                     Ok(v @ Value::Object(_)) => json!([{"json": v}]),
                     _ => json!([{"text": text}]),
                 };
-                push(
+                push_turn(
                     &mut messages,
                     "user",
+                    "content",
                     vec![json!({"toolResult": {"toolUseId": id, "content": content, "status": "success"}})],
                 );
             }
@@ -133,11 +105,7 @@ pub fn chat_body(req: &ChatRequest) -> Result<Vec<u8>, GatewayError> {
                 inference.insert("topP".into(), v.clone());
             }
             "stop" => {
-                let stops = match v {
-                    Value::String(s) => json!([s]),
-                    other => other.clone(),
-                };
-                inference.insert("stopSequences".into(), stops);
+                inference.insert("stopSequences".into(), stop_list(v));
             }
             "tools" => {
                 let tools = v

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::openai::{map_content, push_turn, stop_list, tool_arguments};
 use super::sse::{data_event, SseEvent, DONE};
+use super::EventTranslate;
 use crate::types::{ChatRequest, EmbeddingsRequest};
 use crate::GatewayError;
 
@@ -26,45 +28,13 @@ fn unsupported(what: &str) -> GatewayError {
 
 /// Text and inline images of an OpenAI `content` as Gemini parts.
 fn parts(content: Option<&Value>, at: &str) -> Result<Vec<Value>, GatewayError> {
-    match content {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![json!({"text": s})]),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(j, p)| match p.get("type").and_then(Value::as_str) {
-                Some("text") => Ok(json!({"text": p.get("text").and_then(Value::as_str).unwrap_or_default()})),
-                Some("image_url") => {
-                    let url = p.pointer("/image_url/url").and_then(Value::as_str).unwrap_or_default();
-                    let (mime, data) =
-                        url.strip_prefix("data:").and_then(|r| r.split_once(";base64,")).ok_or_else(|| {
-                            unsupported(&format!("image URLs ({at}.content[{j}]); send a base64 data URL"))
-                        })?;
-                    Ok(json!({"inlineData": {"mimeType": mime, "data": data}}))
-                }
-                other => Err(unsupported(&format!("`{}` content parts", other.unwrap_or("?")))),
-            })
-            .collect(),
-        Some(_) => Err(bad(format!("{at}: `content` must be a string or an array of parts"))),
-    }
-}
-
-/// Appends parts to the last content when it has the same role (Gemini wants turns to
-/// alternate), else starts a new one.
-fn push(contents: &mut Vec<Value>, role: &str, new: Vec<Value>) {
-    if new.is_empty() {
-        return;
-    }
-    if let Some(last) = contents.last_mut() {
-        if last["role"] == role {
-            if let Some(p) = last["parts"].as_array_mut() {
-                p.extend(new);
-                return;
-            }
-        }
-    }
-    contents.push(json!({"role": role, "parts": new}));
+    map_content(
+        content,
+        at,
+        "gemini",
+        |t| json!({"text": t}),
+        |mime, data| json!({"inlineData": {"mimeType": mime, "data": data}}),
+    )
 }
 
 /// The OpenAI chat request as a `generateContent` request.
@@ -77,21 +47,19 @@ pub fn chat_body(req: &ChatRequest) -> Result<Vec<u8>, GatewayError> {
         let at = format!("messages[{i}]");
         match m.get("role").and_then(Value::as_str).unwrap_or_default() {
             "system" | "developer" => system.extend(parts(m.get("content"), &at)?),
-            "user" => push(&mut contents, "user", parts(m.get("content"), &at)?),
+            "user" => push_turn(&mut contents, "user", "parts", parts(m.get("content"), &at)?),
             "assistant" => {
                 let mut p = parts(m.get("content"), &at)?;
                 for (j, c) in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
                     let f = c.get("function").unwrap_or(&Value::Null);
-                    let args = f.get("arguments").and_then(Value::as_str).unwrap_or("{}");
-                    let args: Value = serde_json::from_str(if args.trim().is_empty() { "{}" } else { args })
-                        .map_err(|e| bad(format!("{at}.tool_calls[{j}].function.arguments is not JSON: {e}")))?;
+                    let args = tool_arguments(c, &at, j)?;
                     let name = f.get("name").cloned().unwrap_or(Value::Null);
                     if let Some(id) = c.get("id").and_then(Value::as_str) {
                         names.insert(id.to_string(), name.clone());
                     }
                     p.push(json!({"functionCall": {"name": name, "args": args}}));
                 }
-                push(&mut contents, "model", p);
+                push_turn(&mut contents, "model", "parts", p);
             }
             "tool" => {
                 let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or_default();
@@ -109,7 +77,12 @@ pub fn chat_body(req: &ChatRequest) -> Result<Vec<u8>, GatewayError> {
                     Ok(v @ Value::Object(_)) => v,
                     _ => json!({"content": text}),
                 };
-                push(&mut contents, "user", vec![json!({"functionResponse": {"name": name, "response": response}})]);
+                push_turn(
+                    &mut contents,
+                    "user",
+                    "parts",
+                    vec![json!({"functionResponse": {"name": name, "response": response}})],
+                );
             }
             other => return Err(unsupported(&format!("`{other}` messages"))),
         }
@@ -144,11 +117,7 @@ pub fn chat_body(req: &ChatRequest) -> Result<Vec<u8>, GatewayError> {
                 gen.insert("frequencyPenalty".into(), v.clone());
             }
             "stop" => {
-                let stops = match v {
-                    Value::String(s) => json!([s]),
-                    other => other.clone(),
-                };
-                gen.insert("stopSequences".into(), stops);
+                gen.insert("stopSequences".into(), stop_list(v));
             }
             "response_format" => match v.get("type").and_then(Value::as_str) {
                 Some("json_object") => {
@@ -304,6 +273,19 @@ impl StreamTranslator {
     }
 
     pub fn on_event(&mut self, ev: &SseEvent) -> Result<Vec<Bytes>, String> {
+        EventTranslate::on_event(self, ev)
+    }
+
+    /// The end of the upstream stream: a finished answer gets its finish chunk, usage and
+    /// `[DONE]`; one that never said why it stopped was cut, and gets nothing (the relay
+    /// then reports the stream as incomplete).
+    pub fn finish(&mut self) -> Vec<Bytes> {
+        EventTranslate::finish(self)
+    }
+}
+
+impl EventTranslate for StreamTranslator {
+    fn on_event(&mut self, ev: &SseEvent) -> Result<Vec<Bytes>, String> {
         let v: Value = serde_json::from_str(&ev.data).map_err(|e| format!("invalid event JSON: {e}"))?;
         let mut out = Vec::new();
         if let Some(e) = v.get("error") {
@@ -336,10 +318,7 @@ impl StreamTranslator {
         Ok(out)
     }
 
-    /// The end of the upstream stream: a finished answer gets its finish chunk, usage and
-    /// `[DONE]`; one that never said why it stopped was cut, and gets nothing (the relay
-    /// then reports the stream as incomplete).
-    pub fn finish(&mut self) -> Vec<Bytes> {
+    fn finish(&mut self) -> Vec<Bytes> {
         let Some(reason) = self.reason.take() else {
             return Vec::new();
         };

@@ -294,11 +294,14 @@ impl UpstreamClient {
         if call.stream {
             let s = resp.bytes_stream().map(|r| r.map_err(|e| UpstreamError::Body(root_cause(&e))));
             let s = timed(Box::pin(s), deadline);
+            let (id, now, model) = (new_id(), unix_secs(), call.model.to_string());
             let body = match self.cfg.kind {
-                ProviderKind::Anthropic => translate_anthropic(s),
-                ProviderKind::Ollama => translate_ndjson(s),
-                ProviderKind::Gemini => translate_gemini(s, call.model.to_string()),
-                ProviderKind::Bedrock => aws::translate_eventstream(s, call.model.to_string()),
+                ProviderKind::Anthropic => translated(s, Sse::new(anthropic::StreamTranslator::new(now))),
+                ProviderKind::Ollama => translated(s, ollama::StreamTranslator::new(id, now)),
+                ProviderKind::Gemini => translated(s, Sse::new(gemini::StreamTranslator::new(id, model, now))),
+                ProviderKind::Bedrock => {
+                    translated(s, aws::EventStream::new(bedrock::StreamTranslator::new(id, model, now)))
+                }
                 _ => s,
             };
             Ok(UpstreamReply { body: UpstreamBody::Stream(body), first_byte })
@@ -388,33 +391,69 @@ fn timed(s: ByteStream, deadline: tokio::time::Instant) -> ByteStream {
     }))
 }
 
-/// An Anthropic SSE byte stream as an OpenAI SSE byte stream.
-fn translate_anthropic(s: ByteStream) -> ByteStream {
-    let state = (s, sse::SseParser::new(), anthropic::StreamTranslator::new(unix_secs()), false);
-    Box::pin(futures_util::stream::unfold(state, |(mut s, mut parser, mut tr, done)| async move {
+/// Turns a provider's stream into OpenAI SSE bytes as it is read.
+pub trait StreamTranslate: Send + 'static {
+    /// The OpenAI events for the bytes just read.
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Bytes>, String>;
+    /// What is due when the upstream body ends (a stream that ends without it having
+    /// finished gets nothing, and the relay reports it as cut).
+    fn finish(&mut self) -> Vec<Bytes> {
+        Vec::new()
+    }
+}
+
+/// Translates one SSE event at a time (Anthropic, Gemini).
+pub trait EventTranslate: Send + 'static {
+    fn on_event(&mut self, ev: &sse::SseEvent) -> Result<Vec<Bytes>, String>;
+    fn finish(&mut self) -> Vec<Bytes> {
+        Vec::new()
+    }
+}
+
+/// An SSE-framed provider stream: parsed into events, each translated.
+pub struct Sse<T> {
+    parser: sse::SseParser,
+    inner: T,
+}
+
+impl<T: EventTranslate> Sse<T> {
+    pub fn new(inner: T) -> Sse<T> {
+        Sse { parser: sse::SseParser::new(), inner }
+    }
+}
+
+impl<T: EventTranslate> StreamTranslate for Sse<T> {
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Bytes>, String> {
+        let mut out = Vec::new();
+        for ev in self.parser.feed(bytes).map_err(|e| e.to_string())? {
+            out.extend(self.inner.on_event(&ev)?);
+        }
+        Ok(out)
+    }
+
+    fn finish(&mut self) -> Vec<Bytes> {
+        self.inner.finish()
+    }
+}
+
+/// A provider's byte stream as an OpenAI SSE byte stream, through `t`.
+fn translated(s: ByteStream, t: impl StreamTranslate) -> ByteStream {
+    Box::pin(futures_util::stream::unfold((s, t, false), |(mut s, mut t, done)| async move {
         if done {
             return None;
         }
         loop {
             match s.next().await {
-                None => return None,
-                Some(Err(e)) => return Some((Err(e), (s, parser, tr, true))),
-                Some(Ok(bytes)) => {
-                    let events = match parser.feed(&bytes) {
-                        Ok(ev) => ev,
-                        Err(e) => return Some((Err(UpstreamError::Body(e.to_string())), (s, parser, tr, true))),
-                    };
-                    let mut out = Vec::new();
-                    for ev in &events {
-                        match tr.on_event(ev) {
-                            Ok(parts) => parts.iter().for_each(|p| out.extend_from_slice(p)),
-                            Err(e) => return Some((Err(UpstreamError::Body(e)), (s, parser, tr, true))),
-                        }
-                    }
-                    if !out.is_empty() {
-                        return Some((Ok(Bytes::from(out)), (s, parser, tr, false)));
-                    }
+                None => {
+                    let end: Vec<u8> = t.finish().concat();
+                    return (!end.is_empty()).then(|| (Ok(Bytes::from(end)), (s, t, true)));
                 }
+                Some(Err(e)) => return Some((Err(e), (s, t, true))),
+                Some(Ok(bytes)) => match t.feed(&bytes) {
+                    Err(e) => return Some((Err(UpstreamError::Body(e)), (s, t, true))),
+                    Ok(parts) if parts.is_empty() => {}
+                    Ok(parts) => return Some((Ok(Bytes::from(parts.concat())), (s, t, false))),
+                },
             }
         }
     }))
@@ -423,66 +462,6 @@ fn translate_anthropic(s: ByteStream) -> ByteStream {
 /// A response id for providers that send none.
 pub(crate) fn new_id() -> String {
     format!("{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
-}
-
-/// A Gemini SSE byte stream as an OpenAI SSE byte stream (Gemini sends no terminator:
-/// the end of the body closes the answer when it said why it stopped).
-fn translate_gemini(s: ByteStream, model: String) -> ByteStream {
-    let state = (s, sse::SseParser::new(), gemini::StreamTranslator::new(new_id(), model, unix_secs()), false);
-    Box::pin(futures_util::stream::unfold(state, |(mut s, mut parser, mut tr, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            match s.next().await {
-                None => {
-                    let end: Vec<u8> = tr.finish().iter().flat_map(|b| b.iter().copied()).collect();
-                    return (!end.is_empty()).then(|| (Ok(Bytes::from(end)), (s, parser, tr, true)));
-                }
-                Some(Err(e)) => return Some((Err(e), (s, parser, tr, true))),
-                Some(Ok(bytes)) => {
-                    let events = match parser.feed(&bytes) {
-                        Ok(ev) => ev,
-                        Err(e) => return Some((Err(UpstreamError::Body(e.to_string())), (s, parser, tr, true))),
-                    };
-                    let mut out = Vec::new();
-                    for ev in &events {
-                        match tr.on_event(ev) {
-                            Ok(parts) => parts.iter().for_each(|p| out.extend_from_slice(p)),
-                            Err(e) => return Some((Err(UpstreamError::Body(e)), (s, parser, tr, true))),
-                        }
-                    }
-                    if !out.is_empty() {
-                        return Some((Ok(Bytes::from(out)), (s, parser, tr, false)));
-                    }
-                }
-            }
-        }
-    }))
-}
-
-/// An Ollama NDJSON byte stream as an OpenAI SSE byte stream.
-fn translate_ndjson(s: ByteStream) -> ByteStream {
-    let state = (s, ollama::StreamTranslator::new(new_id(), unix_secs()), false);
-    Box::pin(futures_util::stream::unfold(state, |(mut s, mut tr, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            match s.next().await {
-                None => return None,
-                Some(Err(e)) => return Some((Err(e), (s, tr, true))),
-                Some(Ok(bytes)) => match tr.feed(&bytes) {
-                    Err(e) => return Some((Err(UpstreamError::Body(e)), (s, tr, true))),
-                    Ok(parts) if parts.is_empty() => {}
-                    Ok(parts) => {
-                        let out: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
-                        return Some((Ok(Bytes::from(out)), (s, tr, false)));
-                    }
-                },
-            }
-        }
-    }))
 }
 
 /// The innermost error message (reqwest wraps hyper wraps io).

@@ -9,7 +9,9 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::openai::{inline_image, stop_list, tool_arguments};
 use super::sse::{data_event, DONE};
+use super::StreamTranslate;
 use crate::types::{ChatRequest, EmbeddingsRequest};
 use crate::GatewayError;
 
@@ -35,15 +37,8 @@ fn content(v: Option<&Value>, at: &str) -> Result<(String, Vec<String>), Gateway
                 match p.get("type").and_then(Value::as_str) {
                     Some("text") => text.push(p.get("text").and_then(Value::as_str).unwrap_or_default().to_string()),
                     Some("image_url") => {
-                        let url = p.pointer("/image_url/url").and_then(Value::as_str).unwrap_or_default();
-                        let data = url
-                            .strip_prefix("data:")
-                            .and_then(|r| r.split_once(";base64,"))
-                            .map(|(_, d)| d.to_string())
-                            .ok_or_else(|| {
-                                unsupported(&format!("image URLs ({at}.content[{j}]); send a base64 data URL"))
-                            })?;
-                        images.push(data);
+                        let (_, data) = inline_image(p, at, j, "ollama")?;
+                        images.push(data.to_string());
                     }
                     other => return Err(unsupported(&format!("`{}` content parts", other.unwrap_or("?")))),
                 }
@@ -75,11 +70,8 @@ pub fn chat_body(req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError
                 .iter()
                 .enumerate()
                 .map(|(j, c)| {
-                    let f = c.get("function").unwrap_or(&Value::Null);
-                    let args = f.get("arguments").and_then(Value::as_str).unwrap_or("{}");
-                    let args: Value = serde_json::from_str(if args.trim().is_empty() { "{}" } else { args })
-                        .map_err(|e| bad(format!("{at}.tool_calls[{j}].function.arguments is not JSON: {e}")))?;
-                    Ok(json!({"function": {"name": f.get("name"), "arguments": args}}))
+                    let name = c.pointer("/function/name");
+                    Ok(json!({"function": {"name": name, "arguments": tool_arguments(c, &at, j)?}}))
                 })
                 .collect::<Result<Vec<_>, GatewayError>>()?;
             out["tool_calls"] = Value::Array(calls);
@@ -100,11 +92,7 @@ pub fn chat_body(req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError
                 options.insert(k.clone(), v.clone());
             }
             "stop" => {
-                let stops = match v {
-                    Value::String(s) => json!([s]),
-                    other => other.clone(),
-                };
-                options.insert("stop".into(), stops);
+                options.insert("stop".into(), stop_list(v));
             }
             // the same shape as OpenAI's
             "tools" => {
@@ -208,30 +196,6 @@ impl StreamTranslator {
         StreamTranslator { buf: Vec::new(), id, created, started: false, tools: 0, done: false }
     }
 
-    fn chunk(&self, model: &Value, delta: Value, finish: Option<&str>) -> Bytes {
-        let c = json!({"id": format!("chatcmpl-{}", self.id), "object": "chat.completion.chunk",
-            "created": self.created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
-        data_event(&c.to_string())
-    }
-
-    /// Feeds upstream bytes; returns the events of every complete line.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Bytes>, String> {
-        self.buf.extend_from_slice(bytes);
-        let mut out = Vec::new();
-        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=pos).collect();
-            let line = String::from_utf8_lossy(&line);
-            if !line.trim().is_empty() {
-                self.line(line.trim(), &mut out)?;
-            }
-        }
-        if self.buf.len() > MAX_LINE {
-            return Err(format!("an NDJSON line is longer than {MAX_LINE} bytes"));
-        }
-        Ok(out)
-    }
-
     fn line(&mut self, line: &str, out: &mut Vec<Bytes>) -> Result<(), String> {
         if self.done {
             return Ok(());
@@ -268,6 +232,36 @@ impl StreamTranslator {
             self.done = true;
         }
         Ok(())
+    }
+
+    fn chunk(&self, model: &Value, delta: Value, finish: Option<&str>) -> Bytes {
+        let c = json!({"id": format!("chatcmpl-{}", self.id), "object": "chat.completion.chunk",
+            "created": self.created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        data_event(&c.to_string())
+    }
+
+    /// Feeds upstream bytes; returns the events of every complete line.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Bytes>, String> {
+        StreamTranslate::feed(self, bytes)
+    }
+}
+
+impl StreamTranslate for StreamTranslator {
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Bytes>, String> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line);
+            if !line.trim().is_empty() {
+                self.line(line.trim(), &mut out)?;
+            }
+        }
+        if self.buf.len() > MAX_LINE {
+            return Err(format!("an NDJSON line is longer than {MAX_LINE} bytes"));
+        }
+        Ok(out)
     }
 }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::types::{ChatRequest, EmbeddingsRequest, StreamOptions, Usage};
+use crate::GatewayError;
 
 #[derive(Serialize)]
 struct ChatOut<'a> {
@@ -78,6 +79,96 @@ struct UsageOnly {
 pub fn response_usage(body: &[u8]) -> Option<Usage> {
     let u: UsageOnly = serde_json::from_slice(body).ok()?;
     u.usage.as_ref().and_then(Usage::from_openai)
+}
+
+// === reading OpenAI requests: shared by every translator ===
+
+/// `data:<media type>;base64,<data>` as (media type, data).
+pub fn data_url(url: &str) -> Option<(&str, &str)> {
+    url.strip_prefix("data:")?.split_once(";base64,")
+}
+
+/// The (media type, base64 data) of image part `j` of `at`, for providers that take
+/// inline images only; anything else is a 400 naming the part.
+pub fn inline_image<'a>(
+    part: &'a Value,
+    at: &str,
+    j: usize,
+    provider: &str,
+) -> Result<(&'a str, &'a str), GatewayError> {
+    let url = part.pointer("/image_url/url").and_then(Value::as_str).unwrap_or_default();
+    data_url(url).ok_or_else(|| {
+        GatewayError::BadRequest(format!(
+            "the {provider} provider does not support image URLs ({at}.content[{j}]); send a base64 data URL"
+        ))
+    })
+}
+
+/// An OpenAI message `content` (a string, or text and image parts) as a provider's
+/// blocks: `text` makes a text block, `image` an inline image from (media type, base64
+/// data); other parts, and image URLs, are a 400 naming them.
+pub fn map_content(
+    content: Option<&Value>,
+    at: &str,
+    provider: &str,
+    text: impl Fn(&str) -> Value,
+    image: impl Fn(&str, &str) -> Value,
+) -> Result<Vec<Value>, GatewayError> {
+    match content {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![text(s)]),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, p)| match p.get("type").and_then(Value::as_str) {
+                Some("text") => Ok(text(p.get("text").and_then(Value::as_str).unwrap_or_default())),
+                Some("image_url") => inline_image(p, at, j, provider).map(|(media, data)| image(media, data)),
+                other => Err(GatewayError::BadRequest(format!(
+                    "the {provider} provider does not support `{}` content parts",
+                    other.unwrap_or("?")
+                ))),
+            })
+            .collect(),
+        Some(_) => Err(GatewayError::BadRequest(format!("{at}: `content` must be a string or an array of parts"))),
+    }
+}
+
+/// The object in tool call `j`'s `function.arguments` (a JSON string; empty is `{}`).
+pub fn tool_arguments(call: &Value, at: &str, j: usize) -> Result<Value, GatewayError> {
+    let args = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
+    let args = if args.trim().is_empty() { "{}" } else { args };
+    serde_json::from_str(args)
+        .map_err(|e| GatewayError::BadRequest(format!("{at}.tool_calls[{j}].function.arguments is not JSON: {e}")))
+}
+
+/// `stop` (a string or a list) as a list.
+pub fn stop_list(v: &Value) -> Value {
+    match v {
+        Value::String(s) => json!([s]),
+        other => other.clone(),
+    }
+}
+
+/// Appends `new` to the last turn when it has the same role, else starts a turn: for
+/// providers whose user and assistant turns must alternate. `key` names the turn's list
+/// (`content`, or Gemini's `parts`).
+pub fn push_turn(turns: &mut Vec<Value>, role: &str, key: &str, new: Vec<Value>) {
+    if new.is_empty() {
+        return;
+    }
+    if let Some(last) = turns.last_mut() {
+        if last["role"] == role {
+            if let Some(list) = last[key].as_array_mut() {
+                list.extend(new);
+                return;
+            }
+        }
+    }
+    let mut turn = Map::new();
+    turn.insert("role".into(), json!(role));
+    turn.insert(key.into(), Value::Array(new));
+    turns.push(Value::Object(turn));
 }
 
 /// The message of an OpenAI-style error body, or the body text itself.
