@@ -34,6 +34,13 @@ async fn azure_deployments_serve_chat_streams_and_embeddings() {
     let fresh = json!({"model": "azure-chat", "messages": [{"role": "user", "content": "not cached"}]});
     let r = post_as(gw.url(), MAIN_KEY, &[("x-mock-status", "429")], &fresh).await;
     assert_eq!(r.status(), 429);
+    // a stream cut mid-way ends with an error event, never [DONE]
+    let mut cut = fresh.clone();
+    cut["stream"] = json!(true);
+    let r = post_as(gw.url(), MAIN_KEY, &[("x-mock-disconnect-after", "2")], &cut).await;
+    let events = sse_data(&r.text().await.unwrap());
+    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:?}");
+    assert!(events.last().unwrap().contains("\"error\""), "{events:?}");
 }
 
 #[test]
