@@ -16,6 +16,7 @@
 //!   and error files are read from there too (`file-<batch>-output`, `file-<batch>-errors`).
 
 pub mod http;
+pub mod items;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

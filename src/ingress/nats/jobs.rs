@@ -48,7 +48,8 @@ use tokio::sync::Semaphore;
 
 use super::batcher::{BatchJob, Batcher};
 use super::{call, header, Api};
-use crate::ingress::batch::{batches_bucket, read_batch};
+use crate::ingress::batch::batches_bucket;
+use crate::ingress::batch::items::{gate, output_line, BatchRef, Gate};
 
 /// Longest wait for a no-wait fetch's answer.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -403,14 +404,6 @@ struct JobBody {
     batch: Option<BatchRef>,
 }
 
-/// The batch a job belongs to: its output line goes to the batch, not to
-/// `<prefix>.v1.results.<id>`.
-#[derive(Deserialize, Clone, Debug)]
-struct BatchRef {
-    id: String,
-    custom_id: String,
-}
-
 fn default_endpoint() -> String {
     "chat".into()
 }
@@ -571,7 +564,7 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
     };
     ctx.priority = lane;
     if let Some(b) = batch {
-        match batch_gate(s, b, &ctx.key.id).await {
+        match gate(&s.batches, b, &ctx.key.id).await {
             Ok(()) => {}
             Err(Gate::Later) => return Done::Later { delay: Duration::from_secs(1), retried: false },
             Err(Gate::Skip(failure)) => return store(s, &id, attempt, Err(&failure), None, batch).await,
@@ -648,49 +641,6 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
     }
 }
 
-/// Why a batch item is not run now.
-enum Gate {
-    /// The batch record could not be read: try again later.
-    Later,
-    /// The batch has ended or was cancelled: an error line, no call.
-    Skip(Failure),
-    /// No such batch, or another key's: a plain failed result, no call.
-    Foreign(Failure),
-}
-
-/// A batch item runs only while its batch is live and under the key that created it.
-async fn batch_gate(s: &Shared, b: &BatchRef, key_id: &str) -> Result<(), Gate> {
-    let foreign = || Err(Gate::Foreign(Failure::from(GatewayError::Missing(format!("no batch `{}`", b.id)))));
-    match read_batch(&s.batches, &b.id).await {
-        Err(e) => {
-            tracing::warn!(batch = %b.id, error = %e, "cannot read a batch record; retrying later");
-            Err(Gate::Later)
-        }
-        Ok(None) => foreign(),
-        Ok(Some((rec, _))) if rec.owner != key_id => foreign(),
-        Ok(Some((rec, _))) if rec.status.serves_items() => Ok(()),
-        Ok(Some((rec, _))) => {
-            let e = GatewayError::Cancelled(format!("batch `{}` is {}", b.id, json!(rec.status)));
-            Err(Gate::Skip(Failure::from(e)))
-        }
-    }
-}
-
-/// A batch item's output line, in OpenAI's batch output format.
-fn batch_line(id: &str, b: &BatchRef, answer: &Result<Value, &Failure>) -> Value {
-    match answer {
-        Ok(response) => json!({"id": format!("batch_req_{id}"), "custom_id": b.custom_id,
-            "response": {"status_code": 200, "request_id": id, "body": response}, "error": null}),
-        Err(f) if matches!(f.error, GatewayError::Cancelled(_)) => {
-            json!({"id": format!("batch_req_{id}"), "custom_id": b.custom_id, "response": null,
-                "error": {"code": f.error.class().code, "message": f.error.to_string()}})
-        }
-        Err(f) => json!({"id": format!("batch_req_{id}"), "custom_id": b.custom_id,
-            "response": {"status_code": f.error.class().status, "request_id": id, "body": f.error.body()},
-            "error": null}),
-    }
-}
-
 /// Publishes the usage event and then the result (or a batch item's output line), each
 /// confirmed by JetStream and de-duplicated by a `Nats-Msg-Id` derived from the job id.
 async fn store(
@@ -713,7 +663,7 @@ async fn store(
     }
     if let Some(b) = batch {
         let answer = answer.map(|bytes| serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null));
-        let line = Bytes::from(batch_line(id, b, &answer).to_string());
+        let line = Bytes::from(output_line(id, b, &answer).to_string());
         let subject = s.names.batch_output(&b.id, !failed, id);
         // its own message-id space: a forged plain job of the same id cannot shadow it
         if !publish_confirmed(&s.js, subject, &format!("batch-result-{id}"), line).await {
