@@ -4,7 +4,7 @@
 # and times publish -> result. Scenarios:
 #   chat jobs/s with the mock at 0 ms and at 50 ms; upstream calls per embedding job with
 #   gateway-side batching on and off; p50/p99 of high-priority jobs while a 10,000-job
-#   low-priority backlog drains.
+#   low-priority backlog drains; one Batch API batch of 5,000 requests, create to completed.
 # Usage: ops/bench-jobs.sh   (writes target/bench/jobs.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,7 @@ N_CHAT="${N_CHAT:-5000}"
 N_SLOW="${N_SLOW:-3000}"
 N_EMBED="${N_EMBED:-2000}"
 N_BACKLOG="${N_BACKLOG:-10000}"
+N_BATCH="${N_BATCH:-5000}"
 
 NATS_SERVER="$(command -v nats-server || echo "$PWD/target/test-venv/bin/nats-server")"
 [ -x "$NATS_SERVER" ] || { echo "nats-server missing: run ops/test.sh once (it installs it)" >&2; exit 1; }
@@ -38,6 +39,7 @@ wait_port "$NATS_PORT"; wait_port "$MOCK_PORT"
 # gateway <name> <prefix> <embed_batch_max_inputs>
 gateway() {
   local port; port=$(free_port)
+  eval "PORT_$1=$port"
   cat > "$WORK/$1.toml" <<TOML
 pricing_file = "$PWD/config/pricing.toml"
 [server]
@@ -98,12 +100,37 @@ CALLS_OFF=$(( $(mock_requests) - before ))
 echo "high-priority probes while $N_BACKLOG low jobs drain (mock 50 ms)" >&2
 PRIO=$(load --prefix bench --count "$N_BACKLOG" --lane low --latency-ms 50 --probe-lane high --probe-count 100 --probe-rate 20)
 
+echo "Batch API: one batch of $N_BATCH chat requests (low lane)" >&2
+python3 - "$WORK/batch.jsonl" "$N_BATCH" <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(int(sys.argv[2])):
+        f.write(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "fast", "messages": [{"role": "user", "content": f"batch item {i}"}]}}) + "\n")
+PY
+GW="http://127.0.0.1:$PORT_on"
+AUTH="authorization: Bearer sk-bench-key-0001"
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
+FILE_ID=$(curl -s "$GW/v1/files" -H "$AUTH" -F purpose=batch -F file=@"$WORK/batch.jsonl" | field id)
+T0=$(date +%s.%N)
+BATCH_ID=$(curl -s "$GW/v1/batches" -H "$AUTH" -H "content-type: application/json" \
+  -d "{\"input_file_id\": \"$FILE_ID\", \"endpoint\": \"/v1/chat/completions\", \"completion_window\": \"24h\"}" | field id)
+for _ in $(seq 1 1500); do
+  [ "$(curl -s "$GW/v1/batches/$BATCH_ID" -H "$AUTH" | field status)" = completed ] && break
+  sleep 0.2
+done
+T1=$(date +%s.%N)
+BATCH_DONE=$(curl -s "$GW/v1/batches/$BATCH_ID" -H "$AUTH" | python3 -c 'import json,sys; print(json.load(sys.stdin)["request_counts"]["completed"])')
+BATCH_SECS=$(python3 -c "print($T1 - $T0)")
+
 python3 - "$OUT/jobs.json" <<PY
 import json, sys
 chat0, chat50, on, off, prio = (json.loads(s) for s in ('''$CHAT0''', '''$CHAT50''', '''$EMB_ON''', '''$EMB_OFF''', '''$PRIO'''))
 calls_on, calls_off = $CALLS_ON, $CALLS_OFF
+batch_n, batch_done, batch_secs = $N_BATCH, $BATCH_DONE, $BATCH_SECS
 out = {"chat_0ms": chat0, "chat_50ms": chat50, "embeddings_batching_on": dict(on, upstream_calls=calls_on),
-       "embeddings_batching_off": dict(off, upstream_calls=calls_off), "priority": prio}
+       "embeddings_batching_off": dict(off, upstream_calls=calls_off), "priority": prio,
+       "batch_api": {"requests": batch_n, "completed": batch_done, "seconds": batch_secs}}
 json.dump(out, open(sys.argv[1], "w"), indent=2)
 def row(name, r): print(f"{name:<34} {r['jobs_per_sec']:>9.0f} jobs/s  p50 {r['latency']['p50_ms']:>8.1f} ms  p99 {r['latency']['p99_ms']:>8.1f} ms  ({r['completed']}/{r['jobs']} ok)")
 row("chat jobs, mock 0 ms", chat0)
@@ -114,4 +141,5 @@ print(f"upstream calls per embedding job: batching on {calls_on/on['jobs']:.3f},
 row(f"low backlog ({prio['jobs']-prio['probe_latency']['n']} jobs, 50 ms)", prio)
 p = prio["probe_latency"]
 print(f"high-priority probes during the drain: n={p['n']} p50 {p['p50_ms']:.1f} ms  p99 {p['p99_ms']:.1f} ms  max {p['max_ms']:.1f} ms")
+print(f"Batch API: {batch_done}/{batch_n} requests completed in {batch_secs:.1f} s ({batch_done / batch_secs:.0f} requests/s, create to completed)")
 PY

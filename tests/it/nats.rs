@@ -363,8 +363,17 @@ async fn interactive_requests_keep_their_share_while_jobs_drain() {
         publish_job(&js, "js", "normal", chat_job(&format!("j-{i}"), "x"), &[("x-mock-latency-ms", "150")]).await;
     }
     wait_for_metric(gw.url(), "switchyard_jobs_inflight", |v| v >= 8.0).await;
-    let stats: Value = client().get(format!("{}/mock/stats", mock.url)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(stats["max_inflight"], 8, "jobs hold at most jobs_share (0.5) of 16 slots");
+    // the job tasks run before their calls reach the mock: wait for the mock to see them
+    let mut seen = 0;
+    for _ in 0..500 {
+        let stats: Value = client().get(format!("{}/mock/stats", mock.url)).send().await.unwrap().json().await.unwrap();
+        seen = stats["max_inflight"].as_u64().unwrap();
+        if seen >= 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, 8, "jobs hold at most jobs_share (0.5) of 16 slots");
     // 8 interactive requests at once all get a slot at once, next to the jobs
     let body = chat_body("now");
     let calls = (0..8)
