@@ -68,7 +68,7 @@ fn hot_path(c: &mut Criterion) {
 
     let cfg = config();
     let mut router = Router::new(&cfg, Default::default(), Some(1));
-    c.bench_function("route_weighted", |b| b.iter(|| router.pick(black_box("fast"))));
+    c.bench_function("route_weighted", |b| b.iter(|| router.pick(black_box("fast"), &[])));
 
     let mut rl = RateLimiter::default();
     let key: Arc<str> = Arc::from("team-a");

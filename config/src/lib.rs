@@ -165,6 +165,7 @@ pub struct AwsAuth {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     pub alias: String,
+    pub strategy: Strategy,
     pub targets: Vec<Target>,
     pub input_per_mtok: Option<f64>,
     pub output_per_mtok: Option<f64>,
@@ -175,6 +176,17 @@ pub struct Target {
     pub provider: String,
     pub model: String,
     pub weight: u32,
+}
+
+/// How a model alias picks among its targets. Whatever the strategy, a target that
+/// fails with a retryable error (connection, timeout, 429, 5xx) before sending anything
+/// to the client is replaced by another of the alias's targets not yet tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// At random, by weight.
+    Weighted,
+    /// In the listed order: the next target only when the ones before it failed.
+    Failover,
 }
 
 /// Request priority, from the key's default or the `x-switchyard-priority` header.

@@ -159,7 +159,7 @@ pub struct RawProvider {
 pub struct RawModel {
     /// The name clients put in `model`.
     pub alias: String,
-    /// `weighted` (the only strategy in this release).
+    /// `weighted` (default: at random by weight) or `failover` (in order).
     pub strategy: Option<String>,
     /// Where requests for this alias go.
     pub targets: Vec<RawTarget>,

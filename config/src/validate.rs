@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::raw::{RawConfig, RawPricing};
 use crate::{
     hash_key, AwsAuth, Cache, Config, ConfigError, ConfigErrors, Key, Limits, Model, Nats, Price, Pricing, Priority,
-    Provider, ProviderKind, Server, Target,
+    Provider, ProviderKind, Server, Strategy, Target,
 };
 
 pub(crate) struct Errors(Vec<ConfigError>);
@@ -333,12 +333,14 @@ pub fn validate(
         } else if !aliases.insert(m.alias.clone()) {
             errs.push(f("alias"), format!("duplicate alias `{}`", m.alias));
         }
-        match m.strategy.as_deref() {
-            None | Some("weighted") => {}
+        let strategy = match m.strategy.as_deref() {
+            None | Some("weighted") => Strategy::Weighted,
+            Some("failover") => Strategy::Failover,
             Some(other) => {
-                errs.push(f("strategy"), format!("unknown strategy `{other}`; this release supports `weighted`"))
+                errs.push(f("strategy"), format!("unknown strategy `{other}`; expected `weighted` or `failover`"));
+                Strategy::Weighted
             }
-        }
+        };
         if m.targets.is_empty() {
             errs.push(f("targets"), "needs at least one target");
         }
@@ -362,6 +364,7 @@ pub fn validate(
             }
         }
         models.push(Model {
+            strategy,
             alias: m.alias,
             targets,
             input_per_mtok: m.input_per_mtok,

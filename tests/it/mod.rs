@@ -6,6 +6,7 @@ mod bedrock;
 mod cache;
 mod chat;
 mod errors;
+mod failover;
 mod gemini;
 mod ledger;
 mod limits;

@@ -61,6 +61,8 @@ pub struct JobState {
     pub background: bool,
     /// `None`: skip the cache; the hash is computed by the caller, off the engine thread.
     pub cache_key: Option<CacheKey>,
+    /// Providers already tried for this request (a failover re-route skips them).
+    pub exclude: Vec<String>,
     pub reply: oneshot::Sender<Answer>,
     // filled in by the stages
     pub rate: Option<RateHeaders>,
@@ -91,12 +93,31 @@ impl JobState {
             priority,
             background: false,
             cache_key,
+            exclude: Vec::new(),
             reply,
             rate: None,
             ticket: None,
             decision: None,
         };
         (Job(Box::new(state)), rx)
+    }
+
+    /// A re-route after a failed attempt: straight to the router (the request was
+    /// already limited and looked up in the cache), for a target not in `exclude`.
+    pub fn reroute(
+        key_id: Arc<str>,
+        alias: String,
+        priority: Priority,
+        background: bool,
+        rate: RateHeaders,
+        exclude: Vec<String>,
+    ) -> (Job, oneshot::Receiver<Answer>) {
+        let (Job(mut state), rx) = JobState::create(key_id.clone(), Limits::default(), 0, alias, priority, None);
+        state.background = background;
+        state.exclude = exclude;
+        state.rate = Some(rate);
+        state.ticket = Some(LimitTicket::detached(key_id));
+        (Job(state), rx)
     }
 
     /// Answers the caller (who may have gone: then the guards drop here).

@@ -176,6 +176,20 @@ pub struct LimitTicket {
 }
 
 impl LimitTicket {
+    /// A ticket that settles nothing (a failover re-route: the request's own ticket
+    /// settles its limits).
+    pub fn detached(key_id: Arc<str>) -> LimitTicket {
+        LimitTicket {
+            addr: None,
+            queue: None,
+            key_id,
+            limits: Limits::default(),
+            reserved: 0,
+            actual: None,
+            release: None,
+        }
+    }
+
     /// Takes over a provider permit: settling the ticket also releases the slot, so a
     /// finished request sends one cross-thread message instead of two.
     pub fn release_with(&mut self, permit: Permit) {

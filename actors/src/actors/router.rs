@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use switchyard_config::{Config, Target};
+use switchyard_config::{Config, Strategy, Target};
 
 use super::job::{forward, Job, Refusal};
 use super::provider_worker::ProviderWorker;
@@ -27,8 +27,8 @@ pub struct UpdateModels {
 }
 
 struct Group {
+    strategy: Strategy,
     targets: Vec<Target>,
-    total_weight: u64,
 }
 
 pub struct Router {
@@ -52,30 +52,35 @@ impl Router {
         self.groups = config
             .models
             .iter()
-            .map(|m| {
-                let total_weight = m.targets.iter().map(|t| u64::from(t.weight)).sum();
-                (m.alias.clone(), Group { targets: m.targets.clone(), total_weight })
-            })
+            .map(|m| (m.alias.clone(), Group { strategy: m.strategy, targets: m.targets.clone() }))
             .collect();
     }
 
-    /// The weighted choice itself (plain function, benchmarked).
-    pub fn pick(&mut self, alias: &str) -> Option<RouteDecision> {
+    /// The choice itself (plain function, benchmarked): a target of `alias` whose
+    /// provider is not in `exclude` (the ones a failed request already tried).
+    pub fn pick(&mut self, alias: &str, exclude: &[String]) -> Option<RouteDecision> {
         let g = self.groups.get(alias)?;
-        let t = if g.targets.len() == 1 || g.total_weight == 0 {
-            g.targets.first()?
-        } else {
-            let mut x = self.rng.u64(0..g.total_weight);
-            let mut chosen = g.targets.first()?;
-            for t in &g.targets {
-                let w = u64::from(t.weight);
-                if x < w {
-                    chosen = t;
-                    break;
+        let open = |t: &&Target| !exclude.iter().any(|p| *p == t.provider);
+        let t = match g.strategy {
+            Strategy::Failover => g.targets.iter().find(open)?,
+            Strategy::Weighted => {
+                let total: u64 = g.targets.iter().filter(open).map(|t| u64::from(t.weight)).sum();
+                if total == 0 {
+                    g.targets.iter().find(open)?
+                } else {
+                    let mut x = self.rng.u64(0..total);
+                    let mut chosen = g.targets.iter().find(open)?;
+                    for t in g.targets.iter().filter(open) {
+                        let w = u64::from(t.weight);
+                        if x < w {
+                            chosen = t;
+                            break;
+                        }
+                        x -= w;
+                    }
+                    chosen
                 }
-                x -= w;
             }
-            chosen
         };
         Some(RouteDecision { provider: t.provider.clone(), model: t.model.clone() })
     }
@@ -94,7 +99,7 @@ impl Handler<Job> for Router {
     type Result = ();
 
     fn handle(&mut self, Job(mut job): Job, _: &mut Self::Context) {
-        let Some(decision) = self.pick(&job.alias) else {
+        let Some(decision) = self.pick(&job.alias, &job.exclude) else {
             return job.refuse(Refusal::UnknownModel);
         };
         let Some(worker) = self.workers.get(&decision.provider) else {
@@ -143,7 +148,7 @@ targets = [{ provider = "b", model = "mb" }]
         let mut router = Router::new(&config(), HashMap::new(), Some(7));
         let mut a = 0;
         for _ in 0..10_000 {
-            let d = router.pick("split").unwrap();
+            let d = router.pick("split", &[]).unwrap();
             if d.provider == "a" {
                 assert_eq!(d.model, "ma");
                 a += 1;
@@ -151,8 +156,8 @@ targets = [{ provider = "b", model = "mb" }]
         }
         // 90% +- 1.5% (about 5 standard deviations)
         assert!((8850..=9150).contains(&a), "a got {a} of 10000");
-        assert_eq!(router.pick("nope"), None);
-        assert_eq!(router.pick("one"), Some(RouteDecision { provider: "b".into(), model: "mb".into() }));
+        assert_eq!(router.pick("nope", &[]), None);
+        assert_eq!(router.pick("one", &[]), Some(RouteDecision { provider: "b".into(), model: "mb".into() }));
     }
 
     #[actix_rt::test]

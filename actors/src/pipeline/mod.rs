@@ -25,7 +25,7 @@ use crate::actors::job::{CacheDecision, JobState, Refusal};
 use crate::actors::provider_worker::{ProviderWorker, Resize};
 use crate::actors::rate_limiter::{NextStages, RateHeaders, RateLimiter};
 use crate::actors::router::{Router, UpdateModels};
-use crate::metrics::{CACHE_REQUESTS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL};
+use crate::metrics::{CACHE_REQUESTS_TOTAL, FAILOVERS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL};
 use crate::providers::sse::{data_event, DONE};
 use crate::providers::{anthropic, bedrock, capabilities, gemini, ollama, openai};
 use crate::providers::{UpstreamBody, UpstreamCall, UpstreamClient, UpstreamReply};
@@ -595,43 +595,81 @@ impl Engine {
         record: UsageRecord,
         prompt: u64,
         base64: bool,
-        encode: impl FnOnce(ProviderKind, &str) -> Result<Vec<u8>, GatewayError>,
+        encode: impl Fn(ProviderKind, &str) -> Result<Vec<u8>, GatewayError>,
     ) -> Result<Called, Failure> {
-        let Some(d) = p.route.take() else {
+        let Some(mut d) = p.route.take() else {
             return Err(GatewayError::Internal("admitted without a route".into()).into());
         };
         let (rate, cache_status) = (p.rate.clone(), p.cache_status);
         let mut fin = self.finisher(ctx, p, record, prompt);
-        fin.permit = Some(d.permit);
-        fin.record.provider = d.provider.clone();
-        fin.record.upstream_model = d.model.clone();
-        let body = match encode(d.handle.client.cfg.kind, &d.model) {
-            Ok(b) => b,
-            // the request asks for what this provider cannot do: refused before any
-            // call, so it is no usage record and its reservation is given back
-            Err(err @ GatewayError::BadRequest(_)) => {
-                fin.finished = true;
-                if let Some(t) = &mut fin.ticket {
-                    t.set_actual(0);
-                }
-                return Err(err.into());
-            }
-            Err(err) => return Err(Self::failed(ctx, &mut fin, err, rate).await),
-        };
         let (endpoint, stream) = (fin.record.endpoint, fin.record.stream);
-        let started = Instant::now();
         let base64 = endpoint == Endpoint::Embeddings && base64;
-        let call = UpstreamCall { endpoint, model: &d.model, base64, body, stream, headers: &ctx.headers };
-        let result = d.handle.client.call(call).await;
-        fin.upstream_time = match &result {
-            // a stream's upstream time is its time to first byte; the rest is relayed
-            Ok(UpstreamReply { body: UpstreamBody::Stream(_), first_byte }) => *first_byte,
-            _ => started.elapsed(),
-        };
-        match result {
-            Ok(reply) => Ok(Called { fin, provider: d.provider, model: d.model, reply, rate, cache_status }),
-            Err(e) => Err(Self::failed(ctx, &mut fin, e.into_gateway(&d.provider), rate).await),
+        // providers tried so far; a retryable failure moves on to another target
+        let mut tried: Vec<String> = Vec::new();
+        loop {
+            fin.record.provider = d.provider.clone();
+            fin.record.upstream_model = d.model.clone();
+            // the new permit replaces (and so releases) the failed target's
+            fin.permit = Some(d.permit);
+            let body = match encode(d.handle.client.cfg.kind, &d.model) {
+                Ok(b) => b,
+                // the request asks for what this provider cannot do: refused before any
+                // call, so it is no usage record and its reservation is given back
+                Err(err @ GatewayError::BadRequest(_)) if tried.is_empty() => {
+                    fin.finished = true;
+                    if let Some(t) = &mut fin.ticket {
+                        t.set_actual(0);
+                    }
+                    return Err(err.into());
+                }
+                Err(err) => return Err(Self::failed(ctx, &mut fin, err, rate).await),
+            };
+            let started = Instant::now();
+            let call = UpstreamCall { endpoint, model: &d.model, base64, body, stream, headers: &ctx.headers };
+            let result = d.handle.client.call(call).await;
+            fin.upstream_time += match &result {
+                // a stream's upstream time is its time to first byte; the rest is relayed
+                Ok(UpstreamReply { body: UpstreamBody::Stream(_), first_byte }) => *first_byte,
+                _ => started.elapsed(),
+            };
+            let err = match result {
+                Ok(reply) => {
+                    return Ok(Called { fin, provider: d.provider, model: d.model, reply, rate, cache_status })
+                }
+                Err(e) => e.into_gateway(&d.provider),
+            };
+            // nothing has reached the client yet (a stream fails here before its first
+            // byte): another target of the alias may answer instead
+            if err.retryable() && tried.len() < MAX_FAILOVERS {
+                tried.push(d.provider.clone());
+                if let Some(next) = self.reroute(ctx, &fin.record.alias, &rate, &tried).await {
+                    tracing::info!(request_id = %ctx.request_id, from = %d.provider, to = %next.provider, error = %err,
+                        "failing over to another target");
+                    metrics::counter!(FAILOVERS_TOTAL, "from" => d.provider.clone()).increment(1);
+                    d = next;
+                    continue;
+                }
+            }
+            return Err(Self::failed(ctx, &mut fin, err, rate).await);
         }
+    }
+
+    /// Another target of `alias` whose provider is not in `tried`, with its slot; `None`
+    /// when there is none (or it cannot be had now).
+    async fn reroute(&self, ctx: &RequestCtx, alias: &str, rate: &RateHeaders, tried: &[String]) -> Option<Dispatched> {
+        let (job, rx) = JobState::reroute(
+            ctx.key.id.clone(),
+            alias.to_string(),
+            ctx.priority,
+            ctx.job.is_some(),
+            rate.clone(),
+            tried.to_vec(),
+        );
+        crate::actors::job::forward(&self.router, job, "router");
+        let adm = rx.await.ok()?.ok()?;
+        let (decision, permit) = adm.route?;
+        let handle = ctx.runtime.providers.get(&decision.provider).cloned()?;
+        Some(Dispatched { provider: decision.provider, model: decision.model, handle, permit })
     }
 
     /// Records a request that failed after it reached a provider.
@@ -642,6 +680,9 @@ impl Engine {
         Failure { error: err, rate: Some(Box::new(rate)), counted: true }
     }
 }
+
+/// Most other targets one request tries after a retryable failure.
+const MAX_FAILOVERS: usize = 3;
 
 fn encode_error(e: serde_json::Error) -> GatewayError {
     GatewayError::Internal(format!("cannot encode the upstream request: {e}"))

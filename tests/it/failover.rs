@@ -1,0 +1,102 @@
+//! Failover across an alias's targets: a retryable failure before anything reached the
+//! client (connection refused, 5xx, 429) moves the request to another target, streams
+//! included; what the request itself got wrong does not.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// A provider nobody listens on, and aliases that put it first.
+fn extra(dead_port: u16) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "dead"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:{dead_port}/v1"
+forward_headers = ["x-mock-status"]
+
+[[models]]
+alias = "ha"
+strategy = "failover"
+targets = [{{ provider = "dead", model = "gpt-4o-mini" }}, {{ provider = "up", model = "gpt-4o-mini" }}]
+
+[[models]]
+alias = "ha-weighted"
+targets = [{{ provider = "dead", model = "gpt-4o-mini", weight = 1 }}, {{ provider = "up", model = "gpt-4o-mini", weight = 1 }}]
+
+[[models]]
+alias = "all-dead"
+strategy = "failover"
+targets = [{{ provider = "dead", model = "m" }}]
+"#
+    )
+}
+
+fn ask(model: &str, text: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+#[tokio::test]
+async fn a_failed_target_is_replaced_by_the_next_one() {
+    let mock = mock_upstream();
+    let mut gw = Gateway::start_with(&mock.url, &extra(free_port()));
+
+    // failover: the first target refuses connections, the second answers
+    let r = post_as(gw.url(), MAIN_KEY, &[], &ask("ha", "fail over please")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-switchyard-provider"), "up");
+    let v: Value = r.json().await.unwrap();
+    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("fail over please"));
+
+    // weighted: whichever is drawn first, every request is answered
+    for i in 0..20 {
+        let r =
+            post_as(gw.url(), MAIN_KEY, &[("cache-control", "no-cache")], &ask("ha-weighted", &format!("w {i}"))).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "x-switchyard-provider"), "up");
+    }
+    let failovers = metric(gw.url(), "switchyard_failovers_total{from=\"dead\"}").await.unwrap_or(0.0);
+    assert!(failovers >= 2.0, "{failovers}");
+
+    // a stream fails over before its first byte: the client sees one clean stream
+    let mut s = ask("ha", "stream after failover");
+    s["stream"] = json!(true);
+    let r = post_as(gw.url(), MAIN_KEY, &[], &s).await;
+    assert_eq!(r.status(), 200);
+    let events = sse_data(&r.text().await.unwrap());
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+
+    // the answering target is what the ledger records, once per request
+    gw.stop();
+    let (code, out, err) =
+        run_cli(&["usage", "--data-dir", gw.data_dir().to_str().unwrap(), "--by", "provider", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    let up = rows.as_array().unwrap().iter().find(|r| r["group"] == "up").unwrap();
+    assert_eq!(up["requests"], 22, "{out}");
+    assert!(rows.as_array().unwrap().iter().all(|r| r["group"] != "dead"), "{out}");
+}
+
+#[tokio::test]
+async fn what_failover_cannot_fix_is_answered_as_it_is() {
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, &extra(free_port()));
+    // every target down: the last error, 502
+    let r = post_as(gw.url(), MAIN_KEY, &[], &ask("all-dead", "x")).await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_unreachable");
+    // a request the provider rejects (400) is not retried elsewhere
+    let calls = mock_requests(&mock.url).await;
+    let r = post_as(
+        gw.url(),
+        MAIN_KEY,
+        &[("x-mock-status", "400")],
+        &json!({"model": "chat",
+        "messages": [{"role": "user", "content": "bad"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(mock_requests(&mock.url).await, calls + 1, "one call, no failover");
+}
