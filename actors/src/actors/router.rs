@@ -60,7 +60,7 @@ impl Router {
     /// provider is not in `exclude` (the ones a failed request already tried).
     pub fn pick(&mut self, alias: &str, exclude: &[String]) -> Option<RouteDecision> {
         let g = self.groups.get(alias)?;
-        let open = |t: &&Target| !exclude.iter().any(|p| *p == t.provider);
+        let open = |t: &&Target| !exclude.contains(&t.provider);
         let t = match g.strategy {
             Strategy::Failover => g.targets.iter().find(open)?,
             Strategy::Weighted => {
@@ -139,6 +139,10 @@ targets = [{ provider = "a", model = "ma", weight = 9 }, { provider = "b", model
 [[models]]
 alias = "one"
 targets = [{ provider = "b", model = "mb" }]
+[[models]]
+alias = "ordered"
+strategy = "failover"
+targets = [{ provider = "b", model = "m1" }, { provider = "a", model = "m2" }]
 "#;
         switchyard_config::load_str(text, Path::new("."), &|_| None).unwrap()
     }
@@ -158,6 +162,20 @@ targets = [{ provider = "b", model = "mb" }]
         assert!((8850..=9150).contains(&a), "a got {a} of 10000");
         assert_eq!(router.pick("nope", &[]), None);
         assert_eq!(router.pick("one", &[]), Some(RouteDecision { provider: "b".into(), model: "mb".into() }));
+    }
+
+    #[test]
+    fn tried_targets_are_skipped_in_order_or_by_weight() {
+        let mut router = Router::new(&config(), HashMap::new(), Some(3));
+        let tried = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(router.pick("ordered", &[]).unwrap().model, "m1", "failover starts at the first target");
+        assert_eq!(router.pick("ordered", &tried(&["b"])).unwrap().model, "m2");
+        assert_eq!(router.pick("ordered", &tried(&["b", "a"])), None);
+        // weighted: the tried target is never drawn again, whatever its weight
+        for _ in 0..1000 {
+            assert_eq!(router.pick("split", &tried(&["a"])).unwrap().provider, "b");
+        }
+        assert_eq!(router.pick("one", &tried(&["b"])), None);
     }
 
     #[actix_rt::test]
