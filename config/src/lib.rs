@@ -167,6 +167,8 @@ pub struct Model {
     pub alias: String,
     pub strategy: Strategy,
     pub targets: Vec<Target>,
+    /// Aliases tried, in order, when every target of this one failed.
+    pub fallbacks: Vec<String>,
     pub input_per_mtok: Option<f64>,
     pub output_per_mtok: Option<f64>,
 }

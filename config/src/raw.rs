@@ -163,6 +163,9 @@ pub struct RawModel {
     pub strategy: Option<String>,
     /// Where requests for this alias go.
     pub targets: Vec<RawTarget>,
+    /// Aliases whose targets take over when every target of this one failed.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
     /// Price override, USD per million input tokens.
     pub input_per_mtok: Option<f64>,
     /// Price override, USD per million output tokens.

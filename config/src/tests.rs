@@ -235,3 +235,27 @@ region = "us-east-1"
         assert!(err.iter().any(|f| f == want), "missing error for {want}: {err:?}");
     }
 }
+
+#[test]
+fn strategies_and_fallbacks_are_checked() {
+    let text = r#"
+[[providers]]
+name = "p"
+kind = "mock"
+[[models]]
+alias = "a"
+strategy = "failover"
+targets = [{ provider = "p", model = "m" }]
+fallbacks = ["b"]
+[[models]]
+alias = "b"
+strategy = "fastest"
+targets = [{ provider = "p", model = "m" }]
+fallbacks = ["b", "nope"]
+"#;
+    let err = parse(text).err().map(|e| fields(&e)).unwrap_or_default();
+    for want in ["models[1].strategy", "models[1].fallbacks[0]", "models[1].fallbacks[1]"] {
+        assert!(err.iter().any(|f| f == want), "missing error for {want}: {err:?}");
+    }
+    assert!(!err.iter().any(|f| f.starts_with("models[0]")), "{err:?}");
+}

@@ -365,11 +365,22 @@ pub fn validate(
         }
         models.push(Model {
             strategy,
+            fallbacks: m.fallbacks.clone(),
             alias: m.alias,
             targets,
             input_per_mtok: m.input_per_mtok,
             output_per_mtok: m.output_per_mtok,
         });
+    }
+
+    for (i, m) in models.iter().enumerate() {
+        for (j, fb) in m.fallbacks.iter().enumerate() {
+            if fb == &m.alias {
+                errs.push(format!("models[{i}].fallbacks[{j}]"), "an alias cannot fall back to itself");
+            } else if !models.iter().any(|o| &o.alias == fb) {
+                errs.push(format!("models[{i}].fallbacks[{j}]"), format!("no model alias `{fb}`"));
+            }
+        }
     }
 
     // [[keys]]

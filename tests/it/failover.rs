@@ -29,6 +29,11 @@ targets = [{{ provider = "dead", model = "gpt-4o-mini", weight = 1 }}, {{ provid
 alias = "all-dead"
 strategy = "failover"
 targets = [{{ provider = "dead", model = "m" }}]
+
+[[models]]
+alias = "primary"
+targets = [{{ provider = "dead", model = "m" }}]
+fallbacks = ["all-dead", "chat"]
 "#
     )
 }
@@ -56,6 +61,10 @@ async fn a_failed_target_is_replaced_by_the_next_one() {
         assert_eq!(r.status(), 200);
         assert_eq!(header(&r, "x-switchyard-provider"), "up");
     }
+    // every target of the alias failed: its fallback aliases take over, in order
+    let r = post_as(gw.url(), MAIN_KEY, &[], &ask("primary", "fall back please")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-switchyard-provider"), "up");
     let failovers = metric(gw.url(), "switchyard_failovers_total{from=\"dead\"}").await.unwrap_or(0.0);
     assert!(failovers >= 2.0, "{failovers}");
 
@@ -74,7 +83,7 @@ async fn a_failed_target_is_replaced_by_the_next_one() {
     assert_eq!(code, 0, "{err}");
     let rows: Value = serde_json::from_str(&out).unwrap();
     let up = rows.as_array().unwrap().iter().find(|r| r["group"] == "up").unwrap();
-    assert_eq!(up["requests"], 22, "{out}");
+    assert_eq!(up["requests"], 23, "{out}");
     assert!(rows.as_array().unwrap().iter().all(|r| r["group"] != "dead"), "{out}");
 }
 

@@ -654,9 +654,25 @@ impl Engine {
         }
     }
 
-    /// Another target of `alias` whose provider is not in `tried`, with its slot; `None`
-    /// when there is none (or it cannot be had now).
+    /// Another target whose provider is not in `tried`, with its slot: of `alias`, else
+    /// of its fallback aliases in order; `None` when there is none (or no slot now).
     async fn reroute(&self, ctx: &RequestCtx, alias: &str, rate: &RateHeaders, tried: &[String]) -> Option<Dispatched> {
+        let fallbacks = ctx.runtime.config.model(alias).map(|m| m.fallbacks.clone()).unwrap_or_default();
+        for candidate in std::iter::once(alias.to_string()).chain(fallbacks) {
+            if let Some(d) = self.reroute_to(ctx, &candidate, rate, tried).await {
+                return Some(d);
+            }
+        }
+        None
+    }
+
+    async fn reroute_to(
+        &self,
+        ctx: &RequestCtx,
+        alias: &str,
+        rate: &RateHeaders,
+        tried: &[String],
+    ) -> Option<Dispatched> {
         let (job, rx) = JobState::reroute(
             ctx.key.id.clone(),
             alias.to_string(),
