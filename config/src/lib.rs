@@ -145,6 +145,9 @@ pub struct Provider {
     /// Share of `concurrency` that queued jobs may hold.
     pub jobs_share: f64,
     pub mock_latency: Duration,
+    /// Consecutive retryable failures that open the circuit breaker (0: off).
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
     /// `azure` only: the `api-version` query parameter.
     pub api_version: String,
     /// `bedrock` only: how requests are signed.

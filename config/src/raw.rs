@@ -143,6 +143,11 @@ pub struct RawProvider {
     pub jobs_share: Option<f64>,
     /// `mock` only: simulated latency per request, ms.
     pub mock_latency_ms: Option<u64>,
+    /// Consecutive retryable failures that open this provider's circuit breaker
+    /// (default 5; 0 turns it off).
+    pub breaker_failures: Option<u32>,
+    /// How long an open breaker keeps requests away, ms (default 30000).
+    pub breaker_cooldown_ms: Option<u64>,
     /// `azure` only: the `api-version` query parameter (default `2024-10-21`).
     pub api_version: Option<String>,
     /// `bedrock` only: the AWS region (e.g. `us-east-1`; `${AWS_REGION}` allowed).

@@ -320,6 +320,8 @@ pub fn validate(
             mock_latency: Duration::from_millis(p.mock_latency_ms.unwrap_or(0)),
             api_version,
             aws,
+            breaker_failures: p.breaker_failures.unwrap_or(5),
+            breaker_cooldown: positive_ms(&f("breaker_cooldown_ms"), p.breaker_cooldown_ms, 30_000, &mut errs),
         });
     }
 

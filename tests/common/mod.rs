@@ -65,6 +65,11 @@ pub fn mock_upstream() -> Proc {
     spawn(&["mock-upstream", "--addr", "127.0.0.1:0", "--workers", "1"], None)
 }
 
+/// A mock upstream on a chosen port (to stop it and bring it back on the same address).
+pub fn mock_upstream_at(port: u16) -> Proc {
+    spawn(&["mock-upstream", "--addr", &format!("127.0.0.1:{port}"), "--workers", "1"], None)
+}
+
 /// A gateway config pointing at `mock`; `extra` is appended (more providers, models, keys).
 pub fn config_text(dir: &Path, mock: &str, extra: &str) -> String {
     let pricing = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pricing.toml");

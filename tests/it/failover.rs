@@ -109,3 +109,59 @@ async fn what_failover_cannot_fix_is_answered_as_it_is() {
     assert_eq!(r.status(), 400);
     assert_eq!(mock_requests(&mock.url).await, calls + 1, "one call, no failover");
 }
+
+#[tokio::test]
+async fn an_open_breaker_keeps_requests_away_until_its_target_recovers() {
+    let mock = mock_upstream();
+    let port = free_port();
+    let flaky = mock_upstream_at(port);
+    let extra = format!(
+        r#"
+[[providers]]
+name = "flaky"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:{port}/v1"
+breaker_failures = 2
+breaker_cooldown_ms = 400
+
+[[models]]
+alias = "fl"
+strategy = "failover"
+targets = [{{ provider = "flaky", model = "gpt-4o-mini" }}, {{ provider = "up", model = "gpt-4o-mini" }}]
+"#
+    );
+    let gw = Gateway::start_with(&mock.url, &extra);
+    let nocache = [("cache-control", "no-cache")];
+    let r = post_as(gw.url(), MAIN_KEY, &nocache, &ask("fl", "first")).await;
+    assert_eq!(header(&r, "x-switchyard-provider"), "flaky");
+
+    // the flaky target goes away: two failures fail over and open its breaker
+    drop(flaky);
+    for i in 0..2 {
+        let r = post_as(gw.url(), MAIN_KEY, &nocache, &ask("fl", &format!("down {i}"))).await;
+        assert_eq!(header(&r, "x-switchyard-provider"), "up");
+    }
+    let failovers = "switchyard_failovers_total{from=\"flaky\"}";
+    assert_eq!(metric(gw.url(), failovers).await, Some(2.0));
+    assert_eq!(metric(gw.url(), "switchyard_target_up{provider=\"flaky\"}").await, Some(0.0));
+    // while it is open, requests go straight to the next target: no more failovers
+    for i in 0..3 {
+        let r = post_as(gw.url(), MAIN_KEY, &nocache, &ask("fl", &format!("open {i}"))).await;
+        assert_eq!(header(&r, "x-switchyard-provider"), "up");
+    }
+    assert_eq!(metric(gw.url(), failovers).await, Some(2.0));
+
+    // back on the same address: after the cooldown a half-open try succeeds and closes it
+    let _flaky = mock_upstream_at(port);
+    let mut answered_by_flaky = false;
+    for i in 0..250 {
+        let r = post_as(gw.url(), MAIN_KEY, &nocache, &ask("fl", &format!("probe {i}"))).await;
+        if header(&r, "x-switchyard-provider") == "flaky" {
+            answered_by_flaky = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(answered_by_flaky, "the recovered target never got traffic back");
+    assert_eq!(metric(gw.url(), "switchyard_target_up{provider=\"flaky\"}").await, Some(1.0));
+}

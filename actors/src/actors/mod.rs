@@ -3,6 +3,7 @@
 //! [`deliver`], which never blocks and never loses the message.
 
 pub mod accounting;
+pub mod breaker;
 pub mod cache;
 pub mod job;
 pub mod provider_worker;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use switchyard_config::{Config, Strategy, Target};
 
+use super::breaker::Breaker;
 use super::job::{forward, Job, Refusal};
 use super::provider_worker::ProviderWorker;
 
@@ -24,6 +25,7 @@ pub struct RouteDecision {
 pub struct UpdateModels {
     pub config: Arc<Config>,
     pub workers: HashMap<String, Addr<ProviderWorker>>,
+    pub breakers: HashMap<String, Arc<Breaker>>,
 }
 
 struct Group {
@@ -34,6 +36,8 @@ struct Group {
 pub struct Router {
     groups: HashMap<String, Group>,
     workers: HashMap<String, Addr<ProviderWorker>>,
+    /// Providers whose breaker is open are skipped while another target is available.
+    breakers: HashMap<String, Arc<Breaker>>,
     rng: fastrand::Rng,
 }
 
@@ -43,9 +47,14 @@ impl Router {
             Some(s) => fastrand::Rng::with_seed(s),
             None => fastrand::Rng::new(),
         };
-        let mut r = Router { groups: HashMap::new(), workers, rng };
+        let mut r = Router { groups: HashMap::new(), workers, breakers: HashMap::new(), rng };
         r.load(config);
         r
+    }
+
+    pub fn with_breakers(mut self, breakers: HashMap<String, Arc<Breaker>>) -> Router {
+        self.breakers = breakers;
+        self
     }
 
     fn load(&mut self, config: &Config) {
@@ -59,8 +68,13 @@ impl Router {
     /// The choice itself (plain function, benchmarked): a target of `alias` whose
     /// provider is not in `exclude` (the ones a failed request already tried).
     pub fn pick(&mut self, alias: &str, exclude: &[String]) -> Option<RouteDecision> {
+        let now = crate::types::unix_ms();
         let g = self.groups.get(alias)?;
-        let open = |t: &&Target| !exclude.contains(&t.provider);
+        let untried = |t: &&Target| !exclude.contains(&t.provider);
+        let up = |t: &&Target| self.breakers.get(&t.provider).is_none_or(|b| b.allows(now));
+        // open breakers are skipped while another target is available
+        let any_up = g.targets.iter().filter(untried).any(|t| up(&t));
+        let open = |t: &&Target| untried(t) && (!any_up || up(t));
         let t = match g.strategy {
             Strategy::Failover => g.targets.iter().find(open)?,
             Strategy::Weighted => {
@@ -116,6 +130,7 @@ impl Handler<UpdateModels> for Router {
     fn handle(&mut self, msg: UpdateModels, _: &mut Self::Context) {
         self.load(&msg.config);
         self.workers = msg.workers;
+        self.breakers = msg.breakers;
     }
 }
 
@@ -218,7 +233,10 @@ targets = [{ provider = "b", model = "m1" }, { provider = "a", model = "m2" }]
         // reload: the alias disappears
         let mut cfg = config();
         cfg.models.retain(|m| m.alias == "split");
-        router.send(UpdateModels { config: Arc::new(cfg), workers: HashMap::new() }).await.unwrap();
+        router
+            .send(UpdateModels { config: Arc::new(cfg), workers: HashMap::new(), breakers: HashMap::new() })
+            .await
+            .unwrap();
         let (job, rx) = JobState::create(
             "k".into(),
             Default::default(),

@@ -20,6 +20,7 @@ use switchyard_config::{Config, Key, Priority, ProviderKind};
 
 pub use self::finish::{record_overhead, Finisher, InflightGuard};
 use crate::actors::accounting::{Accounting, Flush, RecordSink};
+use crate::actors::breaker::Breaker;
 use crate::actors::cache::{cache_key, Cache, CacheKey, SetCapacity};
 use crate::actors::job::{CacheDecision, JobState, Refusal};
 use crate::actors::provider_worker::{ProviderWorker, Resize};
@@ -43,6 +44,8 @@ pub struct KeyEntry {
 pub struct ProviderHandle {
     pub worker: Addr<ProviderWorker>,
     pub client: UpstreamClient,
+    /// Kept across reloads that leave the provider's settings unchanged.
+    pub breaker: Arc<Breaker>,
 }
 
 /// Everything derived from one config, swapped as a whole on reload.
@@ -58,6 +61,10 @@ impl Runtime {
     /// Each provider's worker, for the router.
     pub fn workers(&self) -> HashMap<String, Addr<ProviderWorker>> {
         self.providers.iter().map(|(k, v)| (k.clone(), v.worker.clone())).collect()
+    }
+
+    pub fn breakers(&self) -> HashMap<String, Arc<Breaker>> {
+        self.providers.iter().map(|(k, v)| (k.clone(), v.breaker.clone())).collect()
     }
 
     /// Looks a presented credential up (by its SHA-256).
@@ -218,8 +225,10 @@ impl Engine {
         let ledger_arbiter = Arbiter::new().handle();
         // the admission chain, built back to front: workers <- router <- cache <- limiter
         let runtime = Self::build_runtime(config.clone(), &HashMap::new(), &engine_arbiter)?;
-        let (cfg, workers) = (config.clone(), runtime.workers());
-        let router = Router::start_in_arbiter(&engine_arbiter, move |_| Router::new(&cfg, workers, seed));
+        let (cfg, workers, breakers) = (config.clone(), runtime.workers(), runtime.breakers());
+        let router = Router::start_in_arbiter(&engine_arbiter, move |_| {
+            Router::new(&cfg, workers, seed).with_breakers(breakers)
+        });
         let (cache_store, max_bytes, next) = (store.clone(), config.cache.max_bytes, router.clone());
         let cache =
             Cache::start_in_arbiter(&engine_arbiter, move |_| Cache::new(cache_store, max_bytes).with_router(next));
@@ -255,14 +264,19 @@ impl Engine {
                         queue_size: p.queue_size,
                         jobs_share: p.jobs_share,
                     });
-                    Arc::new(ProviderHandle { worker: h.worker.clone(), client: UpstreamClient::new(p.clone())? })
+                    Arc::new(ProviderHandle {
+                        worker: h.worker.clone(),
+                        client: UpstreamClient::new(p.clone())?,
+                        breaker: Arc::new(Breaker::new(&p.name, p.breaker_failures, p.breaker_cooldown)),
+                    })
                 }
                 None => {
                     let (name, c, q, share) = (p.name.clone(), p.concurrency, p.queue_size, p.jobs_share);
                     let worker = ProviderWorker::start_in_arbiter(arbiter, move |_| {
                         ProviderWorker::new(name, c, q).with_jobs_share(share)
                     });
-                    Arc::new(ProviderHandle { worker, client: UpstreamClient::new(p.clone())? })
+                    let breaker = Arc::new(Breaker::new(&p.name, p.breaker_failures, p.breaker_cooldown));
+                    Arc::new(ProviderHandle { worker, client: UpstreamClient::new(p.clone())?, breaker })
                 }
             };
             providers.insert(p.name.clone(), handle);
@@ -285,7 +299,8 @@ impl Engine {
     pub async fn reload(&self, config: Arc<Config>) -> Result<(), GatewayError> {
         let old = self.runtime.load_full();
         let rt = Self::build_runtime(config.clone(), &old.providers, &self.engine_arbiter)?;
-        self.router.send(UpdateModels { config: config.clone(), workers: rt.workers() }).await.map_err(mailbox)?;
+        let update = UpdateModels { config: config.clone(), workers: rt.workers(), breakers: rt.breakers() };
+        self.router.send(update).await.map_err(mailbox)?;
         self.cache.send(SetCapacity(config.cache.max_bytes)).await.map_err(mailbox)?;
         self.runtime.store(Arc::new(rt));
         Ok(())
@@ -627,6 +642,8 @@ impl Engine {
             let started = Instant::now();
             let call = UpstreamCall { endpoint, model: &d.model, base64, body, stream, headers: &ctx.headers };
             let result = d.handle.client.call(call).await;
+            let failed_retryably = matches!(&result, Err(e) if e.clone().into_gateway(&d.provider).retryable());
+            d.handle.breaker.record(!failed_retryably, unix_ms());
             fin.upstream_time += match &result {
                 // a stream's upstream time is its time to first byte; the rest is relayed
                 Ok(UpstreamReply { body: UpstreamBody::Stream(_), first_byte }) => *first_byte,
