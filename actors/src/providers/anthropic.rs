@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::openai::{data_url, push_turn, stop_list, tool_arguments};
+use super::openai::{data_url, function_tools, push_turn, stop_list, tool_arguments};
 use super::sse::{data_event, SseEvent, DONE};
 use super::EventTranslate;
 use crate::types::ChatRequest;
@@ -164,25 +164,17 @@ fn translate_options(rest: &Map<String, Value>, out: &mut Map<String, Value>) ->
                 out.insert("stop_sequences".into(), stop_list(v));
             }
             "tools" => {
-                let tools = v
-                    .as_array()
-                    .ok_or_else(|| bad("`tools` must be an array".into()))?
-                    .iter()
+                let tools: Vec<Value> = function_tools(v, "anthropic")?
+                    .into_iter()
                     .map(|t| {
-                        if t.get("type").and_then(Value::as_str) != Some("function") {
-                            return Err(unsupported("tools other than `function`"));
-                        }
-                        let f = t.get("function").unwrap_or(&Value::Null);
-                        let name =
-                            f.get("name").and_then(Value::as_str).ok_or_else(|| bad("a tool needs a name".into()))?;
-                        let mut tool = json!({"name": name,
-                            "input_schema": f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"}))});
-                        if let Some(d) = f.get("description") {
+                        let mut tool = json!({"name": t.name,
+                            "input_schema": t.parameters.cloned().unwrap_or_else(|| json!({"type": "object"}))});
+                        if let Some(d) = t.description {
                             tool["description"] = d.clone();
                         }
-                        Ok(tool)
+                        tool
                     })
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .collect();
                 out.insert("tools".into(), Value::Array(tools));
             }
             "tool_choice" => {

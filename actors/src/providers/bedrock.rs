@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::openai::{map_content, push_turn, stop_list, tool_arguments};
+use super::openai::{function_tools, map_content, push_turn, stop_list, tool_arguments};
 use super::sse::{data_event, DONE};
 use crate::types::ChatRequest;
 use crate::GatewayError;
@@ -108,23 +108,17 @@ pub fn chat_body(req: &ChatRequest) -> Result<Vec<u8>, GatewayError> {
                 inference.insert("stopSequences".into(), stop_list(v));
             }
             "tools" => {
-                let tools = v
-                    .as_array()
-                    .ok_or_else(|| bad("`tools` must be an array".into()))?
-                    .iter()
+                let tools: Vec<Value> = function_tools(v, "bedrock")?
+                    .into_iter()
                     .map(|t| {
-                        if t.get("type").and_then(Value::as_str) != Some("function") {
-                            return Err(unsupported("tools other than `function`"));
-                        }
-                        let f = t.get("function").unwrap_or(&Value::Null);
-                        let mut spec = json!({"name": f.get("name"),
-                            "inputSchema": {"json": f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"}))}});
-                        if let Some(d) = f.get("description") {
+                        let schema = t.parameters.cloned().unwrap_or_else(|| json!({"type": "object"}));
+                        let mut spec = json!({"name": t.name, "inputSchema": {"json": schema}});
+                        if let Some(d) = t.description {
                             spec["description"] = d.clone();
                         }
-                        Ok(json!({"toolSpec": spec}))
+                        json!({"toolSpec": spec})
                     })
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .collect();
                 tool_config.insert("tools".into(), Value::Array(tools));
             }
             "tool_choice" => {

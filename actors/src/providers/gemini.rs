@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::openai::{map_content, push_turn, stop_list, tool_arguments};
+use super::openai::{function_tools, map_content, push_turn, stop_list, tool_arguments};
 use super::sse::{data_event, SseEvent, DONE};
 use super::EventTranslate;
 use crate::types::{ChatRequest, EmbeddingsRequest};
@@ -132,25 +132,19 @@ pub fn chat_body(req: &ChatRequest) -> Result<Vec<u8>, GatewayError> {
                 _ => {}
             },
             "tools" => {
-                let decls = v
-                    .as_array()
-                    .ok_or_else(|| bad("`tools` must be an array".into()))?
-                    .iter()
+                let decls: Vec<Value> = function_tools(v, "gemini")?
+                    .into_iter()
                     .map(|t| {
-                        if t.get("type").and_then(Value::as_str) != Some("function") {
-                            return Err(unsupported("tools other than `function`"));
-                        }
-                        let f = t.get("function").unwrap_or(&Value::Null);
-                        let mut d = json!({"name": f.get("name")});
-                        if let Some(desc) = f.get("description") {
+                        let mut d = json!({"name": t.name});
+                        if let Some(desc) = t.description {
                             d["description"] = desc.clone();
                         }
-                        if let Some(p) = f.get("parameters") {
+                        if let Some(p) = t.parameters {
                             d["parametersJsonSchema"] = p.clone();
                         }
-                        Ok(d)
+                        d
                     })
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .collect();
                 out.insert("tools".into(), json!([{"functionDeclarations": decls}]));
             }
             "tool_choice" => {

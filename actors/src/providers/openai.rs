@@ -134,6 +134,33 @@ pub fn map_content(
     }
 }
 
+/// One function tool of an OpenAI `tools` list.
+pub struct FunctionTool<'a> {
+    pub name: &'a str,
+    pub description: Option<&'a Value>,
+    /// The JSON schema of its arguments, if given.
+    pub parameters: Option<&'a Value>,
+}
+
+/// The function tools of an OpenAI `tools` list; a tool of another type, or one with
+/// no name, is a 400.
+pub fn function_tools<'a>(tools: &'a Value, provider: &str) -> Result<Vec<FunctionTool<'a>>, GatewayError> {
+    let bad = |m: String| GatewayError::BadRequest(m);
+    tools
+        .as_array()
+        .ok_or_else(|| bad("`tools` must be an array".into()))?
+        .iter()
+        .map(|t| {
+            if t.get("type").and_then(Value::as_str) != Some("function") {
+                return Err(bad(format!("the {provider} provider does not support tools other than `function`")));
+            }
+            let f = t.get("function").unwrap_or(&Value::Null);
+            let name = f.get("name").and_then(Value::as_str).ok_or_else(|| bad("a tool needs a name".into()))?;
+            Ok(FunctionTool { name, description: f.get("description"), parameters: f.get("parameters") })
+        })
+        .collect()
+}
+
 /// The object in tool call `j`'s `function.arguments` (a JSON string; empty is `{}`).
 pub fn tool_arguments(call: &Value, at: &str, j: usize) -> Result<Value, GatewayError> {
     let args = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
