@@ -8,6 +8,8 @@
 //! - `x-mock-status: S`          answer status S with an OpenAI error body
 //! - `x-mock-disconnect-after: N` (streams) send N chunks, then cut the connection
 //! - `x-mock-chunk-delay-ms: N`  (streams) wait N ms between chunks
+//! - `x-mock-fail-first: N` with `x-mock-fail-key: K`: the first N requests with key K
+//!   fail (status from `x-mock-status`, else 503), later ones succeed
 //!
 //! `GET /mock/stats` counts the requests it has served and the most it held at once
 //! (`max_inflight`; `DELETE /mock/stats` resets that high-water mark).
@@ -57,6 +59,8 @@ struct MockState {
     latency: Duration,
     chunk_delay: Duration,
     stats: Stats,
+    /// Failures served so far per `x-mock-fail-key`.
+    failed: tokio::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 fn header_u64(req: &HttpRequest, name: &str) -> Option<u64> {
@@ -78,10 +82,25 @@ async fn prologue(req: &HttpRequest, state: &MockState, body: &[u8]) -> Result<V
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if let Some(status) = header_u64(req, "x-mock-status") {
-        let status = u16::try_from(status).ok().and_then(|s| StatusCode::from_u16(s).ok());
-        if let Some(status) = status {
-            return Err(error(status, "failure requested by x-mock-status"));
+    let status =
+        header_u64(req, "x-mock-status").and_then(|s| u16::try_from(s).ok()).and_then(|s| StatusCode::from_u16(s).ok());
+    match (header_u64(req, "x-mock-fail-first"), req.headers().get("x-mock-fail-key").and_then(|v| v.to_str().ok())) {
+        // the first N requests carrying this key fail (with x-mock-status, else 503)
+        (Some(n), Some(key)) => {
+            let mut failed = state.failed.lock().await;
+            let count = failed.entry(key.to_string()).or_insert(0);
+            if *count < n {
+                *count += 1;
+                return Err(error(
+                    status.unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                    "failure requested by x-mock-fail-first",
+                ));
+            }
+        }
+        _ => {
+            if let Some(status) = status {
+                return Err(error(status, "failure requested by x-mock-status"));
+            }
         }
     }
     serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")))
@@ -389,6 +408,7 @@ pub fn run(addr: &str, latency_ms: u64, chunk_delay_ms: u64, workers: Option<usi
         latency: Duration::from_millis(latency_ms),
         chunk_delay: Duration::from_millis(chunk_delay_ms),
         stats: Stats::default(),
+        failed: Default::default(),
     }));
     let result = actix_web::rt::System::new().block_on(async move {
         let mut server = HttpServer::new(move || {

@@ -165,3 +165,47 @@ targets = [{{ provider = "flaky", model = "gpt-4o-mini" }}, {{ provider = "up", 
     assert!(answered_by_flaky, "the recovered target never got traffic back");
     assert_eq!(metric(gw.url(), "switchyard_target_up{provider=\"flaky\"}").await, Some(1.0));
 }
+
+#[tokio::test]
+async fn retryable_failures_are_retried_on_the_same_target_with_backoff() {
+    let mock = mock_upstream();
+    let extra = r#"
+[[providers]]
+name = "retrying"
+kind = "openai-compatible"
+base_url = "MOCK/v1"
+max_retries = 3
+breaker_failures = 0
+forward_headers = ["x-mock-status", "x-mock-fail-first", "x-mock-fail-key"]
+
+[[models]]
+alias = "retry"
+targets = [{ provider = "retrying", model = "gpt-4o-mini" }]
+"#
+    .replace("MOCK", &mock.url);
+    let gw = Gateway::start_with(&mock.url, &extra);
+    // two 503s, then an answer: the client sees the answer
+    let calls = mock_requests(&mock.url).await;
+    let h = [("x-mock-fail-first", "2"), ("x-mock-fail-key", "k1")];
+    let r = post_as(gw.url(), MAIN_KEY, &h, &ask("retry", "after two failures")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(mock_requests(&mock.url).await, calls + 3, "two failures and one success");
+    // a 429 with retry-after: 1 is waited out, then retried
+    let h = [("x-mock-fail-first", "1"), ("x-mock-fail-key", "k2"), ("x-mock-status", "429")];
+    let started = std::time::Instant::now();
+    let r = post_as(gw.url(), MAIN_KEY, &h, &ask("retry", "after a 429")).await;
+    assert_eq!(r.status(), 200);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "retry-after was honoured");
+    // more failures than retries: the last error
+    let h = [("x-mock-fail-first", "9"), ("x-mock-fail-key", "k3")];
+    let calls = mock_requests(&mock.url).await;
+    let r = post_as(gw.url(), MAIN_KEY, &h, &ask("retry", "always failing")).await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(mock_requests(&mock.url).await, calls + 4, "the first try and three retries");
+    // a 400 is not retried
+    let h = [("x-mock-fail-first", "1"), ("x-mock-fail-key", "k4"), ("x-mock-status", "400")];
+    let calls = mock_requests(&mock.url).await;
+    let r = post_as(gw.url(), MAIN_KEY, &h, &ask("retry", "bad request")).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(mock_requests(&mock.url).await, calls + 1);
+}

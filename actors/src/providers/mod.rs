@@ -16,6 +16,22 @@ pub mod sse;
 #[cfg(test)]
 mod golden_tests;
 
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_with_jitter_and_are_capped() {
+        for attempt in 1..=12 {
+            let full = Duration::from_millis(50u64 << (attempt - 1).min(6)).min(Duration::from_secs(2));
+            for _ in 0..50 {
+                let d = retry_delay(attempt);
+                assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+            }
+        }
+    }
+}
+
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -263,15 +279,28 @@ impl UpstreamClient {
                 Ok(Err(e)) => Err(UpstreamError::Body(root_cause(&e))),
                 Ok(Ok(r)) => Ok(r),
             };
-            let retryable = match &result {
-                Err(UpstreamError::Connect(_)) => true,
-                Ok(r) => matches!(r.status().as_u16(), 502 | 503),
-                Err(_) => false,
+            // what another try may fix, and how long the provider asked us to wait
+            let (retryable, asked) = match &result {
+                Err(UpstreamError::Connect(_) | UpstreamError::Timeout("first byte")) => (true, None),
+                Ok(r) => {
+                    let asked = r
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    (matches!(r.status().as_u16(), 408 | 429 | 500 | 502 | 503 | 504 | 529), asked)
+                }
+                Err(_) => (false, None),
             };
-            if retryable && attempt < self.cfg.max_retries && tokio::time::Instant::now() < deadline {
+            if retryable && attempt < self.cfg.max_retries {
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
-                continue;
+                let delay = retry_delay(attempt).max(asked.unwrap_or_default());
+                // a wait that would pass the deadline is not taken: the caller fails over
+                if tokio::time::Instant::now() + delay < deadline {
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
             }
             break result?;
         };
@@ -457,6 +486,13 @@ fn translated(s: ByteStream, t: impl StreamTranslate) -> ByteStream {
             }
         }
     }))
+}
+
+/// Exponential backoff with jitter in its upper half: 50 ms, 100 ms, 200 ms, ... capped
+/// at 2 s, each drawn from [d/2, d].
+fn retry_delay(attempt: u32) -> Duration {
+    let d = Duration::from_millis(50u64 << attempt.saturating_sub(1).min(6)).min(Duration::from_secs(2));
+    d / 2 + d.mul_f64(fastrand::f64() / 2.0)
 }
 
 /// A response id for providers that send none.
