@@ -192,6 +192,9 @@ pub enum Strategy {
     Weighted,
     /// In the listed order: the next target only when the ones before it failed.
     Failover,
+    /// The cheapest target first (by `pricing.toml`, for 1,000 input and 500 output
+    /// tokens; targets without a price last), the next cheapest when it fails.
+    Cost,
 }
 
 /// Request priority, from the key's default or the `x-switchyard-priority` header.

@@ -164,7 +164,8 @@ pub struct RawProvider {
 pub struct RawModel {
     /// The name clients put in `model`.
     pub alias: String,
-    /// `weighted` (default: at random by weight) or `failover` (in order).
+    /// `weighted` (default: at random by weight), `failover` (in order) or `cost`
+    /// (cheapest first).
     pub strategy: Option<String>,
     /// Where requests for this alias go.
     pub targets: Vec<RawTarget>,

@@ -338,8 +338,12 @@ pub fn validate(
         let strategy = match m.strategy.as_deref() {
             None | Some("weighted") => Strategy::Weighted,
             Some("failover") => Strategy::Failover,
+            Some("cost") => Strategy::Cost,
             Some(other) => {
-                errs.push(f("strategy"), format!("unknown strategy `{other}`; expected `weighted` or `failover`"));
+                errs.push(
+                    f("strategy"),
+                    format!("unknown strategy `{other}`; expected `weighted`, `failover` or `cost`"),
+                );
                 Strategy::Weighted
             }
         };

@@ -31,6 +31,16 @@ strategy = "failover"
 targets = [{{ provider = "dead", model = "m" }}]
 
 [[models]]
+alias = "cheapest"
+strategy = "cost"
+targets = [{{ provider = "up", model = "gpt-4o" }}, {{ provider = "up", model = "gpt-4o-mini" }}]
+
+[[models]]
+alias = "cheapest-healthy"
+strategy = "cost"
+targets = [{{ provider = "up", model = "gpt-4o" }}, {{ provider = "dead", model = "gpt-4o-mini" }}]
+
+[[models]]
 alias = "primary"
 targets = [{{ provider = "dead", model = "m" }}]
 fallbacks = ["all-dead", "chat"]
@@ -208,4 +218,17 @@ targets = [{ provider = "retrying", model = "gpt-4o-mini" }]
     let r = post_as(gw.url(), MAIN_KEY, &h, &ask("retry", "bad request")).await;
     assert_eq!(r.status(), 400);
     assert_eq!(mock_requests(&mock.url).await, calls + 1);
+}
+
+#[tokio::test]
+async fn cost_routing_picks_the_cheapest_target_that_answers() {
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, &extra(free_port()));
+    let r = post_as(gw.url(), MAIN_KEY, &[], &ask("cheapest", "cheap please")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-switchyard-model"), "gpt-4o-mini", "gpt-4o-mini is the cheaper in pricing.toml");
+    // the cheapest is down: the next cheapest answers
+    let r = post_as(gw.url(), MAIN_KEY, &[], &ask("cheapest-healthy", "cheap but up")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-switchyard-model"), "gpt-4o");
 }

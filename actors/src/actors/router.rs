@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use switchyard_config::{Config, Strategy, Target};
+use switchyard_config::{Config, Strategy, Target, TokenCounts};
 
 use super::breaker::Breaker;
 use super::job::{forward, Job, Refusal};
@@ -61,7 +61,19 @@ impl Router {
         self.groups = config
             .models
             .iter()
-            .map(|m| (m.alias.clone(), Group { strategy: m.strategy, targets: m.targets.clone() }))
+            .map(|m| {
+                let mut targets = m.targets.clone();
+                if m.strategy == Strategy::Cost {
+                    // a nominal request; a target with no known price goes last
+                    let counts = TokenCounts { input: 1_000, output: 500, cached_input: 0 };
+                    let price = |t: &Target| {
+                        let known = m.input_per_mtok.is_some() || config.pricing.models.contains_key(&t.model);
+                        (!known, config.pricing.cost(m, &t.model, counts))
+                    };
+                    targets.sort_by(|a, b| price(a).partial_cmp(&price(b)).unwrap_or(std::cmp::Ordering::Equal));
+                }
+                (m.alias.clone(), Group { strategy: m.strategy, targets })
+            })
             .collect();
     }
 
@@ -76,7 +88,7 @@ impl Router {
         let any_up = g.targets.iter().filter(untried).any(|t| up(&t));
         let open = |t: &&Target| untried(t) && (!any_up || up(t));
         let t = match g.strategy {
-            Strategy::Failover => g.targets.iter().find(open)?,
+            Strategy::Failover | Strategy::Cost => g.targets.iter().find(open)?,
             Strategy::Weighted => {
                 let total: u64 = g.targets.iter().filter(open).map(|t| u64::from(t.weight)).sum();
                 if total == 0 {
@@ -141,7 +153,9 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        let text = r#"
+        let pricing = format!("pricing_file = \"{}/../config/pricing.toml\"\n", env!("CARGO_MANIFEST_DIR"));
+        let text = pricing
+            + r#"
 [[providers]]
 name = "a"
 kind = "mock"
@@ -158,8 +172,13 @@ targets = [{ provider = "b", model = "mb" }]
 alias = "ordered"
 strategy = "failover"
 targets = [{ provider = "b", model = "m1" }, { provider = "a", model = "m2" }]
+[[models]]
+alias = "cheap"
+strategy = "cost"
+targets = [{ provider = "a", model = "unpriced" }, { provider = "a", model = "gpt-4o" },
+           { provider = "b", model = "gpt-4o-mini" }]
 "#;
-        switchyard_config::load_str(text, Path::new("."), &|_| None).unwrap()
+        switchyard_config::load_str(&text, Path::new("."), &|_| None).unwrap()
     }
 
     #[test]
@@ -191,6 +210,9 @@ targets = [{ provider = "b", model = "m1" }, { provider = "a", model = "m2" }]
             assert_eq!(router.pick("split", &tried(&["a"])).unwrap().provider, "b");
         }
         assert_eq!(router.pick("one", &tried(&["b"])), None);
+        // cost: the cheapest priced target first, then the next; unpriced ones last
+        assert_eq!(router.pick("cheap", &[]).unwrap().model, "gpt-4o-mini");
+        assert_eq!(router.pick("cheap", &tried(&["b"])).unwrap().model, "gpt-4o");
     }
 
     #[actix_rt::test]
