@@ -641,9 +641,9 @@ impl Engine {
             };
             let started = Instant::now();
             let call = UpstreamCall { endpoint, model: &d.model, base64, body, stream, headers: &ctx.headers };
-            let result = d.handle.client.call(call).await;
-            let failed_retryably = matches!(&result, Err(e) if e.clone().into_gateway(&d.provider).retryable());
-            d.handle.breaker.record(!failed_retryably, unix_ms());
+            let result = d.handle.client.call(call).await.map_err(|e| e.into_gateway(&d.provider));
+            // what another try could fix counts against the provider; anything else, not
+            d.handle.breaker.record(!result.as_ref().is_err_and(GatewayError::retryable), unix_ms());
             fin.upstream_time += match &result {
                 // a stream's upstream time is its time to first byte; the rest is relayed
                 Ok(UpstreamReply { body: UpstreamBody::Stream(_), first_byte }) => *first_byte,
@@ -653,7 +653,7 @@ impl Engine {
                 Ok(reply) => {
                     return Ok(Called { fin, provider: d.provider, model: d.model, reply, rate, cache_status })
                 }
-                Err(e) => e.into_gateway(&d.provider),
+                Err(e) => e,
             };
             // nothing has reached the client yet (a stream fails here before its first
             // byte): another target of the alias may answer instead
