@@ -499,3 +499,52 @@ pub async fn read_stream(js: &async_nats::jetstream::Context, name: &str) -> Vec
     }
     out
 }
+
+/// A streamed chat completion as the client saw it.
+pub struct Streamed {
+    pub status: u16,
+    /// The `data:` payloads, `[DONE]` included.
+    pub events: Vec<String>,
+}
+
+impl Streamed {
+    /// Whether the stream closed cleanly with `[DONE]`.
+    pub fn done(&self) -> bool {
+        self.events.last().is_some_and(|e| e == "[DONE]")
+    }
+
+    /// The chunks (and a final error event, if any) as JSON.
+    pub fn chunks(&self) -> Vec<serde_json::Value> {
+        self.events.iter().filter_map(|e| serde_json::from_str(e).ok()).collect()
+    }
+
+    /// The assistant text, in order.
+    pub fn text(&self) -> String {
+        self.chunks().iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string)).collect()
+    }
+
+    /// The first tool call's argument pieces, joined in order.
+    pub fn tool_arguments(&self) -> String {
+        self.chunks()
+            .iter()
+            .filter_map(|c| {
+                c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str().map(str::to_string)
+            })
+            .collect()
+    }
+
+    /// Whether some chunk finished with `reason`.
+    pub fn finished_with(&self, reason: &str) -> bool {
+        self.chunks().iter().any(|c| c["choices"][0]["finish_reason"] == reason)
+    }
+}
+
+/// Posts `body` to `/v1/chat/completions` with `stream: true` and the usage chunk asked for.
+pub async fn stream_chat(url: &str, headers: &[(&str, &str)], body: &serde_json::Value) -> Streamed {
+    let mut body = body.clone();
+    body["stream"] = serde_json::json!(true);
+    body["stream_options"] = serde_json::json!({"include_usage": true});
+    let r = post_as(url, MAIN_KEY, headers, &body).await;
+    let status = r.status().as_u16();
+    Streamed { status, events: sse_data(&r.text().await.expect("body")) }
+}

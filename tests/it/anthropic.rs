@@ -18,15 +18,6 @@ fn tools_body(text: &str) -> Value {
             "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}]})
 }
 
-async fn stream_chunks(gw: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, Vec<String>) {
-    let mut body = body.clone();
-    body["stream"] = json!(true);
-    body["stream_options"] = json!({"include_usage": true});
-    let r = post_as(gw, MAIN_KEY, headers, &body).await;
-    let status = r.status().as_u16();
-    (status, sse_data(&r.text().await.unwrap()))
-}
-
 #[tokio::test]
 async fn chat_through_anthropic_answers_in_openai_format() {
     let mock = mock_upstream();
@@ -50,7 +41,7 @@ async fn chat_through_anthropic_answers_in_openai_format() {
     assert_eq!(v["choices"][0]["message"]["content"], "This is a");
 
     // streamed: text in order, a usage chunk, then [DONE]
-    let (status, events) = stream_chunks(gw.url(), &claude("stream to me"), &[]).await;
+    let Streamed { status, events } = stream_chat(gw.url(), &[], &claude("stream to me")).await;
     assert_eq!(status, 200);
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
@@ -84,7 +75,7 @@ async fn tool_calls_round_trip_and_streamed_arguments_arrive_whole() {
     assert!(v["choices"][0]["message"]["content"].as_str().unwrap().starts_with("This is a mock reply"));
 
     // streamed: the arguments arrive in 5-character pieces and come out whole, in order
-    let (status, events) = stream_chunks(gw.url(), &tools_body("stream the weather in Paris"), &[]).await;
+    let Streamed { status, events } = stream_chat(gw.url(), &[], &tools_body("stream the weather in Paris")).await;
     assert_eq!(status, 200);
     let chunks: Vec<Value> =
         events.iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).unwrap()).collect();
@@ -125,8 +116,8 @@ async fn anthropic_errors_map_to_openai_errors() {
     assert_eq!(r.status(), 502);
 
     // a stream cut mid-way ends with an error event, never [DONE]
-    let (status, events) =
-        stream_chunks(gw.url(), &claude("cut me off please"), &[("x-mock-disconnect-after", "4")]).await;
+    let Streamed { status, events } =
+        stream_chat(gw.url(), &[("x-mock-disconnect-after", "4")], &claude("cut me off please")).await;
     assert_eq!(status, 200);
     assert!(!events.iter().any(|e| e == "[DONE]"), "{events:?}");
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();

@@ -24,30 +24,18 @@ async fn bedrock_converse_streams_and_tools() {
     assert_eq!(v["usage"]["completion_tokens"], 8);
 
     // event-stream frames become SSE chunks, usage from the metadata event, [DONE]
-    let mut s = nova("stream from bedrock");
-    s["stream"] = json!(true);
-    s["stream_options"] = json!({"include_usage": true});
-    let events = sse_data(&post(gw.url(), "/v1/chat/completions", s).await.text().await.unwrap());
-    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
-    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
-    assert_eq!(text, "This is a mock reply to: stream from bedrock");
-    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 9);
+    let s = stream_chat(gw.url(), &[], &nova("stream from bedrock")).await;
+    assert!(s.done());
+    assert_eq!(s.text(), "This is a mock reply to: stream from bedrock");
+    assert_eq!(s.chunks().last().unwrap()["usage"]["completion_tokens"], 9);
 
     // a streamed tool use: the input arrives in pieces and comes out whole
     let mut t = nova("find Lima");
     t["tools"] = json!([{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]);
-    t["stream"] = json!(true);
-    let events = sse_data(&post(gw.url(), "/v1/chat/completions", t.clone()).await.text().await.unwrap());
-    let args: String = events
-        .iter()
-        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
-        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str().map(str::to_string))
-        .collect();
-    assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), json!({"query": "find Lima"}));
-    assert!(events.iter().any(|e| e.contains("\"finish_reason\":\"tool_calls\"")));
+    let s = stream_chat(gw.url(), &[], &t).await;
+    assert_eq!(serde_json::from_str::<Value>(&s.tool_arguments()).unwrap(), json!({"query": "find Lima"}));
+    assert!(s.finished_with("tool_calls"));
     // and non-streamed, then the tool result back
-    t["stream"] = json!(false);
     let v: Value = post(gw.url(), "/v1/chat/completions", t.clone()).await.json().await.unwrap();
     let call = v["choices"][0]["message"]["tool_calls"][0].clone();
     assert_eq!(call["function"]["name"], "lookup");
@@ -69,11 +57,8 @@ async fn bedrock_failures_are_openai_errors() {
         let v: Value = r.json().await.unwrap();
         assert!(v["error"]["message"].as_str().unwrap().contains("failure requested"), "{v}");
     }
-    let mut s = nova("cut the bedrock stream short");
-    s["stream"] = json!(true);
-    let events =
-        sse_data(&post_as(gw.url(), MAIN_KEY, &[("x-mock-disconnect-after", "3")], &s).await.text().await.unwrap());
-    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:?}");
+    let s = stream_chat(gw.url(), &[("x-mock-disconnect-after", "3")], &nova("cut the bedrock stream short")).await;
+    assert!(!s.done(), "{:?}", s.events);
     let r = post(gw.url(), "/v1/embeddings", json!({"model": "nova", "input": "x"})).await;
     assert_eq!(r.status(), 400);
 }

@@ -29,15 +29,10 @@ async fn gemini_chat_streams_tools_safety_and_embeddings() {
     assert_eq!(v["choices"][0]["finish_reason"], "length");
 
     // streamed: text in order, then finish, usage and [DONE] at the end of the body
-    let mut s = gem("stream from gemini");
-    s["stream"] = json!(true);
-    s["stream_options"] = json!({"include_usage": true});
-    let events = sse_data(&post(gw.url(), "/v1/chat/completions", s).await.text().await.unwrap());
-    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
-    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
-    assert_eq!(text, "This is a mock reply to: stream from gemini");
-    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 9);
+    let s = stream_chat(gw.url(), &[], &gem("stream from gemini")).await;
+    assert!(s.done());
+    assert_eq!(s.text(), "This is a mock reply to: stream from gemini");
+    assert_eq!(s.chunks().last().unwrap()["usage"]["completion_tokens"], 9);
 
     // a function call, then its answer by tool_call_id (Gemini matches it by name)
     let mut t = gem("find Madrid");
@@ -81,11 +76,8 @@ async fn gemini_failures_are_openai_errors() {
         let v: Value = r.json().await.unwrap();
         assert!(v["error"]["message"].as_str().unwrap().contains("failure requested"), "{v}");
     }
-    let mut s = gem("cut the gemini stream now please");
-    s["stream"] = json!(true);
-    let events =
-        sse_data(&post_as(gw.url(), MAIN_KEY, &[("x-mock-disconnect-after", "3")], &s).await.text().await.unwrap());
-    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:?}");
-    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    let s = stream_chat(gw.url(), &[("x-mock-disconnect-after", "3")], &gem("cut the gemini stream now please")).await;
+    assert!(!s.done(), "{:?}", s.events);
+    let last: Value = serde_json::from_str(s.events.last().unwrap()).unwrap();
     assert!(last["error"]["message"].is_string());
 }

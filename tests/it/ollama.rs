@@ -32,15 +32,10 @@ async fn ollama_chat_streams_tools_and_embeddings() {
     assert_eq!(v["choices"][0]["finish_reason"], "length");
 
     // NDJSON stream → SSE chunks, usage, [DONE]
-    let mut s = llama("stream from llama");
-    s["stream"] = json!(true);
-    s["stream_options"] = json!({"include_usage": true});
-    let events = sse_data(&post(gw.url(), "/v1/chat/completions", s).await.text().await.unwrap());
-    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
-    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
-    assert_eq!(text, "This is a mock reply to: stream from llama");
-    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 9);
+    let s = stream_chat(gw.url(), &[], &llama("stream from llama")).await;
+    assert!(s.done());
+    assert_eq!(s.text(), "This is a mock reply to: stream from llama");
+    assert_eq!(s.chunks().last().unwrap()["usage"]["completion_tokens"], 9);
 
     // tools: object arguments come back as a JSON string, streamed or not
     let mut t = llama("find Bergen");
@@ -51,15 +46,11 @@ async fn ollama_chat_streams_tools_and_embeddings() {
     assert_eq!(call["function"]["name"], "lookup");
     let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
     assert_eq!(args, json!({"query": "find Bergen"}));
-    t["stream"] = json!(true);
-    let events = sse_data(&post(gw.url(), "/v1/chat/completions", t).await.text().await.unwrap());
-    let calls: Vec<Value> = events
-        .iter()
-        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
-        .filter(|c| c["choices"][0]["delta"]["tool_calls"].is_array())
-        .collect();
+    let s = stream_chat(gw.url(), &[], &t).await;
+    let calls: Vec<Value> =
+        s.chunks().into_iter().filter(|c| c["choices"][0]["delta"]["tool_calls"].is_array()).collect();
     assert_eq!(calls.len(), 1);
-    assert!(events.iter().any(|e| e.contains("\"finish_reason\":\"tool_calls\"")));
+    assert!(s.finished_with("tool_calls"));
 
     // embeddings, float and base64 (what the OpenAI SDK asks for)
     let v: Value = post(gw.url(), "/v1/embeddings", json!({"model": "llama-embed", "input": ["a", "b"]}))
@@ -96,12 +87,9 @@ async fn ollama_failures_are_openai_errors() {
     let r = post_as(gw.url(), MAIN_KEY, &[("x-mock-status", "404")], &llama("no such model")).await;
     assert_eq!(r.status(), 400);
 
-    let mut s = llama("cut this ndjson stream");
-    s["stream"] = json!(true);
-    let events =
-        sse_data(&post_as(gw.url(), MAIN_KEY, &[("x-mock-disconnect-after", "3")], &s).await.text().await.unwrap());
-    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:?}");
-    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    let s = stream_chat(gw.url(), &[("x-mock-disconnect-after", "3")], &llama("cut this ndjson stream")).await;
+    assert!(!s.done(), "{:?}", s.events);
+    let last: Value = serde_json::from_str(s.events.last().unwrap()).unwrap();
     assert!(last["error"]["message"].is_string());
 
     let calls = mock_requests(&mock.url).await;
