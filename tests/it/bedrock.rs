@@ -62,3 +62,27 @@ async fn bedrock_failures_are_openai_errors() {
     let r = post(gw.url(), "/v1/embeddings", json!({"model": "nova", "input": "x"})).await;
     assert_eq!(r.status(), 400);
 }
+
+/// A Bedrock provider with no credentials in the config or the environment stops the
+/// start with a clear error instead of failing every request later.
+#[test]
+fn no_aws_credentials_stop_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gw.toml");
+    let text = format!(
+        "[server]\nhttp_addr = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[[providers]]\nname = \"b\"\nkind = \"bedrock\"\n\
+         region = \"us-east-1\"\n[[models]]\nalias = \"m\"\ntargets = [{{ provider = \"b\", model = \"x\" }}]\n",
+        dir.path().join("data").display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no AWS credentials"), "{err}");
+}
