@@ -11,7 +11,7 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use switchyard_actors::actors::cache::cache_key;
 use switchyard_actors::actors::rate_limiter::RateLimiter;
-use switchyard_actors::actors::router::Router;
+use switchyard_actors::actors::router::{PickArgs, Router};
 use switchyard_actors::providers::openai;
 use switchyard_actors::providers::sse::SseParser;
 use switchyard_actors::store::Store;
@@ -68,7 +68,7 @@ fn hot_path(c: &mut Criterion) {
 
     let cfg = config();
     let mut router = Router::new(&cfg, Default::default(), Some(1));
-    c.bench_function("route_weighted", |b| b.iter(|| router.pick(black_box("fast"), &[])));
+    c.bench_function("route_weighted", |b| b.iter(|| router.pick(black_box("fast"), &PickArgs::default())));
 
     let mut rl = RateLimiter::default();
     let key: Arc<str> = Arc::from("team-a");

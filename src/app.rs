@@ -108,7 +108,7 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
         .map_err(|e| format!("cannot open the store in {}: {e}", config.server.data_dir.display()))?;
     // load the tokenizer tables now, not on the first request
     switchyard_actors::tokens::count_text("warm up");
-    let engine = Engine::start(config.clone(), store, None).map_err(|e| e.to_string())?;
+    let engine = Engine::start(config.clone(), store, config.server.routing_seed).map_err(|e| e.to_string())?;
     let nats = match &config.nats {
         None => None,
         Some(cfg) => {

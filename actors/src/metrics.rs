@@ -24,6 +24,12 @@ pub const JOB_DURATION: &str = "switchyard_job_duration_seconds";
 pub const JOB_QUEUE_WAIT: &str = "switchyard_job_queue_wait_seconds";
 pub const FAILOVERS_TOTAL: &str = "switchyard_failovers_total";
 pub const TARGET_UP: &str = "switchyard_target_up";
+pub const TARGET_LATENCY_EWMA: &str = "switchyard_target_latency_ewma_seconds";
+pub const UPSTREAM_ATTEMPTS_TOTAL: &str = "switchyard_upstream_attempts_total";
+pub const RETRIES_TOTAL: &str = "switchyard_retries_total";
+pub const FALLBACKS_TOTAL: &str = "switchyard_fallbacks_total";
+pub const ROUTES_TOTAL: &str = "switchyard_routes_total";
+pub const HEALTH_CHECKS_TOTAL: &str = "switchyard_health_checks_total";
 
 /// Histograms and the buckets they are exported with.
 pub const HISTOGRAMS: &[&str] = &[
@@ -72,4 +78,17 @@ pub fn describe_all() {
         FAILOVERS_TOTAL,
         "Requests moved to another target after a retryable failure, by the target that failed."
     );
+    describe_gauge!(
+        TARGET_LATENCY_EWMA,
+        Unit::Seconds,
+        "Peak-EWMA latency of a target (provider, upstream model) as the latency strategy sees it."
+    );
+    describe_counter!(UPSTREAM_ATTEMPTS_TOTAL, "Calls sent to a provider, retries included, by provider.");
+    describe_counter!(RETRIES_TOTAL, "Calls repeated on the same provider after a retryable failure, by provider.");
+    describe_counter!(
+        FALLBACKS_TOTAL,
+        "Requests served by a fallback alias after every target of theirs failed, by alias and fallback."
+    );
+    describe_counter!(ROUTES_TOTAL, "Requests whose alias a [[routes]] rule picked, by rule and alias.");
+    describe_counter!(HEALTH_CHECKS_TOTAL, "Active health checks, by provider and result (ok, failed).");
 }

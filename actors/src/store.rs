@@ -1,6 +1,7 @@
 //! The one place that knows sled and bincode. Trees:
 //! - `ledger`: usage records in segments, one per group commit: key = commit time in ms
-//!   (u64 BE) ++ sequence (u64 BE), value = [`SEGMENT`] then the bincode of the records.
+//!   (u64 BE) ++ sequence (u64 BE), value = [`SEGMENT_V2`] then the bincode of the records
+//!   (older segments start with [`SEGMENT`] and hold the previous record layout).
 //!   One sled insert per commit instead of one per record: per-record B-tree inserts
 //!   (node splits, page rewrites) were 10-15% of the gateway's CPU under load. Values
 //!   written before segments (one bincode record each, whose first byte is a request id
@@ -17,8 +18,67 @@ use crate::types::UsageRecord;
 /// Largest record the codec will decode (a guard against corrupt or hostile bytes).
 const DECODE_LIMIT: usize = 64 << 20;
 
-/// First byte of a segment value; never the first byte of a single encoded record.
+/// First byte of a segment value of [`UsageRecordV1`]s; never the first byte of a
+/// single encoded record.
 const SEGMENT: u8 = 0xA5;
+/// First byte of a segment value of [`UsageRecord`]s as they are now (the layout adds
+/// `upstream_attempts`). bincode is positional, so every change of the record's fields
+/// gets a new marker, and the old layouts keep being read.
+const SEGMENT_V2: u8 = 0xA6;
+
+/// The record before `upstream_attempts`: segments marked [`SEGMENT`] and the single
+/// records written before segments hold these.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct UsageRecordV1 {
+    request_id: String,
+    ts_ms: u64,
+    key_id: String,
+    endpoint: crate::types::Endpoint,
+    alias: String,
+    provider: String,
+    upstream_model: String,
+    input_tokens: u64,
+    output_tokens: u64,
+    cached_tokens: u64,
+    cost_usd: f64,
+    latency_us: u64,
+    ttft_us: Option<u64>,
+    status: u16,
+    cache_hit: bool,
+    stream: bool,
+    usage_estimated: bool,
+    idempotency_key: Option<String>,
+    attempts: u32,
+}
+
+impl From<UsageRecordV1> for UsageRecord {
+    fn from(r: UsageRecordV1) -> UsageRecord {
+        // not recorded then: one call unless no provider was called (a cache hit)
+        let upstream_attempts = u32::from(!r.cache_hit && !r.provider.is_empty());
+        UsageRecord {
+            request_id: r.request_id,
+            ts_ms: r.ts_ms,
+            key_id: r.key_id,
+            endpoint: r.endpoint,
+            alias: r.alias,
+            provider: r.provider,
+            upstream_model: r.upstream_model,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cached_tokens: r.cached_tokens,
+            cost_usd: r.cost_usd,
+            latency_us: r.latency_us,
+            ttft_us: r.ttft_us,
+            status: r.status,
+            cache_hit: r.cache_hit,
+            stream: r.stream,
+            usage_estimated: r.usage_estimated,
+            idempotency_key: r.idempotency_key,
+            attempts: r.attempts,
+            upstream_attempts,
+        }
+    }
+}
 
 fn ledger_key(ts_ms: u64, seq: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
@@ -96,7 +156,7 @@ impl Store {
             segment.push(r);
         }
         if !segment.is_empty() {
-            let mut value = vec![SEGMENT];
+            let mut value = vec![SEGMENT_V2];
             bincode::serde::encode_into_std_write(&segment, &mut value, bincode::config::standard())?;
             *next_seq += 1;
             self.ledger.insert(&key[..], value)?;
@@ -110,8 +170,9 @@ impl Store {
     /// segments).
     fn records_of(value: &[u8]) -> Result<Vec<UsageRecord>, StoreError> {
         match value.split_first() {
-            Some((&SEGMENT, rest)) => decode(rest),
-            _ => Ok(vec![decode(value)?]),
+            Some((&SEGMENT_V2, rest)) => decode(rest),
+            Some((&SEGMENT, rest)) => Ok(decode::<Vec<UsageRecordV1>>(rest)?.into_iter().map(Into::into).collect()),
+            _ => Ok(vec![decode::<UsageRecordV1>(value)?.into()]),
         }
     }
 
@@ -224,13 +285,43 @@ mod tests {
     fn records_written_one_per_value_are_still_read() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
+        let v1 = |id: &str, ts_ms: u64, cache_hit: bool| {
+            let r = record(id, ts_ms);
+            UsageRecordV1 {
+                request_id: r.request_id,
+                ts_ms,
+                key_id: r.key_id,
+                endpoint: r.endpoint,
+                alias: r.alias,
+                provider: r.provider,
+                upstream_model: r.upstream_model,
+                input_tokens: r.input_tokens,
+                output_tokens: r.output_tokens,
+                cached_tokens: 0,
+                cost_usd: r.cost_usd,
+                latency_us: r.latency_us,
+                ttft_us: None,
+                status: 200,
+                cache_hit,
+                stream: false,
+                usage_estimated: false,
+                idempotency_key: None,
+                attempts: 1,
+            }
+        };
         // the layout before segments: one bincode record per key
-        store.ledger.insert(&ledger_key(5, 0)[..], encode(&record("old", 5)).unwrap()).unwrap();
+        store.ledger.insert(&ledger_key(5, 0)[..], encode(&v1("old", 5, false)).unwrap()).unwrap();
+        // a segment of the layout before `upstream_attempts`
+        let mut value = vec![SEGMENT];
+        value.extend(encode(&vec![v1("seg", 5, false), v1("hit", 5, true)]).unwrap());
+        store.ledger.insert(&ledger_key(5, 1)[..], value).unwrap();
         let mut seq = store.last_ledger_seq().unwrap();
-        assert_eq!(seq, 1);
-        store.append_usage(&[record("new", 6)], &mut seq).unwrap();
-        let ids: Vec<String> = store.usage_since(0).unwrap().into_iter().map(|r| r.request_id).collect();
-        assert_eq!(ids, ["old", "new"]);
+        assert_eq!(seq, 2);
+        let new = UsageRecord { upstream_attempts: 3, ..record("new", 6) };
+        store.append_usage(&[new], &mut seq).unwrap();
+        let all = store.usage_since(0).unwrap();
+        let ids: Vec<(&str, u32)> = all.iter().map(|r| (r.request_id.as_str(), r.upstream_attempts)).collect();
+        assert_eq!(ids, [("old", 1), ("seg", 1), ("hit", 0), ("new", 3)]);
         // one value per commit, however many records it holds
         let before = store.ledger.len();
         store.append_usage(&[record("a", 7), record("b", 7), record("c", 7)], &mut seq).unwrap();

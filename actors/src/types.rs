@@ -92,6 +92,43 @@ impl ChatRequest {
     pub fn max_output_tokens(&self) -> Option<u64> {
         self.max_completion_tokens.or(self.max_tokens)
     }
+
+    /// The request's `user` field.
+    pub fn user(&self) -> Option<&str> {
+        self.rest.get("user").and_then(Value::as_str)
+    }
+
+    /// Whether the request offers tools (or legacy functions).
+    pub fn has_tools(&self) -> bool {
+        ["tools", "functions"]
+            .iter()
+            .any(|k| self.rest.get(*k).and_then(Value::as_array).is_some_and(|a| !a.is_empty()))
+    }
+
+    /// Whether any message carries an image part.
+    pub fn has_images(&self) -> bool {
+        self.messages.iter().any(|m| {
+            m.get("content").and_then(Value::as_array).is_some_and(|parts| {
+                parts.iter().any(|p| {
+                    matches!(p.get("type").and_then(Value::as_str), Some("image_url" | "input_image" | "image"))
+                })
+            })
+        })
+    }
+
+    /// The text of the last user message (its text parts joined by newlines).
+    pub fn last_user_text(&self) -> String {
+        let Some(m) = self.messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")) else {
+            return String::new();
+        };
+        match m.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => {
+                parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+            }
+            _ => String::new(),
+        }
+    }
 }
 
 /// OpenAI embeddings request.
@@ -216,6 +253,7 @@ impl UsageRecord {
             usage_estimated: false,
             idempotency_key: None,
             attempts: 1,
+            upstream_attempts: 0,
         }
     }
 }
@@ -250,4 +288,9 @@ pub struct UsageRecord {
     pub idempotency_key: Option<String>,
     /// Deliveries it took (a durable job retried after transient failures); 1 otherwise.
     pub attempts: u32,
+    /// Calls sent to providers for this delivery, same-target retries and failovers
+    /// included (`provider` and `upstream_model` name the target that answered last);
+    /// 0 when no provider was called (a cache hit).
+    #[serde(default)]
+    pub upstream_attempts: u32,
 }

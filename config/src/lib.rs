@@ -3,6 +3,7 @@
 //! field it is about.
 
 pub mod raw;
+mod routes;
 mod validate;
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use routes::{Route, RouteInput};
 pub use validate::validate;
 
 /// A checked configuration. Cheap to share: hold it in an `Arc`.
@@ -27,6 +29,8 @@ pub struct Config {
     pub keys: Vec<Key>,
     pub cache: Cache,
     pub pricing: Pricing,
+    /// `[[routes]]` in file order; the first that matches picks the alias.
+    pub routes: Vec<Route>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +45,8 @@ pub struct Server {
     pub ledger_batch_max: usize,
     /// Whether a response waits for its usage record to be on disk.
     pub ledger_sync: bool,
+    /// Seed of the routing random numbers; `None`: random.
+    pub routing_seed: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -148,10 +154,25 @@ pub struct Provider {
     /// Consecutive retryable failures that open the circuit breaker (0: off).
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
+    /// Share of failures within `breaker_window` (after `breaker_min_requests` calls)
+    /// that opens the breaker; `None`: consecutive failures only.
+    pub breaker_error_ratio: Option<f64>,
+    pub breaker_min_requests: u32,
+    pub breaker_window: Duration,
+    /// Active health checks, when configured.
+    pub health_check: Option<HealthCheck>,
     /// `azure` only: the `api-version` query parameter.
     pub api_version: String,
     /// `bedrock` only: how requests are signed.
     pub aws: Option<AwsAuth>,
+}
+
+/// `GET base_url + path` every `interval`: a failure (connection error, timeout or a
+/// non-2xx status) opens the provider's breaker, a success closes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    pub path: String,
 }
 
 /// SigV4 signing for `bedrock`: the region, and credentials from the config or, when
@@ -174,6 +195,8 @@ pub struct Model {
     pub fallbacks: Vec<String>,
     pub input_per_mtok: Option<f64>,
     pub output_per_mtok: Option<f64>,
+    /// `weighted`: the same `user` always draws the same target.
+    pub sticky_user: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -181,6 +204,11 @@ pub struct Target {
     pub provider: String,
     pub model: String,
     pub weight: u32,
+    /// Requests of this alias in flight to this target at once.
+    pub max_concurrency: Option<u32>,
+    /// Price override, USD per million input / output tokens.
+    pub input_per_mtok: Option<f64>,
+    pub output_per_mtok: Option<f64>,
 }
 
 /// How a model alias picks among its targets. Whatever the strategy, a target that
@@ -192,9 +220,13 @@ pub enum Strategy {
     Weighted,
     /// In the listed order: the next target only when the ones before it failed.
     Failover,
-    /// The cheapest target first (by `pricing.toml`, for 1,000 input and 500 output
-    /// tokens; targets without a price last), the next cheapest when it fails.
+    /// The cheapest target for the request's estimated input and output tokens first
+    /// (target price, else the alias's, else `pricing.toml`; targets without a price
+    /// last), the next cheapest when it fails.
     Cost,
+    /// Power of two choices: two targets drawn at random, the one with the lower
+    /// peak-EWMA latency times (in-flight requests + 1) wins.
+    Latency,
 }
 
 /// Request priority, from the key's default or the `x-switchyard-priority` header.
@@ -274,14 +306,37 @@ pub struct Price {
 }
 
 impl Pricing {
-    /// Cost in USD of one request. Unknown models cost 0 (and are reported as such).
-    pub fn cost(&self, model: &Model, upstream_model: &str, usage: TokenCounts) -> f64 {
+    /// Cost in USD of one request served by `provider`'s `upstream_model` for the alias
+    /// `model`: the target's price, else the alias's, else `pricing.toml`. Unknown
+    /// models cost 0 (and are reported as such).
+    pub fn cost(&self, model: &Model, provider: &str, upstream_model: &str, usage: TokenCounts) -> f64 {
+        let target = model.targets.iter().find(|t| t.provider == provider && t.model == upstream_model);
+        self.target_cost(model, target, upstream_model, usage).0
+    }
+
+    /// Cost of `usage` on `target` of `model` (or on `upstream_model` when the target is
+    /// not one of the alias's), and whether any price was known.
+    pub fn target_cost(
+        &self,
+        model: &Model,
+        target: Option<&Target>,
+        upstream_model: &str,
+        usage: TokenCounts,
+    ) -> (f64, bool) {
         let base = self.models.get(upstream_model).copied();
-        let input = model.input_per_mtok.or(base.map(|p| p.input_per_mtok)).unwrap_or(0.0);
-        let output = model.output_per_mtok.or(base.map(|p| p.output_per_mtok)).unwrap_or(0.0);
-        let cached = base.map(|p| p.cached_input_per_mtok).unwrap_or(input);
+        let input = target.and_then(|t| t.input_per_mtok).or(model.input_per_mtok).or(base.map(|p| p.input_per_mtok));
+        let output =
+            target.and_then(|t| t.output_per_mtok).or(model.output_per_mtok).or(base.map(|p| p.output_per_mtok));
+        let known = input.is_some() || output.is_some();
+        let (input, output) = (input.unwrap_or(0.0), output.unwrap_or(0.0));
+        let cached = match target.and_then(|t| t.input_per_mtok) {
+            Some(p) => p,
+            None => base.map(|p| p.cached_input_per_mtok).unwrap_or(input),
+        };
         let uncached_in = usage.input.saturating_sub(usage.cached_input);
-        (uncached_in as f64 * input + usage.cached_input as f64 * cached + usage.output as f64 * output) / 1_000_000.0
+        let cost = (uncached_in as f64 * input + usage.cached_input as f64 * cached + usage.output as f64 * output)
+            / 1_000_000.0;
+        (cost, known)
     }
 }
 

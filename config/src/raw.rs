@@ -28,6 +28,9 @@ pub struct RawConfig {
     /// Exact response cache.
     #[serde(default)]
     pub cache: RawCache,
+    /// Rules that pick the model alias from the request; the first that matches wins.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
 }
 
 /// `[server]`
@@ -51,6 +54,9 @@ pub struct RawServer {
     /// `batched` (default): answer at once, commit every `ledger_flush_ms`.
     /// `sync`: each response waits for the group commit that holds its record.
     pub ledger_durability: Option<String>,
+    /// Seed of the routing random numbers (weighted draws, power-of-two choices), for
+    /// reproducible tests and benchmarks; absent means a random seed.
+    pub routing_seed: Option<u64>,
 }
 
 /// `[nats]`
@@ -148,6 +154,18 @@ pub struct RawProvider {
     pub breaker_failures: Option<u32>,
     /// How long an open breaker keeps requests away, ms (default 30000).
     pub breaker_cooldown_ms: Option<u64>,
+    /// Share of failed calls within `breaker_window_ms` that opens the breaker
+    /// (0 < ratio <= 1; absent: only consecutive failures open it).
+    pub breaker_error_ratio: Option<f64>,
+    /// Calls a window needs before its error ratio counts (default 20).
+    pub breaker_min_requests: Option<u32>,
+    /// Length of the error-ratio window, ms (default 10000).
+    pub breaker_window_ms: Option<u64>,
+    /// Active health check: `GET base_url + health_check_path` every this many ms;
+    /// a failed check opens the breaker, a passing one closes it (absent: off).
+    pub health_check_interval_ms: Option<u64>,
+    /// Path of the health check, relative to `base_url` (default `/models`).
+    pub health_check_path: Option<String>,
     /// `azure` only: the `api-version` query parameter (default `2024-10-21`).
     pub api_version: Option<String>,
     /// `bedrock` only: the AWS region (e.g. `us-east-1`; `${AWS_REGION}` allowed).
@@ -164,9 +182,13 @@ pub struct RawProvider {
 pub struct RawModel {
     /// The name clients put in `model`.
     pub alias: String,
-    /// `weighted` (default: at random by weight), `failover` (in order) or `cost`
-    /// (cheapest first).
+    /// `weighted` (default: at random by weight), `latency` (power of two choices on
+    /// peak-EWMA latency and in-flight requests), `failover` (in order) or `cost`
+    /// (cheapest for the request's estimated tokens first).
     pub strategy: Option<String>,
+    /// `weighted` only: `"user"` sends every request with the same `user` field to the
+    /// same target (sticky canary splits).
+    pub sticky: Option<String>,
     /// Where requests for this alias go.
     pub targets: Vec<RawTarget>,
     /// Aliases whose targets take over when every target of this one failed.
@@ -188,6 +210,47 @@ pub struct RawTarget {
     pub model: String,
     /// Relative weight (default 1).
     pub weight: Option<u32>,
+    /// Requests of this alias in flight to this target at once; a full target is
+    /// skipped (absent: only the provider's `concurrency` applies).
+    pub max_concurrency: Option<u32>,
+    /// Price of this target, USD per million input / output tokens (overrides the
+    /// alias's price and `pricing.toml`, for routing and for accounting).
+    pub input_per_mtok: Option<f64>,
+    pub output_per_mtok: Option<f64>,
+}
+
+/// `[[routes]]`: when every condition given holds, the request is served by `alias`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Reported in `x-switchyard-route` and the `route` metric label.
+    pub name: String,
+    /// The model alias that serves a matching request.
+    pub alias: String,
+    /// The `model` values this rule applies to (e.g. `["auto"]`); absent: any.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Request headers (name -> regular expression the value must match).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Key ids this rule applies to.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Values of the request's `user` field this rule applies to.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// The request offers tools (true) or does not (false).
+    pub has_tools: Option<bool>,
+    /// The request carries images (true) or does not (false).
+    pub has_images: Option<bool>,
+    /// Estimated prompt tokens at least / at most this many.
+    pub min_prompt_tokens: Option<u64>,
+    pub max_prompt_tokens: Option<u64>,
+    /// A regular expression the last user message must match.
+    pub regex: Option<String>,
+    /// Words or phrases of which the last user message must contain one (case-insensitive).
+    #[serde(default)]
+    pub keywords: Vec<String>,
 }
 
 /// `[[keys]]`

@@ -151,12 +151,12 @@ targets = [{ provider = "o", model = "gpt-4o-mini" }]
         Err(e) => panic!("{e}"),
     };
     let usage = TokenCounts { input: 1_000_000, output: 1_000_000, cached_input: 0 };
-    let fast = cfg.model("fast").map(|m| cfg.pricing.cost(m, "gpt-4o-mini", usage));
+    let fast = cfg.model("fast").map(|m| cfg.pricing.cost(m, "p", "gpt-4o-mini", usage));
     assert_eq!(fast, Some(0.75));
-    let cheap = cfg.model("cheap").map(|m| cfg.pricing.cost(m, "gpt-4o-mini", usage));
+    let cheap = cfg.model("cheap").map(|m| cfg.pricing.cost(m, "p", "gpt-4o-mini", usage));
     assert_eq!(cheap, Some(0.60));
     let cached = TokenCounts { input: 1_000_000, output: 0, cached_input: 1_000_000 };
-    assert_eq!(cfg.model("fast").map(|m| cfg.pricing.cost(m, "gpt-4o-mini", cached)), Some(0.075));
+    assert_eq!(cfg.model("fast").map(|m| cfg.pricing.cost(m, "p", "gpt-4o-mini", cached)), Some(0.075));
 }
 
 #[test]
@@ -258,4 +258,152 @@ fallbacks = ["b", "nope"]
         assert!(err.iter().any(|f| f == want), "missing error for {want}: {err:?}");
     }
     assert!(!err.iter().any(|f| f.starts_with("models[0]")), "{err:?}");
+}
+
+#[test]
+fn target_prices_override_the_alias_and_the_price_list() {
+    let text = r#"
+[[providers]]
+name = "o"
+kind = "mock"
+[[models]]
+alias = "fast"
+input_per_mtok = 1.0
+targets = [{ provider = "o", model = "gpt-4o-mini", input_per_mtok = 2.0, output_per_mtok = 3.0 },
+           { provider = "o", model = "gpt-4o" }]
+"#;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = load_str(text, dir, &no_env).unwrap_or_else(|e| panic!("{e}"));
+    let m = cfg.model("fast").unwrap_or_else(|| panic!("alias"));
+    let usage = TokenCounts { input: 1_000_000, output: 1_000_000, cached_input: 0 };
+    assert_eq!(cfg.pricing.cost(m, "o", "gpt-4o-mini", usage), 5.0, "the target's own price");
+    // the other target: the alias's input price, pricing.toml's output price (gpt-4o: 10.00)
+    assert_eq!(cfg.pricing.cost(m, "o", "gpt-4o", usage), 11.0);
+    // the same model through another provider is not that target
+    assert_eq!(cfg.pricing.cost(m, "other", "gpt-4o-mini", usage), 1.6);
+    let (_, known) = cfg.pricing.target_cost(m, None, "no-such-model", usage);
+    assert!(known, "the alias's input price is a price");
+}
+
+#[test]
+fn routes_are_checked_and_match_on_every_condition() {
+    let text = r#"
+[[providers]]
+name = "p"
+kind = "mock"
+[[models]]
+alias = "small"
+targets = [{ provider = "p", model = "m" }]
+[[models]]
+alias = "big"
+strategy = "latency"
+targets = [{ provider = "p", model = "m", max_concurrency = 4 }]
+[[keys]]
+id = "team-a"
+key = "sk-team-a-secret"
+models = ["*"]
+[[routes]]
+name = "code"
+models = ["auto"]
+alias = "big"
+regex = '(?i)\b(rust|python)\b'
+headers = { "X-Team" = "^search$" }
+[[routes]]
+name = "faq"
+alias = "small"
+keywords = ["Refund", "opening hours"]
+keys = ["team-a"]
+max_prompt_tokens = 100
+"#;
+    let cfg = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    let (code, faq) = (&cfg.routes[0], &cfg.routes[1]);
+    let headers = vec![("x-team".to_string(), "search".to_string())];
+    let input = RouteInput {
+        model: "auto",
+        key_id: "team-b",
+        headers: &headers,
+        prompt_tokens: 50,
+        last_user_text: "How do I read a file in Python?",
+        ..Default::default()
+    };
+    assert!(code.matches(&input));
+    assert!(!code.matches(&RouteInput { model: "gpt-4o", ..input }), "only for `auto`");
+    assert!(!code.matches(&RouteInput { headers: &[], ..input }), "the header is required");
+    assert!(!code.matches(&RouteInput { last_user_text: "pythonic", ..input }), "whole words only");
+    assert!(!faq.matches(&input), "another key");
+    let faq_input = RouteInput { key_id: "team-a", last_user_text: "what about a REFUND?", ..input };
+    assert!(faq.matches(&faq_input), "keywords ignore case");
+    assert!(!faq.matches(&RouteInput { prompt_tokens: 101, ..faq_input }));
+    assert!(cfg.model("big").is_some_and(|m| m.strategy == Strategy::Latency));
+
+    let bad = r#"
+[[providers]]
+name = "p"
+kind = "mock"
+health_check_interval_ms = 1000
+[[models]]
+alias = "a"
+strategy = "failover"
+sticky = "user"
+targets = [{ provider = "p", model = "m", max_concurrency = 0, input_per_mtok = -1.0 }]
+[[routes]]
+name = "r"
+alias = "nope"
+regex = "(unclosed"
+keywords = [""]
+keys = ["ghost"]
+min_prompt_tokens = 10
+max_prompt_tokens = 5
+headers = { "x-a" = "[" }
+[[routes]]
+name = "r"
+alias = "a"
+"#;
+    let err = parse(bad).err().map(|e| fields(&e)).unwrap_or_default();
+    for want in [
+        "providers[0].health_check_interval_ms",
+        "models[0].sticky",
+        "models[0].targets[0].max_concurrency",
+        "models[0].targets[0].input_per_mtok",
+        "routes[0].alias",
+        "routes[0].regex",
+        "routes[0].keywords",
+        "routes[0].keys[0]",
+        "routes[0].min_prompt_tokens",
+        "routes[0].headers.x-a",
+        "routes[1].name",
+    ] {
+        assert!(err.iter().any(|f| f == want), "missing error for {want}: {err:?}");
+    }
+}
+
+#[test]
+fn breaker_and_health_check_settings_are_checked() {
+    let text = r#"
+[[providers]]
+name = "p"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:9/v1"
+breaker_error_ratio = 0.5
+health_check_interval_ms = 2000
+[[providers]]
+name = "q"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:9/v1"
+breaker_error_ratio = 1.5
+breaker_min_requests = 0
+health_check_path = "models"
+"#;
+    let err = parse(text).err().map(|e| fields(&e)).unwrap_or_default();
+    for want in
+        ["providers[1].breaker_error_ratio", "providers[1].breaker_min_requests", "providers[1].health_check_path"]
+    {
+        assert!(err.iter().any(|f| f == want), "missing error for {want}: {err:?}");
+    }
+    assert!(!err.iter().any(|f| f.starts_with("providers[0]")), "{err:?}");
+    let ok = parse(&text[..text.find("[[providers]]\nname = \"q\"").unwrap_or(0)]).unwrap_or_else(|e| panic!("{e}"));
+    let p = &ok.providers[0];
+    assert_eq!((p.breaker_error_ratio, p.breaker_min_requests), (Some(0.5), 20));
+    let hc = p.health_check.clone().unwrap_or_else(|| panic!("health check"));
+    assert_eq!((hc.interval, hc.path.as_str()), (Duration::from_secs(2), "/models"));
 }

@@ -122,6 +122,7 @@ pub fn validate(
                 false
             }
         },
+        routing_seed: s.routing_seed,
     };
 
     // [nats]
@@ -322,6 +323,41 @@ pub fn validate(
             aws,
             breaker_failures: p.breaker_failures.unwrap_or(5),
             breaker_cooldown: positive_ms(&f("breaker_cooldown_ms"), p.breaker_cooldown_ms, 30_000, &mut errs),
+            breaker_error_ratio: match p.breaker_error_ratio {
+                Some(r) if !(r > 0.0 && r <= 1.0) => {
+                    errs.push(f("breaker_error_ratio"), format!("{r} is not in (0, 1]"));
+                    None
+                }
+                r => r,
+            },
+            breaker_min_requests: match p.breaker_min_requests {
+                Some(0) => {
+                    errs.push(f("breaker_min_requests"), "must be at least 1");
+                    1
+                }
+                n => n.unwrap_or(20),
+            },
+            breaker_window: positive_ms(&f("breaker_window_ms"), p.breaker_window_ms, 10_000, &mut errs),
+            health_check: match (p.health_check_interval_ms, p.health_check_path) {
+                (None, None) => None,
+                (None, Some(_)) => {
+                    errs.push(f("health_check_path"), "needs `health_check_interval_ms`");
+                    None
+                }
+                (Some(ms), path) => {
+                    let path = path.unwrap_or_else(|| "/models".into());
+                    if !path.starts_with('/') {
+                        errs.push(f("health_check_path"), "must start with `/`");
+                    }
+                    if kind == ProviderKind::Mock {
+                        errs.push(f("health_check_interval_ms"), "a `mock` provider has nothing to check");
+                    }
+                    Some(crate::HealthCheck {
+                        interval: positive_ms(&f("health_check_interval_ms"), Some(ms), 0, &mut errs),
+                        path,
+                    })
+                }
+            },
         });
     }
 
@@ -339,12 +375,25 @@ pub fn validate(
             None | Some("weighted") => Strategy::Weighted,
             Some("failover") => Strategy::Failover,
             Some("cost") => Strategy::Cost,
+            Some("latency") => Strategy::Latency,
             Some(other) => {
                 errs.push(
                     f("strategy"),
-                    format!("unknown strategy `{other}`; expected `weighted`, `failover` or `cost`"),
+                    format!("unknown strategy `{other}`; expected `weighted`, `latency`, `failover` or `cost`"),
                 );
                 Strategy::Weighted
+            }
+        };
+        let sticky_user = match m.sticky.as_deref() {
+            None => false,
+            Some("user") if strategy == Strategy::Weighted => true,
+            Some("user") => {
+                errs.push(f("sticky"), "only a `weighted` alias can be sticky");
+                false
+            }
+            Some(other) => {
+                errs.push(f("sticky"), format!("`{other}` is not `user`"));
+                false
             }
         };
         if m.targets.is_empty() {
@@ -358,8 +407,23 @@ pub fn validate(
             if t.model.is_empty() {
                 errs.push(format!("models[{i}].targets[{j}].model"), "must not be empty");
             }
-            let weight = t.weight.unwrap_or(1);
-            targets.push(Target { provider: t.provider, model: t.model, weight });
+            let tf = |name: &str| format!("models[{i}].targets[{j}].{name}");
+            if t.max_concurrency == Some(0) {
+                errs.push(tf("max_concurrency"), "must be at least 1 (omit it for no limit)");
+            }
+            for (name, v) in [("input_per_mtok", t.input_per_mtok), ("output_per_mtok", t.output_per_mtok)] {
+                if v.is_some_and(|v| !(v >= 0.0 && v.is_finite())) {
+                    errs.push(tf(name), "must be a finite number >= 0");
+                }
+            }
+            targets.push(Target {
+                provider: t.provider,
+                model: t.model,
+                weight: t.weight.unwrap_or(1),
+                max_concurrency: t.max_concurrency,
+                input_per_mtok: t.input_per_mtok,
+                output_per_mtok: t.output_per_mtok,
+            });
         }
         if !targets.is_empty() && targets.iter().all(|t| t.weight == 0) {
             errs.push(f("targets"), "at least one target needs a weight above 0");
@@ -376,6 +440,7 @@ pub fn validate(
             targets,
             input_per_mtok: m.input_per_mtok,
             output_per_mtok: m.output_per_mtok,
+            sticky_user,
         });
     }
 
@@ -461,6 +526,74 @@ pub fn validate(
         });
     }
 
+    // [[routes]]
+    let mut routes = Vec::new();
+    let mut route_names = HashSet::new();
+    for (i, r) in raw.routes.into_iter().enumerate() {
+        let f = |name: &str| format!("routes[{i}].{name}");
+        if r.name.is_empty() {
+            errs.push(f("name"), "must not be empty");
+        } else if !route_names.insert(r.name.clone()) {
+            errs.push(f("name"), format!("duplicate route name `{}`", r.name));
+        }
+        if !aliases.contains(&r.alias) {
+            errs.push(f("alias"), format!("no model alias `{}`", r.alias));
+        }
+        for (j, k) in r.keys.iter().enumerate() {
+            if !ids.contains(k) {
+                errs.push(format!("routes[{i}].keys[{j}]"), format!("no key with id `{k}`"));
+            }
+        }
+        let mut regex = |field: &str, pattern: &str| match regex::Regex::new(pattern) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                errs.push(f(field), format!("not a regular expression: {e}"));
+                None
+            }
+        };
+        let headers = r
+            .headers
+            .iter()
+            .filter_map(|(name, pattern)| {
+                regex(&format!("headers.{name}"), pattern).map(|re| (name.to_ascii_lowercase(), re))
+            })
+            .collect();
+        let content = r.regex.as_deref().and_then(|p| regex("regex", p));
+        let keywords = if r.keywords.is_empty() {
+            None
+        } else if r.keywords.iter().any(String::is_empty) {
+            errs.push(f("keywords"), "must not contain an empty keyword");
+            None
+        } else {
+            match aho_corasick::AhoCorasick::builder().ascii_case_insensitive(true).build(&r.keywords) {
+                Ok(ac) => Some(ac),
+                Err(e) => {
+                    errs.push(f("keywords"), e.to_string());
+                    None
+                }
+            }
+        };
+        if let (Some(lo), Some(hi)) = (r.min_prompt_tokens, r.max_prompt_tokens) {
+            if lo > hi {
+                errs.push(f("min_prompt_tokens"), format!("{lo} is above max_prompt_tokens {hi}"));
+            }
+        }
+        routes.push(crate::Route {
+            name: r.name,
+            alias: r.alias,
+            models: r.models,
+            headers,
+            keys: r.keys,
+            users: r.users,
+            has_tools: r.has_tools,
+            has_images: r.has_images,
+            min_prompt_tokens: r.min_prompt_tokens,
+            max_prompt_tokens: r.max_prompt_tokens,
+            regex: content,
+            keywords,
+        });
+    }
+
     // [cache]
     let cache = Cache {
         enabled: raw.cache.enabled.unwrap_or(false),
@@ -497,7 +630,7 @@ pub fn validate(
     if !errs.0.is_empty() {
         return Err(ConfigErrors(errs.0));
     }
-    Ok(Config { server, nats, providers, models, keys, cache, pricing: Pricing { models: prices } })
+    Ok(Config { server, nats, providers, models, keys, cache, pricing: Pricing { models: prices }, routes })
 }
 
 #[cfg(test)]

@@ -142,6 +142,10 @@ fn success_head(request_id: &str, o: &Outcome, received: Instant) -> HttpRespons
     set(&mut b, "x-switchyard-model", &o.upstream_model);
     set(&mut b, "x-switchyard-cache", o.cache.as_str());
     set(&mut b, "x-switchyard-overhead-us", &overhead.as_micros().to_string());
+    set(&mut b, "x-switchyard-attempts", &o.attempts.to_string());
+    if let Some(route) = &o.route {
+        set(&mut b, "x-switchyard-route", route);
+    }
     for (k, v) in o.rate.pairs() {
         set(&mut b, k, &v);
     }

@@ -25,6 +25,14 @@ pub enum CacheDecision {
     Hit(CachedResponse),
 }
 
+/// See [`JobState::route_hints`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteHints {
+    pub sticky: Option<u64>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
 /// A request that may go ahead.
 pub struct Admission {
     pub rate: RateHeaders,
@@ -63,6 +71,9 @@ pub struct JobState {
     pub cache_key: Option<CacheKey>,
     /// Providers already tried for this request (a failover re-route skips them).
     pub exclude: Vec<String>,
+    /// What the router's choice depends on: the hash of the request's `user` (sticky
+    /// splits) and its estimated input and output tokens (the `cost` strategy).
+    pub route_hints: RouteHints,
     pub reply: oneshot::Sender<Answer>,
     // filled in by the stages
     pub rate: Option<RateHeaders>,
@@ -94,6 +105,7 @@ impl JobState {
             background: false,
             cache_key,
             exclude: Vec::new(),
+            route_hints: RouteHints::default(),
             reply,
             rate: None,
             ticket: None,
@@ -111,10 +123,12 @@ impl JobState {
         background: bool,
         rate: RateHeaders,
         exclude: Vec<String>,
+        route_hints: RouteHints,
     ) -> (Job, oneshot::Receiver<Answer>) {
         let (Job(mut state), rx) = JobState::create(key_id.clone(), Limits::default(), 0, alias, priority, None);
         state.background = background;
         state.exclude = exclude;
+        state.route_hints = route_hints;
         state.rate = Some(rate);
         state.ticket = Some(LimitTicket::detached(key_id));
         (Job(state), rx)

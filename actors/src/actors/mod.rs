@@ -6,6 +6,7 @@ pub mod accounting;
 pub mod breaker;
 pub mod cache;
 pub mod job;
+pub mod load;
 pub mod provider_worker;
 pub mod rate_limiter;
 pub mod router;

@@ -1,8 +1,11 @@
-//! Router: model alias -> one target, chosen by weight, then the job goes to that
-//! provider's worker. Owns its RNG (seedable for tests), its slice of the config and the
-//! workers' addresses, swapped by `UpdateModels` on reload.
+//! Router: model alias -> one target, chosen by the alias's strategy, then the job goes
+//! to that provider's worker. Owns its RNG (seedable for tests), its slice of the config,
+//! the workers' addresses and the targets' load trackers, swapped (trackers kept) by
+//! `UpdateModels` on reload.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -10,13 +13,50 @@ use switchyard_config::{Config, Strategy, Target, TokenCounts};
 
 use super::breaker::Breaker;
 use super::job::{forward, Job, Refusal};
+use super::load::{TargetLoad, TargetSlot};
 use super::provider_worker::ProviderWorker;
 
-/// Where one request goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where one request goes, and its hold on that target.
+#[derive(Debug)]
 pub struct RouteDecision {
     pub provider: String,
     pub model: String,
+    pub slot: TargetSlot,
+}
+
+impl PartialEq for RouteDecision {
+    fn eq(&self, other: &Self) -> bool {
+        self.provider == other.provider && self.model == other.model
+    }
+}
+
+/// Why no target was picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoute {
+    UnknownAlias,
+    /// Every target was tried already.
+    Exhausted,
+    /// The untried targets are all at their `max_concurrency`.
+    Busy,
+}
+
+/// What the choice depends on besides the alias.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PickArgs<'a> {
+    /// Providers a failed request already tried.
+    pub exclude: &'a [String],
+    /// Hash of the request's `user` (a sticky `weighted` alias draws with it).
+    pub sticky: Option<u64>,
+    /// Estimated tokens (the `cost` strategy prices them).
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// The stable hash a sticky split draws with.
+pub fn sticky_hash(user: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    user.hash(&mut h);
+    h.finish()
 }
 
 /// Replace the model table and the workers (config reload).
@@ -28,9 +68,25 @@ pub struct UpdateModels {
     pub breakers: HashMap<String, Arc<Breaker>>,
 }
 
+struct Entry {
+    target: Target,
+    load: Arc<TargetLoad>,
+    /// `max_concurrency` and the requests of this alias in flight to the target.
+    limit: Option<(u32, Arc<AtomicU32>)>,
+    /// USD per million input / output tokens; `None`: no known price.
+    price: Option<(f64, f64)>,
+}
+
+impl Entry {
+    fn full(&self) -> bool {
+        self.limit.as_ref().is_some_and(|(max, n)| n.load(Ordering::Relaxed) >= *max)
+    }
+}
+
 struct Group {
     strategy: Strategy,
-    targets: Vec<Target>,
+    sticky_user: bool,
+    targets: Vec<Entry>,
 }
 
 pub struct Router {
@@ -38,6 +94,8 @@ pub struct Router {
     workers: HashMap<String, Addr<ProviderWorker>>,
     /// Providers whose breaker is open are skipped while another target is available.
     breakers: HashMap<String, Arc<Breaker>>,
+    /// Per (provider, upstream model), kept across reloads.
+    loads: HashMap<(String, String), Arc<TargetLoad>>,
     rng: fastrand::Rng,
 }
 
@@ -47,7 +105,7 @@ impl Router {
             Some(s) => fastrand::Rng::with_seed(s),
             None => fastrand::Rng::new(),
         };
-        let mut r = Router { groups: HashMap::new(), workers, breakers: HashMap::new(), rng };
+        let mut r = Router { groups: HashMap::new(), workers, breakers: HashMap::new(), loads: HashMap::new(), rng };
         r.load(config);
         r
     }
@@ -57,49 +115,105 @@ impl Router {
         self
     }
 
+    /// The load tracker of a target (created on first use).
+    pub fn target_load(&mut self, provider: &str, model: &str) -> Arc<TargetLoad> {
+        self.loads
+            .entry((provider.to_string(), model.to_string()))
+            .or_insert_with(|| Arc::new(TargetLoad::new(provider, model)))
+            .clone()
+    }
+
     fn load(&mut self, config: &Config) {
-        self.groups = config
-            .models
-            .iter()
-            .map(|m| {
-                let mut targets = m.targets.clone();
-                if m.strategy == Strategy::Cost {
-                    // a nominal request; a target with no known price goes last
-                    let counts = TokenCounts { input: 1_000, output: 500, cached_input: 0 };
-                    let price = |t: &Target| {
-                        let known = m.input_per_mtok.is_some() || config.pricing.models.contains_key(&t.model);
-                        (!known, config.pricing.cost(m, &t.model, counts))
-                    };
-                    targets.sort_by(|a, b| price(a).partial_cmp(&price(b)).unwrap_or(std::cmp::Ordering::Equal));
-                }
-                (m.alias.clone(), Group { strategy: m.strategy, targets })
-            })
-            .collect();
+        let mut old = std::mem::take(&mut self.groups);
+        let mut groups = HashMap::new();
+        for m in &config.models {
+            let previous = old.remove(&m.alias);
+            let mut targets = Vec::new();
+            for t in &m.targets {
+                // in-flight counts survive a reload that keeps the target's limit
+                let kept = previous.as_ref().and_then(|g| {
+                    g.targets.iter().find(|e| e.target.provider == t.provider && e.target.model == t.model)
+                });
+                let limit = t.max_concurrency.map(|max| {
+                    let count = kept.and_then(|e| e.limit.as_ref().map(|(_, n)| n.clone()));
+                    (max, count.unwrap_or_default())
+                });
+                let per_mtok = TokenCounts { input: 1_000_000, output: 0, cached_input: 0 };
+                let (input, known) = config.pricing.target_cost(m, Some(t), &t.model, per_mtok);
+                let per_mtok = TokenCounts { input: 0, output: 1_000_000, cached_input: 0 };
+                let (output, _) = config.pricing.target_cost(m, Some(t), &t.model, per_mtok);
+                targets.push(Entry {
+                    target: t.clone(),
+                    load: self.target_load(&t.provider, &t.model),
+                    limit,
+                    price: known.then_some((input, output)),
+                });
+            }
+            groups.insert(m.alias.clone(), Group { strategy: m.strategy, sticky_user: m.sticky_user, targets });
+        }
+        self.groups = groups;
     }
 
     /// The choice itself (plain function, benchmarked): a target of `alias` whose
-    /// provider is not in `exclude` (the ones a failed request already tried).
-    pub fn pick(&mut self, alias: &str, exclude: &[String]) -> Option<RouteDecision> {
+    /// provider is not in `args.exclude` and that is below its `max_concurrency`.
+    pub fn pick(&mut self, alias: &str, args: &PickArgs<'_>) -> Result<RouteDecision, NoRoute> {
         let now = crate::types::unix_ms();
-        let g = self.groups.get(alias)?;
-        let untried = |t: &&Target| !exclude.contains(&t.provider);
-        let up = |t: &&Target| self.breakers.get(&t.provider).is_none_or(|b| b.allows(now));
+        let g = self.groups.get(alias).ok_or(NoRoute::UnknownAlias)?;
+        let untried = |e: &Entry| !args.exclude.contains(&e.target.provider);
+        if !g.targets.iter().any(untried) {
+            return Err(NoRoute::Exhausted);
+        }
+        let free = |e: &Entry| untried(e) && !e.full();
+        let up = |e: &Entry| self.breakers.get(&e.target.provider).is_none_or(|b| b.allows(now));
         // open breakers are skipped while another target is available
-        let any_up = g.targets.iter().filter(untried).any(|t| up(&t));
-        let open = |t: &&Target| untried(t) && (!any_up || up(t));
-        let t = match g.strategy {
-            Strategy::Failover | Strategy::Cost => g.targets.iter().find(open)?,
-            Strategy::Weighted => {
-                let total: u64 = g.targets.iter().filter(open).map(|t| u64::from(t.weight)).sum();
-                if total == 0 {
-                    g.targets.iter().find(open)?
+        let any_up = g.targets.iter().filter(|e| free(e)).any(up);
+        let open = |e: &&Entry| free(e) && (!any_up || up(e));
+        let candidates = g.targets.iter().filter(open).count();
+        if candidates == 0 {
+            return Err(NoRoute::Busy);
+        }
+        let e = match g.strategy {
+            Strategy::Failover => g.targets.iter().find(open),
+            Strategy::Cost => {
+                let cost = |e: &&Entry| match e.price {
+                    Some((i, o)) => (i * args.input_tokens as f64 + o * args.output_tokens as f64, false),
+                    None => (0.0, true),
+                };
+                // the first of equally cheap targets (file order) wins
+                g.targets.iter().filter(open).min_by(|a, b| {
+                    let (ca, cb) = (cost(a), cost(b));
+                    ca.1.cmp(&cb.1).then(ca.0.partial_cmp(&cb.0).unwrap_or(std::cmp::Ordering::Equal))
+                })
+            }
+            Strategy::Latency => {
+                // power of two choices: two distinct candidates at random, the lower score wins
+                let i = self.rng.usize(0..candidates);
+                let a = g.targets.iter().filter(open).nth(i);
+                if candidates == 1 {
+                    a
                 } else {
-                    let mut x = self.rng.u64(0..total);
-                    let mut chosen = g.targets.iter().find(open)?;
-                    for t in g.targets.iter().filter(open) {
-                        let w = u64::from(t.weight);
+                    let j = (i + 1 + self.rng.usize(0..candidates - 1)) % candidates;
+                    let b = g.targets.iter().filter(open).nth(j);
+                    match (a, b) {
+                        (Some(a), Some(b)) if b.load.score(now) < a.load.score(now) => Some(b),
+                        (a, _) => a,
+                    }
+                }
+            }
+            Strategy::Weighted => {
+                let total: u64 = g.targets.iter().filter(open).map(|e| u64::from(e.target.weight)).sum();
+                if total == 0 {
+                    g.targets.iter().find(open)
+                } else {
+                    let mut x = match (g.sticky_user, args.sticky) {
+                        (true, Some(h)) => h % total,
+                        _ => self.rng.u64(0..total),
+                    };
+                    let mut chosen = g.targets.iter().find(open);
+                    for e in g.targets.iter().filter(open) {
+                        let w = u64::from(e.target.weight);
                         if x < w {
-                            chosen = t;
+                            chosen = Some(e);
                             break;
                         }
                         x -= w;
@@ -108,7 +222,9 @@ impl Router {
                 }
             }
         };
-        Some(RouteDecision { provider: t.provider.clone(), model: t.model.clone() })
+        let e = e.ok_or(NoRoute::Busy)?;
+        let slot = TargetSlot::take(e.load.clone(), e.limit.as_ref().map(|(_, n)| n.clone()));
+        Ok(RouteDecision { provider: e.target.provider.clone(), model: e.target.model.clone(), slot })
     }
 }
 
@@ -125,8 +241,20 @@ impl Handler<Job> for Router {
     type Result = ();
 
     fn handle(&mut self, Job(mut job): Job, _: &mut Self::Context) {
-        let Some(decision) = self.pick(&job.alias, &job.exclude) else {
-            return job.refuse(Refusal::UnknownModel);
+        let args = PickArgs {
+            exclude: &job.exclude,
+            sticky: job.route_hints.sticky,
+            input_tokens: job.route_hints.input_tokens,
+            output_tokens: job.route_hints.output_tokens,
+        };
+        let decision = match self.pick(&job.alias, &args) {
+            Ok(d) => d,
+            Err(NoRoute::UnknownAlias | NoRoute::Exhausted) => return job.refuse(Refusal::UnknownModel),
+            Err(NoRoute::Busy) => {
+                let rate = job.rate.take().unwrap_or_default();
+                let provider = format!("every target of `{}`", job.alias);
+                return job.refuse(Refusal::QueueFull { provider, rate });
+            }
         };
         let Some(worker) = self.workers.get(&decision.provider) else {
             return job.refuse(Refusal::Overloaded("no worker for the chosen provider"));
@@ -177,8 +305,31 @@ alias = "cheap"
 strategy = "cost"
 targets = [{ provider = "a", model = "unpriced" }, { provider = "a", model = "gpt-4o" },
            { provider = "b", model = "gpt-4o-mini" }]
+[[models]]
+alias = "priced"
+strategy = "cost"
+targets = [{ provider = "a", model = "cheap-output", input_per_mtok = 10.0, output_per_mtok = 1.0 },
+           { provider = "b", model = "cheap-input", input_per_mtok = 1.0, output_per_mtok = 10.0 }]
+[[models]]
+alias = "quick"
+strategy = "latency"
+targets = [{ provider = "a", model = "fast" }, { provider = "b", model = "slow" }]
+[[models]]
+alias = "canary"
+sticky = "user"
+targets = [{ provider = "a", model = "v1", weight = 95 }, { provider = "a", model = "v2", weight = 5 }]
+[[models]]
+alias = "capped"
+strategy = "failover"
+targets = [{ provider = "a", model = "small", max_concurrency = 2 }, { provider = "b", model = "big", max_concurrency = 4 }]
 "#;
         switchyard_config::load_str(&text, Path::new("."), &|_| None).unwrap()
+    }
+
+    fn pick(router: &mut Router, alias: &str, tried: &[&str]) -> Option<(String, String)> {
+        let exclude: Vec<String> = tried.iter().map(|n| n.to_string()).collect();
+        let args = PickArgs { exclude: &exclude, input_tokens: 1000, output_tokens: 500, ..Default::default() };
+        router.pick(alias, &args).ok().map(|d| (d.provider.clone(), d.model.clone()))
     }
 
     #[test]
@@ -186,33 +337,107 @@ targets = [{ provider = "a", model = "unpriced" }, { provider = "a", model = "gp
         let mut router = Router::new(&config(), HashMap::new(), Some(7));
         let mut a = 0;
         for _ in 0..10_000 {
-            let d = router.pick("split", &[]).unwrap();
-            if d.provider == "a" {
-                assert_eq!(d.model, "ma");
+            let (provider, model) = pick(&mut router, "split", &[]).unwrap();
+            if provider == "a" {
+                assert_eq!(model, "ma");
                 a += 1;
             }
         }
         // 90% +- 1.5% (about 5 standard deviations)
         assert!((8850..=9150).contains(&a), "a got {a} of 10000");
-        assert_eq!(router.pick("nope", &[]), None);
-        assert_eq!(router.pick("one", &[]), Some(RouteDecision { provider: "b".into(), model: "mb".into() }));
+        assert_eq!(router.pick("nope", &PickArgs::default()), Err(NoRoute::UnknownAlias));
+        assert_eq!(pick(&mut router, "one", &[]), Some(("b".into(), "mb".into())));
     }
 
     #[test]
     fn tried_targets_are_skipped_in_order_or_by_weight() {
         let mut router = Router::new(&config(), HashMap::new(), Some(3));
-        let tried = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        assert_eq!(router.pick("ordered", &[]).unwrap().model, "m1", "failover starts at the first target");
-        assert_eq!(router.pick("ordered", &tried(&["b"])).unwrap().model, "m2");
-        assert_eq!(router.pick("ordered", &tried(&["b", "a"])), None);
+        assert_eq!(pick(&mut router, "ordered", &[]).unwrap().1, "m1", "failover starts at the first target");
+        assert_eq!(pick(&mut router, "ordered", &["b"]).unwrap().1, "m2");
+        let args = PickArgs { exclude: &["b".into(), "a".into()], ..Default::default() };
+        assert_eq!(router.pick("ordered", &args), Err(NoRoute::Exhausted));
         // weighted: the tried target is never drawn again, whatever its weight
         for _ in 0..1000 {
-            assert_eq!(router.pick("split", &tried(&["a"])).unwrap().provider, "b");
+            assert_eq!(pick(&mut router, "split", &["a"]).unwrap().0, "b");
         }
-        assert_eq!(router.pick("one", &tried(&["b"])), None);
+        assert_eq!(pick(&mut router, "one", &["b"]), None);
         // cost: the cheapest priced target first, then the next; unpriced ones last
-        assert_eq!(router.pick("cheap", &[]).unwrap().model, "gpt-4o-mini");
-        assert_eq!(router.pick("cheap", &tried(&["b"])).unwrap().model, "gpt-4o");
+        assert_eq!(pick(&mut router, "cheap", &[]).unwrap().1, "gpt-4o-mini");
+        assert_eq!(pick(&mut router, "cheap", &["b"]).unwrap().1, "gpt-4o");
+    }
+
+    #[test]
+    fn cost_prices_the_estimated_tokens_with_target_prices() {
+        let mut router = Router::new(&config(), HashMap::new(), Some(3));
+        // "in-heavy" is cheap on input, "out-heavy" on output
+        let mut cheapest = |input, output| {
+            let args = PickArgs { input_tokens: input, output_tokens: output, ..Default::default() };
+            router.pick("priced", &args).unwrap().model.clone()
+        };
+        assert_eq!(cheapest(10_000, 10), "cheap-input");
+        assert_eq!(cheapest(10, 10_000), "cheap-output");
+    }
+
+    #[test]
+    fn latency_moves_traffic_to_the_faster_target() {
+        let mut router = Router::new(&config(), HashMap::new(), Some(11));
+        let now = crate::types::unix_ms();
+        router.target_load("a", "fast").observe(std::time::Duration::from_millis(5), true, now);
+        router.target_load("b", "slow").observe(std::time::Duration::from_millis(250), true, now);
+        let mut fast = 0;
+        for _ in 0..1000 {
+            // one request at a time: the faster target wins every draw
+            if pick(&mut router, "quick", &[]).unwrap().1 == "fast" {
+                fast += 1;
+            }
+        }
+        assert_eq!(fast, 1000);
+        // requests in flight on the fast target make the slow one worth a try:
+        // 40 held score 5 ms * 41 = 205 ms, below the idle slow target's 250 ms
+        let held: Vec<_> = (0..40).map(|_| router.pick("quick", &PickArgs::default()).unwrap()).collect();
+        assert!(held.iter().all(|d| d.model == "fast"));
+        // 60 in flight score 305 ms: the slow target wins
+        let fast_load = router.target_load("a", "fast");
+        let more: Vec<_> = (0..20).map(|_| TargetSlot::take(fast_load.clone(), None)).collect();
+        assert_eq!(pick(&mut router, "quick", &[]).unwrap().1, "slow");
+        drop((held, more));
+        assert_eq!(pick(&mut router, "quick", &[]).unwrap().1, "fast");
+    }
+
+    #[test]
+    fn sticky_users_keep_their_target_and_the_split_holds() {
+        let mut router = Router::new(&config(), HashMap::new(), Some(5));
+        let mut canary = 0;
+        for u in 0..4000 {
+            let h = sticky_hash(&format!("user-{u}"));
+            let args = PickArgs { sticky: Some(h), ..Default::default() };
+            let first = router.pick("canary", &args).unwrap().model.clone();
+            for _ in 0..3 {
+                assert_eq!(router.pick("canary", &args).unwrap().model, first, "user-{u} moved");
+            }
+            canary += usize::from(first == "v2");
+        }
+        // 5% of 4000 = 200, +- 5 standard deviations (about 69)
+        assert!((131..=269).contains(&canary), "{canary} users on the canary");
+    }
+
+    #[test]
+    fn a_target_at_its_max_concurrency_is_skipped_until_a_slot_frees() {
+        let mut router = Router::new(&config(), HashMap::new(), Some(5));
+        let held: Vec<_> = (0..2).map(|_| router.pick("capped", &PickArgs::default()).unwrap()).collect();
+        assert!(held.iter().all(|d| d.model == "small"));
+        assert_eq!(pick(&mut router, "capped", &[]).unwrap().1, "big", "the first target is full");
+        let more: Vec<_> = (0..4).map(|_| router.pick("capped", &PickArgs::default()).unwrap()).collect();
+        assert_eq!(router.pick("capped", &PickArgs::default()), Err(NoRoute::Busy));
+        drop(more);
+        drop(held);
+        assert_eq!(pick(&mut router, "capped", &[]).unwrap().1, "small");
+        // a reload that keeps the limit keeps the count
+        let held = router.pick("capped", &PickArgs::default()).unwrap();
+        router.load(&config());
+        let _second = router.pick("capped", &PickArgs::default()).unwrap();
+        assert_eq!(pick(&mut router, "capped", &[]).unwrap().1, "big");
+        drop(held);
     }
 
     #[actix_rt::test]

@@ -54,6 +54,8 @@ pub struct Finisher {
     pub cache_put: Option<(CacheKey, Duration)>,
     pub ticket: Option<LimitTicket>,
     pub permit: Option<Permit>,
+    /// The target's in-flight count (latency strategy, `max_concurrency`).
+    pub slot: Option<crate::actors::load::TargetSlot>,
     pub received: Instant,
     pub upstream_time: Duration,
     pub ttft: Option<Duration>,
@@ -90,6 +92,7 @@ impl Finisher {
         let cost = match (cache_hit, self.config.model(&self.record.alias)) {
             (false, Some(m)) => self.config.pricing.cost(
                 m,
+                &self.record.provider,
                 &self.record.upstream_model,
                 TokenCounts { input: usage.input, output: usage.output, cached_input: usage.cached_input },
             ),
@@ -142,6 +145,7 @@ impl Finisher {
             };
             self.accounting.record(Record(r, ack));
         }
+        self.slot = None;
         // one message gives back both the rate-limit ticket and the provider slot
         match (self.ticket.take(), self.permit.take()) {
             (Some(mut t), Some(p)) => {

@@ -22,11 +22,15 @@ pub use self::finish::{record_overhead, Finisher, InflightGuard};
 use crate::actors::accounting::{Accounting, Flush, RecordSink};
 use crate::actors::breaker::Breaker;
 use crate::actors::cache::{cache_key, Cache, CacheKey, SetCapacity};
-use crate::actors::job::{CacheDecision, JobState, Refusal};
+use crate::actors::job::{CacheDecision, JobState, Refusal, RouteHints};
+use crate::actors::load::TargetSlot;
 use crate::actors::provider_worker::{ProviderWorker, Resize};
 use crate::actors::rate_limiter::{NextStages, RateHeaders, RateLimiter};
-use crate::actors::router::{Router, UpdateModels};
-use crate::metrics::{CACHE_REQUESTS_TOTAL, FAILOVERS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL};
+use crate::actors::router::{sticky_hash, Router, UpdateModels};
+use crate::metrics::{
+    CACHE_REQUESTS_TOTAL, FAILOVERS_TOTAL, FALLBACKS_TOTAL, HEALTH_CHECKS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL,
+    ROUTES_TOTAL,
+};
 use crate::providers::sse::{data_event, DONE};
 use crate::providers::{anthropic, bedrock, capabilities, gemini, ollama, openai};
 use crate::providers::{UpstreamBody, UpstreamCall, UpstreamClient, UpstreamReply};
@@ -53,7 +57,8 @@ pub struct Runtime {
     pub config: Arc<Config>,
     keys: HashMap<String, Arc<KeyEntry>>,
     providers: HashMap<String, Arc<ProviderHandle>>,
-    /// Union of every provider's `forward_headers`.
+    /// The request headers the request path reads: every provider's `forward_headers`
+    /// and the headers `[[routes]]` rules look at.
     pub forward_headers: HashSet<String>,
 }
 
@@ -186,6 +191,10 @@ pub struct Outcome {
     pub rate: RateHeaders,
     /// Time spent waiting on the provider before the response could start.
     pub upstream_time: Duration,
+    /// The `[[routes]]` rule that picked the alias, if one did.
+    pub route: Option<String>,
+    /// Calls sent to providers (0 for a cache hit).
+    pub attempts: u32,
 }
 
 /// An error and the rate-limit headers known when it happened.
@@ -264,19 +273,26 @@ impl Engine {
                         queue_size: p.queue_size,
                         jobs_share: p.jobs_share,
                     });
-                    Arc::new(ProviderHandle {
+                    let handle = Arc::new(ProviderHandle {
                         worker: h.worker.clone(),
                         client: UpstreamClient::new(p.clone())?,
-                        breaker: Arc::new(Breaker::new(&p.name, p.breaker_failures, p.breaker_cooldown)),
-                    })
+                        breaker: Arc::new(breaker(p)),
+                    });
+                    spawn_health_checks(&handle);
+                    handle
                 }
                 None => {
                     let (name, c, q, share) = (p.name.clone(), p.concurrency, p.queue_size, p.jobs_share);
                     let worker = ProviderWorker::start_in_arbiter(arbiter, move |_| {
                         ProviderWorker::new(name, c, q).with_jobs_share(share)
                     });
-                    let breaker = Arc::new(Breaker::new(&p.name, p.breaker_failures, p.breaker_cooldown));
-                    Arc::new(ProviderHandle { worker, client: UpstreamClient::new(p.clone())?, breaker })
+                    let handle = Arc::new(ProviderHandle {
+                        worker,
+                        client: UpstreamClient::new(p.clone())?,
+                        breaker: Arc::new(breaker(p)),
+                    });
+                    spawn_health_checks(&handle);
+                    handle
                 }
             };
             providers.insert(p.name.clone(), handle);
@@ -286,7 +302,12 @@ impl Engine {
             .iter()
             .map(|k| (k.key_sha256.clone(), Arc::new(KeyEntry { id: Arc::from(k.id.as_str()), key: k.clone() })))
             .collect();
-        let forward_headers = config.providers.iter().flat_map(|p| p.forward_headers.iter().cloned()).collect();
+        let forward_headers = config
+            .providers
+            .iter()
+            .flat_map(|p| p.forward_headers.iter().cloned())
+            .chain(config.routes.iter().flat_map(|r| r.headers.iter().map(|(h, _)| h.clone())))
+            .collect();
         Ok(Runtime { config, keys, providers, forward_headers })
     }
 
@@ -352,10 +373,11 @@ impl Engine {
         &self,
         ctx: &RequestCtx,
         endpoint: Endpoint,
-        alias: &str,
+        routing: &Routing,
         reserve: u64,
         normalized: impl FnOnce() -> Value,
     ) -> Result<Prepared, Failure> {
+        let alias = routing.alias.as_str();
         let rt = ctx.runtime.clone();
         self.authorize(&rt, ctx, alias)?;
         let ckey = if !rt.config.cache.enabled {
@@ -369,6 +391,7 @@ impl Engine {
         let (mut job, rx) =
             JobState::create(ctx.key.id.clone(), ctx.key.key.limits, reserve, alias.to_string(), ctx.priority, ckey);
         job.0.background = ctx.job.is_some();
+        job.0.route_hints = routing.hints;
         self.limiter.send(job).await.map_err(mailbox)?;
         let answer = rx.await.map_err(|_| GatewayError::Unavailable("the engine dropped the request".into()))?;
         let adm = match answer {
@@ -410,10 +433,21 @@ impl Engine {
                     .get(&d.provider)
                     .cloned()
                     .ok_or_else(|| GatewayError::Internal(format!("no client for provider `{}`", d.provider)))?;
-                Some(Dispatched { provider: d.provider, model: d.model, handle, permit })
+                Some(Dispatched { provider: d.provider, model: d.model, handle, permit, slot: d.slot })
             }
         };
-        Ok(Prepared { rt, rate: adm.rate, ticket: adm.ticket, inflight, ckey, hit, cache_status, route })
+        Ok(Prepared {
+            rt,
+            rate: adm.rate,
+            ticket: adm.ticket,
+            inflight,
+            ckey,
+            hit,
+            cache_status,
+            route,
+            hints: routing.hints,
+            rule: routing.rule.clone(),
+        })
     }
 
     /// Builds the finisher that will record this request, taking over its guards.
@@ -426,6 +460,7 @@ impl Engine {
             cache_put: p.ckey.map(|k| (k, p.rt.config.cache.ttl)),
             ticket: Some(p.ticket),
             permit: None,
+            slot: None,
             received: ctx.received,
             upstream_time: Duration::ZERO,
             ttft: None,
@@ -449,7 +484,7 @@ impl Engine {
         let Some(hit) = p.hit.take() else {
             return Err(GatewayError::Internal("cache hit without an entry".into()).into());
         };
-        let rate = p.rate.clone();
+        let (rate, route) = (p.rate.clone(), p.rule.clone());
         let mut fin = self.finisher(ctx, p, record, 0);
         fin.cache_put = None;
         fin.record.cache_hit = true;
@@ -476,7 +511,43 @@ impl Engine {
             cache: CacheStatus::Hit,
             rate,
             upstream_time: Duration::ZERO,
+            route,
+            attempts: 0,
         })
+    }
+
+    /// The alias that serves the request: the first `[[routes]]` rule that matches
+    /// picks it (counted, and reported in `x-switchyard-route`), else the requested
+    /// model is the alias. `text` (the last user message) is read only when a rule
+    /// looks at content.
+    fn routing(ctx: &RequestCtx, facts: RouteFacts<'_>, text: impl FnOnce() -> String) -> Routing {
+        let routes = &ctx.runtime.config.routes;
+        let hints = RouteHints {
+            sticky: facts.user.map(sticky_hash),
+            input_tokens: facts.prompt_tokens,
+            output_tokens: facts.output_tokens,
+        };
+        if routes.is_empty() {
+            return Routing { alias: facts.requested.to_string(), rule: None, hints };
+        }
+        let text = if routes.iter().any(switchyard_config::Route::reads_content) { text() } else { String::new() };
+        let input = switchyard_config::RouteInput {
+            model: facts.requested,
+            key_id: &ctx.key.id,
+            user: facts.user,
+            headers: &ctx.headers,
+            has_tools: facts.has_tools,
+            has_images: facts.has_images,
+            prompt_tokens: facts.prompt_tokens,
+            last_user_text: &text,
+        };
+        match routes.iter().find(|r| r.matches(&input)) {
+            Some(r) => {
+                metrics::counter!(ROUTES_TOTAL, "route" => r.name.clone(), "alias" => r.alias.clone()).increment(1);
+                Routing { alias: r.alias.clone(), rule: Some(r.name.clone()), hints }
+            }
+            None => Routing { alias: facts.requested.to_string(), rule: None, hints },
+        }
     }
 
     /// Counts requests refused before any provider or cache was involved
@@ -507,11 +578,20 @@ impl Engine {
     }
 
     async fn chat_inner(&self, ctx: &RequestCtx, req: ChatRequest) -> Result<Outcome, Failure> {
-        let alias = req.model.clone();
         let prompt = tokens::estimate_prompt(&req);
         let stream = req.is_stream();
+        let facts = RouteFacts {
+            requested: &req.model,
+            user: req.user(),
+            has_tools: req.has_tools(),
+            has_images: req.has_images(),
+            prompt_tokens: prompt,
+            output_tokens: req.max_output_tokens().unwrap_or(NOMINAL_OUTPUT_TOKENS),
+        };
+        let routing = Self::routing(ctx, facts, || req.last_user_text());
+        let alias = routing.alias.clone();
         let p = self
-            .prepare(ctx, Endpoint::Chat, &alias, tokens::reservation(&req, prompt), || {
+            .prepare(ctx, Endpoint::Chat, &routing, tokens::reservation(&req, prompt), || {
                 let mut v = serde_json::to_value(&req).unwrap_or(Value::Null);
                 if let Some(o) = v.as_object_mut() {
                     o.remove("stream");
@@ -536,8 +616,8 @@ impl Engine {
                 }
             })
             .await?;
-        let Called { mut fin, provider, model, reply, rate, cache_status } = called;
-        let upstream_time = fin.upstream_time;
+        let Called { mut fin, provider, model, reply, rate, cache_status, route } = called;
+        let (upstream_time, attempts) = (fin.upstream_time, fin.record.upstream_attempts);
         let body = match reply.body {
             UpstreamBody::Full(bytes) => {
                 let usage = openai::response_usage(&bytes);
@@ -551,7 +631,7 @@ impl Engine {
                 OutcomeBody::Sse(Box::pin(relay::Relay::new(s, fin, req.wants_stream_usage(), provider.clone())))
             }
         };
-        Ok(Outcome { body, provider, upstream_model: model, cache: cache_status, rate, upstream_time })
+        Ok(Outcome { body, provider, upstream_model: model, cache: cache_status, rate, upstream_time, route, attempts })
     }
 
     /// `POST /v1/embeddings` (and its NATS twin).
@@ -567,10 +647,19 @@ impl Engine {
     }
 
     async fn embeddings_inner(&self, ctx: &RequestCtx, req: EmbeddingsRequest) -> Result<Outcome, Failure> {
-        let alias = req.model.clone();
         let prompt = tokens::estimate_embeddings(&req);
+        let facts = RouteFacts {
+            requested: &req.model,
+            user: req.rest.get("user").and_then(Value::as_str),
+            has_tools: false,
+            has_images: false,
+            prompt_tokens: prompt,
+            output_tokens: 0,
+        };
+        let routing = Self::routing(ctx, facts, || req.inputs().join("\n"));
+        let alias = routing.alias.clone();
         let p = self
-            .prepare(ctx, Endpoint::Embeddings, &alias, prompt, || serde_json::to_value(&req).unwrap_or(Value::Null))
+            .prepare(ctx, Endpoint::Embeddings, &routing, prompt, || serde_json::to_value(&req).unwrap_or(Value::Null))
             .await?;
         let record = self.record_template(ctx, Endpoint::Embeddings, &alias, false);
         if p.hit.is_some() {
@@ -586,7 +675,7 @@ impl Engine {
                 }
             })
             .await?;
-        let Called { mut fin, provider, model, reply, rate, cache_status } = called;
+        let Called { mut fin, provider, model, reply, rate, cache_status, route } = called;
         let UpstreamBody::Full(bytes) = reply.body else {
             let err = GatewayError::UpstreamInvalid { provider, message: "unexpected stream".into() };
             return Err(Self::failed(ctx, &mut fin, err, rate).await);
@@ -595,9 +684,9 @@ impl Engine {
         let cache_body = fin.cache_put.map(|_| bytes.to_vec());
         fin.finish(200, usage, "", cache_body);
         fin.durable().await;
-        let upstream_time = fin.upstream_time;
+        let (upstream_time, attempts) = (fin.upstream_time, fin.record.upstream_attempts);
         let body = OutcomeBody::Json(bytes);
-        Ok(Outcome { body, provider, upstream_model: model, cache: cache_status, rate, upstream_time })
+        Ok(Outcome { body, provider, upstream_model: model, cache: cache_status, rate, upstream_time, route, attempts })
     }
 
     /// The call itself, shared by every endpoint: the finisher takes over the admitted
@@ -615,17 +704,20 @@ impl Engine {
         let Some(mut d) = p.route.take() else {
             return Err(GatewayError::Internal("admitted without a route".into()).into());
         };
-        let (rate, cache_status) = (p.rate.clone(), p.cache_status);
+        let (rate, cache_status, hints, route) = (p.rate.clone(), p.cache_status, p.hints, p.rule.clone());
         let mut fin = self.finisher(ctx, p, record, prompt);
         let (endpoint, stream) = (fin.record.endpoint, fin.record.stream);
         let base64 = endpoint == Endpoint::Embeddings && base64;
         // providers tried so far; a retryable failure moves on to another target
         let mut tried: Vec<String> = Vec::new();
+        let mut tries = 0u32;
         loop {
             fin.record.provider = d.provider.clone();
             fin.record.upstream_model = d.model.clone();
-            // the new permit replaces (and so releases) the failed target's
+            // the new slots replace (and so release) the failed target's
             fin.permit = Some(d.permit);
+            let load = d.slot.load.clone();
+            fin.slot = Some(d.slot);
             let body = match encode(d.handle.client.cfg.kind, &d.model) {
                 Ok(b) => b,
                 // the request asks for what this provider cannot do: refused before any
@@ -641,25 +733,42 @@ impl Engine {
             };
             let started = Instant::now();
             let call = UpstreamCall { endpoint, model: &d.model, base64, body, stream, headers: &ctx.headers };
-            let result = d.handle.client.call(call).await.map_err(|e| e.into_gateway(&d.provider));
+            let mut result = d.handle.client.call(call, &mut tries).await.map_err(|e| e.into_gateway(&d.provider));
+            fin.record.upstream_attempts = tries;
+            if let Ok(UpstreamReply { body: UpstreamBody::Stream(s), first_byte }) = result {
+                // a stream cut before its first chunk has sent the client nothing:
+                // it fails over like any other failure
+                result = first_chunk(s)
+                    .await
+                    .map(|body| UpstreamReply { body, first_byte })
+                    .map_err(|e| e.into_gateway(&d.provider));
+            }
             // what another try could fix counts against the provider; anything else, not
-            d.handle.breaker.record(!result.as_ref().is_err_and(GatewayError::retryable), unix_ms());
+            let ok = !result.as_ref().is_err_and(GatewayError::retryable);
+            d.handle.breaker.record(ok, unix_ms());
             fin.upstream_time += match &result {
                 // a stream's upstream time is its time to first byte; the rest is relayed
                 Ok(UpstreamReply { body: UpstreamBody::Stream(_), first_byte }) => *first_byte,
                 _ => started.elapsed(),
             };
+            load.observe(
+                match &result {
+                    Ok(r) if stream => r.first_byte,
+                    _ => started.elapsed(),
+                },
+                ok,
+                unix_ms(),
+            );
             let err = match result {
                 Ok(reply) => {
-                    return Ok(Called { fin, provider: d.provider, model: d.model, reply, rate, cache_status })
+                    return Ok(Called { fin, provider: d.provider, model: d.model, reply, rate, cache_status, route })
                 }
                 Err(e) => e,
             };
-            // nothing has reached the client yet (a stream fails here before its first
-            // byte): another target of the alias may answer instead
+            // nothing has reached the client yet: another target of the alias may answer
             if err.retryable() && tried.len() < MAX_FAILOVERS {
                 tried.push(d.provider.clone());
-                if let Some(next) = self.reroute(ctx, &fin.record.alias, &rate, &tried).await {
+                if let Some(next) = self.reroute(ctx, &fin.record.alias, &rate, &tried, hints).await {
                     tracing::info!(request_id = %ctx.request_id, from = %d.provider, to = %next.provider, error = %err,
                         "failing over to another target");
                     metrics::counter!(FAILOVERS_TOTAL, "from" => d.provider.clone()).increment(1);
@@ -671,12 +780,23 @@ impl Engine {
         }
     }
 
-    /// Another target whose provider is not in `tried`, with its slot: of `alias`, else
+    /// Another target whose provider is not in `tried`, with its slots: of `alias`, else
     /// of its fallback aliases in order; `None` when there is none (or no slot now).
-    async fn reroute(&self, ctx: &RequestCtx, alias: &str, rate: &RateHeaders, tried: &[String]) -> Option<Dispatched> {
+    async fn reroute(
+        &self,
+        ctx: &RequestCtx,
+        alias: &str,
+        rate: &RateHeaders,
+        tried: &[String],
+        hints: RouteHints,
+    ) -> Option<Dispatched> {
+        if let Some(d) = self.reroute_to(ctx, alias, rate, tried, hints).await {
+            return Some(d);
+        }
         let fallbacks = ctx.runtime.config.model(alias).map(|m| m.fallbacks.clone()).unwrap_or_default();
-        for candidate in std::iter::once(alias.to_string()).chain(fallbacks) {
-            if let Some(d) = self.reroute_to(ctx, &candidate, rate, tried).await {
+        for fallback in fallbacks {
+            if let Some(d) = self.reroute_to(ctx, &fallback, rate, tried, hints).await {
+                metrics::counter!(FALLBACKS_TOTAL, "model" => alias.to_string(), "fallback" => fallback).increment(1);
                 return Some(d);
             }
         }
@@ -689,6 +809,7 @@ impl Engine {
         alias: &str,
         rate: &RateHeaders,
         tried: &[String],
+        hints: RouteHints,
     ) -> Option<Dispatched> {
         let (job, rx) = JobState::reroute(
             ctx.key.id.clone(),
@@ -697,12 +818,13 @@ impl Engine {
             ctx.job.is_some(),
             rate.clone(),
             tried.to_vec(),
+            hints,
         );
         crate::actors::job::forward(&self.router, job, "router");
         let adm = rx.await.ok()?.ok()?;
         let (decision, permit) = adm.route?;
         let handle = ctx.runtime.providers.get(&decision.provider).cloned()?;
-        Some(Dispatched { provider: decision.provider, model: decision.model, handle, permit })
+        Some(Dispatched { provider: decision.provider, model: decision.model, handle, permit, slot: decision.slot })
     }
 
     /// Records a request that failed after it reached a provider.
@@ -714,8 +836,52 @@ impl Engine {
     }
 }
 
+fn breaker(p: &switchyard_config::Provider) -> Breaker {
+    Breaker::new(&p.name, p.breaker_failures, p.breaker_cooldown).with_error_ratio(
+        p.breaker_error_ratio,
+        p.breaker_min_requests,
+        p.breaker_window,
+    )
+}
+
+/// The provider's active health checks, when configured: a task that checks every
+/// interval for as long as the handle lives (a reload that replaces the provider ends it).
+fn spawn_health_checks(handle: &Arc<ProviderHandle>) {
+    let Some(hc) = handle.client.cfg.health_check.clone() else { return };
+    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    let weak = Arc::downgrade(handle);
+    let name = handle.client.cfg.name.clone();
+    let ok = metrics::counter!(HEALTH_CHECKS_TOTAL, "provider" => name.clone(), "result" => "ok");
+    let failed = metrics::counter!(HEALTH_CHECKS_TOTAL, "provider" => name.clone(), "result" => "failed");
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(hc.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(h) = weak.upgrade() else { return };
+            let passed = h.client.health_check().await;
+            (if passed { &ok } else { &failed }).increment(1);
+            if !passed {
+                tracing::warn!(provider = %name, path = %hc.path, "health check failed");
+            }
+            h.breaker.check(passed, unix_ms());
+        }
+    });
+}
+
 /// Most other targets one request tries after a retryable failure.
 const MAX_FAILOVERS: usize = 3;
+
+/// Waits for a stream's first chunk: the stream again (that chunk first), or the error
+/// that ended it before anything came (an empty stream is such an error too).
+async fn first_chunk(mut s: crate::providers::ByteStream) -> Result<UpstreamBody, crate::providers::UpstreamError> {
+    use futures_util::StreamExt;
+    match s.next().await {
+        Some(Ok(first)) => Ok(UpstreamBody::Stream(Box::pin(futures_util::stream::once(async { Ok(first) }).chain(s)))),
+        Some(Err(e)) => Err(e),
+        None => Err(crate::providers::UpstreamError::Body("the stream ended before its first chunk".into())),
+    }
+}
 
 fn encode_error(e: serde_json::Error) -> GatewayError {
     GatewayError::Internal(format!("cannot encode the upstream request: {e}"))
@@ -729,6 +895,7 @@ struct Called {
     reply: UpstreamReply,
     rate: RateHeaders,
     cache_status: CacheStatus,
+    route: Option<String>,
 }
 
 /// Steps before the provider: what they decided and the guards they hold.
@@ -742,14 +909,38 @@ struct Prepared {
     cache_status: CacheStatus,
     /// The target and its slot (none on a cache hit).
     route: Option<Dispatched>,
+    hints: RouteHints,
+    /// The `[[routes]]` rule that picked the alias.
+    rule: Option<String>,
 }
 
-/// The chosen target and its slot.
+/// What `[[routes]]` and the request decided before admission.
+struct Routing {
+    alias: String,
+    rule: Option<String>,
+    hints: RouteHints,
+}
+
+/// What a `[[routes]]` rule may look at, besides the context.
+struct RouteFacts<'a> {
+    requested: &'a str,
+    user: Option<&'a str>,
+    has_tools: bool,
+    has_images: bool,
+    prompt_tokens: u64,
+    output_tokens: u64,
+}
+
+/// Output tokens the `cost` strategy assumes when the request sets no `max_tokens`.
+const NOMINAL_OUTPUT_TOKENS: u64 = 256;
+
+/// The chosen target and its slots (the provider's and the target's).
 struct Dispatched {
     provider: String,
     model: String,
     handle: Arc<ProviderHandle>,
     permit: crate::actors::provider_worker::Permit,
+    slot: TargetSlot,
 }
 
 /// The assistant text of a completion body (for estimating output tokens).

@@ -212,6 +212,7 @@ mod tests {
             cache_put: None,
             ticket: None,
             permit: None,
+            slot: None,
             received: Instant::now(),
             upstream_time: Duration::ZERO,
             ttft: None,

@@ -109,6 +109,10 @@ pub struct UpstreamClient {
     embeddings_url: Option<reqwest::Url>,
     /// `bedrock`: SigV4 signing.
     signer: Option<aws::Signer>,
+    /// `switchyard_upstream_attempts_total` and `switchyard_retries_total` of this
+    /// provider (handles made once: label allocation per call showed in profiles).
+    attempts_total: metrics::Counter,
+    retries_total: metrics::Counter,
 }
 
 /// A vector as OpenAI's `encoding_format: base64`: little-endian `f32`s, base64.
@@ -149,20 +153,27 @@ impl UpstreamClient {
             ),
             _ => None,
         };
-        Ok(UpstreamClient { cfg, http, chat_url, embeddings_url, signer })
+        let attempts_total = metrics::counter!(crate::metrics::UPSTREAM_ATTEMPTS_TOTAL, "provider" => cfg.name.clone());
+        let retries_total = metrics::counter!(crate::metrics::RETRIES_TOTAL, "provider" => cfg.name.clone());
+        Ok(UpstreamClient { cfg, http, chat_url, embeddings_url, signer, attempts_total, retries_total })
     }
 
     /// Sends the call and returns the 2xx reply, or the error (non-2xx included).
-    pub async fn call(&self, call: UpstreamCall<'_>) -> Result<UpstreamReply, UpstreamError> {
+    /// `tries` counts the requests sent (same-target retries included).
+    pub async fn call(&self, call: UpstreamCall<'_>, tries: &mut u32) -> Result<UpstreamReply, UpstreamError> {
         match self.cfg.kind {
-            ProviderKind::Mock => self.call_mock(call).await,
+            ProviderKind::Mock => {
+                *tries += 1;
+                self.attempts_total.increment(1);
+                self.call_mock(call).await
+            }
             ProviderKind::OpenAi
             | ProviderKind::OpenAiCompatible
             | ProviderKind::Anthropic
             | ProviderKind::Azure
             | ProviderKind::Ollama
             | ProviderKind::Gemini
-            | ProviderKind::Bedrock => self.call_http(call).await,
+            | ProviderKind::Bedrock => self.call_http(call, tries).await,
         }
     }
 
@@ -229,7 +240,38 @@ impl UpstreamClient {
         }
     }
 
-    async fn call_http(&self, call: UpstreamCall<'_>) -> Result<UpstreamReply, UpstreamError> {
+    /// The provider's credential and static headers (and Anthropic's version header).
+    fn credentials(&self, mut rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match (&self.cfg.api_key, self.cfg.kind) {
+            (Some(k), ProviderKind::Anthropic) => rb = rb.header("x-api-key", k),
+            (Some(k), ProviderKind::Azure) => rb = rb.header("api-key", k),
+            (Some(k), ProviderKind::Gemini) => rb = rb.header("x-goog-api-key", k),
+            (Some(k), _) => rb = rb.bearer_auth(k),
+            (None, _) => {}
+        }
+        if self.cfg.kind == ProviderKind::Anthropic
+            && !self.cfg.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case("anthropic-version"))
+        {
+            rb = rb.header("anthropic-version", anthropic::VERSION);
+        }
+        for (k, v) in &self.cfg.headers {
+            rb = rb.header(k, v);
+        }
+        rb
+    }
+
+    /// One active health check (`GET base_url + health_check_path` with the provider's
+    /// credentials): whether it answered 2xx within the connect and first-byte timeouts
+    /// (and the check interval).
+    pub async fn health_check(&self) -> bool {
+        let Some(hc) = &self.cfg.health_check else { return true };
+        let Ok(url) = reqwest::Url::parse(&format!("{}{}", self.cfg.base_url, hc.path)) else { return false };
+        let limit = (self.cfg.connect_timeout + self.cfg.first_byte_timeout).min(hc.interval);
+        let sent = tokio::time::timeout(limit, self.credentials(self.http.get(url)).send()).await;
+        matches!(sent, Ok(Ok(r)) if r.status().is_success())
+    }
+
+    async fn call_http(&self, call: UpstreamCall<'_>, tries: &mut u32) -> Result<UpstreamReply, UpstreamError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.cfg.timeout;
         let anthropic = self.cfg.kind == ProviderKind::Anthropic;
@@ -237,20 +279,8 @@ impl UpstreamClient {
         let body = Bytes::from(call.body);
         let mut attempt = 0;
         let resp = loop {
-            let mut rb = self.http.post(url.as_ref().clone()).header("content-type", "application/json");
-            match (&self.cfg.api_key, self.cfg.kind) {
-                (Some(k), ProviderKind::Anthropic) => rb = rb.header("x-api-key", k),
-                (Some(k), ProviderKind::Azure) => rb = rb.header("api-key", k),
-                (Some(k), ProviderKind::Gemini) => rb = rb.header("x-goog-api-key", k),
-                (Some(k), _) => rb = rb.bearer_auth(k),
-                (None, _) => {}
-            }
-            if anthropic && !self.cfg.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case("anthropic-version")) {
-                rb = rb.header("anthropic-version", anthropic::VERSION);
-            }
-            for (k, v) in &self.cfg.headers {
-                rb = rb.header(k, v);
-            }
+            let mut rb =
+                self.credentials(self.http.post(url.as_ref().clone()).header("content-type", "application/json"));
             for (k, v) in call.headers {
                 if self.cfg.forward_headers.iter().any(|f| f == k) {
                     rb = rb.header(k, v);
@@ -271,6 +301,8 @@ impl UpstreamClient {
                     rb = rb.header(k, v);
                 }
             }
+            *tries += 1;
+            self.attempts_total.increment(1);
             let sent = tokio::time::timeout(self.cfg.first_byte_timeout, rb.body(body.clone()).send()).await;
             let result = match sent {
                 Err(_) => Err(UpstreamError::Timeout("first byte")),
@@ -298,6 +330,7 @@ impl UpstreamClient {
                 let delay = retry_delay(attempt).max(asked.unwrap_or_default());
                 // a wait that would pass the deadline is not taken: the caller fails over
                 if tokio::time::Instant::now() + delay < deadline {
+                    self.retries_total.increment(1);
                     tokio::time::sleep(delay).await;
                     continue;
                 }

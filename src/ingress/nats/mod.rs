@@ -154,6 +154,10 @@ async fn handle_request(client: &Client, engine: &Engine, api: Api, msg: Message
             headers.insert("x-switchyard-provider", outcome.provider.as_str());
             headers.insert("x-switchyard-model", outcome.upstream_model.as_str());
             headers.insert("x-switchyard-cache", outcome.cache.as_str());
+            headers.insert("x-switchyard-attempts", outcome.attempts.to_string().as_str());
+            if let Some(route) = &outcome.route {
+                headers.insert("x-switchyard-route", route.as_str());
+            }
             for (k, v) in outcome.rate.pairs() {
                 headers.insert(k, v.as_str());
             }
