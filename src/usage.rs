@@ -21,6 +21,8 @@ pub struct Row {
     pub requests: u64,
     pub errors: u64,
     pub cache_hits: u64,
+    /// Calls sent to providers (retries and failovers included).
+    pub upstream_calls: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: f64,
@@ -44,6 +46,7 @@ pub fn aggregate(records: &[UsageRecord], by: GroupBy) -> Vec<Row> {
         row.requests += 1;
         row.errors += u64::from(r.status >= 400);
         row.cache_hits += u64::from(r.cache_hit);
+        row.upstream_calls += u64::from(r.upstream_attempts);
         row.input_tokens += r.input_tokens;
         row.output_tokens += r.output_tokens;
         row.cost_usd += r.cost_usd;
@@ -59,8 +62,8 @@ pub fn render(rows: &[Row], by: GroupBy) -> String {
     };
     let width = rows.iter().map(|r| r.group.len()).max().unwrap_or(0).max(head.len());
     let mut out = format!(
-        "{head:<width$}  {:>9}  {:>7}  {:>10}  {:>13}  {:>13}  {:>12}\n",
-        "REQUESTS", "ERRORS", "CACHE_HITS", "INPUT_TOKENS", "OUTPUT_TOKENS", "COST_USD"
+        "{head:<width$}  {:>9}  {:>7}  {:>10}  {:>9}  {:>13}  {:>13}  {:>12}\n",
+        "REQUESTS", "ERRORS", "CACHE_HITS", "CALLS", "INPUT_TOKENS", "OUTPUT_TOKENS", "COST_USD"
     );
     let mut total = Row { group: "TOTAL".into(), ..Row::default() };
     for r in rows {
@@ -68,6 +71,7 @@ pub fn render(rows: &[Row], by: GroupBy) -> String {
         total.requests += r.requests;
         total.errors += r.errors;
         total.cache_hits += r.cache_hits;
+        total.upstream_calls += r.upstream_calls;
         total.input_tokens += r.input_tokens;
         total.output_tokens += r.output_tokens;
         total.cost_usd += r.cost_usd;
@@ -78,8 +82,8 @@ pub fn render(rows: &[Row], by: GroupBy) -> String {
 
 fn line(r: &Row, width: usize) -> String {
     format!(
-        "{:<width$}  {:>9}  {:>7}  {:>10}  {:>13}  {:>13}  {:>12.6}\n",
-        r.group, r.requests, r.errors, r.cache_hits, r.input_tokens, r.output_tokens, r.cost_usd
+        "{:<width$}  {:>9}  {:>7}  {:>10}  {:>9}  {:>13}  {:>13}  {:>12.6}\n",
+        r.group, r.requests, r.errors, r.cache_hits, r.upstream_calls, r.input_tokens, r.output_tokens, r.cost_usd
     )
 }
 

@@ -84,6 +84,7 @@ body_limit_bytes = 4096
 admin_key = "{ADMIN_KEY}"
 ledger_flush_ms = 20
 workers = 2
+routing_seed = 7
 
 [[providers]]
 name = "up"

@@ -13,5 +13,6 @@ mod limits;
 mod messages;
 mod nats;
 mod ollama;
+mod routing;
 mod sdk;
 mod upstream_failures;
