@@ -224,7 +224,7 @@ async fn weighted_splits_hold_over_ten_thousand_requests() {
     // within 4 standard deviations of n*p (binomial), for each target
     for (p, share) in [("w1", 0.7), ("w2", 0.2), ("w3", 0.1)] {
         let got = counts.get(p).copied().unwrap_or(0) as f64;
-        let (mean, sd) = (10_000.0 * share, (10_000.0 * share * (1.0 - share) as f64).sqrt());
+        let (mean, sd) = (10_000.0 * share, (10_000.0 * share * (1.0 - share)).sqrt());
         assert!((got - mean).abs() <= 4.0 * sd, "{p}: {got} of 10000, expected {mean} +- {}", 4.0 * sd);
     }
 
@@ -302,7 +302,9 @@ models = ["auto"]
 alias = "general"
 "#;
     let gw = Gateway::start_with(&mock.url, extra);
-    let cases: Vec<(Value, Vec<(&str, &str)>, &str, &str)> = vec![
+    // (request, headers, the rule that should match, the upstream model it leads to)
+    type Case<'a> = (Value, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (ask("auto", "How do I borrow in Rust?"), vec![], "code", "code-model"),
         (ask("auto", "What are your OPENING HOURS?"), vec![], "faq", "faq-model"),
         (ask("auto", "Tell me a story"), vec![], "default", "general-model"),
