@@ -222,7 +222,7 @@ async fn weighted_splits_hold_over_ten_thousand_requests() {
         *counts.entry(a).or_default() += 1;
     }
     // within 4 standard deviations of n*p (binomial), for each target
-    for (p, share) in [("w1", 0.7), ("w2", 0.2), ("w3", 0.1)] {
+    for (p, share) in [("w1", 0.7_f64), ("w2", 0.2), ("w3", 0.1)] {
         let got = counts.get(p).copied().unwrap_or(0) as f64;
         let (mean, sd) = (10_000.0 * share, (10_000.0 * share * (1.0 - share)).sqrt());
         assert!((got - mean).abs() <= 4.0 * sd, "{p}: {got} of 10000, expected {mean} +- {}", 4.0 * sd);
