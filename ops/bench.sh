@@ -5,13 +5,19 @@
 #   (a) straight to the mock, (b) through the gateway, (c) through nginx.
 # Reports max requests/s at $CONNS connections, p50/p99 at a fixed $RATE requests/s,
 # the gateway's CPU time per request (from /proc) and its peak RSS.
-# Usage: ops/bench.sh            (DURATION=10s RATE=2000 CONNS=64 STREAM=0 by default)
+# Usage: ops/bench.sh            (DURATION=10s RATE=2000 CONNS=64 by default)
+#        TARGETS=3 STRATEGY=latency ops/bench.sh
+#   TARGETS=N puts N providers (all on the one mock) behind the alias, chosen by
+#   STRATEGY (weighted, latency, cost or failover; default weighted): what routing
+#   over several targets costs. nginx stays a single-upstream proxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-10s}"
 RATE="${RATE:-2000}"
 CONNS="${CONNS:-64}"
+TARGETS="${TARGETS:-1}"
+STRATEGY="${STRATEGY:-weighted}"
 OUT="${OUT:-target/bench}"
 mkdir -p "$OUT"
 
@@ -39,20 +45,31 @@ MOCK_PORT=$(free_port); GW_PORT=$(free_port); NGINX_PORT=$(free_port)
 "$BIN" mock-upstream --addr "127.0.0.1:$MOCK_PORT" --workers 1 >/dev/null &
 PIDS+=($!)
 
-cat > "$WORK/gw.toml" <<TOML
+{
+cat <<TOML
 pricing_file = "$PWD/config/pricing.toml"
 [server]
 http_addr = "127.0.0.1:$GW_PORT"
 data_dir = "$WORK/data"
+TOML
+TARGET_LIST=""
+MODELS=(gpt-4o-mini gpt-4o gpt-4.1-mini)
+for i in $(seq 1 "$TARGETS"); do
+  cat <<TOML
 [[providers]]
-name = "mock"
+name = "mock$i"
 kind = "openai-compatible"
 base_url = "http://127.0.0.1:$MOCK_PORT/v1"
 concurrency = 512
 queue_size = 4096
+TOML
+  TARGET_LIST="$TARGET_LIST{ provider = \"mock$i\", model = \"${MODELS[$(( (i - 1) % 3 ))]}\", weight = $i },"
+done
+cat <<TOML
 [[models]]
 alias = "fast"
-targets = [{ provider = "mock", model = "gpt-4o-mini" }]
+strategy = "$STRATEGY"
+targets = [${TARGET_LIST%,}]
 [[keys]]
 id = "bench"
 key = "sk-bench-key-0001"
@@ -62,6 +79,7 @@ tpm = 100000000000
 [cache]
 enabled = false
 TOML
+} > "$WORK/gw.toml"
 RUST_LOG=warn "$BIN" serve --config "$WORK/gw.toml" >/dev/null 2>"$WORK/gw.log" &
 GW_PID=$!
 PIDS+=($GW_PID)
@@ -117,9 +135,9 @@ run_oha nginx_rate "http://127.0.0.1:$NGINX_PORT" -q "$RATE" --latency-correctio
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
 TICK=$(getconf CLK_TCK)
 
-python3 - "$OUT" "$T0" "$T1" "$TICK" "$RSS_KB" "$RATE" "$CONNS" "$DURATION" <<'PY'
+python3 - "$OUT" "$T0" "$T1" "$TICK" "$RSS_KB" "$RATE" "$CONNS" "$DURATION" "$TARGETS" "$STRATEGY" <<'PY'
 import json, sys, os
-out, t0, t1, tick, rss_kb, rate, conns, duration = sys.argv[1:]
+out, t0, t1, tick, rss_kb, rate, conns, duration, targets, strategy = sys.argv[1:]
 def load(n):
     with open(os.path.join(out, n + ".json")) as f:
         return json.load(f)
@@ -146,7 +164,7 @@ res["bar"] = {
 }
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(res, f, indent=2)
-print(f"duration {duration}, {conns} connections, fixed rate {rate}/s")
+print(f"duration {duration}, {conns} connections, fixed rate {rate}/s, {targets} target(s), strategy {strategy}")
 print("| path | max req/s | p50 @%s/s (ms) | p99 @%s/s (ms) | non-2xx |" % (rate, rate))
 print("|---|---:|---:|---:|---:|")
 for name, label in [("mock", "mock-upstream direct"), ("gateway", "switchyard gateway"), ("nginx", "nginx proxy")]:
