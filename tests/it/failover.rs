@@ -153,7 +153,7 @@ targets = [{{ provider = "flaky", model = "gpt-4o-mini" }}, {{ provider = "up", 
     }
     let failovers = "switchyard_failovers_total{from=\"flaky\"}";
     assert_eq!(metric(gw.url(), failovers).await, Some(2.0));
-    assert_eq!(metric(gw.url(), "switchyard_target_up{provider=\"flaky\"}").await, Some(0.0));
+    assert_eq!(metric(gw.url(), "switchyard_target_up{provider=\"flaky\",model=\"gpt-4o-mini\"}").await, Some(0.0));
     // while it is open, requests go straight to the next target: no more failovers
     for i in 0..3 {
         let r = post_as(gw.url(), MAIN_KEY, &nocache, &ask("fl", &format!("open {i}"))).await;
@@ -173,7 +173,7 @@ targets = [{{ provider = "flaky", model = "gpt-4o-mini" }}, {{ provider = "up", 
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(answered_by_flaky, "the recovered target never got traffic back");
-    assert_eq!(metric(gw.url(), "switchyard_target_up{provider=\"flaky\"}").await, Some(1.0));
+    assert_eq!(metric(gw.url(), "switchyard_target_up{provider=\"flaky\",model=\"gpt-4o-mini\"}").await, Some(1.0));
 }
 
 #[tokio::test]

@@ -365,7 +365,7 @@ targets = [{{ provider = "checked", model = "gpt-4o-mini" }}, {{ provider = "up"
     );
     let gw = Gateway::start_with(&mock.url, &extra);
     // nothing listens on the port: the first check opens the breaker
-    wait_for_metric(gw.url(), "switchyard_target_up{provider=\"checked\"}", |v| v == 0.0).await;
+    wait_for_metric(gw.url(), "switchyard_provider_up{provider=\"checked\"}", |v| v == 0.0).await;
     assert!(
         metric(gw.url(), "switchyard_health_checks_total{provider=\"checked\",result=\"failed\"}").await >= Some(1.0)
     );
@@ -376,7 +376,7 @@ targets = [{{ provider = "checked", model = "gpt-4o-mini" }}, {{ provider = "up"
     }
     // the target comes up: a passing check lets traffic back long before the 10-minute cooldown
     let _checked = mock_upstream_at(port);
-    wait_for_metric(gw.url(), "switchyard_target_up{provider=\"checked\"}", |v| v == 1.0).await;
+    wait_for_metric(gw.url(), "switchyard_provider_up{provider=\"checked\"}", |v| v == 1.0).await;
     let mut served = 0;
     for i in 0..40 {
         let r = post_as(gw.url(), MAIN_KEY, &NO_CACHE, &ask("hc", &format!("after recovery {i}"))).await;

@@ -1,5 +1,7 @@
-//! A circuit breaker per provider, shared without locks between the request threads
-//! (which record outcomes) and the router (which skips open ones).
+//! Circuit breakers, shared without locks between the request threads (which record
+//! outcomes) and the router (which skips open ones): one per target (provider and
+//! upstream model, fed by the calls), and one per provider fed only by its active
+//! health checks (a failed check takes every target of the provider out).
 //!
 //! `failures` consecutive retryable failures open it for `cooldown`, and so does an
 //! error ratio at or above `error_ratio` among at least `min_requests` calls of the
@@ -11,11 +13,50 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::metrics::TARGET_UP;
+use crate::metrics::{PROVIDER_UP, TARGET_UP};
+
+/// A provider's breaker settings, applied to each of its targets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerSettings {
+    /// Consecutive retryable failures that open it (0: never).
+    pub failures: u32,
+    pub cooldown: Duration,
+    pub error_ratio: Option<f64>,
+    pub min_requests: u32,
+    pub window: Duration,
+}
+
+impl BreakerSettings {
+    pub fn of(p: &switchyard_config::Provider) -> BreakerSettings {
+        BreakerSettings {
+            failures: p.breaker_failures,
+            cooldown: p.breaker_cooldown,
+            error_ratio: p.breaker_error_ratio,
+            min_requests: p.breaker_min_requests,
+            window: p.breaker_window,
+        }
+    }
+}
+
+impl Default for BreakerSettings {
+    /// The config's defaults.
+    fn default() -> Self {
+        BreakerSettings {
+            failures: 5,
+            cooldown: Duration::from_secs(30),
+            error_ratio: None,
+            min_requests: 20,
+            window: Duration::from_secs(10),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct Breaker {
-    provider: String,
+    /// What it guards, for the log: `provider` or `provider/model`.
+    name: String,
+    /// `switchyard_target_up` or `switchyard_provider_up` with its labels.
+    gauge: metrics::Gauge,
     threshold: u32,
     cooldown_ms: u64,
     failures: AtomicU32,
@@ -35,11 +76,28 @@ struct RatioWindow {
 }
 
 impl Breaker {
-    /// `threshold` 0 turns it off.
+    /// A provider's breaker (`switchyard_provider_up`); `threshold` 0 turns its
+    /// consecutive-failure rule off.
     pub fn new(provider: &str, threshold: u32, cooldown: Duration) -> Breaker {
-        metrics::gauge!(TARGET_UP, "provider" => provider.to_string()).set(1.0);
+        let gauge = metrics::gauge!(PROVIDER_UP, "provider" => provider.to_string());
+        Breaker::with_gauge(provider.to_string(), gauge, threshold, cooldown)
+    }
+
+    /// A target's breaker (`switchyard_target_up{provider,model}`).
+    pub fn for_target(provider: &str, model: &str, s: &BreakerSettings) -> Breaker {
+        let gauge = metrics::gauge!(TARGET_UP, "provider" => provider.to_string(), "model" => model.to_string());
+        Breaker::with_gauge(format!("{provider}/{model}"), gauge, s.failures, s.cooldown).with_error_ratio(
+            s.error_ratio,
+            s.min_requests,
+            s.window,
+        )
+    }
+
+    fn with_gauge(name: String, gauge: metrics::Gauge, threshold: u32, cooldown: Duration) -> Breaker {
+        gauge.set(1.0);
         Breaker {
-            provider: provider.to_string(),
+            name,
+            gauge,
             threshold,
             cooldown_ms: cooldown.as_millis() as u64,
             failures: AtomicU32::new(0),
@@ -71,8 +129,8 @@ impl Breaker {
         let was_open = self.is_open(now_ms);
         self.open_until_ms.store(now_ms + self.cooldown_ms, Ordering::Relaxed);
         if !was_open {
-            metrics::gauge!(TARGET_UP, "provider" => self.provider.clone()).set(0.0);
-            tracing::warn!(provider = %self.provider, why, "circuit opened");
+            self.gauge.set(0.0);
+            tracing::warn!(target = %self.name, why, "circuit opened");
         }
     }
 
@@ -82,8 +140,8 @@ impl Breaker {
             if self.open_until_ms.load(Ordering::Relaxed) > now_ms {
                 // half-open: traffic decides whether it closes
                 self.open_until_ms.store(now_ms, Ordering::Relaxed);
-                metrics::gauge!(TARGET_UP, "provider" => self.provider.clone()).set(1.0);
-                tracing::info!(provider = %self.provider, "health check passed: circuit half-open");
+                self.gauge.set(1.0);
+                tracing::info!(target = %self.name, "health check passed: circuit half-open");
             }
         } else {
             self.failures.fetch_max(self.threshold.max(1), Ordering::Relaxed);
@@ -130,8 +188,8 @@ impl Breaker {
         if ok {
             if self.failures.swap(0, Ordering::Relaxed) >= self.threshold {
                 self.open_until_ms.store(0, Ordering::Relaxed);
-                metrics::gauge!(TARGET_UP, "provider" => self.provider.clone()).set(1.0);
-                tracing::info!(provider = %self.provider, "circuit closed");
+                self.gauge.set(1.0);
+                tracing::info!(target = %self.name, "circuit closed");
             }
             return;
         }

@@ -1,6 +1,7 @@
-//! What the `latency` strategy knows about a target (a provider and upstream model):
-//! a peak-EWMA of its observed latency and the requests in flight to it, shared without
-//! locks between the request threads (which observe) and the router (which reads).
+//! What the router knows about a target (a provider and upstream model): its circuit
+//! breaker, a peak-EWMA of its observed latency and the requests in flight to it (for
+//! the `latency` strategy), shared without locks between the request threads (which
+//! observe) and the router (which reads).
 //!
 //! Peak EWMA, as in Finagle and linkerd: an observation above the average replaces it at
 //! once (a target that turns slow is penalised by its first slow answer), one below it
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::breaker::{Breaker, BreakerSettings};
 use crate::metrics::TARGET_LATENCY_EWMA;
 
 /// Time constant of the moving average.
@@ -29,13 +31,23 @@ pub struct TargetLoad {
     stamp_ms: AtomicU64,
     inflight: AtomicU32,
     gauge: metrics::Gauge,
+    /// The target's circuit breaker, with the provider's settings.
+    pub breaker: Breaker,
+    pub settings: BreakerSettings,
 }
 
 impl TargetLoad {
-    pub fn new(provider: &str, model: &str) -> TargetLoad {
+    pub fn new(provider: &str, model: &str, settings: &BreakerSettings) -> TargetLoad {
         let gauge =
             metrics::gauge!(TARGET_LATENCY_EWMA, "provider" => provider.to_string(), "model" => model.to_string());
-        TargetLoad { ewma_ns: AtomicU64::new(0), stamp_ms: AtomicU64::new(0), inflight: AtomicU32::new(0), gauge }
+        TargetLoad {
+            ewma_ns: AtomicU64::new(0),
+            stamp_ms: AtomicU64::new(0),
+            inflight: AtomicU32::new(0),
+            gauge,
+            breaker: Breaker::for_target(provider, model, settings),
+            settings: *settings,
+        }
     }
 
     /// One call's latency (to the first byte for a stream); a failure counts as at
@@ -111,7 +123,7 @@ mod tests {
 
     #[test]
     fn peaks_at_once_and_decays_slowly() {
-        let l = TargetLoad::new("p", "m");
+        let l = TargetLoad::new("p", "m", &BreakerSettings::default());
         assert_eq!(l.score(0), 0.0, "never observed: tried first");
         l.observe(Duration::from_millis(10), true, 1_000);
         assert_eq!(l.ewma_ns(1_000), 10.0 * MS as f64);
@@ -134,7 +146,7 @@ mod tests {
 
     #[test]
     fn slots_count_in_flight_requests_until_dropped() {
-        let l = Arc::new(TargetLoad::new("p", "m2"));
+        let l = Arc::new(TargetLoad::new("p", "m2", &BreakerSettings::default()));
         l.observe(Duration::from_millis(4), true, 10);
         let limit = Arc::new(AtomicU32::new(0));
         let a = TargetSlot::take(l.clone(), Some(limit.clone()));

@@ -251,7 +251,7 @@ mod tests {
         let (Job(mut state), rx) = JobState::create("k".into(), Default::default(), 0, "m".into(), p, None);
         state.rate = Some(Default::default());
         state.ticket = Some(ticket);
-        let load = std::sync::Arc::new(crate::actors::load::TargetLoad::new("p", "m"));
+        let load = std::sync::Arc::new(crate::actors::load::TargetLoad::new("p", "m", &Default::default()));
         let slot = crate::actors::load::TargetSlot::take(load, None);
         state.decision = Some(RouteDecision { provider: "p".into(), model: "m".into(), slot });
         state.background = background;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use switchyard_config::{Config, Strategy, Target, TokenCounts};
 
-use super::breaker::Breaker;
+use super::breaker::{Breaker, BreakerSettings};
 use super::job::{forward, Job, Refusal};
 use super::load::{TargetLoad, TargetSlot};
 use super::provider_worker::ProviderWorker;
@@ -65,7 +65,8 @@ pub fn sticky_hash(user: &str) -> u64 {
 pub struct UpdateModels {
     pub config: Arc<Config>,
     pub workers: HashMap<String, Addr<ProviderWorker>>,
-    pub breakers: HashMap<String, Arc<Breaker>>,
+    /// Each provider's health-check breaker.
+    pub health: HashMap<String, Arc<Breaker>>,
 }
 
 struct Entry {
@@ -92,9 +93,11 @@ struct Group {
 pub struct Router {
     groups: HashMap<String, Group>,
     workers: HashMap<String, Addr<ProviderWorker>>,
-    /// Providers whose breaker is open are skipped while another target is available.
-    breakers: HashMap<String, Arc<Breaker>>,
-    /// Per (provider, upstream model), kept across reloads.
+    /// Providers whose health checks fail are skipped (like targets whose breaker is
+    /// open) while another target is available.
+    health: HashMap<String, Arc<Breaker>>,
+    /// Per (provider, upstream model), kept across reloads that keep the provider's
+    /// breaker settings.
     loads: HashMap<(String, String), Arc<TargetLoad>>,
     rng: fastrand::Rng,
 }
@@ -105,22 +108,37 @@ impl Router {
             Some(s) => fastrand::Rng::with_seed(s),
             None => fastrand::Rng::new(),
         };
-        let mut r = Router { groups: HashMap::new(), workers, breakers: HashMap::new(), loads: HashMap::new(), rng };
+        let mut r = Router { groups: HashMap::new(), workers, health: HashMap::new(), loads: HashMap::new(), rng };
         r.load(config);
         r
     }
 
-    pub fn with_breakers(mut self, breakers: HashMap<String, Arc<Breaker>>) -> Router {
-        self.breakers = breakers;
+    pub fn with_health(mut self, health: HashMap<String, Arc<Breaker>>) -> Router {
+        self.health = health;
         self
     }
 
-    /// The load tracker of a target (created on first use).
+    /// The state of a target (created on first use, and again when the provider's
+    /// breaker settings change).
+    pub fn target_state(&mut self, provider: &str, model: &str, settings: &BreakerSettings) -> Arc<TargetLoad> {
+        let key = (provider.to_string(), model.to_string());
+        match self.loads.get(&key) {
+            Some(l) if l.settings == *settings => l.clone(),
+            _ => {
+                let l = Arc::new(TargetLoad::new(provider, model, settings));
+                self.loads.insert(key, l.clone());
+                l
+            }
+        }
+    }
+
+    /// A target's state as the config has it (benches and tests observe through it).
     pub fn target_load(&mut self, provider: &str, model: &str) -> Arc<TargetLoad> {
-        self.loads
-            .entry((provider.to_string(), model.to_string()))
-            .or_insert_with(|| Arc::new(TargetLoad::new(provider, model)))
-            .clone()
+        let key = (provider.to_string(), model.to_string());
+        match self.loads.get(&key) {
+            Some(l) => l.clone(),
+            None => self.target_state(provider, model, &BreakerSettings::default()),
+        }
     }
 
     fn load(&mut self, config: &Config) {
@@ -142,9 +160,10 @@ impl Router {
                 let (input, known) = config.pricing.target_cost(m, Some(t), &t.model, per_mtok);
                 let per_mtok = TokenCounts { input: 0, output: 1_000_000, cached_input: 0 };
                 let (output, _) = config.pricing.target_cost(m, Some(t), &t.model, per_mtok);
+                let settings = config.provider(&t.provider).map(BreakerSettings::of).unwrap_or_default();
                 targets.push(Entry {
                     target: t.clone(),
-                    load: self.target_load(&t.provider, &t.model),
+                    load: self.target_state(&t.provider, &t.model, &settings),
                     limit,
                     price: known.then_some((input, output)),
                 });
@@ -164,7 +183,8 @@ impl Router {
             return Err(NoRoute::Exhausted);
         }
         let free = |e: &Entry| untried(e) && !e.full();
-        let up = |e: &Entry| self.breakers.get(&e.target.provider).is_none_or(|b| b.allows(now));
+        let up =
+            |e: &Entry| e.load.breaker.allows(now) && self.health.get(&e.target.provider).is_none_or(|h| h.allows(now));
         // open breakers are skipped while another target is available
         let any_up = g.targets.iter().filter(|e| free(e)).any(up);
         let open = |e: &&Entry| free(e) && (!any_up || up(e));
@@ -270,7 +290,7 @@ impl Handler<UpdateModels> for Router {
     fn handle(&mut self, msg: UpdateModels, _: &mut Self::Context) {
         self.load(&msg.config);
         self.workers = msg.workers;
-        self.breakers = msg.breakers;
+        self.health = msg.health;
     }
 }
 
@@ -405,6 +425,36 @@ targets = [{ provider = "a", model = "small", max_concurrency = 2 }, { provider 
     }
 
     #[test]
+    fn breakers_are_per_target_and_health_is_per_provider() {
+        let now = crate::types::unix_ms();
+        let health: HashMap<String, Arc<Breaker>> = ["a", "b"]
+            .iter()
+            .map(|p| (p.to_string(), Arc::new(Breaker::new(p, 1, std::time::Duration::from_secs(60)))))
+            .collect();
+        let mut router = Router::new(&config(), HashMap::new(), Some(9)).with_health(health.clone());
+        // the canary target (a, v2) fails until its breaker opens: (a, v1) is unaffected
+        let v2 = router.target_load("a", "v2");
+        for _ in 0..5 {
+            v2.breaker.record(false, now);
+        }
+        assert!(v2.breaker.is_open(now));
+        assert!(router.target_load("a", "v1").breaker.allows(now));
+        for _ in 0..200 {
+            assert_eq!(pick(&mut router, "canary", &[]).unwrap().1, "v1");
+        }
+        // a failed health check takes every target of the provider out while another is up
+        health["a"].check(false, now);
+        for _ in 0..50 {
+            assert_eq!(pick(&mut router, "split", &[]).unwrap().0, "b");
+        }
+        // with nothing else up, the request still goes (rather than being refused)
+        assert_eq!(pick(&mut router, "quick", &["b"]).unwrap().0, "a");
+        // reload with the same breaker settings: the open breaker stays open
+        router.load(&config());
+        assert!(router.target_load("a", "v2").breaker.is_open(now));
+    }
+
+    #[test]
     fn sticky_users_keep_their_target_and_the_split_holds() {
         let mut router = Router::new(&config(), HashMap::new(), Some(5));
         let mut canary = 0;
@@ -481,7 +531,7 @@ targets = [{ provider = "a", model = "small", max_concurrency = 2 }, { provider 
         let mut cfg = config();
         cfg.models.retain(|m| m.alias == "split");
         router
-            .send(UpdateModels { config: Arc::new(cfg), workers: HashMap::new(), breakers: HashMap::new() })
+            .send(UpdateModels { config: Arc::new(cfg), workers: HashMap::new(), health: HashMap::new() })
             .await
             .unwrap();
         let (job, rx) = JobState::create(

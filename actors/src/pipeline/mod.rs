@@ -48,8 +48,9 @@ pub struct KeyEntry {
 pub struct ProviderHandle {
     pub worker: Addr<ProviderWorker>,
     pub client: UpstreamClient,
-    /// Kept across reloads that leave the provider's settings unchanged.
-    pub breaker: Arc<Breaker>,
+    /// Fed by the active health checks only (the calls feed each target's breaker);
+    /// kept across reloads that leave the provider's settings unchanged.
+    pub health: Arc<Breaker>,
 }
 
 /// Everything derived from one config, swapped as a whole on reload.
@@ -68,8 +69,8 @@ impl Runtime {
         self.providers.iter().map(|(k, v)| (k.clone(), v.worker.clone())).collect()
     }
 
-    pub fn breakers(&self) -> HashMap<String, Arc<Breaker>> {
-        self.providers.iter().map(|(k, v)| (k.clone(), v.breaker.clone())).collect()
+    pub fn health(&self) -> HashMap<String, Arc<Breaker>> {
+        self.providers.iter().map(|(k, v)| (k.clone(), v.health.clone())).collect()
     }
 
     /// Looks a presented credential up (by its SHA-256).
@@ -234,10 +235,9 @@ impl Engine {
         let ledger_arbiter = Arbiter::new().handle();
         // the admission chain, built back to front: workers <- router <- cache <- limiter
         let runtime = Self::build_runtime(config.clone(), &HashMap::new(), &engine_arbiter)?;
-        let (cfg, workers, breakers) = (config.clone(), runtime.workers(), runtime.breakers());
-        let router = Router::start_in_arbiter(&engine_arbiter, move |_| {
-            Router::new(&cfg, workers, seed).with_breakers(breakers)
-        });
+        let (cfg, workers, health) = (config.clone(), runtime.workers(), runtime.health());
+        let router =
+            Router::start_in_arbiter(&engine_arbiter, move |_| Router::new(&cfg, workers, seed).with_health(health));
         let (cache_store, max_bytes, next) = (store.clone(), config.cache.max_bytes, router.clone());
         let cache =
             Cache::start_in_arbiter(&engine_arbiter, move |_| Cache::new(cache_store, max_bytes).with_router(next));
@@ -276,7 +276,7 @@ impl Engine {
                     let handle = Arc::new(ProviderHandle {
                         worker: h.worker.clone(),
                         client: UpstreamClient::new(p.clone())?,
-                        breaker: Arc::new(breaker(p)),
+                        health: Arc::new(health_breaker(p)),
                     });
                     spawn_health_checks(&handle);
                     handle
@@ -289,7 +289,7 @@ impl Engine {
                     let handle = Arc::new(ProviderHandle {
                         worker,
                         client: UpstreamClient::new(p.clone())?,
-                        breaker: Arc::new(breaker(p)),
+                        health: Arc::new(health_breaker(p)),
                     });
                     spawn_health_checks(&handle);
                     handle
@@ -320,7 +320,7 @@ impl Engine {
     pub async fn reload(&self, config: Arc<Config>) -> Result<(), GatewayError> {
         let old = self.runtime.load_full();
         let rt = Self::build_runtime(config.clone(), &old.providers, &self.engine_arbiter)?;
-        let update = UpdateModels { config: config.clone(), workers: rt.workers(), breakers: rt.breakers() };
+        let update = UpdateModels { config: config.clone(), workers: rt.workers(), health: rt.health() };
         self.router.send(update).await.map_err(mailbox)?;
         self.cache.send(SetCapacity(config.cache.max_bytes)).await.map_err(mailbox)?;
         self.runtime.store(Arc::new(rt));
@@ -745,7 +745,7 @@ impl Engine {
             }
             // what another try could fix counts against the provider; anything else, not
             let ok = !result.as_ref().is_err_and(GatewayError::retryable);
-            d.handle.breaker.record(ok, unix_ms());
+            load.breaker.record(ok, unix_ms());
             fin.upstream_time += match &result {
                 // a stream's upstream time is its time to first byte; the rest is relayed
                 Ok(UpstreamReply { body: UpstreamBody::Stream(_), first_byte }) => *first_byte,
@@ -836,12 +836,10 @@ impl Engine {
     }
 }
 
-fn breaker(p: &switchyard_config::Provider) -> Breaker {
-    Breaker::new(&p.name, p.breaker_failures, p.breaker_cooldown).with_error_ratio(
-        p.breaker_error_ratio,
-        p.breaker_min_requests,
-        p.breaker_window,
-    )
+/// A provider's health breaker: one failed check opens it for the cooldown (checks
+/// keep it open while they fail), a passing one lets traffic through again.
+fn health_breaker(p: &switchyard_config::Provider) -> Breaker {
+    Breaker::new(&p.name, 1, p.breaker_cooldown)
 }
 
 /// The provider's active health checks, when configured: a task that checks every
@@ -864,7 +862,7 @@ fn spawn_health_checks(handle: &Arc<ProviderHandle>) {
             if !passed {
                 tracing::warn!(provider = %name, path = %hc.path, "health check failed");
             }
-            h.breaker.check(passed, unix_ms());
+            h.health.check(passed, unix_ms());
         }
     });
 }
