@@ -10,14 +10,14 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use switchyard_actors::actors::cache::cache_key;
-use switchyard_actors::actors::rate_limiter::RateLimiter;
+use switchyard_actors::actors::rate_limiter::{Demand, RateLimiter, Scope};
 use switchyard_actors::actors::router::{PickArgs, Router};
 use switchyard_actors::providers::openai;
 use switchyard_actors::providers::sse::SseParser;
 use switchyard_actors::store::Store;
 use switchyard_actors::tokens;
 use switchyard_actors::types::{ChatRequest, Endpoint, UsageRecord};
-use switchyard_config::Limits;
+use switchyard_config::{Budget, BudgetPeriod, Limits};
 
 const BODY: &[u8] = br#"{"model":"fast","temperature":0.2,"max_tokens":256,"messages":[
 {"role":"system","content":"You are a helpful assistant that answers briefly."},
@@ -71,9 +71,25 @@ fn hot_path(c: &mut Criterion) {
     c.bench_function("route_weighted", |b| b.iter(|| router.pick(black_box("fast"), &PickArgs::default())));
 
     let mut rl = RateLimiter::default();
-    let key: Arc<str> = Arc::from("team-a");
-    let limits = Limits { rpm: Some(u32::MAX), tpm: Some(u64::MAX / 4), max_concurrent: None };
-    c.bench_function("rate_limit_check", |b| b.iter(|| rl.check(black_box(&key), limits, 300, Instant::now())));
+    let limits = Limits { rpm: Some(u32::MAX), tpm: Some(u64::MAX / 4), tpd: None, max_concurrent: None };
+    let key: Arc<[Scope]> = Arc::from(vec![Scope::key("team-a", limits, None)]);
+    let demand = Demand { tokens: 300, cost_usd: 0.0 };
+    c.bench_function("rate_limit_check", |b| b.iter(|| rl.check(black_box(&key), demand, Instant::now())));
+    // what issue 6's policies cost: key, team and alias scopes, tokens per day, budgets
+    let wide = Limits { tpd: Some(u64::MAX / 4), ..limits };
+    let budget = Some(Budget { usd: 1e12, period: BudgetPeriod::Month });
+    let three: Arc<[Scope]> = Arc::from(vec![
+        Scope::key("team-a-key", wide, budget),
+        Scope::team("team-a", wide, budget),
+        Scope::model("fast", limits),
+    ]);
+    let demand = Demand { tokens: 300, cost_usd: 0.000_2 };
+    c.bench_function("rate_limit_check_key_team_alias_budgets", |b| {
+        b.iter(|| rl.check(black_box(&three), demand, Instant::now()))
+    });
+    c.bench_function("auth_key_hash", |b| {
+        b.iter(|| switchyard_config::hash_key(black_box("sk-team-a-0123456789abcdef")))
+    });
 
     let normalized = serde_json::to_value(&req).unwrap_or_default();
     c.bench_function("cache_key", |b| b.iter(|| cache_key(Endpoint::Chat, "fast", black_box(&normalized))));

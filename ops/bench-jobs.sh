@@ -19,7 +19,7 @@ N_BATCH="${N_BATCH:-5000}"
 NATS_SERVER="$(command -v nats-server || echo "$PWD/target/test-venv/bin/nats-server")"
 [ -x "$NATS_SERVER" ] || { echo "nats-server missing: run ops/test.sh once (it installs it)" >&2; exit 1; }
 cargo build --release --locked --bin switchyard --example jobs_load
-BIN="$PWD/target/release/switchyard"
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/switchyard"
 LOAD="$PWD/target/release/examples/jobs_load"
 
 WORK="$(mktemp -d)"

@@ -26,7 +26,7 @@ if ! command -v nginx >/dev/null 2>&1; then
   apt-get install -y -q nginx-light >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null)
 fi
 cargo build --release --locked --bin switchyard
-BIN="$PWD/target/release/switchyard"
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/switchyard"
 
 WORK="$(mktemp -d)"
 PIDS=()

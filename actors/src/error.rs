@@ -15,6 +15,11 @@ pub enum GatewayError {
     MissingKey,
     #[error("invalid API key")]
     InvalidKey,
+    #[error("the API key expired")]
+    ExpiredKey,
+    /// A policy of the key or its team forbids the request.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     #[error("the key may not use model `{0}`")]
     ModelNotAllowed(String),
     #[error("the model `{0}` does not exist")]
@@ -65,6 +70,8 @@ impl GatewayError {
             BadRequest(_) => (400, "invalid_request_error", "invalid_request"),
             MissingKey => (401, "authentication_error", "missing_api_key"),
             InvalidKey => (401, "authentication_error", "invalid_api_key"),
+            ExpiredKey => (401, "authentication_error", "expired_api_key"),
+            Forbidden { code, .. } => (403, "permission_error", *code),
             ModelNotAllowed(_) => (403, "permission_error", "model_not_allowed"),
             UnknownModel(_) => (404, "invalid_request_error", "model_not_found"),
             NotFound | Missing(_) => (404, "invalid_request_error", "not_found"),
@@ -100,6 +107,8 @@ impl GatewayError {
             BadRequest(_)
             | MissingKey
             | InvalidKey
+            | ExpiredKey
+            | Forbidden { .. }
             | ModelNotAllowed(_)
             | UnknownModel(_)
             | TooLarge(_)

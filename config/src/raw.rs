@@ -31,6 +31,9 @@ pub struct RawConfig {
     /// Rules that pick the model alias from the request; the first that matches wins.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Teams: a policy (models, endpoints, limits, budget) shared by their keys.
+    #[serde(default)]
+    pub teams: Vec<RawTeam>,
 }
 
 /// `[server]`
@@ -198,6 +201,12 @@ pub struct RawModel {
     pub input_per_mtok: Option<f64>,
     /// Price override, USD per million output tokens.
     pub output_per_mtok: Option<f64>,
+    /// Limits on the alias across every key: requests and tokens per minute, tokens
+    /// per day, requests in flight.
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub tpd: Option<u64>,
+    pub max_concurrent: Option<u32>,
 }
 
 /// One target of a model alias.
@@ -276,6 +285,47 @@ pub struct RawKey {
     pub priority: Option<String>,
     /// Lane of its Batch API items: `high`, `normal` or `low` (default `low`).
     pub batch_priority: Option<String>,
+    /// The team whose policy also applies (both must allow a request).
+    pub team: Option<String>,
+    /// APIs it may call: `chat`, `embeddings`, `batch` (absent: all).
+    pub endpoints: Option<Vec<String>>,
+    /// Largest `max_tokens` a request may ask for (and what it gets when it sets none).
+    pub max_tokens: Option<u64>,
+    /// Highest priority it may ask for with `x-switchyard-priority` (default `high`).
+    pub max_priority: Option<String>,
+    /// Tokens per day (a bucket that refills continuously over 24 hours).
+    pub tpd: Option<u64>,
+    /// Spending cap in USD per `budget_period`, from the prices in `pricing.toml`.
+    pub budget_usd: Option<f64>,
+    /// `day` (UTC), `month` (UTC) or `total` (default `month`).
+    pub budget_period: Option<String>,
+    /// When it stops working: RFC 3339 (`2027-01-31T00:00:00Z`).
+    pub expires_at: Option<String>,
+}
+
+/// `[[teams]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTeam {
+    /// Stable identifier (keys refer to it; JWT claims map to it).
+    pub id: String,
+    /// Aliases its keys may use (absent or `"*"`: all).
+    pub models: Option<Vec<String>>,
+    /// APIs its keys may call: `chat`, `embeddings`, `batch` (absent: all).
+    pub endpoints: Option<Vec<String>>,
+    /// Largest `max_tokens` a request may ask for.
+    pub max_tokens: Option<u64>,
+    /// Highest priority its keys may ask for (default `high`).
+    pub max_priority: Option<String>,
+    /// Limits shared by all the team's keys.
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub tpd: Option<u64>,
+    pub max_concurrent: Option<u32>,
+    /// Spending cap in USD per `budget_period`, shared by all the team's keys.
+    pub budget_usd: Option<f64>,
+    /// `day`, `month` or `total` (default `month`).
+    pub budget_period: Option<String>,
 }
 
 /// `[cache]`

@@ -407,3 +407,101 @@ health_check_path = "models"
     let hc = p.health_check.clone().unwrap_or_else(|| panic!("health check"));
     assert_eq!((hc.interval, hc.path.as_str()), (Duration::from_secs(2), "/models"));
 }
+
+#[test]
+fn teams_and_key_policies_are_checked() {
+    let text = r#"
+[[providers]]
+name = "p"
+kind = "mock"
+[[models]]
+alias = "fast"
+rpm = 100
+targets = [{ provider = "p", model = "m" }]
+[[models]]
+alias = "smart"
+targets = [{ provider = "p", model = "m" }]
+[[teams]]
+id = "search"
+models = ["fast"]
+endpoints = ["chat", "batch"]
+max_tokens = 512
+max_priority = "normal"
+rpm = 60
+tpd = 100000
+budget_usd = 25.0
+budget_period = "day"
+[[keys]]
+id = "a"
+key = "sk-aaaaaaaaaaaa"
+team = "search"
+expires_at = "2027-01-31T00:00:00Z"
+budget_usd = 5
+"#;
+    let cfg = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    let k = &cfg.keys[0];
+    assert_eq!(k.models, None, "a team's key with no models of its own defers to the team");
+    assert_eq!(k.expires_at_ms, Some(1_801_353_600_000));
+    assert_eq!(k.budget, Some(Budget { usd: 5.0, period: BudgetPeriod::Month }));
+    let t = cfg.team("search").unwrap_or_else(|| panic!("team"));
+    assert!(t.allows("fast") && !t.allows("smart"));
+    assert!(allows_api(&t.endpoints, Api::Batch) && !allows_api(&t.endpoints, Api::Embeddings));
+    assert_eq!((t.max_tokens, t.max_priority), (Some(512), Priority::Normal));
+    assert_eq!(t.limits, Limits { rpm: Some(60), tpm: None, tpd: Some(100_000), max_concurrent: None });
+    assert_eq!(cfg.model("fast").map(|m| m.limits.rpm), Some(Some(100)));
+
+    let bad = r#"
+[[providers]]
+name = "p"
+kind = "mock"
+[[models]]
+alias = "fast"
+max_concurrent = 0
+targets = [{ provider = "p", model = "m" }]
+[[teams]]
+id = "t"
+models = ["nope"]
+endpoints = ["chat", "images"]
+budget_usd = -1
+budget_period = "week"
+max_priority = "urgent"
+tpd = 0
+[[teams]]
+id = "t"
+[[keys]]
+id = "a"
+key = "sk-aaaaaaaaaaaa"
+team = "ghost"
+expires_at = "next tuesday"
+max_tokens = 0
+"#;
+    let err = parse(bad).err().map(|e| fields(&e)).unwrap_or_default();
+    for want in [
+        "models[0].max_concurrent",
+        "teams[0].models[0]",
+        "teams[0].endpoints[1]",
+        "teams[0].budget_usd",
+        "teams[0].budget_period",
+        "teams[0].max_priority",
+        "teams[0].tpd",
+        "teams[1].id",
+        "keys[0].team",
+        "keys[0].expires_at",
+        "keys[0].max_tokens",
+    ] {
+        assert!(err.iter().any(|f| f == want), "missing error for {want}: {err:?}");
+    }
+}
+
+#[test]
+fn budget_periods_start_at_utc_boundaries() {
+    // 2026-11-29T12:34:56Z
+    let now = 1_795_955_696_000;
+    assert_eq!(BudgetPeriod::Day.start_ms(now), 1_795_910_400_000); // 2026-11-29T00:00Z
+    assert_eq!(BudgetPeriod::Month.start_ms(now), 1_793_491_200_000); // 2026-11-01T00:00Z
+    assert_eq!(BudgetPeriod::Total.start_ms(now), 0);
+    // 2024-03-01T00:00:00Z: the day after a leap day starts its month
+    assert_eq!(BudgetPeriod::Month.start_ms(1_709_251_200_000), 1_709_251_200_000);
+    assert_eq!(BudgetPeriod::Month.start_ms(1_709_251_199_999), 1_706_745_600_000);
+    // 2024-02-01
+}

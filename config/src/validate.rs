@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::raw::{RawConfig, RawPricing};
 use crate::{
-    hash_key, AwsAuth, Cache, Config, ConfigError, ConfigErrors, Key, Limits, Model, Nats, Price, Pricing, Priority,
-    Provider, ProviderKind, Server, Strategy, Target,
+    hash_key, Api, AwsAuth, Budget, BudgetPeriod, Cache, Config, ConfigError, ConfigErrors, Key, Limits, Model, Nats,
+    Price, Pricing, Priority, Provider, ProviderKind, Server, Strategy, Target, Team,
 };
 
 pub(crate) struct Errors(Vec<ConfigError>);
@@ -67,6 +67,75 @@ fn at_least_one(field: &str, v: Option<usize>, default: usize, errs: &mut Errors
         errs.push(field, "must be at least 1");
     }
     n
+}
+
+/// Limits as written; 0 is an error (omit a limit for none).
+fn limits(
+    f: &dyn Fn(&str) -> String,
+    rpm: Option<u32>,
+    tpm: Option<u64>,
+    tpd: Option<u64>,
+    max_concurrent: Option<u32>,
+    errs: &mut Errors,
+) -> Limits {
+    for (name, zero) in [
+        ("rpm", rpm == Some(0)),
+        ("tpm", tpm == Some(0)),
+        ("tpd", tpd == Some(0)),
+        ("max_concurrent", max_concurrent == Some(0)),
+    ] {
+        if zero {
+            errs.push(f(name), "must be at least 1 (omit it for no limit)");
+        }
+    }
+    Limits { rpm, tpm, tpd, max_concurrent }
+}
+
+/// `endpoints = [...]`: `None` (all) when absent.
+fn endpoints(f: &dyn Fn(&str) -> String, list: Option<Vec<String>>, errs: &mut Errors) -> Option<Vec<Api>> {
+    list.map(|l| {
+        l.iter()
+            .enumerate()
+            .filter_map(|(j, e)| {
+                let api = Api::parse(e);
+                if api.is_none() {
+                    errs.push(
+                        format!("{}[{j}]", f("endpoints")),
+                        format!("`{e}` is not one of chat, embeddings, batch"),
+                    );
+                }
+                api
+            })
+            .collect()
+    })
+}
+
+fn budget(f: &dyn Fn(&str) -> String, usd: Option<f64>, period: Option<&str>, errs: &mut Errors) -> Option<Budget> {
+    let period = match period {
+        None => BudgetPeriod::Month,
+        Some(p) => BudgetPeriod::parse(p).unwrap_or_else(|| {
+            errs.push(f("budget_period"), format!("`{p}` is not one of day, month, total"));
+            BudgetPeriod::Month
+        }),
+    };
+    match usd {
+        None => None,
+        Some(v) if !(v >= 0.0 && v.is_finite()) => {
+            errs.push(f("budget_usd"), "must be a finite number >= 0");
+            None
+        }
+        Some(usd) => Some(Budget { usd, period }),
+    }
+}
+
+fn max_priority(f: &dyn Fn(&str) -> String, v: Option<&str>, errs: &mut Errors) -> Priority {
+    match v {
+        None => Priority::High,
+        Some(p) => Priority::parse(p).unwrap_or_else(|| {
+            errs.push(f("max_priority"), format!("`{p}` is not one of high, normal, low"));
+            Priority::High
+        }),
+    }
 }
 
 /// Turns the raw file into a checked [`Config`], or every error found.
@@ -441,6 +510,7 @@ pub fn validate(
             input_per_mtok: m.input_per_mtok,
             output_per_mtok: m.output_per_mtok,
             sticky_user,
+            limits: limits(&f, m.rpm, m.tpm, m.tpd, m.max_concurrent, &mut errs),
         });
     }
 
@@ -452,6 +522,41 @@ pub fn validate(
                 errs.push(format!("models[{i}].fallbacks[{j}]"), format!("no model alias `{fb}`"));
             }
         }
+    }
+
+    // [[teams]]
+    let mut teams = Vec::new();
+    let mut team_ids = HashSet::new();
+    for (i, t) in raw.teams.into_iter().enumerate() {
+        let f = |name: &str| format!("teams[{i}].{name}");
+        if t.id.is_empty() {
+            errs.push(f("id"), "must not be empty");
+        } else if !team_ids.insert(t.id.clone()) {
+            errs.push(f("id"), format!("duplicate team id `{}`", t.id));
+        }
+        let models = match t.models {
+            Some(list) if !list.iter().any(|m| m == "*") => {
+                for (j, m) in list.iter().enumerate() {
+                    if !aliases.contains(m) {
+                        errs.push(format!("teams[{i}].models[{j}]"), format!("no model alias `{m}`"));
+                    }
+                }
+                Some(list)
+            }
+            _ => None,
+        };
+        if t.max_tokens == Some(0) {
+            errs.push(f("max_tokens"), "must be at least 1 (omit it for no limit)");
+        }
+        teams.push(Team {
+            id: t.id,
+            models,
+            endpoints: endpoints(&f, t.endpoints, &mut errs),
+            max_tokens: t.max_tokens,
+            max_priority: max_priority(&f, t.max_priority.as_deref(), &mut errs),
+            limits: limits(&f, t.rpm, t.tpm, t.tpd, t.max_concurrent, &mut errs),
+            budget: budget(&f, t.budget_usd, t.budget_period.as_deref(), &mut errs),
+        });
     }
 
     // [[keys]]
@@ -488,7 +593,13 @@ pub fn validate(
         if !key_sha256.is_empty() && !hashes.insert(key_sha256.clone()) {
             errs.push(f("key"), "the same secret is used by another key");
         }
-        let models_allowed = if k.models.iter().any(|m| m == "*") {
+        if let Some(team) = &k.team {
+            if !team_ids.contains(team) {
+                errs.push(f("team"), format!("no team `{team}`"));
+            }
+        }
+        // a key of a team that lists no models may use what the team allows
+        let models_allowed = if k.models.iter().any(|m| m == "*") || (k.models.is_empty() && k.team.is_some()) {
             None
         } else {
             for (j, m) in k.models.iter().enumerate() {
@@ -507,22 +618,29 @@ pub fn validate(
         };
         let batch_priority = priority("batch_priority", k.batch_priority.as_deref(), Priority::Low);
         let priority = priority("priority", k.priority.as_deref(), Priority::Normal);
-        if k.rpm == Some(0) {
-            errs.push(f("rpm"), "must be at least 1 (omit it for no limit)");
-        }
-        if k.tpm == Some(0) {
-            errs.push(f("tpm"), "must be at least 1 (omit it for no limit)");
-        }
-        if k.max_concurrent == Some(0) {
-            errs.push(f("max_concurrent"), "must be at least 1 (omit it for no limit)");
+        let expires_at_ms = k.expires_at.as_deref().and_then(|t| match humantime::parse_rfc3339_weak(t) {
+            Ok(at) => at.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64),
+            Err(e) => {
+                errs.push(f("expires_at"), format!("`{t}` is not an RFC 3339 time like 2027-01-31T00:00:00Z: {e}"));
+                None
+            }
+        });
+        if k.max_tokens == Some(0) {
+            errs.push(f("max_tokens"), "must be at least 1 (omit it for no limit)");
         }
         keys.push(Key {
             id: k.id,
             key_sha256,
             models: models_allowed,
-            limits: Limits { rpm: k.rpm, tpm: k.tpm, max_concurrent: k.max_concurrent },
+            limits: limits(&f, k.rpm, k.tpm, k.tpd, k.max_concurrent, &mut errs),
             priority,
             batch_priority,
+            team: k.team,
+            endpoints: endpoints(&f, k.endpoints, &mut errs),
+            max_tokens: k.max_tokens,
+            max_priority: max_priority(&f, k.max_priority.as_deref(), &mut errs),
+            budget: budget(&f, k.budget_usd, k.budget_period.as_deref(), &mut errs),
+            expires_at_ms,
         });
     }
 
@@ -630,7 +748,7 @@ pub fn validate(
     if !errs.0.is_empty() {
         return Err(ConfigErrors(errs.0));
     }
-    Ok(Config { server, nats, providers, models, keys, cache, pricing: Pricing { models: prices }, routes })
+    Ok(Config { server, nats, providers, models, keys, cache, pricing: Pricing { models: prices }, routes, teams })
 }
 
 #[cfg(test)]

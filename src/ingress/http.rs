@@ -49,7 +49,7 @@ pub(crate) fn header<'a>(req: &'a HttpRequest) -> impl Fn(&str) -> Option<&'a st
 
 pub(crate) fn authenticate(req: &HttpRequest, rt: &Runtime) -> Result<Arc<KeyEntry>, GatewayError> {
     let secret = credential(&header(req)).filter(|s| !s.is_empty()).ok_or(GatewayError::MissingKey)?;
-    rt.authenticate(secret).ok_or(GatewayError::InvalidKey)
+    rt.authenticate(secret)
 }
 
 /// Reads the body up to `limit` bytes (413 beyond, without reading the rest).

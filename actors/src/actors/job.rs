@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
-use switchyard_config::{Limits, Priority};
+use switchyard_config::Priority;
 use tokio::sync::oneshot;
 
 use super::cache::{CacheKey, CachedResponse};
 use super::provider_worker::Permit;
-use super::rate_limiter::{LimitTicket, RateHeaders, Refused};
+use super::rate_limiter::{LimitTicket, RateHeaders, Refused, Scopes};
 use super::router::RouteDecision;
 
 /// What the cache stage decided.
@@ -60,9 +60,12 @@ pub type Answer = Result<Admission, Refusal>;
 /// The job itself (boxed in [`Job`] so forwarding moves a pointer).
 pub struct JobState {
     pub key_id: Arc<str>,
-    pub limits: Limits,
+    /// The limits and budgets it is held to (key, team, alias).
+    pub scopes: Scopes,
     /// Tokens to reserve.
     pub tokens: u64,
+    /// USD to reserve against budgets.
+    pub cost_usd: f64,
     pub alias: String,
     pub priority: Priority,
     /// A queued NATS job: limited to the provider's `jobs_share`, after interactive work.
@@ -89,7 +92,7 @@ impl JobState {
     /// A job and the receiver of its answer.
     pub fn create(
         key_id: Arc<str>,
-        limits: Limits,
+        scopes: Scopes,
         tokens: u64,
         alias: String,
         priority: Priority,
@@ -98,8 +101,9 @@ impl JobState {
         let (reply, rx) = oneshot::channel();
         let state = JobState {
             key_id,
-            limits,
+            scopes,
             tokens,
+            cost_usd: 0.0,
             alias,
             priority,
             background: false,
@@ -125,7 +129,7 @@ impl JobState {
         exclude: Vec<String>,
         route_hints: RouteHints,
     ) -> (Job, oneshot::Receiver<Answer>) {
-        let (Job(mut state), rx) = JobState::create(key_id.clone(), Limits::default(), 0, alias, priority, None);
+        let (Job(mut state), rx) = JobState::create(key_id.clone(), Arc::from(Vec::new()), 0, alias, priority, None);
         state.background = background;
         state.exclude = exclude;
         state.route_hints = route_hints;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use switchyard_config::Limits;
+use switchyard_config::{Budget, Limits};
 use tokio::sync::mpsc;
 
 use super::cache::Cache;
@@ -16,13 +16,17 @@ use super::deliver;
 use super::job::{forward, CacheDecision, Job, Refusal};
 use super::provider_worker::{Permit, ProviderWorker, Release};
 use super::router::Router;
+use crate::metrics::BUDGET_REMAINING;
 
 /// Which limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitKind {
     Requests,
     Tokens,
+    DailyTokens,
     Concurrency,
+    /// A USD budget is spent.
+    Budget,
 }
 
 impl LimitKind {
@@ -30,7 +34,9 @@ impl LimitKind {
         match self {
             LimitKind::Requests => "requests",
             LimitKind::Tokens => "tokens",
+            LimitKind::DailyTokens => "daily_tokens",
             LimitKind::Concurrency => "concurrency",
+            LimitKind::Budget => "budget",
         }
     }
 
@@ -39,7 +45,9 @@ impl LimitKind {
         match self {
             LimitKind::Requests => "rate_limit_requests",
             LimitKind::Tokens => "rate_limit_tokens",
+            LimitKind::DailyTokens => "rate_limit_tokens_per_day",
             LimitKind::Concurrency => "rate_limit_concurrency",
+            LimitKind::Budget => "insufficient_quota",
         }
     }
 }
@@ -49,7 +57,9 @@ impl fmt::Display for LimitKind {
         f.write_str(match self {
             LimitKind::Requests => "requests per minute",
             LimitKind::Tokens => "tokens per minute",
+            LimitKind::DailyTokens => "tokens per day",
             LimitKind::Concurrency => "concurrent requests",
+            LimitKind::Budget => "budget (USD) spent",
         })
     }
 }
@@ -95,17 +105,18 @@ fn fmt_duration(d: Duration) -> String {
     }
 }
 
-/// A bucket of `capacity` that refills at `capacity` per minute.
+/// A bucket of `capacity` that refills at `capacity` per `period`.
 #[derive(Debug, Clone)]
 struct Bucket {
     level: f64,
     capacity: f64,
+    period_secs: f64,
     at: Instant,
 }
 
 impl Bucket {
-    fn new(capacity: u64, now: Instant) -> Bucket {
-        Bucket { level: capacity as f64, capacity: capacity as f64, at: now }
+    fn new(capacity: u64, period: Duration, now: Instant) -> Bucket {
+        Bucket { level: capacity as f64, capacity: capacity as f64, period_secs: period.as_secs_f64(), at: now }
     }
 
     fn refill(&mut self, capacity: u64, now: Instant) {
@@ -116,7 +127,7 @@ impl Bucket {
             self.capacity = capacity;
         }
         let dt = now.saturating_duration_since(self.at).as_secs_f64();
-        self.level = (self.level + dt * self.capacity / 60.0).min(self.capacity);
+        self.level = (self.level + dt * self.capacity / self.period_secs).min(self.capacity);
         self.at = now;
     }
 
@@ -126,41 +137,195 @@ impl Bucket {
         if missing <= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(missing * 60.0 / self.capacity)
+            Duration::from_secs_f64(missing * self.period_secs / self.capacity)
         }
     }
 
     fn reset(&self) -> Duration {
         self.wait_for(self.capacity)
     }
+
+    fn remaining(&self) -> u64 {
+        self.level.max(0.0).floor() as u64
+    }
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// One set of limits a request is held to: its key's, its team's, its alias's.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// `key:<id>`, `team:<id>` or `model:<alias>`.
+    pub id: Arc<str>,
+    pub limits: Limits,
+    pub budget: Option<Budget>,
+}
+
+/// The scopes of a request, shared (an `Arc` clone per request).
+pub type Scopes = Arc<[Scope]>;
+
+impl Scope {
+    pub fn key(id: &str, limits: Limits, budget: Option<Budget>) -> Scope {
+        Scope { id: Arc::from(format!("key:{id}")), limits, budget }
+    }
+
+    pub fn team(id: &str, limits: Limits, budget: Option<Budget>) -> Scope {
+        Scope { id: Arc::from(format!("team:{id}")), limits, budget }
+    }
+
+    pub fn model(alias: &str, limits: Limits) -> Scope {
+        Scope { id: Arc::from(format!("model:{alias}")), limits, budget: None }
+    }
+}
+
+/// What a request asks of its scopes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Demand {
+    /// Tokens to reserve (prompt estimate plus `max_tokens`).
+    pub tokens: u64,
+    /// USD to reserve against budgets (the demand priced at the alias's dearest target).
+    pub cost_usd: f64,
+}
+
+/// A budget's spend in its current period.
+#[derive(Debug)]
+struct Spend {
+    period_start_ms: u64,
+    /// Reconciled cost of finished requests.
+    spent: f64,
+    /// Reserved by requests in flight.
+    reserved: f64,
+    gauge: metrics::Gauge,
 }
 
 #[derive(Debug, Default)]
-struct KeyState {
+struct ScopeState {
     requests: Option<Bucket>,
     tokens: Option<Bucket>,
+    day_tokens: Option<Bucket>,
     inflight: u32,
+    spend: Option<Spend>,
 }
 
-/// A request ended: give back the concurrency slot and correct the token reservation.
+impl ScopeState {
+    /// Brings the buckets to `now` (creating, resizing or dropping them as the limits
+    /// say) and the budget to its current period.
+    fn refresh(&mut self, scope: &Scope, now: Instant, now_ms: u64) {
+        fn bucket(b: &mut Option<Bucket>, limit: Option<u64>, period: Duration, now: Instant) {
+            match limit {
+                Some(cap) => b.get_or_insert_with(|| Bucket::new(cap, period, now)).refill(cap, now),
+                None => *b = None,
+            }
+        }
+        bucket(&mut self.requests, scope.limits.rpm.map(u64::from), MINUTE, now);
+        bucket(&mut self.tokens, scope.limits.tpm, MINUTE, now);
+        bucket(&mut self.day_tokens, scope.limits.tpd, DAY, now);
+        match scope.budget {
+            None => self.spend = None,
+            Some(b) => {
+                let start = b.period.start_ms(now_ms);
+                let s = self.spend.get_or_insert_with(|| Spend {
+                    period_start_ms: start,
+                    spent: 0.0,
+                    reserved: 0.0,
+                    gauge: metrics::gauge!(BUDGET_REMAINING, "scope" => scope.id.to_string()),
+                });
+                if s.period_start_ms != start {
+                    // a new day or month: what was spent before does not count
+                    s.period_start_ms = start;
+                    s.spent = 0.0;
+                }
+            }
+        }
+    }
+
+    /// Whether the demand fits every limit of the scope (nothing is taken).
+    fn refuse(&self, scope: &Scope, demand: Demand) -> Option<(LimitKind, Duration)> {
+        if let Some(b) = &self.requests {
+            if b.level < 1.0 {
+                return Some((LimitKind::Requests, b.wait_for(1.0)));
+            }
+        }
+        // a request larger than a whole bucket waits for a full bucket
+        for (b, kind) in [(&self.tokens, LimitKind::Tokens), (&self.day_tokens, LimitKind::DailyTokens)] {
+            if let Some(b) = b {
+                let need = (demand.tokens as f64).min(b.capacity);
+                if b.level < need {
+                    return Some((kind, b.wait_for(need)));
+                }
+            }
+        }
+        if let Some(max) = scope.limits.max_concurrent {
+            if self.inflight >= max {
+                return Some((LimitKind::Concurrency, Duration::from_secs(1)));
+            }
+        }
+        if let (Some(s), Some(b)) = (&self.spend, scope.budget) {
+            if s.spent + s.reserved + demand.cost_usd > b.usd + 1e-12 {
+                let wait = match b.period {
+                    switchyard_config::BudgetPeriod::Total => Duration::from_secs(3600),
+                    p => {
+                        let next = match p {
+                            switchyard_config::BudgetPeriod::Day => s.period_start_ms + 86_400_000,
+                            _ => p.start_ms(s.period_start_ms + 32 * 86_400_000),
+                        };
+                        Duration::from_millis(next.saturating_sub(crate::types::unix_ms()).max(1000))
+                    }
+                };
+                return Some((LimitKind::Budget, wait));
+            }
+        }
+        None
+    }
+
+    fn take(&mut self, demand: Demand) {
+        if let Some(b) = &mut self.requests {
+            b.level -= 1.0;
+        }
+        for b in [&mut self.tokens, &mut self.day_tokens].into_iter().flatten() {
+            b.level -= demand.tokens as f64;
+        }
+        self.inflight += 1;
+        if let Some(s) = &mut self.spend {
+            s.reserved += demand.cost_usd;
+        }
+    }
+
+    fn publish(&self, budget: Option<Budget>) {
+        if let (Some(s), Some(b)) = (&self.spend, budget) {
+            s.gauge.set((b.usd - s.spent - s.reserved).max(0.0));
+        }
+    }
+}
+
+/// A request ended: give back the concurrency slot and correct the token and cost
+/// reservations.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Settle {
-    pub key_id: Arc<str>,
-    pub limits: Limits,
-    pub reserved: u64,
+    pub scopes: Scopes,
+    pub reserved: Demand,
     /// Real tokens used; `None` when unknown (the reservation stands).
     pub actual: Option<u64>,
-    /// A provider slot to give back in the same trip (both actors share an arbiter).
+    /// Real cost; `None` when unknown (the reservation stands).
+    pub actual_cost: Option<f64>,
     /// The provider slot to give back with the ticket (and whether it was a job's).
     pub release: Option<(Addr<ProviderWorker>, bool)>,
 }
+
+/// Spend already in the ledger for the current period of each budget (at start).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SeedSpend(pub Vec<(Scope, f64)>);
 
 #[derive(Debug)]
 pub struct Refused {
     pub kind: LimitKind,
     pub retry_after: Duration,
-    pub headers: RateHeaders,
+    pub headers: Box<RateHeaders>,
+    /// The scope whose limit refused (`key:…`, `team:…`, `model:…`).
+    pub scope: Arc<str>,
 }
 
 /// Held for the life of a request; dropping it settles with the limiter.
@@ -169,9 +334,10 @@ pub struct LimitTicket {
     /// The limiter's settle queue: a finished request wakes no thread (see [`SETTLE_TICK`]).
     queue: Option<mpsc::Sender<Settle>>,
     key_id: Arc<str>,
-    limits: Limits,
-    reserved: u64,
+    scopes: Scopes,
+    reserved: Demand,
     actual: Option<u64>,
+    actual_cost: Option<f64>,
     release: Option<(Addr<ProviderWorker>, bool)>,
 }
 
@@ -183,11 +349,16 @@ impl LimitTicket {
             addr: None,
             queue: None,
             key_id,
-            limits: Limits::default(),
-            reserved: 0,
+            scopes: Arc::from(Vec::new()),
+            reserved: Demand::default(),
             actual: None,
+            actual_cost: None,
             release: None,
         }
+    }
+
+    pub fn key_id(&self) -> &Arc<str> {
+        &self.key_id
     }
 
     /// Takes over a provider permit: settling the ticket also releases the slot, so a
@@ -196,9 +367,13 @@ impl LimitTicket {
         self.release = permit.disarm();
     }
 
-    /// Records the real token count, applied when the ticket drops.
+    /// Records the real token count and cost, applied when the ticket drops.
     pub fn set_actual(&mut self, tokens: u64) {
         self.actual = Some(tokens);
+    }
+
+    pub fn set_actual_cost(&mut self, usd: f64) {
+        self.actual_cost = Some(usd);
     }
 }
 
@@ -206,10 +381,10 @@ impl Drop for LimitTicket {
     fn drop(&mut self) {
         if let Some(addr) = self.addr.take() {
             let settle = Settle {
-                key_id: self.key_id.clone(),
-                limits: self.limits,
+                scopes: self.scopes.clone(),
                 reserved: self.reserved,
                 actual: self.actual,
+                actual_cost: self.actual_cost,
                 release: self.release.take(),
             };
             match self.queue.take().map(|q| q.try_send(settle)) {
@@ -244,7 +419,7 @@ pub const SETTLE_TICK: Duration = Duration::from_millis(2);
 const SETTLE_QUEUE: usize = 1 << 16;
 
 pub struct RateLimiter {
-    keys: HashMap<Arc<str>, KeyState>,
+    scopes: HashMap<Arc<str>, ScopeState>,
     /// `None` (unit tests): admitted jobs are answered here.
     next: Option<NextStages>,
     settle_tx: mpsc::Sender<Settle>,
@@ -254,7 +429,7 @@ pub struct RateLimiter {
 impl Default for RateLimiter {
     fn default() -> RateLimiter {
         let (settle_tx, settle_rx) = mpsc::channel(SETTLE_QUEUE);
-        RateLimiter { keys: HashMap::new(), next: None, settle_tx, settle_rx }
+        RateLimiter { scopes: HashMap::new(), next: None, settle_tx, settle_rx }
     }
 }
 
@@ -278,80 +453,69 @@ impl RateLimiter {
         }
     }
 
-    /// The admission decision (plain function, benchmarked).
-    pub fn check(
-        &mut self,
-        key_id: &Arc<str>,
-        limits: Limits,
-        tokens: u64,
-        now: Instant,
-    ) -> Result<RateHeaders, Refused> {
-        let st = self.keys.entry(key_id.clone()).or_default();
+    /// The admission decision (plain function, benchmarked): every scope's limits and
+    /// budget must take the demand, or none is charged. The `x-ratelimit-*` headers
+    /// report, for requests and for tokens per minute, the scope with the least left.
+    pub fn check(&mut self, scopes: &[Scope], demand: Demand, now: Instant) -> Result<RateHeaders, Refused> {
+        let now_ms = crate::types::unix_ms();
+        for scope in scopes {
+            let st = self.scopes.entry(scope.id.clone()).or_default();
+            st.refresh(scope, now, now_ms);
+            if let Some((kind, retry_after)) = st.refuse(scope, demand) {
+                let headers = Box::new(self.headers(scopes));
+                return Err(Refused { kind, retry_after, headers, scope: scope.id.clone() });
+            }
+        }
+        for scope in scopes {
+            if let Some(st) = self.scopes.get_mut(&scope.id) {
+                st.take(demand);
+                st.publish(scope.budget);
+            }
+        }
+        Ok(self.headers(scopes))
+    }
+
+    fn headers(&self, scopes: &[Scope]) -> RateHeaders {
         let mut h = RateHeaders::default();
-        if let Some(rpm) = limits.rpm {
-            let b = st.requests.get_or_insert_with(|| Bucket::new(u64::from(rpm), now));
-            b.refill(u64::from(rpm), now);
-            h.limit_requests = Some(u64::from(rpm));
-        } else {
-            st.requests = None;
-        }
-        if let Some(tpm) = limits.tpm {
-            let b = st.tokens.get_or_insert_with(|| Bucket::new(tpm, now));
-            b.refill(tpm, now);
-            h.limit_tokens = Some(tpm);
-        } else {
-            st.tokens = None;
-        }
-        let fill = |h: &mut RateHeaders, st: &KeyState| {
+        for scope in scopes {
+            let Some(st) = self.scopes.get(&scope.id) else { continue };
             if let Some(b) = &st.requests {
-                h.remaining_requests = Some(b.level.max(0.0).floor() as u64);
-                h.reset_requests = Some(b.reset());
+                if h.remaining_requests.is_none_or(|r| b.remaining() < r) {
+                    h.limit_requests = Some(b.capacity as u64);
+                    h.remaining_requests = Some(b.remaining());
+                    h.reset_requests = Some(b.reset());
+                }
             }
             if let Some(b) = &st.tokens {
-                h.remaining_tokens = Some(b.level.max(0.0).floor() as u64);
-                h.reset_tokens = Some(b.reset());
-            }
-        };
-        if let Some(b) = &st.requests {
-            if b.level < 1.0 {
-                fill(&mut h, st);
-                return Err(Refused { kind: LimitKind::Requests, retry_after: b.wait_for(1.0), headers: h });
+                if h.remaining_tokens.is_none_or(|r| b.remaining() < r) {
+                    h.limit_tokens = Some(b.capacity as u64);
+                    h.remaining_tokens = Some(b.remaining());
+                    h.reset_tokens = Some(b.reset());
+                }
             }
         }
-        if let Some(b) = &st.tokens {
-            // a request larger than the whole bucket waits for a full bucket
-            let need = (tokens as f64).min(b.capacity);
-            if b.level < need {
-                fill(&mut h, st);
-                return Err(Refused { kind: LimitKind::Tokens, retry_after: b.wait_for(need), headers: h });
-            }
-        }
-        if let Some(max) = limits.max_concurrent {
-            if st.inflight >= max {
-                fill(&mut h, st);
-                return Err(Refused { kind: LimitKind::Concurrency, retry_after: Duration::from_secs(1), headers: h });
-            }
-        }
-        if let Some(b) = &mut st.requests {
-            b.level -= 1.0;
-        }
-        if let Some(b) = &mut st.tokens {
-            b.level -= tokens as f64;
-        }
-        st.inflight += 1;
-        fill(&mut h, st);
-        Ok(h)
+        h
     }
 
     pub fn settle(&mut self, msg: &Settle, now: Instant) {
-        let Some(st) = self.keys.get_mut(&msg.key_id) else {
-            return;
-        };
-        st.inflight = st.inflight.saturating_sub(1);
-        if let (Some(b), Some(actual), Some(tpm)) = (&mut st.tokens, msg.actual, msg.limits.tpm) {
-            b.refill(tpm, now);
-            // refund what was reserved but not used, or charge the overshoot
-            b.level = (b.level + msg.reserved as f64 - actual as f64).min(b.capacity);
+        let now_ms = crate::types::unix_ms();
+        for scope in msg.scopes.iter() {
+            let Some(st) = self.scopes.get_mut(&scope.id) else { continue };
+            // refilled to now, and a budget moved to its current period (a request
+            // that began in the previous one is charged to this one)
+            st.refresh(scope, now, now_ms);
+            st.inflight = st.inflight.saturating_sub(1);
+            if let Some(actual) = msg.actual {
+                // refund what was reserved but not used, or charge the overshoot
+                for b in [&mut st.tokens, &mut st.day_tokens].into_iter().flatten() {
+                    b.level = (b.level + msg.reserved.tokens as f64 - actual as f64).min(b.capacity);
+                }
+            }
+            if let Some(s) = &mut st.spend {
+                s.reserved = (s.reserved - msg.reserved.cost_usd).max(0.0);
+                s.spent += msg.actual_cost.unwrap_or(msg.reserved.cost_usd);
+            }
+            st.publish(scope.budget);
         }
     }
 }
@@ -371,7 +535,8 @@ impl Handler<Job> for RateLimiter {
 
     fn handle(&mut self, Job(mut job): Job, ctx: &mut Self::Context) {
         self.drain_settles();
-        match self.check(&job.key_id, job.limits, job.tokens, Instant::now()) {
+        let demand = Demand { tokens: job.tokens, cost_usd: job.cost_usd };
+        match self.check(&job.scopes, demand, Instant::now()) {
             Err(refused) => job.refuse(Refusal::Limited(refused)),
             Ok(headers) => {
                 job.rate = Some(headers);
@@ -379,9 +544,10 @@ impl Handler<Job> for RateLimiter {
                     addr: Some(ctx.address()),
                     queue: Some(self.settle_tx.clone()),
                     key_id: job.key_id.clone(),
-                    limits: job.limits,
-                    reserved: job.tokens,
+                    scopes: job.scopes.clone(),
+                    reserved: demand,
                     actual: None,
+                    actual_cost: None,
                     release: None,
                 });
                 match &self.next {
@@ -390,6 +556,22 @@ impl Handler<Job> for RateLimiter {
                     Some(next) => forward(&next.router, Job(job), "router"),
                 }
             }
+        }
+    }
+}
+
+impl Handler<SeedSpend> for RateLimiter {
+    type Result = ();
+
+    fn handle(&mut self, SeedSpend(seed): SeedSpend, _: &mut Self::Context) {
+        let (now, now_ms) = (Instant::now(), crate::types::unix_ms());
+        for (scope, usd) in seed {
+            let st = self.scopes.entry(scope.id.clone()).or_default();
+            st.refresh(&scope, now, now_ms);
+            if let Some(s) = &mut st.spend {
+                s.spent += usd;
+            }
+            st.publish(scope.budget);
         }
     }
 }
@@ -408,51 +590,124 @@ mod tests {
     use super::*;
     use crate::actors::job::JobState;
 
-    fn key() -> Arc<str> {
-        Arc::from("k")
+    fn lim(rpm: Option<u32>, tpm: Option<u64>, max_concurrent: Option<u32>) -> Limits {
+        Limits { rpm, tpm, tpd: None, max_concurrent }
+    }
+
+    fn one(limits: Limits) -> Scopes {
+        Arc::from(vec![Scope::key("k", limits, None)])
+    }
+
+    fn tokens(n: u64) -> Demand {
+        Demand { tokens: n, cost_usd: 0.0 }
+    }
+
+    fn settle(scopes: &Scopes, reserved: Demand, actual: Option<u64>, actual_cost: Option<f64>) -> Settle {
+        Settle { scopes: scopes.clone(), reserved, actual, actual_cost, release: None }
     }
 
     #[test]
     fn rpm_refuses_then_refills() {
         let mut rl = RateLimiter::default();
-        let limits = Limits { rpm: Some(2), tpm: None, max_concurrent: None };
+        let k = one(lim(Some(2), None, None));
         let t0 = Instant::now();
-        assert!(rl.check(&key(), limits, 0, t0).is_ok());
-        let h = rl.check(&key(), limits, 0, t0).unwrap();
+        assert!(rl.check(&k, tokens(0), t0).is_ok());
+        let h = rl.check(&k, tokens(0), t0).unwrap();
         assert_eq!(h.remaining_requests, Some(0));
-        let r = rl.check(&key(), limits, 0, t0).unwrap_err();
-        assert_eq!(r.kind, LimitKind::Requests);
+        let r = rl.check(&k, tokens(0), t0).unwrap_err();
+        assert_eq!((r.kind, &*r.scope), (LimitKind::Requests, "key:k"));
         assert_eq!(r.retry_after, Duration::from_secs(30));
-        assert!(rl.check(&key(), limits, 0, t0 + Duration::from_secs(30)).is_ok());
+        assert!(rl.check(&k, tokens(0), t0 + Duration::from_secs(30)).is_ok());
     }
 
     #[test]
     fn tpm_reserves_and_reconciles() {
         let mut rl = RateLimiter::default();
-        let limits = Limits { rpm: None, tpm: Some(100), max_concurrent: None };
+        let k = one(lim(None, Some(100), None));
         let t0 = Instant::now();
-        rl.check(&key(), limits, 80, t0).unwrap();
-        let r = rl.check(&key(), limits, 30, t0).unwrap_err();
+        rl.check(&k, tokens(80), t0).unwrap();
+        let r = rl.check(&k, tokens(30), t0).unwrap_err();
         assert_eq!(r.kind, LimitKind::Tokens);
         assert!(r.retry_after > Duration::ZERO);
         // the first request really used 10: 70 come back
-        rl.settle(&Settle { key_id: key(), limits, reserved: 80, actual: Some(10), release: None }, t0);
-        let h = rl.check(&key(), limits, 30, t0).unwrap();
+        rl.settle(&settle(&k, tokens(80), Some(10), None), t0);
+        let h = rl.check(&k, tokens(30), t0).unwrap();
         assert_eq!(h.remaining_tokens, Some(60));
         // an overshoot is charged
-        rl.settle(&Settle { key_id: key(), limits, reserved: 30, actual: Some(90), release: None }, t0);
-        assert_eq!(rl.check(&key(), limits, 1, t0).unwrap_err().kind, LimitKind::Tokens);
+        rl.settle(&settle(&k, tokens(30), Some(90), None), t0);
+        assert_eq!(rl.check(&k, tokens(1), t0).unwrap_err().kind, LimitKind::Tokens);
+    }
+
+    #[test]
+    fn tokens_per_day_refill_over_a_day() {
+        let mut rl = RateLimiter::default();
+        let k = one(Limits { tpd: Some(1000), ..Default::default() });
+        let t0 = Instant::now();
+        rl.check(&k, tokens(900), t0).unwrap();
+        let r = rl.check(&k, tokens(200), t0).unwrap_err();
+        assert_eq!(r.kind, LimitKind::DailyTokens);
+        // 100 more tokens take a tenth of a day to come back
+        assert_eq!(r.retry_after.as_secs(), 8640);
+        assert!(rl.check(&k, tokens(200), t0 + Duration::from_secs(8640)).is_ok());
     }
 
     #[test]
     fn concurrency_counts_inflight() {
         let mut rl = RateLimiter::default();
-        let limits = Limits { rpm: None, tpm: None, max_concurrent: Some(1) };
+        let k = one(lim(None, None, Some(1)));
         let t0 = Instant::now();
-        rl.check(&key(), limits, 0, t0).unwrap();
-        assert_eq!(rl.check(&key(), limits, 0, t0).unwrap_err().kind, LimitKind::Concurrency);
-        rl.settle(&Settle { key_id: key(), limits, reserved: 0, actual: None, release: None }, t0);
-        assert!(rl.check(&key(), limits, 0, t0).is_ok());
+        rl.check(&k, tokens(0), t0).unwrap();
+        assert_eq!(rl.check(&k, tokens(0), t0).unwrap_err().kind, LimitKind::Concurrency);
+        rl.settle(&settle(&k, tokens(0), None, None), t0);
+        assert!(rl.check(&k, tokens(0), t0).is_ok());
+    }
+
+    #[test]
+    fn every_scope_must_admit_or_none_is_charged() {
+        let mut rl = RateLimiter::default();
+        let t0 = Instant::now();
+        let team = Scope::team("t", lim(Some(3), None, None), None);
+        let a: Scopes = Arc::from(vec![Scope::key("a", lim(Some(10), None, None), None), team.clone()]);
+        let b: Scopes = Arc::from(vec![Scope::key("b", lim(Some(10), None, None), None), team]);
+        rl.check(&a, tokens(0), t0).unwrap();
+        rl.check(&b, tokens(0), t0).unwrap();
+        let h = rl.check(&a, tokens(0), t0).unwrap();
+        // the headers tell the tightest truth: the team has none left, not the key's 8
+        assert_eq!((h.limit_requests, h.remaining_requests), (Some(3), Some(0)));
+        let r = rl.check(&b, tokens(0), t0).unwrap_err();
+        assert_eq!((r.kind, &*r.scope), (LimitKind::Requests, "team:t"));
+        // the refused request took nothing from its key
+        let only_b = one(lim(Some(10), None, None));
+        let only_b: Scopes = Arc::from(vec![Scope { id: Arc::from("key:b"), ..only_b[0].clone() }]);
+        assert_eq!(rl.check(&only_b, tokens(0), t0).unwrap().remaining_requests, Some(8));
+    }
+
+    #[test]
+    fn budgets_reserve_then_reconcile_and_restart_from_the_seed() {
+        let mut rl = RateLimiter::default();
+        let t0 = Instant::now();
+        let budget = Some(Budget { usd: 1.0, period: switchyard_config::BudgetPeriod::Day });
+        let k: Scopes = Arc::from(vec![Scope::key("k", Limits::default(), budget)]);
+        let d = Demand { tokens: 0, cost_usd: 0.3 };
+        for _ in 0..3 {
+            rl.check(&k, d, t0).unwrap();
+        }
+        let r = rl.check(&k, d, t0).unwrap_err();
+        assert_eq!((r.kind, r.kind.code()), (LimitKind::Budget, "insufficient_quota"));
+        // one really cost 0.05: 0.25 comes back, and a fourth fits
+        rl.settle(&settle(&k, d, None, Some(0.05)), t0);
+        rl.check(&k, d, t0).unwrap();
+        assert!(rl.check(&k, d, t0).is_err());
+        // a fresh limiter seeded with what the ledger holds refuses as the old one would
+        let mut again = RateLimiter::default();
+        let seed = SeedSpend(vec![(k[0].clone(), 0.8)]);
+        for (scope, usd) in seed.0 {
+            let st = again.scopes.entry(scope.id.clone()).or_default();
+            st.refresh(&scope, t0, crate::types::unix_ms());
+            st.spend.as_mut().unwrap().spent += usd;
+        }
+        assert!(again.check(&k, Demand { tokens: 0, cost_usd: 0.2 }, t0).is_ok());
+        assert!(again.check(&k, Demand { tokens: 0, cost_usd: 0.01 }, t0).is_err());
     }
 
     #[test]
@@ -471,7 +726,8 @@ mod tests {
     }
 
     async fn admit(rl: &Addr<RateLimiter>, limits: Limits) -> crate::actors::job::Answer {
-        let (job, rx) = JobState::create(key(), limits, 0, "m".into(), switchyard_config::Priority::Normal, None);
+        let (job, rx) =
+            JobState::create("k".into(), one(limits), 0, "m".into(), switchyard_config::Priority::Normal, None);
         rl.send(job).await.unwrap();
         rx.await.unwrap()
     }
@@ -479,7 +735,7 @@ mod tests {
     #[actix_rt::test]
     async fn ticket_drop_releases_the_slot() {
         let rl = RateLimiter::default().start();
-        let limits = Limits { rpm: None, tpm: None, max_concurrent: Some(1) };
+        let limits = lim(None, None, Some(1));
         let a = admit(&rl, limits).await;
         assert!(a.is_ok());
         let refused = admit(&rl, limits).await;

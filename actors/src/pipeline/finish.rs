@@ -100,6 +100,7 @@ impl Finisher {
         };
         if let Some(t) = &mut self.ticket {
             t.set_actual(if cache_hit { 0 } else { usage.total() });
+            t.set_actual_cost(cost);
         }
         let elapsed = self.received.elapsed();
         let mut r = self.record.clone();

@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::Value;
-use switchyard_config::{Config, Key, Priority, ProviderKind};
+use switchyard_config::{allows_api, Api, Config, Key, Priority, ProviderKind, Team};
 
 pub use self::finish::{record_overhead, Finisher, InflightGuard};
 use crate::actors::accounting::{Accounting, Flush, RecordSink};
@@ -25,7 +25,7 @@ use crate::actors::cache::{cache_key, Cache, CacheKey, SetCapacity};
 use crate::actors::job::{CacheDecision, JobState, Refusal, RouteHints};
 use crate::actors::load::TargetSlot;
 use crate::actors::provider_worker::{ProviderWorker, Resize};
-use crate::actors::rate_limiter::{NextStages, RateHeaders, RateLimiter};
+use crate::actors::rate_limiter::{NextStages, RateHeaders, RateLimiter, Scope, Scopes, SeedSpend};
 use crate::actors::router::{sticky_hash, Router, UpdateModels};
 use crate::metrics::{
     CACHE_REQUESTS_TOTAL, FAILOVERS_TOTAL, FALLBACKS_TOTAL, HEALTH_CHECKS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL,
@@ -38,10 +38,55 @@ use crate::store::Store;
 use crate::types::{unix_ms, ChatRequest, EmbeddingsRequest, Endpoint, Usage, UsageRecord};
 use crate::{tokens, GatewayError};
 
-/// A key as the engine sees it.
+/// A key as the engine sees it: with its team, and the limit scopes they make.
 pub struct KeyEntry {
     pub id: Arc<str>,
     pub key: Key,
+    pub team: Option<Team>,
+    /// The key's scope, then its team's (when it has one).
+    pub scopes: Scopes,
+}
+
+impl KeyEntry {
+    pub fn new(key: Key, team: Option<Team>) -> KeyEntry {
+        let mut scopes = vec![Scope::key(&key.id, key.limits, key.budget)];
+        if let Some(t) = &team {
+            scopes.push(Scope::team(&t.id, t.limits, t.budget));
+        }
+        KeyEntry { id: Arc::from(key.id.as_str()), key, team, scopes: Arc::from(scopes) }
+    }
+
+    /// The key and its team both allow the alias.
+    pub fn allows_model(&self, alias: &str) -> bool {
+        self.key.allows(alias) && self.team.as_ref().is_none_or(|t| t.allows(alias))
+    }
+
+    /// The key and its team both allow the API (403 otherwise).
+    pub fn check_api(&self, api: Api) -> Result<(), GatewayError> {
+        let team = self.team.as_ref().map(|t| &t.endpoints);
+        if allows_api(&self.key.endpoints, api) && team.is_none_or(|e| allows_api(e, api)) {
+            Ok(())
+        } else {
+            Err(GatewayError::Forbidden {
+                code: "endpoint_not_allowed",
+                message: format!("the key may not use the {} API", api.as_str()),
+            })
+        }
+    }
+
+    /// The smaller `max_tokens` cap of the key and its team.
+    pub fn max_tokens(&self) -> Option<u64> {
+        let team = self.team.as_ref().and_then(|t| t.max_tokens);
+        match (self.key.max_tokens, team) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The highest priority both the key and its team allow.
+    pub fn max_priority(&self) -> Priority {
+        self.team.as_ref().map_or(self.key.max_priority, |t| t.max_priority.max(self.key.max_priority))
+    }
 }
 
 /// A provider's worker actor and client.
@@ -61,9 +106,32 @@ pub struct Runtime {
     /// The request headers the request path reads: every provider's `forward_headers`
     /// and the headers `[[routes]]` rules look at.
     pub forward_headers: HashSet<String>,
+    aliases: HashMap<String, AliasInfo>,
+}
+
+/// What admission needs of an alias: its limit scope, and the price budgets reserve at.
+struct AliasInfo {
+    scope: Option<Scope>,
+    /// USD per million input / output tokens of its dearest target.
+    max_price: (f64, f64),
 }
 
 impl Runtime {
+    /// The scopes of a request for `alias`: the key's (and team's), and the alias's.
+    fn scopes(&self, key: &KeyEntry, alias: &str) -> Scopes {
+        match self.aliases.get(alias).and_then(|a| a.scope.clone()) {
+            None => key.scopes.clone(),
+            Some(s) => key.scopes.iter().cloned().chain(std::iter::once(s)).collect(),
+        }
+    }
+
+    /// What budgets reserve for a request: its tokens at the alias's dearest target.
+    fn reserve_cost(&self, alias: &str, input: u64, output: u64) -> f64 {
+        self.aliases
+            .get(alias)
+            .map_or(0.0, |a| (input as f64 * a.max_price.0 + output as f64 * a.max_price.1) / 1_000_000.0)
+    }
+
     /// Each provider's worker, for the router.
     pub fn workers(&self) -> HashMap<String, Addr<ProviderWorker>> {
         self.providers.iter().map(|(k, v)| (k.clone(), v.worker.clone())).collect()
@@ -73,9 +141,13 @@ impl Runtime {
         self.providers.iter().map(|(k, v)| (k.clone(), v.health.clone())).collect()
     }
 
-    /// Looks a presented credential up (by its SHA-256).
-    pub fn authenticate(&self, secret: &str) -> Option<Arc<KeyEntry>> {
-        self.keys.get(&switchyard_config::hash_key(secret)).cloned()
+    /// Looks a presented credential up (by its SHA-256): 401 when unknown or expired.
+    pub fn authenticate(&self, secret: &str) -> Result<Arc<KeyEntry>, GatewayError> {
+        let key = self.keys.get(&switchyard_config::hash_key(secret)).cloned().ok_or(GatewayError::InvalidKey)?;
+        if key.key.expires_at_ms.is_some_and(|at| unix_ms() >= at) {
+            return Err(GatewayError::ExpiredKey);
+        }
+        Ok(key)
     }
 
     pub fn model_aliases(&self) -> impl Iterator<Item = &str> {
@@ -116,6 +188,8 @@ pub struct JobHooks {
     pub defer_all: bool,
     /// The record the finisher made.
     pub record: std::sync::OnceLock<UsageRecord>,
+    /// A Batch API item: the key needs the `batch` API rather than the item's own.
+    pub batch: bool,
 }
 
 impl RequestCtx {
@@ -130,12 +204,21 @@ impl RequestCtx {
         lookup: impl Fn(&str) -> Option<&'a str>,
     ) -> Result<RequestCtx, GatewayError> {
         let secret = credential(&lookup).filter(|s| !s.is_empty()).ok_or(GatewayError::MissingKey)?;
-        let key = runtime.authenticate(secret).ok_or(GatewayError::InvalidKey)?;
+        let key = runtime.authenticate(secret)?;
         let priority = match lookup("x-switchyard-priority") {
-            None => key.key.priority,
-            Some(v) => Priority::parse(v).ok_or_else(|| {
-                GatewayError::BadRequest("`x-switchyard-priority` must be high, normal or low".into())
-            })?,
+            None => key.key.priority.max(key.max_priority()),
+            Some(v) => {
+                let p = Priority::parse(v).ok_or_else(|| {
+                    GatewayError::BadRequest("`x-switchyard-priority` must be high, normal or low".into())
+                })?;
+                if p < key.max_priority() {
+                    return Err(GatewayError::Forbidden {
+                        code: "priority_not_allowed",
+                        message: format!("the key may ask for priority {} at most", key.max_priority().as_str()),
+                    });
+                }
+                p
+            }
         };
         let no_cache =
             lookup("cache-control").is_some_and(|v| v.split(',').any(|d| matches!(d.trim(), "no-cache" | "no-store")));
@@ -145,6 +228,17 @@ impl RequestCtx {
             .filter_map(|name| lookup(name).map(|v| (name.clone(), v.to_string())))
             .collect();
         Ok(RequestCtx { runtime, request_id, key, priority, no_cache, headers, received, job: None })
+    }
+}
+
+impl RequestCtx {
+    /// The API a request uses, for the key's `endpoints`: `batch` for a Batch API item.
+    pub fn api(&self, own: Api) -> Api {
+        if self.job.as_ref().is_some_and(|j| j.batch) {
+            Api::Batch
+        } else {
+            own
+        }
     }
 }
 
@@ -243,6 +337,11 @@ impl Engine {
             Cache::start_in_arbiter(&engine_arbiter, move |_| Cache::new(cache_store, max_bytes).with_router(next));
         let next = NextStages { cache: cache.clone(), router: router.clone() };
         let limiter = RateLimiter::start_in_arbiter(&engine_arbiter, move |_| RateLimiter::new(next));
+        // budgets go on from what the ledger says was spent this period
+        let seed = seed_spend(&config, &store)?;
+        if !seed.is_empty() {
+            limiter.try_send(SeedSpend(seed)).map_err(|e| GatewayError::Internal(format!("seeding budgets: {e}")))?;
+        }
         let (flush, batch) = (config.server.ledger_flush, config.server.ledger_batch_max);
         let (accounting, sink) = Accounting::start_with_sink(&ledger_arbiter, store.clone(), flush, batch);
         Ok(Arc::new(Engine {
@@ -300,7 +399,10 @@ impl Engine {
         let keys = config
             .keys
             .iter()
-            .map(|k| (k.key_sha256.clone(), Arc::new(KeyEntry { id: Arc::from(k.id.as_str()), key: k.clone() })))
+            .map(|k| {
+                let team = k.team.as_deref().and_then(|t| config.team(t)).cloned();
+                (k.key_sha256.clone(), Arc::new(KeyEntry::new(k.clone(), team)))
+            })
             .collect();
         let forward_headers = config
             .providers
@@ -308,7 +410,27 @@ impl Engine {
             .flat_map(|p| p.forward_headers.iter().cloned())
             .chain(config.routes.iter().flat_map(|r| r.headers.iter().map(|(h, _)| h.clone())))
             .collect();
-        Ok(Runtime { config, keys, providers, forward_headers })
+        let aliases = config
+            .models
+            .iter()
+            .map(|m| {
+                let price = |input, output| {
+                    m.targets
+                        .iter()
+                        .map(|t| {
+                            let counts = switchyard_config::TokenCounts { input, output, cached_input: 0 };
+                            config.pricing.target_cost(m, Some(t), &t.model, counts).0
+                        })
+                        .fold(0.0, f64::max)
+                };
+                let info = AliasInfo {
+                    scope: (!m.limits.is_unlimited()).then(|| Scope::model(&m.alias, m.limits)),
+                    max_price: (price(1_000_000, 0), price(0, 1_000_000)),
+                };
+                (m.alias.clone(), info)
+            })
+            .collect();
+        Ok(Runtime { config, keys, providers, forward_headers, aliases })
     }
 
     /// The current config snapshot.
@@ -361,7 +483,7 @@ impl Engine {
         if rt.config.model(alias).is_none() {
             return Err(GatewayError::UnknownModel(alias.to_string()));
         }
-        if !ctx.key.key.allows(alias) {
+        if !ctx.key.allows_model(alias) {
             return Err(GatewayError::ModelNotAllowed(alias.to_string()));
         }
         Ok(())
@@ -388,8 +510,10 @@ impl Engine {
         } else {
             Some(cache_key(endpoint, alias, &normalized()))
         };
+        let scopes = rt.scopes(&ctx.key, alias);
         let (mut job, rx) =
-            JobState::create(ctx.key.id.clone(), ctx.key.key.limits, reserve, alias.to_string(), ctx.priority, ckey);
+            JobState::create(ctx.key.id.clone(), scopes, reserve, alias.to_string(), ctx.priority, ckey);
+        job.0.cost_usd = rt.reserve_cost(alias, routing.hints.input_tokens, routing.hints.output_tokens);
         job.0.background = ctx.job.is_some();
         job.0.route_hints = routing.hints;
         self.limiter.send(job).await.map_err(mailbox)?;
@@ -400,7 +524,7 @@ impl Engine {
                 metrics::counter!(RATE_LIMITED_TOTAL, "kind" => refused.kind.as_str()).increment(1);
                 return Err(Failure {
                     error: GatewayError::RateLimited { kind: refused.kind, retry_after: refused.retry_after },
-                    rate: Some(Box::new(refused.headers)),
+                    rate: Some(refused.headers),
                     counted: false,
                 });
             }
@@ -577,7 +701,22 @@ impl Engine {
         result
     }
 
-    async fn chat_inner(&self, ctx: &RequestCtx, req: ChatRequest) -> Result<Outcome, Failure> {
+    async fn chat_inner(&self, ctx: &RequestCtx, mut req: ChatRequest) -> Result<Outcome, Failure> {
+        ctx.key.check_api(ctx.api(Api::Chat))?;
+        if let Some(cap) = ctx.key.max_tokens() {
+            match req.max_output_tokens() {
+                Some(n) if n > cap => {
+                    return Err(GatewayError::Forbidden {
+                        code: "max_tokens_not_allowed",
+                        message: format!("max_tokens {n} is above this key's limit of {cap}"),
+                    }
+                    .into())
+                }
+                Some(_) => {}
+                // bounded upstream, and what the limits and budget reserve
+                None => req.max_tokens = Some(cap),
+            }
+        }
         let prompt = tokens::estimate_prompt(&req);
         let stream = req.is_stream();
         let facts = RouteFacts {
@@ -647,6 +786,7 @@ impl Engine {
     }
 
     async fn embeddings_inner(&self, ctx: &RequestCtx, req: EmbeddingsRequest) -> Result<Outcome, Failure> {
+        ctx.key.check_api(ctx.api(Api::Embeddings))?;
         let prompt = tokens::estimate_embeddings(&req);
         let facts = RouteFacts {
             requested: &req.model,
@@ -834,6 +974,40 @@ impl Engine {
         fin.durable().await;
         Failure { error: err, rate: Some(Box::new(rate)), counted: true }
     }
+}
+
+/// What the ledger holds against each budget in its current period: the spend that a
+/// restart must not forget (the ledger is the one durable record of cost).
+fn seed_spend(config: &Config, store: &Store) -> Result<Vec<(Scope, f64)>, GatewayError> {
+    let now = unix_ms();
+    let mut key_scopes: HashMap<&str, (Scope, u64)> = HashMap::new();
+    let mut team_scopes: HashMap<&str, (Scope, u64)> = HashMap::new();
+    for k in &config.keys {
+        if let Some(b) = k.budget {
+            key_scopes.insert(&k.id, (Scope::key(&k.id, k.limits, k.budget), b.period.start_ms(now)));
+        }
+    }
+    for t in &config.teams {
+        if let Some(b) = t.budget {
+            team_scopes.insert(&t.id, (Scope::team(&t.id, t.limits, t.budget), b.period.start_ms(now)));
+        }
+    }
+    let Some(since) = key_scopes.values().chain(team_scopes.values()).map(|(_, start)| *start).min() else {
+        return Ok(Vec::new());
+    };
+    let team_of: HashMap<&str, &str> =
+        config.keys.iter().filter_map(|k| k.team.as_deref().map(|t| (k.id.as_str(), t))).collect();
+    let records = store.usage_since(since).map_err(|e| GatewayError::Internal(format!("reading the ledger: {e}")))?;
+    let mut spent: HashMap<Arc<str>, (Scope, f64)> = HashMap::new();
+    for r in records.iter().filter(|r| r.cost_usd > 0.0) {
+        let team = team_of.get(r.key_id.as_str()).and_then(|t| team_scopes.get(t));
+        for (scope, start) in key_scopes.get(r.key_id.as_str()).into_iter().chain(team) {
+            if r.ts_ms >= *start {
+                spent.entry(scope.id.clone()).or_insert_with(|| (scope.clone(), 0.0)).1 += r.cost_usd;
+            }
+        }
+    }
+    Ok(spent.into_values().collect())
 }
 
 /// A provider's health breaker: one failed check opens it for the cooldown (checks

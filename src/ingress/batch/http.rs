@@ -26,9 +26,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/batches/{id}/cancel", web::post().to(cancel));
 }
 
-/// The key of the request.
+/// The key of the request, which must be allowed the `batch` API.
 fn caller(req: &HttpRequest, state: &AppState) -> Result<Arc<KeyEntry>, GatewayError> {
-    authenticate(req, &state.engine.runtime())
+    let key = authenticate(req, &state.engine.runtime())?;
+    key.check_api(switchyard_config::Api::Batch)?;
+    Ok(key)
 }
 
 fn reply(req: &HttpRequest, result: Result<Value, GatewayError>) -> HttpResponse {

@@ -133,6 +133,7 @@ async fn call(engine: &Engine, items: Vec<Item>) {
         defer_failures: true,
         defer_all: true,
         record: std::sync::OnceLock::new(),
+        batch: false,
     });
     let ctx = RequestCtx {
         runtime: engine.runtime(),

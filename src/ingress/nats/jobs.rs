@@ -599,6 +599,7 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
                 defer_failures: true,
                 defer_all: false,
                 record: std::sync::OnceLock::new(),
+                batch: batch.is_some(),
             });
             ctx.job = Some(hooks.clone());
             let result = call(&s.engine, api, &ctx, &body).await;
