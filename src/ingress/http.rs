@@ -251,7 +251,7 @@ async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     };
     let data: Vec<_> = rt
         .model_aliases()
-        .filter(|a| key.key.allows(a))
+        .filter(|a| key.allows_model(a))
         .map(|a| json!({"id": a, "object": "model", "created": 0, "owned_by": "switchyard"}))
         .collect();
     let mut b = HttpResponse::Ok();
