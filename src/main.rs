@@ -1,8 +1,9 @@
 //! `switchyard`: the gateway binary. Subcommands: `serve`, `check-config`,
-//! `mock-upstream`, `usage`.
+//! `mock-upstream`, `usage`, `keys`.
 
 mod app;
 mod ingress;
+mod keys;
 mod mock_upstream;
 mod usage;
 
@@ -59,12 +60,26 @@ enum Command {
         /// Only records newer than this (e.g. `1h`, `7d`, `30m`).
         #[arg(long)]
         since: Option<String>,
-        /// Group rows by key, model or provider.
+        /// Group rows by key, team, model, provider or day.
         #[arg(long, value_enum, default_value_t = usage::GroupBy::Key)]
         by: usage::GroupBy,
+        /// The gateway's config, for the teams of its keys (`--by team`).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Manage virtual keys through a running gateway's admin API.
+    Keys {
+        /// The gateway's address.
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "SWITCHYARD_URL")]
+        url: String,
+        /// The admin credential (`server.admin_key`).
+        #[arg(long, env = "SWITCHYARD_ADMIN_KEY")]
+        admin_key: String,
+        #[command(subcommand)]
+        action: Box<keys::Action>,
     },
 }
 
@@ -94,6 +109,9 @@ fn main() -> ExitCode {
         Command::MockUpstream { addr, latency_ms, chunk_delay_ms, workers } => {
             mock_upstream::run(&addr, latency_ms, chunk_delay_ms, workers)
         }
-        Command::Usage { data_dir, since, by, json } => usage::run(&data_dir, since.as_deref(), by, json),
+        Command::Usage { data_dir, since, by, config, json } => {
+            usage::run(&data_dir, config.as_deref(), since.as_deref(), by, json)
+        }
+        Command::Keys { url, admin_key, action } => keys::run(&url, &admin_key, *action),
     }
 }

@@ -1,6 +1,6 @@
 //! `switchyard usage`: a report read straight from the ledger.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -11,8 +11,11 @@ use switchyard_actors::types::UsageRecord;
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum GroupBy {
     Key,
+    Team,
     Model,
     Provider,
+    /// The UTC day (`YYYY-MM-DD`).
+    Day,
 }
 
 #[derive(Default, Serialize, PartialEq, Debug)]
@@ -28,11 +31,14 @@ pub struct Row {
     pub cost_usd: f64,
 }
 
-pub fn aggregate(records: &[UsageRecord], by: GroupBy) -> Vec<Row> {
+/// Rows grouped `by`; `teams` maps key ids to their team (keys without one group as `-`).
+pub fn aggregate(records: &[UsageRecord], by: GroupBy, teams: &HashMap<String, String>) -> Vec<Row> {
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     for r in records {
         let group = match by {
             GroupBy::Key => r.key_id.clone(),
+            GroupBy::Team => teams.get(&r.key_id).cloned().unwrap_or_else(|| "-".into()),
+            GroupBy::Day => switchyard_config::utc_day(r.ts_ms),
             GroupBy::Model => r.alias.clone(),
             GroupBy::Provider => {
                 if r.cache_hit {
@@ -57,6 +63,8 @@ pub fn aggregate(records: &[UsageRecord], by: GroupBy) -> Vec<Row> {
 pub fn render(rows: &[Row], by: GroupBy) -> String {
     let head = match by {
         GroupBy::Key => "KEY",
+        GroupBy::Team => "TEAM",
+        GroupBy::Day => "DAY",
         GroupBy::Model => "MODEL",
         GroupBy::Provider => "PROVIDER",
     };
@@ -87,7 +95,20 @@ fn line(r: &Row, width: usize) -> String {
     )
 }
 
-pub fn run(data_dir: &Path, since: Option<&str>, by: GroupBy, json: bool) -> ExitCode {
+/// Key id -> team, from a config file and the virtual keys in the store.
+fn teams_of(config: Option<&Path>, store: &Store) -> Result<HashMap<String, String>, String> {
+    let mut teams = HashMap::new();
+    if let Some(path) = config {
+        let cfg = switchyard_config::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        teams.extend(cfg.keys.iter().filter_map(|k| k.team.clone().map(|t| (k.id.clone(), t))));
+    }
+    let stored: Vec<(String, switchyard_actors::pipeline::vkeys::VirtualKey)> =
+        store.virtual_keys().map_err(|e| format!("reading virtual keys: {e}"))?;
+    teams.extend(stored.into_iter().filter_map(|(_, k)| k.team.map(|t| (k.id, t))));
+    Ok(teams)
+}
+
+pub fn run(data_dir: &Path, config: Option<&Path>, since: Option<&str>, by: GroupBy, json: bool) -> ExitCode {
     let since_ms = match since {
         None => 0,
         Some(s) => match humantime::parse_duration(s) {
@@ -119,7 +140,14 @@ pub fn run(data_dir: &Path, since: Option<&str>, by: GroupBy, json: bool) -> Exi
             return ExitCode::from(1);
         }
     };
-    let rows = aggregate(&records, by);
+    let teams = match teams_of(config, &store) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rows = aggregate(&records, by, &teams);
     if json {
         println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
     } else {
@@ -152,12 +180,20 @@ mod tests {
     fn groups_and_totals() {
         let records =
             [rec("a", "fast", 200, false, 0.5), rec("a", "smart", 502, false, 0.0), rec("b", "fast", 200, true, 0.0)];
-        let by_key = aggregate(&records, GroupBy::Key);
+        let teams = HashMap::from([("a".to_string(), "search".to_string())]);
+        let by_key = aggregate(&records, GroupBy::Key, &teams);
         assert_eq!(by_key.len(), 2);
         assert_eq!((by_key[0].requests, by_key[0].errors, by_key[0].input_tokens), (2, 1, 20));
-        let by_provider = aggregate(&records, GroupBy::Provider);
+        let by_team = aggregate(&records, GroupBy::Team, &teams);
+        assert_eq!(
+            by_team.iter().map(|r| (r.group.as_str(), r.requests)).collect::<Vec<_>>(),
+            [("-", 1), ("search", 2)]
+        );
+        let by_day = aggregate(&records, GroupBy::Day, &teams);
+        assert_eq!(by_day[0].group, "1970-01-01");
+        let by_provider = aggregate(&records, GroupBy::Provider, &teams);
         assert_eq!(by_provider.iter().map(|r| r.group.as_str()).collect::<Vec<_>>(), vec!["cache", "p"]);
-        let table = render(&aggregate(&records, GroupBy::Model), GroupBy::Model);
+        let table = render(&aggregate(&records, GroupBy::Model, &teams), GroupBy::Model);
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("MODEL"));
         assert!(lines[3].starts_with("TOTAL") && lines[3].contains("0.500000"), "{table}");

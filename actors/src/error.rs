@@ -17,6 +17,8 @@ pub enum GatewayError {
     InvalidKey,
     #[error("the API key expired")]
     ExpiredKey,
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
     /// A policy of the key or its team forbids the request.
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
@@ -71,6 +73,7 @@ impl GatewayError {
             MissingKey => (401, "authentication_error", "missing_api_key"),
             InvalidKey => (401, "authentication_error", "invalid_api_key"),
             ExpiredKey => (401, "authentication_error", "expired_api_key"),
+            InvalidToken(_) => (401, "authentication_error", "invalid_token"),
             Forbidden { code, .. } => (403, "permission_error", *code),
             ModelNotAllowed(_) => (403, "permission_error", "model_not_allowed"),
             UnknownModel(_) => (404, "invalid_request_error", "model_not_found"),
@@ -108,6 +111,7 @@ impl GatewayError {
             | MissingKey
             | InvalidKey
             | ExpiredKey
+            | InvalidToken(_)
             | Forbidden { .. }
             | ModelNotAllowed(_)
             | UnknownModel(_)

@@ -97,6 +97,8 @@ pub enum StoreError {
     Decode(#[from] bincode::error::DecodeError),
     #[error("transaction: {0}")]
     Transaction(String),
+    #[error("json: {0}")]
+    Json(String),
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
@@ -116,6 +118,8 @@ pub struct Store {
     pub ledger_ids: sled::Tree,
     pub cache: sled::Tree,
     pub cache_order: sled::Tree,
+    /// Virtual keys created through the admin API: SHA-256 of the secret (hex) -> JSON.
+    pub vkeys: sled::Tree,
 }
 
 impl Store {
@@ -128,6 +132,7 @@ impl Store {
             ledger_ids: db.open_tree("ledger_ids")?,
             cache: db.open_tree("cache")?,
             cache_order: db.open_tree("cache_order")?,
+            vkeys: db.open_tree("vkeys")?,
             db,
         })
     }
@@ -174,6 +179,26 @@ impl Store {
             Some((&SEGMENT, rest)) => Ok(decode::<Vec<UsageRecordV1>>(rest)?.into_iter().map(Into::into).collect()),
             _ => Ok(vec![decode::<UsageRecordV1>(value)?.into()]),
         }
+    }
+
+    /// Every virtual key, revoked ones included, as stored (JSON).
+    pub fn virtual_keys<T: DeserializeOwned>(&self) -> Result<Vec<(String, T)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.vkeys.iter() {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            out.push((key, serde_json::from_slice(&v).map_err(|e| StoreError::Json(e.to_string()))?));
+        }
+        Ok(out)
+    }
+
+    /// Writes a virtual key (by the hash of its secret) and flushes it to disk before
+    /// the caller answers: a created or revoked key survives a crash.
+    pub fn put_virtual_key<T: Serialize>(&self, hash: &str, key: &T) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(key).map_err(|e| StoreError::Json(e.to_string()))?;
+        self.vkeys.insert(hash.as_bytes(), v)?;
+        self.vkeys.flush()?;
+        Ok(())
     }
 
     /// Re-indexes the idempotency keys of records newer than `since_ms` (after a crash

@@ -32,6 +32,22 @@ pub struct Config {
     /// `[[routes]]` in file order; the first that matches picks the alias.
     pub routes: Vec<Route>,
     pub teams: Vec<Team>,
+    pub jwt: Option<Jwt>,
+}
+
+/// JWT bearer tokens: verified with an HS256 secret or the public keys of a JWKS
+/// (file or URL); the team claim picks the policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Jwt {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub hs256_secret: Option<String>,
+    pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    pub jwks_refresh: Duration,
+    pub team_claim: String,
+    pub subject_claim: String,
+    pub leeway_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -395,6 +411,12 @@ impl BudgetPeriod {
     }
 }
 
+/// The UTC date of a unix time in ms, `YYYY-MM-DD`.
+pub fn utc_day(ms: u64) -> String {
+    let (y, m, d) = civil_from_days((ms / 86_400_000) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// Days since 1970-01-01 -> (year, month, day), proleptic Gregorian (H. Hinnant's
 /// algorithm: a few lines instead of a date crate for one month boundary).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -576,7 +598,13 @@ pub fn load_str(text: &str, base: &Path, env: &dyn Fn(&str) -> Option<String>) -
             }
         }
     };
-    validate(raw, pricing.unwrap_or_default(), env)
+    let mut cfg = validate(raw, pricing.unwrap_or_default(), env)?;
+    if let Some(f) = cfg.jwt.as_mut().and_then(|j| j.jwks_file.as_mut()) {
+        if f.is_relative() {
+            *f = base.join(&*f);
+        }
+    }
+    Ok(cfg)
 }
 
 fn read_pricing(path: &Path, field: &str) -> Result<raw::RawPricing, ConfigErrors> {

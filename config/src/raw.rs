@@ -34,6 +34,31 @@ pub struct RawConfig {
     /// Teams: a policy (models, endpoints, limits, budget) shared by their keys.
     #[serde(default)]
     pub teams: Vec<RawTeam>,
+    /// JWT bearer tokens whose claims map to a team.
+    pub jwt: Option<RawJwt>,
+}
+
+/// `[jwt]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Required `aud`, when set.
+    pub audience: Option<String>,
+    /// Secret of HS256 tokens; `${ENV}` allowed.
+    pub hs256_secret: Option<String>,
+    /// A JWKS file with the public keys of RS256/ES256 tokens.
+    pub jwks_file: Option<String>,
+    /// A JWKS URL, fetched at start and every `jwks_refresh_secs`.
+    pub jwks_url: Option<String>,
+    pub jwks_refresh_secs: Option<u64>,
+    /// The claim whose value is a `[[teams]]` id (default `team`).
+    pub team_claim: Option<String>,
+    /// The claim that identifies the caller in the ledger, as `jwt:<value>` (default `sub`).
+    pub subject_claim: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, seconds (default 30).
+    pub leeway_secs: Option<u64>,
 }
 
 /// `[server]`

@@ -505,3 +505,20 @@ fn budget_periods_start_at_utc_boundaries() {
     assert_eq!(BudgetPeriod::Month.start_ms(1_709_251_199_999), 1_706_745_600_000);
     // 2024-02-01
 }
+
+#[test]
+fn jwt_settings_are_checked() {
+    let ok = parse("[jwt]\naudience = \"sw\"\njwks_file = \"keys/jwks.json\"\n").unwrap_or_else(|e| panic!("{e}"));
+    let j = ok.jwt.unwrap_or_else(|| panic!("jwt"));
+    assert_eq!((j.team_claim.as_str(), j.subject_claim.as_str(), j.leeway_secs), ("team", "sub", 30));
+    assert_eq!(j.jwks_file, Some(Path::new("/nonexistent/keys/jwks.json").to_path_buf()), "beside the config");
+    let err = parse("[jwt]\nhs256_secret = \"short\"\njwks_url = \"ftp://x\"\n")
+        .err()
+        .map(|e| fields(&e))
+        .unwrap_or_default();
+    for want in ["jwt.hs256_secret", "jwt.jwks_url"] {
+        assert!(err.iter().any(|f| f == want), "missing error for {want}: {err:?}");
+    }
+    let err = parse("[jwt]\naudience = \"sw\"\n").err().map(|e| fields(&e)).unwrap_or_default();
+    assert_eq!(err, ["jwt"]);
+}

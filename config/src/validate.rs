@@ -712,6 +712,32 @@ pub fn validate(
         });
     }
 
+    // [jwt]
+    let jwt = raw.jwt.map(|j| {
+        let hs256_secret = j.hs256_secret.as_deref().map(|v| interpolate("jwt.hs256_secret", v, env, &mut errs));
+        if hs256_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            errs.push("jwt.hs256_secret", "must be at least 32 bytes");
+        }
+        let jwks_url = j.jwks_url.as_deref().map(|v| interpolate("jwt.jwks_url", v, env, &mut errs));
+        if jwks_url.as_ref().is_some_and(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
+            errs.push("jwt.jwks_url", "must be an http(s) URL");
+        }
+        if hs256_secret.is_none() && j.jwks_file.is_none() && jwks_url.is_none() {
+            errs.push("jwt", "set `hs256_secret`, `jwks_file` or `jwks_url`");
+        }
+        crate::Jwt {
+            issuer: j.issuer,
+            audience: j.audience,
+            hs256_secret,
+            jwks_file: j.jwks_file.map(PathBuf::from),
+            jwks_url,
+            jwks_refresh: Duration::from_secs(j.jwks_refresh_secs.unwrap_or(600).max(1)),
+            team_claim: j.team_claim.unwrap_or_else(|| "team".into()),
+            subject_claim: j.subject_claim.unwrap_or_else(|| "sub".into()),
+            leeway_secs: j.leeway_secs.unwrap_or(30),
+        }
+    });
+
     // [cache]
     let cache = Cache {
         enabled: raw.cache.enabled.unwrap_or(false),
@@ -748,7 +774,7 @@ pub fn validate(
     if !errs.0.is_empty() {
         return Err(ConfigErrors(errs.0));
     }
-    Ok(Config { server, nats, providers, models, keys, cache, pricing: Pricing { models: prices }, routes, teams })
+    Ok(Config { server, nats, providers, models, keys, cache, pricing: Pricing { models: prices }, routes, teams, jwt })
 }
 
 #[cfg(test)]

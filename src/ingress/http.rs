@@ -16,7 +16,7 @@ use switchyard_actors::providers::from_anthropic;
 use switchyard_actors::providers::sse::SseParser;
 use switchyard_actors::{GatewayError, Outcome};
 
-use crate::app::{reload, AppState};
+use crate::app::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/chat/completions", web::post().to(chat))
@@ -26,7 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/admin/reload", web::post().to(admin_reload))
+        .configure(crate::ingress::admin::routes)
         .configure(crate::ingress::batch::http::routes)
         .default_service(web::to(not_found));
 }
@@ -278,35 +278,6 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "models": rt.config.models.len(),
         "nats": state.nats.as_ref().map_or("disabled", crate::ingress::nats::state),
     }))
-}
-
-/// `POST /admin/reload` with the admin credential.
-async fn admin_reload(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let request_id = request_id(&req);
-    let expected = state.engine.runtime().config.server.admin_key_sha256.clone();
-    let Some(expected) = expected else {
-        return simple_error(&request_id, GatewayError::NotFound);
-    };
-    match credential(&header(&req)) {
-        None => return simple_error(&request_id, GatewayError::MissingKey),
-        Some(c) if switchyard_config::hash_key(c) != expected => {
-            return simple_error(&request_id, GatewayError::InvalidKey)
-        }
-        Some(_) => {}
-    }
-    match reload(&state).await {
-        Ok(()) => HttpResponse::Ok().json(json!({"status": "reloaded"})),
-        Err(errs) => {
-            let fields: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
-            let mut b = HttpResponse::BadRequest();
-            set(&mut b, "x-request-id", &request_id);
-            b.json(json!({"error": {
-                "message": format!("invalid config, the old one keeps serving: {}", fields.join("; ")),
-                "type": "invalid_request_error", "code": "invalid_config", "param": null,
-                "fields": fields,
-            }}))
-        }
-    }
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {

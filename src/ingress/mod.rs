@@ -1,5 +1,6 @@
 //! How requests get in.
 
+pub mod admin;
 pub mod batch;
 pub mod http;
 pub mod nats;

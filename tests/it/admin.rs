@@ -112,3 +112,112 @@ fn check_config_names_every_bad_field() {
     assert_ne!(code, 0);
     assert!(err.contains("cannot read"));
 }
+
+/// An admin API call with the admin credential (or `key`).
+async fn admin_call(
+    gw: &Gateway,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut rb = client().request(method, format!("{}{path}", gw.url())).bearer_auth(key);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    rb.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn virtual_keys_are_created_used_limited_revoked_and_survive_a_restart() {
+    let mock = mock_upstream();
+    let teams = r#"
+[[teams]]
+id = "research"
+models = ["chat", "embed"]
+"#;
+    let mut gw = Gateway::start_with(&mock.url, teams);
+    use reqwest::Method;
+    // only the admin credential
+    let r = admin_call(&gw, Method::GET, "/admin/keys", MAIN_KEY, None).await;
+    assert_eq!(r.status(), 401);
+    // bad input is named
+    let r = admin_call(&gw, Method::POST, "/admin/keys", ADMIN_KEY, Some(json!({"id": "x", "team": "ghost"}))).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("no team `ghost`"));
+    let r = admin_call(&gw, Method::POST, "/admin/keys", ADMIN_KEY, Some(json!({"id": "main"}))).await;
+    assert_eq!(r.status(), 403, "the id of a config key");
+    let r = admin_call(&gw, Method::POST, "/admin/keys", ADMIN_KEY, Some(json!({"id": "x", "rpn": 3}))).await;
+    assert_eq!(r.status(), 400, "unknown field");
+
+    // create: the secret is shown once
+    let body = json!({"id": "alice", "owner": "alice@example.com", "team": "research", "rpm": 2});
+    let r = admin_call(&gw, Method::POST, "/admin/keys", ADMIN_KEY, Some(body)).await;
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let secret = created["key"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("sk-sy-") && secret.len() > 60);
+    let nc = [("cache-control", "no-cache")];
+    let ask = |m: &str| json!({"model": m, "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(post_as(gw.url(), &secret, &nc, &ask("chat")).await.status(), 200);
+    assert_eq!(post_as(gw.url(), &secret, &nc, &ask("claude")).await.status(), 403, "the team's models only");
+    assert_eq!(post_as(gw.url(), &secret, &nc, &ask("chat")).await.status(), 200);
+    assert_eq!(post_as(gw.url(), &secret, &nc, &ask("chat")).await.status(), 429, "its rpm of 2");
+    // the list never shows a secret or its hash
+    let listed = admin_call(&gw, Method::GET, "/admin/keys", ADMIN_KEY, None).await.text().await.unwrap();
+    assert!(listed.contains("alice@example.com") && !listed.contains(&secret));
+    assert!(!listed.contains(&switchyard_config::hash_key(&secret)));
+
+    // update: a higher limit takes effect at once
+    let r = admin_call(&gw, Method::PATCH, "/admin/keys/alice", ADMIN_KEY, Some(json!({"rpm": 100}))).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(post_as(gw.url(), &secret, &nc, &ask("chat")).await.status(), 200);
+    let r = admin_call(&gw, Method::PATCH, "/admin/keys/bob", ADMIN_KEY, Some(json!({"rpm": 1}))).await;
+    assert_eq!(r.status(), 404);
+
+    // the keys survive a restart (the store, not memory, is the truth)
+    gw.restart();
+    assert_eq!(post_as(gw.url(), &secret, &nc, &ask("chat")).await.status(), 200);
+
+    // revoke: refused from the next request on
+    let r = admin_call(&gw, Method::DELETE, "/admin/keys/alice", ADMIN_KEY, None).await;
+    assert_eq!(r.status(), 200);
+    let r = post_as(gw.url(), &secret, &nc, &ask("chat")).await;
+    assert_eq!(r.status(), 401);
+    gw.restart();
+    assert_eq!(post_as(gw.url(), &secret, &nc, &ask("chat")).await.status(), 401, "still revoked after a restart");
+
+    // reports from the ledger: by key, team, model and day
+    let r = admin_call(&gw, Method::GET, "/admin/usage?by=team", ADMIN_KEY, None).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let research = v["data"].as_array().unwrap().iter().find(|r| r["group"] == "research").cloned().unwrap();
+    assert_eq!(research["requests"], 4, "{v}");
+    for by in ["key", "model", "provider", "day"] {
+        let r = admin_call(&gw, Method::GET, &format!("/admin/usage?by={by}&since=1h"), ADMIN_KEY, None).await;
+        assert_eq!(r.status(), 200, "{by}");
+    }
+    let r = admin_call(&gw, Method::GET, "/admin/usage?by=week", ADMIN_KEY, None).await;
+    assert_eq!(r.status(), 400);
+
+    // the CLI speaks to the same API
+    let url = gw.url().to_string();
+    let (code, out, err) = run_cli(&["keys", "--url", &url, "--admin-key", ADMIN_KEY, "create", "carol", "--rpm", "5"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let carol = v["key"].as_str().unwrap().to_string();
+    assert_eq!(post_as(&url, &carol, &nc, &ask("chat")).await.status(), 200);
+    let (code, out, _) =
+        run_cli(&["keys", "--url", &url, "--admin-key", ADMIN_KEY, "update", "carol", "--set", "rpm=7"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"rpm\": 7"), "{out}");
+    let (code, _, _) = run_cli(&["keys", "--url", &url, "--admin-key", ADMIN_KEY, "revoke", "carol"]);
+    assert_eq!(code, 0);
+    assert_eq!(post_as(&url, &carol, &nc, &ask("chat")).await.status(), 401);
+    let (code, out, _) = run_cli(&["keys", "--url", &url, "--admin-key", ADMIN_KEY, "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"carol\"") && out.contains("\"revoked\": true"), "{out}");
+    let (code, _, err) = run_cli(&["keys", "--url", &url, "--admin-key", "wrong-key-123", "list"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("401"), "{err}");
+}

@@ -4,7 +4,9 @@
 //! the snapshot they started with.
 
 mod finish;
+pub mod jwt;
 mod relay;
+pub mod vkeys;
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
@@ -107,6 +109,10 @@ pub struct Runtime {
     /// and the headers `[[routes]]` rules look at.
     pub forward_headers: HashSet<String>,
     aliases: HashMap<String, AliasInfo>,
+    /// Virtual keys (admin API), shared by every snapshot.
+    vkeys: vkeys::VirtualTable,
+    /// `[jwt]`: kept across reloads that leave it unchanged.
+    jwt: Option<Arc<jwt::JwtVerifier>>,
 }
 
 /// What admission needs of an alias: its limit scope, and the price budgets reserve at.
@@ -143,7 +149,14 @@ impl Runtime {
 
     /// Looks a presented credential up (by its SHA-256): 401 when unknown or expired.
     pub fn authenticate(&self, secret: &str) -> Result<Arc<KeyEntry>, GatewayError> {
-        let key = self.keys.get(&switchyard_config::hash_key(secret)).cloned().ok_or(GatewayError::InvalidKey)?;
+        if let (Some(v), true) = (&self.jwt, jwt::looks_like_jwt(secret)) {
+            return v.verify(secret, &self.config);
+        }
+        let hash = switchyard_config::hash_key(secret);
+        let key = match self.keys.get(&hash) {
+            Some(k) => k.clone(),
+            None => self.vkeys.load().get(&hash).cloned().ok_or(GatewayError::InvalidKey)?,
+        };
         if key.key.expires_at_ms.is_some_and(|at| unix_ms() >= at) {
             return Err(GatewayError::ExpiredKey);
         }
@@ -314,6 +327,7 @@ pub struct Engine {
     accounting: Addr<Accounting>,
     sink: RecordSink,
     engine_arbiter: ArbiterHandle,
+    vkeys: Arc<vkeys::VirtualKeys>,
 }
 
 fn mailbox(e: MailboxError) -> GatewayError {
@@ -328,7 +342,9 @@ impl Engine {
         let engine_arbiter = Arbiter::new().handle();
         let ledger_arbiter = Arbiter::new().handle();
         // the admission chain, built back to front: workers <- router <- cache <- limiter
-        let runtime = Self::build_runtime(config.clone(), &HashMap::new(), &engine_arbiter)?;
+        let table = vkeys::load_table(&store, &config)?;
+        let table: vkeys::VirtualTable = Arc::new(ArcSwap::from_pointee(table));
+        let runtime = Self::build_runtime(config.clone(), None, &engine_arbiter, table.clone())?;
         let (cfg, workers, health) = (config.clone(), runtime.workers(), runtime.health());
         let router =
             Router::start_in_arbiter(&engine_arbiter, move |_| Router::new(&cfg, workers, seed).with_health(health));
@@ -338,7 +354,7 @@ impl Engine {
         let next = NextStages { cache: cache.clone(), router: router.clone() };
         let limiter = RateLimiter::start_in_arbiter(&engine_arbiter, move |_| RateLimiter::new(next));
         // budgets go on from what the ledger says was spent this period
-        let seed = seed_spend(&config, &store)?;
+        let seed = seed_spend(&config, &table.load(), &store)?;
         if !seed.is_empty() {
             limiter.try_send(SeedSpend(seed)).map_err(|e| GatewayError::Internal(format!("seeding budgets: {e}")))?;
         }
@@ -352,14 +368,27 @@ impl Engine {
             accounting,
             sink,
             engine_arbiter,
+            vkeys: Arc::new(vkeys::VirtualKeys::new(store, table)),
         }))
     }
 
     fn build_runtime(
         config: Arc<Config>,
-        old: &HashMap<String, Arc<ProviderHandle>>,
+        old: Option<&Runtime>,
         arbiter: &ArbiterHandle,
+        vkeys: vkeys::VirtualTable,
     ) -> Result<Runtime, GatewayError> {
+        let jwt = match (&config.jwt, old.and_then(|o| o.jwt.as_ref())) {
+            (None, _) => None,
+            (Some(cfg), Some(v)) if v.config() == cfg => Some(v.clone()),
+            (Some(cfg), _) => {
+                let v = Arc::new(jwt::JwtVerifier::new(cfg)?);
+                spawn_jwks_refresh(&v);
+                Some(v)
+            }
+        };
+        let empty = HashMap::new();
+        let old = old.map_or(&empty, |o| &o.providers);
         let mut providers = HashMap::new();
         for p in &config.providers {
             let handle = match old.get(&p.name) {
@@ -430,7 +459,29 @@ impl Engine {
                 (m.alias.clone(), info)
             })
             .collect();
-        Ok(Runtime { config, keys, providers, forward_headers, aliases })
+        Ok(Runtime { config, keys, providers, forward_headers, aliases, vkeys, jwt })
+    }
+
+    /// Virtual keys: the admin API's create, list, update and revoke.
+    pub fn virtual_keys(&self) -> &vkeys::VirtualKeys {
+        &self.vkeys
+    }
+
+    /// The store (reports read the ledger through it).
+    pub fn store(&self) -> &Store {
+        &self.vkeys.store
+    }
+
+    /// Every key's team (config keys, and virtual keys revoked or not), for reports
+    /// grouped by team.
+    pub fn teams_of_keys(&self) -> HashMap<String, String> {
+        let rt = self.runtime();
+        let mut teams: HashMap<String, String> =
+            rt.config.keys.iter().filter_map(|k| k.team.clone().map(|t| (k.id.clone(), t))).collect();
+        if let Ok(all) = self.vkeys.list() {
+            teams.extend(all.into_iter().filter_map(|k| k.team.map(|t| (k.id, t))));
+        }
+        teams
     }
 
     /// The current config snapshot.
@@ -441,7 +492,10 @@ impl Engine {
     /// Swaps in a new (already validated) config. Requests in flight finish on the old one.
     pub async fn reload(&self, config: Arc<Config>) -> Result<(), GatewayError> {
         let old = self.runtime.load_full();
-        let rt = Self::build_runtime(config.clone(), &old.providers, &self.engine_arbiter)?;
+        // virtual keys are checked again against the new teams and aliases
+        let table = vkeys::load_table(&self.vkeys.store, &config)?;
+        self.vkeys.table.store(Arc::new(table));
+        let rt = Self::build_runtime(config.clone(), Some(&old), &self.engine_arbiter, self.vkeys.table.clone())?;
         let update = UpdateModels { config: config.clone(), workers: rt.workers(), health: rt.health() };
         self.router.send(update).await.map_err(mailbox)?;
         self.cache.send(SetCapacity(config.cache.max_bytes)).await.map_err(mailbox)?;
@@ -978,11 +1032,16 @@ impl Engine {
 
 /// What the ledger holds against each budget in its current period: the spend that a
 /// restart must not forget (the ledger is the one durable record of cost).
-fn seed_spend(config: &Config, store: &Store) -> Result<Vec<(Scope, f64)>, GatewayError> {
+fn seed_spend(
+    config: &Config,
+    virtual_keys: &HashMap<String, Arc<KeyEntry>>,
+    store: &Store,
+) -> Result<Vec<(Scope, f64)>, GatewayError> {
     let now = unix_ms();
     let mut key_scopes: HashMap<&str, (Scope, u64)> = HashMap::new();
     let mut team_scopes: HashMap<&str, (Scope, u64)> = HashMap::new();
-    for k in &config.keys {
+    let all_keys: Vec<&Key> = config.keys.iter().chain(virtual_keys.values().map(|e| &e.key)).collect();
+    for k in all_keys.iter().copied() {
         if let Some(b) = k.budget {
             key_scopes.insert(&k.id, (Scope::key(&k.id, k.limits, k.budget), b.period.start_ms(now)));
         }
@@ -996,7 +1055,7 @@ fn seed_spend(config: &Config, store: &Store) -> Result<Vec<(Scope, f64)>, Gatew
         return Ok(Vec::new());
     };
     let team_of: HashMap<&str, &str> =
-        config.keys.iter().filter_map(|k| k.team.as_deref().map(|t| (k.id.as_str(), t))).collect();
+        all_keys.iter().filter_map(|k| k.team.as_deref().map(|t| (k.id.as_str(), t))).collect();
     let records = store.usage_since(since).map_err(|e| GatewayError::Internal(format!("reading the ledger: {e}")))?;
     let mut spent: HashMap<Arc<str>, (Scope, f64)> = HashMap::new();
     for r in records.iter().filter(|r| r.cost_usd > 0.0) {
@@ -1008,6 +1067,28 @@ fn seed_spend(config: &Config, store: &Store) -> Result<Vec<(Scope, f64)>, Gatew
         }
     }
     Ok(spent.into_values().collect())
+}
+
+/// Fetches a JWKS URL now and every `jwks_refresh` for as long as the verifier lives.
+fn spawn_jwks_refresh(v: &Arc<jwt::JwtVerifier>) {
+    if v.config().jwks_url.is_none() {
+        return;
+    }
+    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    let weak = Arc::downgrade(v);
+    let every = v.config().jwks_refresh;
+    rt.spawn(async move {
+        let http = reqwest::Client::new();
+        loop {
+            let Some(v) = weak.upgrade() else { return };
+            match v.refresh(&http).await {
+                Ok(n) => tracing::info!(keys = n, "JWKS fetched"),
+                Err(e) => tracing::warn!(error = %e, "JWKS fetch failed; the previous keys stay"),
+            }
+            drop(v);
+            tokio::time::sleep(every).await;
+        }
+    });
 }
 
 /// A provider's health breaker: one failed check opens it for the cooldown (checks

@@ -1,0 +1,194 @@
+//! `/admin/*` (admin credential only): config reload, virtual keys, and usage and spend
+//! reports read from the ledger.
+
+use std::collections::HashMap;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use switchyard_actors::pipeline::credential;
+use switchyard_actors::pipeline::vkeys::VirtualKey;
+use switchyard_actors::GatewayError;
+
+use super::http::{header, request_id, set, simple_error};
+use crate::app::{reload, AppState};
+use crate::usage::{aggregate, GroupBy};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/reload", web::post().to(admin_reload))
+        .route("/admin/keys", web::post().to(create_key))
+        .route("/admin/keys", web::get().to(list_keys))
+        .route("/admin/keys/{id}", web::patch().to(update_key))
+        .route("/admin/keys/{id}", web::delete().to(revoke_key))
+        .route("/admin/usage", web::get().to(usage));
+}
+
+/// The admin credential, or the error to answer (404 when the admin API is off).
+fn admin(req: &HttpRequest, state: &AppState) -> Result<(), GatewayError> {
+    let expected = state.engine.runtime().config.server.admin_key_sha256.clone().ok_or(GatewayError::NotFound)?;
+    match credential(&header(req)) {
+        None => Err(GatewayError::MissingKey),
+        Some(c) if switchyard_config::hash_key(c) != expected => Err(GatewayError::InvalidKey),
+        Some(_) => Ok(()),
+    }
+}
+
+fn answer(req: &HttpRequest, status: u16, result: Result<Value, GatewayError>) -> HttpResponse {
+    match result {
+        Ok(v) => {
+            let mut b = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or_default());
+            set(&mut b, "x-request-id", &request_id(req));
+            b.json(v)
+        }
+        Err(e) => simple_error(&request_id(req), e),
+    }
+}
+
+/// A key as the API shows it.
+fn shown(k: &VirtualKey) -> Value {
+    let mut v = serde_json::to_value(k).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("object".into(), json!("virtual_key"));
+        o.insert("revoked".into(), json!(k.revoked_ms.is_some()));
+    }
+    v
+}
+
+/// `POST /admin/reload`
+async fn admin_reload(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let request_id = request_id(&req);
+    if let Err(e) = admin(&req, &state) {
+        return simple_error(&request_id, e);
+    }
+    match reload(&state).await {
+        Ok(()) => HttpResponse::Ok().json(json!({"status": "reloaded"})),
+        Err(errs) => {
+            let fields: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+            let mut b = HttpResponse::BadRequest();
+            set(&mut b, "x-request-id", &request_id);
+            b.json(json!({"error": {
+                "message": format!("invalid config, the old one keeps serving: {}", fields.join("; ")),
+                "type": "invalid_request_error", "code": "invalid_config", "param": null,
+                "fields": fields,
+            }}))
+        }
+    }
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, GatewayError> {
+    serde_json::from_slice(body).map_err(|e| GatewayError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// `POST /admin/keys`: the new key, with its secret (`key`), shown this once.
+async fn create_key(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let result = async {
+        admin(&req, &state)?;
+        let vk: VirtualKey = json_body(&body)?;
+        let config = state.engine.runtime().config.clone();
+        let (vk, secret) = state.engine.virtual_keys().create(vk, &config).await?;
+        let mut v = shown(&vk);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("key".into(), json!(secret));
+        }
+        Ok(v)
+    }
+    .await;
+    answer(&req, 201, result)
+}
+
+/// `GET /admin/keys`: virtual keys (revoked ones too) and, read-only, the config's.
+async fn list_keys(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let result = (|| {
+        admin(&req, &state)?;
+        let virtual_keys: Vec<Value> = state.engine.virtual_keys().list()?.iter().map(shown).collect();
+        let rt = state.engine.runtime();
+        let config_keys: Vec<Value> = rt
+            .config
+            .keys
+            .iter()
+            .map(|k| {
+                json!({"object": "config_key", "id": k.id, "team": k.team, "models": k.models,
+                "rpm": k.limits.rpm, "tpm": k.limits.tpm, "tpd": k.limits.tpd,
+                "max_concurrent": k.limits.max_concurrent, "budget_usd": k.budget.map(|b| b.usd),
+                "budget_period": k.budget.map(|b| b.period.as_str())})
+            })
+            .collect();
+        Ok(json!({"object": "list", "data": virtual_keys, "config_keys": config_keys}))
+    })();
+    answer(&req, 200, result)
+}
+
+/// `PATCH /admin/keys/{id}`: the fields given replace the key's (`null` removes one).
+async fn update_key(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let result = async {
+        admin(&req, &state)?;
+        let patch: Map<String, Value> = json_body(&body)?;
+        let config = state.engine.runtime().config.clone();
+        Ok(shown(&state.engine.virtual_keys().update(&path, patch, &config).await?))
+    }
+    .await;
+    answer(&req, 200, result)
+}
+
+/// `DELETE /admin/keys/{id}`: revoked at once.
+async fn revoke_key(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    let result = async {
+        admin(&req, &state)?;
+        let config = state.engine.runtime().config.clone();
+        Ok(shown(&state.engine.virtual_keys().revoke(&path, &config).await?))
+    }
+    .await;
+    answer(&req, 200, result)
+}
+
+#[derive(Deserialize)]
+struct UsageQuery {
+    by: Option<String>,
+    since: Option<String>,
+}
+
+/// `GET /admin/usage?by=key|team|model|provider|day&since=7d`: requests, errors, tokens,
+/// upstream calls and spend from the ledger.
+async fn usage(req: HttpRequest, q: web::Query<UsageQuery>, state: web::Data<AppState>) -> HttpResponse {
+    let result = async {
+        admin(&req, &state)?;
+        let by = match q.by.as_deref().unwrap_or("key") {
+            "key" => GroupBy::Key,
+            "team" => GroupBy::Team,
+            "model" => GroupBy::Model,
+            "provider" => GroupBy::Provider,
+            "day" => GroupBy::Day,
+            other => {
+                return Err(GatewayError::BadRequest(format!(
+                    "`by` must be key, team, model, provider or day, not `{other}`"
+                )))
+            }
+        };
+        let since_ms = match q.since.as_deref() {
+            None => 0,
+            Some(s) => {
+                let d = humantime::parse_duration(s)
+                    .map_err(|e| GatewayError::BadRequest(format!("`since`: `{s}` is not a duration like 7d: {e}")))?;
+                switchyard_actors::types::unix_ms().saturating_sub(d.as_millis() as u64)
+            }
+        };
+        // commit what is buffered, so the report includes the requests just answered
+        state.engine.flush_ledger().await?;
+        let engine = state.engine.clone();
+        let teams: HashMap<String, String> = engine.teams_of_keys();
+        let rows = tokio::task::spawn_blocking(move || {
+            engine.store().usage_since(since_ms).map(|records| aggregate(&records, by, &teams))
+        })
+        .await
+        .map_err(|e| GatewayError::Internal(e.to_string()))?
+        .map_err(|e| GatewayError::Internal(format!("reading the ledger: {e}")))?;
+        Ok(json!({"object": "list", "by": q.by.as_deref().unwrap_or("key"), "data": rows}))
+    }
+    .await;
+    answer(&req, 200, result)
+}
