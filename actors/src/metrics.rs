@@ -26,6 +26,7 @@ pub const FAILOVERS_TOTAL: &str = "switchyard_failovers_total";
 pub const TARGET_UP: &str = "switchyard_target_up";
 pub const PROVIDER_UP: &str = "switchyard_provider_up";
 pub const BUDGET_REMAINING: &str = "switchyard_budget_remaining_usd";
+pub const SHARED_LIMITS_FALLBACK_TOTAL: &str = "switchyard_shared_limits_fallback_total";
 pub const TARGET_LATENCY_EWMA: &str = "switchyard_target_latency_ewma_seconds";
 pub const UPSTREAM_ATTEMPTS_TOTAL: &str = "switchyard_upstream_attempts_total";
 pub const RETRIES_TOTAL: &str = "switchyard_retries_total";
@@ -77,6 +78,10 @@ pub fn describe_all() {
     describe_histogram!(JOB_QUEUE_WAIT, Unit::Seconds, "Job time from its publication to the start of its delivery.");
     describe_gauge!(TARGET_UP, "0 while a target's (provider, upstream model) circuit breaker is open, else 1.");
     describe_gauge!(PROVIDER_UP, "0 while a provider's active health checks fail, else 1.");
+    describe_counter!(
+        SHARED_LIMITS_FALLBACK_TOTAL,
+        "Requests limited per instance because the shared limits bucket could not be reached."
+    );
     describe_gauge!(BUDGET_REMAINING, "USD left in a key's or team's budget this period (reservations deducted).");
     describe_counter!(
         FAILOVERS_TOTAL,

@@ -94,6 +94,8 @@ pub struct Nats {
     pub files_max_bytes: usize,
     /// Most requests in one batch.
     pub batch_max_requests: usize,
+    /// Limits and budgets shared through key-value buckets.
+    pub shared_limits: bool,
 }
 
 impl Nats {

@@ -140,6 +140,9 @@ pub struct RawNats {
     pub files_max_bytes: Option<usize>,
     /// Most requests one batch (one input file) may hold (default 50000).
     pub batch_max_requests: Option<usize>,
+    /// Share rate limits and budgets with every instance on this NATS through
+    /// key-value buckets (default true).
+    pub shared_limits: Option<bool>,
 }
 
 /// `[[providers]]`

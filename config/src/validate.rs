@@ -270,6 +270,7 @@ pub fn validate(
             replicas,
             files_max_bytes: at_least_one(&f("files_max_bytes"), n.files_max_bytes, 100 << 20, &mut errs),
             batch_max_requests: at_least_one(&f("batch_max_requests"), n.batch_max_requests, 50_000, &mut errs),
+            shared_limits: n.shared_limits.unwrap_or(true),
         }
     });
 

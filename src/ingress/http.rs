@@ -277,6 +277,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "providers": rt.config.providers.len(),
         "models": rt.config.models.len(),
         "nats": state.nats.as_ref().map_or("disabled", crate::ingress::nats::state),
+        "limits": if state.engine.limits_shared() { "shared" } else { "local" },
     }))
 }
 

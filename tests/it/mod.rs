@@ -17,4 +17,5 @@ mod nats;
 mod ollama;
 mod routing;
 mod sdk;
+mod shared_limits;
 mod upstream_failures;

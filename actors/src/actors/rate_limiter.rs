@@ -339,6 +339,8 @@ pub struct LimitTicket {
     actual: Option<u64>,
     actual_cost: Option<f64>,
     release: Option<(Addr<ProviderWorker>, bool)>,
+    /// The request's hold on limits shared across instances, when they apply.
+    shared: Option<crate::pipeline::shared::SharedTicket>,
 }
 
 impl LimitTicket {
@@ -354,7 +356,13 @@ impl LimitTicket {
             actual: None,
             actual_cost: None,
             release: None,
+            shared: None,
         }
+    }
+
+    /// Carries the request's shared-limit hold: reconciled with the same real usage.
+    pub fn attach_shared(&mut self, t: crate::pipeline::shared::SharedTicket) {
+        self.shared = Some(t);
     }
 
     pub fn key_id(&self) -> &Arc<str> {
@@ -370,10 +378,16 @@ impl LimitTicket {
     /// Records the real token count and cost, applied when the ticket drops.
     pub fn set_actual(&mut self, tokens: u64) {
         self.actual = Some(tokens);
+        if let Some(s) = &mut self.shared {
+            s.set_actual(tokens);
+        }
     }
 
     pub fn set_actual_cost(&mut self, usd: f64) {
         self.actual_cost = Some(usd);
+        if let Some(s) = &mut self.shared {
+            s.set_actual_cost(usd);
+        }
     }
 }
 
@@ -549,6 +563,7 @@ impl Handler<Job> for RateLimiter {
                     actual: None,
                     actual_cost: None,
                     release: None,
+                    shared: None,
                 });
                 match &self.next {
                     None => job.admit(CacheDecision::Bypass, None),

@@ -6,6 +6,7 @@
 mod finish;
 pub mod jwt;
 mod relay;
+pub mod shared;
 pub mod vkeys;
 
 use std::collections::{HashMap, HashSet};
@@ -27,11 +28,11 @@ use crate::actors::cache::{cache_key, Cache, CacheKey, SetCapacity};
 use crate::actors::job::{CacheDecision, JobState, Refusal, RouteHints};
 use crate::actors::load::TargetSlot;
 use crate::actors::provider_worker::{ProviderWorker, Resize};
-use crate::actors::rate_limiter::{NextStages, RateHeaders, RateLimiter, Scope, Scopes, SeedSpend};
+use crate::actors::rate_limiter::{Demand, NextStages, RateHeaders, RateLimiter, Scope, Scopes, SeedSpend};
 use crate::actors::router::{sticky_hash, Router, UpdateModels};
 use crate::metrics::{
     CACHE_REQUESTS_TOTAL, FAILOVERS_TOTAL, FALLBACKS_TOTAL, HEALTH_CHECKS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL,
-    ROUTES_TOTAL,
+    ROUTES_TOTAL, SHARED_LIMITS_FALLBACK_TOTAL,
 };
 use crate::providers::sse::{data_event, DONE};
 use crate::providers::{anthropic, bedrock, capabilities, gemini, ollama, openai};
@@ -328,6 +329,8 @@ pub struct Engine {
     sink: RecordSink,
     engine_arbiter: ArbiterHandle,
     vkeys: Arc<vkeys::VirtualKeys>,
+    /// Limits and budgets shared with other instances (NATS key-value), once connected.
+    shared: arc_swap::ArcSwapOption<shared::SharedLimits>,
 }
 
 fn mailbox(e: MailboxError) -> GatewayError {
@@ -369,6 +372,7 @@ impl Engine {
             sink,
             engine_arbiter,
             vkeys: Arc::new(vkeys::VirtualKeys::new(store, table)),
+            shared: arc_swap::ArcSwapOption::empty(),
         }))
     }
 
@@ -460,6 +464,16 @@ impl Engine {
             })
             .collect();
         Ok(Runtime { config, keys, providers, forward_headers, aliases, vkeys, jwt })
+    }
+
+    /// Whether limits and budgets are shared with other instances now.
+    pub fn limits_shared(&self) -> bool {
+        self.shared.load().is_some()
+    }
+
+    /// From now on, limits and budgets are shared through `s` (see [`shared`]).
+    pub fn share_limits(&self, s: Arc<shared::SharedLimits>) {
+        self.shared.store(Some(s));
     }
 
     /// Virtual keys: the admin API's create, list, update and revoke.
@@ -564,15 +578,50 @@ impl Engine {
         } else {
             Some(cache_key(endpoint, alias, &normalized()))
         };
-        let scopes = rt.scopes(&ctx.key, alias);
+        let mut scopes = rt.scopes(&ctx.key, alias);
+        let cost_usd = rt.reserve_cost(alias, routing.hints.input_tokens, routing.hints.output_tokens);
+        // limits shared across instances are taken first; the local limiter then keeps
+        // only what stays per instance (concurrency)
+        let mut shared_hold = None;
+        if let Some(sl) = self.shared.load_full().filter(|_| shared::SharedLimits::applies(&scopes)) {
+            match sl.take(&scopes, Demand { tokens: reserve, cost_usd }).await {
+                Ok(hold) => {
+                    shared_hold = Some(hold);
+                    scopes = scopes
+                        .iter()
+                        .map(|s| Scope {
+                            id: s.id.clone(),
+                            limits: switchyard_config::Limits {
+                                max_concurrent: s.limits.max_concurrent,
+                                ..Default::default()
+                            },
+                            budget: None,
+                        })
+                        .collect();
+                }
+                Err(shared::SharedRefusal::Limited(refused)) => {
+                    metrics::counter!(RATE_LIMITED_TOTAL, "kind" => refused.kind.as_str()).increment(1);
+                    return Err(Failure {
+                        error: GatewayError::RateLimited { kind: refused.kind, retry_after: refused.retry_after },
+                        rate: Some(refused.headers),
+                        counted: false,
+                    });
+                }
+                Err(shared::SharedRefusal::Unavailable(e)) => {
+                    // availability first: this instance enforces the limits alone meanwhile
+                    metrics::counter!(SHARED_LIMITS_FALLBACK_TOTAL).increment(1);
+                    tracing::warn!(error = %e, "shared limits unavailable; enforcing them per instance");
+                }
+            }
+        }
         let (mut job, rx) =
             JobState::create(ctx.key.id.clone(), scopes, reserve, alias.to_string(), ctx.priority, ckey);
-        job.0.cost_usd = rt.reserve_cost(alias, routing.hints.input_tokens, routing.hints.output_tokens);
+        job.0.cost_usd = cost_usd;
         job.0.background = ctx.job.is_some();
         job.0.route_hints = routing.hints;
         self.limiter.send(job).await.map_err(mailbox)?;
         let answer = rx.await.map_err(|_| GatewayError::Unavailable("the engine dropped the request".into()))?;
-        let adm = match answer {
+        let mut adm = match answer {
             Ok(a) => a,
             Err(Refusal::Limited(refused)) => {
                 metrics::counter!(RATE_LIMITED_TOTAL, "kind" => refused.kind.as_str()).increment(1);
@@ -594,6 +643,12 @@ impl Engine {
                 return Err(GatewayError::Unavailable(format!("the engine is overloaded ({stage})")).into())
             }
         };
+        if let Some((hold, headers)) = shared_hold {
+            adm.ticket.attach_shared(hold);
+            if adm.rate.limit_requests.is_none() && adm.rate.limit_tokens.is_none() {
+                adm.rate = headers;
+            }
+        }
         let inflight = InflightGuard::new();
         let (hit, cache_status) = match adm.cache {
             CacheDecision::Bypass => (None, CacheStatus::Bypass),

@@ -67,6 +67,10 @@ pub struct Names {
     pub files_bucket: String,
     /// Batch API batches (key-value).
     pub batches_bucket: String,
+    /// Shared rate-limit counters (key-value, short-lived windows).
+    pub rates_bucket: String,
+    /// Shared budget counters (key-value, kept).
+    pub spend_bucket: String,
     pub prefix: String,
 }
 
@@ -80,6 +84,8 @@ impl Names {
             usage_stream: format!("{upper}_USAGE"),
             files_bucket: format!("{upper}_FILES"),
             batches_bucket: format!("{upper}_BATCHES"),
+            rates_bucket: format!("{upper}_RATES"),
+            spend_bucket: format!("{upper}_SPEND"),
             prefix: cfg.prefix.clone(),
         }
     }

@@ -8,6 +8,7 @@
 
 pub mod batcher;
 pub mod jobs;
+pub mod quota;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

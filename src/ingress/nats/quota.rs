@@ -1,0 +1,127 @@
+//! Shared limits over JetStream key-value: the counters behind
+//! [`switchyard_actors::pipeline::shared`], one per scope, quantity and window, changed
+//! only by compare-and-set so that instances never grant more than the limit together.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use async_nats::jetstream::stream::{self, StorageType};
+use async_nats::Client;
+use switchyard_actors::pipeline::shared::{Grant, QuotaStore, SharedLimits};
+use switchyard_actors::Engine;
+use switchyard_config::Nats;
+
+use super::jobs::Names;
+
+/// Counters in two buckets: rate windows (minutes, days) expire after two days, budget
+/// periods are kept.
+pub struct KvQuota {
+    rates: kv::Store,
+    spend: kv::Store,
+}
+
+/// Creates a key-value bucket's stream with the settings a bucket has (async-nats'
+/// `create_key_value` cannot parse nats-server 2.9's account info).
+async fn bucket(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+    max_age: Duration,
+    cfg: &Nats,
+) -> Result<kv::Store, String> {
+    let config = stream::Config {
+        name: format!("KV_{name}"),
+        description: Some("Switchyard shared limits".into()),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: StorageType::File,
+        num_replicas: cfg.replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    };
+    js.create_or_update_stream(config).await.map_err(|e| format!("key-value bucket {name}: {e}"))?;
+    js.get_key_value(name).await.map_err(|e| format!("key-value bucket {name}: {e}"))
+}
+
+impl KvQuota {
+    pub async fn open(client: Client, cfg: &Nats) -> Result<KvQuota, String> {
+        let js = async_nats::jetstream::new(client);
+        let names = Names::new(cfg);
+        Ok(KvQuota {
+            rates: bucket(&js, &names.rates_bucket, Duration::from_secs(2 * 86_400), cfg).await?,
+            spend: bucket(&js, &names.spend_bucket, Duration::ZERO, cfg).await?,
+        })
+    }
+
+    async fn grant_in(kv: &kv::Store, key: &str, limit: u64, want: u64) -> Result<(u64, u64), String> {
+        for _ in 0..64 {
+            let current = kv.entry(key).await.map_err(|e| format!("reading {key}: {e}"))?;
+            let (granted, revision) = match &current {
+                Some(e) if e.operation == kv::Operation::Put => {
+                    let text = std::str::from_utf8(&e.value).unwrap_or("0");
+                    (text.trim().parse::<u64>().map_err(|_| format!("counter {key} holds `{text}`"))?, Some(e.revision))
+                }
+                _ => (0, None),
+            };
+            let take = want.min(limit.saturating_sub(granted));
+            if take == 0 {
+                return Ok((0, granted));
+            }
+            let value = (granted + take).to_string().into_bytes().into();
+            let written = match revision {
+                None => kv
+                    .create(key, value)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists, e.to_string())),
+                Some(rev) => kv
+                    .update(key, value, rev)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (e.kind() == UpdateErrorKind::WrongLastRevision, e.to_string())),
+            };
+            match written {
+                Ok(()) => return Ok((take, granted)),
+                // another instance changed the counter first: read it again
+                Err((true, _)) => continue,
+                Err((false, e)) => return Err(format!("writing {key}: {e}")),
+            }
+        }
+        Err(format!("counter {key}: too much contention"))
+    }
+}
+
+impl QuotaStore for KvQuota {
+    fn grant(&self, key: String, limit: u64, want: u64) -> Grant<'_> {
+        Box::pin(async move {
+            let kv = if key.starts_with("usd.") { &self.spend } else { &self.rates };
+            tokio::time::timeout(Duration::from_secs(5), Self::grant_in(kv, &key, limit, want))
+                .await
+                .map_err(|_| format!("counter {key}: timed out"))?
+        })
+    }
+}
+
+/// Opens the buckets (retrying while NATS is not reachable) and from then on shares
+/// the engine's limits and budgets; until then each instance enforces them alone.
+pub async fn share(client: Client, engine: Arc<Engine>, cfg: Nats) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match KvQuota::open(client.clone(), &cfg).await {
+            Ok(q) => {
+                engine.share_limits(SharedLimits::new(Box::new(q)));
+                tracing::info!("limits and budgets are shared through NATS key-value");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "shared limits not ready; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}

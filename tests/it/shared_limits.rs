@@ -1,0 +1,108 @@
+//! Two gateway instances on one nats-server share their limits and budgets through
+//! key-value buckets: together they admit what one would, not twice as much.
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const KEYS: &str = r#"
+[[models]]
+alias = "metered"
+targets = [{ provider = "up", model = "gpt-4o-mini", input_per_mtok = 0.0, output_per_mtok = 1000000.0 }]
+
+[[keys]]
+id = "shared-rpm"
+key = "sk-shared-rpm-0001"
+models = ["chat"]
+rpm = 60
+
+[[keys]]
+id = "shared-budget"
+key = "sk-shared-budget-01"
+models = ["metered"]
+budget_usd = 50.0
+budget_period = "total"
+"#;
+
+async fn wait_shared(gw: &Gateway) {
+    for _ in 0..500 {
+        if let Ok(r) = client().get(format!("{}/readyz", gw.url())).send().await {
+            let v: Value = r.json().await.unwrap_or_default();
+            if v["limits"] == "shared" {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("limits never became shared");
+}
+
+/// Fires `n` requests at each gateway at once; returns the statuses.
+async fn burst(urls: &[String], key: &str, body: impl Fn(usize) -> Value, n: usize) -> Vec<u16> {
+    let c = client();
+    let jobs: Vec<(String, Value)> =
+        (0..n).flat_map(|i| urls.iter().map(move |u| (u.clone(), i))).map(|(u, i)| (u, body(i))).collect();
+    futures_util::stream::iter(jobs)
+        .map(|(url, body)| {
+            let c = c.clone();
+            async move {
+                c.post(format!("{url}/v1/chat/completions"))
+                    .bearer_auth(key)
+                    .header("cache-control", "no-cache")
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await
+}
+
+#[tokio::test]
+async fn two_instances_admit_one_limit_not_two() {
+    let nats = NatsServer::start();
+    let mock = mock_upstream();
+    let section = nats_section(&nats.url(), "shared", "jobs = false\nrequest_reply = false");
+    let a = Gateway::start_with(&mock.url, &format!("{KEYS}{section}"));
+    let b = Gateway::start_with(&mock.url, &format!("{KEYS}{section}"));
+    wait_shared(&a).await;
+    wait_shared(&b).await;
+    let urls = vec![a.url().to_string(), b.url().to_string()];
+
+    // budget (no window): $5 reserved per request, $50 in all: 10 across both
+    let statuses = burst(
+        &urls,
+        "sk-shared-budget-01",
+        |i| json!({"model": "metered", "max_tokens": 5, "messages": [{"role": "user", "content": format!("b {i}")}]}),
+        50,
+    )
+    .await;
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(ok, 10, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429));
+
+    // 60 requests per minute: the window is the UTC minute, so start well inside one
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 60;
+    if secs > 40 {
+        tokio::time::sleep(std::time::Duration::from_secs(61 - secs)).await;
+    }
+    let statuses = burst(
+        &urls,
+        "sk-shared-rpm-0001",
+        |i| json!({"model": "chat", "messages": [{"role": "user", "content": format!("r {i}")}]}),
+        70,
+    )
+    .await;
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(ok, 60, "two instances with a shared 60/min admit 60, not 120: {statuses:?}");
+    // both instances served some of them
+    for gw in [&a, &b] {
+        let served = metric(gw.url(), "switchyard_requests_total{model=\"chat\",provider=\"up\",status=\"200\"}").await;
+        assert!(served.unwrap_or(0.0) >= 1.0, "{served:?}");
+    }
+}
