@@ -10,6 +10,9 @@
 #   TARGETS=N puts N providers (all on the one mock) behind the alias, chosen by
 #   STRATEGY (weighted, latency, cost or failover; default weighted): what routing
 #   over several targets costs. nginx stays a single-upstream proxy.
+#        NATS=1 ops/bench.sh
+#   also starts a nats-server (JetStream, temp store, free port) and gives the gateway
+#   a [nats] section: the key's rpm/tpm limits are then shared through key-value.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +21,7 @@ RATE="${RATE:-2000}"
 CONNS="${CONNS:-64}"
 TARGETS="${TARGETS:-1}"
 STRATEGY="${STRATEGY:-weighted}"
+NATS="${NATS:-0}"
 OUT="${OUT:-target/bench}"
 mkdir -p "$OUT"
 
@@ -41,6 +45,19 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
 
 MOCK_PORT=$(free_port); GW_PORT=$(free_port); NGINX_PORT=$(free_port)
+NATS_SECTION=""
+if [ "$NATS" = 1 ]; then
+  NATS_PORT=$(free_port)
+  command -v nats-server >/dev/null 2>&1 || { echo "NATS=1 needs nats-server (bash ops/test.sh installs it)" >&2; exit 1; }
+  nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$WORK/nats" >/dev/null 2>&1 &
+  PIDS+=($!)
+  wait_port "$NATS_PORT"
+  NATS_SECTION="[nats]
+url = \"nats://127.0.0.1:$NATS_PORT\"
+prefix = \"bench\"
+jobs = false
+request_reply = false"
+fi
 
 "$BIN" mock-upstream --addr "127.0.0.1:$MOCK_PORT" --workers 1 >/dev/null &
 PIDS+=($!)
@@ -78,6 +95,7 @@ rpm = 100000000
 tpm = 100000000000
 [cache]
 enabled = false
+$NATS_SECTION
 TOML
 } > "$WORK/gw.toml"
 RUST_LOG=warn "$BIN" serve --config "$WORK/gw.toml" >/dev/null 2>"$WORK/gw.log" &
@@ -108,6 +126,13 @@ NGINX
 nginx -c "$WORK/nginx.conf" -p "$WORK"
 
 wait_port "$MOCK_PORT"; wait_port "$GW_PORT"; wait_port "$NGINX_PORT"
+if [ "$NATS" = 1 ]; then
+  for _ in $(seq 1 100); do
+    curl -s "http://127.0.0.1:$GW_PORT/readyz" | grep -q '"limits":"shared"' && break
+    sleep 0.1
+  done
+  curl -s "http://127.0.0.1:$GW_PORT/readyz" | grep -q '"limits":"shared"' || { echo "limits never became shared" >&2; exit 1; }
+fi
 
 BODY='{"model":"fast","max_tokens":64,"messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
 run_oha() { # name url extra-args...
@@ -164,7 +189,7 @@ res["bar"] = {
 }
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(res, f, indent=2)
-print(f"duration {duration}, {conns} connections, fixed rate {rate}/s, {targets} target(s), strategy {strategy}")
+print(f"duration {duration}, {conns} connections, fixed rate {rate}/s, {targets} target(s), strategy {strategy}, shared limits {os.environ.get('NATS', '0') == '1'}")
 print("| path | max req/s | p50 @%s/s (ms) | p99 @%s/s (ms) | non-2xx |" % (rate, rate))
 print("|---|---:|---:|---:|---:|")
 for name, label in [("mock", "mock-upstream direct"), ("gateway", "switchyard gateway"), ("nginx", "nginx proxy")]:
