@@ -462,17 +462,22 @@ impl Gateway {
 
     /// Waits until `/readyz` reports NATS as `state`.
     pub async fn wait_nats(&self, state: &str) {
+        self.wait_ready("nats", state).await
+    }
+
+    /// Polls `/readyz` until its `field` says `value`.
+    pub async fn wait_ready(&self, field: &str, value: &str) {
         for _ in 0..500 {
             let r = client().get(format!("{}/readyz", self.url())).send().await;
             if let Ok(r) = r {
                 let v: serde_json::Value = r.json().await.unwrap_or_default();
-                if v["nats"] == state {
+                if v[field] == value {
                     return;
                 }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("NATS never became {state}");
+        panic!("/readyz never said {field}: {value}");
     }
 }
 

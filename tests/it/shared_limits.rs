@@ -25,19 +25,6 @@ budget_usd = 50.0
 budget_period = "total"
 "#;
 
-async fn wait_shared(gw: &Gateway) {
-    for _ in 0..500 {
-        if let Ok(r) = client().get(format!("{}/readyz", gw.url())).send().await {
-            let v: Value = r.json().await.unwrap_or_default();
-            if v["limits"] == "shared" {
-                return;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("limits never became shared");
-}
-
 /// Fires `n` requests at each gateway at once; returns the statuses.
 async fn burst(urls: &[String], key: &str, body: impl Fn(usize) -> Value, n: usize) -> Vec<u16> {
     let c = client();
@@ -70,8 +57,8 @@ async fn two_instances_admit_one_limit_not_two() {
     let section = nats_section(&nats.url(), "shared", "jobs = false\nrequest_reply = false");
     let a = Gateway::start_with(&mock.url, &format!("{KEYS}{section}"));
     let b = Gateway::start_with(&mock.url, &format!("{KEYS}{section}"));
-    wait_shared(&a).await;
-    wait_shared(&b).await;
+    a.wait_ready("limits", "shared").await;
+    b.wait_ready("limits", "shared").await;
     let urls = vec![a.url().to_string(), b.url().to_string()];
 
     // budget (no window): $5 reserved per request, $50 in all: 10 across both

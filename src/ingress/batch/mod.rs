@@ -249,13 +249,25 @@ pub async fn open_stores(js: &JetStream, cfg: &Nats, names: &Names) -> Result<St
 /// `create_key_value`: that one first asks for the account info, whose answer from
 /// nats-server 2.9 (Debian's) async-nats 0.51 cannot parse.
 pub async fn batches_bucket(js: &JetStream, cfg: &Nats, names: &Names) -> Result<kv::Store, String> {
-    let bucket = &names.batches_bucket;
+    kv_bucket(js, &names.batches_bucket, "Switchyard Batch API batches", cfg.results_max_age, cfg).await
+}
+
+/// Creates (or updates) a key-value bucket's stream with the settings a bucket has, and
+/// opens it: async-nats' `create_key_value` cannot parse nats-server 2.9's account info.
+/// `max_age` zero keeps entries for ever.
+pub async fn kv_bucket(
+    js: &JetStream,
+    bucket: &str,
+    description: &str,
+    max_age: Duration,
+    cfg: &Nats,
+) -> Result<kv::Store, String> {
     let config = stream::Config {
         name: format!("KV_{bucket}"),
-        description: Some("Switchyard Batch API batches".into()),
+        description: Some(description.into()),
         subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
-        max_age: cfg.results_max_age,
+        max_age,
         storage: StorageType::File,
         num_replicas: cfg.replicas,
         allow_rollup: true,

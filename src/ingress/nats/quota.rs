@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
-use async_nats::jetstream::stream::{self, StorageType};
 use async_nats::Client;
 use switchyard_actors::pipeline::shared::{Grant, QuotaStore, SharedLimits};
 use switchyard_actors::Engine;
 use switchyard_config::Nats;
 
 use super::jobs::Names;
+use crate::ingress::batch::kv_bucket;
+
+const DAY: Duration = Duration::from_secs(86_400);
 
 /// Counters in two buckets: rate windows (minutes, days) expire after two days, budget
 /// periods are kept.
@@ -21,39 +23,13 @@ pub struct KvQuota {
     spend: kv::Store,
 }
 
-/// Creates a key-value bucket's stream with the settings a bucket has (async-nats'
-/// `create_key_value` cannot parse nats-server 2.9's account info).
-async fn bucket(
-    js: &async_nats::jetstream::Context,
-    name: &str,
-    max_age: Duration,
-    cfg: &Nats,
-) -> Result<kv::Store, String> {
-    let config = stream::Config {
-        name: format!("KV_{name}"),
-        description: Some("Switchyard shared limits".into()),
-        subjects: vec![format!("$KV.{name}.>")],
-        max_messages_per_subject: 1,
-        max_age,
-        storage: StorageType::File,
-        num_replicas: cfg.replicas,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: stream::DiscardPolicy::New,
-        ..Default::default()
-    };
-    js.create_or_update_stream(config).await.map_err(|e| format!("key-value bucket {name}: {e}"))?;
-    js.get_key_value(name).await.map_err(|e| format!("key-value bucket {name}: {e}"))
-}
-
 impl KvQuota {
     pub async fn open(client: Client, cfg: &Nats) -> Result<KvQuota, String> {
         let js = async_nats::jetstream::new(client);
         let names = Names::new(cfg);
         Ok(KvQuota {
-            rates: bucket(&js, &names.rates_bucket, Duration::from_secs(2 * 86_400), cfg).await?,
-            spend: bucket(&js, &names.spend_bucket, Duration::ZERO, cfg).await?,
+            rates: kv_bucket(&js, &names.rates_bucket, "Switchyard shared rate limits", 2 * DAY, cfg).await?,
+            spend: kv_bucket(&js, &names.spend_bucket, "Switchyard shared budgets", Duration::ZERO, cfg).await?,
         })
     }
 
