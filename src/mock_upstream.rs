@@ -8,9 +8,11 @@
 //! - `x-mock-status: S`          answer status S with an OpenAI error body
 //! - `x-mock-disconnect-after: N` (streams) send N chunks, then cut the connection
 //! - `x-mock-chunk-delay-ms: N`  (streams) wait N ms between chunks
+//! - `x-mock-chunk-chars: N`     (OpenAI streams) content in pieces of N characters
 //! - `x-mock-fail-first: N` with `x-mock-fail-key: K`: the first N requests with key K
 //!   fail (status from `x-mock-status`, else 503), later ones succeed
 //!
+//! `GET /mock/requests` returns the last 64 request bodies it received;
 //! `GET /mock/stats` counts the requests it has served and the most it held at once
 //! (`max_inflight`; `DELETE /mock/stats` resets that high-water mark).
 
@@ -61,6 +63,9 @@ struct MockState {
     stats: Stats,
     /// Failures served so far per `x-mock-fail-key`.
     failed: tokio::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// The last request bodies received (the newest last), for tests that must prove
+    /// what did or did not leave the gateway.
+    received: tokio::sync::Mutex<std::collections::VecDeque<Value>>,
 }
 
 fn header_u64(req: &HttpRequest, name: &str) -> Option<u64> {
@@ -78,6 +83,13 @@ fn error(status: StatusCode, message: &str) -> HttpResponse {
 /// Common prologue: latency, requested error status, JSON parsing.
 async fn prologue(req: &HttpRequest, state: &MockState, body: &[u8]) -> Result<Value, HttpResponse> {
     let _mark = InflightMark::new(&state.stats);
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        let mut received = state.received.lock().await;
+        if received.len() == RECEIVED_KEPT {
+            received.pop_front();
+        }
+        received.push_back(v);
+    }
     let latency = header_u64(req, "x-mock-latency-ms").map(Duration::from_millis).unwrap_or(state.latency);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -119,10 +131,40 @@ async fn chat(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -
     if !v.get("stream").and_then(Value::as_bool).unwrap_or(false) {
         return HttpResponse::Ok().json(mock::chat_completion(&v, &model, unix_secs()));
     }
-    let mut events: Vec<Bytes> =
-        mock::chat_chunks(&v, &model, unix_secs()).iter().map(|c| sse::data_event(&c.to_string())).collect();
+    let mut chunks = mock::chat_chunks(&v, &model, unix_secs());
+    if let Some(n) = header_u64(&req, "x-mock-chunk-chars").filter(|n| *n > 0) {
+        chunks = rechunk(chunks, n as usize);
+    }
+    let mut events: Vec<Bytes> = chunks.iter().map(|c| sse::data_event(&c.to_string())).collect();
     events.push(Bytes::from_static(sse::DONE));
     sse_response(&req, &state, events)
+}
+
+/// The same reply in content pieces of `n` characters (to split words across chunks).
+fn rechunk(chunks: Vec<Value>, n: usize) -> Vec<Value> {
+    let text: String =
+        chunks.iter().filter_map(|c| c.pointer("/choices/0/delta/content").and_then(Value::as_str)).collect();
+    let Some(template) = chunks.iter().find(|c| c.pointer("/choices/0/delta/content").is_some()).cloned() else {
+        return chunks;
+    };
+    let mut out: Vec<Value> = Vec::new();
+    let chars: Vec<char> = text.chars().collect();
+    for piece in chars.chunks(n) {
+        let mut c = template.clone();
+        c["choices"][0]["delta"] = json!({"content": piece.iter().collect::<String>()});
+        out.push(c);
+    }
+    out.extend(chunks.into_iter().filter(|c| c.pointer("/choices/0/delta/content").is_none()));
+    out
+}
+
+/// Request bodies kept for `GET /mock/requests`.
+const RECEIVED_KEPT: usize = 64;
+
+/// `GET /mock/requests`: the last request bodies received, oldest first.
+async fn received(state: web::Data<MockState>) -> HttpResponse {
+    let r = state.received.lock().await;
+    HttpResponse::Ok().json(r.iter().collect::<Vec<_>>())
 }
 
 /// Azure OpenAI's deployment routes: `api-key` and `?api-version=` are required (as
@@ -409,6 +451,7 @@ pub fn run(addr: &str, latency_ms: u64, chunk_delay_ms: u64, workers: Option<usi
         chunk_delay: Duration::from_millis(chunk_delay_ms),
         stats: Stats::default(),
         failed: Default::default(),
+        received: Default::default(),
     }));
     let result = actix_web::rt::System::new().block_on(async move {
         let mut server = HttpServer::new(move || {
@@ -426,6 +469,7 @@ pub fn run(addr: &str, latency_ms: u64, chunk_delay_ms: u64, workers: Option<usi
                 .route("/openai/deployments/{deployment}/{op:embeddings}", web::post().to(azure))
                 .route("/v1/models", web::get().to(models))
                 .route("/mock/stats", web::get().to(stats))
+                .route("/mock/requests", web::get().to(received))
                 .route("/mock/stats", web::delete().to(reset_stats))
         })
         .backlog(4096);

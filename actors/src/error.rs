@@ -19,6 +19,9 @@ pub enum GatewayError {
     ExpiredKey,
     #[error("invalid token: {0}")]
     InvalidToken(String),
+    /// A guardrail blocked the request (or the answer).
+    #[error("{message}")]
+    PolicyViolation { guardrail: String, message: String },
     /// A policy of the key or its team forbids the request.
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
@@ -70,6 +73,7 @@ impl GatewayError {
         use GatewayError::*;
         let (status, kind, code) = match self {
             BadRequest(_) => (400, "invalid_request_error", "invalid_request"),
+            PolicyViolation { .. } => (400, "invalid_request_error", "content_policy_violation"),
             MissingKey => (401, "authentication_error", "missing_api_key"),
             InvalidKey => (401, "authentication_error", "invalid_api_key"),
             ExpiredKey => (401, "authentication_error", "expired_api_key"),
@@ -108,6 +112,7 @@ impl GatewayError {
             UpstreamConnect { .. } | UpstreamTimeout { .. } | UpstreamInvalid { .. } => true,
             QueueFull(_) | Unavailable(_) => true,
             BadRequest(_)
+            | PolicyViolation { .. }
             | MissingKey
             | InvalidKey
             | ExpiredKey

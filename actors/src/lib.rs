@@ -6,6 +6,7 @@
 pub mod actors;
 pub mod coalesce;
 pub mod error;
+pub mod guardrails;
 pub mod metrics;
 pub mod pipeline;
 pub mod providers;

@@ -26,6 +26,7 @@ pub const FAILOVERS_TOTAL: &str = "switchyard_failovers_total";
 pub const TARGET_UP: &str = "switchyard_target_up";
 pub const PROVIDER_UP: &str = "switchyard_provider_up";
 pub const BUDGET_REMAINING: &str = "switchyard_budget_remaining_usd";
+pub const GUARDRAIL_ACTIONS_TOTAL: &str = "switchyard_guardrail_actions_total";
 pub const SHARED_LIMITS_FALLBACK_TOTAL: &str = "switchyard_shared_limits_fallback_total";
 pub const TARGET_LATENCY_EWMA: &str = "switchyard_target_latency_ewma_seconds";
 pub const UPSTREAM_ATTEMPTS_TOTAL: &str = "switchyard_upstream_attempts_total";
@@ -81,6 +82,10 @@ pub fn describe_all() {
     describe_counter!(
         SHARED_LIMITS_FALLBACK_TOTAL,
         "Requests limited per instance because the shared limits bucket could not be reached."
+    );
+    describe_counter!(
+        GUARDRAIL_ACTIONS_TOTAL,
+        "Guardrail actions taken (redact, mask, pseudonymize, block, log), by guardrail and action."
     );
     describe_gauge!(BUDGET_REMAINING, "USD left in a key's or team's budget this period (reservations deducted).");
     describe_counter!(

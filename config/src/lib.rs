@@ -33,6 +33,25 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub teams: Vec<Team>,
     pub jwt: Option<Jwt>,
+    pub guardrails: Vec<Guardrail>,
+}
+
+/// A `[[guardrails]]` set (compiled by the engine).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guardrail {
+    pub name: String,
+    pub on_request: bool,
+    pub on_response: bool,
+    /// Entity -> action, as written (checked).
+    pub pii: Vec<(String, String)>,
+    pub custom: Vec<CustomPattern>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomPattern {
+    pub name: String,
+    pub regex: String,
+    pub action: String,
 }
 
 /// JWT bearer tokens: verified with an HS256 secret or the public keys of a JWKS
@@ -218,6 +237,7 @@ pub struct Model {
     pub sticky_user: bool,
     /// Limits on the alias across every key.
     pub limits: Limits,
+    pub guardrails: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -297,6 +317,8 @@ pub struct Key {
     pub budget: Option<Budget>,
     /// Unix ms after which it is refused.
     pub expires_at_ms: Option<u64>,
+    /// `[[guardrails]]` names.
+    pub guardrails: Vec<String>,
 }
 
 impl Key {
@@ -317,6 +339,7 @@ pub struct Team {
     /// Shared by all the team's keys.
     pub limits: Limits,
     pub budget: Option<Budget>,
+    pub guardrails: Vec<String>,
 }
 
 impl Team {

@@ -36,6 +36,34 @@ pub struct RawConfig {
     pub teams: Vec<RawTeam>,
     /// JWT bearer tokens whose claims map to a team.
     pub jwt: Option<RawJwt>,
+    /// Named guardrail sets that keys, teams and aliases refer to.
+    #[serde(default)]
+    pub guardrails: Vec<RawGuardrail>,
+}
+
+/// `[[guardrails]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuardrail {
+    pub name: String,
+    /// `request`, `response` or `both` (default).
+    pub direction: Option<String>,
+    /// Entity (`email`, `phone`, `card`, `iban`, `ssn`, `ip`, `secret`) -> action
+    /// (`redact`, `mask`, `pseudonymize`, `block`, `log`).
+    #[serde(default)]
+    pub pii: BTreeMap<String, String>,
+    /// Patterns of your own.
+    #[serde(default)]
+    pub custom: Vec<RawCustomPattern>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCustomPattern {
+    /// Upper-case label (`EMPLOYEE_ID` gives `[EMPLOYEE_ID]` and `<EMPLOYEE_ID_1>`).
+    pub name: String,
+    pub regex: String,
+    pub action: String,
 }
 
 /// `[jwt]`
@@ -235,6 +263,9 @@ pub struct RawModel {
     pub tpm: Option<u64>,
     pub tpd: Option<u64>,
     pub max_concurrent: Option<u32>,
+    /// `[[guardrails]]` names applied to requests for this alias.
+    #[serde(default)]
+    pub guardrails: Vec<String>,
 }
 
 /// One target of a model alias.
@@ -329,6 +360,9 @@ pub struct RawKey {
     pub budget_period: Option<String>,
     /// When it stops working: RFC 3339 (`2027-01-31T00:00:00Z`).
     pub expires_at: Option<String>,
+    /// `[[guardrails]]` names applied to its requests.
+    #[serde(default)]
+    pub guardrails: Vec<String>,
 }
 
 /// `[[teams]]`
@@ -354,6 +388,9 @@ pub struct RawTeam {
     pub budget_usd: Option<f64>,
     /// `day`, `month` or `total` (default `month`).
     pub budget_period: Option<String>,
+    /// `[[guardrails]]` names applied to its keys' requests.
+    #[serde(default)]
+    pub guardrails: Vec<String>,
 }
 
 /// `[cache]`

@@ -140,11 +140,74 @@ fn max_priority(f: &dyn Fn(&str) -> String, v: Option<&str>, errs: &mut Errors) 
 
 /// Turns the raw file into a checked [`Config`], or every error found.
 pub fn validate(
-    raw: RawConfig,
+    mut raw: RawConfig,
     pricing: RawPricing,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
     let mut errs = Errors(Vec::new());
+
+    // [[guardrails]] (first: keys, teams and aliases refer to them)
+    let mut guardrails = Vec::new();
+    let mut guard_names = HashSet::new();
+    for (i, g) in std::mem::take(&mut raw.guardrails).into_iter().enumerate() {
+        let f = |name: &str| format!("guardrails[{i}].{name}");
+        if g.name.is_empty() || !guard_names.insert(g.name.clone()) {
+            errs.push(f("name"), format!("`{}` is empty or used twice", g.name));
+        }
+        let (on_request, on_response) = match g.direction.as_deref() {
+            None | Some("both") => (true, true),
+            Some("request") => (true, false),
+            Some("response") => (false, true),
+            Some(other) => {
+                errs.push(f("direction"), format!("`{other}` is not request, response or both"));
+                (true, true)
+            }
+        };
+        const ENTITIES: &[&str] = &["email", "phone", "card", "iban", "ssn", "ip", "secret"];
+        const ACTIONS: &[&str] = &["redact", "mask", "pseudonymize", "block", "log"];
+        for (entity, action) in &g.pii {
+            if !ENTITIES.contains(&entity.as_str()) {
+                errs.push(
+                    format!("{}.{entity}", f("pii")),
+                    format!("unknown entity; expected one of {}", ENTITIES.join(", ")),
+                );
+            }
+            if !ACTIONS.contains(&action.as_str()) {
+                errs.push(format!("{}.{entity}", f("pii")), format!("`{action}` is not one of {}", ACTIONS.join(", ")));
+            }
+        }
+        let mut custom = Vec::new();
+        for (j, c) in g.custom.into_iter().enumerate() {
+            let cf = |name: &str| format!("guardrails[{i}].custom[{j}].{name}");
+            if c.name.is_empty() || !c.name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+                errs.push(cf("name"), "must be upper-case letters, digits and `_`");
+            }
+            if let Err(e) = regex::Regex::new(&c.regex) {
+                errs.push(cf("regex"), format!("not a regular expression: {e}"));
+            }
+            if !ACTIONS.contains(&c.action.as_str()) {
+                errs.push(cf("action"), format!("`{}` is not one of {}", c.action, ACTIONS.join(", ")));
+            }
+            custom.push(crate::CustomPattern { name: c.name, regex: c.regex, action: c.action });
+        }
+        if g.pii.is_empty() && custom.is_empty() {
+            errs.push(f("pii"), "set at least one entity or custom pattern");
+        }
+        guardrails.push(crate::Guardrail {
+            name: g.name,
+            on_request,
+            on_response,
+            pii: g.pii.into_iter().collect(),
+            custom,
+        });
+    }
+    let guard_refs = |field: &str, list: &[String], errs: &mut Errors| {
+        for (j, n) in list.iter().enumerate() {
+            if !guard_names.contains(n) {
+                errs.push(format!("{field}[{j}]"), format!("no guardrail `{n}`"));
+            }
+        }
+    };
 
     // [server]
     let s = raw.server;
@@ -512,6 +575,10 @@ pub fn validate(
             output_per_mtok: m.output_per_mtok,
             sticky_user,
             limits: limits(&f, m.rpm, m.tpm, m.tpd, m.max_concurrent, &mut errs),
+            guardrails: {
+                guard_refs(&f("guardrails"), &m.guardrails, &mut errs);
+                m.guardrails
+            },
         });
     }
 
@@ -557,6 +624,10 @@ pub fn validate(
             max_priority: max_priority(&f, t.max_priority.as_deref(), &mut errs),
             limits: limits(&f, t.rpm, t.tpm, t.tpd, t.max_concurrent, &mut errs),
             budget: budget(&f, t.budget_usd, t.budget_period.as_deref(), &mut errs),
+            guardrails: {
+                guard_refs(&f("guardrails"), &t.guardrails, &mut errs);
+                t.guardrails
+            },
         });
     }
 
@@ -642,6 +713,10 @@ pub fn validate(
             max_priority: max_priority(&f, k.max_priority.as_deref(), &mut errs),
             budget: budget(&f, k.budget_usd, k.budget_period.as_deref(), &mut errs),
             expires_at_ms,
+            guardrails: {
+                guard_refs(&f("guardrails"), &k.guardrails, &mut errs);
+                k.guardrails
+            },
         });
     }
 
@@ -775,7 +850,19 @@ pub fn validate(
     if !errs.0.is_empty() {
         return Err(ConfigErrors(errs.0));
     }
-    Ok(Config { server, nats, providers, models, keys, cache, pricing: Pricing { models: prices }, routes, teams, jwt })
+    Ok(Config {
+        server,
+        nats,
+        providers,
+        models,
+        keys,
+        cache,
+        pricing: Pricing { models: prices },
+        routes,
+        teams,
+        jwt,
+        guardrails,
+    })
 }
 
 #[cfg(test)]

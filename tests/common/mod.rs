@@ -94,7 +94,7 @@ api_key = "upstream-secret"
 concurrency = 16
 queue_size = 64
 first_byte_timeout_ms = 1500
-forward_headers = ["x-mock-latency-ms", "x-mock-status", "x-mock-disconnect-after", "x-mock-chunk-delay-ms"]
+forward_headers = ["x-mock-latency-ms", "x-mock-status", "x-mock-disconnect-after", "x-mock-chunk-delay-ms", "x-mock-chunk-chars"]
 
 [[providers]]
 name = "narrow"

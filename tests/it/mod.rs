@@ -9,6 +9,7 @@ mod chat;
 mod errors;
 mod failover;
 mod gemini;
+mod guardrails;
 mod jwt;
 mod ledger;
 mod limits;

@@ -129,6 +129,7 @@ impl JwtVerifier {
             max_priority: Priority::High,
             budget: None,
             expires_at_ms: None,
+            guardrails: Vec::new(),
         };
         Ok(Arc::new(KeyEntry::new(key, Some(team))))
     }

@@ -114,6 +114,8 @@ pub struct Runtime {
     vkeys: vkeys::VirtualTable,
     /// `[jwt]`: kept across reloads that leave it unchanged.
     jwt: Option<Arc<jwt::JwtVerifier>>,
+    /// `[[guardrails]]`, compiled.
+    guards: HashMap<String, Arc<crate::guardrails::Guard>>,
 }
 
 /// What admission needs of an alias: its limit scope, and the price budgets reserve at.
@@ -130,6 +132,21 @@ impl Runtime {
             None => key.scopes.clone(),
             Some(s) => key.scopes.iter().cloned().chain(std::iter::once(s)).collect(),
         }
+    }
+
+    /// The guardrails of a request: its key's, its team's and its alias's, each once.
+    fn guardrails(&self, key: &KeyEntry, alias: &str) -> crate::guardrails::Applied {
+        let team = key.team.as_ref().map(|t| t.guardrails.as_slice()).unwrap_or_default();
+        let model = self.config.model(alias).map(|m| m.guardrails.as_slice()).unwrap_or_default();
+        let mut applied = crate::guardrails::Applied::default();
+        for name in key.key.guardrails.iter().chain(team).chain(model) {
+            if let Some(g) = self.guards.get(name) {
+                if !applied.guards.iter().any(|x| x.name == g.name) {
+                    applied.guards.push(g.clone());
+                }
+            }
+        }
+        applied
     }
 
     /// What budgets reserve for a request: its tokens at the alias's dearest target.
@@ -463,7 +480,13 @@ impl Engine {
                 (m.alias.clone(), info)
             })
             .collect();
-        Ok(Runtime { config, keys, providers, forward_headers, aliases, vkeys, jwt })
+        let mut guards = HashMap::new();
+        for g in &config.guardrails {
+            let guard = crate::guardrails::Guard::build(g)
+                .map_err(|e| GatewayError::Internal(format!("guardrail `{}`: {e}", g.name)))?;
+            guards.insert(g.name.clone(), Arc::new(guard));
+        }
+        Ok(Runtime { config, keys, providers, forward_headers, aliases, vkeys, jwt, guards })
     }
 
     /// Whether limits and budgets are shared with other instances now.
@@ -838,6 +861,9 @@ impl Engine {
         };
         let routing = Self::routing(ctx, facts, || req.last_user_text());
         let alias = routing.alias.clone();
+        // guardrails act on the request before anything else sees it (cache key included)
+        let mut guards = ctx.runtime.guardrails(&ctx.key, &alias);
+        guards.on_messages(&mut req.messages)?;
         let p = self
             .prepare(ctx, Endpoint::Chat, &routing, tokens::reservation(&req, prompt), || {
                 let mut v = serde_json::to_value(&req).unwrap_or(Value::Null);
@@ -869,13 +895,32 @@ impl Engine {
         let body = match reply.body {
             UpstreamBody::Full(bytes) => {
                 let usage = openai::response_usage(&bytes);
+                // placeholders restored, the answer checked
+                let bytes = match guards.on_completion(&bytes) {
+                    Ok(new) => new.unwrap_or(bytes),
+                    Err(e) => {
+                        let text = content_text(&bytes);
+                        fin.finish(e.class().status, usage, &text, None);
+                        fin.durable().await;
+                        return Err(Failure { error: e, rate: Some(Box::new(rate)), counted: true });
+                    }
+                };
                 let text = if usage.is_none() { content_text(&bytes) } else { String::new() };
-                let cache_body = fin.cache_put.map(|_| bytes.to_vec());
+                // an answer holding real values behind pseudonyms is not cached
+                let cache_body = fin.cache_put.filter(|_| guards.vault.is_empty()).map(|_| bytes.to_vec());
                 fin.finish(200, usage, &text, cache_body);
                 fin.durable().await;
                 OutcomeBody::Json(bytes)
             }
             UpstreamBody::Stream(s) => {
+                let s = if guards.vault.is_empty() {
+                    s
+                } else {
+                    fin.cache_put = None;
+                    let restore =
+                        crate::providers::Sse::new(crate::guardrails::RestoreStream::new(guards.vault.clone()));
+                    crate::providers::translated(s, restore)
+                };
                 OutcomeBody::Sse(Box::pin(relay::Relay::new(s, fin, req.wants_stream_usage(), provider.clone())))
             }
         };

@@ -138,6 +138,7 @@ impl VirtualKey {
             max_priority: priority("max_priority", &self.max_priority, Priority::High)?,
             budget,
             expires_at_ms,
+            guardrails: Vec::new(),
         })
     }
 }

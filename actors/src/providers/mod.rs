@@ -499,7 +499,7 @@ impl<T: EventTranslate> StreamTranslate for Sse<T> {
 }
 
 /// A provider's byte stream as an OpenAI SSE byte stream, through `t`.
-fn translated(s: ByteStream, t: impl StreamTranslate) -> ByteStream {
+pub fn translated(s: ByteStream, t: impl StreamTranslate) -> ByteStream {
     Box::pin(futures_util::stream::unfold((s, t, false), |(mut s, mut t, done)| async move {
         if done {
             return None;

@@ -1,0 +1,106 @@
+//! PII guardrails end to end: what the mock upstream received proves that redacted and
+//! pseudonymized values never left the gateway; pseudonyms come back in the answer,
+//! streamed too, with a placeholder split across chunks; a blocked request never
+//! reaches a provider.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const GUARDED: &str = r#"
+[[guardrails]]
+name = "pii"
+pii = { email = "pseudonymize", phone = "redact", card = "block", ssn = "mask", secret = "block", ip = "log" }
+custom = [{ name = "EMPLOYEE", regex = '\bEMP-[0-9]{6}\b', action = "redact" }]
+
+[[models]]
+alias = "guarded"
+guardrails = ["pii"]
+targets = [{ provider = "up", model = "gpt-4o-mini" }]
+"#;
+
+fn ask(text: &str) -> Value {
+    json!({"model": "guarded", "messages": [{"role": "user", "content": text}]})
+}
+
+/// The user texts of every request the mock received.
+async fn received(mock: &str) -> String {
+    let v: Value = client().get(format!("{mock}/mock/requests")).send().await.unwrap().json().await.unwrap();
+    v.to_string()
+}
+
+#[tokio::test]
+async fn pii_is_redacted_pseudonymized_and_blocked_before_it_leaves() {
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, GUARDED);
+    let nc = [("cache-control", "no-cache")];
+    let text = "Mail jane.doe@example.com or call (415) 555-2671, ssn 123-45-6789, staff EMP-004211";
+    let r = post_as(gw.url(), MAIN_KEY, &nc, &ask(text)).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let answer = v["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    // the mock echoes what it got: the pseudonym is restored for the client, the rest is not
+    assert!(answer.contains("jane.doe@example.com"), "{answer}");
+    assert!(answer.contains("[PHONE]") && answer.contains("***-**-6789") && answer.contains("[EMPLOYEE]"), "{answer}");
+    // proof from the mock's side: none of the values reached it
+    let seen = received(&mock.url).await;
+    for secret in ["jane.doe@example.com", "555-2671", "123-45-6789", "EMP-004211"] {
+        assert!(!seen.contains(secret), "{secret} left the gateway: {seen}");
+    }
+    assert!(seen.contains("<EMAIL_1>"), "{seen}");
+
+    // blocked: 400 naming the guardrail, and no call at all
+    let calls = mock_requests(&mock.url).await;
+    for blocked in ["card 4111 1111 1111 1111", "key AKIAIOSFODNN7EXAMPLE"] {
+        let r = post_as(gw.url(), MAIN_KEY, &nc, &ask(blocked)).await;
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "content_policy_violation");
+        assert!(v["error"]["message"].as_str().unwrap().contains("pii"), "{v}");
+    }
+    assert_eq!(mock_requests(&mock.url).await, calls, "a blocked request never reaches a provider");
+    // Anthropic's error shape on /v1/messages
+    let r = client()
+        .post(format!("{}/v1/messages", gw.url()))
+        .header("x-api-key", MAIN_KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "guarded", "max_tokens": 50, "messages": [{"role": "user", "content": "card 4111 1111 1111 1111"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+    // an alias without the guardrail passes values through (the policy is per alias)
+    let r = post_as(
+        gw.url(),
+        MAIN_KEY,
+        &nc,
+        &json!({"model": "chat", "messages": [{"role": "user", "content": "card 4111 1111 1111 1111"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    for action in ["pseudonymize", "redact", "mask", "block"] {
+        let m =
+            metric(gw.url(), &format!("switchyard_guardrail_actions_total{{guardrail=\"pii\",action=\"{action}\"}}"))
+                .await;
+        assert!(m.unwrap_or(0.0) >= 1.0, "{action}: {m:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_pseudonym_split_across_stream_chunks_comes_back_whole() {
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, GUARDED);
+    let mut body = ask("write to jane.doe@example.com and to bob@example.org today");
+    body["stream"] = json!(true);
+    // three characters per chunk: `<EMAIL_1>` arrives in pieces
+    let s = stream_chat(gw.url(), &[("x-mock-chunk-chars", "3"), ("cache-control", "no-cache")], &body).await;
+    assert!(s.done(), "{:?}", s.events);
+    let text = s.text();
+    assert!(text.contains("jane.doe@example.com and to bob@example.org today"), "{text}");
+    // no chunk carried a partial (or whole) placeholder to the client
+    assert!(s.events.iter().all(|e| !e.contains("<EM") && !e.contains("AIL_")), "{:?}", s.events);
+    let seen = received(&mock.url).await;
+    assert!(!seen.contains("jane.doe@example.com") && seen.contains("<EMAIL_2>"), "{seen}");
+}
