@@ -202,6 +202,22 @@ pub fn unix_secs() -> u64 {
     unix_ms() / 1000
 }
 
+/// How deeply a JSON value nests (a scalar is 0).
+pub fn json_depth(v: &Value) -> usize {
+    // iterative: a hostile document cannot overflow the stack here
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|x| (x, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 fn json_error(e: serde_json::Error) -> GatewayError {
     GatewayError::BadRequest(format!("invalid JSON body: {e}"))
 }

@@ -83,6 +83,9 @@ pub struct Server {
     pub ledger_sync: bool,
     /// Seed of the routing random numbers; `None`: random.
     pub routing_seed: Option<u64>,
+    /// Hostile-input limits (400 beyond them).
+    pub max_messages: usize,
+    pub max_json_depth: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -113,6 +113,10 @@ pub struct RawServer {
     /// Seed of the routing random numbers (weighted draws, power-of-two choices), for
     /// reproducible tests and benchmarks; absent means a random seed.
     pub routing_seed: Option<u64>,
+    /// Most messages a chat request may hold (default 1000; 400 above it).
+    pub max_messages: Option<usize>,
+    /// Deepest JSON nesting a request may have (default 32; 400 deeper).
+    pub max_json_depth: Option<usize>,
 }
 
 /// `[nats]`

@@ -255,6 +255,8 @@ pub fn validate(
             }
         },
         routing_seed: s.routing_seed,
+        max_messages: at_least_one("server.max_messages", s.max_messages, 1000, &mut errs),
+        max_json_depth: at_least_one("server.max_json_depth", s.max_json_depth, 32, &mut errs),
     };
 
     // [nats]

@@ -85,6 +85,7 @@ admin_key = "{ADMIN_KEY}"
 ledger_flush_ms = 20
 workers = 2
 routing_seed = 7
+max_messages = 50
 
 [[providers]]
 name = "up"

@@ -104,3 +104,43 @@ async fn a_pseudonym_split_across_stream_chunks_comes_back_whole() {
     let seen = received(&mock.url).await;
     assert!(!seen.contains("jane.doe@example.com") && seen.contains("<EMAIL_2>"), "{seen}");
 }
+
+#[tokio::test]
+async fn hostile_input_gets_a_clear_400() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    let calls = mock_requests(&mock.url).await;
+    // too many messages (the test config allows 50)
+    let many: Vec<Value> = (0..51).map(|i| json!({"role": "user", "content": i.to_string()})).collect();
+    let r = post(gw.url(), "/v1/chat/completions", json!({"model": "chat", "messages": many})).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("at most 50"));
+    // nested too deep (the default allows 32 levels)
+    let mut deep = json!("x");
+    for _ in 0..40 {
+        deep = json!([deep]);
+    }
+    let r = post(
+        gw.url(),
+        "/v1/chat/completions",
+        json!({"model": "chat", "messages": [{"role": "user", "content": deep}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("levels deep"));
+    // invalid UTF-8 and malformed JSON
+    for body in [&b"{\"model\": \"chat\", \"messages\": [\xff\xfe]}"[..], &b"{\"model\": "[..]] {
+        let r = client()
+            .post(format!("{}/v1/chat/completions", gw.url()))
+            .bearer_auth(MAIN_KEY)
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "invalid_request");
+    }
+    assert_eq!(mock_requests(&mock.url).await, calls, "nothing reached the provider");
+}

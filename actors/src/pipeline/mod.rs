@@ -835,6 +835,23 @@ impl Engine {
 
     async fn chat_inner(&self, ctx: &RequestCtx, mut req: ChatRequest) -> Result<Outcome, Failure> {
         ctx.key.check_api(ctx.api(Api::Chat))?;
+        let server = &ctx.runtime.config.server;
+        if req.messages.len() > server.max_messages {
+            let n = req.messages.len();
+            return Err(GatewayError::BadRequest(format!(
+                "{n} messages; at most {} are accepted",
+                server.max_messages
+            ))
+            .into());
+        }
+        let depth = req.messages.iter().chain(req.rest.values()).map(crate::types::json_depth).max().unwrap_or(0) + 2;
+        if depth > server.max_json_depth {
+            return Err(GatewayError::BadRequest(format!(
+                "the request nests {depth} levels deep; at most {} are accepted",
+                server.max_json_depth
+            ))
+            .into());
+        }
         if let Some(cap) = ctx.key.max_tokens() {
             match req.max_output_tokens() {
                 Some(n) if n > cap => {
