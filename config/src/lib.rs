@@ -45,6 +45,8 @@ pub struct Guardrail {
     /// Entity -> action, as written (checked).
     pub pii: Vec<(String, String)>,
     pub custom: Vec<CustomPattern>,
+    /// Prompt-injection scoring: threshold, and whether to block (else flag).
+    pub injection: Option<(f64, bool)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

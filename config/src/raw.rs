@@ -55,6 +55,17 @@ pub struct RawGuardrail {
     /// Patterns of your own.
     #[serde(default)]
     pub custom: Vec<RawCustomPattern>,
+    /// Prompt-injection scoring of every non-system message.
+    pub injection: Option<RawInjection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInjection {
+    /// Score (0 to 1) at or above which a message is an injection (default 0.5).
+    pub threshold: Option<f64>,
+    /// `block` (default) or `flag` (counted and logged, let through).
+    pub action: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

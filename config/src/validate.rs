@@ -190,8 +190,23 @@ pub fn validate(
             }
             custom.push(crate::CustomPattern { name: c.name, regex: c.regex, action: c.action });
         }
-        if g.pii.is_empty() && custom.is_empty() {
-            errs.push(f("pii"), "set at least one entity or custom pattern");
+        let injection = g.injection.map(|i| {
+            let threshold = i.threshold.unwrap_or(0.5);
+            if !(threshold > 0.0 && threshold <= 1.0) {
+                errs.push(f("injection.threshold"), format!("{threshold} is not in (0, 1]"));
+            }
+            let block = match i.action.as_deref() {
+                None | Some("block") => true,
+                Some("flag") => false,
+                Some(other) => {
+                    errs.push(f("injection.action"), format!("`{other}` is not block or flag"));
+                    true
+                }
+            };
+            (threshold, block)
+        });
+        if g.pii.is_empty() && custom.is_empty() && injection.is_none() {
+            errs.push(f("pii"), "set at least one entity, custom pattern or `injection`");
         }
         guardrails.push(crate::Guardrail {
             name: g.name,
@@ -199,6 +214,7 @@ pub fn validate(
             on_response,
             pii: g.pii.into_iter().collect(),
             custom,
+            injection,
         });
     }
     let guard_refs = |field: &str, list: &[String], errs: &mut Errors| {

@@ -3,6 +3,7 @@
 //! guardrail: applied to every message and text part of a request before it leaves,
 //! and to the answer (placeholders restored, detections acted on), streams included.
 
+pub mod injection;
 pub mod pii;
 
 use std::collections::HashMap;
@@ -22,6 +23,8 @@ use crate::GatewayError;
 pub struct Guard {
     pub name: String,
     pub scanner: Scanner,
+    /// Prompt-injection scoring: the scorer, its threshold, and block (else flag).
+    pub injection: Option<(injection::InjectionScorer, f64, bool)>,
     pub on_request: bool,
     pub on_response: bool,
 }
@@ -42,6 +45,10 @@ impl Guard {
         Ok(Guard {
             name: g.name.clone(),
             scanner: Scanner::new(actions, &custom)?,
+            injection: match g.injection {
+                None => None,
+                Some((threshold, block)) => Some((injection::InjectionScorer::new()?, threshold, block)),
+            },
             on_request: g.on_request,
             on_response: g.on_response,
         })
@@ -101,11 +108,52 @@ impl Applied {
         Ok(current)
     }
 
+    /// Scores every non-system message for prompt injection: a score at or above a
+    /// guardrail's threshold blocks the request (or is flagged: counted and logged).
+    fn injection(&mut self, messages: &[Value]) -> Result<(), GatewayError> {
+        for g in &self.guards {
+            let Some((scorer, threshold, block)) = &g.injection else { continue };
+            for m in messages.iter().filter(|m| m.get("role").and_then(Value::as_str) != Some("system")) {
+                let texts: Vec<&str> = match m.get("content") {
+                    Some(Value::String(s)) => vec![s.as_str()],
+                    Some(Value::Array(parts)) => {
+                        parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                for t in texts {
+                    let v = scorer.score(t);
+                    if v.score < *threshold {
+                        continue;
+                    }
+                    let action = if *block { "block" } else { "flag" };
+                    metrics::counter!(GUARDRAIL_ACTIONS_TOTAL, "guardrail" => g.name.clone(), "action" => action)
+                        .increment(1);
+                    tracing::warn!(guardrail = %g.name, score = v.score, signals = ?v.signals, action, "prompt injection");
+                    self.actions.push((g.name.clone(), "INJECTION".into(), action));
+                    if *block {
+                        return Err(GatewayError::PolicyViolation {
+                            guardrail: g.name.clone(),
+                            message: format!(
+                                "the request looks like a prompt injection (score {:.2}: {}) ({})",
+                                v.score,
+                                v.signals.join(", "),
+                                g.name
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every message's content (a string, or the text of each part) of a chat request.
     pub fn on_messages(&mut self, messages: &mut [Value]) -> Result<(), GatewayError> {
         if self.is_empty() {
             return Ok(());
         }
+        self.injection(messages)?;
         for m in messages.iter_mut() {
             match m.get_mut("content") {
                 Some(Value::String(s)) => {
