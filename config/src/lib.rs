@@ -47,6 +47,15 @@ pub struct Guardrail {
     pub custom: Vec<CustomPattern>,
     /// Prompt-injection scoring: threshold, and whether to block (else flag).
     pub injection: Option<(f64, bool)>,
+    pub moderation: Option<ModerationCfg>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModerationCfg {
+    pub threshold: f64,
+    pub thresholds: Vec<(String, f64)>,
+    pub extra: Vec<(String, Vec<String>)>,
+    pub block: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -57,6 +57,23 @@ pub struct RawGuardrail {
     pub custom: Vec<RawCustomPattern>,
     /// Prompt-injection scoring of every non-system message.
     pub injection: Option<RawInjection>,
+    /// Content moderation by category, of requests and answers (per `direction`).
+    pub moderation: Option<RawModeration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModeration {
+    /// Score at or above which a category flags (default 0.5).
+    pub threshold: Option<f64>,
+    /// Per-category thresholds (`hate`, `harassment`, `violence`, `self-harm`, `sexual`, `illicit`).
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, f64>,
+    /// Your own phrases per category (severity 0.8).
+    #[serde(default)]
+    pub extra: BTreeMap<String, Vec<String>>,
+    /// `block` (default) or `flag`.
+    pub action: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

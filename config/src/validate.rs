@@ -205,8 +205,41 @@ pub fn validate(
             };
             (threshold, block)
         });
-        if g.pii.is_empty() && custom.is_empty() && injection.is_none() {
-            errs.push(f("pii"), "set at least one entity, custom pattern or `injection`");
+        const CATEGORIES: &[&str] = &["hate", "harassment", "violence", "self-harm", "sexual", "illicit"];
+        let moderation = g.moderation.map(|m| {
+            let threshold = m.threshold.unwrap_or(0.5);
+            let in_range = |v: f64| v > 0.0 && v <= 1.0;
+            if !in_range(threshold) {
+                errs.push(f("moderation.threshold"), format!("{threshold} is not in (0, 1]"));
+            }
+            for (c, v) in m.thresholds.iter().map(|(c, v)| (c, *v)).chain(m.extra.keys().map(|c| (c, 0.5))) {
+                if !CATEGORIES.contains(&c.as_str()) {
+                    errs.push(
+                        format!("{}.{c}", f("moderation")),
+                        format!("unknown category; expected one of {}", CATEGORIES.join(", ")),
+                    );
+                }
+                if !in_range(v) {
+                    errs.push(format!("{}.{c}", f("moderation.thresholds")), format!("{v} is not in (0, 1]"));
+                }
+            }
+            let block = match m.action.as_deref() {
+                None | Some("block") => true,
+                Some("flag") => false,
+                Some(other) => {
+                    errs.push(f("moderation.action"), format!("`{other}` is not block or flag"));
+                    true
+                }
+            };
+            crate::ModerationCfg {
+                threshold,
+                thresholds: m.thresholds.into_iter().collect(),
+                extra: m.extra.into_iter().collect(),
+                block,
+            }
+        });
+        if g.pii.is_empty() && custom.is_empty() && injection.is_none() && moderation.is_none() {
+            errs.push(f("pii"), "set at least one entity, custom pattern, `injection` or `moderation`");
         }
         guardrails.push(crate::Guardrail {
             name: g.name,
@@ -215,6 +248,7 @@ pub fn validate(
             pii: g.pii.into_iter().collect(),
             custom,
             injection,
+            moderation,
         });
     }
     let guard_refs = |field: &str, list: &[String], errs: &mut Errors| {

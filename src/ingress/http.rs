@@ -22,6 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/chat/completions", web::post().to(chat))
         .route("/v1/embeddings", web::post().to(embeddings))
         .route("/v1/messages", web::post().to(messages))
+        .route("/v1/moderations", web::post().to(moderations))
         .route("/v1/models", web::get().to(models))
         .route("/metrics", web::get().to(metrics))
         .route("/healthz", web::get().to(healthz))
@@ -279,6 +280,27 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "nats": state.nats.as_ref().map_or("disabled", crate::ingress::nats::state),
         "limits": if state.engine.limits_shared() { "shared" } else { "local" },
     }))
+}
+
+/// `POST /v1/moderations`: the built-in category lists, in OpenAI's format.
+async fn moderations(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let request_id = request_id(&req);
+    let runtime = state.engine.runtime();
+    let limit = runtime.config.server.body_limit_bytes;
+    let result = async {
+        authenticate(&req, &runtime)?;
+        let body = read_body(&req, payload, limit).await?;
+        switchyard_actors::guardrails::moderation::openai_moderations(&body)
+    }
+    .await;
+    match result {
+        Ok(v) => {
+            let mut b = HttpResponse::Ok();
+            set(&mut b, "x-request-id", &request_id);
+            b.json(v)
+        }
+        Err(e) => simple_error(&request_id, e),
+    }
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {

@@ -207,3 +207,91 @@ targets = [{ provider = "up", model = "gpt-4o-mini" }]
     let flagged = metric(gw.url(), "switchyard_guardrail_actions_total{guardrail=\"watch\",action=\"flag\"}").await;
     assert_eq!(flagged, Some(1.0));
 }
+
+#[tokio::test]
+async fn moderation_blocks_by_category_and_answers_the_moderations_api() {
+    let mock = mock_upstream();
+    let extra = r#"
+[[guardrails]]
+name = "moderate"
+moderation = { threshold = 0.5, thresholds = { harassment = 0.8 }, extra = { illicit = ["skim card readers"] } }
+
+[[guardrails]]
+name = "moderate-answers"
+direction = "response"
+moderation = { threshold = 0.5 }
+
+[[models]]
+alias = "moderated"
+guardrails = ["moderate"]
+targets = [{ provider = "up", model = "gpt-4o-mini" }]
+
+[[models]]
+alias = "moderated-out"
+guardrails = ["moderate-answers"]
+targets = [{ provider = "up", model = "gpt-4o-mini" }]
+"#;
+    let gw = Gateway::start_with(&mock.url, extra);
+    let nc = [("cache-control", "no-cache")];
+    let calls = mock_requests(&mock.url).await;
+    for (text, category) in [("I will kill you tomorrow", "violence"), ("teach me to skim card readers", "illicit")] {
+        let r = post_as(
+            gw.url(),
+            MAIN_KEY,
+            &nc,
+            &json!({"model": "moderated", "messages": [{"role": "user", "content": text}]}),
+        )
+        .await;
+        assert_eq!(r.status(), 400, "{text}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "content_policy_violation");
+        assert!(v["error"]["message"].as_str().unwrap().contains(category), "{v}");
+    }
+    assert_eq!(mock_requests(&mock.url).await, calls, "never reached the provider");
+    // one mild insult is under the stricter harassment threshold
+    let r = post_as(
+        gw.url(),
+        MAIN_KEY,
+        &nc,
+        &json!({"model": "moderated", "messages": [{"role": "user", "content": "nobody likes you"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    // several insults together cross it
+    let r = post_as(
+        gw.url(),
+        MAIN_KEY,
+        &nc,
+        &json!({"model": "moderated", "messages": [
+        {"role": "user", "content": "you are worthless and nobody likes you, pathetic loser"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 400, "harassment above 0.8 in the request");
+    // answers: the request is not checked on this alias, the answer (the mock echoes the
+    // prompt) is, after the provider was called
+    let calls = mock_requests(&mock.url).await;
+    let r = post_as(
+        gw.url(),
+        MAIN_KEY,
+        &nc,
+        &json!({"model": "moderated-out", "messages": [
+        {"role": "user", "content": "repeat: I will kill you"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("answer was flagged for violence"));
+    assert_eq!(mock_requests(&mock.url).await, calls + 1);
+
+    // POST /v1/moderations in OpenAI's format
+    let r = post(gw.url(), "/v1/moderations", json!({"input": ["I want to die", "Lovely weather"]})).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["results"][0]["flagged"], true);
+    assert_eq!(v["results"][0]["categories"]["self-harm"], true);
+    assert_eq!(v["results"][1]["flagged"], false);
+    assert!(v["id"].as_str().unwrap().starts_with("modr-"));
+    let r = post(gw.url(), "/v1/moderations", json!({"input": 42})).await;
+    assert_eq!(r.status(), 400);
+    let r = client().post(format!("{}/v1/moderations", gw.url())).json(&json!({"input": "x"})).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}

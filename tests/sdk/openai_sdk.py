@@ -44,6 +44,12 @@ e = client.embeddings.create(model="embed", input=["a", "b"])
 assert len(e.data) == 2 and len(e.data[0].embedding) == 16, e
 assert abs(sum(v * v for v in e.data[0].embedding) - 1.0) < 1e-3
 
+# moderations: OpenAI's format, every category field present
+mod = client.moderations.create(input=["I will kill you", "What a nice day"])
+assert mod.results[0].flagged and mod.results[0].categories.violence, mod
+assert not mod.results[1].flagged, mod
+assert mod.results[0].category_scores.violence >= 0.5, mod
+
 # models
 ids = [m.id for m in client.models.list()]
 assert "chat" in ids and "embed" in ids, ids

@@ -4,6 +4,7 @@
 //! and to the answer (placeholders restored, detections acted on), streams included.
 
 pub mod injection;
+pub mod moderation;
 pub mod pii;
 
 use std::collections::HashMap;
@@ -25,6 +26,8 @@ pub struct Guard {
     pub scanner: Scanner,
     /// Prompt-injection scoring: the scorer, its threshold, and block (else flag).
     pub injection: Option<(injection::InjectionScorer, f64, bool)>,
+    /// Moderation: the moderator, and block (else flag).
+    pub moderation: Option<(moderation::Moderator, bool)>,
     pub on_request: bool,
     pub on_response: bool,
 }
@@ -48,6 +51,10 @@ impl Guard {
             injection: match g.injection {
                 None => None,
                 Some((threshold, block)) => Some((injection::InjectionScorer::new()?, threshold, block)),
+            },
+            moderation: match &g.moderation {
+                None => None,
+                Some(m) => Some((moderation::Moderator::new(&m.extra, m.threshold, &m.thresholds)?, m.block)),
             },
             on_request: g.on_request,
             on_response: g.on_response,
@@ -148,12 +155,57 @@ impl Applied {
         Ok(())
     }
 
+    /// Moderates a text (a request's message or an answer) with every guardrail that
+    /// moderates in that direction: blocked, or flagged (counted and logged).
+    fn moderate(&mut self, text: &str, request: bool) -> Result<(), GatewayError> {
+        for g in &self.guards {
+            let Some((moderator, block)) = &g.moderation else { continue };
+            if (request && !g.on_request) || (!request && !g.on_response) {
+                continue;
+            }
+            let m = moderator.moderate(text);
+            if m.flagged.is_empty() {
+                continue;
+            }
+            let action = if *block { "block" } else { "flag" };
+            metrics::counter!(GUARDRAIL_ACTIONS_TOTAL, "guardrail" => g.name.clone(), "action" => action).increment(1);
+            tracing::warn!(guardrail = %g.name, categories = ?m.flagged, action, "moderation");
+            self.actions.push((g.name.clone(), m.flagged.join("+").to_uppercase(), action));
+            if *block {
+                return Err(GatewayError::PolicyViolation {
+                    guardrail: g.name.clone(),
+                    message: format!(
+                        "the {} was flagged for {} ({})",
+                        if request { "request" } else { "answer" },
+                        m.flagged.join(", "),
+                        g.name
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Every message's content (a string, or the text of each part) of a chat request.
     pub fn on_messages(&mut self, messages: &mut [Value]) -> Result<(), GatewayError> {
         if self.is_empty() {
             return Ok(());
         }
         self.injection(messages)?;
+        if self.guards.iter().any(|g| g.moderation.is_some()) {
+            for m in messages.iter().filter(|m| m.get("role").and_then(Value::as_str) != Some("system")) {
+                let text = match m.get("content") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Array(parts)) => parts
+                        .iter()
+                        .filter_map(|p| p.get("text").and_then(Value::as_str))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    _ => continue,
+                };
+                self.moderate(&text, true)?;
+            }
+        }
         for m in messages.iter_mut() {
             match m.get_mut("content") {
                 Some(Value::String(s)) => {
@@ -190,6 +242,7 @@ impl Applied {
             for c in choices {
                 if let Some(Value::String(s)) = c.pointer_mut("/message/content") {
                     let restored = self.vault.restore(s);
+                    self.moderate(&restored, false)?;
                     let checked = self.apply_text(&restored, false)?.unwrap_or(restored);
                     if checked != *s {
                         *s = checked;

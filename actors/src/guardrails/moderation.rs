@@ -1,0 +1,214 @@
+//! Content moderation by category: phrase lists with a severity each (built-in, plus
+//! your own from the config), matched in one case-insensitive Aho-Corasick pass per
+//! text. A category's score is the noisy-or of the severities of the phrases found;
+//! a category at or above its threshold flags the text. The categories and the answer
+//! of `POST /v1/moderations` follow OpenAI's moderation format.
+
+use std::collections::BTreeMap;
+
+use aho_corasick::AhoCorasick;
+use serde_json::{json, Value};
+
+/// The categories scored, in OpenAI's names.
+pub const CATEGORIES: &[&str] = &["hate", "harassment", "violence", "self-harm", "sexual", "illicit"];
+
+/// OpenAI's sub-categories, reported as not flagged (the SDKs expect every field).
+const SUBCATEGORIES: &[&str] = &[
+    "hate/threatening",
+    "harassment/threatening",
+    "self-harm/intent",
+    "self-harm/instructions",
+    "sexual/minors",
+    "violence/graphic",
+    "illicit/violent",
+];
+
+/// Built-in phrases: (category, phrase, severity).
+const BUILTIN: &[(&str, &str, f64)] = &[
+    ("hate", "inferior race", 0.8),
+    ("hate", "subhuman", 0.7),
+    ("hate", "go back to your country", 0.6),
+    ("hate", "should be exterminated", 0.9),
+    ("hate", "ethnic cleansing is good", 0.9),
+    ("hate", "all of them are animals", 0.7),
+    ("hate", "hate all immigrants", 0.8),
+    ("harassment", "you are worthless", 0.6),
+    ("harassment", "nobody likes you", 0.5),
+    ("harassment", "you should be ashamed to exist", 0.7),
+    ("harassment", "shut up, idiot", 0.5),
+    ("harassment", "i will make your life hell", 0.7),
+    ("harassment", "i know where you live", 0.8),
+    ("harassment", "pathetic loser", 0.5),
+    ("violence", "i will kill you", 0.9),
+    ("violence", "going to kill you", 0.9),
+    ("violence", "shoot up the", 0.9),
+    ("violence", "stab him", 0.8),
+    ("violence", "stab her", 0.8),
+    ("violence", "beat them to death", 0.9),
+    ("violence", "blow up the", 0.8),
+    ("violence", "behead", 0.8),
+    ("violence", "torture them", 0.8),
+    ("self-harm", "kill myself", 0.9),
+    ("self-harm", "end my life", 0.9),
+    ("self-harm", "want to die", 0.7),
+    ("self-harm", "cut myself", 0.8),
+    ("self-harm", "suicide method", 0.9),
+    ("self-harm", "how many pills to overdose", 0.9),
+    ("sexual", "explicit sex", 0.7),
+    ("sexual", "pornographic", 0.7),
+    ("sexual", "sexually explicit", 0.7),
+    ("sexual", "nude photos of", 0.7),
+    ("illicit", "buy cocaine", 0.8),
+    ("illicit", "cook meth", 0.9),
+    ("illicit", "make methamphetamine", 0.9),
+    ("illicit", "counterfeit money", 0.8),
+    ("illicit", "launder money", 0.8),
+    ("illicit", "stolen credit card", 0.8),
+    ("illicit", "hack into someone", 0.7),
+    ("illicit", "make a bomb", 0.9),
+    ("illicit", "buy a gun without", 0.7),
+];
+
+/// One text's moderation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moderation {
+    pub scores: BTreeMap<&'static str, f64>,
+    pub flagged: Vec<&'static str>,
+}
+
+impl Moderation {
+    /// OpenAI's `results[]` item.
+    pub fn to_openai(&self) -> Value {
+        let mut categories = serde_json::Map::new();
+        let mut scores = serde_json::Map::new();
+        for c in CATEGORIES {
+            categories.insert(c.to_string(), json!(self.flagged.contains(c)));
+            scores.insert(c.to_string(), json!(self.scores.get(c).copied().unwrap_or(0.0)));
+        }
+        for c in SUBCATEGORIES {
+            categories.insert(c.to_string(), json!(false));
+            scores.insert(c.to_string(), json!(0.0));
+        }
+        json!({"flagged": !self.flagged.is_empty(), "categories": categories, "category_scores": scores})
+    }
+}
+
+#[derive(Debug)]
+pub struct Moderator {
+    ac: AhoCorasick,
+    /// Per pattern: category and severity.
+    meta: Vec<(&'static str, f64)>,
+    /// Per category: the score at or above which it flags.
+    thresholds: BTreeMap<&'static str, f64>,
+}
+
+fn category(name: &str) -> Option<&'static str> {
+    CATEGORIES.iter().copied().find(|c| *c == name)
+}
+
+impl Moderator {
+    /// The built-in lists plus `extra` phrases (category -> phrases, severity 0.8),
+    /// flagging at `threshold` unless `thresholds` says otherwise for a category.
+    pub fn new(
+        extra: &[(String, Vec<String>)],
+        threshold: f64,
+        thresholds: &[(String, f64)],
+    ) -> Result<Moderator, String> {
+        let mut patterns: Vec<String> = Vec::new();
+        let mut meta = Vec::new();
+        for (c, p, w) in BUILTIN {
+            patterns.push((*p).to_string());
+            meta.push((*c, *w));
+        }
+        for (c, phrases) in extra {
+            let c = category(c).ok_or_else(|| format!("unknown category `{c}`"))?;
+            for p in phrases {
+                patterns.push(p.clone());
+                meta.push((c, 0.8));
+            }
+        }
+        let ac = AhoCorasick::builder().ascii_case_insensitive(true).build(&patterns).map_err(|e| e.to_string())?;
+        let mut t: BTreeMap<&'static str, f64> = CATEGORIES.iter().map(|c| (*c, threshold)).collect();
+        for (c, v) in thresholds {
+            t.insert(category(c).ok_or_else(|| format!("unknown category `{c}`"))?, *v);
+        }
+        Ok(Moderator { ac, meta, thresholds: t })
+    }
+
+    pub fn moderate(&self, text: &str) -> Moderation {
+        let mut keep: BTreeMap<&'static str, f64> = BTreeMap::new();
+        for m in self.ac.find_iter(text) {
+            let (c, w) = self.meta[m.pattern().as_usize()];
+            // noisy-or: what is left of "not this category" shrinks with each phrase
+            let rest = keep.entry(c).or_insert(1.0);
+            *rest *= 1.0 - w;
+        }
+        let scores: BTreeMap<&'static str, f64> = keep.into_iter().map(|(c, rest)| (c, 1.0 - rest)).collect();
+        let flagged = scores
+            .iter()
+            .filter(|(c, s)| **s >= self.thresholds.get(*c).copied().unwrap_or(0.5))
+            .map(|(c, _)| *c)
+            .collect();
+        Moderation { scores, flagged }
+    }
+}
+
+/// The built-in moderator (threshold 0.5) that `POST /v1/moderations` answers with.
+pub fn builtin() -> Option<&'static Moderator> {
+    static M: std::sync::OnceLock<Option<Moderator>> = std::sync::OnceLock::new();
+    M.get_or_init(|| Moderator::new(&[], 0.5, &[]).ok()).as_ref()
+}
+
+/// `POST /v1/moderations` in OpenAI's format: `input` is a string, an array of strings,
+/// or an array of `{"type": "text", "text": ...}` parts (images are not moderated).
+pub fn openai_moderations(body: &[u8]) -> Result<Value, crate::GatewayError> {
+    let bad = |m: &str| crate::GatewayError::BadRequest(m.to_string());
+    let req: Value = serde_json::from_slice(body).map_err(|e| bad(&format!("invalid JSON body: {e}")))?;
+    let inputs: Vec<String> = match req.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => Ok(s.clone()),
+                Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("text") => {
+                    Ok(o.get("text").and_then(Value::as_str).unwrap_or_default().to_string())
+                }
+                Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("image_url") => Ok(String::new()),
+                _ => Err(bad("`input` items must be strings or {\"type\": \"text\"} parts")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(bad("`input` must be a string or an array")),
+    };
+    if inputs.is_empty() {
+        return Err(bad("`input` must not be empty"));
+    }
+    let m = builtin().ok_or_else(|| crate::GatewayError::Internal("moderation lists".into()))?;
+    let model = req.get("model").and_then(Value::as_str).unwrap_or("switchyard-moderation-latest");
+    let id = format!("modr-{:016x}", fastrand::u64(..));
+    let results: Vec<Value> = inputs.iter().map(|t| m.moderate(t).to_openai()).collect();
+    Ok(json!({"id": id, "model": model, "results": results}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_are_scored_and_flagged_at_their_thresholds() {
+        let m =
+            Moderator::new(&[("illicit".into(), vec!["skim card readers".into()])], 0.5, &[("harassment".into(), 0.9)])
+                .unwrap();
+        let r = m.moderate("I will kill you. Also, how do I skim card readers?");
+        assert_eq!(r.flagged, ["illicit", "violence"]);
+        // one mild phrase is below a stricter category threshold; two add up
+        assert!(m.moderate("nobody likes you").flagged.is_empty());
+        let r = m.moderate("You are worthless and nobody likes you, pathetic loser");
+        assert!(r.scores["harassment"] >= 0.9 && r.flagged == ["harassment"], "{r:?}");
+        assert!(m.moderate("How do I kill a Python process?").flagged.is_empty());
+        let v = m.moderate("I want to die").to_openai();
+        assert_eq!(v["flagged"], true);
+        assert_eq!(v["categories"]["self-harm"], true);
+        assert_eq!(v["categories"]["sexual/minors"], false);
+        assert!(Moderator::new(&[("spam".into(), vec![])], 0.5, &[]).is_err());
+    }
+}
