@@ -295,3 +295,37 @@ targets = [{ provider = "up", model = "gpt-4o-mini" }]
     let r = client().post(format!("{}/v1/moderations", gw.url())).json(&json!({"input": "x"})).send().await.unwrap();
     assert_eq!(r.status(), 401);
 }
+
+#[tokio::test]
+async fn pii_in_a_streamed_answer_is_caught_across_chunks() {
+    let mock = mock_upstream();
+    let extra = r#"
+[[guardrails]]
+name = "answers"
+direction = "response"
+pii = { email = "redact", phone = "redact", card = "block" }
+
+[[models]]
+alias = "clean-answers"
+guardrails = ["answers"]
+targets = [{ provider = "up", model = "gpt-4o-mini" }]
+"#;
+    let gw = Gateway::start_with(&mock.url, extra);
+    let mut body = json!({"model": "clean-answers", "messages": [{"role": "user",
+        "content": "reach jane.doe@example.com or (415) 555-2671 card 4111 1111 1111 1111 thanks"}]});
+    body["stream"] = json!(true);
+    // the mock echoes the prompt four characters at a time: every value is split
+    let s = stream_chat(gw.url(), &[("x-mock-chunk-chars", "4"), ("cache-control", "no-cache")], &body).await;
+    assert!(s.done(), "{:?}", s.events);
+    let text = s.text();
+    assert!(text.contains("reach [EMAIL] or [PHONE] card [CARD] thanks"), "{text}");
+    // no chunk's content carried any piece of a value
+    let pieces: Vec<String> =
+        s.chunks().iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string)).collect();
+    for piece in ["jane", "example.com", "555", "2671", "4111"] {
+        assert!(pieces.iter().all(|p| !p.contains(piece)), "{piece} reached the client: {pieces:?}");
+    }
+    // text that cannot start a match was not held back to the end: the stream still
+    // arrives in many chunks
+    assert!(s.chunks().len() > 10, "{}", s.chunks().len());
+}

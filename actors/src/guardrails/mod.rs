@@ -255,38 +255,137 @@ impl Applied {
     }
 }
 
-/// Restores placeholders in an OpenAI SSE stream, one restorer per choice: a
-/// placeholder split across chunks is held back and released whole; text that cannot
-/// be part of one is not delayed.
-pub struct RestoreStream {
-    vault: Vault,
-    restorers: HashMap<u64, StreamRestorer>,
+/// The most text a stream holds back while a match may still be forming.
+pub const MAX_HOLD: usize = 512;
+
+/// Where the text that can be released ends: before the last partial word, before a
+/// trailing run of digits, capitals and separators that holds a digit (a phone number,
+/// card or IBAN still arriving), and before an unfinished private-key block; never
+/// more than [`MAX_HOLD`] bytes held.
+fn safe_cut(pending: &str) -> usize {
+    let mut cut = pending.len();
+    if !pending.ends_with(char::is_whitespace) {
+        cut = pending.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    }
+    let mut run_start = pending.len();
+    let mut digit = false;
+    for (i, c) in pending.char_indices().rev() {
+        if c.is_ascii_digit() || c.is_ascii_uppercase() || matches!(c, ' ' | '-' | '+' | '(' | ')' | '.') {
+            digit |= c.is_ascii_digit();
+            run_start = i;
+        } else {
+            break;
+        }
+    }
+    if digit {
+        cut = cut.min(run_start);
+    }
+    if let Some(begin) = pending.rfind("-----BEGIN") {
+        if !pending[begin..].contains("-----END") {
+            cut = cut.min(begin);
+        }
+    }
+    let floor = pending.len().saturating_sub(MAX_HOLD);
+    let mut cut = cut.max(floor);
+    while !pending.is_char_boundary(cut) {
+        cut += 1;
+    }
+    cut
 }
 
-impl RestoreStream {
-    pub fn new(vault: Vault) -> RestoreStream {
-        RestoreStream { vault, restorers: HashMap::new() }
+/// One choice of a guarded stream.
+#[derive(Default)]
+struct ChoiceText {
+    restorer: StreamRestorer,
+    /// Restored text not released yet (a match may still be forming).
+    pending: String,
+}
+
+/// The answer side of the guardrails in an OpenAI SSE stream, per choice: placeholders
+/// restored (one split across chunks is held back and released whole), then the
+/// answer's own PII acted on with a bounded hold-back ([`safe_cut`]), so no partial
+/// secret is ever emitted and text that cannot start a match is not delayed. `block`
+/// redacts in a stream: the answer has already begun.
+pub struct GuardStream {
+    vault: Vault,
+    guards: Vec<Arc<Guard>>,
+    choices: HashMap<u64, ChoiceText>,
+}
+
+impl GuardStream {
+    pub fn new(applied: &Applied) -> GuardStream {
+        let guards = applied.guards.iter().filter(|g| g.on_response).cloned().collect();
+        GuardStream { vault: applied.vault.clone(), guards, choices: HashMap::new() }
+    }
+
+    /// Whether a stream needs this stage at all.
+    pub fn needed(applied: &Applied) -> bool {
+        !applied.vault.is_empty() || applied.guards.iter().any(|g| g.on_response)
+    }
+
+    fn check(guards: &[Arc<Guard>], vault: &mut Vault, text: String) -> String {
+        let mut text = text;
+        for g in guards {
+            let (out, done) = match g.scanner.apply_as(&text, vault, true) {
+                Ok(r) => r,
+                // the answer has begun: what would block is redacted instead
+                Err(entity) => {
+                    count(&g.name, Action::Block);
+                    let findings = g.scanner.scan(&text);
+                    let mut out = String::with_capacity(text.len());
+                    let mut at = 0;
+                    for f in findings.iter().filter(|f| f.entity == entity) {
+                        out.push_str(&text[at..f.start]);
+                        out.push_str(&format!("[{}]", f.entity.label()));
+                        at = f.end;
+                    }
+                    out.push_str(&text[at..]);
+                    (out, Vec::new())
+                }
+            };
+            for (_, action) in &done {
+                count(&g.name, *action);
+            }
+            text = out;
+        }
+        text
+    }
+
+    fn release(&mut self, index: u64, piece: Option<&str>, finishing: bool) -> String {
+        let c = self.choices.entry(index).or_default();
+        if let Some(p) = piece {
+            let restored = c.restorer.push(&self.vault, p);
+            c.pending.push_str(&restored);
+        }
+        if finishing {
+            let rest = c.restorer.finish(&self.vault);
+            c.pending.push_str(&rest);
+        }
+        let cut = if finishing || self.guards.is_empty() { c.pending.len() } else { safe_cut(&c.pending) };
+        let ready: String = c.pending.drain(..cut).collect();
+        if ready.is_empty() || self.guards.is_empty() {
+            return ready;
+        }
+        Self::check(&self.guards, &mut self.vault, ready)
     }
 
     fn flush(&mut self) -> Vec<Bytes> {
+        let mut indexes: Vec<u64> = self.choices.keys().copied().collect();
+        indexes.sort_unstable();
         let mut out = Vec::new();
-        let mut rest: Vec<(u64, String)> = self
-            .restorers
-            .iter_mut()
-            .map(|(i, r)| (*i, r.finish(&self.vault)))
-            .filter(|(_, t)| !t.is_empty())
-            .collect();
-        rest.sort();
-        for (index, text) in rest {
-            let chunk = serde_json::json!({"object": "chat.completion.chunk",
-                "choices": [{"index": index, "delta": {"content": text}, "finish_reason": null}]});
-            out.push(data_event(&chunk.to_string()));
+        for index in indexes {
+            let text = self.release(index, None, true);
+            if !text.is_empty() {
+                let chunk = serde_json::json!({"object": "chat.completion.chunk",
+                    "choices": [{"index": index, "delta": {"content": text}, "finish_reason": null}]});
+                out.push(data_event(&chunk.to_string()));
+            }
         }
         out
     }
 }
 
-impl EventTranslate for RestoreStream {
+impl EventTranslate for GuardStream {
     fn on_event(&mut self, ev: &SseEvent) -> Result<Vec<Bytes>, String> {
         if ev.data.trim() == "[DONE]" {
             let mut out = self.flush();
@@ -301,15 +400,9 @@ impl EventTranslate for RestoreStream {
             for c in choices {
                 let index = c.get("index").and_then(Value::as_u64).unwrap_or(0);
                 let finishing = c.get("finish_reason").is_some_and(|f| !f.is_null());
-                let r = self.restorers.entry(index).or_default();
-                let mut text = match c.pointer("/delta/content").and_then(Value::as_str) {
-                    Some(piece) => r.push(&self.vault, piece),
-                    None => String::new(),
-                };
+                let piece = c.pointer("/delta/content").and_then(Value::as_str).map(str::to_string);
                 // what is held back goes out with the chunk that finishes the choice
-                if finishing {
-                    text.push_str(&r.finish(&self.vault));
-                }
+                let text = self.release(index, piece.as_deref(), finishing);
                 if let Some(delta) = c.get_mut("delta").and_then(Value::as_object_mut) {
                     if delta.contains_key("content") || !text.is_empty() {
                         delta.insert("content".into(), Value::String(text));
@@ -322,5 +415,21 @@ impl EventTranslate for RestoreStream {
 
     fn finish(&mut self) -> Vec<Bytes> {
         self.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cut_keeps_what_may_still_become_a_match() {
+        assert_eq!(safe_cut("hello world "), 12, "nothing pending after a space");
+        assert_eq!(safe_cut("mail me at jane.d"), 11, "the last partial word waits");
+        assert_eq!(safe_cut("call +44 20 79"), 4, "a number still arriving waits");
+        assert_eq!(safe_cut("iban DE89 3704 0"), 4);
+        assert_eq!(safe_cut("key -----BEGIN PRIVATE KEY-----\nMIIE "), 4);
+        let long = "x".repeat(2000);
+        assert_eq!(safe_cut(&long), 2000 - MAX_HOLD, "bounded");
     }
 }

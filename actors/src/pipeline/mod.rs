@@ -930,13 +930,14 @@ impl Engine {
                 OutcomeBody::Json(bytes)
             }
             UpstreamBody::Stream(s) => {
-                let s = if guards.vault.is_empty() {
-                    s
+                let s = if crate::guardrails::GuardStream::needed(&guards) {
+                    if !guards.vault.is_empty() {
+                        fin.cache_put = None;
+                    }
+                    let stage = crate::providers::Sse::new(crate::guardrails::GuardStream::new(&guards));
+                    crate::providers::translated(s, stage)
                 } else {
-                    fin.cache_put = None;
-                    let restore =
-                        crate::providers::Sse::new(crate::guardrails::RestoreStream::new(guards.vault.clone()));
-                    crate::providers::translated(s, restore)
+                    s
                 };
                 OutcomeBody::Sse(Box::pin(relay::Relay::new(s, fin, req.wants_stream_usage(), provider.clone())))
             }
