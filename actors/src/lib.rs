@@ -14,5 +14,8 @@ pub mod store;
 pub mod tokens;
 pub mod types;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use error::GatewayError;
 pub use pipeline::{Engine, Outcome, RequestCtx};

@@ -1,0 +1,125 @@
+//! Bounded fuzzing on the stable toolchain: `cargo fuzz` needs nightly (libFuzzer's
+//! sanitizer flags), and this project builds with the one stable toolchain its machines
+//! have. So the parsers that face untrusted bytes are driven here with seeded random
+//! mutations of real inputs (the golden fixtures): bit flips, byte insertions and
+//! deletions, splices and truncations, plus random bytes. The property is the one a
+//! fuzzer checks: no panic, no hang; a bad input is an error value. Inputs that once
+//! broke something are kept below as regression cases.
+
+use crate::guardrails::injection::InjectionScorer;
+use crate::guardrails::moderation::openai_moderations;
+use crate::guardrails::pii::{Action, Entity, Scanner, Vault};
+use crate::providers::from_anthropic;
+use crate::providers::sse::SseParser;
+use crate::types::{ChatRequest, EmbeddingsRequest};
+
+const SEEDS: &[&[u8]] = &[
+    include_bytes!("providers/fixtures/openai_chat_request.json"),
+    include_bytes!("providers/fixtures/anthropic_messages_request.json"),
+    include_bytes!("providers/fixtures/anthropic_stream.sse"),
+    include_bytes!("providers/fixtures/gemini_stream.sse"),
+    include_bytes!("providers/fixtures/openai_completion.json"),
+    br#"{"model":"m","input":["a","b"],"encoding_format":"base64"}"#,
+    br#"{"input":[{"type":"text","text":"I will kill you"},"x"]}"#,
+    b"data: {\"choices\":[{\"delta\":{\"content\":\"<EMAIL_1>\"}}]}\n\ndata: [DONE]\n\n",
+];
+
+fn mutate(rng: &mut fastrand::Rng, input: &[u8]) -> Vec<u8> {
+    let mut v = input.to_vec();
+    for _ in 0..rng.usize(1..8) {
+        match rng.u8(0..6) {
+            0 if !v.is_empty() => {
+                let i = rng.usize(0..v.len());
+                v[i] ^= 1 << rng.u8(0..8);
+            }
+            1 => {
+                let i = rng.usize(0..=v.len());
+                v.insert(i, rng.u8(..));
+            }
+            2 if !v.is_empty() => {
+                let i = rng.usize(0..v.len());
+                v.remove(i);
+            }
+            3 if !v.is_empty() => {
+                let cut = rng.usize(0..v.len());
+                v.truncate(cut);
+            }
+            4 => {
+                // splice a piece of another seed
+                let other = SEEDS[rng.usize(0..SEEDS.len())];
+                if !other.is_empty() {
+                    let a = rng.usize(0..other.len());
+                    let b = rng.usize(a..=other.len().min(a + 64));
+                    let at = rng.usize(0..=v.len());
+                    v.splice(at..at, other[a..b].iter().copied());
+                }
+            }
+            _ => {
+                // structure-breaking bytes parsers must survive
+                let tokens: &[&[u8]] =
+                    &[b"{", b"}", b"[", b"]", b"\"", b"\\u", b"\n\n", b"data: ", b"\xff", b"\xe2\x80", b"0e999999"];
+                let t = tokens[rng.usize(0..tokens.len())];
+                let at = rng.usize(0..=v.len());
+                v.splice(at..at, t.iter().copied());
+            }
+        }
+    }
+    v
+}
+
+fn scanner() -> Scanner {
+    let actions = [Entity::Email, Entity::Phone, Entity::Card, Entity::Iban, Entity::Ssn, Entity::Ip, Entity::Secret]
+        .into_iter()
+        .map(|e| (e, Action::Pseudonymize))
+        .collect();
+    Scanner::new(actions, &[]).unwrap()
+}
+
+#[test]
+fn parsers_survive_mutated_and_random_input() {
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    let scan = scanner();
+    let injection = InjectionScorer::new().unwrap();
+    let iterations = 6_000;
+    for i in 0..iterations {
+        let input = if i % 10 == 0 {
+            (0..rng.usize(0..256)).map(|_| rng.u8(..)).collect()
+        } else {
+            let seed = SEEDS[rng.usize(0..SEEDS.len())];
+            mutate(&mut rng, seed)
+        };
+        let _ = ChatRequest::parse(&input);
+        let _ = EmbeddingsRequest::parse(&input);
+        let _ = from_anthropic::request(&input);
+        let _ = openai_moderations(&input);
+        // the SSE parser, fed in random pieces
+        let mut p = SseParser::new();
+        let mut at = 0;
+        while at < input.len() {
+            let n = rng.usize(1..=16).min(input.len() - at);
+            let _ = p.feed(&input[at..at + n]);
+            at += n;
+        }
+        // text scanners on whatever UTF-8 the bytes hold
+        let text = String::from_utf8_lossy(&input);
+        let mut vault = Vault::default();
+        if let Ok((out, _)) = scan.apply(&text, &mut vault) {
+            let _ = vault.restore(&out);
+        }
+        let _ = injection.score(&text);
+    }
+}
+
+/// Inputs kept because they once found a fault.
+#[test]
+fn regressions() {
+    let scan = scanner();
+    let mut vault = Vault::default();
+    // multi-byte characters around matches (slicing must stay on char boundaries)
+    for text in ["é@é.éé 4111 1111 1111 1111 ü", "\u{E0041}\u{E0042}\u{E0043}\u{E0044}", "<EMAIL_1", "<<<>>>"] {
+        let _ = scan.apply(text, &mut vault);
+        let _ = vault.restore(text);
+    }
+    assert!(ChatRequest::parse(b"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}").is_err());
+    assert!(openai_moderations(b"{\"input\":[]}").is_err());
+}
