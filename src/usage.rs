@@ -26,6 +26,8 @@ pub struct Row {
     pub cache_hits: u64,
     /// Calls sent to providers (retries and failovers included).
     pub upstream_calls: u64,
+    /// Guardrail actions taken on these requests.
+    pub guardrail_actions: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: f64,
@@ -53,6 +55,7 @@ pub fn aggregate(records: &[UsageRecord], by: GroupBy, teams: &HashMap<String, S
         row.errors += u64::from(r.status >= 400);
         row.cache_hits += u64::from(r.cache_hit);
         row.upstream_calls += u64::from(r.upstream_attempts);
+        row.guardrail_actions += r.guardrails.len() as u64;
         row.input_tokens += r.input_tokens;
         row.output_tokens += r.output_tokens;
         row.cost_usd += r.cost_usd;

@@ -1,7 +1,7 @@
 //! The one place that knows sled and bincode. Trees:
 //! - `ledger`: usage records in segments, one per group commit: key = commit time in ms
-//!   (u64 BE) ++ sequence (u64 BE), value = [`SEGMENT_V2`] then the bincode of the records
-//!   (older segments start with [`SEGMENT`] and hold the previous record layout).
+//!   (u64 BE) ++ sequence (u64 BE), value = [`SEGMENT_V3`] then the bincode of the records
+//!   (older segments start with [`SEGMENT_V2`] or [`SEGMENT`] and hold earlier layouts).
 //!   One sled insert per commit instead of one per record: per-record B-tree inserts
 //!   (node splits, page rewrites) were 10-15% of the gateway's CPU under load. Values
 //!   written before segments (one bincode record each, whose first byte is a request id
@@ -21,10 +21,26 @@ const DECODE_LIMIT: usize = 64 << 20;
 /// First byte of a segment value of [`UsageRecordV1`]s; never the first byte of a
 /// single encoded record.
 const SEGMENT: u8 = 0xA5;
-/// First byte of a segment value of [`UsageRecord`]s as they are now (the layout adds
+/// First byte of a segment value of [`UsageRecordV2`]s (the layout that added
 /// `upstream_attempts`). bincode is positional, so every change of the record's fields
 /// gets a new marker, and the old layouts keep being read.
 const SEGMENT_V2: u8 = 0xA6;
+/// First byte of a segment value of [`UsageRecord`]s as they are now (adds `guardrails`).
+const SEGMENT_V3: u8 = 0xA7;
+
+/// The record before `guardrails`: the fields of V1, then `upstream_attempts` (bincode
+/// lays a nested struct out field by field, so this is that layout exactly).
+#[derive(serde::Deserialize, serde::Serialize)]
+struct UsageRecordV2 {
+    v1: UsageRecordV1,
+    upstream_attempts: u32,
+}
+
+impl From<UsageRecordV2> for UsageRecord {
+    fn from(r: UsageRecordV2) -> UsageRecord {
+        UsageRecord { upstream_attempts: r.upstream_attempts, ..UsageRecord::from(r.v1) }
+    }
+}
 
 /// The record before `upstream_attempts`: segments marked [`SEGMENT`] and the single
 /// records written before segments hold these.
@@ -76,6 +92,7 @@ impl From<UsageRecordV1> for UsageRecord {
             idempotency_key: r.idempotency_key,
             attempts: r.attempts,
             upstream_attempts,
+            guardrails: Vec::new(),
         }
     }
 }
@@ -161,7 +178,7 @@ impl Store {
             segment.push(r);
         }
         if !segment.is_empty() {
-            let mut value = vec![SEGMENT_V2];
+            let mut value = vec![SEGMENT_V3];
             bincode::serde::encode_into_std_write(&segment, &mut value, bincode::config::standard())?;
             *next_seq += 1;
             self.ledger.insert(&key[..], value)?;
@@ -175,7 +192,8 @@ impl Store {
     /// segments).
     fn records_of(value: &[u8]) -> Result<Vec<UsageRecord>, StoreError> {
         match value.split_first() {
-            Some((&SEGMENT_V2, rest)) => decode(rest),
+            Some((&SEGMENT_V3, rest)) => decode(rest),
+            Some((&SEGMENT_V2, rest)) => Ok(decode::<Vec<UsageRecordV2>>(rest)?.into_iter().map(Into::into).collect()),
             Some((&SEGMENT, rest)) => Ok(decode::<Vec<UsageRecordV1>>(rest)?.into_iter().map(Into::into).collect()),
             _ => Ok(vec![decode::<UsageRecordV1>(value)?.into()]),
         }
@@ -340,13 +358,18 @@ mod tests {
         let mut value = vec![SEGMENT];
         value.extend(encode(&vec![v1("seg", 5, false), v1("hit", 5, true)]).unwrap());
         store.ledger.insert(&ledger_key(5, 1)[..], value).unwrap();
+        // a segment of the layout before `guardrails`
+        let mut value = vec![SEGMENT_V2];
+        value.extend(encode(&vec![UsageRecordV2 { v1: v1("v2", 5, false), upstream_attempts: 2 }]).unwrap());
+        store.ledger.insert(&ledger_key(5, 2)[..], value).unwrap();
         let mut seq = store.last_ledger_seq().unwrap();
-        assert_eq!(seq, 2);
-        let new = UsageRecord { upstream_attempts: 3, ..record("new", 6) };
+        assert_eq!(seq, 3);
+        let new = UsageRecord { upstream_attempts: 3, guardrails: vec!["pii:EMAIL:redact".into()], ..record("new", 6) };
         store.append_usage(&[new], &mut seq).unwrap();
         let all = store.usage_since(0).unwrap();
-        let ids: Vec<(&str, u32)> = all.iter().map(|r| (r.request_id.as_str(), r.upstream_attempts)).collect();
-        assert_eq!(ids, [("old", 1), ("seg", 1), ("hit", 0), ("new", 3)]);
+        let ids: Vec<(&str, u32, usize)> =
+            all.iter().map(|r| (r.request_id.as_str(), r.upstream_attempts, r.guardrails.len())).collect();
+        assert_eq!(ids, [("old", 1, 0), ("seg", 1, 0), ("hit", 0, 0), ("v2", 2, 0), ("new", 3, 1)]);
         // one value per commit, however many records it holds
         let before = store.ledger.len();
         store.append_usage(&[record("a", 7), record("b", 7), record("c", 7)], &mut seq).unwrap();

@@ -270,6 +270,7 @@ impl UsageRecord {
             idempotency_key: None,
             attempts: 1,
             upstream_attempts: 0,
+            guardrails: Vec::new(),
         }
     }
 }
@@ -309,4 +310,7 @@ pub struct UsageRecord {
     /// 0 when no provider was called (a cache hit).
     #[serde(default)]
     pub upstream_attempts: u32,
+    /// Guardrail actions taken, as `guardrail:ENTITY:action` (never the values).
+    #[serde(default)]
+    pub guardrails: Vec<String>,
 }

@@ -48,6 +48,11 @@ async fn pii_is_redacted_pseudonymized_and_blocked_before_it_leaves() {
         assert!(!seen.contains(secret), "{secret} left the gateway: {seen}");
     }
     assert!(seen.contains("<EMAIL_1>"), "{seen}");
+    // the usage record notes the actions (never the values)
+    let r = client().get(format!("{}/admin/usage?by=model", gw.url())).bearer_auth(ADMIN_KEY).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    let row = v["data"].as_array().unwrap().iter().find(|r| r["group"] == "guarded").cloned().unwrap();
+    assert_eq!(row["guardrail_actions"], 4, "{v}");
 
     // blocked: 400 naming the guardrail, and no call at all
     let calls = mock_requests(&mock.url).await;

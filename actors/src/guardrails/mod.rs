@@ -81,6 +81,11 @@ impl Applied {
         self.guards.is_empty()
     }
 
+    /// The actions taken so far, for the usage record: `guardrail:ENTITY:action`.
+    pub fn notes(&self) -> Vec<String> {
+        self.actions.iter().map(|(g, e, a)| format!("{g}:{e}:{a}")).collect()
+    }
+
     fn apply_text(&mut self, text: &str, request: bool) -> Result<Option<String>, GatewayError> {
         let mut current: Option<String> = None;
         for g in &self.guards {

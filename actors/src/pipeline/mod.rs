@@ -913,7 +913,9 @@ impl Engine {
             UpstreamBody::Full(bytes) => {
                 let usage = openai::response_usage(&bytes);
                 // placeholders restored, the answer checked
-                let bytes = match guards.on_completion(&bytes) {
+                let checked = guards.on_completion(&bytes);
+                fin.record.guardrails = guards.notes();
+                let bytes = match checked {
                     Ok(new) => new.unwrap_or(bytes),
                     Err(e) => {
                         let text = content_text(&bytes);
@@ -930,6 +932,7 @@ impl Engine {
                 OutcomeBody::Json(bytes)
             }
             UpstreamBody::Stream(s) => {
+                fin.record.guardrails = guards.notes();
                 let s = if crate::guardrails::GuardStream::needed(&guards) {
                     if !guards.vault.is_empty() {
                         fin.cache_put = None;
