@@ -10,6 +10,9 @@
 #   TARGETS=N puts N providers (all on the one mock) behind the alias, chosen by
 #   STRATEGY (weighted, latency, cost or failover; default weighted): what routing
 #   over several targets costs. nginx stays a single-upstream proxy.
+#        GUARDRAILS=1 ops/bench.sh
+#   applies a guardrail set (PII with every entity, prompt-injection scoring and
+#   moderation, both directions) to the alias.
 #        NATS=1 ops/bench.sh
 #   also starts a nats-server (JetStream, temp store, free port) and gives the gateway
 #   a [nats] section: the key's rpm/tpm limits are then shared through key-value.
@@ -22,6 +25,17 @@ CONNS="${CONNS:-64}"
 TARGETS="${TARGETS:-1}"
 STRATEGY="${STRATEGY:-weighted}"
 NATS="${NATS:-0}"
+GUARDRAILS="${GUARDRAILS:-0}"
+GUARD_LINE=""
+GUARD_SECTION=""
+if [ "$GUARDRAILS" = 1 ]; then
+  GUARD_LINE='guardrails = ["all"]'
+  GUARD_SECTION='[[guardrails]]
+name = "all"
+pii = { email = "pseudonymize", phone = "redact", card = "block", iban = "mask", ssn = "mask", ip = "log", secret = "block" }
+injection = { threshold = 0.5 }
+moderation = { threshold = 0.5 }'
+fi
 OUT="${OUT:-target/bench}"
 mkdir -p "$OUT"
 
@@ -87,6 +101,7 @@ cat <<TOML
 alias = "fast"
 strategy = "$STRATEGY"
 targets = [${TARGET_LIST%,}]
+$GUARD_LINE
 [[keys]]
 id = "bench"
 key = "sk-bench-key-0001"
@@ -96,6 +111,7 @@ tpm = 100000000000
 [cache]
 enabled = false
 $NATS_SECTION
+$GUARD_SECTION
 TOML
 } > "$WORK/gw.toml"
 RUST_LOG=warn "$BIN" serve --config "$WORK/gw.toml" >/dev/null 2>"$WORK/gw.log" &
@@ -189,7 +205,7 @@ res["bar"] = {
 }
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(res, f, indent=2)
-print(f"duration {duration}, {conns} connections, fixed rate {rate}/s, {targets} target(s), strategy {strategy}, shared limits {os.environ.get('NATS', '0') == '1'}")
+print(f"duration {duration}, {conns} connections, fixed rate {rate}/s, {targets} target(s), strategy {strategy}, shared limits {os.environ.get('NATS', '0') == '1'}, guardrails {os.environ.get('GUARDRAILS', '0') == '1'}")
 print("| path | max req/s | p50 @%s/s (ms) | p99 @%s/s (ms) | non-2xx |" % (rate, rate))
 print("|---|---:|---:|---:|---:|")
 for name, label in [("mock", "mock-upstream direct"), ("gateway", "switchyard gateway"), ("nginx", "nginx proxy")]:
