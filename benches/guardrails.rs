@@ -83,6 +83,7 @@ fn per_request(c: &mut Criterion) {
             thresholds: Vec::new(),
             extra: Vec::new(),
             block: true,
+            upstream: None,
         }),
     };
     let guard = std::sync::Arc::new(Guard::build(&cfg).unwrap());

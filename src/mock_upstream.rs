@@ -158,6 +158,27 @@ fn rechunk(chunks: Vec<Value>, n: usize) -> Vec<Value> {
     out
 }
 
+/// OpenAI's moderation API, answered from the gateway's built-in lists (a test can
+/// ask for a flag with `x-mock-flag: <category>`, whatever the text).
+async fn moderations(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -> HttpResponse {
+    if let Err(resp) = prologue(&req, &state, &body).await {
+        return resp;
+    }
+    match switchyard_actors::guardrails::moderation::openai_moderations(&body) {
+        Ok(mut v) => {
+            if let Some(category) = req.headers().get("x-mock-flag").and_then(|h| h.to_str().ok()) {
+                for r in v["results"].as_array_mut().into_iter().flatten() {
+                    r["flagged"] = json!(true);
+                    r["categories"][category] = json!(true);
+                    r["category_scores"][category] = json!(0.99);
+                }
+            }
+            HttpResponse::Ok().json(v)
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
 /// Request bodies kept for `GET /mock/requests`.
 const RECEIVED_KEPT: usize = 64;
 
@@ -468,6 +489,7 @@ pub fn run(addr: &str, latency_ms: u64, chunk_delay_ms: u64, workers: Option<usi
                 .route("/openai/deployments/{deployment}/{op:chat}/completions", web::post().to(azure))
                 .route("/openai/deployments/{deployment}/{op:embeddings}", web::post().to(azure))
                 .route("/v1/models", web::get().to(models))
+                .route("/v1/moderations", web::post().to(moderations))
                 .route("/mock/stats", web::get().to(stats))
                 .route("/mock/requests", web::get().to(received))
                 .route("/mock/stats", web::delete().to(reset_stats))

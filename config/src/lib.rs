@@ -56,6 +56,8 @@ pub struct ModerationCfg {
     pub thresholds: Vec<(String, f64)>,
     pub extra: Vec<(String, Vec<String>)>,
     pub block: bool,
+    /// A second opinion from a provider's `/moderations` (provider, model).
+    pub upstream: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -74,6 +74,10 @@ pub struct RawModeration {
     pub extra: BTreeMap<String, Vec<String>>,
     /// `block` (default) or `flag`.
     pub action: Option<String>,
+    /// A second opinion: an OpenAI-format `/moderations` endpoint of this provider.
+    pub upstream_provider: Option<String>,
+    /// The moderation model asked (e.g. `omni-moderation-latest`).
+    pub upstream_model: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

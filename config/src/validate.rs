@@ -231,11 +231,20 @@ pub fn validate(
                     true
                 }
             };
+            let upstream = match (m.upstream_provider, m.upstream_model) {
+                (None, None) => None,
+                (Some(p), model) => Some((p, model.unwrap_or_else(|| "omni-moderation-latest".into()))),
+                (None, Some(_)) => {
+                    errs.push(f("moderation.upstream_model"), "needs `upstream_provider`");
+                    None
+                }
+            };
             crate::ModerationCfg {
                 threshold,
                 thresholds: m.thresholds.into_iter().collect(),
                 extra: m.extra.into_iter().collect(),
                 block,
+                upstream,
             }
         });
         if g.pii.is_empty() && custom.is_empty() && injection.is_none() && moderation.is_none() {
@@ -544,6 +553,14 @@ pub fn validate(
                 }
             },
         });
+    }
+
+    for (i, g) in guardrails.iter().enumerate() {
+        if let Some((p, _)) = g.moderation.as_ref().and_then(|m| m.upstream.as_ref()) {
+            if !names.contains(p) {
+                errs.push(format!("guardrails[{i}].moderation.upstream_provider"), format!("no provider named `{p}`"));
+            }
+        }
     }
 
     // [[models]]

@@ -334,3 +334,69 @@ targets = [{ provider = "up", model = "gpt-4o-mini" }]
     // arrives in many chunks
     assert!(s.chunks().len() > 10, "{}", s.chunks().len());
 }
+
+#[tokio::test]
+async fn a_providers_moderation_gives_a_second_opinion() {
+    let mock = mock_upstream();
+    let extra = format!(
+        r#"
+[[providers]]
+name = "flagger"
+kind = "openai-compatible"
+base_url = "{mock}/v1"
+headers = {{ "x-mock-flag" = "violence" }}
+
+[[providers]]
+name = "gone"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:{dead}/v1"
+
+[[guardrails]]
+name = "strict"
+moderation = {{ threshold = 0.5, upstream_provider = "flagger", upstream_model = "omni-moderation-latest" }}
+
+[[guardrails]]
+name = "second"
+moderation = {{ threshold = 0.5, upstream_provider = "up" }}
+
+[[guardrails]]
+name = "unreachable"
+moderation = {{ threshold = 0.5, upstream_provider = "gone" }}
+
+[[models]]
+alias = "strict"
+guardrails = ["strict"]
+targets = [{{ provider = "up", model = "gpt-4o-mini" }}]
+
+[[models]]
+alias = "second"
+guardrails = ["second"]
+targets = [{{ provider = "up", model = "gpt-4o-mini" }}]
+
+[[models]]
+alias = "unreachable"
+guardrails = ["unreachable"]
+targets = [{{ provider = "up", model = "gpt-4o-mini" }}]
+"#,
+        mock = mock.url,
+        dead = free_port()
+    );
+    let gw = Gateway::start_with(&mock.url, &extra);
+    let nc = [("cache-control", "no-cache")];
+    let ask =
+        |m: &str| json!({"model": m, "messages": [{"role": "user", "content": "a calm question about gardening"}]});
+    // the provider's model flags what the local lists do not
+    let r = post_as(gw.url(), MAIN_KEY, &nc, &ask("strict")).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("violence"));
+    // a provider that agrees it is fine: answered, and it was asked in OpenAI's format
+    let r = post_as(gw.url(), MAIN_KEY, &nc, &ask("second")).await;
+    assert_eq!(r.status(), 200);
+    let seen = received(&mock.url).await;
+    assert!(seen.contains("omni-moderation-latest") && seen.contains("a calm question about gardening"), "{seen}");
+    // an unreachable provider leaves the local verdict standing
+    let r = post_as(gw.url(), MAIN_KEY, &nc, &ask("unreachable")).await;
+    assert_eq!(r.status(), 200);
+    let failed = "switchyard_guardrail_actions_total{guardrail=\"unreachable\",action=\"second_opinion_failed\"}";
+    assert_eq!(metric(gw.url(), failed).await, Some(1.0));
+}

@@ -28,6 +28,8 @@ pub struct Guard {
     pub injection: Option<(injection::InjectionScorer, f64, bool)>,
     /// Moderation: the moderator, and block (else flag).
     pub moderation: Option<(moderation::Moderator, bool)>,
+    /// A provider's `/moderations` as a second opinion: (provider, model).
+    pub upstream_moderation: Option<(String, String)>,
     pub on_request: bool,
     pub on_response: bool,
 }
@@ -52,6 +54,7 @@ impl Guard {
                 None => None,
                 Some((threshold, block)) => Some((injection::InjectionScorer::new()?, threshold, block)),
             },
+            upstream_moderation: g.moderation.as_ref().and_then(|m| m.upstream.clone()),
             moderation: match &g.moderation {
                 None => None,
                 Some(m) => Some((moderation::Moderator::new(&m.extra, m.threshold, &m.thresholds)?, m.block)),
@@ -158,6 +161,54 @@ impl Applied {
             }
         }
         Ok(())
+    }
+
+    /// Applies a second opinion for one guardrail's moderation of `texts` (`results` is
+    /// a provider's OpenAI-format answer, one result per text).
+    pub fn second_opinion(&mut self, guard: &str, texts: &[String], results: &Value) -> Result<(), GatewayError> {
+        let Some(g) = self.guards.iter().find(|g| g.name == guard).cloned() else { return Ok(()) };
+        let Some((moderator, block)) = &g.moderation else { return Ok(()) };
+        let items = results.get("results").and_then(Value::as_array).cloned().unwrap_or_default();
+        for (text, upstream) in texts.iter().zip(items.iter()) {
+            let m = moderator.combine(&moderator.moderate(text), upstream);
+            if m.flagged.is_empty() {
+                continue;
+            }
+            let action = if *block { "block" } else { "flag" };
+            metrics::counter!(GUARDRAIL_ACTIONS_TOTAL, "guardrail" => g.name.clone(), "action" => action).increment(1);
+            self.actions.push((g.name.clone(), m.flagged.join("+").to_uppercase(), action));
+            if *block {
+                return Err(GatewayError::PolicyViolation {
+                    guardrail: g.name.clone(),
+                    message: format!("the request was flagged for {} ({})", m.flagged.join(", "), g.name),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The guardrails that ask a provider for a second moderation opinion on requests.
+    pub fn upstream_moderations(&self) -> Vec<(String, String, String)> {
+        self.guards
+            .iter()
+            .filter(|g| g.on_request)
+            .filter_map(|g| g.upstream_moderation.clone().map(|(p, m)| (g.name.clone(), p, m)))
+            .collect()
+    }
+
+    /// The texts a request's moderation looks at: every non-system message.
+    pub fn moderation_texts(messages: &[Value]) -> Vec<String> {
+        messages
+            .iter()
+            .filter(|m| m.get("role").and_then(Value::as_str) != Some("system"))
+            .filter_map(|m| match m.get("content") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Array(parts)) => Some(
+                    parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n"),
+                ),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Moderates a text (a request's message or an answer) with every guardrail that

@@ -135,6 +135,27 @@ impl Moderator {
         Ok(Moderator { ac, meta, thresholds: t })
     }
 
+    /// Adds a second opinion (OpenAI's `category_scores` of one result): each category
+    /// takes the higher of the two scores, and the flags are decided again.
+    pub fn combine(&self, local: &Moderation, upstream: &Value) -> Moderation {
+        let mut scores = local.scores.clone();
+        if let Some(obj) = upstream.get("category_scores").and_then(Value::as_object) {
+            for c in CATEGORIES {
+                // OpenAI reports `illicit` since omni-moderation; older models have none
+                if let Some(v) = obj.get(*c).and_then(Value::as_f64) {
+                    let e = scores.entry(c).or_insert(0.0);
+                    *e = e.max(v);
+                }
+            }
+        }
+        let flagged = scores
+            .iter()
+            .filter(|(c, s)| **s >= self.thresholds.get(*c).copied().unwrap_or(0.5))
+            .map(|(c, _)| *c)
+            .collect();
+        Moderation { scores, flagged }
+    }
+
     pub fn moderate(&self, text: &str) -> Moderation {
         let mut keep: BTreeMap<&'static str, f64> = BTreeMap::new();
         for m in self.ac.find_iter(text) {

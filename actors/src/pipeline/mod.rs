@@ -881,6 +881,7 @@ impl Engine {
         // guardrails act on the request before anything else sees it (cache key included)
         let mut guards = ctx.runtime.guardrails(&ctx.key, &alias);
         guards.on_messages(&mut req.messages)?;
+        self.moderation_second_opinions(ctx, &mut guards, &req.messages).await?;
         let p = self
             .prepare(ctx, Endpoint::Chat, &routing, tokens::reservation(&req, prompt), || {
                 let mut v = serde_json::to_value(&req).unwrap_or(Value::Null);
@@ -1093,6 +1094,40 @@ impl Engine {
             }
             return Err(Self::failed(ctx, &mut fin, err, rate).await);
         }
+    }
+
+    /// Guardrails that ask a provider's `/moderations` for a second opinion do so here,
+    /// after the local checks passed. A provider that cannot answer leaves the local
+    /// verdict standing (logged and counted as `second_opinion_failed`): availability
+    /// first, as for shared limits.
+    async fn moderation_second_opinions(
+        &self,
+        ctx: &RequestCtx,
+        guards: &mut crate::guardrails::Applied,
+        messages: &[Value],
+    ) -> Result<(), GatewayError> {
+        let asks = guards.upstream_moderations();
+        if asks.is_empty() {
+            return Ok(());
+        }
+        let texts = crate::guardrails::Applied::moderation_texts(messages);
+        if texts.is_empty() {
+            return Ok(());
+        }
+        for (guard, provider, model) in asks {
+            let Some(handle) = ctx.runtime.providers.get(&provider) else { continue };
+            match handle.client.moderations(&model, &texts).await {
+                Ok(results) => guards.second_opinion(&guard, &texts, &results)?,
+                Err(e) => {
+                    metrics::counter!(crate::metrics::GUARDRAIL_ACTIONS_TOTAL, "guardrail" => guard.clone(),
+                        "action" => "second_opinion_failed")
+                    .increment(1);
+                    tracing::warn!(guardrail = %guard, provider = %provider, error = %e.into_gateway(&provider),
+                        "moderation second opinion unavailable; the local verdict stands");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Another target whose provider is not in `tried`, with its slots: of `alias`, else

@@ -271,6 +271,30 @@ impl UpstreamClient {
         matches!(sent, Ok(Ok(r)) if r.status().is_success())
     }
 
+    /// OpenAI's moderation API on this provider (`POST base_url/moderations`), for a
+    /// guardrail's second opinion: the answer's JSON.
+    pub async fn moderations(&self, model: &str, inputs: &[String]) -> Result<serde_json::Value, UpstreamError> {
+        let url = format!("{}/moderations", self.cfg.base_url);
+        let body = serde_json::json!({"model": model, "input": inputs});
+        let rb = self.credentials(self.http.post(url)).json(&body);
+        self.attempts_total.increment(1);
+        let r = match tokio::time::timeout(self.cfg.first_byte_timeout, rb.send()).await {
+            Err(_) => return Err(UpstreamError::Timeout("first byte")),
+            Ok(Err(e)) if e.is_connect() => return Err(UpstreamError::Connect(root_cause(&e))),
+            Ok(Err(e)) => return Err(UpstreamError::Body(root_cause(&e))),
+            Ok(Ok(r)) => r,
+        };
+        let status = r.status().as_u16();
+        let bytes = tokio::time::timeout(self.cfg.timeout, r.bytes())
+            .await
+            .map_err(|_| UpstreamError::Timeout("total"))?
+            .map_err(|e| UpstreamError::Body(root_cause(&e)))?;
+        if !(200..300).contains(&status) {
+            return Err(UpstreamError::Status { status, message: openai::error_message(&bytes), retry_after: None });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Body(format!("moderation answer: {e}")))
+    }
+
     async fn call_http(&self, call: UpstreamCall<'_>, tries: &mut u32) -> Result<UpstreamReply, UpstreamError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.cfg.timeout;
