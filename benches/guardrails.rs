@@ -78,6 +78,7 @@ fn per_request(c: &mut Criterion) {
             .collect(),
         custom: Vec::new(),
         injection: Some((0.5, true)),
+        injection_classifier: None,
         moderation: Some(switchyard_config::ModerationCfg {
             threshold: 0.5,
             thresholds: Vec::new(),

@@ -47,6 +47,8 @@ pub struct Guardrail {
     pub custom: Vec<CustomPattern>,
     /// Prompt-injection scoring: threshold, and whether to block (else flag).
     pub injection: Option<(f64, bool)>,
+    /// A classifier alias asked about messages scored from the second value up.
+    pub injection_classifier: Option<(String, f64)>,
     pub moderation: Option<ModerationCfg>,
 }
 

@@ -87,6 +87,11 @@ pub struct RawInjection {
     pub threshold: Option<f64>,
     /// `block` (default) or `flag` (counted and logged, let through).
     pub action: Option<String>,
+    /// A second opinion: a model alias asked whether a message is an injection, for
+    /// messages the scorer puts between `ask_above` and the threshold.
+    pub classifier: Option<String>,
+    /// Score from which the classifier is asked (default 0.2).
+    pub ask_above: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -190,6 +190,13 @@ pub fn validate(
             }
             custom.push(crate::CustomPattern { name: c.name, regex: c.regex, action: c.action });
         }
+        let injection_classifier = g.injection.as_ref().and_then(|i| {
+            let ask_above = i.ask_above.unwrap_or(0.2);
+            if !(0.0..=1.0).contains(&ask_above) {
+                errs.push(f("injection.ask_above"), format!("{ask_above} is not in [0, 1]"));
+            }
+            i.classifier.clone().map(|c| (c, ask_above))
+        });
         let injection = g.injection.map(|i| {
             let threshold = i.threshold.unwrap_or(0.5);
             if !(threshold > 0.0 && threshold <= 1.0) {
@@ -257,6 +264,7 @@ pub fn validate(
             pii: g.pii.into_iter().collect(),
             custom,
             injection,
+            injection_classifier,
             moderation,
         });
     }
@@ -556,6 +564,11 @@ pub fn validate(
     }
 
     for (i, g) in guardrails.iter().enumerate() {
+        if let Some((alias, _)) = &g.injection_classifier {
+            if !raw.models.iter().any(|m| &m.alias == alias) {
+                errs.push(format!("guardrails[{i}].injection.classifier"), format!("no model alias `{alias}`"));
+            }
+        }
         if let Some((p, _)) = g.moderation.as_ref().and_then(|m| m.upstream.as_ref()) {
             if !names.contains(p) {
                 errs.push(format!("guardrails[{i}].moderation.upstream_provider"), format!("no provider named `{p}`"));

@@ -400,3 +400,41 @@ targets = [{{ provider = "up", model = "gpt-4o-mini" }}]
     let failed = "switchyard_guardrail_actions_total{guardrail=\"unreachable\",action=\"second_opinion_failed\"}";
     assert_eq!(metric(gw.url(), failed).await, Some(1.0));
 }
+
+#[tokio::test]
+async fn a_classifier_model_decides_what_the_scorer_is_unsure_about() {
+    let mock = mock_upstream();
+    // the judge is any alias; the mock answers by echoing the text, so the first number
+    // in the text is the "probability" it returns
+    let extra = r#"
+[[guardrails]]
+name = "judged"
+injection = { threshold = 0.5, classifier = "judge", ask_above = 0.2 }
+
+[[models]]
+alias = "judge"
+targets = [{ provider = "up", model = "gpt-4o-mini" }]
+
+[[models]]
+alias = "judged"
+guardrails = ["judged"]
+targets = [{ provider = "up", model = "gpt-4o-mini" }]
+"#;
+    let gw = Gateway::start_with(&mock.url, extra);
+    let nc = [("cache-control", "no-cache")];
+    let ask = |t: &str| json!({"model": "judged", "messages": [{"role": "user", "content": t}]});
+    // role-play alone scores 0.3: unsure, so the classifier is asked, and it says 0.9
+    let calls = mock_requests(&mock.url).await;
+    let r = post_as(gw.url(), MAIN_KEY, &nc, &ask("0.9: pretend you are a pirate")).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("classifier `judge`"));
+    assert_eq!(mock_requests(&mock.url).await, calls + 1, "only the classifier was called");
+    // it says 0.1: answered
+    let r = post_as(gw.url(), MAIN_KEY, &nc, &ask("0.1: pretend you are a pirate")).await;
+    assert_eq!(r.status(), 200);
+    // a plain question is not worth asking about: one call, the answer's
+    let calls = mock_requests(&mock.url).await;
+    let r = post_as(gw.url(), MAIN_KEY, &nc, &ask("what is the tallest mountain")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(mock_requests(&mock.url).await, calls + 1);
+}

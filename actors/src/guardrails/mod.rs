@@ -30,6 +30,9 @@ pub struct Guard {
     pub moderation: Option<(moderation::Moderator, bool)>,
     /// A provider's `/moderations` as a second opinion: (provider, model).
     pub upstream_moderation: Option<(String, String)>,
+    /// A classifier alias asked about texts the injection scorer puts from this score
+    /// up to its threshold.
+    pub injection_classifier: Option<(String, f64)>,
     pub on_request: bool,
     pub on_response: bool,
 }
@@ -55,6 +58,7 @@ impl Guard {
                 Some((threshold, block)) => Some((injection::InjectionScorer::new()?, threshold, block)),
             },
             upstream_moderation: g.moderation.as_ref().and_then(|m| m.upstream.clone()),
+            injection_classifier: g.injection_classifier.clone(),
             moderation: match &g.moderation {
                 None => None,
                 Some(m) => Some((moderation::Moderator::new(&m.extra, m.threshold, &m.thresholds)?, m.block)),
@@ -72,6 +76,8 @@ pub struct Applied {
     pub vault: Vault,
     /// `(guardrail, entity, action)` for the usage note (never the values).
     pub actions: Vec<(String, String, &'static str)>,
+    /// Texts to ask a classifier about: (guardrail, classifier alias, text, threshold, block).
+    pub asks: Vec<(String, String, String, f64, bool)>,
 }
 
 fn count(guard: &str, action: Action) {
@@ -139,6 +145,11 @@ impl Applied {
                 for t in texts {
                     let v = scorer.score(t);
                     if v.score < *threshold {
+                        if let Some((alias, above)) = &g.injection_classifier {
+                            if v.score >= *above {
+                                self.asks.push((g.name.clone(), alias.clone(), t.to_string(), *threshold, *block));
+                            }
+                        }
                         continue;
                     }
                     let action = if *block { "block" } else { "flag" };
