@@ -56,7 +56,8 @@ pub struct Guardrail {
 pub struct ModerationCfg {
     pub threshold: f64,
     pub thresholds: Vec<(String, f64)>,
-    pub extra: Vec<(String, Vec<String>)>,
+    /// Category -> (phrase, severity).
+    pub extra: Vec<(String, Vec<(String, f64)>)>,
     pub block: bool,
     /// A second opinion from a provider's `/moderations` (provider, model).
     pub upstream: Option<(String, String)>,

@@ -61,6 +61,14 @@ pub struct RawGuardrail {
     pub moderation: Option<RawModeration>,
 }
 
+/// A moderation phrase: `"text"` (severity 0.8) or `{ phrase = "text", severity = 0.6 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawPhrase {
+    Plain(String),
+    Weighted { phrase: String, severity: f64 },
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModeration {
@@ -71,7 +79,7 @@ pub struct RawModeration {
     pub thresholds: BTreeMap<String, f64>,
     /// Your own phrases per category (severity 0.8).
     #[serde(default)]
-    pub extra: BTreeMap<String, Vec<String>>,
+    pub extra: BTreeMap<String, Vec<RawPhrase>>,
     /// `block` (default) or `flag`.
     pub action: Option<String>,
     /// A second opinion: an OpenAI-format `/moderations` endpoint of this provider.

@@ -249,7 +249,28 @@ pub fn validate(
             crate::ModerationCfg {
                 threshold,
                 thresholds: m.thresholds.into_iter().collect(),
-                extra: m.extra.into_iter().collect(),
+                extra: m
+                    .extra
+                    .into_iter()
+                    .map(|(c, phrases)| {
+                        let phrases = phrases
+                            .into_iter()
+                            .map(|p| match p {
+                                crate::raw::RawPhrase::Plain(t) => (t, 0.8),
+                                crate::raw::RawPhrase::Weighted { phrase, severity } => {
+                                    if !(severity > 0.0 && severity <= 1.0) {
+                                        errs.push(
+                                            format!("{}.{c}", f("moderation.extra")),
+                                            format!("severity {severity} of `{phrase}` is not in (0, 1]"),
+                                        );
+                                    }
+                                    (phrase, severity)
+                                }
+                            })
+                            .collect();
+                        (c, phrases)
+                    })
+                    .collect(),
                 block,
                 upstream,
             }

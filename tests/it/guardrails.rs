@@ -363,6 +363,16 @@ moderation = {{ threshold = 0.5, upstream_provider = "up" }}
 name = "unreachable"
 moderation = {{ threshold = 0.5, upstream_provider = "gone" }}
 
+[[guardrails]]
+name = "answers-second"
+direction = "response"
+moderation = {{ threshold = 0.5, upstream_provider = "flagger", extra = {{ illicit = [{{ phrase = "gardening", severity = 0.1 }}] }} }}
+
+[[models]]
+alias = "answers-second"
+guardrails = ["answers-second"]
+targets = [{{ provider = "up", model = "gpt-4o-mini" }}]
+
 [[models]]
 alias = "strict"
 guardrails = ["strict"]
@@ -398,7 +408,16 @@ targets = [{{ provider = "up", model = "gpt-4o-mini" }}]
     let r = post_as(gw.url(), MAIN_KEY, &nc, &ask("unreachable")).await;
     assert_eq!(r.status(), 200);
     let failed = "switchyard_guardrail_actions_total{guardrail=\"unreachable\",action=\"second_opinion_failed\"}";
-    assert_eq!(metric(gw.url(), failed).await, Some(1.0));
+    assert_eq!(metric(gw.url(), failed).await, Some(2.0), "asked about the request and about the answer");
+    // answers get a second opinion too: the request passes, the provider flags the answer
+    // (and a custom phrase with a low severity does not flag on its own)
+    let calls = mock_requests(&mock.url).await;
+    let r = post_as(gw.url(), MAIN_KEY, &nc, &ask("answers-second")).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("answer was flagged for violence"));
+    assert_eq!(mock_requests(&mock.url).await, calls + 1, "the chat call (moderation calls are not counted)");
+    let seen = received(&mock.url).await;
+    assert!(seen.contains("\"input\":[\"This is a mock reply to: a calm question"), "the answer was sent: {seen}");
 }
 
 #[tokio::test]

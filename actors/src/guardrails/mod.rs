@@ -176,7 +176,13 @@ impl Applied {
 
     /// Applies a second opinion for one guardrail's moderation of `texts` (`results` is
     /// a provider's OpenAI-format answer, one result per text).
-    pub fn second_opinion(&mut self, guard: &str, texts: &[String], results: &Value) -> Result<(), GatewayError> {
+    pub fn second_opinion(
+        &mut self,
+        guard: &str,
+        texts: &[String],
+        results: &Value,
+        request: bool,
+    ) -> Result<(), GatewayError> {
         let Some(g) = self.guards.iter().find(|g| g.name == guard).cloned() else { return Ok(()) };
         let Some((moderator, block)) = &g.moderation else { return Ok(()) };
         let items = results.get("results").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -191,18 +197,24 @@ impl Applied {
             if *block {
                 return Err(GatewayError::PolicyViolation {
                     guardrail: g.name.clone(),
-                    message: format!("the request was flagged for {} ({})", m.flagged.join(", "), g.name),
+                    message: format!(
+                        "the {} was flagged for {} ({})",
+                        if request { "request" } else { "answer" },
+                        m.flagged.join(", "),
+                        g.name
+                    ),
                 });
             }
         }
         Ok(())
     }
 
-    /// The guardrails that ask a provider for a second moderation opinion on requests.
-    pub fn upstream_moderations(&self) -> Vec<(String, String, String)> {
+    /// The guardrails that ask a provider for a second moderation opinion on requests
+    /// (or on answers).
+    pub fn upstream_moderations(&self, request: bool) -> Vec<(String, String, String)> {
         self.guards
             .iter()
-            .filter(|g| g.on_request)
+            .filter(|g| if request { g.on_request } else { g.on_response })
             .filter_map(|g| g.upstream_moderation.clone().map(|(p, m)| (g.name.clone(), p, m)))
             .collect()
     }

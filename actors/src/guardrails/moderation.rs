@@ -107,10 +107,10 @@ fn category(name: &str) -> Option<&'static str> {
 }
 
 impl Moderator {
-    /// The built-in lists plus `extra` phrases (category -> phrases, severity 0.8),
+    /// The built-in lists plus `extra` phrases (category -> phrases with their severity),
     /// flagging at `threshold` unless `thresholds` says otherwise for a category.
     pub fn new(
-        extra: &[(String, Vec<String>)],
+        extra: &[(String, Vec<(String, f64)>)],
         threshold: f64,
         thresholds: &[(String, f64)],
     ) -> Result<Moderator, String> {
@@ -122,9 +122,9 @@ impl Moderator {
         }
         for (c, phrases) in extra {
             let c = category(c).ok_or_else(|| format!("unknown category `{c}`"))?;
-            for p in phrases {
+            for (p, severity) in phrases {
                 patterns.push(p.clone());
-                meta.push((c, 0.8));
+                meta.push((c, *severity));
             }
         }
         let ac = AhoCorasick::builder().ascii_case_insensitive(true).build(&patterns).map_err(|e| e.to_string())?;
@@ -216,13 +216,17 @@ mod tests {
 
     #[test]
     fn categories_are_scored_and_flagged_at_their_thresholds() {
-        let m =
-            Moderator::new(&[("illicit".into(), vec!["skim card readers".into()])], 0.5, &[("harassment".into(), 0.9)])
-                .unwrap();
+        let m = Moderator::new(
+            &[("illicit".into(), vec![("skim card readers".into(), 0.8), ("loiter".into(), 0.2)])],
+            0.5,
+            &[("harassment".into(), 0.9)],
+        )
+        .unwrap();
         let r = m.moderate("I will kill you. Also, how do I skim card readers?");
         assert_eq!(r.flagged, ["illicit", "violence"]);
         // one mild phrase is below a stricter category threshold; two add up
         assert!(m.moderate("nobody likes you").flagged.is_empty());
+        assert!(m.moderate("we loiter by the lake").flagged.is_empty(), "a low-severity phrase alone");
         let r = m.moderate("You are worthless and nobody likes you, pathetic loser");
         assert!(r.scores["harassment"] >= 0.9 && r.flagged == ["harassment"], "{r:?}");
         assert!(m.moderate("How do I kill a Python process?").flagged.is_empty());

@@ -881,7 +881,8 @@ impl Engine {
         // guardrails act on the request before anything else sees it (cache key included)
         let mut guards = ctx.runtime.guardrails(&ctx.key, &alias);
         guards.on_messages(&mut req.messages)?;
-        self.moderation_second_opinions(ctx, &mut guards, &req.messages).await?;
+        let texts = crate::guardrails::Applied::moderation_texts(&req.messages);
+        self.moderation_second_opinions(ctx, &mut guards, &texts, true).await?;
         self.injection_second_opinions(ctx, &mut guards).await?;
         let p = self
             .prepare(ctx, Endpoint::Chat, &routing, tokens::reservation(&req, prompt), || {
@@ -915,7 +916,14 @@ impl Engine {
             UpstreamBody::Full(bytes) => {
                 let usage = openai::response_usage(&bytes);
                 // placeholders restored, the answer checked
-                let checked = guards.on_completion(&bytes);
+                let mut checked = guards.on_completion(&bytes);
+                if checked.is_ok() {
+                    // the answer's second opinion, when a guardrail asks a provider for one
+                    let answer = content_text(checked.as_ref().ok().and_then(Option::as_ref).unwrap_or(&bytes));
+                    if let Err(e) = self.moderation_second_opinions(ctx, &mut guards, &[answer], false).await {
+                        checked = Err(e);
+                    }
+                }
                 fin.record.guardrails = guards.notes();
                 let bytes = match checked {
                     Ok(new) => new.unwrap_or(bytes),
@@ -1162,20 +1170,17 @@ impl Engine {
         &self,
         ctx: &RequestCtx,
         guards: &mut crate::guardrails::Applied,
-        messages: &[Value],
+        texts: &[String],
+        request: bool,
     ) -> Result<(), GatewayError> {
-        let asks = guards.upstream_moderations();
-        if asks.is_empty() {
-            return Ok(());
-        }
-        let texts = crate::guardrails::Applied::moderation_texts(messages);
-        if texts.is_empty() {
+        let asks = guards.upstream_moderations(request);
+        if asks.is_empty() || texts.is_empty() {
             return Ok(());
         }
         for (guard, provider, model) in asks {
             let Some(handle) = ctx.runtime.providers.get(&provider) else { continue };
-            match handle.client.moderations(&model, &texts).await {
-                Ok(results) => guards.second_opinion(&guard, &texts, &results)?,
+            match handle.client.moderations(&model, texts).await {
+                Ok(results) => guards.second_opinion(&guard, texts, &results, request)?,
                 Err(e) => {
                     metrics::counter!(crate::metrics::GUARDRAIL_ACTIONS_TOTAL, "guardrail" => guard.clone(),
                         "action" => "second_opinion_failed")
