@@ -9,7 +9,7 @@
 //!   zero-width characters;
 //! - encoded payloads: base64 that decodes to text carrying any of the above.
 //!
-//! Phrase sets are matched in one Aho-Corasick pass each (case-insensitive). Precision
+//! Every phrase set is matched in one case-insensitive Aho-Corasick pass. Precision
 //! and recall on the labelled set in `tests/data/injection.jsonl` are in BENCHMARKS.md.
 
 use aho_corasick::AhoCorasick;
@@ -200,63 +200,77 @@ pub struct Verdict {
 
 #[derive(Debug)]
 pub struct InjectionScorer {
-    override_: AhoCorasick,
-    exfil_target: AhoCorasick,
-    exfil_verb: AhoCorasick,
-    roleplay: AhoCorasick,
-    restriction: AhoCorasick,
-    jailbreak: AhoCorasick,
-    markup_strong: AhoCorasick,
-    markup_weak: AhoCorasick,
+    /// Every phrase of every set in one automaton (one pass over the text)...
+    ac: AhoCorasick,
+    /// ... and the set each pattern belongs to.
+    set_of: Vec<Set>,
 }
 
-fn set(words: &[&str]) -> Result<AhoCorasick, String> {
-    AhoCorasick::builder().ascii_case_insensitive(true).build(words).map_err(|e| e.to_string())
+/// The phrase sets, as indexes into the per-set counts.
+#[derive(Debug, Clone, Copy)]
+enum Set {
+    Override,
+    ExfilTarget,
+    ExfilVerb,
+    Roleplay,
+    Restriction,
+    Jailbreak,
+    MarkupStrong,
+    MarkupWeak,
 }
 
 impl InjectionScorer {
     pub fn new() -> Result<InjectionScorer, String> {
-        Ok(InjectionScorer {
-            override_: set(OVERRIDE)?,
-            exfil_target: set(EXFIL_TARGET)?,
-            exfil_verb: set(EXFIL_VERB)?,
-            roleplay: set(ROLEPLAY)?,
-            restriction: set(RESTRICTION)?,
-            jailbreak: set(JAILBREAK)?,
-            markup_strong: set(MARKUP_STRONG)?,
-            markup_weak: set(MARKUP_WEAK)?,
-        })
+        let sets: [(&[&str], Set); 8] = [
+            (OVERRIDE, Set::Override),
+            (EXFIL_TARGET, Set::ExfilTarget),
+            (EXFIL_VERB, Set::ExfilVerb),
+            (ROLEPLAY, Set::Roleplay),
+            (RESTRICTION, Set::Restriction),
+            (JAILBREAK, Set::Jailbreak),
+            (MARKUP_STRONG, Set::MarkupStrong),
+            (MARKUP_WEAK, Set::MarkupWeak),
+        ];
+        let mut patterns = Vec::new();
+        let mut set_of = Vec::new();
+        for (words, set) in sets {
+            patterns.extend_from_slice(words);
+            set_of.extend(std::iter::repeat_n(set, words.len()));
+        }
+        let ac = AhoCorasick::builder().ascii_case_insensitive(true).build(&patterns).map_err(|e| e.to_string())?;
+        Ok(InjectionScorer { ac, set_of })
     }
 
     fn phrases(&self, text: &str, signals: &mut Vec<(&'static str, f64)>) {
-        let count = |ac: &AhoCorasick| ac.find_iter(text).count();
-        let n = count(&self.override_);
-        if n > 0 {
-            signals.push(("instruction_override", if n > 1 { 0.9 } else { 0.8 }));
+        // one pass; overlapping matches, so a phrase inside another (of another set)
+        // still counts for its own set
+        let mut n = [0u32; 8];
+        for m in self.ac.find_overlapping_iter(text) {
+            n[self.set_of[m.pattern().as_usize()] as usize] += 1;
         }
-        if count(&self.exfil_target) > 0 {
+        let count = |s: Set| n[s as usize];
+        if count(Set::Override) > 0 {
+            signals.push(("instruction_override", if count(Set::Override) > 1 { 0.9 } else { 0.8 }));
+        }
+        if count(Set::ExfilTarget) > 0 {
             // the target alone is often benign ("how do I write a system prompt?")
-            let asked = count(&self.exfil_verb) > 0;
+            let asked = count(Set::ExfilVerb) > 0;
             signals.push(("exfiltration", if asked { 0.7 } else { 0.2 }));
         }
-        let n = count(&self.roleplay);
-        if n > 0 {
-            signals.push(("roleplay", if n > 1 { 0.45 } else { 0.3 }));
+        if count(Set::Roleplay) > 0 {
+            signals.push(("roleplay", if count(Set::Roleplay) > 1 { 0.45 } else { 0.3 }));
         }
-        let n = count(&self.restriction);
-        if n > 0 {
-            signals.push(("no_limits", if n > 1 { 0.6 } else { 0.4 }));
+        if count(Set::Restriction) > 0 {
+            signals.push(("no_limits", if count(Set::Restriction) > 1 { 0.6 } else { 0.4 }));
         }
-        if count(&self.jailbreak) > 0 {
+        if count(Set::Jailbreak) > 0 {
             signals.push(("jailbreak_persona", 0.7));
         }
-        let n = count(&self.markup_strong);
-        if n > 0 {
-            signals.push(("markup", if n > 1 { 0.7 } else { 0.55 }));
+        if count(Set::MarkupStrong) > 0 {
+            signals.push(("markup", if count(Set::MarkupStrong) > 1 { 0.7 } else { 0.55 }));
         }
-        let n = count(&self.markup_weak);
-        if n > 0 {
-            signals.push(("fake_turn", if n > 1 { 0.4 } else { 0.2 }));
+        if count(Set::MarkupWeak) > 0 {
+            signals.push(("fake_turn", if count(Set::MarkupWeak) > 1 { 0.4 } else { 0.2 }));
         }
     }
 
