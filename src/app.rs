@@ -121,6 +121,11 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
                 let (client, engine, cfg) = (client.clone(), engine.clone(), cfg.clone());
                 actix_web::rt::spawn(ingress::nats::jobs::run(client, engine, cfg));
             }
+            {
+                // virtual keys are known to every instance
+                let (client, engine, cfg) = (client.clone(), engine.clone(), cfg.clone());
+                actix_web::rt::spawn(ingress::nats::key_sync::sync(client, engine, cfg));
+            }
             if cfg.shared_limits {
                 let (client, engine, cfg) = (client.clone(), engine.clone(), cfg.clone());
                 actix_web::rt::spawn(ingress::nats::quota::share(client, engine, cfg));

@@ -93,3 +93,65 @@ async fn two_instances_admit_one_limit_not_two() {
         assert!(served.unwrap_or(0.0) >= 1.0, "{served:?}");
     }
 }
+
+/// Polls until `key` gets `status` from `gw` (replication is asynchronous).
+async fn wait_status(gw: &Gateway, key: &str, status: u16) {
+    for _ in 0..500 {
+        let r = post_as(
+            gw.url(),
+            key,
+            &[("cache-control", "no-cache")],
+            &json!({"model": "chat",
+            "messages": [{"role": "user", "content": "replicated?"}]}),
+        )
+        .await;
+        if r.status().as_u16() == status {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{key} never got {status} from {}", gw.url());
+}
+
+#[tokio::test]
+async fn a_virtual_key_made_on_one_instance_works_on_the_other_until_revoked() {
+    let nats = NatsServer::start();
+    let mock = mock_upstream();
+    let section = nats_section(&nats.url(), "vk", "jobs = false\nrequest_reply = false\nshared_limits = false");
+    let a = Gateway::start_with(&mock.url, &section);
+    let b = Gateway::start_with(&mock.url, &section);
+    a.wait_nats("connected").await;
+    b.wait_nats("connected").await;
+    let r = client()
+        .post(format!("{}/admin/keys", a.url()))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"id": "roaming", "models": ["chat"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    let secret = v["key"].as_str().unwrap().to_string();
+    // created on A, served by B
+    wait_status(&b, &secret, 200).await;
+    // revoked on B, refused by A
+    let r = client().delete(format!("{}/admin/keys/roaming", b.url())).bearer_auth(ADMIN_KEY).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    wait_status(&a, &secret, 401).await;
+    // a third instance that starts later learns every key, revoked ones included
+    let c = Gateway::start_with(&mock.url, &section);
+    c.wait_nats("connected").await;
+    let listed = || async {
+        let r = client().get(format!("{}/admin/keys", c.url())).bearer_auth(ADMIN_KEY).send().await.unwrap();
+        r.text().await.unwrap()
+    };
+    for _ in 0..500 {
+        if listed().await.contains("roaming") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let text = listed().await;
+    assert!(text.contains("roaming") && text.contains("\"revoked\":true"), "{text}");
+    wait_status(&c, &secret, 401).await;
+}

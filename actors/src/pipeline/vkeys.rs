@@ -181,11 +181,57 @@ pub struct VirtualKeys {
     pub table: VirtualTable,
     /// Serializes changes (create/update/revoke are rare; reads never wait).
     lock: tokio::sync::Mutex<()>,
+    /// With NATS: every change also goes to the other instances (hash, JSON).
+    outbox: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<(String, Vec<u8>)>>,
 }
 
 impl VirtualKeys {
     pub fn new(store: Store, table: VirtualTable) -> VirtualKeys {
-        VirtualKeys { store, table, lock: tokio::sync::Mutex::new(()) }
+        VirtualKeys { store, table, lock: tokio::sync::Mutex::new(()), outbox: std::sync::OnceLock::new() }
+    }
+
+    /// From now on, changes are also sent to `tx` (the replication to other instances).
+    pub fn replicate_to(&self, tx: tokio::sync::mpsc::UnboundedSender<(String, Vec<u8>)>) {
+        let _ = self.outbox.set(tx);
+    }
+
+    /// Every stored key as (hash, JSON), for the first replication.
+    pub fn all_raw(&self) -> Result<Vec<(String, Vec<u8>)>, GatewayError> {
+        let all: Vec<(String, VirtualKey)> =
+            self.store.virtual_keys().map_err(|e| GatewayError::Internal(format!("reading virtual keys: {e}")))?;
+        Ok(all.into_iter().map(|(h, k)| (h, serde_json::to_vec(&k).unwrap_or_default())).collect())
+    }
+
+    /// A change made on another instance. A revocation is final: a key revoked here
+    /// stays revoked whatever arrives (and the revocation is sent again). Returns
+    /// whether anything changed.
+    pub async fn apply_remote(&self, hash: &str, json: &[u8], config: &Config) -> Result<bool, GatewayError> {
+        let _guard = self.lock.lock().await;
+        let mut remote: VirtualKey =
+            serde_json::from_slice(json).map_err(|e| GatewayError::Internal(format!("replicated key: {e}")))?;
+        let local: Option<VirtualKey> = self
+            .store
+            .virtual_keys::<VirtualKey>()
+            .map_err(|e| GatewayError::Internal(format!("reading virtual keys: {e}")))?
+            .into_iter()
+            .find(|(h, _)| h == hash)
+            .map(|(_, k)| k);
+        if local.as_ref() == Some(&remote) {
+            return Ok(false);
+        }
+        if let Some(revoked) = local.as_ref().and_then(|l| l.revoked_ms) {
+            if remote.revoked_ms.is_none() {
+                remote.revoked_ms = Some(revoked);
+                self.save(hash, &remote, config)?;
+                return Ok(true);
+            }
+        }
+        self.store
+            .put_virtual_key(hash, &remote)
+            .map_err(|e| GatewayError::Internal(format!("storing the key: {e}")))?;
+        let fresh = load_table(&self.store, config)?;
+        self.table.store(Arc::new(fresh));
+        Ok(true)
     }
 
     fn find(&self, id: &str) -> Result<Option<(String, VirtualKey)>, GatewayError> {
@@ -198,6 +244,9 @@ impl VirtualKeys {
         self.store.put_virtual_key(hash, vk).map_err(|e| GatewayError::Internal(format!("storing the key: {e}")))?;
         let fresh = load_table(&self.store, config)?;
         self.table.store(Arc::new(fresh));
+        if let Some(tx) = self.outbox.get() {
+            let _ = tx.send((hash.to_string(), serde_json::to_vec(vk).unwrap_or_default()));
+        }
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 
 pub mod batcher;
 pub mod jobs;
+pub mod key_sync;
 pub mod quota;
 
 use std::sync::Arc;
