@@ -80,12 +80,33 @@ pub struct Applied {
     pub asks: Vec<(String, String, String, f64, bool)>,
 }
 
+/// What a moderation block says.
+fn flagged_message(categories: &[&str], request: bool) -> String {
+    format!("the {} was flagged for {}", if request { "request" } else { "answer" }, categories.join(", "))
+}
+
 fn count(guard: &str, action: Action) {
     metrics::counter!(GUARDRAIL_ACTIONS_TOTAL, "guardrail" => guard.to_string(), "action" => action.as_str())
         .increment(1);
 }
 
 impl Applied {
+    /// A detection's outcome: counted, noted for the usage record, and with `block`
+    /// the 400 that names the guardrail; otherwise flagged and let through.
+    pub fn verdict(&mut self, guard: &str, what: String, block: bool, message: String) -> Result<(), GatewayError> {
+        let action = if block { "block" } else { "flag" };
+        metrics::counter!(GUARDRAIL_ACTIONS_TOTAL, "guardrail" => guard.to_string(), "action" => action).increment(1);
+        tracing::warn!(guardrail = %guard, %message, action, "guardrail");
+        self.actions.push((guard.to_string(), what, action));
+        if block {
+            return Err(GatewayError::PolicyViolation {
+                guardrail: guard.to_string(),
+                message: format!("{message} ({guard})"),
+            });
+        }
+        Ok(())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.guards.is_empty()
     }
@@ -132,6 +153,7 @@ impl Applied {
     /// Scores every non-system message for prompt injection: a score at or above a
     /// guardrail's threshold blocks the request (or is flagged: counted and logged).
     fn injection(&mut self, messages: &[Value]) -> Result<(), GatewayError> {
+        let mut flagged: Vec<(String, bool, String)> = Vec::new();
         for g in &self.guards {
             let Some((scorer, threshold, block)) = &g.injection else { continue };
             for m in messages.iter().filter(|m| m.get("role").and_then(Value::as_str) != Some("system")) {
@@ -144,32 +166,23 @@ impl Applied {
                 };
                 for t in texts {
                     let v = scorer.score(t);
-                    if v.score < *threshold {
-                        if let Some((alias, above)) = &g.injection_classifier {
-                            if v.score >= *above {
-                                self.asks.push((g.name.clone(), alias.clone(), t.to_string(), *threshold, *block));
-                            }
-                        }
-                        continue;
-                    }
-                    let action = if *block { "block" } else { "flag" };
-                    metrics::counter!(GUARDRAIL_ACTIONS_TOTAL, "guardrail" => g.name.clone(), "action" => action)
-                        .increment(1);
-                    tracing::warn!(guardrail = %g.name, score = v.score, signals = ?v.signals, action, "prompt injection");
-                    self.actions.push((g.name.clone(), "INJECTION".into(), action));
-                    if *block {
-                        return Err(GatewayError::PolicyViolation {
-                            guardrail: g.name.clone(),
-                            message: format!(
-                                "the request looks like a prompt injection (score {:.2}: {}) ({})",
-                                v.score,
-                                v.signals.join(", "),
-                                g.name
-                            ),
-                        });
+                    if v.score >= *threshold {
+                        let message = format!(
+                            "the request looks like a prompt injection (score {:.2}: {})",
+                            v.score,
+                            v.signals.join(", ")
+                        );
+                        flagged.push((g.name.clone(), *block, message));
+                    } else if let Some((alias, _)) =
+                        g.injection_classifier.as_ref().filter(|(_, above)| v.score >= *above)
+                    {
+                        self.asks.push((g.name.clone(), alias.clone(), t.to_string(), *threshold, *block));
                     }
                 }
             }
+        }
+        for (guard, block, message) in flagged {
+            self.verdict(&guard, "INJECTION".into(), block, message)?;
         }
         Ok(())
     }
@@ -188,22 +201,13 @@ impl Applied {
         let items = results.get("results").and_then(Value::as_array).cloned().unwrap_or_default();
         for (text, upstream) in texts.iter().zip(items.iter()) {
             let m = moderator.combine(&moderator.moderate(text), upstream);
-            if m.flagged.is_empty() {
-                continue;
-            }
-            let action = if *block { "block" } else { "flag" };
-            metrics::counter!(GUARDRAIL_ACTIONS_TOTAL, "guardrail" => g.name.clone(), "action" => action).increment(1);
-            self.actions.push((g.name.clone(), m.flagged.join("+").to_uppercase(), action));
-            if *block {
-                return Err(GatewayError::PolicyViolation {
-                    guardrail: g.name.clone(),
-                    message: format!(
-                        "the {} was flagged for {} ({})",
-                        if request { "request" } else { "answer" },
-                        m.flagged.join(", "),
-                        g.name
-                    ),
-                });
+            if !m.flagged.is_empty() {
+                self.verdict(
+                    &g.name,
+                    m.flagged.join("+").to_uppercase(),
+                    *block,
+                    flagged_message(&m.flagged, request),
+                )?;
             }
         }
         Ok(())
@@ -237,30 +241,18 @@ impl Applied {
     /// Moderates a text (a request's message or an answer) with every guardrail that
     /// moderates in that direction: blocked, or flagged (counted and logged).
     fn moderate(&mut self, text: &str, request: bool) -> Result<(), GatewayError> {
+        let mut flagged: Vec<(String, bool, Vec<&'static str>)> = Vec::new();
         for g in &self.guards {
             let Some((moderator, block)) = &g.moderation else { continue };
-            if (request && !g.on_request) || (!request && !g.on_response) {
-                continue;
+            if (request && g.on_request) || (!request && g.on_response) {
+                let m = moderator.moderate(text);
+                if !m.flagged.is_empty() {
+                    flagged.push((g.name.clone(), *block, m.flagged));
+                }
             }
-            let m = moderator.moderate(text);
-            if m.flagged.is_empty() {
-                continue;
-            }
-            let action = if *block { "block" } else { "flag" };
-            metrics::counter!(GUARDRAIL_ACTIONS_TOTAL, "guardrail" => g.name.clone(), "action" => action).increment(1);
-            tracing::warn!(guardrail = %g.name, categories = ?m.flagged, action, "moderation");
-            self.actions.push((g.name.clone(), m.flagged.join("+").to_uppercase(), action));
-            if *block {
-                return Err(GatewayError::PolicyViolation {
-                    guardrail: g.name.clone(),
-                    message: format!(
-                        "the {} was flagged for {} ({})",
-                        if request { "request" } else { "answer" },
-                        m.flagged.join(", "),
-                        g.name
-                    ),
-                });
-            }
+        }
+        for (guard, block, categories) in flagged {
+            self.verdict(&guard, categories.join("+").to_uppercase(), block, flagged_message(&categories, request))?;
         }
         Ok(())
     }
@@ -272,16 +264,7 @@ impl Applied {
         }
         self.injection(messages)?;
         if self.guards.iter().any(|g| g.moderation.is_some()) {
-            for m in messages.iter().filter(|m| m.get("role").and_then(Value::as_str) != Some("system")) {
-                let text = match m.get("content") {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(Value::Array(parts)) => parts
-                        .iter()
-                        .filter_map(|p| p.get("text").and_then(Value::as_str))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                    _ => continue,
-                };
+            for text in Self::moderation_texts(messages) {
                 self.moderate(&text, true)?;
             }
         }
@@ -309,7 +292,8 @@ impl Applied {
 
     /// A whole chat completion body: placeholders restored, then the answer checked.
     pub fn on_completion(&mut self, body: &Bytes) -> Result<Option<Bytes>, GatewayError> {
-        if self.is_empty() {
+        // request-only guardrails that pseudonymized nothing leave the answer as it is
+        if self.vault.is_empty() && !self.guards.iter().any(|g| g.on_response) {
             return Ok(None);
         }
         let mut v: Value = match serde_json::from_slice(body) {

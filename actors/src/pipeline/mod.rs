@@ -917,8 +917,8 @@ impl Engine {
                 let usage = openai::response_usage(&bytes);
                 // placeholders restored, the answer checked
                 let mut checked = guards.on_completion(&bytes);
-                if checked.is_ok() {
-                    // the answer's second opinion, when a guardrail asks a provider for one
+                // the answer's second opinion, when a guardrail asks a provider for one
+                if checked.is_ok() && !guards.upstream_moderations(false).is_empty() {
                     let answer = content_text(checked.as_ref().ok().and_then(Option::as_ref).unwrap_or(&bytes));
                     if let Err(e) = self.moderation_second_opinions(ctx, &mut guards, &[answer], false).await {
                         checked = Err(e);
@@ -1142,20 +1142,9 @@ impl Engine {
                     tracing::warn!(guardrail = %guard, classifier = %alias, "injection classifier gave no answer; the local verdict stands");
                     continue;
                 };
-                if p < threshold {
-                    continue;
-                }
-                let action = if block { "block" } else { "flag" };
-                metrics::counter!(crate::metrics::GUARDRAIL_ACTIONS_TOTAL, "guardrail" => guard.clone(), "action" => action)
-                .increment(1);
-                guards.actions.push((guard.clone(), "INJECTION".into(), action));
-                if block {
-                    return Err(GatewayError::PolicyViolation {
-                        guardrail: guard.clone(),
-                        message: format!(
-                            "the request looks like a prompt injection (classifier `{alias}`: {p:.2}) ({guard})"
-                        ),
-                    });
+                if p >= threshold {
+                    let message = format!("the request looks like a prompt injection (classifier `{alias}`: {p:.2})");
+                    guards.verdict(&guard, "INJECTION".into(), block, message)?;
                 }
             }
             Ok(())
