@@ -174,6 +174,10 @@ models = ["chat", "embed"]
     assert_eq!(post_as(gw.url(), &secret, &nc, &ask("chat")).await.status(), 200);
     let r = admin_call(&gw, Method::PATCH, "/admin/keys/bob", ADMIN_KEY, Some(json!({"rpm": 1}))).await;
     assert_eq!(r.status(), 404);
+    let r = admin_call(&gw, Method::PATCH, "/admin/keys/alice", ADMIN_KEY, Some(json!({"id": "mallory"}))).await;
+    assert_eq!(r.status(), 400, "the id cannot be changed");
+    let r = admin_call(&gw, Method::PATCH, "/admin/keys/alice", ADMIN_KEY, Some(json!({"models": ["nope"]}))).await;
+    assert_eq!(r.status(), 400, "an unknown alias is named");
 
     // the keys survive a restart (the store, not memory, is the truth)
     gw.restart();
@@ -186,6 +190,8 @@ models = ["chat", "embed"]
     assert_eq!(r.status(), 401);
     gw.restart();
     assert_eq!(post_as(gw.url(), &secret, &nc, &ask("chat")).await.status(), 401, "still revoked after a restart");
+    let r = admin_call(&gw, Method::PATCH, "/admin/keys/alice", ADMIN_KEY, Some(json!({"rpm": 5}))).await;
+    assert_eq!(r.status(), 403, "a revoked key cannot be changed back to life");
 
     // reports from the ledger: by key, team, model and day
     let r = admin_call(&gw, Method::GET, "/admin/usage?by=team", ADMIN_KEY, None).await;

@@ -130,3 +130,26 @@ jwks_file = "{}"
     let row = v["data"].as_array().unwrap().iter().find(|r| r["group"] == "jwt:alice").cloned();
     assert_eq!(row.map(|r| r["requests"].clone()), Some(json!(2)), "{v}");
 }
+
+#[tokio::test]
+async fn an_hs256_token_is_refused_when_only_a_jwks_is_configured() {
+    let mock = mock_upstream();
+    let (_, jwks) = es256_keys();
+    let jwks_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(jwks_file.path(), jwks.to_string()).unwrap();
+    let extra = format!(
+        "\n[[teams]]\nid = \"research\"\n\n[jwt]\naudience = \"switchyard\"\njwks_file = \"{}\"\n",
+        jwks_file.path().display()
+    );
+    let gw = Gateway::start_with(&mock.url, &extra);
+    let token = hs256(&claims("research", "switchyard", now() + 600), SECRET);
+    let r =
+        post_as(gw.url(), &token, &[], &json!({"model": "chat", "messages": [{"role": "user", "content": "x"}]})).await;
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("HS256 tokens are not accepted"), "{v}");
+    // plain API keys still work beside JWTs
+    let r = post_as(gw.url(), MAIN_KEY, &[], &json!({"model": "chat", "messages": [{"role": "user", "content": "x"}]}))
+        .await;
+    assert_eq!(r.status(), 200);
+}

@@ -155,3 +155,27 @@ async fn a_virtual_key_made_on_one_instance_works_on_the_other_until_revoked() {
     assert!(text.contains("roaming") && text.contains("\"revoked\":true"), "{text}");
     wait_status(&c, &secret, 401).await;
 }
+
+#[tokio::test]
+async fn with_nats_gone_each_instance_enforces_the_limits_alone() {
+    let mut nats = NatsServer::start();
+    let mock = mock_upstream();
+    let section = nats_section(&nats.url(), "gone", "jobs = false\nrequest_reply = false");
+    let gw = Gateway::start_with(&mock.url, &format!("{KEYS}{section}"));
+    gw.wait_ready("limits", "shared").await;
+    let body = |i: usize| json!({"model": "chat", "messages": [{"role": "user", "content": format!("x {i}")}]});
+    let nc = [("cache-control", "no-cache")];
+    assert_eq!(post_as(gw.url(), "sk-shared-rpm-0001", &nc, &body(0)).await.status(), 200);
+    nats.stop();
+    gw.wait_nats("disconnected").await;
+    // the bucket cannot be reached: requests are still limited, by this instance
+    let mut ok = 0;
+    for i in 1..=80 {
+        ok += usize::from(post_as(gw.url(), "sk-shared-rpm-0001", &nc, &body(i)).await.status() == 200);
+    }
+    // at most the limit, plus what was left of the lease this instance held (a tenth)
+    assert!(ok <= 66, "{ok} admitted with a 60/min limit");
+    assert!(ok >= 1);
+    let fallback = metric(gw.url(), "switchyard_shared_limits_fallback_total").await.unwrap_or(0.0);
+    assert!(fallback >= 1.0, "{fallback}");
+}

@@ -136,6 +136,10 @@ impl Runtime {
 
     /// The guardrails of a request: its key's, its team's and its alias's, each once.
     fn guardrails(&self, key: &KeyEntry, alias: &str) -> crate::guardrails::Applied {
+        if self.guards.is_empty() {
+            // no [[guardrails]] at all: nothing to look up per request
+            return crate::guardrails::Applied::default();
+        }
         let team = key.team.as_ref().map(|t| t.guardrails.as_slice()).unwrap_or_default();
         let model = self.config.model(alias).map(|m| m.guardrails.as_slice()).unwrap_or_default();
         let mut applied = crate::guardrails::Applied::default();

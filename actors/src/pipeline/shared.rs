@@ -200,7 +200,13 @@ pub struct SharedLimits {
     /// One bucket round trip at a time (leases are rare; this keeps instances from
     /// racing themselves on the same counter).
     fetch: tokio::sync::Mutex<()>,
+    /// After the bucket failed to answer, unix ms until which it is not asked again:
+    /// requests go straight to per-instance limits instead of each waiting for a timeout.
+    down_until_ms: AtomicU64,
 }
+
+/// How long the bucket is left alone after it failed to answer.
+const RETRY_AFTER_FAILURE_MS: u64 = 2_000;
 
 /// Share of a limit one lease takes.
 const CHUNK: f64 = 0.1;
@@ -211,6 +217,7 @@ impl SharedLimits {
             store,
             leases: ArcSwap::from_pointee(HashMap::new()),
             fetch: tokio::sync::Mutex::new(()),
+            down_until_ms: AtomicU64::new(0),
         })
     }
 
@@ -242,6 +249,9 @@ impl SharedLimits {
         demand: Demand,
     ) -> Result<(SharedTicket, RateHeaders), SharedRefusal> {
         let now_ms = unix_ms();
+        if now_ms < self.down_until_ms.load(Ordering::Relaxed) {
+            return Err(SharedRefusal::Unavailable("the shared limits bucket did not answer recently".into()));
+        }
         let mut ticket =
             SharedTicket { shared: self.clone(), taken: Vec::new(), actual_tokens: None, actual_cost: None };
         let mut headers = RateHeaders::default();
@@ -279,7 +289,17 @@ impl SharedLimits {
                         let missing = need as i64 - lease.units.load(Ordering::Acquire);
                         let want = (missing.max(0) as u64).max((limit as f64 * CHUNK).ceil() as u64).max(1);
                         let counter = format!("{}.{}.{window}", kind.as_str(), hex::encode(scope.id.as_bytes()));
-                        self.store.grant(counter, limit, want).await.map_err(SharedRefusal::Unavailable)?
+                        match self.store.grant(counter, limit, want).await {
+                            Ok(g) => g,
+                            Err(e) => {
+                                self.down_until_ms.store(unix_ms() + RETRY_AFTER_FAILURE_MS, Ordering::Relaxed);
+                                // what this request took comes back before it falls back
+                                for (s, k, w, units) in std::mem::take(&mut ticket.taken) {
+                                    self.lease(&s, k).give(w, units as i64);
+                                }
+                                return Err(SharedRefusal::Unavailable(e));
+                            }
+                        }
                     };
                     lease.give(window, got as i64);
                     lease.granted.fetch_max(before + got, Ordering::AcqRel);

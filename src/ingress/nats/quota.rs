@@ -75,7 +75,8 @@ impl QuotaStore for KvQuota {
     fn grant(&self, key: String, limit: u64, want: u64) -> Grant<'_> {
         Box::pin(async move {
             let kv = if key.starts_with("usd.") { &self.spend } else { &self.rates };
-            tokio::time::timeout(Duration::from_secs(5), Self::grant_in(kv, &key, limit, want))
+            // a key-value round trip takes about a millisecond; a second means NATS is gone
+            tokio::time::timeout(Duration::from_secs(1), Self::grant_in(kv, &key, limit, want))
                 .await
                 .map_err(|_| format!("counter {key}: timed out"))?
         })
