@@ -13,6 +13,9 @@
 #        GUARDRAILS=1 ops/bench.sh
 #   applies a guardrail set (PII with every entity, prompt-injection scoring and
 #   moderation, both directions) to the alias.
+#        WORKERS=2 ops/bench.sh
+#   the gateway's HTTP worker threads (default 1: one thread serves HTTP and runs the
+#   engine's actors; with more, the actors get a thread of their own).
 #        NATS=1 ops/bench.sh
 #   also starts a nats-server (JetStream, temp store, free port) and gives the gateway
 #   a [nats] section: the key's rpm/tpm limits are then shared through key-value.
@@ -25,6 +28,7 @@ CONNS="${CONNS:-64}"
 TARGETS="${TARGETS:-1}"
 STRATEGY="${STRATEGY:-weighted}"
 NATS="${NATS:-0}"
+export WORKERS="${WORKERS:-1}"
 GUARDRAILS="${GUARDRAILS:-0}"
 GUARD_LINE=""
 GUARD_SECTION=""
@@ -82,6 +86,7 @@ pricing_file = "$PWD/config/pricing.toml"
 [server]
 http_addr = "127.0.0.1:$GW_PORT"
 data_dir = "$WORK/data"
+workers = $WORKERS
 TOML
 TARGET_LIST=""
 MODELS=(gpt-4o-mini gpt-4o gpt-4.1-mini)
@@ -205,7 +210,7 @@ res["bar"] = {
 }
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(res, f, indent=2)
-print(f"duration {duration}, {conns} connections, fixed rate {rate}/s, {targets} target(s), strategy {strategy}, shared limits {os.environ.get('NATS', '0') == '1'}, guardrails {os.environ.get('GUARDRAILS', '0') == '1'}")
+print(f"duration {duration}, {conns} connections, fixed rate {rate}/s, {targets} target(s), strategy {strategy}, gateway workers {os.environ.get('WORKERS', '1')}, shared limits {os.environ.get('NATS', '0') == '1'}, guardrails {os.environ.get('GUARDRAILS', '0') == '1'}")
 print("| path | max req/s | p50 @%s/s (ms) | p99 @%s/s (ms) | non-2xx |" % (rate, rate))
 print("|---|---:|---:|---:|---:|")
 for name, label in [("mock", "mock-upstream direct"), ("gateway", "switchyard gateway"), ("nginx", "nginx proxy")]:

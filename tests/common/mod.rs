@@ -555,3 +555,16 @@ pub async fn stream_chat(url: &str, headers: &[(&str, &str)], body: &serde_json:
     let status = r.status().as_u16();
     Streamed { status, events: sse_data(&r.text().await.expect("body")) }
 }
+
+impl Gateway {
+    /// A gateway with one HTTP worker, whose thread also runs the engine's actors.
+    pub fn start_single_worker(mock: &str, extra: &str) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("switchyard.toml");
+        let text = config_text(dir.path(), mock, extra).replace("workers = 2", "workers = 1");
+        std::fs::write(&config, text).expect("write config");
+        let mut g = Gateway { proc: None, dir, config };
+        g.restart();
+        g
+    }
+}

@@ -19,4 +19,5 @@ mod ollama;
 mod routing;
 mod sdk;
 mod shared_limits;
+mod single_worker;
 mod upstream_failures;

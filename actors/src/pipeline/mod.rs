@@ -30,6 +30,7 @@ use crate::actors::load::TargetSlot;
 use crate::actors::provider_worker::{ProviderWorker, Resize};
 use crate::actors::rate_limiter::{Demand, NextStages, RateHeaders, RateLimiter, Scope, Scopes, SeedSpend};
 use crate::actors::router::{sticky_hash, Router, UpdateModels};
+pub use crate::actors::EngineThread;
 use crate::metrics::{
     CACHE_REQUESTS_TOTAL, FAILOVERS_TOTAL, FALLBACKS_TOTAL, HEALTH_CHECKS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL,
     ROUTES_TOTAL, SHARED_LIMITS_FALLBACK_TOTAL,
@@ -348,7 +349,7 @@ pub struct Engine {
     cache: Addr<Cache>,
     accounting: Addr<Accounting>,
     sink: RecordSink,
-    engine_arbiter: ArbiterHandle,
+    engine_thread: EngineThread,
     vkeys: Arc<vkeys::VirtualKeys>,
     /// Limits and budgets shared with other instances (NATS key-value), once connected.
     shared: arc_swap::ArcSwapOption<shared::SharedLimits>,
@@ -360,23 +361,26 @@ fn mailbox(e: MailboxError) -> GatewayError {
 
 impl Engine {
     /// Starts the actors: router, rate limiter, cache and the provider workers on one
-    /// engine arbiter (their handlers are short and never block), accounting on its own
-    /// (its commits fsync). Must be called inside a running actix `System`.
-    pub fn start(config: Arc<Config>, store: Store, seed: Option<u64>) -> Result<Arc<Engine>, GatewayError> {
-        let engine_arbiter = Arbiter::new().handle();
+    /// engine thread (their handlers are short and never block), accounting on an
+    /// arbiter of its own (its commits fsync). Must be called inside a running actix
+    /// `System`.
+    pub fn start(
+        config: Arc<Config>,
+        store: Store,
+        seed: Option<u64>,
+        engine_thread: EngineThread,
+    ) -> Result<Arc<Engine>, GatewayError> {
         let ledger_arbiter = Arbiter::new().handle();
         // the admission chain, built back to front: workers <- router <- cache <- limiter
         let table = vkeys::load_table(&store, &config)?;
         let table: vkeys::VirtualTable = Arc::new(ArcSwap::from_pointee(table));
-        let runtime = Self::build_runtime(config.clone(), None, &engine_arbiter, table.clone())?;
+        let runtime = Self::build_runtime(config.clone(), None, &engine_thread, table.clone())?;
         let (cfg, workers, health) = (config.clone(), runtime.workers(), runtime.health());
-        let router =
-            Router::start_in_arbiter(&engine_arbiter, move |_| Router::new(&cfg, workers, seed).with_health(health));
+        let router = engine_thread.start(move |_| Router::new(&cfg, workers, seed).with_health(health));
         let (cache_store, max_bytes, next) = (store.clone(), config.cache.max_bytes, router.clone());
-        let cache =
-            Cache::start_in_arbiter(&engine_arbiter, move |_| Cache::new(cache_store, max_bytes).with_router(next));
+        let cache = engine_thread.start(move |_| Cache::new(cache_store, max_bytes).with_router(next));
         let next = NextStages { cache: cache.clone(), router: router.clone() };
-        let limiter = RateLimiter::start_in_arbiter(&engine_arbiter, move |_| RateLimiter::new(next));
+        let limiter = engine_thread.start(move |_| RateLimiter::new(next));
         // budgets go on from what the ledger says was spent this period
         let seed = seed_spend(&config, &table.load(), &store)?;
         if !seed.is_empty() {
@@ -391,7 +395,7 @@ impl Engine {
             cache,
             accounting,
             sink,
-            engine_arbiter,
+            engine_thread,
             vkeys: Arc::new(vkeys::VirtualKeys::new(store, table)),
             shared: arc_swap::ArcSwapOption::empty(),
         }))
@@ -400,7 +404,7 @@ impl Engine {
     fn build_runtime(
         config: Arc<Config>,
         old: Option<&Runtime>,
-        arbiter: &ArbiterHandle,
+        engine_thread: &EngineThread,
         vkeys: vkeys::VirtualTable,
     ) -> Result<Runtime, GatewayError> {
         let jwt = match (&config.jwt, old.and_then(|o| o.jwt.as_ref())) {
@@ -436,9 +440,7 @@ impl Engine {
                 }
                 None => {
                     let (name, c, q, share) = (p.name.clone(), p.concurrency, p.queue_size, p.jobs_share);
-                    let worker = ProviderWorker::start_in_arbiter(arbiter, move |_| {
-                        ProviderWorker::new(name, c, q).with_jobs_share(share)
-                    });
+                    let worker = engine_thread.start(move |_| ProviderWorker::new(name, c, q).with_jobs_share(share));
                     let handle = Arc::new(ProviderHandle {
                         worker,
                         client: UpstreamClient::new(p.clone())?,
@@ -536,7 +538,7 @@ impl Engine {
         // virtual keys are checked again against the new teams and aliases
         let table = vkeys::load_table(&self.vkeys.store, &config)?;
         self.vkeys.table.store(Arc::new(table));
-        let rt = Self::build_runtime(config.clone(), Some(&old), &self.engine_arbiter, self.vkeys.table.clone())?;
+        let rt = Self::build_runtime(config.clone(), Some(&old), &self.engine_thread, self.vkeys.table.clone())?;
         let update = UpdateModels { config: config.clone(), workers: rt.workers(), health: rt.health() };
         self.router.send(update).await.map_err(mailbox)?;
         self.cache.send(SetCapacity(config.cache.max_bytes)).await.map_err(mailbox)?;
