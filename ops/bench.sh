@@ -3,9 +3,10 @@
 # gateway (release build; auth, rate limits and the usage ledger on, cache off) and
 # nginx as a plain reverse proxy, and drives each with oha:
 #   (a) straight to the mock, (b) through the gateway, (c) through nginx.
-# Reports max requests/s at $CONNS connections, p50/p99 at a fixed $RATE requests/s,
-# the gateway's CPU time per request (from /proc) and its peak RSS.
-# Usage: ops/bench.sh            (DURATION=10s RATE=2000 CONNS=64 by default)
+# Reports max requests/s at $CONNS connections, p50/p99 at a fixed $RATE requests/s
+# (the three paths take turns $ROUNDS times; each path's figure is its median), the
+# gateway's CPU time per request (from /proc) and its peak RSS.
+# Usage: ops/bench.sh            (DURATION=10s RATE=2000 CONNS=64 ROUNDS=3 by default)
 #        TARGETS=3 STRATEGY=latency ops/bench.sh
 #   TARGETS=N puts N providers (all on the one mock) behind the alias, chosen by
 #   STRATEGY (weighted, latency, cost or failover; default weighted): what routing
@@ -25,6 +26,7 @@ cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10s}"
 RATE="${RATE:-2000}"
 CONNS="${CONNS:-64}"
+ROUNDS="${ROUNDS:-3}"
 TARGETS="${TARGETS:-1}"
 STRATEGY="${STRATEGY:-weighted}"
 NATS="${NATS:-0}"
@@ -175,15 +177,20 @@ T0=$(cpu_ticks $GW_PID)
 run_oha gateway_max "http://127.0.0.1:$GW_PORT"
 T1=$(cpu_ticks $GW_PID)
 run_oha nginx_max "http://127.0.0.1:$NGINX_PORT"
-run_oha mock_rate "http://127.0.0.1:$MOCK_PORT" -q "$RATE" --latency-correction
-run_oha gateway_rate "http://127.0.0.1:$GW_PORT" -q "$RATE" --latency-correction
-run_oha nginx_rate "http://127.0.0.1:$NGINX_PORT" -q "$RATE" --latency-correction
+# the fixed-rate runs take turns, ROUNDS times: a p99 of one 10 s run moves with the
+# VM's scheduling hiccups, so each path's figure is its median over the rounds
+for r in $(seq 1 "$ROUNDS"); do
+  run_oha "mock_rate_$r" "http://127.0.0.1:$MOCK_PORT" -q "$RATE" --latency-correction
+  run_oha "gateway_rate_$r" "http://127.0.0.1:$GW_PORT" -q "$RATE" --latency-correction
+  run_oha "nginx_rate_$r" "http://127.0.0.1:$NGINX_PORT" -q "$RATE" --latency-correction
+done
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
 TICK=$(getconf CLK_TCK)
 
-python3 - "$OUT" "$T0" "$T1" "$TICK" "$RSS_KB" "$RATE" "$CONNS" "$DURATION" "$TARGETS" "$STRATEGY" <<'PY'
-import json, sys, os
-out, t0, t1, tick, rss_kb, rate, conns, duration, targets, strategy = sys.argv[1:]
+python3 - "$OUT" "$T0" "$T1" "$TICK" "$RSS_KB" "$RATE" "$CONNS" "$DURATION" "$TARGETS" "$STRATEGY" "$ROUNDS" <<'PY'
+import json, sys, os, statistics
+out, t0, t1, tick, rss_kb, rate, conns, duration, targets, strategy, rounds = sys.argv[1:]
+rounds = int(rounds)
 def load(n):
     with open(os.path.join(out, n + ".json")) as f:
         return json.load(f)
@@ -191,12 +198,27 @@ def ok(r):
     return sum(v for k, v in r.get("statusCodeDistribution", {}).items() if k.startswith("2"))
 def total(r):
     return sum(r.get("statusCodeDistribution", {}).values())
-res = {}
-for n in ["mock_max", "gateway_max", "nginx_max", "mock_rate", "gateway_rate", "nginx_rate"]:
-    r = load(n)
+def summary(r):
     p = r["latencyPercentiles"]
-    res[n] = {"rps": r["summary"]["requestsPerSec"], "p50_ms": p["p50"] * 1e3, "p99_ms": p["p99"] * 1e3,
-              "ok": ok(r), "total": total(r)}
+    return {"rps": r["summary"]["requestsPerSec"], "p50_ms": p["p50"] * 1e3, "p99_ms": p["p99"] * 1e3,
+            "ok": ok(r), "total": total(r)}
+res = {}
+for n in ["mock_max", "gateway_max", "nginx_max"]:
+    res[n] = summary(load(n))
+per_round = []
+for path in ["mock", "gateway", "nginx"]:
+    runs = [summary(load(f"{path}_rate_{i}")) for i in range(1, rounds + 1)]
+    res[path + "_rate"] = {
+        "rps": statistics.median(x["rps"] for x in runs),
+        "p50_ms": statistics.median(x["p50_ms"] for x in runs),
+        "p99_ms": statistics.median(x["p99_ms"] for x in runs),
+        "ok": sum(x["ok"] for x in runs), "total": sum(x["total"] for x in runs),
+        "rounds": runs,
+    }
+for i in range(rounds):
+    m, g, n = (res[p + "_rate"]["rounds"][i]["p99_ms"] for p in ["mock", "gateway", "nginx"])
+    per_round.append((g - m, n - m))
+res["added_p99_ms_per_round"] = [{"gateway": g, "nginx": n} for g, n in per_round]
 cpu_s = (int(t1) - int(t0)) / int(tick)
 gw_ok = res["gateway_max"]["ok"]
 res["gateway_cpu_us_per_request"] = cpu_s * 1e6 / gw_ok if gw_ok else None
@@ -210,7 +232,7 @@ res["bar"] = {
 }
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(res, f, indent=2)
-print(f"duration {duration}, {conns} connections, fixed rate {rate}/s, {targets} target(s), strategy {strategy}, gateway workers {os.environ.get('WORKERS', '1')}, shared limits {os.environ.get('NATS', '0') == '1'}, guardrails {os.environ.get('GUARDRAILS', '0') == '1'}")
+print(f"duration {duration}, {conns} connections, fixed rate {rate}/s ({rounds} rounds, medians), {targets} target(s), strategy {strategy}, gateway workers {os.environ.get('WORKERS', '1')}, shared limits {os.environ.get('NATS', '0') == '1'}, guardrails {os.environ.get('GUARDRAILS', '0') == '1'}")
 print("| path | max req/s | p50 @%s/s (ms) | p99 @%s/s (ms) | non-2xx |" % (rate, rate))
 print("|---|---:|---:|---:|---:|")
 for name, label in [("mock", "mock-upstream direct"), ("gateway", "switchyard gateway"), ("nginx", "nginx proxy")]:
@@ -218,7 +240,8 @@ for name, label in [("mock", "mock-upstream direct"), ("gateway", "switchyard ga
     bad = (m["total"] - m["ok"]) + (q["total"] - q["ok"])
     print(f"| {label} | {m['rps']:.0f} | {q['p50_ms']:.3f} | {q['p99_ms']:.3f} | {bad} |")
 print()
-print(f"added p99 at {rate}/s: gateway {add_gw:.3f} ms, nginx {add_ng:.3f} ms, ratio {res['bar']['added_p99_ratio_vs_nginx']}")
+print(f"added p99 at {rate}/s (median p99s): gateway {add_gw:.3f} ms, nginx {add_ng:.3f} ms, ratio {res['bar']['added_p99_ratio_vs_nginx']}")
+print("added p99 per round (gateway / nginx, ms): " + ", ".join(f"{g:.3f} / {n:.3f}" for g, n in per_round))
 print(f"throughput gateway/nginx: {res['bar']['throughput_ratio_vs_nginx']:.2f}")
 print(f"gateway CPU per request: {res['gateway_cpu_us_per_request']:.1f} us; peak RSS {res['gateway_peak_rss_mib']:.1f} MiB")
 PY
