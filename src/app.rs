@@ -109,9 +109,12 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
         .map_err(|e| format!("cannot open the store in {}: {e}", config.server.data_dir.display()))?;
     // load the tokenizer tables now, not on the first request
     switchyard_actors::tokens::count_text("warm up");
+    // as actix-server would count them by default
+    let workers =
+        config.server.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).min(512));
     // one HTTP worker: the admission actors run on its thread, so a request reaches them
     // and gets its answer without waking another thread (two wake-ups fewer per request)
-    let (engine_thread, host) = if config.server.workers == Some(1) {
+    let (engine_thread, host) = if workers == 1 {
         let (t, h) = EngineThread::deferred();
         (t, Some(h))
     } else {
@@ -163,9 +166,7 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
     })
     .backlog(4096)
     .shutdown_timeout(30);
-    if let Some(w) = config.server.workers {
-        server = server.workers(w);
-    }
+    server = server.workers(workers);
     let server = server.bind(&config.server.http_addr).map_err(|e| format!("bind {}: {e}", config.server.http_addr))?;
     for a in server.addrs() {
         println!("switchyard listening on http://{a}");

@@ -522,3 +522,14 @@ fn jwt_settings_are_checked() {
     let err = parse("[jwt]\naudience = \"sw\"\n").err().map(|e| fields(&e)).unwrap_or_default();
     assert_eq!(err, ["jwt"]);
 }
+
+#[test]
+fn worker_count_is_bounded() {
+    for bad in [0, 513] {
+        let err = parse(&format!("[server]\nworkers = {bad}\n")).err();
+        assert!(err.as_ref().is_some_and(|e| fields(e).contains(&"server.workers".to_string())), "{bad}: {err:?}");
+    }
+    for good in [1, 512] {
+        assert!(parse(&format!("[server]\nworkers = {good}\n")).is_ok(), "{good}");
+    }
+}

@@ -307,8 +307,8 @@ pub fn validate(
     if body_limit_bytes < 1024 {
         errs.push("server.body_limit_bytes", "must be at least 1024");
     }
-    if s.workers == Some(0) {
-        errs.push("server.workers", "must be at least 1");
+    if s.workers.is_some_and(|w| !(1..=512).contains(&w)) {
+        errs.push("server.workers", "must be between 1 and 512");
     }
     let admin_key_sha256 = s.admin_key.as_deref().map(|k| {
         let k = interpolate("server.admin_key", k, env, &mut errs);
