@@ -107,3 +107,61 @@ impl EngineHost {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Says which thread it runs on.
+    struct Where;
+    impl Actor for Where {
+        type Context = Context<Self>;
+    }
+    #[derive(Message)]
+    #[rtype(result = "std::thread::ThreadId")]
+    struct Ask;
+    impl Handler<Ask> for Where {
+        type Result = MessageResult<Ask>;
+        fn handle(&mut self, _: Ask, _: &mut Context<Self>) -> MessageResult<Ask> {
+            MessageResult(std::thread::current().id())
+        }
+    }
+
+    #[actix_rt::test]
+    async fn deferred_actors_wait_for_their_host_then_run_on_its_thread() {
+        let (thread, host) = EngineThread::deferred();
+        let addr = thread.start(|_| Where);
+        // asked before there is a host: the message waits in the mailbox
+        let early = tokio::spawn({
+            let addr = addr.clone();
+            async move { addr.send(Ask).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!early.is_finished(), "an actor without a host does not run");
+        // a host thread of its own, so that "its thread" is not the test's
+        let arbiter = Arbiter::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        arbiter.spawn_fn(move || {
+            host.host_here();
+            let _ = tx.send(std::thread::current().id());
+        });
+        let host_thread = rx.await.unwrap();
+        assert_eq!(early.await.unwrap().unwrap(), host_thread);
+        // actors started after the host runs start there too (a reload's new workers)
+        let later = thread.start(|_| Where);
+        assert_eq!(later.send(Ask).await.unwrap(), host_thread);
+        assert_ne!(host_thread, std::thread::current().id());
+        // the host gone: a new actor's mailbox is closed, so a sender gets an error
+        arbiter.stop();
+        let _ = arbiter.join();
+        let orphan = thread.start(|_| Where);
+        assert!(orphan.send(Ask).await.is_err());
+    }
+
+    #[actix_rt::test]
+    async fn own_thread_actors_run_on_another_thread() {
+        let thread = EngineThread::own();
+        let addr = thread.start(|_| Where);
+        assert_ne!(addr.send(Ask).await.unwrap(), std::thread::current().id());
+    }
+}
