@@ -273,6 +273,9 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if rt.config.providers.is_empty() {
         return HttpResponse::ServiceUnavailable().json(json!({"status": "not ready", "reason": "no providers"}));
     }
+    if !state.engine.running() {
+        return HttpResponse::ServiceUnavailable().json(json!({"status": "not ready", "reason": "engine stopped"}));
+    }
     HttpResponse::Ok().json(json!({
         "status": "ready",
         "providers": rt.config.providers.len(),

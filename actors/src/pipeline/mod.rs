@@ -495,6 +495,13 @@ impl Engine {
         Ok(Runtime { config, keys, providers, forward_headers, aliases, vkeys, jwt, guards })
     }
 
+    /// Whether the admission actors are alive. They stop only with the thread they run
+    /// on (the HTTP worker that hosts them, with `server.workers = 1`); an engine
+    /// without them answers every request 503, so `/readyz` reports it.
+    pub fn running(&self) -> bool {
+        self.limiter.connected() && self.cache.connected() && self.router.connected()
+    }
+
     /// Whether limits and budgets are shared with other instances now.
     pub fn limits_shared(&self) -> bool {
         self.shared.load().is_some()
@@ -1444,4 +1451,30 @@ fn content_text(body: &[u8]) -> String {
             cs.iter().filter_map(|c| c.pointer("/message/content").and_then(Value::as_str)).collect::<Vec<_>>().join("")
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Arc<Config> {
+        let text = "[[providers]]\nname = \"m\"\nkind = \"mock\"\n[[models]]\nalias = \"fast\"\n\
+                    targets = [{ provider = \"m\", model = \"gpt-4o-mini\" }]\n";
+        Arc::new(switchyard_config::load_str(text, std::path::Path::new("."), &|_| None).unwrap())
+    }
+
+    #[actix_rt::test]
+    async fn an_engine_whose_host_is_gone_is_not_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let (thread, host) = EngineThread::deferred();
+        let engine = Engine::start(config(), Store::open(dir.path()).unwrap(), None, thread).unwrap();
+        host.host_here();
+        assert!(engine.running());
+
+        let dir = tempfile::tempdir().unwrap();
+        let (thread, host) = EngineThread::deferred();
+        let engine = Engine::start(config(), Store::open(dir.path()).unwrap(), None, thread).unwrap();
+        drop(host);
+        assert!(!engine.running());
+    }
 }
