@@ -27,6 +27,7 @@ DURATION="${DURATION:-10s}"
 RATE="${RATE:-2000}"
 CONNS="${CONNS:-64}"
 ROUNDS="${ROUNDS:-3}"
+[ "$ROUNDS" -ge 1 ] 2>/dev/null || { echo "ROUNDS must be a whole number, at least 1" >&2; exit 1; }
 TARGETS="${TARGETS:-1}"
 STRATEGY="${STRATEGY:-weighted}"
 NATS="${NATS:-0}"
