@@ -246,9 +246,14 @@ impl Gateway {
     }
 
     pub fn start_with(mock: &str, extra: &str) -> Gateway {
+        Self::start_config(|dir| config_text(dir, mock, extra))
+    }
+
+    /// Starts on the config that `text` writes for the gateway's temp dir.
+    fn start_config(text: impl FnOnce(&Path) -> String) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("switchyard.toml");
-        std::fs::write(&config, config_text(dir.path(), mock, extra)).expect("write config");
+        std::fs::write(&config, text(dir.path())).expect("write config");
         let mut g = Gateway { proc: None, dir, config };
         g.restart();
         g
@@ -559,12 +564,6 @@ pub async fn stream_chat(url: &str, headers: &[(&str, &str)], body: &serde_json:
 impl Gateway {
     /// A gateway with one HTTP worker, whose thread also runs the engine's actors.
     pub fn start_single_worker(mock: &str, extra: &str) -> Gateway {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("switchyard.toml");
-        let text = config_text(dir.path(), mock, extra).replace("workers = 2", "workers = 1");
-        std::fs::write(&config, text).expect("write config");
-        let mut g = Gateway { proc: None, dir, config };
-        g.restart();
-        g
+        Self::start_config(|dir| config_text(dir, mock, extra).replace("workers = 2", "workers = 1"))
     }
 }
