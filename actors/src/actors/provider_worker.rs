@@ -6,6 +6,8 @@
 //! instead of funnelled through this actor's thread.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use switchyard_config::Priority;
@@ -64,11 +66,54 @@ impl Drop for Permit {
     }
 }
 
+/// A provider's slot counts, written by its worker and read by the router: while a
+/// slot is free and no interactive job waits, the router takes it at once
+/// ([`Slots::try_take`]) instead of handing the job on to the worker, one hand-off less
+/// per request. Queueing, priorities, the jobs' share and every release stay with the
+/// worker, which owns the queues. (The router and the workers run on the one engine
+/// thread, so a check and the take that follows it are not interleaved with another.)
+#[derive(Debug)]
+pub struct Slots {
+    inflight: AtomicUsize,
+    concurrency: AtomicUsize,
+    /// High, normal and low jobs waiting (not background ones).
+    interactive_queued: AtomicUsize,
+}
+
+impl Slots {
+    fn new(concurrency: usize) -> Slots {
+        Slots {
+            inflight: AtomicUsize::new(0),
+            concurrency: AtomicUsize::new(concurrency),
+            interactive_queued: AtomicUsize::new(0),
+        }
+    }
+
+    /// A slot for an interactive job, when one is free and no interactive job waits
+    /// (the worker grants the same way); its release goes to `worker` like any other.
+    pub fn try_take(&self, worker: &Addr<ProviderWorker>) -> Option<Permit> {
+        if self.interactive_queued.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let cap = self.concurrency.load(Ordering::Acquire);
+        self.inflight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1)).ok()?;
+        Some(Permit { addr: Some(worker.clone()), background: false })
+    }
+}
+
+/// A started worker and its slot counts.
+#[derive(Clone)]
+pub struct WorkerRef {
+    pub addr: Addr<ProviderWorker>,
+    pub slots: Arc<Slots>,
+}
+
 pub struct ProviderWorker {
     name: String,
     concurrency: usize,
     queue_size: usize,
-    inflight: usize,
+    /// In flight (granted here or taken by the router), and what the router reads.
+    slots: Arc<Slots>,
     jobs_share: f64,
     /// Slots held by background jobs.
     background: usize,
@@ -92,7 +137,7 @@ impl ProviderWorker {
             name: name.into(),
             concurrency: concurrency.max(1),
             queue_size,
-            inflight: 0,
+            slots: Arc::new(Slots::new(concurrency.max(1))),
             jobs_share: 0.5,
             background: 0,
             queues: Default::default(),
@@ -102,6 +147,27 @@ impl ProviderWorker {
     pub fn with_jobs_share(mut self, share: f64) -> ProviderWorker {
         self.jobs_share = share;
         self
+    }
+
+    /// Starts the worker on the engine's thread.
+    pub fn start_on(self, thread: &super::EngineThread) -> WorkerRef {
+        let slots = self.slots.clone();
+        WorkerRef { addr: thread.start(move |_| self), slots }
+    }
+
+    /// Starts the worker on the current arbiter (tests).
+    pub fn start_ref(self) -> WorkerRef {
+        let slots = self.slots.clone();
+        WorkerRef { addr: self.start(), slots }
+    }
+
+    fn inflight(&self) -> usize {
+        self.slots.inflight.load(Ordering::Acquire)
+    }
+
+    /// Publishes what the router's fast path needs after the queues changed.
+    fn publish_queue(&self) {
+        self.slots.interactive_queued.store(self.interactive_queued(), Ordering::Release);
     }
 
     fn queued(&self) -> usize {
@@ -118,7 +184,7 @@ impl ProviderWorker {
     }
 
     fn background_may_start(&self) -> bool {
-        self.inflight < self.concurrency && self.background < self.background_cap() && self.interactive_queued() == 0
+        self.inflight() < self.concurrency && self.background < self.background_cap() && self.interactive_queued() == 0
     }
 
     fn report(&self) {
@@ -127,7 +193,7 @@ impl ProviderWorker {
 
     /// Gives the job a slot and answers it.
     fn grant(&mut self, mut job: Box<JobState>, ctx: &mut Context<Self>) {
-        self.inflight += 1;
+        self.slots.inflight.fetch_add(1, Ordering::AcqRel);
         if job.background {
             self.background += 1;
         }
@@ -143,7 +209,7 @@ impl ProviderWorker {
     /// Hands free slots to waiting jobs, highest priority first; jobs whose caller
     /// gave up are dropped (their tickets settle).
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
-        while self.inflight < self.concurrency {
+        while self.inflight() < self.concurrency {
             let job = match self.queues[..BACKGROUND].iter_mut().find_map(VecDeque::pop_front) {
                 Some(job) => job,
                 None if self.background_may_start() => match self.queues[BACKGROUND].pop_front() {
@@ -157,6 +223,7 @@ impl ProviderWorker {
             }
             self.grant(job, ctx);
         }
+        self.publish_queue();
         self.report();
     }
 }
@@ -179,7 +246,7 @@ impl Handler<Job> for ProviderWorker {
             if self.queues[BACKGROUND].is_empty() && self.background_may_start() {
                 return self.grant(job, ctx);
             }
-        } else if self.inflight < self.concurrency && self.interactive_queued() == 0 {
+        } else if self.inflight() < self.concurrency && self.interactive_queued() == 0 {
             return self.grant(job, ctx);
         }
         if self.queued() >= self.queue_size {
@@ -188,6 +255,7 @@ impl Handler<Job> for ProviderWorker {
         }
         let lane = if job.background { BACKGROUND } else { lane(job.priority) };
         self.queues[lane].push_back(job);
+        self.publish_queue();
         self.dispatch(ctx);
     }
 }
@@ -196,7 +264,7 @@ impl Handler<Release> for ProviderWorker {
     type Result = ();
 
     fn handle(&mut self, msg: Release, ctx: &mut Self::Context) {
-        self.inflight = self.inflight.saturating_sub(1);
+        let _ = self.slots.inflight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
         if msg.background {
             self.background = self.background.saturating_sub(1);
         }
@@ -209,6 +277,7 @@ impl Handler<Resize> for ProviderWorker {
 
     fn handle(&mut self, msg: Resize, ctx: &mut Self::Context) {
         self.concurrency = msg.concurrency.max(1);
+        self.slots.concurrency.store(self.concurrency, Ordering::Release);
         self.queue_size = msg.queue_size;
         self.jobs_share = msg.jobs_share;
         self.dispatch(ctx);
@@ -219,7 +288,7 @@ impl Handler<Stats> for ProviderWorker {
     type Result = WorkerStats;
 
     fn handle(&mut self, _: Stats, _: &mut Self::Context) -> WorkerStats {
-        WorkerStats { inflight: self.inflight, queued: self.queued(), background: self.background }
+        WorkerStats { inflight: self.inflight(), queued: self.queued(), background: self.background }
     }
 }
 

@@ -12,9 +12,9 @@ use actix::prelude::*;
 use switchyard_config::{Config, Strategy, Target, TokenCounts};
 
 use super::breaker::{Breaker, BreakerSettings};
-use super::job::{forward, Job, Refusal};
+use super::job::{forward, CacheDecision, Job, Refusal};
 use super::load::{TargetLoad, TargetSlot};
-use super::provider_worker::ProviderWorker;
+use super::provider_worker::WorkerRef;
 
 /// Where one request goes, and its hold on that target.
 #[derive(Debug)]
@@ -64,7 +64,7 @@ pub fn sticky_hash(user: &str) -> u64 {
 #[rtype(result = "()")]
 pub struct UpdateModels {
     pub config: Arc<Config>,
-    pub workers: HashMap<String, Addr<ProviderWorker>>,
+    pub workers: HashMap<String, WorkerRef>,
     /// Each provider's health-check breaker.
     pub health: HashMap<String, Arc<Breaker>>,
 }
@@ -92,7 +92,7 @@ struct Group {
 
 pub struct Router {
     groups: HashMap<String, Group>,
-    workers: HashMap<String, Addr<ProviderWorker>>,
+    workers: HashMap<String, WorkerRef>,
     /// Providers whose health checks fail are skipped (like targets whose breaker is
     /// open) while another target is available.
     health: HashMap<String, Arc<Breaker>>,
@@ -103,7 +103,7 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(config: &Config, workers: HashMap<String, Addr<ProviderWorker>>, seed: Option<u64>) -> Router {
+    pub fn new(config: &Config, workers: HashMap<String, WorkerRef>, seed: Option<u64>) -> Router {
         let rng = match seed {
             Some(s) => fastrand::Rng::with_seed(s),
             None => fastrand::Rng::new(),
@@ -279,8 +279,16 @@ impl Handler<Job> for Router {
         let Some(worker) = self.workers.get(&decision.provider) else {
             return job.refuse(Refusal::Overloaded("no worker for the chosen provider"));
         };
+        // a free slot and nobody waiting: admitted here, one hand-off less (the worker
+        // still gets the release); otherwise the worker queues or refuses the job
+        if !job.background {
+            if let Some(permit) = worker.slots.try_take(&worker.addr) {
+                let cache = job.cache_key.map_or(CacheDecision::Bypass, CacheDecision::Miss);
+                return job.admit(cache, Some((decision, permit)));
+            }
+        }
         job.decision = Some(decision);
-        forward(worker, Job(job), "provider worker");
+        forward(&worker.addr, Job(job), "provider worker");
     }
 }
 
@@ -494,8 +502,10 @@ targets = [{ provider = "a", model = "small", max_concurrency = 2 }, { provider 
     async fn jobs_reach_the_chosen_worker_or_are_refused() {
         use crate::actors::job::{JobState, Refusal};
         use crate::actors::rate_limiter::RateLimiter;
-        let workers: HashMap<_, _> =
-            ["a", "b"].iter().map(|n| (n.to_string(), ProviderWorker::new(*n, 4, 4).start())).collect();
+        let workers: HashMap<_, _> = ["a", "b"]
+            .iter()
+            .map(|n| (n.to_string(), crate::actors::provider_worker::ProviderWorker::new(*n, 4, 4).start_ref()))
+            .collect();
         let router = Router::new(&config(), workers, Some(1)).start();
         let limiter = RateLimiter::default().start();
         for (alias, want) in [("one", Some("b")), ("nope", None)] {
@@ -544,5 +554,72 @@ targets = [{ provider = "a", model = "small", max_concurrency = 2 }, { provider 
         );
         router.send(job).await.unwrap();
         assert!(matches!(rx.await.unwrap(), Err(Refusal::UnknownModel)));
+    }
+
+    /// A job for `alias` holding a limiter ticket, as the real chain hands it on.
+    async fn ticketed(
+        limiter: &Addr<crate::actors::rate_limiter::RateLimiter>,
+        alias: &str,
+        priority: switchyard_config::Priority,
+    ) -> (Job, tokio::sync::oneshot::Receiver<crate::actors::job::Answer>) {
+        use crate::actors::job::JobState;
+        let (tjob, trx) = JobState::create("k".into(), Default::default(), 0, alias.into(), priority, None);
+        limiter.send(tjob).await.unwrap();
+        let ticket = trx.await.unwrap().unwrap().ticket;
+        let (Job(mut state), rx) = JobState::create("k".into(), Default::default(), 0, alias.into(), priority, None);
+        state.rate = Some(Default::default());
+        state.ticket = Some(ticket);
+        (Job(state), rx)
+    }
+
+    #[actix_rt::test]
+    async fn the_router_takes_a_free_slot_and_waiting_jobs_keep_their_turn() {
+        use crate::actors::provider_worker::{ProviderWorker, Stats, WorkerStats};
+        use switchyard_config::Priority;
+        let limiter = crate::actors::rate_limiter::RateLimiter::default().start();
+        let b = ProviderWorker::new("b", 1, 4).start_ref();
+        let workers = HashMap::from([("b".to_string(), b.clone())]);
+        let router = Router::new(&config(), workers, Some(1)).start();
+        let stats = || b.addr.send(Stats);
+
+        // a free slot: admitted by the router itself, counted by the worker
+        let (job, rx) = ticketed(&limiter, "one", Priority::Low).await;
+        router.send(job).await.unwrap();
+        let first = rx.await.unwrap().unwrap();
+        assert_eq!(stats().await.unwrap(), WorkerStats { inflight: 1, queued: 0, background: 0 });
+
+        // no free slot: the worker queues, and a high job goes before the low one
+        let (job, mut low) = ticketed(&limiter, "one", Priority::Low).await;
+        router.send(job).await.unwrap();
+        let (job, mut high) = ticketed(&limiter, "one", Priority::High).await;
+        router.send(job).await.unwrap();
+        assert_eq!(stats().await.unwrap(), WorkerStats { inflight: 1, queued: 2, background: 0 });
+        drop(first);
+        let high = high.recv_or_wait().await;
+        assert!(low.try_recv().is_err(), "the low job still waits");
+        assert_eq!(stats().await.unwrap(), WorkerStats { inflight: 1, queued: 1, background: 0 });
+
+        // each release hands the slot to the next waiting job, then to a new one
+        drop(high);
+        let low = low.recv_or_wait().await;
+        let (job, mut third) = ticketed(&limiter, "one", Priority::High).await;
+        router.send(job).await.unwrap();
+        assert_eq!(stats().await.unwrap(), WorkerStats { inflight: 1, queued: 1, background: 0 });
+        drop(low);
+        let _third = third.recv_or_wait().await;
+        assert_eq!(stats().await.unwrap(), WorkerStats { inflight: 1, queued: 0, background: 0 });
+    }
+
+    trait RecvOrWait {
+        async fn recv_or_wait(&mut self) -> crate::actors::job::Admission;
+    }
+
+    impl RecvOrWait for tokio::sync::oneshot::Receiver<crate::actors::job::Answer> {
+        async fn recv_or_wait(&mut self) -> crate::actors::job::Admission {
+            match self.await {
+                Ok(Ok(a)) => a,
+                _ => panic!("not admitted"),
+            }
+        }
     }
 }

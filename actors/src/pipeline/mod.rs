@@ -27,7 +27,7 @@ use crate::actors::breaker::Breaker;
 use crate::actors::cache::{cache_key, Cache, CacheKey, SetCapacity};
 use crate::actors::job::{CacheDecision, JobState, Refusal, RouteHints};
 use crate::actors::load::TargetSlot;
-use crate::actors::provider_worker::{ProviderWorker, Resize};
+use crate::actors::provider_worker::{ProviderWorker, Resize, WorkerRef};
 use crate::actors::rate_limiter::{Demand, NextStages, RateHeaders, RateLimiter, Scope, Scopes, SeedSpend};
 use crate::actors::router::{sticky_hash, Router, UpdateModels};
 pub use crate::actors::EngineThread;
@@ -95,7 +95,7 @@ impl KeyEntry {
 
 /// A provider's worker actor and client.
 pub struct ProviderHandle {
-    pub worker: Addr<ProviderWorker>,
+    pub worker: WorkerRef,
     pub client: UpstreamClient,
     /// Fed by the active health checks only (the calls feed each target's breaker);
     /// kept across reloads that leave the provider's settings unchanged.
@@ -162,7 +162,7 @@ impl Runtime {
     }
 
     /// Each provider's worker, for the router.
-    pub fn workers(&self) -> HashMap<String, Addr<ProviderWorker>> {
+    pub fn workers(&self) -> HashMap<String, WorkerRef> {
         self.providers.iter().map(|(k, v)| (k.clone(), v.worker.clone())).collect()
     }
 
@@ -425,7 +425,7 @@ impl Engine {
                 Some(h) => {
                     // same provider, new settings: keep the worker (its in-flight slots),
                     // resize it, and use a new client
-                    let _ = h.worker.try_send(Resize {
+                    let _ = h.worker.addr.try_send(Resize {
                         concurrency: p.concurrency,
                         queue_size: p.queue_size,
                         jobs_share: p.jobs_share,
@@ -440,7 +440,7 @@ impl Engine {
                 }
                 None => {
                     let (name, c, q, share) = (p.name.clone(), p.concurrency, p.queue_size, p.jobs_share);
-                    let worker = engine_thread.start(move |_| ProviderWorker::new(name, c, q).with_jobs_share(share));
+                    let worker = ProviderWorker::new(name, c, q).with_jobs_share(share).start_on(engine_thread);
                     let handle = Arc::new(ProviderHandle {
                         worker,
                         client: UpstreamClient::new(p.clone())?,
