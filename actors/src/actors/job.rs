@@ -1,8 +1,9 @@
 //! The admission `Job`: one message that travels rate limiter -> cache -> router ->
 //! provider worker, each stage doing its part and forwarding it (or answering early:
-//! refused, cache hit, unknown alias, queue full). All four actors share the engine
-//! arbiter, so a request costs one cross-thread round trip however many stages it
-//! passes; the answer comes back through the job's oneshot.
+//! refused, cache hit, unknown alias, queue full, or a free provider slot the router
+//! takes itself). All four actors share the engine thread, so a request costs at most
+//! one cross-thread round trip however many stages it passes (none when that thread is
+//! the single HTTP worker's); the answer comes back through the job's oneshot.
 
 use std::sync::Arc;
 

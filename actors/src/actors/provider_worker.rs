@@ -1,7 +1,9 @@
 //! Provider worker: one per configured provider, the last admission stage. It owns the
 //! provider's concurrency slots and a bounded queue per priority; a job gets a [`Permit`]
 //! at once, or when a slot frees (high before normal before low), or is refused when the
-//! queue is full (503). The call itself is made by the request's own task with the
+//! queue is full (503). While a slot is free and no interactive job waits, the router
+//! takes it itself through the shared [`Slots`] and the job never comes here; its
+//! release still does. The call itself is made by the request's own task with the
 //! provider's pooled client, so upstream I/O is spread over the HTTP worker threads
 //! instead of funnelled through this actor's thread.
 
