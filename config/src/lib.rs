@@ -52,6 +52,10 @@ pub struct Guardrail {
     pub moderation: Option<ModerationCfg>,
 }
 
+/// The moderation categories, in OpenAI's names (validated here, scored by the
+/// engine's moderator).
+pub const MODERATION_CATEGORIES: &[&str] = &["hate", "harassment", "violence", "self-harm", "sexual", "illicit"];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModerationCfg {
     pub threshold: f64,

@@ -533,3 +533,27 @@ fn worker_count_is_bounded() {
         assert!(parse(&format!("[server]\nworkers = {good}\n")).is_ok(), "{good}");
     }
 }
+
+#[test]
+fn bad_guardrail_settings_are_refused_with_their_fields() {
+    let text = r#"
+[[guardrails]]
+name = "g"
+injection = { threshold = 1.5, action = "warn" }
+moderation = { action = "nope", thresholds = { gossip = 0.5, hate = 2.0 } }
+"#;
+    let err = parse(text).err().expect("refused");
+    let got = fields(&err);
+    for want in [
+        "guardrails[0].injection.threshold",
+        "guardrails[0].injection.action",
+        "guardrails[0].moderation.action",
+        "guardrails[0].moderation.gossip",
+        "guardrails[0].moderation.thresholds.hate",
+    ] {
+        assert!(got.iter().any(|f| f == want), "{want} not in {got:?}");
+    }
+    // the two that are right pass
+    let ok = "[[guardrails]]\nname = \"g\"\ninjection = { action = \"flag\" }\nmoderation = { action = \"block\" }\n";
+    assert!(parse(ok).is_ok());
+}

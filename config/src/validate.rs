@@ -128,6 +128,18 @@ fn budget(f: &dyn Fn(&str) -> String, usd: Option<f64>, period: Option<&str>, er
     }
 }
 
+/// A guardrail's `action`: `block` (the default) or `flag`.
+fn blocks(action: Option<&str>, field: &str, errs: &mut Errors) -> bool {
+    match action {
+        None | Some("block") => true,
+        Some("flag") => false,
+        Some(other) => {
+            errs.push(field, format!("`{other}` is not block or flag"));
+            true
+        }
+    }
+}
+
 fn max_priority(f: &dyn Fn(&str) -> String, v: Option<&str>, errs: &mut Errors) -> Priority {
     match v {
         None => Priority::High,
@@ -202,17 +214,9 @@ pub fn validate(
             if !(threshold > 0.0 && threshold <= 1.0) {
                 errs.push(f("injection.threshold"), format!("{threshold} is not in (0, 1]"));
             }
-            let block = match i.action.as_deref() {
-                None | Some("block") => true,
-                Some("flag") => false,
-                Some(other) => {
-                    errs.push(f("injection.action"), format!("`{other}` is not block or flag"));
-                    true
-                }
-            };
+            let block = blocks(i.action.as_deref(), &f("injection.action"), &mut errs);
             (threshold, block)
         });
-        const CATEGORIES: &[&str] = &["hate", "harassment", "violence", "self-harm", "sexual", "illicit"];
         let moderation = g.moderation.map(|m| {
             let threshold = m.threshold.unwrap_or(0.5);
             let in_range = |v: f64| v > 0.0 && v <= 1.0;
@@ -220,24 +224,17 @@ pub fn validate(
                 errs.push(f("moderation.threshold"), format!("{threshold} is not in (0, 1]"));
             }
             for (c, v) in m.thresholds.iter().map(|(c, v)| (c, *v)).chain(m.extra.keys().map(|c| (c, 0.5))) {
-                if !CATEGORIES.contains(&c.as_str()) {
+                if !crate::MODERATION_CATEGORIES.contains(&c.as_str()) {
                     errs.push(
                         format!("{}.{c}", f("moderation")),
-                        format!("unknown category; expected one of {}", CATEGORIES.join(", ")),
+                        format!("unknown category; expected one of {}", crate::MODERATION_CATEGORIES.join(", ")),
                     );
                 }
                 if !in_range(v) {
                     errs.push(format!("{}.{c}", f("moderation.thresholds")), format!("{v} is not in (0, 1]"));
                 }
             }
-            let block = match m.action.as_deref() {
-                None | Some("block") => true,
-                Some("flag") => false,
-                Some(other) => {
-                    errs.push(f("moderation.action"), format!("`{other}` is not block or flag"));
-                    true
-                }
-            };
+            let block = blocks(m.action.as_deref(), &f("moderation.action"), &mut errs);
             let upstream = match (m.upstream_provider, m.upstream_model) {
                 (None, None) => None,
                 (Some(p), model) => Some((p, model.unwrap_or_else(|| "omni-moderation-latest".into()))),

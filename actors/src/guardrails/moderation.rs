@@ -10,7 +10,7 @@ use aho_corasick::AhoCorasick;
 use serde_json::{json, Value};
 
 /// The categories scored, in OpenAI's names.
-pub const CATEGORIES: &[&str] = &["hate", "harassment", "violence", "self-harm", "sexual", "illicit"];
+pub use switchyard_config::MODERATION_CATEGORIES as CATEGORIES;
 
 /// OpenAI's sub-categories, reported as not flagged (the SDKs expect every field).
 const SUBCATEGORIES: &[&str] = &[
@@ -148,6 +148,11 @@ impl Moderator {
                 }
             }
         }
+        self.decide(scores)
+    }
+
+    /// Flags the categories whose score reaches their threshold.
+    fn decide(&self, scores: BTreeMap<&'static str, f64>) -> Moderation {
         let flagged = scores
             .iter()
             .filter(|(c, s)| **s >= self.thresholds.get(*c).copied().unwrap_or(0.5))
@@ -165,12 +170,7 @@ impl Moderator {
             *rest *= 1.0 - w;
         }
         let scores: BTreeMap<&'static str, f64> = keep.into_iter().map(|(c, rest)| (c, 1.0 - rest)).collect();
-        let flagged = scores
-            .iter()
-            .filter(|(c, s)| **s >= self.thresholds.get(*c).copied().unwrap_or(0.5))
-            .map(|(c, _)| *c)
-            .collect();
-        Moderation { scores, flagged }
+        self.decide(scores)
     }
 }
 
