@@ -894,8 +894,8 @@ impl Engine {
         // guardrails act on the request before anything else sees it (cache key included)
         let mut guards = ctx.runtime.guardrails(&ctx.key, &alias);
         guards.on_messages(&mut req.messages)?;
-        let texts = crate::guardrails::Applied::moderation_texts(&req.messages);
-        self.moderation_second_opinions(ctx, &mut guards, &texts, true).await?;
+        let texts = || crate::guardrails::Applied::moderation_texts(&req.messages);
+        self.moderation_second_opinions(ctx, &mut guards, texts, true).await?;
         self.injection_second_opinions(ctx, &mut guards).await?;
         let p = self
             .prepare(ctx, Endpoint::Chat, &routing, tokens::reservation(&req, prompt), || {
@@ -933,7 +933,7 @@ impl Engine {
                 // the answer's second opinion, when a guardrail asks a provider for one
                 if checked.is_ok() && !guards.upstream_moderations(false).is_empty() {
                     let answer = content_text(checked.as_ref().ok().and_then(Option::as_ref).unwrap_or(&bytes));
-                    if let Err(e) = self.moderation_second_opinions(ctx, &mut guards, &[answer], false).await {
+                    if let Err(e) = self.moderation_second_opinions(ctx, &mut guards, || vec![answer], false).await {
                         checked = Err(e);
                     }
                 }
@@ -1172,17 +1172,22 @@ impl Engine {
         &self,
         ctx: &RequestCtx,
         guards: &mut crate::guardrails::Applied,
-        texts: &[String],
+        texts: impl FnOnce() -> Vec<String>,
         request: bool,
     ) -> Result<(), GatewayError> {
         let asks = guards.upstream_moderations(request);
-        if asks.is_empty() || texts.is_empty() {
+        if asks.is_empty() {
+            return Ok(());
+        }
+        // the texts are gathered only when a provider is asked about them
+        let texts = texts();
+        if texts.is_empty() {
             return Ok(());
         }
         for (guard, provider, model) in asks {
             let Some(handle) = ctx.runtime.providers.get(&provider) else { continue };
-            match handle.client.moderations(&model, texts).await {
-                Ok(results) => guards.second_opinion(&guard, texts, &results, request)?,
+            match handle.client.moderations(&model, &texts).await {
+                Ok(results) => guards.second_opinion(&guard, &texts, &results, request)?,
                 Err(e) => {
                     metrics::counter!(crate::metrics::GUARDRAIL_ACTIONS_TOTAL, "guardrail" => guard.clone(),
                         "action" => "second_opinion_failed")
