@@ -10,6 +10,7 @@
 //! - `cache`: response cache entries; `cache_order`: insertion order for eviction.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -116,6 +117,8 @@ pub enum StoreError {
     Transaction(String),
     #[error("json: {0}")]
     Json(String),
+    #[error("{0} is in use by another process (another gateway on the same data_dir?)")]
+    Locked(String),
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
@@ -142,8 +145,27 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database in `dir`. Fails if another process holds it.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Self::open_waiting(dir, Duration::from_secs(2))
+    }
+
+    /// Opens the store, waiting up to `wait` while another holder (a process on its way
+    /// out, or a handle whose background flusher has not finished) keeps its lock.
+    pub fn open_waiting(dir: &Path, wait: Duration) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
-        let db = sled::Config::new().path(dir.join("switchyard.sled")).cache_capacity(64 << 20).open()?;
+        let deadline = Instant::now() + wait;
+        let db = loop {
+            match sled::Config::new().path(dir.join("switchyard.sled")).cache_capacity(64 << 20).open() {
+                Ok(db) => break db,
+                // sled reports a held lock only in its message
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    if Instant::now() >= deadline {
+                        return Err(StoreError::Locked(dir.display().to_string()));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         Ok(Store {
             ledger: db.open_tree("ledger")?,
             ledger_ids: db.open_tree("ledger_ids")?,
@@ -309,6 +331,18 @@ mod tests {
         assert_eq!(store.usage_since(2).unwrap().len(), 4);
         assert!(store.has_usage("c").unwrap());
         assert_eq!(store.last_ledger_seq().unwrap(), 3, "one segment per commit");
+    }
+
+    #[test]
+    fn a_held_store_is_refused_after_the_wait_then_opens_once_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = Store::open(dir.path()).unwrap();
+        let err = Store::open_waiting(dir.path(), Duration::from_millis(100)).err().expect("refused while held");
+        assert!(matches!(err, StoreError::Locked(_)), "{err}");
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(held);
+        // the dropped handle's flusher may still hold the lock for a moment
+        assert!(Store::open(dir.path()).is_ok());
     }
 
     #[test]
