@@ -655,7 +655,13 @@ impl Engine {
         job.0.cost_usd = cost_usd;
         job.0.background = ctx.job.is_some();
         job.0.route_hints = routing.hints;
-        self.limiter.send(job).await.map_err(mailbox)?;
+        // queued without waiting for the limiter to take it (its answer comes on `rx`);
+        // only a full mailbox makes the request wait for room
+        match self.limiter.try_send(job) {
+            Ok(()) => {}
+            Err(SendError::Full(job)) => self.limiter.send(job).await.map_err(mailbox)?,
+            Err(SendError::Closed(_)) => return Err(mailbox(MailboxError::Closed).into()),
+        }
         let answer = rx.await.map_err(|_| GatewayError::Unavailable("the engine dropped the request".into()))?;
         let mut adm = match answer {
             Ok(a) => a,
@@ -1464,7 +1470,8 @@ mod tests {
 
     fn config() -> Arc<Config> {
         let text = "[[providers]]\nname = \"m\"\nkind = \"mock\"\n[[models]]\nalias = \"fast\"\n\
-                    targets = [{ provider = \"m\", model = \"gpt-4o-mini\" }]\n";
+                    targets = [{ provider = \"m\", model = \"gpt-4o-mini\" }]\n\
+                    [[keys]]\nid = \"k\"\nkey = \"sk-test-key-01\"\nmodels = [\"fast\"]\n";
         Arc::new(switchyard_config::load_str(text, std::path::Path::new("."), &|_| None).unwrap())
     }
 
@@ -1481,5 +1488,11 @@ mod tests {
         let engine = Engine::start(config(), Store::open(dir.path()).unwrap(), None, thread).unwrap();
         drop(host);
         assert!(!engine.running());
+        // a request reaching the stopped engine is answered with a 503, not left waiting
+        let headers = |name: &str| (name == "authorization").then_some("Bearer sk-test-key-01");
+        let ctx = RequestCtx::from_headers(engine.runtime(), "r".into(), Instant::now(), headers).unwrap();
+        let body = br#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
+        let failure = engine.chat(&ctx, body).await.err().unwrap();
+        assert_eq!(failure.error.class().status, 503, "{}", failure.error);
     }
 }
