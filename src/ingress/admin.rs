@@ -10,7 +10,7 @@ use switchyard_actors::pipeline::credential;
 use switchyard_actors::pipeline::vkeys::VirtualKey;
 use switchyard_actors::GatewayError;
 
-use super::http::{header, request_id, set, simple_error};
+use super::http::{header, names, request_id, set, simple_error};
 use crate::app::{reload, AppState};
 use crate::usage::{aggregate, GroupBy};
 
@@ -37,7 +37,7 @@ fn answer(req: &HttpRequest, status: u16, result: Result<Value, GatewayError>) -
     match result {
         Ok(v) => {
             let mut b = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or_default());
-            set(&mut b, "x-request-id", &request_id(req));
+            set(&mut b, names::X_REQUEST_ID, &request_id(req));
             b.json(v)
         }
         Err(e) => simple_error(&request_id(req), e),
@@ -65,7 +65,7 @@ async fn admin_reload(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         Err(errs) => {
             let fields: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
             let mut b = HttpResponse::BadRequest();
-            set(&mut b, "x-request-id", &request_id);
+            set(&mut b, names::X_REQUEST_ID, &request_id);
             b.json(json!({"error": {
                 "message": format!("invalid config, the old one keeps serving: {}", fields.join("; ")),
                 "type": "invalid_request_error", "code": "invalid_config", "param": null,

@@ -41,7 +41,13 @@ pub(crate) fn request_id(req: &HttpRequest) -> String {
             return v.to_string();
         }
     }
-    format!("req_{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
+    let mut raw = [0u8; 12];
+    raw[..8].copy_from_slice(&fastrand::u64(..).to_be_bytes());
+    raw[8..].copy_from_slice(&fastrand::u32(..).to_be_bytes());
+    let mut id = String::with_capacity(28);
+    id.push_str("req_");
+    id.push_str(&hex::encode(raw));
+    id
 }
 
 pub(crate) fn header<'a>(req: &'a HttpRequest) -> impl Fn(&str) -> Option<&'a str> {
@@ -75,10 +81,50 @@ pub(crate) async fn read_body(
     Ok(buf.freeze())
 }
 
-pub(crate) fn set(b: &mut HttpResponseBuilder, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        b.insert_header((HeaderName::from_static(name), v));
+/// The response headers the gateway sets, built at compile time: building a
+/// `HeaderName` from a string at run time validates it and looks it up among the
+/// standard ones, a third of what setting a header cost.
+pub(crate) mod names {
+    use actix_web::http::header::HeaderName;
+    pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    pub const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+    pub const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
+    pub const X_SWITCHYARD_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
+    pub const X_SWITCHYARD_MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
+    pub const X_SWITCHYARD_CACHE: HeaderName = HeaderName::from_static("x-switchyard-cache");
+    pub const X_SWITCHYARD_OVERHEAD_US: HeaderName = HeaderName::from_static("x-switchyard-overhead-us");
+    pub const X_SWITCHYARD_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+    pub const X_SWITCHYARD_ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
+    pub const X_RATELIMIT_LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+    pub const X_RATELIMIT_REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+    pub const X_RATELIMIT_RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+    pub const X_RATELIMIT_LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+    pub const X_RATELIMIT_REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+    pub const X_RATELIMIT_RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+}
+
+/// The `x-ratelimit-*` header named by [`RateHeaders::pairs`](switchyard_actors::actors::rate_limiter::RateHeaders::pairs).
+fn rate_name(name: &'static str) -> HeaderName {
+    match name {
+        "x-ratelimit-limit-requests" => names::X_RATELIMIT_LIMIT_REQUESTS,
+        "x-ratelimit-remaining-requests" => names::X_RATELIMIT_REMAINING_REQUESTS,
+        "x-ratelimit-reset-requests" => names::X_RATELIMIT_RESET_REQUESTS,
+        "x-ratelimit-limit-tokens" => names::X_RATELIMIT_LIMIT_TOKENS,
+        "x-ratelimit-remaining-tokens" => names::X_RATELIMIT_REMAINING_TOKENS,
+        "x-ratelimit-reset-tokens" => names::X_RATELIMIT_RESET_TOKENS,
+        other => HeaderName::from_static(other),
     }
+}
+
+pub(crate) fn set(b: &mut HttpResponseBuilder, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        b.insert_header((name, v));
+    }
+}
+
+/// A number needs no validation as a header value.
+fn set_number(b: &mut HttpResponseBuilder, name: HeaderName, value: u64) {
+    b.insert_header((name, HeaderValue::from(value)));
 }
 
 fn error_response(request_id: &str, failure: &Failure) -> HttpResponse {
@@ -88,13 +134,13 @@ fn error_response(request_id: &str, failure: &Failure) -> HttpResponse {
         tracing::warn!(request_id, status = class.status, error = %failure.error, "request failed");
     }
     let mut b = HttpResponse::build(status);
-    set(&mut b, "x-request-id", request_id);
+    set(&mut b, names::X_REQUEST_ID, request_id);
     if let Some(s) = failure.error.retry_after_secs() {
-        set(&mut b, "retry-after", &s.to_string());
+        set_number(&mut b, names::RETRY_AFTER, s);
     }
     if let Some(rate) = &failure.rate {
         for (k, v) in rate.pairs() {
-            set(&mut b, k, &v);
+            set(&mut b, rate_name(k), &v);
         }
     }
     b.json(failure.error.body())
@@ -138,17 +184,17 @@ async fn serve(api: Api, req: HttpRequest, payload: web::Payload, state: web::Da
 fn success_head(request_id: &str, o: &Outcome, received: Instant) -> HttpResponseBuilder {
     let overhead = record_overhead(received.elapsed(), o.upstream_time);
     let mut b = HttpResponse::Ok();
-    set(&mut b, "x-request-id", request_id);
-    set(&mut b, "x-switchyard-provider", &o.provider);
-    set(&mut b, "x-switchyard-model", &o.upstream_model);
-    set(&mut b, "x-switchyard-cache", o.cache.as_str());
-    set(&mut b, "x-switchyard-overhead-us", &overhead.as_micros().to_string());
-    set(&mut b, "x-switchyard-attempts", &o.attempts.to_string());
+    set(&mut b, names::X_REQUEST_ID, request_id);
+    set(&mut b, names::X_SWITCHYARD_PROVIDER, &o.provider);
+    set(&mut b, names::X_SWITCHYARD_MODEL, &o.upstream_model);
+    set(&mut b, names::X_SWITCHYARD_CACHE, o.cache.as_str());
+    set_number(&mut b, names::X_SWITCHYARD_OVERHEAD_US, u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX));
+    set_number(&mut b, names::X_SWITCHYARD_ATTEMPTS, u64::from(o.attempts));
     if let Some(route) = &o.route {
-        set(&mut b, "x-switchyard-route", route);
+        set(&mut b, names::X_SWITCHYARD_ROUTE, route);
     }
     for (k, v) in o.rate.pairs() {
-        set(&mut b, k, &v);
+        set(&mut b, rate_name(k), &v);
     }
     b
 }
@@ -221,14 +267,14 @@ fn anthropic_error(request_id: &str, failure: &Failure) -> HttpResponse {
     let class = failure.error.class();
     let status = StatusCode::from_u16(class.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut b = HttpResponse::build(status);
-    set(&mut b, "x-request-id", request_id);
-    set(&mut b, "request-id", request_id);
+    set(&mut b, names::X_REQUEST_ID, request_id);
+    set(&mut b, names::REQUEST_ID, request_id);
     if let Some(s) = failure.error.retry_after_secs() {
-        set(&mut b, "retry-after", &s.to_string());
+        set_number(&mut b, names::RETRY_AFTER, s);
     }
     if let Some(rate) = &failure.rate {
         for (k, v) in rate.pairs() {
-            set(&mut b, k, &v);
+            set(&mut b, rate_name(k), &v);
         }
     }
     b.json(from_anthropic::error_body(class, &failure.error.to_string()))
@@ -256,7 +302,7 @@ async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         .map(|a| json!({"id": a, "object": "model", "created": 0, "owned_by": "switchyard"}))
         .collect();
     let mut b = HttpResponse::Ok();
-    set(&mut b, "x-request-id", &request_id);
+    set(&mut b, names::X_REQUEST_ID, &request_id);
     b.json(json!({"object": "list", "data": data}))
 }
 
@@ -299,7 +345,7 @@ async fn moderations(req: HttpRequest, payload: web::Payload, state: web::Data<A
     match result {
         Ok(v) => {
             let mut b = HttpResponse::Ok();
-            set(&mut b, "x-request-id", &request_id);
+            set(&mut b, names::X_REQUEST_ID, &request_id);
             b.json(v)
         }
         Err(e) => simple_error(&request_id, e),

@@ -14,7 +14,7 @@ use switchyard_config::Priority;
 
 use super::CreateBatch;
 use crate::app::AppState;
-use crate::ingress::http::{authenticate, header, read_body, request_id, set, simple_error};
+use crate::ingress::http::{authenticate, header, names, read_body, request_id, set, simple_error};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/files", web::post().to(upload))
@@ -38,7 +38,7 @@ fn reply(req: &HttpRequest, result: Result<Value, GatewayError>) -> HttpResponse
     match result {
         Ok(v) => {
             let mut b = HttpResponse::Ok();
-            set(&mut b, "x-request-id", &id);
+            set(&mut b, names::X_REQUEST_ID, &id);
             b.json(v)
         }
         Err(e) => simple_error(&id, e),
@@ -124,7 +124,7 @@ async fn file_content(req: HttpRequest, path: web::Path<String>, state: web::Dat
     match state.batch.file_content(&key.id, &path).await {
         Ok(bytes) => {
             let mut b = HttpResponse::Ok();
-            set(&mut b, "x-request-id", &request_id(&req));
+            set(&mut b, names::X_REQUEST_ID, &request_id(&req));
             b.content_type("application/jsonl").body(bytes)
         }
         Err(e) => simple_error(&request_id(&req), e),
