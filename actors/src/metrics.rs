@@ -106,3 +106,84 @@ pub fn describe_all() {
     describe_counter!(ROUTES_TOTAL, "Requests whose alias a [[routes]] rule picked, by rule and alias.");
     describe_counter!(HEALTH_CHECKS_TOTAL, "Active health checks, by provider and result (ok, failed).");
 }
+
+/// Handles of the metrics every request touches, registered once per thread: a
+/// registration builds the key, hashes it and looks it up under a lock, where a handle
+/// is one atomic update. (Registered on first use, so after the recorder is installed.)
+pub struct Hot {
+    pub inflight: metrics::Gauge,
+    pub request_duration: metrics::Histogram,
+    pub time_to_first_token: metrics::Histogram,
+    pub overhead: metrics::Histogram,
+    /// `(alias, provider, status)`: few per thread (the config bounds aliases and
+    /// providers), so a scan beats hashing; cleared if it ever grows past [`HOT_CAP`].
+    requests: Vec<(String, String, u16, metrics::Counter)>,
+    upstream: Vec<(String, metrics::Histogram)>,
+}
+
+const HOT_CAP: usize = 256;
+
+impl Hot {
+    fn new() -> Hot {
+        Hot {
+            inflight: metrics::gauge!(INFLIGHT_REQUESTS),
+            request_duration: metrics::histogram!(REQUEST_DURATION),
+            time_to_first_token: metrics::histogram!(TIME_TO_FIRST_TOKEN),
+            overhead: metrics::histogram!(GATEWAY_OVERHEAD),
+            requests: Vec::new(),
+            upstream: Vec::new(),
+        }
+    }
+
+    /// `switchyard_requests_total{model, provider, status}`.
+    pub fn requests(&mut self, alias: &str, provider: &str, status: u16) -> &metrics::Counter {
+        let found = self.requests.iter().position(|(a, p, s, _)| *s == status && a == alias && p == provider);
+        let i = match found {
+            Some(i) => i,
+            None => {
+                if self.requests.len() >= HOT_CAP {
+                    self.requests.clear();
+                }
+                let c = metrics::counter!(REQUESTS_TOTAL, "model" => alias.to_string(),
+                    "provider" => provider.to_string(), "status" => status.to_string());
+                self.requests.push((alias.to_string(), provider.to_string(), status, c));
+                self.requests.len() - 1
+            }
+        };
+        &self.requests[i].3
+    }
+
+    /// `switchyard_upstream_duration_seconds{provider}`.
+    pub fn upstream(&mut self, provider: &str) -> &metrics::Histogram {
+        let i = match self.upstream.iter().position(|(p, _)| p == provider) {
+            Some(i) => i,
+            None => {
+                if self.upstream.len() >= HOT_CAP {
+                    self.upstream.clear();
+                }
+                let h = metrics::histogram!(UPSTREAM_DURATION, "provider" => provider.to_string());
+                self.upstream.push((provider.to_string(), h));
+                self.upstream.len() - 1
+            }
+        };
+        &self.upstream[i].1
+    }
+}
+
+thread_local! {
+    static HOT: std::cell::RefCell<Option<Hot>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's [`Hot`] handles (with handles registered just for it
+/// while the thread is being torn down, or if `f` ever ran inside itself).
+pub fn hot(f: impl FnOnce(&mut Hot)) {
+    let mut f = Some(f);
+    let _ = HOT.try_with(|h| {
+        if let (Ok(mut h), Some(f)) = (h.try_borrow_mut(), f.take()) {
+            f(h.get_or_insert_with(Hot::new));
+        }
+    });
+    if let Some(f) = f {
+        f(&mut Hot::new());
+    }
+}

@@ -50,6 +50,30 @@ impl RecordSink {
     }
 }
 
+/// A model's token and cost metrics, registered once (see [`crate::metrics::Hot`]).
+struct ModelMetrics {
+    input: metrics::Counter,
+    output: metrics::Counter,
+    cached: metrics::Counter,
+    /// `metrics` counters are integers; a monotonic f64 gauge carries dollars exactly
+    cost: metrics::Gauge,
+}
+
+impl ModelMetrics {
+    fn new(alias: &str) -> ModelMetrics {
+        let tokens = |direction: &'static str| metrics::counter!(TOKENS_TOTAL, "direction" => direction, "model" => alias.to_string());
+        ModelMetrics {
+            input: tokens("input"),
+            output: tokens("output"),
+            cached: tokens("cached"),
+            cost: metrics::gauge!(COST_USD_TOTAL, "model" => alias.to_string()),
+        }
+    }
+}
+
+/// Models whose metric handles are kept (the config bounds them; a reload may rename).
+const MODEL_METRICS_CAP: usize = 1024;
+
 /// Records queued before a commit is forced through the mailbox instead.
 pub const QUEUE_CAPACITY: usize = 1 << 16;
 
@@ -62,6 +86,7 @@ pub struct Accounting {
     interval: Duration,
     batch_max: usize,
     next_seq: u64,
+    model_metrics: std::collections::HashMap<String, ModelMetrics>,
 }
 
 impl Accounting {
@@ -94,6 +119,7 @@ impl Accounting {
             interval,
             batch_max,
             next_seq,
+            model_metrics: std::collections::HashMap::new(),
         }
     }
 
@@ -113,16 +139,18 @@ impl Accounting {
             self.waiters.push(w);
         }
         if !r.cache_hit {
-            let alias = r.alias.clone();
-            for (direction, n) in [("input", r.input_tokens), ("output", r.output_tokens), ("cached", r.cached_tokens)]
+            if self.model_metrics.len() >= MODEL_METRICS_CAP && !self.model_metrics.contains_key(&r.alias) {
+                self.model_metrics.clear();
+            }
+            let m = self.model_metrics.entry(r.alias.clone()).or_insert_with(|| ModelMetrics::new(&r.alias));
+            for (counter, n) in [(&m.input, r.input_tokens), (&m.output, r.output_tokens), (&m.cached, r.cached_tokens)]
             {
                 if n > 0 {
-                    metrics::counter!(TOKENS_TOTAL, "direction" => direction, "model" => alias.clone()).increment(n);
+                    counter.increment(n);
                 }
             }
             if r.cost_usd > 0.0 {
-                // `metrics` counters are integers; a monotonic f64 gauge carries dollars exactly
-                metrics::gauge!(COST_USD_TOTAL, "model" => alias).increment(r.cost_usd);
+                m.cost.increment(r.cost_usd);
             }
         }
         self.buffer.push(r);

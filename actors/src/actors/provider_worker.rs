@@ -112,6 +112,8 @@ pub struct WorkerRef {
 
 pub struct ProviderWorker {
     name: String,
+    /// `switchyard_queue_depth{provider}`, registered once
+    depth: metrics::Gauge,
     concurrency: usize,
     queue_size: usize,
     /// In flight (granted here or taken by the router), and what the router reads.
@@ -135,8 +137,10 @@ fn lane(p: Priority) -> usize {
 
 impl ProviderWorker {
     pub fn new(name: impl Into<String>, concurrency: usize, queue_size: usize) -> ProviderWorker {
+        let name = name.into();
         ProviderWorker {
-            name: name.into(),
+            depth: metrics::gauge!(QUEUE_DEPTH, "provider" => name.clone()),
+            name,
             concurrency: concurrency.max(1),
             queue_size,
             slots: Arc::new(Slots::new(concurrency.max(1))),
@@ -190,7 +194,7 @@ impl ProviderWorker {
     }
 
     fn report(&self) {
-        metrics::gauge!(QUEUE_DEPTH, "provider" => self.name.clone()).set(self.queued() as f64);
+        self.depth.set(self.queued() as f64);
     }
 
     /// Gives the job a slot and answers it.

@@ -15,9 +15,6 @@ use crate::actors::cache::{Cache, CacheKey, CachedResponse, Put};
 use crate::actors::deliver;
 use crate::actors::provider_worker::Permit;
 use crate::actors::rate_limiter::LimitTicket;
-use crate::metrics::{
-    GATEWAY_OVERHEAD, INFLIGHT_REQUESTS, REQUESTS_TOTAL, REQUEST_DURATION, TIME_TO_FIRST_TOKEN, UPSTREAM_DURATION,
-};
 use crate::types::{Usage, UsageRecord};
 
 /// Counts a request in `switchyard_inflight_requests` for as long as it lives.
@@ -25,7 +22,7 @@ pub struct InflightGuard;
 
 impl InflightGuard {
     pub fn new() -> InflightGuard {
-        metrics::gauge!(INFLIGHT_REQUESTS).increment(1.0);
+        crate::metrics::hot(|h| h.inflight.increment(1.0));
         InflightGuard
     }
 }
@@ -38,7 +35,7 @@ impl Default for InflightGuard {
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        metrics::gauge!(INFLIGHT_REQUESTS).decrement(1.0);
+        crate::metrics::hot(|h| h.inflight.decrement(1.0));
     }
 }
 
@@ -113,17 +110,17 @@ impl Finisher {
         r.ttft_us = self.ttft.map(|d| d.as_micros() as u64);
         r.usage_estimated = estimated;
 
-        let provider = if cache_hit { "cache".to_string() } else { r.provider.clone() };
-        metrics::counter!(REQUESTS_TOTAL, "model" => r.alias.clone(), "provider" => provider.clone(),
-            "status" => status.to_string())
-        .increment(1);
-        metrics::histogram!(REQUEST_DURATION).record(elapsed.as_secs_f64());
-        if !cache_hit {
-            metrics::histogram!(UPSTREAM_DURATION, "provider" => provider).record(self.upstream_time.as_secs_f64());
-        }
-        if let Some(t) = self.ttft {
-            metrics::histogram!(TIME_TO_FIRST_TOKEN).record(t.as_secs_f64());
-        }
+        crate::metrics::hot(|h| {
+            let provider = if cache_hit { "cache" } else { r.provider.as_str() };
+            h.requests(&r.alias, provider, status).increment(1);
+            h.request_duration.record(elapsed.as_secs_f64());
+            if !cache_hit {
+                h.upstream(provider).record(self.upstream_time.as_secs_f64());
+            }
+            if let Some(t) = self.ttft {
+                h.time_to_first_token.record(t.as_secs_f64());
+            }
+        });
         if let (Some((key, ttl)), Some(body), 200) = (self.cache_put, cache_body, status) {
             let response =
                 CachedResponse { body, provider: r.provider.clone(), upstream_model: r.upstream_model.clone(), usage };
@@ -181,6 +178,6 @@ impl Drop for Finisher {
 /// Records the gateway's own time for one request.
 pub fn record_overhead(total: Duration, upstream: Duration) -> Duration {
     let overhead = total.saturating_sub(upstream);
-    metrics::histogram!(GATEWAY_OVERHEAD).record(overhead.as_secs_f64());
+    crate::metrics::hot(|h| h.overhead.record(overhead.as_secs_f64()));
     overhead
 }
