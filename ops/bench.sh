@@ -17,6 +17,14 @@
 #        WORKERS=2 ops/bench.sh
 #   the gateway's HTTP worker threads (default 1: one thread serves HTTP and runs the
 #   engine's actors; with more, the actors get a thread of their own).
+#        INSTRUCTIONS=1 ops/bench.sh
+#   instead of the load runs: the gateway under valgrind's callgrind, $REQUESTS requests
+#   (default 2000, 8 connections) after a warm-up, and the instructions it executed per
+#   request, in all and by function. Instructions are counted, not timed, so the figure
+#   is the same run after run on a busy or a quiet machine: the one to compare commits
+#   by when the VM's latency noise (p99s moving by milliseconds) hides a change.
+#   (Counts are valgrind's: its CPU has no SHA-NI, and a `rep stos` counts once per
+#   iteration, so memset and SHA-256 weigh more than on the real CPU.)
 #        NATS=1 ops/bench.sh
 #   also starts a nats-server (JetStream, temp store, free port) and gives the gateway
 #   a [nats] section: the key's rpm/tpm limits are then shared through key-value.
@@ -33,6 +41,8 @@ STRATEGY="${STRATEGY:-weighted}"
 NATS="${NATS:-0}"
 export WORKERS="${WORKERS:-1}"
 GUARDRAILS="${GUARDRAILS:-0}"
+INSTRUCTIONS="${INSTRUCTIONS:-0}"
+REQUESTS="${REQUESTS:-2000}"
 GUARD_LINE=""
 GUARD_SECTION=""
 if [ "$GUARDRAILS" = 1 ]; then
@@ -47,6 +57,9 @@ OUT="${OUT:-target/bench}"
 mkdir -p "$OUT"
 
 command -v oha >/dev/null 2>&1 || cargo install oha --locked
+if [ "$INSTRUCTIONS" = 1 ] && ! command -v valgrind >/dev/null 2>&1; then
+  apt-get install -y -q valgrind >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q valgrind >/dev/null)
+fi
 if ! command -v nginx >/dev/null 2>&1; then
   apt-get install -y -q nginx-light >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null)
 fi
@@ -122,6 +135,65 @@ $NATS_SECTION
 $GUARD_SECTION
 TOML
 } > "$WORK/gw.toml"
+BODY='{"model":"fast","max_tokens":64,"messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
+if [ "$INSTRUCTIONS" = 1 ]; then
+  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" "$BIN" serve --config "$WORK/gw.toml" \
+    >/dev/null 2>"$WORK/gw.log" &
+  GW_PID=$!
+  PIDS+=($GW_PID)
+  wait_port "$MOCK_PORT"
+  for _ in $(seq 1 600); do (exec 3<>"/dev/tcp/127.0.0.1/$GW_PORT") 2>/dev/null && break; sleep 0.1; done
+  wait_port "$GW_PORT"
+  drive() { oha --no-tui -n "$1" -c 8 -m POST -H "authorization: Bearer sk-bench-key-0001" \
+    -H "content-type: application/json" -d "$BODY" "http://127.0.0.1:$GW_PORT/v1/chat/completions" \
+    --output-format json > "$OUT/instructions_$2.json"; }
+  drive 1000 warmup
+  callgrind_control -z "$GW_PID" >/dev/null
+  drive "$REQUESTS" run
+  callgrind_control -d "$GW_PID" >/dev/null
+  sleep 1
+  DUMP=$(ls "$WORK"/cg.out.* | head -1)
+  python3 - "$OUT/instructions_run.json" "$REQUESTS" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+ok = sum(v for k, v in r.get("statusCodeDistribution", {}).items() if k.startswith("2"))
+if ok != int(sys.argv[2]):
+    sys.exit(f"only {ok} of {sys.argv[2]} requests succeeded")
+PY
+  cp "$DUMP" "$OUT/callgrind.out"   # for callgrind_annotate --tree=calling, kcachegrind
+  callgrind_annotate --threshold=100 --auto=no "$DUMP" > "$OUT/instructions_self.txt"
+  callgrind_annotate --threshold=100 --auto=no --inclusive=yes "$DUMP" > "$OUT/instructions_inclusive.txt"
+  python3 - "$OUT" "$REQUESTS" "$TARGETS" "$STRATEGY" <<'PY'
+import os, re, sys
+out, n, targets, strategy = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+def rows(name):
+    for line in open(os.path.join(out, name)):
+        m = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+(?:\*\s+)?(\S.*)$", line)
+        if m:
+            yield int(m.group(1).replace(",", "")), m.group(2)
+def short(f):
+    f = re.sub(r"\s\[[^\]]*\]$", "", f)
+    return f.split(":", 1)[1] if ":" in f else f
+total = next(c for c, f in rows("instructions_self.txt") if f.startswith("PROGRAM TOTALS"))
+print(f"gateway instructions per request (callgrind, {n} requests, 8 connections, {targets} target(s), "
+      f"strategy {strategy}, guardrails {os.environ.get('GUARDRAILS', '0') == '1'}): {total / n:,.0f}")
+print("\nmost instructions per request, the function itself:")
+# (thread entry frames are listed with everything below them; they are not the hot spots)
+for c, f in [r for r in rows("instructions_self.txt") if not r[1].startswith("PROGRAM") and r[0] < total * 0.9][:12]:
+    print(f"  {c / n:>9,.0f}  {short(f)[:110]}")
+print("\nthe gateway's own functions, with what they call:")
+seen = set()
+for c, f in rows("instructions_inclusive.txt"):
+    if "/work/" in f or "switchyard" in f.split(":", 1)[-1].split("::")[0]:
+        name = short(f)
+        if name.startswith("switchyard") and name not in seen:
+            seen.add(name)
+            print(f"  {c / n:>9,.0f}  {name[:110]}")
+        if len(seen) >= 15:
+            break
+PY
+  exit 0
+fi
 RUST_LOG=warn "$BIN" serve --config "$WORK/gw.toml" >/dev/null 2>"$WORK/gw.log" &
 GW_PID=$!
 PIDS+=($GW_PID)
@@ -158,7 +230,6 @@ if [ "$NATS" = 1 ]; then
   curl -s "http://127.0.0.1:$GW_PORT/readyz" | grep -q '"limits":"shared"' || { echo "limits never became shared" >&2; exit 1; }
 fi
 
-BODY='{"model":"fast","max_tokens":64,"messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
 run_oha() { # name url extra-args...
   local name=$1 url=$2; shift 2
   oha --no-tui --output-format json -z "$DURATION" -c "$CONNS" -m POST \
