@@ -14,9 +14,10 @@
 #        GUARDRAILS=1 ops/bench.sh
 #   applies a guardrail set (PII with every entity, prompt-injection scoring and
 #   moderation, both directions) to the alias.
-#        WORKERS=2 ops/bench.sh
-#   the gateway's HTTP worker threads (default 1: one thread serves HTTP and runs the
-#   engine's actors; with more, the actors get a thread of their own).
+#        WORKERS=1 ops/bench.sh
+#   the gateway's HTTP worker threads (default: the CPU count, as the gateway's own
+#   default; with 1 or 2 the first worker also runs the engine's actors, with more they
+#   get a thread of their own).
 #        INSTRUCTIONS=1 ops/bench.sh
 #   instead of the load runs: the gateway under valgrind's callgrind, $REQUESTS requests
 #   (default 2000, 8 connections) after a warm-up, and the instructions it executed per
@@ -39,7 +40,7 @@ ROUNDS="${ROUNDS:-3}"
 TARGETS="${TARGETS:-1}"
 STRATEGY="${STRATEGY:-weighted}"
 NATS="${NATS:-0}"
-export WORKERS="${WORKERS:-1}"
+export WORKERS="${WORKERS:-$(nproc)}"
 GUARDRAILS="${GUARDRAILS:-0}"
 INSTRUCTIONS="${INSTRUCTIONS:-0}"
 REQUESTS="${REQUESTS:-2000}"
@@ -304,7 +305,7 @@ res["bar"] = {
 }
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(res, f, indent=2)
-print(f"duration {duration}, {conns} connections, fixed rate {rate}/s ({rounds} rounds, medians), {targets} target(s), strategy {strategy}, gateway workers {os.environ.get('WORKERS', '1')}, shared limits {os.environ.get('NATS', '0') == '1'}, guardrails {os.environ.get('GUARDRAILS', '0') == '1'}")
+print(f"duration {duration}, {conns} connections, fixed rate {rate}/s ({rounds} rounds, medians), {targets} target(s), strategy {strategy}, gateway workers {os.environ.get('WORKERS')}, shared limits {os.environ.get('NATS', '0') == '1'}, guardrails {os.environ.get('GUARDRAILS', '0') == '1'}")
 print("| path | max req/s | p50 @%s/s (ms) | p99 @%s/s (ms) | non-2xx |" % (rate, rate))
 print("|---|---:|---:|---:|---:|")
 for name, label in [("mock", "mock-upstream direct"), ("gateway", "switchyard gateway"), ("nginx", "nginx proxy")]:

@@ -104,6 +104,9 @@ pub fn serve(path: &Path) -> ExitCode {
     }
 }
 
+/// Up to this many HTTP workers, the first one runs the engine's admission actors.
+const HOSTED_ENGINE_MAX_WORKERS: usize = 2;
+
 async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandle) -> Result<(), String> {
     let store = Store::open(&config.server.data_dir)
         .map_err(|e| format!("cannot open the store in {}: {e}", config.server.data_dir.display()))?;
@@ -112,9 +115,14 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
     // as actix-server would count them by default
     let workers =
         config.server.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).min(512));
-    // one HTTP worker: the admission actors run on its thread, so a request reaches them
-    // and gets its answer without waking another thread (two wake-ups fewer per request)
-    let (engine_thread, host) = if workers == 1 {
+    // up to two HTTP workers: the admission actors run on the first worker's thread, so
+    // its requests reach them and get their answer without waking another thread, and
+    // no third busy thread competes with the workers for the (one or two) cores. With
+    // more workers the actors' share of the work would crowd the first worker's own
+    // requests: they get a thread of their own. (`ops/bench.sh`, 2 vCPUs: two workers
+    // sharing the actors served 0.56-0.72 of nginx's maximum against 0.51-0.63 with
+    // the actors on their own thread and 0.48-0.54 with one worker; BENCHMARKS.md.)
+    let (engine_thread, host) = if workers <= HOSTED_ENGINE_MAX_WORKERS {
         let (t, h) = EngineThread::deferred();
         (t, Some(h))
     } else {
@@ -158,7 +166,7 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
 
     let app_state = state.clone();
     let mut server = HttpServer::new(move || {
-        // the first (and only) worker hosts the engine's actors
+        // the first worker to start hosts the engine's actors (when they share one)
         if let Some(h) = host.try_lock().ok().and_then(|mut h| h.take()) {
             h.host_here();
         }

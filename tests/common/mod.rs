@@ -250,7 +250,7 @@ impl Gateway {
     }
 
     /// Starts on the config that `text` writes for the gateway's temp dir.
-    fn start_config(text: impl FnOnce(&Path) -> String) -> Gateway {
+    pub fn start_config(text: impl FnOnce(&Path) -> String) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("switchyard.toml");
         std::fs::write(&config, text(dir.path())).expect("write config");

@@ -1,7 +1,8 @@
 //! `server.workers = 1`: the engine's actors (rate limiter, cache, router, provider
 //! workers) run on the single HTTP worker's thread. Everything that reaches them from
 //! elsewhere (NATS, the admin API, a reload that starts a new provider worker) must
-//! still work, and the ledger must still get every record.
+//! still work, and the ledger must still get every record. (Two workers, as in most
+//! tests, share the actors the same way; more than two give them a thread of their own.)
 
 use async_nats::HeaderMap;
 use serde_json::{json, Value};
@@ -81,4 +82,30 @@ async fn one_worker_hosts_the_engine_for_http_nats_reload_and_the_ledger() {
     // refused one never reached a provider)
     assert_eq!(requests("main"), 5, "{v}");
     assert_eq!(requests("rpm"), 2, "{v}");
+}
+
+/// More than two workers: the actors get a thread of their own, and every worker's
+/// requests reach them across threads. Concurrent requests on all workers are served,
+/// the limiter counts them all, and a stream ends cleanly.
+#[tokio::test]
+async fn three_workers_share_an_engine_on_its_own_thread() {
+    let mock = mock_upstream();
+    let gw = Gateway::start_config(|dir| config_text(dir, &mock.url, "").replace("workers = 2", "workers = 3"));
+    let calls = (0..24).map(|i| {
+        let url = gw.url().to_string();
+        async move { post(&url, "/v1/chat/completions", chat_body(&format!("worker call {i}"))).await.status() }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let s = stream_chat(gw.url(), &[], &chat_body("streamed across threads")).await;
+    assert!(s.done(), "the stream ends with [DONE]");
+    // one limiter for all three workers: rpm = 2 refuses the third, wherever it lands
+    let body = chat_body("limited");
+    let mut refused = 0;
+    for _ in 0..3 {
+        if post_as(gw.url(), "sk-test-rpm", &[], &body).await.status() == 429 {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1);
 }
