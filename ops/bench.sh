@@ -3,8 +3,8 @@
 # gateway (release build; auth, rate limits and the usage ledger on, cache off) and
 # nginx as a plain reverse proxy, and drives each with oha:
 #   (a) straight to the mock, (b) through the gateway, (c) through nginx.
-# Reports max requests/s at $CONNS connections, p50/p99 at a fixed $RATE requests/s
-# (the three paths take turns $ROUNDS times; each path's figure is its median), the
+# Reports max requests/s at $CONNS connections and p50/p99 at a fixed $RATE requests/s
+# (for each, the three paths take turns $ROUNDS times; each path's figure is its median), the
 # gateway's CPU time per request (from /proc) and its peak RSS.
 # Usage: ops/bench.sh            (DURATION=10s RATE=2000 CONNS=64 ROUNDS=3 by default)
 #        TARGETS=3 STRATEGY=latency ops/bench.sh
@@ -245,11 +245,19 @@ for u in "http://127.0.0.1:$MOCK_PORT" "http://127.0.0.1:$GW_PORT" "http://127.0
     -H "content-type: application/json" -d "$BODY" "$u/v1/chat/completions" >/dev/null
 done
 
-run_oha mock_max "http://127.0.0.1:$MOCK_PORT"
-T0=$(cpu_ticks $GW_PID)
-run_oha gateway_max "http://127.0.0.1:$GW_PORT"
-T1=$(cpu_ticks $GW_PID)
-run_oha nginx_max "http://127.0.0.1:$NGINX_PORT"
+# the max-throughput runs take turns too, ROUNDS times: the VM's speed drifts over a
+# minute (nginx alone moved between 19k and 27k req/s in consecutive runs), so runs
+# side by side are compared and each path's figure is its median; the gateway's CPU
+# time is summed over its rounds
+GW_TICKS=0
+for r in $(seq 1 "$ROUNDS"); do
+  run_oha "mock_max_$r" "http://127.0.0.1:$MOCK_PORT"
+  T0=$(cpu_ticks $GW_PID)
+  run_oha "gateway_max_$r" "http://127.0.0.1:$GW_PORT"
+  T1=$(cpu_ticks $GW_PID)
+  GW_TICKS=$((GW_TICKS + T1 - T0))
+  run_oha "nginx_max_$r" "http://127.0.0.1:$NGINX_PORT"
+done
 # the fixed-rate runs take turns, ROUNDS times: a p99 of one 10 s run moves with the
 # VM's scheduling hiccups, so each path's figure is its median over the rounds
 for r in $(seq 1 "$ROUNDS"); do
@@ -260,7 +268,7 @@ done
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
 TICK=$(getconf CLK_TCK)
 
-python3 - "$OUT" "$T0" "$T1" "$TICK" "$RSS_KB" "$RATE" "$CONNS" "$DURATION" "$TARGETS" "$STRATEGY" "$ROUNDS" <<'PY'
+python3 - "$OUT" 0 "$GW_TICKS" "$TICK" "$RSS_KB" "$RATE" "$CONNS" "$DURATION" "$TARGETS" "$STRATEGY" "$ROUNDS" <<'PY'
 import json, sys, os, statistics
 out, t0, t1, tick, rss_kb, rate, conns, duration, targets, strategy, rounds = sys.argv[1:]
 rounds = int(rounds)
@@ -276,8 +284,13 @@ def summary(r):
     return {"rps": r["summary"]["requestsPerSec"], "p50_ms": p["p50"] * 1e3, "p99_ms": p["p99"] * 1e3,
             "ok": ok(r), "total": total(r)}
 res = {}
-for n in ["mock_max", "gateway_max", "nginx_max"]:
-    res[n] = summary(load(n))
+for path in ["mock", "gateway", "nginx"]:
+    runs = [summary(load(f"{path}_max_{i}")) for i in range(1, rounds + 1)]
+    res[path + "_max"] = {
+        "rps": statistics.median(x["rps"] for x in runs),
+        "ok": sum(x["ok"] for x in runs), "total": sum(x["total"] for x in runs),
+        "rounds": runs,
+    }
 per_round = []
 for path in ["mock", "gateway", "nginx"]:
     runs = [summary(load(f"{path}_rate_{i}")) for i in range(1, rounds + 1)]
@@ -315,6 +328,7 @@ for name, label in [("mock", "mock-upstream direct"), ("gateway", "switchyard ga
 print()
 print(f"added p99 at {rate}/s (median p99s): gateway {add_gw:.3f} ms, nginx {add_ng:.3f} ms, ratio {res['bar']['added_p99_ratio_vs_nginx']}")
 print("added p99 per round (gateway / nginx, ms): " + ", ".join(f"{g:.3f} / {n:.3f}" for g, n in per_round))
-print(f"throughput gateway/nginx: {res['bar']['throughput_ratio_vs_nginx']:.2f}")
+print(f"throughput gateway/nginx (median req/s): {res['bar']['throughput_ratio_vs_nginx']:.2f}; per round: "
+      + ", ".join(f"{g['rps'] / n['rps']:.2f}" for g, n in zip(res["gateway_max"]["rounds"], res["nginx_max"]["rounds"])))
 print(f"gateway CPU per request: {res['gateway_cpu_us_per_request']:.1f} us; peak RSS {res['gateway_peak_rss_mib']:.1f} MiB")
 PY
