@@ -110,8 +110,9 @@ const HOSTED_ENGINE_MAX_WORKERS: usize = 2;
 async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandle) -> Result<(), String> {
     let store = Store::open(&config.server.data_dir)
         .map_err(|e| format!("cannot open the store in {}: {e}", config.server.data_dir.display()))?;
-    // load the tokenizer tables now, not on the first request
-    switchyard_actors::tokens::count_text("warm up");
+    // load the tokenizer tables now, not on the first request (and leave its regex's
+    // fast path to the first HTTP worker that counts: see `load_tables`)
+    switchyard_actors::tokens::load_tables();
     // as actix-server would count them by default
     let workers =
         config.server.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).min(512));

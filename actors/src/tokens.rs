@@ -9,8 +9,56 @@ use crate::types::{ChatRequest, EmbeddingsRequest};
 const PER_MESSAGE: u64 = 4;
 const PER_REQUEST: u64 = 3;
 
+/// Loads the tokenizer's tables (about a second) without tokenizing anything.
+///
+/// Not by counting a word at start: the tokenizer's regex keeps its scratch space in a
+/// pool whose fast path belongs to the first thread that matches with it; every other
+/// thread takes a lock to borrow scratch space, and gives it back, once per word. Had
+/// the main thread warmed it up, no HTTP worker would get the fast path: that lock was
+/// 30% of counting a long prompt. Now the first worker to count owns it (with one
+/// worker, every count).
+pub fn load_tables() {
+    let _ = tiktoken_rs::o200k_base_singleton();
+}
+
+/// Texts up to this many bytes (about 8k tokens of English) are counted exactly.
+pub const EXACT_BYTES: usize = 32 * 1024;
+/// Longer ones are sampled: this many evenly spaced windows of [`WINDOW_BYTES`] are
+/// counted, and the whole text is estimated at their tokens per byte.
+const WINDOWS: usize = 4;
+const WINDOW_BYTES: usize = 8 * 1024;
+
+/// The tokens of `text`: exact up to [`EXACT_BYTES`], sampled beyond. Counting costs
+/// about 0.12 µs per token on the thread that serves the request, and nothing else runs
+/// on that thread meanwhile: a 76k-token prompt held its worker for 9-13 ms. Sampled,
+/// any text costs at most what 32 KiB does, and natural text stays within a few percent
+/// (the tests bound it); the estimate only reserves tokens before the call, and the
+/// provider's own count replaces it after.
 pub fn count_text(text: &str) -> u64 {
-    tiktoken_rs::o200k_base_singleton().count_ordinary(text) as u64
+    let bpe = tiktoken_rs::o200k_base_singleton();
+    if text.len() <= EXACT_BYTES {
+        return bpe.count_ordinary(text) as u64;
+    }
+    let stride = (text.len() - WINDOW_BYTES) / (WINDOWS - 1);
+    let (mut tokens, mut bytes) = (0usize, 0usize);
+    for i in 0..WINDOWS {
+        let start = char_boundary_at_or_before(text, i * stride);
+        let end = char_boundary_at_or_before(text, (start + WINDOW_BYTES).min(text.len()));
+        let window = &text[start..end];
+        tokens += bpe.count_ordinary(window);
+        bytes += window.len();
+    }
+    if bytes == 0 {
+        return 0;
+    }
+    (tokens as f64 * text.len() as f64 / bytes as f64).ceil() as u64
+}
+
+fn char_boundary_at_or_before(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 fn count_content(v: &Value) -> u64 {
@@ -72,6 +120,36 @@ pub fn estimate_embeddings(req: &EmbeddingsRequest) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn exact(text: &str) -> u64 {
+        tiktoken_rs::o200k_base_singleton().count_ordinary(text) as u64
+    }
+
+    #[test]
+    fn short_texts_are_counted_exactly_and_long_ones_sampled_closely() {
+        let short = "The gateway counts every token of a short prompt. ".repeat(600);
+        assert!(short.len() <= EXACT_BYTES);
+        assert_eq!(count_text(&short), exact(&short));
+
+        // varied prose, code and numbers, then multi-byte text: within 5% of exact
+        let mut long = String::new();
+        for i in 0..3000 {
+            long.push_str(&format!(
+                "Paragraph {i}: the request of key k-{} asks for {} tokens; fn main() {{ let x = {i} * 7; }}\n",
+                i % 17,
+                i * 31 % 997
+            ));
+        }
+        let accents = "Grüße aus Zürich, naïve café — 東京の天気は晴れ。✓ ".repeat(2500);
+        for text in [long.as_str(), accents.as_str()] {
+            assert!(text.len() > EXACT_BYTES * 4);
+            let (sampled, exact) = (count_text(text) as f64, exact(text) as f64);
+            assert!((sampled - exact).abs() / exact < 0.05, "sampled {sampled} vs exact {exact}");
+        }
+        // a window may start inside a multi-byte character: no panic, a sane count
+        let odd = "é".repeat(EXACT_BYTES) + "x";
+        assert!(count_text(&odd) > 0);
+    }
 
     #[test]
     fn counts_tokens_of_messages() {
