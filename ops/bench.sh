@@ -177,7 +177,8 @@ def short(f):
     return f.split(":", 1)[1] if ":" in f else f
 total = next(c for c, f in rows("instructions_self.txt") if f.startswith("PROGRAM TOTALS"))
 print(f"gateway instructions per request (callgrind, {n} requests, 8 connections, {targets} target(s), "
-      f"strategy {strategy}, guardrails {os.environ.get('GUARDRAILS', '0') == '1'}): {total / n:,.0f}")
+      f"strategy {strategy}, gateway workers {os.environ.get('WORKERS')}, "
+      f"guardrails {os.environ.get('GUARDRAILS', '0') == '1'}): {total / n:,.0f}")
 print("\nmost instructions per request, the function itself:")
 # (thread entry frames are listed with everything below them; they are not the hot spots)
 for c, f in [r for r in rows("instructions_self.txt") if not r[1].startswith("PROGRAM") and r[0] < total * 0.9][:12]:
