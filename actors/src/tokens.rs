@@ -61,38 +61,76 @@ fn char_boundary_at_or_before(text: &str, mut i: usize) -> usize {
     i
 }
 
-fn count_content(v: &Value) -> u64 {
-    match v {
-        Value::String(s) => count_text(s),
-        Value::Array(parts) => parts
-            .iter()
-            .map(|p| match p.get("text") {
-                Some(Value::String(s)) => count_text(s),
-                // images and audio: a flat nominal cost, providers bill them separately
-                _ => 85,
-            })
-            .sum(),
-        Value::Null => 0,
-        other => count_text(&other.to_string()),
+/// The texts of one request, counted exactly until [`REQUEST_BUDGET_BYTES`] of them
+/// have been read; the rest are estimated at the tokens per byte seen so far. Without
+/// it, a request of many texts each under [`EXACT_BYTES`] (a long conversation, a
+/// batch of embeddings inputs) was counted in full on the worker's thread.
+#[derive(Default)]
+struct Tally {
+    tokens: u64,
+    bytes: usize,
+    skipped_bytes: usize,
+}
+
+/// Bytes of text per request counted (or, past [`EXACT_BYTES`], sampled) before the
+/// rest is estimated from them.
+pub const REQUEST_BUDGET_BYTES: usize = 64 * 1024;
+
+impl Tally {
+    fn text(&mut self, text: &str) {
+        if self.bytes >= REQUEST_BUDGET_BYTES {
+            self.skipped_bytes += text.len();
+        } else {
+            self.tokens += count_text(text);
+            self.bytes += text.len();
+        }
     }
+
+    fn total(&self) -> u64 {
+        if self.skipped_bytes == 0 || self.bytes == 0 {
+            return self.tokens;
+        }
+        self.tokens + (self.tokens as f64 * self.skipped_bytes as f64 / self.bytes as f64).ceil() as u64
+    }
+}
+
+fn count_content(v: &Value, tally: &mut Tally) -> u64 {
+    match v {
+        Value::String(s) => tally.text(s),
+        Value::Array(parts) => {
+            let mut flat = 0;
+            for p in parts {
+                match p.get("text") {
+                    Some(Value::String(s)) => tally.text(s),
+                    // images and audio: a flat nominal cost, providers bill them separately
+                    _ => flat += 85,
+                }
+            }
+            return flat;
+        }
+        Value::Null => {}
+        other => tally.text(&other.to_string()),
+    }
+    0
 }
 
 /// Prompt tokens of a chat request.
 pub fn estimate_prompt(req: &ChatRequest) -> u64 {
     let mut n = PER_REQUEST;
+    let mut tally = Tally::default();
     for m in &req.messages {
         n += PER_MESSAGE;
         if let Some(c) = m.get("content") {
-            n += count_content(c);
+            n += count_content(c, &mut tally);
         }
         if let Some(calls) = m.get("tool_calls") {
-            n += count_text(&calls.to_string());
+            tally.text(&calls.to_string());
         }
     }
     if let Some(tools) = req.rest.get("tools") {
-        n += count_text(&tools.to_string());
+        tally.text(&tools.to_string());
     }
-    n
+    n + tally.total()
 }
 
 /// What the tpm limit reserves: the prompt plus the most the reply may use.
@@ -102,19 +140,23 @@ pub fn reservation(req: &ChatRequest, prompt: u64) -> u64 {
 
 /// Input tokens of an embeddings request.
 pub fn estimate_embeddings(req: &EmbeddingsRequest) -> u64 {
+    let mut tally = Tally::default();
+    let mut n = 0;
     match &req.input {
-        Value::String(s) => count_text(s),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| match i {
-                Value::String(s) => count_text(s),
-                Value::Array(ids) => ids.len() as u64, // pre-tokenized input
-                Value::Number(_) => 1,
-                _ => 0,
-            })
-            .sum(),
-        _ => 0,
+        Value::String(s) => tally.text(s),
+        Value::Array(items) => {
+            for i in items {
+                match i {
+                    Value::String(s) => tally.text(s),
+                    Value::Array(ids) => n += ids.len() as u64, // pre-tokenized input
+                    Value::Number(_) => n += 1,
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
     }
+    n + tally.total()
 }
 
 #[cfg(test)]
@@ -146,6 +188,40 @@ mod tests {
             let (sampled, exact) = (count_text(text) as f64, exact(text) as f64);
             assert!((sampled - exact).abs() / exact < 0.05, "sampled {sampled} vs exact {exact}");
         }
+        // many texts, each short, past the request's budget: the rest is estimated
+        let lines: Vec<String> = long.lines().map(str::to_string).collect();
+        let messages: Vec<Value> = lines.iter().map(|l| serde_json::json!({"role": "user", "content": l})).collect();
+        let total_bytes: usize = lines.iter().map(String::len).sum();
+        assert!(total_bytes > REQUEST_BUDGET_BYTES * 2);
+        let req = ChatRequest {
+            model: "m".into(),
+            messages,
+            stream: None,
+            stream_options: None,
+            max_tokens: None,
+            max_completion_tokens: None,
+            rest: Default::default(),
+        };
+        let exact_prompt: u64 = PER_REQUEST + lines.iter().map(|l| PER_MESSAGE + exact(l)).sum::<u64>();
+        let estimated = estimate_prompt(&req) as f64;
+        assert!(
+            (estimated - exact_prompt as f64).abs() / (exact_prompt as f64) < 0.05,
+            "{estimated} vs {exact_prompt}"
+        );
+        let emb = EmbeddingsRequest {
+            model: "e".into(),
+            input: serde_json::json!(lines),
+            encoding_format: None,
+            dimensions: None,
+            rest: Default::default(),
+        };
+        let exact_inputs: u64 = lines.iter().map(|l| exact(l)).sum();
+        let estimated = estimate_embeddings(&emb) as f64;
+        assert!(
+            (estimated - exact_inputs as f64).abs() / (exact_inputs as f64) < 0.05,
+            "{estimated} vs {exact_inputs}"
+        );
+
         // a window may start inside a multi-byte character: no panic, a sane count
         let odd = "é".repeat(EXACT_BYTES) + "x";
         assert!(count_text(&odd) > 0);
