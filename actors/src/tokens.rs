@@ -74,7 +74,7 @@ struct Tally {
 
 /// Bytes of text per request counted (or, past [`EXACT_BYTES`], sampled) before the
 /// rest is estimated from them.
-pub const REQUEST_BUDGET_BYTES: usize = 64 * 1024;
+pub const REQUEST_BUDGET_BYTES: usize = 32 * 1024;
 
 impl Tally {
     fn text(&mut self, text: &str) {
