@@ -114,7 +114,6 @@ pub struct ProviderWorker {
     name: String,
     /// `switchyard_queue_depth{provider}`, registered once
     depth: metrics::Gauge,
-    concurrency: usize,
     queue_size: usize,
     /// In flight (granted here or taken by the router), and what the router reads.
     slots: Arc<Slots>,
@@ -141,7 +140,6 @@ impl ProviderWorker {
         ProviderWorker {
             depth: metrics::gauge!(QUEUE_DEPTH, "provider" => name.clone()),
             name,
-            concurrency: concurrency.max(1),
             queue_size,
             slots: Arc::new(Slots::new(concurrency.max(1))),
             jobs_share: 0.5,
@@ -171,6 +169,11 @@ impl ProviderWorker {
         self.slots.inflight.load(Ordering::Acquire)
     }
 
+    /// The slots (kept in [`Slots`] alone, where the router reads them too).
+    fn concurrency(&self) -> usize {
+        self.slots.concurrency.load(Ordering::Acquire)
+    }
+
     /// Publishes what the router's fast path needs after the queues changed.
     fn publish_queue(&self) {
         self.slots.interactive_queued.store(self.interactive_queued(), Ordering::Release);
@@ -186,11 +189,13 @@ impl ProviderWorker {
 
     /// Slots jobs may hold: the share of the concurrency, at least one.
     fn background_cap(&self) -> usize {
-        ((self.concurrency as f64 * self.jobs_share).floor() as usize).clamp(1, self.concurrency)
+        ((self.concurrency() as f64 * self.jobs_share).floor() as usize).clamp(1, self.concurrency())
     }
 
     fn background_may_start(&self) -> bool {
-        self.inflight() < self.concurrency && self.background < self.background_cap() && self.interactive_queued() == 0
+        self.inflight() < self.concurrency()
+            && self.background < self.background_cap()
+            && self.interactive_queued() == 0
     }
 
     fn report(&self) {
@@ -215,7 +220,7 @@ impl ProviderWorker {
     /// Hands free slots to waiting jobs, highest priority first; jobs whose caller
     /// gave up are dropped (their tickets settle).
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
-        while self.inflight() < self.concurrency {
+        while self.inflight() < self.concurrency() {
             let job = match self.queues[..BACKGROUND].iter_mut().find_map(VecDeque::pop_front) {
                 Some(job) => job,
                 None if self.background_may_start() => match self.queues[BACKGROUND].pop_front() {
@@ -252,7 +257,7 @@ impl Handler<Job> for ProviderWorker {
             if self.queues[BACKGROUND].is_empty() && self.background_may_start() {
                 return self.grant(job, ctx);
             }
-        } else if self.inflight() < self.concurrency && self.interactive_queued() == 0 {
+        } else if self.inflight() < self.concurrency() && self.interactive_queued() == 0 {
             return self.grant(job, ctx);
         }
         if self.queued() >= self.queue_size {
@@ -282,8 +287,7 @@ impl Handler<Resize> for ProviderWorker {
     type Result = ();
 
     fn handle(&mut self, msg: Resize, ctx: &mut Self::Context) {
-        self.concurrency = msg.concurrency.max(1);
-        self.slots.concurrency.store(self.concurrency, Ordering::Release);
+        self.slots.concurrency.store(msg.concurrency.max(1), Ordering::Release);
         self.queue_size = msg.queue_size;
         self.jobs_share = msg.jobs_share;
         self.dispatch(ctx);
