@@ -45,8 +45,8 @@ type SpawnFn = Box<dyn FnOnce() + Send>;
 
 /// The thread the admission actors (rate limiter, cache, router, provider workers) run
 /// on: an arbiter of their own, or a thread named later by [`EngineHost::host_here`]
-/// (the gateway's single HTTP worker with `server.workers = 1`, so that a request
-/// reaches them and gets its answer without waking another thread).
+/// (the gateway's first HTTP worker when `server.workers` is 1 or 2, so that its
+/// requests reach them and get their answer without waking another thread).
 #[derive(Clone)]
 pub enum EngineThread {
     Own(ArbiterHandle),

@@ -32,8 +32,8 @@ use crate::actors::rate_limiter::{Demand, NextStages, RateHeaders, RateLimiter, 
 use crate::actors::router::{sticky_hash, Router, UpdateModels};
 pub use crate::actors::EngineThread;
 use crate::metrics::{
-    CACHE_REQUESTS_TOTAL, FAILOVERS_TOTAL, FALLBACKS_TOTAL, HEALTH_CHECKS_TOTAL, RATE_LIMITED_TOTAL, REQUESTS_TOTAL,
-    ROUTES_TOTAL, SHARED_LIMITS_FALLBACK_TOTAL,
+    CACHE_REQUESTS_TOTAL, FAILOVERS_TOTAL, FALLBACKS_TOTAL, HEALTH_CHECKS_TOTAL, RATE_LIMITED_TOTAL, ROUTES_TOTAL,
+    SHARED_LIMITS_FALLBACK_TOTAL,
 };
 use crate::providers::sse::{data_event, DONE};
 use crate::providers::{anthropic, bedrock, capabilities, gemini, ollama, openai};
@@ -496,7 +496,7 @@ impl Engine {
     }
 
     /// Whether the admission actors are alive. They stop only with the thread they run
-    /// on (the HTTP worker that hosts them, with `server.workers = 1`); an engine
+    /// on (the HTTP worker that hosts them, with `server.workers` 1 or 2); an engine
     /// without them answers every request 503, so `/readyz` reports it.
     pub fn running(&self) -> bool {
         self.limiter.connected() && self.cache.connected() && self.router.connected()
@@ -832,10 +832,9 @@ impl Engine {
             if !f.counted {
                 let rt = &ctx.runtime;
                 // only known aliases become label values
-                let model = alias_hint.filter(|a| rt.config.model(a).is_some()).unwrap_or("-").to_string();
-                metrics::counter!(REQUESTS_TOTAL, "model" => model, "provider" => "none",
-                    "status" => f.error.class().status.to_string())
-                .increment(1);
+                let model = alias_hint.filter(|a| rt.config.model(a).is_some()).unwrap_or("-");
+                let status = f.error.class().status;
+                crate::metrics::hot(|h| h.requests(model, "none", status).increment(1));
             }
         }
     }
