@@ -426,7 +426,10 @@ pub struct NextStages {
 /// cross-thread wake-up (a third of the wake-ups per request before). Every admission
 /// drains the queue before it checks limits, so a request never sees a stale count
 /// left by one that finished before it; the tick bounds the delay of a provider slot's
-/// release when no request arrives (a queued request waits at most this much longer).
+/// release when no request arrives (a queued request waits at most this much longer)
+/// and of the budget gauges. It runs only while admitted requests have not settled:
+/// an idle gateway's limiter sleeps (ticking always, it woke its thread 500 times a
+/// second and cost an idle gateway 2% of a CPU).
 pub const SETTLE_TICK: Duration = Duration::from_millis(2);
 
 /// Settles waiting before the mailbox is used instead.
@@ -438,12 +441,16 @@ pub struct RateLimiter {
     next: Option<NextStages>,
     settle_tx: mpsc::Sender<Settle>,
     settle_rx: mpsc::Receiver<Settle>,
+    /// Tickets handed out and not yet settled.
+    unsettled: usize,
+    /// The settle tick, while `unsettled > 0`.
+    tick: Option<SpawnHandle>,
 }
 
 impl Default for RateLimiter {
     fn default() -> RateLimiter {
         let (settle_tx, settle_rx) = mpsc::channel(SETTLE_QUEUE);
-        RateLimiter { scopes: HashMap::new(), next: None, settle_tx, settle_rx }
+        RateLimiter { scopes: HashMap::new(), next: None, settle_tx, settle_rx, unsettled: 0, tick: None }
     }
 }
 
@@ -460,7 +467,23 @@ impl RateLimiter {
         }
     }
 
+    /// Starts the settle tick for a ticket just handed out, unless it runs.
+    fn ticket_out(&mut self, ctx: &mut Context<Self>) {
+        self.unsettled += 1;
+        if self.tick.is_none() {
+            self.tick = Some(ctx.run_interval(SETTLE_TICK, |limiter, ctx| {
+                limiter.drain_settles();
+                if limiter.unsettled == 0 {
+                    if let Some(h) = limiter.tick.take() {
+                        ctx.cancel_future(h);
+                    }
+                }
+            }));
+        }
+    }
+
     fn apply(&mut self, msg: Settle, now: Instant) {
+        self.unsettled = self.unsettled.saturating_sub(1);
         self.settle(&msg, now);
         if let Some((worker, background)) = &msg.release {
             deliver(worker, Release { background: *background });
@@ -539,7 +562,6 @@ impl Actor for RateLimiter {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(super::MAILBOX);
-        ctx.run_interval(SETTLE_TICK, |limiter, _| limiter.drain_settles());
     }
 }
 
@@ -565,6 +587,7 @@ impl Handler<Job> for RateLimiter {
                     release: None,
                     shared: None,
                 });
+                self.ticket_out(ctx);
                 match &self.next {
                     None => job.admit(CacheDecision::Bypass, None),
                     Some(next) if job.cache_key.is_some() => forward(&next.cache, Job(job), "cache"),
@@ -757,5 +780,41 @@ mod tests {
         assert!(matches!(refused, Err(Refusal::Limited(r)) if r.kind == LimitKind::Concurrency));
         drop(a); // the Settle goes ahead of the next job in the same mailbox
         assert!(admit(&rl, limits).await.is_ok());
+    }
+
+    /// Whether the settle tick runs.
+    #[derive(Message)]
+    #[rtype(result = "(bool, usize)")]
+    struct Ticking;
+
+    impl Handler<Ticking> for RateLimiter {
+        type Result = MessageResult<Ticking>;
+
+        fn handle(&mut self, _: Ticking, _: &mut Self::Context) -> MessageResult<Ticking> {
+            MessageResult((self.tick.is_some(), self.unsettled))
+        }
+    }
+
+    #[actix_rt::test]
+    async fn the_settle_tick_runs_only_while_tickets_are_out() {
+        let rl = RateLimiter::default().start();
+        assert_eq!(rl.send(Ticking).await.unwrap(), (false, 0), "idle: no tick");
+        let limits = lim(None, None, Some(1));
+        let a = admit(&rl, limits).await;
+        assert_eq!(rl.send(Ticking).await.unwrap(), (true, 1));
+        // settled through the quiet queue: the tick applies it with no admission
+        drop(a);
+        let mut state = (true, 1);
+        for _ in 0..100 {
+            tokio::time::sleep(SETTLE_TICK).await;
+            state = rl.send(Ticking).await.unwrap();
+            if state == (false, 0) {
+                break;
+            }
+        }
+        assert_eq!(state, (false, 0), "the tick stops once every ticket settled");
+        // the concurrency slot came back without another admission draining the queue
+        assert!(admit(&rl, limits).await.is_ok());
+        assert_eq!(rl.send(Ticking).await.unwrap(), (true, 1), "a new ticket starts it again");
     }
 }
