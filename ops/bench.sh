@@ -2,7 +2,10 @@
 # Load benchmark on loopback, bounded in time. Starts `switchyard mock-upstream`, the
 # gateway (release build; auth, rate limits and the usage ledger on, cache off) and
 # nginx as a plain reverse proxy, and drives each with oha:
-#   (a) straight to the mock, (b) through the gateway, (c) through nginx.
+#   (a) straight to the mock, (b) through the gateway, (c) through nginx, and
+#   (d) through the floor: actix-web + reqwest with nothing in between
+#   (benches/passthrough.rs, same worker count; FLOOR=0 leaves it out), what the two
+#   HTTP stacks the gateway is built on add before any of its own work.
 # Reports max requests/s at $CONNS connections and p50/p99 at a fixed $RATE requests/s
 # (for each, the three paths take turns $ROUNDS times; each path's figure is its median), the
 # gateway's CPU time per request (from /proc) and its peak RSS.
@@ -43,6 +46,8 @@ NATS="${NATS:-0}"
 export WORKERS="${WORKERS:-$(nproc)}"
 GUARDRAILS="${GUARDRAILS:-0}"
 INSTRUCTIONS="${INSTRUCTIONS:-0}"
+FLOOR="${FLOOR:-1}"
+if [ "$INSTRUCTIONS" = 1 ]; then FLOOR=0; fi
 REQUESTS="${REQUESTS:-2000}"
 GUARD_LINE=""
 GUARD_SECTION=""
@@ -66,6 +71,10 @@ if ! command -v nginx >/dev/null 2>&1; then
 fi
 cargo build --release --locked --bin switchyard
 BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/switchyard"
+if [ "$FLOOR" = 1 ]; then
+  cargo build --release --locked --example passthrough
+  FLOOR_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/examples/passthrough"
+fi
 
 WORK="$(mktemp -d)"
 PIDS=()
@@ -79,7 +88,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
 
-MOCK_PORT=$(free_port); GW_PORT=$(free_port); NGINX_PORT=$(free_port)
+MOCK_PORT=$(free_port); GW_PORT=$(free_port); NGINX_PORT=$(free_port); FLOOR_PORT=$(free_port)
 NATS_SECTION=""
 if [ "$NATS" = 1 ]; then
   NATS_PORT=$(free_port)
@@ -222,6 +231,15 @@ http {
 }
 NGINX
 nginx -c "$WORK/nginx.conf" -p "$WORK"
+PATHS="mock gateway nginx"
+if [ "$FLOOR" = 1 ]; then
+  "$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$MOCK_PORT" "$WORKERS" >/dev/null 2>&1 &
+  PIDS+=($!)
+  wait_port "$FLOOR_PORT"
+  PATHS="$PATHS floor"
+fi
+url_of() { case $1 in mock) echo "http://127.0.0.1:$MOCK_PORT";; gateway) echo "http://127.0.0.1:$GW_PORT";;
+  nginx) echo "http://127.0.0.1:$NGINX_PORT";; floor) echo "http://127.0.0.1:$FLOOR_PORT";; esac; }
 
 wait_port "$MOCK_PORT"; wait_port "$GW_PORT"; wait_port "$NGINX_PORT"
 if [ "$NATS" = 1 ]; then
@@ -241,7 +259,8 @@ run_oha() { # name url extra-args...
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # warm up every path
-for u in "http://127.0.0.1:$MOCK_PORT" "http://127.0.0.1:$GW_PORT" "http://127.0.0.1:$NGINX_PORT"; do
+for p in $PATHS; do
+  u=$(url_of "$p")
   oha --no-tui -n 2000 -c 16 -m POST -H "authorization: Bearer sk-bench-key-0001" \
     -H "content-type: application/json" -d "$BODY" "$u/v1/chat/completions" >/dev/null
 done
@@ -252,26 +271,27 @@ done
 # time is summed over its rounds
 GW_TICKS=0
 for r in $(seq 1 "$ROUNDS"); do
-  run_oha "mock_max_$r" "http://127.0.0.1:$MOCK_PORT"
-  T0=$(cpu_ticks $GW_PID)
-  run_oha "gateway_max_$r" "http://127.0.0.1:$GW_PORT"
-  T1=$(cpu_ticks $GW_PID)
-  GW_TICKS=$((GW_TICKS + T1 - T0))
-  run_oha "nginx_max_$r" "http://127.0.0.1:$NGINX_PORT"
+  for p in $PATHS; do
+    T0=$(cpu_ticks $GW_PID)
+    run_oha "${p}_max_$r" "$(url_of "$p")"
+    T1=$(cpu_ticks $GW_PID)
+    if [ "$p" = gateway ]; then GW_TICKS=$((GW_TICKS + T1 - T0)); fi
+  done
 done
 # the fixed-rate runs take turns, ROUNDS times: a p99 of one 10 s run moves with the
 # VM's scheduling hiccups, so each path's figure is its median over the rounds
 for r in $(seq 1 "$ROUNDS"); do
-  run_oha "mock_rate_$r" "http://127.0.0.1:$MOCK_PORT" -q "$RATE" --latency-correction
-  run_oha "gateway_rate_$r" "http://127.0.0.1:$GW_PORT" -q "$RATE" --latency-correction
-  run_oha "nginx_rate_$r" "http://127.0.0.1:$NGINX_PORT" -q "$RATE" --latency-correction
+  for p in $PATHS; do
+    run_oha "${p}_rate_$r" "$(url_of "$p")" -q "$RATE" --latency-correction
+  done
 done
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
 TICK=$(getconf CLK_TCK)
 
-python3 - "$OUT" 0 "$GW_TICKS" "$TICK" "$RSS_KB" "$RATE" "$CONNS" "$DURATION" "$TARGETS" "$STRATEGY" "$ROUNDS" <<'PY'
+python3 - "$OUT" 0 "$GW_TICKS" "$TICK" "$RSS_KB" "$RATE" "$CONNS" "$DURATION" "$TARGETS" "$STRATEGY" "$ROUNDS" "$PATHS" <<'PY'
 import json, sys, os, statistics
-out, t0, t1, tick, rss_kb, rate, conns, duration, targets, strategy, rounds = sys.argv[1:]
+out, t0, t1, tick, rss_kb, rate, conns, duration, targets, strategy, rounds, paths = sys.argv[1:]
+paths = paths.split()
 rounds = int(rounds)
 def load(n):
     with open(os.path.join(out, n + ".json")) as f:
@@ -285,7 +305,7 @@ def summary(r):
     return {"rps": r["summary"]["requestsPerSec"], "p50_ms": p["p50"] * 1e3, "p99_ms": p["p99"] * 1e3,
             "ok": ok(r), "total": total(r)}
 res = {}
-for path in ["mock", "gateway", "nginx"]:
+for path in paths:
     runs = [summary(load(f"{path}_max_{i}")) for i in range(1, rounds + 1)]
     res[path + "_max"] = {
         "rps": statistics.median(x["rps"] for x in runs),
@@ -293,7 +313,7 @@ for path in ["mock", "gateway", "nginx"]:
         "rounds": runs,
     }
 per_round = []
-for path in ["mock", "gateway", "nginx"]:
+for path in paths:
     runs = [summary(load(f"{path}_rate_{i}")) for i in range(1, rounds + 1)]
     res[path + "_rate"] = {
         "rps": statistics.median(x["rps"] for x in runs),
@@ -302,34 +322,48 @@ for path in ["mock", "gateway", "nginx"]:
         "ok": sum(x["ok"] for x in runs), "total": sum(x["total"] for x in runs),
         "rounds": runs,
     }
-for i in range(rounds):
-    m, g, n = (res[p + "_rate"]["rounds"][i]["p99_ms"] for p in ["mock", "gateway", "nginx"])
-    per_round.append((g - m, n - m))
-res["added_p99_ms_per_round"] = [{"gateway": g, "nginx": n} for g, n in per_round]
+proxies = [p for p in paths if p != "mock"]
+def added(path, stat, i=None):
+    """A proxy's latency less the mock's, at a percentile: of one round, or of the medians."""
+    if i is None:
+        return res[path + "_rate"][stat] - res["mock_rate"][stat]
+    return res[path + "_rate"]["rounds"][i][stat] - res["mock_rate"]["rounds"][i][stat]
+res["added_p99_ms_per_round"] = [{p: added(p, "p99_ms", i) for p in proxies} for i in range(rounds)]
+res["added_p50_ms_per_round"] = [{p: added(p, "p50_ms", i) for p in proxies} for i in range(rounds)]
 cpu_s = (int(t1) - int(t0)) / int(tick)
 gw_ok = res["gateway_max"]["ok"]
 res["gateway_cpu_us_per_request"] = cpu_s * 1e6 / gw_ok if gw_ok else None
 res["gateway_peak_rss_mib"] = int(rss_kb) / 1024
-add_gw = res["gateway_rate"]["p99_ms"] - res["mock_rate"]["p99_ms"]
-add_ng = res["nginx_rate"]["p99_ms"] - res["mock_rate"]["p99_ms"]
-res["added_p99_ms"] = {"gateway": add_gw, "nginx": add_ng}
+res["added_p99_ms"] = {p: added(p, "p99_ms") for p in proxies}
+res["added_p50_ms"] = {p: added(p, "p50_ms") for p in proxies}
+add_gw, add_ng = res["added_p99_ms"]["gateway"], res["added_p99_ms"]["nginx"]
 res["bar"] = {
     "added_p99_ratio_vs_nginx": add_gw / add_ng if add_ng > 0 else None,
     "throughput_ratio_vs_nginx": res["gateway_max"]["rps"] / res["nginx_max"]["rps"],
 }
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(res, f, indent=2)
+labels = {"mock": "mock-upstream direct", "gateway": "switchyard gateway", "nginx": "nginx proxy",
+          "floor": "floor: actix-web + reqwest, nothing between"}
 print(f"duration {duration}, {conns} connections, fixed rate {rate}/s ({rounds} rounds, medians), {targets} target(s), strategy {strategy}, gateway workers {os.environ.get('WORKERS')}, shared limits {os.environ.get('NATS', '0') == '1'}, guardrails {os.environ.get('GUARDRAILS', '0') == '1'}")
-print("| path | max req/s | p50 @%s/s (ms) | p99 @%s/s (ms) | non-2xx |" % (rate, rate))
-print("|---|---:|---:|---:|---:|")
-for name, label in [("mock", "mock-upstream direct"), ("gateway", "switchyard gateway"), ("nginx", "nginx proxy")]:
+print("| path | max req/s | p50 @%s/s (ms) | p99 @%s/s (ms) | added p50 / p99 (ms) | non-2xx |" % (rate, rate))
+print("|---|---:|---:|---:|---:|---:|")
+for name in paths:
     m, q = res[name + "_max"], res[name + "_rate"]
     bad = (m["total"] - m["ok"]) + (q["total"] - q["ok"])
-    print(f"| {label} | {m['rps']:.0f} | {q['p50_ms']:.3f} | {q['p99_ms']:.3f} | {bad} |")
+    add = "" if name == "mock" else f"{added(name, 'p50_ms'):.3f} / {added(name, 'p99_ms'):.3f}"
+    print(f"| {labels[name]} | {m['rps']:.0f} | {q['p50_ms']:.3f} | {q['p99_ms']:.3f} | {add} | {bad} |")
 print()
-print(f"added p99 at {rate}/s (median p99s): gateway {add_gw:.3f} ms, nginx {add_ng:.3f} ms, ratio {res['bar']['added_p99_ratio_vs_nginx']}")
-print("added p99 per round (gateway / nginx, ms): " + ", ".join(f"{g:.3f} / {n:.3f}" for g, n in per_round))
+ratio = res["bar"]["added_p99_ratio_vs_nginx"]
+print(f"added p99 at {rate}/s (median p99s): gateway {add_gw:.3f} ms, nginx {add_ng:.3f} ms, ratio "
+      + (f"{ratio:.2f}" if ratio is not None else "n/a (nginx added nothing)"))
+print(f"added p99 per round ({' / '.join(proxies)}, ms): "
+      + ", ".join(" / ".join(f"{r[p]:.3f}" for p in proxies) for r in res["added_p99_ms_per_round"]))
+print(f"added p50 per round ({' / '.join(proxies)}, ms): "
+      + ", ".join(" / ".join(f"{r[p]:.3f}" for p in proxies) for r in res["added_p50_ms_per_round"]))
 print(f"throughput gateway/nginx (median req/s): {res['bar']['throughput_ratio_vs_nginx']:.2f}; per round: "
       + ", ".join(f"{g['rps'] / n['rps']:.2f}" for g, n in zip(res["gateway_max"]["rounds"], res["nginx_max"]["rounds"])))
+if "floor" in paths:
+    print(f"throughput floor/nginx (median req/s): {res['floor_max']['rps'] / res['nginx_max']['rps']:.2f}")
 print(f"gateway CPU per request: {res['gateway_cpu_us_per_request']:.1f} us; peak RSS {res['gateway_peak_rss_mib']:.1f} MiB")
 PY
