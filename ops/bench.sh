@@ -234,7 +234,8 @@ nginx -c "$WORK/nginx.conf" -p "$WORK"
 PATHS="mock gateway nginx"
 if [ "$FLOOR" = 1 ]; then
   "$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$MOCK_PORT" "$WORKERS" >/dev/null 2>&1 &
-  PIDS+=($!)
+  FLOOR_PID=$!
+  PIDS+=($FLOOR_PID)
   wait_port "$FLOOR_PORT"
   PATHS="$PATHS floor"
 fi
@@ -256,7 +257,11 @@ run_oha() { # name url extra-args...
     -H "authorization: Bearer sk-bench-key-0001" -H "content-type: application/json" \
     -d "$BODY" "$@" "$url/v1/chat/completions" > "$OUT/$name.json"
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU time (user + system, in clock ticks) of a proxy's processes: the gateway, the
+# floor, or nginx's master and workers
+proxy_pids() { case $1 in gateway) echo "$GW_PID";; floor) echo "$FLOOR_PID";;
+  nginx) local m; m=$(cat "$WORK/nginx.pid"); echo "$m" $(pgrep -P "$m");; esac; }
+cpu_ticks() { local t=0 p; for p in $(proxy_pids "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 
 # warm up every path
 for p in $PATHS; do
@@ -269,13 +274,13 @@ done
 # minute (nginx alone moved between 19k and 27k req/s in consecutive runs), so runs
 # side by side are compared and each path's figure is its median; the gateway's CPU
 # time is summed over its rounds
-GW_TICKS=0
+declare -A TICKS=([gateway]=0 [nginx]=0 [floor]=0)
 for r in $(seq 1 "$ROUNDS"); do
   for p in $PATHS; do
-    T0=$(cpu_ticks $GW_PID)
+    T0=$(cpu_ticks "$p")
     run_oha "${p}_max_$r" "$(url_of "$p")"
-    T1=$(cpu_ticks $GW_PID)
-    if [ "$p" = gateway ]; then GW_TICKS=$((GW_TICKS + T1 - T0)); fi
+    T1=$(cpu_ticks "$p")
+    TICKS[$p]=$((TICKS[$p] + T1 - T0))
   done
 done
 # the fixed-rate runs take turns, ROUNDS times: a p99 of one 10 s run moves with the
@@ -288,7 +293,7 @@ done
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
 TICK=$(getconf CLK_TCK)
 
-python3 - "$OUT" 0 "$GW_TICKS" "$TICK" "$RSS_KB" "$RATE" "$CONNS" "$DURATION" "$TARGETS" "$STRATEGY" "$ROUNDS" "$PATHS" <<'PY'
+python3 - "$OUT" "${TICKS[nginx]}:${TICKS[floor]}" "${TICKS[gateway]}" "$TICK" "$RSS_KB" "$RATE" "$CONNS" "$DURATION" "$TARGETS" "$STRATEGY" "$ROUNDS" "$PATHS" <<'PY'
 import json, sys, os, statistics
 out, t0, t1, tick, rss_kb, rate, conns, duration, targets, strategy, rounds, paths = sys.argv[1:]
 paths = paths.split()
@@ -330,9 +335,14 @@ def added(path, stat, i=None):
     return res[path + "_rate"]["rounds"][i][stat] - res["mock_rate"]["rounds"][i][stat]
 res["added_p99_ms_per_round"] = [{p: added(p, "p99_ms", i) for p in proxies} for i in range(rounds)]
 res["added_p50_ms_per_round"] = [{p: added(p, "p50_ms", i) for p in proxies} for i in range(rounds)]
-cpu_s = (int(t1) - int(t0)) / int(tick)
-gw_ok = res["gateway_max"]["ok"]
-res["gateway_cpu_us_per_request"] = cpu_s * 1e6 / gw_ok if gw_ok else None
+def cpu_us(ticks, path):
+    n = res[path + "_max"]["ok"]
+    return int(ticks) / int(tick) * 1e6 / n if n else None
+nginx_ticks, floor_ticks = t0.split(":")
+res["gateway_cpu_us_per_request"] = cpu_us(t1, "gateway")
+res["nginx_cpu_us_per_request"] = cpu_us(nginx_ticks, "nginx")
+if "floor" in paths:
+    res["floor_cpu_us_per_request"] = cpu_us(floor_ticks, "floor")
 res["gateway_peak_rss_mib"] = int(rss_kb) / 1024
 res["added_p99_ms"] = {p: added(p, "p99_ms") for p in proxies}
 res["added_p50_ms"] = {p: added(p, "p50_ms") for p in proxies}
@@ -366,4 +376,7 @@ print(f"throughput gateway/nginx (median req/s): {res['bar']['throughput_ratio_v
 if "floor" in paths:
     print(f"throughput floor/nginx (median req/s): {res['floor_max']['rps'] / res['nginx_max']['rps']:.2f}")
 print(f"gateway CPU per request: {res['gateway_cpu_us_per_request']:.1f} us; peak RSS {res['gateway_peak_rss_mib']:.1f} MiB")
+print(f"CPU per request at max throughput: nginx {res['nginx_cpu_us_per_request']:.1f} us"
+      + (f", floor {res['floor_cpu_us_per_request']:.1f} us" if "floor" in paths else "")
+      + f", gateway {res['gateway_cpu_us_per_request']:.1f} us")
 PY

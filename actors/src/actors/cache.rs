@@ -152,11 +152,11 @@ impl Actor for Cache {
 impl Handler<Job> for Cache {
     type Result = ();
 
-    fn handle(&mut self, Job(job): Job, _: &mut Self::Context) {
+    fn handle(&mut self, Job(job): Job, ctx: &mut Self::Context) {
         let hit = job.cache_key.as_ref().and_then(|k| self.get(k));
         match (hit, &self.router) {
             (Some(hit), _) => job.admit(CacheDecision::Hit(hit), None),
-            (None, Some(router)) => forward(router, Job(job), "router"),
+            (None, Some(router)) => forward(ctx, router, Job(job), "router"),
             (None, None) => {
                 let decision = job.cache_key.map_or(CacheDecision::Bypass, CacheDecision::Miss);
                 job.admit(decision, None)

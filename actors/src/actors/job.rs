@@ -157,14 +157,30 @@ impl JobState {
     }
 }
 
-/// Hands a job to the next stage without waiting; a full mailbox refuses it (503).
-pub fn forward<A>(next: &Addr<A>, job: Job, stage: &'static str)
+/// Hands a job to the next stage. When the next stage's mailbox is full, this stage
+/// stops taking messages until the job is in (`ctx.wait`): the backpressure reaches the
+/// callers, which wait for room in the first stage's mailbox, instead of a job the
+/// first stage took being refused between two stages. (The stages form a chain, the
+/// limiter, the cache, the router and the provider workers, so a wait never waits on
+/// itself.) A stage that is gone refuses the job (503).
+pub fn forward<S, A>(ctx: &mut Context<S>, next: &Addr<A>, job: Job, stage: &'static str)
 where
+    S: Actor<Context = Context<S>>,
     A: Actor + Handler<Job>,
     A::Context: ToEnvelope<A, Job>,
 {
     match next.try_send(job) {
         Ok(()) => {}
-        Err(SendError::Full(Job(j))) | Err(SendError::Closed(Job(j))) => j.refuse(Refusal::Overloaded(stage)),
+        Err(SendError::Full(job)) => {
+            let send = next.send(job);
+            // a closed mailbox dropped the job, and with it its reply: the caller is
+            // answered that the engine dropped the request
+            ctx.wait(actix::fut::wrap_future(async move {
+                if send.await.is_err() {
+                    tracing::warn!(stage, "the next admission stage stopped");
+                }
+            }));
+        }
+        Err(SendError::Closed(Job(j))) => j.refuse(Refusal::Overloaded(stage)),
     }
 }

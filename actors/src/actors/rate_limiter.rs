@@ -590,8 +590,8 @@ impl Handler<Job> for RateLimiter {
                 self.ticket_out(ctx);
                 match &self.next {
                     None => job.admit(CacheDecision::Bypass, None),
-                    Some(next) if job.cache_key.is_some() => forward(&next.cache, Job(job), "cache"),
-                    Some(next) => forward(&next.router, Job(job), "router"),
+                    Some(next) if job.cache_key.is_some() => forward(ctx, &next.cache, Job(job), "cache"),
+                    Some(next) => forward(ctx, &next.router, Job(job), "router"),
                 }
             }
         }

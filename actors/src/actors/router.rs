@@ -260,7 +260,7 @@ impl Actor for Router {
 impl Handler<Job> for Router {
     type Result = ();
 
-    fn handle(&mut self, Job(mut job): Job, _: &mut Self::Context) {
+    fn handle(&mut self, Job(mut job): Job, ctx: &mut Self::Context) {
         let args = PickArgs {
             exclude: &job.exclude,
             sticky: job.route_hints.sticky,
@@ -288,7 +288,7 @@ impl Handler<Job> for Router {
             }
         }
         job.decision = Some(decision);
-        forward(&worker.addr, Job(job), "provider worker");
+        forward(ctx, &worker.addr, Job(job), "provider worker");
     }
 }
 

@@ -1245,7 +1245,12 @@ impl Engine {
             tried.to_vec(),
             hints,
         );
-        crate::actors::job::forward(&self.router, job, "router");
+        // as at admission: a full mailbox is waited for, a closed one ends the failover
+        match self.router.try_send(job) {
+            Ok(()) => {}
+            Err(SendError::Full(job)) => self.router.send(job).await.ok()?,
+            Err(SendError::Closed(_)) => return None,
+        }
         let adm = rx.await.ok()?.ok()?;
         let (decision, permit) = adm.route?;
         let handle = ctx.runtime.providers.get(&decision.provider).cloned()?;
@@ -1493,5 +1498,40 @@ mod tests {
         let body = br#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
         let failure = engine.chat(&ctx, body).await.err().unwrap();
         assert_eq!(failure.error.class().status, 503, "{}", failure.error);
+    }
+
+    /// More requests than the limiter's mailbox holds arrive while the engine's thread
+    /// cannot run (here: not hosted yet): those that find it full wait for room instead
+    /// of failing, and every one is answered once the engine runs.
+    #[actix_rt::test]
+    async fn requests_beyond_a_full_limiter_mailbox_wait_for_room() {
+        let text = "[[providers]]\nname = \"m\"\nkind = \"mock\"\nconcurrency = 8192\nqueue_size = 8192\n\
+                    [[models]]\nalias = \"fast\"\ntargets = [{ provider = \"m\", model = \"gpt-4o-mini\" }]\n\
+                    [[keys]]\nid = \"k\"\nkey = \"sk-test-key-01\"\nmodels = [\"fast\"]\n";
+        let config = Arc::new(switchyard_config::load_str(text, std::path::Path::new("."), &|_| None).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let (thread, host) = EngineThread::deferred();
+        let engine = Arc::new(Engine::start(config, Store::open(dir.path()).unwrap(), None, thread).unwrap());
+        let n = crate::actors::MAILBOX + 50;
+        let requests: Vec<_> = (0..n)
+            .map(|i| {
+                let engine = engine.clone();
+                actix_rt::spawn(async move {
+                    let headers = |name: &str| (name == "authorization").then_some("Bearer sk-test-key-01");
+                    let ctx =
+                        RequestCtx::from_headers(engine.runtime(), format!("r{i}"), Instant::now(), headers).unwrap();
+                    let body = br#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
+                    engine.chat(&ctx, body).await.map(|_| ()).map_err(|f| f.error.to_string())
+                })
+            })
+            .collect();
+        // every request has run up to the limiter's mailbox: MAILBOX of them are in it,
+        // the rest wait for room
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(requests.iter().all(|r| !r.is_finished()), "nothing is answered before the engine runs");
+        host.host_here();
+        for r in requests {
+            assert_eq!(r.await.unwrap(), Ok(()));
+        }
     }
 }
