@@ -307,8 +307,8 @@ def total(r):
     return sum(r.get("statusCodeDistribution", {}).values())
 def summary(r):
     p = r["latencyPercentiles"]
-    return {"rps": r["summary"]["requestsPerSec"], "p50_ms": p["p50"] * 1e3, "p99_ms": p["p99"] * 1e3,
-            "ok": ok(r), "total": total(r)}
+    return {"rps": r["summary"]["requestsPerSec"], "p10_ms": p["p10"] * 1e3, "p50_ms": p["p50"] * 1e3,
+            "p90_ms": p["p90"] * 1e3, "p99_ms": p["p99"] * 1e3, "ok": ok(r), "total": total(r)}
 res = {}
 for path in paths:
     runs = [summary(load(f"{path}_max_{i}")) for i in range(1, rounds + 1)]
@@ -371,6 +371,15 @@ print(f"added p99 per round ({' / '.join(proxies)}, ms): "
       + ", ".join(" / ".join(f"{r[p]:.3f}" for p in proxies) for r in res["added_p99_ms_per_round"]))
 print(f"added p50 per round ({' / '.join(proxies)}, ms): "
       + ", ".join(" / ".join(f"{r[p]:.3f}" for p in proxies) for r in res["added_p50_ms_per_round"]))
+# the added latency along the distribution: the low percentiles are what each hop costs
+# when nothing else runs, the high ones what the VM's stalls make of it
+print("added latency at %s/s by percentile, median over the rounds (ms; in brackets, x nginx's):" % rate)
+for q in ["p10", "p50", "p90", "p99"]:
+    med = {p: statistics.median(x[q + "_ms"] for x in res[p + "_rate"]["rounds"]) for p in paths}
+    ng = med["nginx"] - med["mock"]
+    print(f"  {q}: " + ", ".join(
+        f"{p} {med[p] - med['mock']:.3f}" + (f" ({(med[p] - med['mock']) / ng:.1f}x)" if ng > 0 and p != "nginx" else "")
+        for p in proxies))
 print(f"throughput gateway/nginx (median req/s): {res['bar']['throughput_ratio_vs_nginx']:.2f}; per round: "
       + ", ".join(f"{g['rps'] / n['rps']:.2f}" for g, n in zip(res["gateway_max"]["rounds"], res["nginx_max"]["rounds"])))
 if "floor" in paths:
