@@ -11,6 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde_json::json;
+use switchyard_actors::actors::rate_limiter::{RateHeader, RateHeaders};
 use switchyard_actors::pipeline::{credential, record_overhead, Failure, KeyEntry, OutcomeBody, RequestCtx, Runtime};
 use switchyard_actors::providers::from_anthropic;
 use switchyard_actors::providers::sse::SseParser;
@@ -103,16 +104,18 @@ pub(crate) mod names {
     pub const X_RATELIMIT_RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
 }
 
-/// The `x-ratelimit-*` header named by [`RateHeaders::pairs`](switchyard_actors::actors::rate_limiter::RateHeaders::pairs).
-fn rate_name(name: &'static str) -> HeaderName {
-    match name {
-        "x-ratelimit-limit-requests" => names::X_RATELIMIT_LIMIT_REQUESTS,
-        "x-ratelimit-remaining-requests" => names::X_RATELIMIT_REMAINING_REQUESTS,
-        "x-ratelimit-reset-requests" => names::X_RATELIMIT_RESET_REQUESTS,
-        "x-ratelimit-limit-tokens" => names::X_RATELIMIT_LIMIT_TOKENS,
-        "x-ratelimit-remaining-tokens" => names::X_RATELIMIT_REMAINING_TOKENS,
-        "x-ratelimit-reset-tokens" => names::X_RATELIMIT_RESET_TOKENS,
-        other => HeaderName::from_static(other),
+/// Sets the `x-ratelimit-*` headers.
+fn set_rate(b: &mut HttpResponseBuilder, rate: &RateHeaders) {
+    for (header, v) in rate.pairs() {
+        let name = match header {
+            RateHeader::LimitRequests => names::X_RATELIMIT_LIMIT_REQUESTS,
+            RateHeader::RemainingRequests => names::X_RATELIMIT_REMAINING_REQUESTS,
+            RateHeader::ResetRequests => names::X_RATELIMIT_RESET_REQUESTS,
+            RateHeader::LimitTokens => names::X_RATELIMIT_LIMIT_TOKENS,
+            RateHeader::RemainingTokens => names::X_RATELIMIT_REMAINING_TOKENS,
+            RateHeader::ResetTokens => names::X_RATELIMIT_RESET_TOKENS,
+        };
+        set(b, name, &v);
     }
 }
 
@@ -127,23 +130,26 @@ fn set_number(b: &mut HttpResponseBuilder, name: HeaderName, value: u64) {
     b.insert_header((name, HeaderValue::from(value)));
 }
 
-fn error_response(request_id: &str, failure: &Failure) -> HttpResponse {
-    let class = failure.error.class();
-    let status = StatusCode::from_u16(class.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    if class.status >= 500 {
-        tracing::warn!(request_id, status = class.status, error = %failure.error, "request failed");
-    }
+/// The status line and headers of an error, in either API's shape.
+fn error_head(request_id: &str, failure: &Failure) -> HttpResponseBuilder {
+    let status = StatusCode::from_u16(failure.error.class().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut b = HttpResponse::build(status);
     set(&mut b, names::X_REQUEST_ID, request_id);
     if let Some(s) = failure.error.retry_after_secs() {
         set_number(&mut b, names::RETRY_AFTER, s);
     }
     if let Some(rate) = &failure.rate {
-        for (k, v) in rate.pairs() {
-            set(&mut b, rate_name(k), &v);
-        }
+        set_rate(&mut b, rate);
     }
-    b.json(failure.error.body())
+    b
+}
+
+fn error_response(request_id: &str, failure: &Failure) -> HttpResponse {
+    let status = failure.error.class().status;
+    if status >= 500 {
+        tracing::warn!(request_id, status, error = %failure.error, "request failed");
+    }
+    error_head(request_id, failure).json(failure.error.body())
 }
 
 pub(crate) fn simple_error(request_id: &str, error: GatewayError) -> HttpResponse {
@@ -193,9 +199,7 @@ fn success_head(request_id: &str, o: &Outcome, received: Instant) -> HttpRespons
     if let Some(route) = &o.route {
         set(&mut b, names::X_SWITCHYARD_ROUTE, route);
     }
-    for (k, v) in o.rate.pairs() {
-        set(&mut b, rate_name(k), &v);
-    }
+    set_rate(&mut b, &o.rate);
     b
 }
 
@@ -264,20 +268,9 @@ async fn messages(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
 
 /// An error in Anthropic's shape, with the same status and headers as the OpenAI one.
 fn anthropic_error(request_id: &str, failure: &Failure) -> HttpResponse {
-    let class = failure.error.class();
-    let status = StatusCode::from_u16(class.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut b = HttpResponse::build(status);
-    set(&mut b, names::X_REQUEST_ID, request_id);
+    let mut b = error_head(request_id, failure);
     set(&mut b, names::REQUEST_ID, request_id);
-    if let Some(s) = failure.error.retry_after_secs() {
-        set_number(&mut b, names::RETRY_AFTER, s);
-    }
-    if let Some(rate) = &failure.rate {
-        for (k, v) in rate.pairs() {
-            set(&mut b, rate_name(k), &v);
-        }
-    }
-    b.json(from_anthropic::error_body(class, &failure.error.to_string()))
+    b.json(from_anthropic::error_body(failure.error.class(), &failure.error.to_string()))
 }
 
 async fn chat(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {

@@ -75,21 +75,46 @@ pub struct RateHeaders {
     pub reset_tokens: Option<Duration>,
 }
 
+/// One of OpenAI's `x-ratelimit-*` response headers (an ingress maps it to its own
+/// header type without parsing the name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateHeader {
+    LimitRequests,
+    RemainingRequests,
+    ResetRequests,
+    LimitTokens,
+    RemainingTokens,
+    ResetTokens,
+}
+
+impl RateHeader {
+    pub fn name(self) -> &'static str {
+        match self {
+            RateHeader::LimitRequests => "x-ratelimit-limit-requests",
+            RateHeader::RemainingRequests => "x-ratelimit-remaining-requests",
+            RateHeader::ResetRequests => "x-ratelimit-reset-requests",
+            RateHeader::LimitTokens => "x-ratelimit-limit-tokens",
+            RateHeader::RemainingTokens => "x-ratelimit-remaining-tokens",
+            RateHeader::ResetTokens => "x-ratelimit-reset-tokens",
+        }
+    }
+}
+
 impl RateHeaders {
-    /// `(name, value)` pairs in OpenAI's format (durations like `1s`, `250ms`).
-    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+    /// `(header, value)` pairs in OpenAI's format (durations like `1s`, `250ms`).
+    pub fn pairs(&self) -> Vec<(RateHeader, String)> {
         let mut out = Vec::with_capacity(6);
         let mut push = |name, v: Option<String>| {
             if let Some(v) = v {
                 out.push((name, v));
             }
         };
-        push("x-ratelimit-limit-requests", self.limit_requests.map(|v| v.to_string()));
-        push("x-ratelimit-remaining-requests", self.remaining_requests.map(|v| v.to_string()));
-        push("x-ratelimit-reset-requests", self.reset_requests.map(fmt_duration));
-        push("x-ratelimit-limit-tokens", self.limit_tokens.map(|v| v.to_string()));
-        push("x-ratelimit-remaining-tokens", self.remaining_tokens.map(|v| v.to_string()));
-        push("x-ratelimit-reset-tokens", self.reset_tokens.map(fmt_duration));
+        push(RateHeader::LimitRequests, self.limit_requests.map(|v| v.to_string()));
+        push(RateHeader::RemainingRequests, self.remaining_requests.map(|v| v.to_string()));
+        push(RateHeader::ResetRequests, self.reset_requests.map(fmt_duration));
+        push(RateHeader::LimitTokens, self.limit_tokens.map(|v| v.to_string()));
+        push(RateHeader::RemainingTokens, self.remaining_tokens.map(|v| v.to_string()));
+        push(RateHeader::ResetTokens, self.reset_tokens.map(fmt_duration));
         out
     }
 }
@@ -757,7 +782,7 @@ mod tests {
             reset_tokens: Some(Duration::from_millis(250)),
             ..Default::default()
         };
-        let p = h.pairs();
+        let p: Vec<_> = h.pairs().into_iter().map(|(n, v)| (n.name(), v)).collect();
         assert!(p.contains(&("x-ratelimit-reset-requests", "1.5s".into())));
         assert!(p.contains(&("x-ratelimit-reset-tokens", "250ms".into())));
         assert!(!p.iter().any(|(n, _)| *n == "x-ratelimit-limit-tokens"));

@@ -161,7 +161,7 @@ async fn handle_request(client: &Client, engine: &Engine, api: Api, msg: Message
                 headers.insert("x-switchyard-route", route.as_str());
             }
             for (k, v) in outcome.rate.pairs() {
-                headers.insert(k, v.as_str());
+                headers.insert(k.name(), v.as_str());
             }
             match outcome.body {
                 OutcomeBody::Json(bytes) => {
@@ -191,7 +191,7 @@ pub fn error_message(request_id: &str, failure: &Failure) -> (HeaderMap, Bytes) 
     }
     if let Some(rate) = &failure.rate {
         for (k, v) in rate.pairs() {
-            headers.insert(k, v.as_str());
+            headers.insert(k.name(), v.as_str());
         }
     }
     (headers, Bytes::from(failure.error.body().to_string()))
