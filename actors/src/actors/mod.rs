@@ -41,6 +41,22 @@ where
     }
 }
 
+/// Queues a message from a task without waiting for its handler (the answer, if any,
+/// comes another way): `try_send`, and only when the mailbox is full, a wait for room.
+pub async fn enqueue<A, M>(addr: &Addr<A>, msg: M) -> Result<(), MailboxError>
+where
+    A: Actor + Handler<M>,
+    A::Context: ToEnvelope<A, M>,
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    match addr.try_send(msg) {
+        Ok(()) => Ok(()),
+        Err(SendError::Full(msg)) => addr.send(msg).await.map(|_| ()),
+        Err(SendError::Closed(_)) => Err(MailboxError::Closed),
+    }
+}
+
 type SpawnFn = Box<dyn FnOnce() + Send>;
 
 /// The thread the admission actors (rate limiter, cache, router, provider workers) run

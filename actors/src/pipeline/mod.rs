@@ -655,13 +655,8 @@ impl Engine {
         job.0.cost_usd = cost_usd;
         job.0.background = ctx.job.is_some();
         job.0.route_hints = routing.hints;
-        // queued without waiting for the limiter to take it (its answer comes on `rx`);
-        // only a full mailbox makes the request wait for room
-        match self.limiter.try_send(job) {
-            Ok(()) => {}
-            Err(SendError::Full(job)) => self.limiter.send(job).await.map_err(mailbox)?,
-            Err(SendError::Closed(_)) => return Err(mailbox(MailboxError::Closed).into()),
-        }
+        // the limiter's answer comes on `rx`
+        crate::actors::enqueue(&self.limiter, job).await.map_err(mailbox)?;
         let answer = rx.await.map_err(|_| GatewayError::Unavailable("the engine dropped the request".into()))?;
         let mut adm = match answer {
             Ok(a) => a,
@@ -1245,12 +1240,8 @@ impl Engine {
             tried.to_vec(),
             hints,
         );
-        // as at admission: a full mailbox is waited for, a closed one ends the failover
-        match self.router.try_send(job) {
-            Ok(()) => {}
-            Err(SendError::Full(job)) => self.router.send(job).await.ok()?,
-            Err(SendError::Closed(_)) => return None,
-        }
+        // a closed mailbox ends the failover
+        crate::actors::enqueue(&self.router, job).await.ok()?;
         let adm = rx.await.ok()?.ok()?;
         let (decision, permit) = adm.route?;
         let handle = ctx.runtime.providers.get(&decision.provider).cloned()?;
