@@ -117,7 +117,7 @@ pub struct Hot {
     pub overhead: metrics::Histogram,
     /// `(alias, provider, status)`: few per thread (the config bounds aliases and
     /// providers), so a scan beats hashing; cleared if it ever grows past [`HOT_CAP`].
-    requests: Vec<(String, String, u16, metrics::Counter)>,
+    requests: Vec<((String, String, u16), metrics::Counter)>,
     upstream: Vec<(String, metrics::Histogram)>,
 }
 
@@ -137,37 +137,41 @@ impl Hot {
 
     /// `switchyard_requests_total{model, provider, status}`.
     pub fn requests(&mut self, alias: &str, provider: &str, status: u16) -> &metrics::Counter {
-        let found = self.requests.iter().position(|(a, p, s, _)| *s == status && a == alias && p == provider);
-        let i = match found {
-            Some(i) => i,
-            None => {
-                if self.requests.len() >= HOT_CAP {
-                    self.requests.clear();
-                }
+        cached(
+            &mut self.requests,
+            |(a, p, s)| *s == status && a == alias && p == provider,
+            || {
                 let c = metrics::counter!(REQUESTS_TOTAL, "model" => alias.to_string(),
                     "provider" => provider.to_string(), "status" => status.to_string());
-                self.requests.push((alias.to_string(), provider.to_string(), status, c));
-                self.requests.len() - 1
-            }
-        };
-        &self.requests[i].3
+                ((alias.to_string(), provider.to_string(), status), c)
+            },
+        )
     }
 
     /// `switchyard_upstream_duration_seconds{provider}`.
     pub fn upstream(&mut self, provider: &str) -> &metrics::Histogram {
-        let i = match self.upstream.iter().position(|(p, _)| p == provider) {
-            Some(i) => i,
-            None => {
-                if self.upstream.len() >= HOT_CAP {
-                    self.upstream.clear();
-                }
-                let h = metrics::histogram!(UPSTREAM_DURATION, "provider" => provider.to_string());
-                self.upstream.push((provider.to_string(), h));
-                self.upstream.len() - 1
-            }
-        };
-        &self.upstream[i].1
+        cached(
+            &mut self.upstream,
+            |p| p == provider,
+            || (provider.to_string(), metrics::histogram!(UPSTREAM_DURATION, "provider" => provider.to_string())),
+        )
     }
+}
+
+/// The handle kept for the labels `matches` finds in `list`, or one `register`ed now
+/// (the list is cleared first if it reached [`HOT_CAP`]).
+fn cached<K, H>(list: &mut Vec<(K, H)>, matches: impl Fn(&K) -> bool, register: impl FnOnce() -> (K, H)) -> &H {
+    let i = match list.iter().position(|(k, _)| matches(k)) {
+        Some(i) => i,
+        None => {
+            if list.len() >= HOT_CAP {
+                list.clear();
+            }
+            list.push(register());
+            list.len() - 1
+        }
+    };
+    &list[i].1
 }
 
 thread_local! {
@@ -185,5 +189,30 @@ pub fn hot(f: impl FnOnce(&mut Hot)) {
     });
     if let Some(f) = f {
         f(&mut Hot::new());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_handles_are_found_again_and_bounded() {
+        let mut list: Vec<(usize, usize)> = Vec::new();
+        let mut made = 0;
+        for round in 0..2 {
+            for k in 0..HOT_CAP {
+                let h = *cached(&mut list, |x| *x == k, || {
+                    made += 1;
+                    (k, k * 10)
+                });
+                assert_eq!(h, k * 10);
+            }
+            // the second round finds every handle registered in the first
+            assert_eq!(made, HOT_CAP, "round {round}");
+        }
+        // one more label set: the list starts over rather than growing
+        assert_eq!(*cached(&mut list, |x| *x == HOT_CAP, || (HOT_CAP, 1)), 1);
+        assert_eq!(list.len(), 1);
     }
 }
