@@ -293,9 +293,9 @@ done
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
 TICK=$(getconf CLK_TCK)
 
-python3 - "$OUT" "${TICKS[nginx]}:${TICKS[floor]}" "${TICKS[gateway]}" "$TICK" "$RSS_KB" "$RATE" "$CONNS" "$DURATION" "$TARGETS" "$STRATEGY" "$ROUNDS" "$PATHS" <<'PY'
+python3 - "$OUT" "${TICKS[gateway]}" "${TICKS[nginx]}" "${TICKS[floor]}" "$TICK" "$RSS_KB" "$RATE" "$CONNS" "$DURATION" "$TARGETS" "$STRATEGY" "$ROUNDS" "$PATHS" <<'PY'
 import json, sys, os, statistics
-out, t0, t1, tick, rss_kb, rate, conns, duration, targets, strategy, rounds, paths = sys.argv[1:]
+out, gateway_ticks, nginx_ticks, floor_ticks, tick, rss_kb, rate, conns, duration, targets, strategy, rounds, paths = sys.argv[1:]
 paths = paths.split()
 rounds = int(rounds)
 def load(n):
@@ -338,8 +338,7 @@ res["added_p50_ms_per_round"] = [{p: added(p, "p50_ms", i) for p in proxies} for
 def cpu_us(ticks, path):
     n = res[path + "_max"]["ok"]
     return int(ticks) / int(tick) * 1e6 / n if n else None
-nginx_ticks, floor_ticks = t0.split(":")
-res["gateway_cpu_us_per_request"] = cpu_us(t1, "gateway")
+res["gateway_cpu_us_per_request"] = cpu_us(gateway_ticks, "gateway")
 res["nginx_cpu_us_per_request"] = cpu_us(nginx_ticks, "nginx")
 if "floor" in paths:
     res["floor_cpu_us_per_request"] = cpu_us(floor_ticks, "floor")
