@@ -1,11 +1,64 @@
 //! The gateway's errors and the one classifier that maps each to an HTTP status and an
 //! OpenAI-shaped body. The `reason` doubles as a low-cardinality metric label.
 
+use std::fmt;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::actors::rate_limiter::LimitKind;
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Requests,
+    Tokens,
+    DailyTokens,
+    Concurrency,
+    /// A USD budget is spent.
+    Budget,
+}
+
+impl LimitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Requests => "requests",
+            LimitKind::Tokens => "tokens",
+            LimitKind::DailyTokens => "daily_tokens",
+            LimitKind::Concurrency => "concurrency",
+            LimitKind::Budget => "budget",
+        }
+    }
+
+    /// OpenAI-style error code.
+    pub fn code(self) -> &'static str {
+        match self {
+            LimitKind::Requests => "rate_limit_requests",
+            LimitKind::Tokens => "rate_limit_tokens",
+            LimitKind::DailyTokens => "rate_limit_tokens_per_day",
+            LimitKind::Concurrency => "rate_limit_concurrency",
+            LimitKind::Budget => "insufficient_quota",
+        }
+    }
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LimitKind::Requests => "requests per minute",
+            LimitKind::Tokens => "tokens per minute",
+            LimitKind::DailyTokens => "tokens per day",
+            LimitKind::Concurrency => "concurrent requests",
+            LimitKind::Budget => "budget (USD) spent",
+        })
+    }
+}
+
+/// Whether a provider status is worth another try (later, or on another target): 408,
+/// 409, 429 and every 5xx. The one list: the upstream client's same-target retries,
+/// failover, durable jobs and the Batch API all decide through it (or through
+/// [`GatewayError::retryable`], which uses it).
+pub fn retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 409 | 429 | 500..=599)
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
@@ -108,7 +161,7 @@ impl GatewayError {
     pub fn retryable(&self) -> bool {
         use GatewayError::*;
         match self {
-            UpstreamStatus { status, .. } => matches!(status, 408 | 409 | 429 | 500..=599),
+            UpstreamStatus { status, .. } => retryable_status(*status),
             UpstreamConnect { .. } | UpstreamTimeout { .. } | UpstreamInvalid { .. } => true,
             QueueFull(_) | Unavailable(_) => true,
             BadRequest(_)

@@ -1,18 +1,21 @@
 //! The Switchyard engine: the domain types, the actors of the request path (router,
 //! rate limiter, cache, provider worker, accounting), the provider adapters (pure
-//! translation plus the HTTP client, no actix inside), the store and the pipeline
+//! translation, `providers`) and the client that calls them (`upstream`), the store and the pipeline
 //! that moves one request through them all.
 
 pub mod actors;
 pub mod coalesce;
 pub mod error;
 pub mod guardrails;
+pub mod ids;
 pub mod metrics;
 pub mod pipeline;
 pub mod providers;
+pub mod retry;
 pub mod store;
 pub mod tokens;
 pub mod types;
+pub mod upstream;
 
 #[cfg(test)]
 mod fuzz_tests;

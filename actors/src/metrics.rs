@@ -202,10 +202,14 @@ mod tests {
         let mut made = 0;
         for round in 0..2 {
             for k in 0..HOT_CAP {
-                let h = *cached(&mut list, |x| *x == k, || {
-                    made += 1;
-                    (k, k * 10)
-                });
+                let h = *cached(
+                    &mut list,
+                    |x| *x == k,
+                    || {
+                        made += 1;
+                        (k, k * 10)
+                    },
+                );
                 assert_eq!(h, k * 10);
             }
             // the second round finds every handle registered in the first

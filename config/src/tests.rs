@@ -542,7 +542,7 @@ name = "g"
 injection = { threshold = 1.5, action = "warn" }
 moderation = { action = "nope", thresholds = { gossip = 0.5, hate = 2.0 } }
 "#;
-    let err = parse(text).err().expect("refused");
+    let err = parse(text).expect_err("refused");
     let got = fields(&err);
     for want in [
         "guardrails[0].injection.threshold",

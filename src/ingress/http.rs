@@ -33,22 +33,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
-const MAX_REQUEST_ID: usize = 128;
-
 /// The client's `x-request-id` when it is sane, else a new one.
 pub(crate) fn request_id(req: &HttpRequest) -> String {
-    if let Some(v) = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
-        if !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b.is_ascii_graphic()) {
-            return v.to_string();
-        }
-    }
-    let mut raw = [0u8; 12];
-    raw[..8].copy_from_slice(&fastrand::u64(..).to_be_bytes());
-    raw[8..].copy_from_slice(&fastrand::u32(..).to_be_bytes());
-    let mut id = String::with_capacity(28);
-    id.push_str("req_");
-    id.push_str(&hex::encode(raw));
-    id
+    switchyard_actors::ids::request_id(req.headers().get("x-request-id").and_then(|v| v.to_str().ok()))
 }
 
 pub(crate) fn header<'a>(req: &'a HttpRequest) -> impl Fn(&str) -> Option<&'a str> {

@@ -3,7 +3,6 @@
 //! before the call and reconciled with the real usage after (`Settle`).
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,51 +17,7 @@ use super::provider_worker::{Permit, ProviderWorker, Release};
 use super::router::Router;
 use crate::metrics::BUDGET_REMAINING;
 
-/// Which limit refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitKind {
-    Requests,
-    Tokens,
-    DailyTokens,
-    Concurrency,
-    /// A USD budget is spent.
-    Budget,
-}
-
-impl LimitKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LimitKind::Requests => "requests",
-            LimitKind::Tokens => "tokens",
-            LimitKind::DailyTokens => "daily_tokens",
-            LimitKind::Concurrency => "concurrency",
-            LimitKind::Budget => "budget",
-        }
-    }
-
-    /// OpenAI-style error code.
-    pub fn code(self) -> &'static str {
-        match self {
-            LimitKind::Requests => "rate_limit_requests",
-            LimitKind::Tokens => "rate_limit_tokens",
-            LimitKind::DailyTokens => "rate_limit_tokens_per_day",
-            LimitKind::Concurrency => "rate_limit_concurrency",
-            LimitKind::Budget => "insufficient_quota",
-        }
-    }
-}
-
-impl fmt::Display for LimitKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LimitKind::Requests => "requests per minute",
-            LimitKind::Tokens => "tokens per minute",
-            LimitKind::DailyTokens => "tokens per day",
-            LimitKind::Concurrency => "concurrent requests",
-            LimitKind::Budget => "budget (USD) spent",
-        })
-    }
-}
+pub use crate::error::LimitKind;
 
 /// Values for OpenAI's `x-ratelimit-*` headers; `None` fields are unlimited and omitted.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::Value;
-use switchyard_config::{allows_api, Api, Config, Key, Priority, ProviderKind, Team};
+use switchyard_config::{allows_api, Api, Config, Key, Priority, Team};
 
 pub use self::finish::{record_overhead, Finisher, InflightGuard};
 use crate::actors::accounting::{Accounting, Flush, RecordSink};
@@ -36,10 +36,10 @@ use crate::metrics::{
     SHARED_LIMITS_FALLBACK_TOTAL,
 };
 use crate::providers::sse::{data_event, DONE};
-use crate::providers::{anthropic, bedrock, capabilities, gemini, ollama, openai};
-use crate::providers::{UpstreamBody, UpstreamCall, UpstreamClient, UpstreamReply};
+use crate::providers::{openai, Adapter};
 use crate::store::Store;
 use crate::types::{unix_ms, ChatRequest, EmbeddingsRequest, Endpoint, Usage, UsageRecord};
+use crate::upstream::{UpstreamBody, UpstreamCall, UpstreamClient, UpstreamReply};
 use crate::{tokens, GatewayError};
 
 /// A key as the engine sees it: with its team, and the limit scopes they make.
@@ -912,16 +912,7 @@ impl Engine {
             return self.answer_from_cache(ctx, p, record, stream.then(|| req.wants_stream_usage())).await;
         }
         let called = self
-            .call_upstream(ctx, p, record, prompt, false, |kind, model| {
-                capabilities::check_chat(kind, &req)?;
-                match kind {
-                    ProviderKind::Anthropic => anthropic::chat_body(&req, model),
-                    ProviderKind::Ollama => ollama::chat_body(&req, model),
-                    ProviderKind::Gemini => gemini::chat_body(&req),
-                    ProviderKind::Bedrock => bedrock::chat_body(&req),
-                    _ => openai::chat_body(&req, model).map_err(encode_error),
-                }
-            })
+            .call_upstream(ctx, p, record, prompt, false, |adapter, model| adapter.encode_chat(&req, model))
             .await?;
         let Called { mut fin, provider, model, reply, rate, cache_status, route } = called;
         let (upstream_time, attempts) = (fin.upstream_time, fin.record.upstream_attempts);
@@ -961,7 +952,7 @@ impl Engine {
                         fin.cache_put = None;
                     }
                     let stage = crate::providers::Sse::new(crate::guardrails::GuardStream::new(&guards));
-                    crate::providers::translated(s, stage)
+                    crate::upstream::translated(s, stage)
                 } else {
                     s
                 };
@@ -1004,14 +995,14 @@ impl Engine {
             return self.answer_from_cache(ctx, p, record, None).await;
         }
         let called = self
-            .call_upstream(ctx, p, record, prompt, req.encoding_format.as_deref() == Some("base64"), |kind, model| {
-                capabilities::check_embeddings(kind, &req)?;
-                match kind {
-                    ProviderKind::Ollama => ollama::embed_body(&req, model),
-                    ProviderKind::Gemini => gemini::embed_body(&req, model),
-                    _ => openai::embeddings_body(&req, model).map_err(encode_error),
-                }
-            })
+            .call_upstream(
+                ctx,
+                p,
+                record,
+                prompt,
+                req.encoding_format.as_deref() == Some("base64"),
+                |adapter, model| adapter.encode_embeddings(&req, model),
+            )
             .await?;
         let Called { mut fin, provider, model, reply, rate, cache_status, route } = called;
         let UpstreamBody::Full(bytes) = reply.body else {
@@ -1037,7 +1028,7 @@ impl Engine {
         record: UsageRecord,
         prompt: u64,
         base64: bool,
-        encode: impl Fn(ProviderKind, &str) -> Result<Vec<u8>, GatewayError>,
+        encode: impl Fn(&dyn Adapter, &str) -> Result<Vec<u8>, GatewayError>,
     ) -> Result<Called, Failure> {
         let Some(mut d) = p.route.take() else {
             return Err(GatewayError::Internal("admitted without a route".into()).into());
@@ -1056,7 +1047,7 @@ impl Engine {
             fin.permit = Some(d.permit);
             let load = d.slot.load.clone();
             fin.slot = Some(d.slot);
-            let body = match encode(d.handle.client.cfg.kind, &d.model) {
+            let body = match encode(d.handle.client.adapter(), &d.model) {
                 Ok(b) => b,
                 // the request asks for what this provider cannot do: refused before any
                 // call, so it is no usage record and its reservation is given back
@@ -1379,17 +1370,13 @@ const MAX_FAILOVERS: usize = 3;
 
 /// Waits for a stream's first chunk: the stream again (that chunk first), or the error
 /// that ended it before anything came (an empty stream is such an error too).
-async fn first_chunk(mut s: crate::providers::ByteStream) -> Result<UpstreamBody, crate::providers::UpstreamError> {
+async fn first_chunk(mut s: crate::upstream::ByteStream) -> Result<UpstreamBody, crate::upstream::UpstreamError> {
     use futures_util::StreamExt;
     match s.next().await {
         Some(Ok(first)) => Ok(UpstreamBody::Stream(Box::pin(futures_util::stream::once(async { Ok(first) }).chain(s)))),
         Some(Err(e)) => Err(e),
-        None => Err(crate::providers::UpstreamError::Body("the stream ended before its first chunk".into())),
+        None => Err(crate::upstream::UpstreamError::Body("the stream ended before its first chunk".into())),
     }
-}
-
-fn encode_error(e: serde_json::Error) -> GatewayError {
-    GatewayError::Internal(format!("cannot encode the upstream request: {e}"))
 }
 
 /// A call that came back 2xx, and what the response needs.

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::finish::{Finisher, CLIENT_CLOSED};
 use crate::providers::openai::StreamAccumulator;
 use crate::providers::sse::{data_event, SseParser, DONE};
-use crate::providers::{ByteStream, UpstreamError};
+use crate::upstream::{ByteStream, UpstreamError};
 use crate::GatewayError;
 
 pub struct Relay {

@@ -13,11 +13,13 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::capabilities::{Capabilities, Images};
 use super::openai::{data_url, function_tools, push_turn, stop_list, tool_arguments};
 use super::sse::{data_event, SseEvent, DONE};
-use super::EventTranslate;
-use crate::types::ChatRequest;
+use super::{DecodeCtx, DecodeError, EventTranslate, Sse, StreamTranslate};
+use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint};
 use crate::GatewayError;
+use switchyard_config::Provider;
 
 /// Sent as `anthropic-version` unless the provider's `headers` set one.
 pub const VERSION: &str = "2023-06-01";
@@ -25,6 +27,66 @@ pub const VERSION: &str = "2023-06-01";
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 /// Anthropic's "overloaded" status, answered to clients as a retryable 503.
 pub const OVERLOADED: u16 = 529;
+
+/// `kind = "anthropic"`: the Messages API.
+pub struct Anthropic;
+
+impl super::Adapter for Anthropic {
+    fn name(&self) -> &'static str {
+        "anthropic"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            embeddings: false,
+            token_inputs: false,
+            images: Images::Any,
+            multiple_choices: false,
+            logprobs: false,
+            json_mode: false,
+        }
+    }
+
+    fn url(&self, p: &Provider, endpoint: Endpoint, _model: &str, _stream: bool) -> Result<String, GatewayError> {
+        match endpoint {
+            Endpoint::Chat => Ok(format!("{}/messages", p.base_url)),
+            Endpoint::Embeddings => Err(unsupported("embeddings")),
+        }
+    }
+
+    fn auth(&self, api_key: &str) -> (&'static str, String) {
+        ("x-api-key", api_key.to_string())
+    }
+
+    fn default_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[("anthropic-version", VERSION)]
+    }
+
+    fn translate_chat(&self, req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError> {
+        chat_body(req, model)
+    }
+
+    fn translate_embeddings(&self, _req: &EmbeddingsRequest, _model: &str) -> Result<Vec<u8>, GatewayError> {
+        Err(unsupported("embeddings"))
+    }
+
+    fn decode(&self, _endpoint: Endpoint, body: Bytes, cx: &DecodeCtx<'_>) -> Result<Bytes, DecodeError> {
+        completion(&body, cx.created).map_err(|e| DecodeError(format!("anthropic answer: {e}")))
+    }
+
+    fn stream_decoder(&self, cx: &DecodeCtx<'_>) -> Option<Box<dyn StreamTranslate>> {
+        Some(Box::new(Sse::new(StreamTranslator::new(cx.created))))
+    }
+
+    fn error_status(&self, status: u16) -> u16 {
+        // "overloaded": a retryable 503 for clients and the job queue
+        if status == OVERLOADED {
+            503
+        } else {
+            status
+        }
+    }
+}
 
 fn unsupported(what: &str) -> GatewayError {
     GatewayError::BadRequest(format!("the anthropic provider does not support {what}"))

@@ -64,6 +64,12 @@ impl Signer {
     }
 }
 
+impl super::Sign for Signer {
+    fn sign(&self, url: &str, body: &[u8]) -> Result<Vec<(String, String)>, String> {
+        Signer::sign(self, url, body)
+    }
+}
+
 fn header<'a>(m: &'a Message, name: &str) -> Option<&'a str> {
     m.headers().iter().find(|h| h.name().as_str() == name).and_then(|h| h.value().as_string().ok()).map(|s| s.as_str())
 }

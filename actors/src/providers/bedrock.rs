@@ -13,10 +13,74 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::capabilities::{Capabilities, Images};
 use super::openai::{function_tools, map_content, push_turn, stop_list, tool_arguments};
 use super::sse::{data_event, DONE};
-use crate::types::ChatRequest;
+use super::{DecodeCtx, DecodeError, Sign, StreamTranslate};
+use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint};
 use crate::GatewayError;
+use switchyard_config::Provider;
+
+/// `kind = "bedrock"`: the Converse API, SigV4-signed.
+pub struct Bedrock;
+
+impl super::Adapter for Bedrock {
+    fn name(&self) -> &'static str {
+        "bedrock"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            embeddings: false,
+            token_inputs: false,
+            images: Images::DataUrls,
+            multiple_choices: false,
+            logprobs: false,
+            json_mode: false,
+        }
+    }
+
+    fn url(&self, p: &Provider, endpoint: Endpoint, model: &str, stream: bool) -> Result<String, GatewayError> {
+        if endpoint == Endpoint::Embeddings {
+            return Err(unsupported("embeddings"));
+        }
+        let op = if stream { "converse-stream" } else { "converse" };
+        // model ids such as `anthropic.claude-3-haiku-20240307-v1:0` are one path segment
+        Ok(format!("{}/model/{}/{op}", p.base_url, super::adapter::path_segment(model)))
+    }
+
+    fn url_per_call(&self) -> bool {
+        true
+    }
+
+    fn stream_accept(&self) -> &'static str {
+        "application/vnd.amazon.eventstream"
+    }
+
+    fn signer(&self, p: &Provider) -> Result<Option<Box<dyn Sign>>, String> {
+        match &p.aws {
+            Some(a) => Ok(Some(Box::new(super::aws::Signer::new(a, &|name| std::env::var(name).ok())?))),
+            None => Ok(None),
+        }
+    }
+
+    fn translate_chat(&self, req: &ChatRequest, _model: &str) -> Result<Vec<u8>, GatewayError> {
+        chat_body(req)
+    }
+
+    fn translate_embeddings(&self, _req: &EmbeddingsRequest, _model: &str) -> Result<Vec<u8>, GatewayError> {
+        Err(unsupported("embeddings"))
+    }
+
+    fn decode(&self, _endpoint: Endpoint, body: Bytes, cx: &DecodeCtx<'_>) -> Result<Bytes, DecodeError> {
+        completion(&body, cx.model, cx.id, cx.created).map_err(|e| DecodeError(format!("bedrock answer: {e}")))
+    }
+
+    fn stream_decoder(&self, cx: &DecodeCtx<'_>) -> Option<Box<dyn StreamTranslate>> {
+        let t = StreamTranslator::new(cx.id.to_string(), cx.model.to_string(), cx.created);
+        Some(Box::new(super::aws::EventStream::new(t)))
+    }
+}
 
 fn bad(message: String) -> GatewayError {
     GatewayError::BadRequest(message)

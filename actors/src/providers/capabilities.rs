@@ -1,13 +1,11 @@
-//! What each provider kind can do, declared once. The pipeline checks a request
-//! against its target's row before translating it, so a request that needs what the
+//! What a provider kind can do: each adapter declares its row ([`Capabilities`]), and
+//! its `encode_*` checks a request against it before translating it, so a request that needs what the
 //! provider lacks gets a 400 naming the capability and never reaches the provider. A
 //! conformance test holds every row to what the translators really do.
 
-use serde_json::Value;
-use switchyard_config::ProviderKind;
-
 use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint};
 use crate::GatewayError;
+use serde_json::Value;
 
 /// How a provider takes images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,10 +30,9 @@ pub struct Capabilities {
     pub json_mode: bool,
 }
 
-/// The matrix.
-pub fn of(kind: ProviderKind) -> Capabilities {
-    use ProviderKind::*;
-    let openai = Capabilities {
+impl Capabilities {
+    /// OpenAI's row, shared by every kind that speaks its API.
+    pub const OPENAI: Capabilities = Capabilities {
         embeddings: true,
         token_inputs: true,
         images: Images::Any,
@@ -43,47 +40,19 @@ pub fn of(kind: ProviderKind) -> Capabilities {
         logprobs: true,
         json_mode: true,
     };
-    match kind {
-        OpenAi | OpenAiCompatible | Azure | Mock => openai,
-        Anthropic => Capabilities {
-            embeddings: false,
-            token_inputs: false,
-            images: Images::Any,
-            multiple_choices: false,
-            logprobs: false,
-            json_mode: false,
-        },
-        Bedrock => Capabilities {
-            embeddings: false,
-            token_inputs: false,
-            images: Images::DataUrls,
-            multiple_choices: false,
-            logprobs: false,
-            json_mode: false,
-        },
-        Ollama | Gemini => Capabilities {
-            embeddings: true,
-            token_inputs: false,
-            images: Images::DataUrls,
-            multiple_choices: false,
-            logprobs: false,
-            json_mode: true,
-        },
-    }
 }
 
-fn lacks(kind: ProviderKind, what: &str) -> GatewayError {
-    GatewayError::BadRequest(format!("provider kind `{}` does not support {what}", kind.as_str()))
+fn lacks(kind: &str, what: &str) -> GatewayError {
+    GatewayError::BadRequest(format!("provider kind `{kind}` does not support {what}"))
 }
 
-/// Whether `kind` serves `endpoint` at all.
-pub fn serves(kind: ProviderKind, endpoint: Endpoint) -> bool {
-    endpoint == Endpoint::Chat || of(kind).embeddings
+/// Whether a provider with `c` serves `endpoint` at all.
+pub fn serves(c: &Capabilities, endpoint: Endpoint) -> bool {
+    endpoint == Endpoint::Chat || c.embeddings
 }
 
-/// Checks a chat request against `kind`'s row.
-pub fn check_chat(kind: ProviderKind, req: &ChatRequest) -> Result<(), GatewayError> {
-    let c = of(kind);
+/// Checks a chat request against a kind's row.
+pub fn check_chat(kind: &str, c: &Capabilities, req: &ChatRequest) -> Result<(), GatewayError> {
     if !c.multiple_choices && req.rest.get("n").and_then(Value::as_u64).unwrap_or(1) > 1 {
         return Err(lacks(kind, "`n` greater than 1"));
     }
@@ -108,9 +77,8 @@ pub fn check_chat(kind: ProviderKind, req: &ChatRequest) -> Result<(), GatewayEr
     Ok(())
 }
 
-/// Checks an embeddings request against `kind`'s row.
-pub fn check_embeddings(kind: ProviderKind, req: &EmbeddingsRequest) -> Result<(), GatewayError> {
-    let c = of(kind);
+/// Checks an embeddings request against a kind's row.
+pub fn check_embeddings(kind: &str, c: &Capabilities, req: &EmbeddingsRequest) -> Result<(), GatewayError> {
     if !c.embeddings {
         return Err(lacks(kind, "embeddings"));
     }
@@ -124,9 +92,10 @@ pub fn check_embeddings(kind: ProviderKind, req: &EmbeddingsRequest) -> Result<(
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+    use switchyard_config::ProviderKind;
 
     use super::*;
-    use crate::providers::{anthropic, bedrock, gemini, ollama, openai};
+    use crate::providers::adapter;
 
     const TRANSLATED: [ProviderKind; 5] = [
         ProviderKind::OpenAi,
@@ -135,16 +104,6 @@ mod tests {
         ProviderKind::Ollama,
         ProviderKind::Bedrock,
     ];
-
-    fn translate(kind: ProviderKind, req: &ChatRequest) -> Result<Vec<u8>, GatewayError> {
-        match kind {
-            ProviderKind::Anthropic => anthropic::chat_body(req, "m"),
-            ProviderKind::Gemini => gemini::chat_body(req),
-            ProviderKind::Bedrock => bedrock::chat_body(req),
-            ProviderKind::Ollama => ollama::chat_body(req, "m"),
-            _ => openai::chat_body(req, "m").map_err(|e| GatewayError::Internal(e.to_string())),
-        }
-    }
 
     /// For each capability a request can need, the matrix refuses it exactly when the
     /// provider's translator cannot express it.
@@ -160,10 +119,11 @@ mod tests {
             json!({"model": "a", "messages": user(json!("plain"))}),
         ];
         for kind in TRANSLATED {
+            let a = adapter(kind);
             for need in &needs {
                 let req = ChatRequest::parse(need.to_string().as_bytes()).unwrap();
-                let matrix = check_chat(kind, &req).is_ok();
-                let translator = translate(kind, &req).is_ok();
+                let matrix = check_chat(a.name(), &a.capabilities(), &req).is_ok();
+                let translator = a.translate_chat(&req, "m").is_ok();
                 assert_eq!(matrix, translator, "{kind:?} on {need}: matrix {matrix}, translator {translator}");
             }
         }
@@ -177,21 +137,15 @@ mod tests {
         ] {
             let req = EmbeddingsRequest::parse(json!({"model": "e", "input": input}).to_string().as_bytes()).unwrap();
             for kind in TRANSLATED {
-                let matrix = check_embeddings(kind, &req).is_ok();
-                let translator = match kind {
-                    ProviderKind::Gemini => gemini::embed_body(&req, "m").is_ok(),
-                    ProviderKind::Ollama => ollama::embed_body(&req, "m").is_ok(),
-                    ProviderKind::Anthropic | ProviderKind::Bedrock => false,
-                    _ => openai::embeddings_body(&req, "m").is_ok(),
-                };
+                let a = adapter(kind);
+                let matrix = check_embeddings(a.name(), &a.capabilities(), &req).is_ok();
+                let translator = a.translate_embeddings(&req, "m").is_ok();
                 assert_eq!(matrix, translator, "{kind:?} on {input}");
                 assert_eq!(matrix, kinds_ok.contains(&kind), "{kind:?} on {input}");
             }
         }
-        let e = check_embeddings(
-            ProviderKind::Anthropic,
-            &EmbeddingsRequest::parse(br#"{"model":"e","input":"x"}"#).unwrap(),
-        );
+        let a = adapter(ProviderKind::Anthropic);
+        let e = a.encode_embeddings(&EmbeddingsRequest::parse(br#"{"model":"e","input":"x"}"#).unwrap(), "m");
         assert!(e.unwrap_err().to_string().contains("`anthropic` does not support embeddings"));
     }
 }

@@ -12,11 +12,70 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::capabilities::{Capabilities, Images};
 use super::openai::{function_tools, map_content, push_turn, stop_list, tool_arguments};
 use super::sse::{data_event, SseEvent, DONE};
-use super::EventTranslate;
-use crate::types::{ChatRequest, EmbeddingsRequest};
+use super::{DecodeCtx, DecodeError, EventTranslate, Sse, StreamTranslate};
+use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint};
 use crate::GatewayError;
+use switchyard_config::Provider;
+
+/// `kind = "gemini"`: Google's Gemini API, keyed by `x-goog-api-key`.
+pub struct Gemini;
+
+impl super::Adapter for Gemini {
+    fn name(&self) -> &'static str {
+        "gemini"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            embeddings: true,
+            token_inputs: false,
+            images: Images::DataUrls,
+            multiple_choices: false,
+            logprobs: false,
+            json_mode: true,
+        }
+    }
+
+    fn url(&self, p: &Provider, endpoint: Endpoint, model: &str, stream: bool) -> Result<String, GatewayError> {
+        let method = match (endpoint, stream) {
+            (Endpoint::Chat, false) => "generateContent",
+            (Endpoint::Chat, true) => "streamGenerateContent?alt=sse",
+            (Endpoint::Embeddings, _) => "batchEmbedContents",
+        };
+        Ok(format!("{}/models/{model}:{method}", p.base_url))
+    }
+
+    fn url_per_call(&self) -> bool {
+        true
+    }
+
+    fn auth(&self, api_key: &str) -> (&'static str, String) {
+        ("x-goog-api-key", api_key.to_string())
+    }
+
+    fn translate_chat(&self, req: &ChatRequest, _model: &str) -> Result<Vec<u8>, GatewayError> {
+        chat_body(req)
+    }
+
+    fn translate_embeddings(&self, req: &EmbeddingsRequest, model: &str) -> Result<Vec<u8>, GatewayError> {
+        embed_body(req, model)
+    }
+
+    fn decode(&self, endpoint: Endpoint, body: Bytes, cx: &DecodeCtx<'_>) -> Result<Bytes, DecodeError> {
+        match endpoint {
+            Endpoint::Chat => completion(&body, cx.model, cx.id, cx.created),
+            Endpoint::Embeddings => embeddings(&body, cx.model, cx.base64),
+        }
+        .map_err(|e| DecodeError(format!("gemini answer: {e}")))
+    }
+
+    fn stream_decoder(&self, cx: &DecodeCtx<'_>) -> Option<Box<dyn StreamTranslate>> {
+        Some(Box::new(Sse::new(StreamTranslator::new(cx.id.to_string(), cx.model.to_string(), cx.created))))
+    }
+}
 
 fn bad(message: String) -> GatewayError {
     GatewayError::BadRequest(message)

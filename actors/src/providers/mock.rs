@@ -5,6 +5,56 @@
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+/// `kind = "mock"`: answers in-process, deterministically, in OpenAI's format (the
+/// embedded default runs on it: no network, no keys).
+pub struct Mock;
+
+impl super::Adapter for Mock {
+    fn name(&self) -> &'static str {
+        "mock"
+    }
+
+    fn url(
+        &self,
+        _p: &switchyard_config::Provider,
+        endpoint: crate::types::Endpoint,
+        _model: &str,
+        _stream: bool,
+    ) -> Result<String, crate::GatewayError> {
+        Ok(format!("http://mock.invalid{}", endpoint.path()))
+    }
+
+    fn answer_locally(
+        &self,
+        endpoint: crate::types::Endpoint,
+        body: &[u8],
+        stream: bool,
+    ) -> Option<Result<super::LocalAnswer, super::LocalError>> {
+        use crate::types::Endpoint;
+        use bytes::Bytes;
+        let req: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => return Some(Err(super::LocalError::Invalid(e.to_string()))),
+        };
+        let model = req.get("model").and_then(Value::as_str).unwrap_or("mock").to_string();
+        let created = crate::types::unix_secs();
+        Some(match endpoint {
+            Endpoint::Chat if stream => {
+                let mut events: Vec<Bytes> =
+                    chat_chunks(&req, &model, created).iter().map(|c| super::sse::data_event(&c.to_string())).collect();
+                events.push(Bytes::from_static(super::sse::DONE));
+                Ok(super::LocalAnswer::Events(events))
+            }
+            Endpoint::Chat => {
+                Ok(super::LocalAnswer::Full(Bytes::from(chat_completion(&req, &model, created).to_string())))
+            }
+            Endpoint::Embeddings => embeddings(&req, &model)
+                .map(|v| super::LocalAnswer::Full(Bytes::from(v.to_string())))
+                .map_err(|m| super::LocalError::Status(400, m)),
+        })
+    }
+}
+
 /// Rough token count used by the mock (4 characters a token, at least 1 for non-empty).
 pub fn mock_tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)

@@ -9,11 +9,60 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::capabilities::{Capabilities, Images};
 use super::openai::{inline_image, stop_list, tool_arguments};
 use super::sse::{data_event, DONE};
-use super::StreamTranslate;
-use crate::types::{ChatRequest, EmbeddingsRequest};
+use super::{DecodeCtx, DecodeError, StreamTranslate};
+use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint};
 use crate::GatewayError;
+use switchyard_config::Provider;
+
+/// `kind = "ollama"`: Ollama's native API (`/api/chat` with NDJSON streams, `/api/embed`).
+pub struct Ollama;
+
+impl super::Adapter for Ollama {
+    fn name(&self) -> &'static str {
+        "ollama"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            embeddings: true,
+            token_inputs: false,
+            images: Images::DataUrls,
+            multiple_choices: false,
+            logprobs: false,
+            json_mode: true,
+        }
+    }
+
+    fn url(&self, p: &Provider, endpoint: Endpoint, _model: &str, _stream: bool) -> Result<String, GatewayError> {
+        Ok(match endpoint {
+            Endpoint::Chat => format!("{}/api/chat", p.base_url),
+            Endpoint::Embeddings => format!("{}/api/embed", p.base_url),
+        })
+    }
+
+    fn translate_chat(&self, req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError> {
+        chat_body(req, model)
+    }
+
+    fn translate_embeddings(&self, req: &EmbeddingsRequest, model: &str) -> Result<Vec<u8>, GatewayError> {
+        embed_body(req, model)
+    }
+
+    fn decode(&self, endpoint: Endpoint, body: Bytes, cx: &DecodeCtx<'_>) -> Result<Bytes, DecodeError> {
+        match endpoint {
+            Endpoint::Chat => completion(&body, cx.id, cx.created),
+            Endpoint::Embeddings => embeddings(&body, cx.base64),
+        }
+        .map_err(|e| DecodeError(format!("ollama answer: {e}")))
+    }
+
+    fn stream_decoder(&self, cx: &DecodeCtx<'_>) -> Option<Box<dyn StreamTranslate>> {
+        Some(Box::new(StreamTranslator::new(cx.id.to_string(), cx.created)))
+    }
+}
 
 /// Longest NDJSON line accepted from upstream.
 pub const MAX_LINE: usize = 8 << 20;

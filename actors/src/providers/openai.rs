@@ -10,6 +10,25 @@ use serde_json::{json, Map, Value};
 use crate::types::{ChatRequest, EmbeddingsRequest, StreamOptions, Usage};
 use crate::GatewayError;
 
+/// `kind = "openai"`: api.openai.com. The trait's defaults are this wire format.
+pub struct OpenAi;
+
+impl super::Adapter for OpenAi {
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+}
+
+/// `kind = "openai-compatible"`: any server that speaks OpenAI's API (vLLM, TGI,
+/// Groq, Ollama's `/v1`, ...).
+pub struct OpenAiCompatible;
+
+impl super::Adapter for OpenAiCompatible {
+    fn name(&self) -> &'static str {
+        "openai-compatible"
+    }
+}
+
 #[derive(Serialize)]
 struct ChatOut<'a> {
     model: &'a str,

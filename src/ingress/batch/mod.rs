@@ -199,10 +199,7 @@ fn unavailable(e: impl std::fmt::Display) -> GatewayError {
     GatewayError::Unavailable(format!("the batch store is unavailable: {e}"))
 }
 
-/// A new id: `<prefix><24 hex digits>`.
-fn new_id(prefix: &str) -> String {
-    format!("{prefix}{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
-}
+use switchyard_actors::ids::new_id;
 
 /// The batch of a virtual output/error file id, and whether it is the error file.
 fn output_file(id: &str) -> Option<(&str, bool)> {

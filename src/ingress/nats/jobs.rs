@@ -430,19 +430,15 @@ fn next_step(err: &GatewayError) -> Next {
     match err {
         RateLimited { retry_after, .. } => Next::Defer(*retry_after),
         QueueFull(_) | Unavailable(_) => Next::Defer(Duration::from_millis(500)),
-        UpstreamStatus { status: 408 | 409 | 429 | 500..=599, retry_after, .. } => {
-            Next::Retry(retry_after.map(Duration::from_secs))
-        }
-        UpstreamConnect { .. } | UpstreamTimeout { .. } | UpstreamInvalid { .. } => Next::Retry(None),
+        // the one classifier: what another try may fix
+        e if e.retryable() => Next::Retry(e.retry_after_secs().map(Duration::from_secs)),
         _ => Next::Fail,
     }
 }
 
-/// Exponential backoff with full jitter in its upper half: `base * 2^(attempt-1)`, capped.
+/// The delay before a job's next attempt: the one backoff, with the `[nats]` settings.
 fn backoff(cfg: &Nats, attempt: u32) -> Duration {
-    let exp = cfg.retry_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let d = exp.min(cfg.retry_backoff_max);
-    d / 2 + d.mul_f64(fastrand::f64() / 2.0)
+    switchyard_actors::retry::backoff(cfg.retry_backoff, cfg.retry_backoff_max, attempt)
 }
 
 async fn serve_job(s: &Shared, lane: Priority, b: Buffered) {

@@ -80,10 +80,7 @@ pub fn header<'a>(headers: Option<&'a HeaderMap>) -> impl Fn(&str) -> Option<&'a
 
 /// A request id from `x-request-id` when it is sane, else a new one.
 pub fn request_id<'a>(lookup: &impl Fn(&str) -> Option<&'a str>) -> String {
-    match lookup("x-request-id") {
-        Some(v) if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()) => v.to_string(),
-        _ => format!("req_{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..)),
-    }
+    switchyard_actors::ids::request_id(lookup("x-request-id"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,198 @@
+//! One adapter per provider kind, and the registry that finds it.
+//!
+//! An [`Adapter`] owns everything the gateway knows about one kind of provider: what it
+//! can do, where each endpoint is, how it authenticates, how a request is encoded for it,
+//! how its answers, streams and errors are decoded back into OpenAI's shape. Adapters
+//! are pure (no I/O, no actix, no metrics): `crate::upstream` does the calling, with
+//! retries and timeouts, and asks the adapter for every provider-specific step.
+//!
+//! Adding a provider kind means one new module with one `impl Adapter` and one line in
+//! [`adapter`]. Nothing outside the adapters and this registry matches on the kind.
+//!
+//! A trait object rather than a closed enum: each kind is a unit struct in its own
+//! module, the trait's defaults are the OpenAI wire format (which most kinds share in
+//! part), and the registry is the only place that names them all. The dynamic call
+//! costs a few nanoseconds per request, against microseconds of translation.
+
+use bytes::Bytes;
+use switchyard_config::{Provider, ProviderKind};
+
+use super::capabilities::{self, Capabilities};
+use super::{anthropic, azure, bedrock, gemini, mock, ollama, openai, StreamTranslate};
+use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint};
+use crate::GatewayError;
+
+/// A provider's answer that could not be decoded (a 502 `upstream_invalid_response`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+impl From<String> for DecodeError {
+    fn from(s: String) -> Self {
+        DecodeError(s)
+    }
+}
+
+/// What decoding an answer needs besides its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeCtx<'a> {
+    /// The upstream model the call was for.
+    pub model: &'a str,
+    /// The response id for providers that send none.
+    pub id: &'a str,
+    /// OpenAI's `created` (Unix seconds).
+    pub created: u64,
+    /// Embeddings: the client asked for base64 vectors.
+    pub base64: bool,
+}
+
+/// Signs a request (Bedrock's SigV4): the headers to add for a JSON `POST` of `body`.
+pub trait Sign: Send + Sync {
+    fn sign(&self, url: &str, body: &[u8]) -> Result<Vec<(String, String)>, String>;
+}
+
+/// A provider answered in-process (the built-in `mock`).
+pub enum LocalAnswer {
+    Full(Bytes),
+    /// OpenAI SSE events, `[DONE]` included.
+    Events(Vec<Bytes>),
+}
+
+/// Why an in-process provider did not answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalError {
+    /// The request body could not be read.
+    Invalid(String),
+    /// The provider refused the request with this status.
+    Status(u16, String),
+}
+
+/// Everything about one provider kind. The defaults are OpenAI's wire format.
+pub trait Adapter: Sync {
+    /// The kind's name in the config (`kind = "..."`), for messages.
+    fn name(&self) -> &'static str;
+
+    /// What the kind can do; `encode_*` check a request against it.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::OPENAI
+    }
+
+    /// The URL of `endpoint` for `model` (`stream` where the provider has a separate
+    /// streaming operation).
+    fn url(&self, p: &Provider, endpoint: Endpoint, model: &str, stream: bool) -> Result<String, GatewayError> {
+        let _ = (model, stream);
+        Ok(format!("{}{}", p.base_url, endpoint.path()))
+    }
+
+    /// Whether [`Adapter::url`] depends on the model or on streaming (then it is built per
+    /// call; otherwise once per endpoint).
+    fn url_per_call(&self) -> bool {
+        false
+    }
+
+    /// The credential header for `api_key`.
+    fn auth(&self, api_key: &str) -> (&'static str, String) {
+        ("authorization", format!("Bearer {api_key}"))
+    }
+
+    /// Headers sent on every call unless the provider's own `headers` set them.
+    fn default_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// The `accept` of a streamed call.
+    fn stream_accept(&self) -> &'static str {
+        "text/event-stream"
+    }
+
+    /// A request signer, for kinds whose requests are signed.
+    fn signer(&self, p: &Provider) -> Result<Option<Box<dyn Sign>>, String> {
+        let _ = p;
+        Ok(None)
+    }
+
+    /// The chat request translated for the upstream `model` (no capability check).
+    fn translate_chat(&self, req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError> {
+        openai::chat_body(req, model).map_err(encode_error)
+    }
+
+    /// The embeddings request translated for the upstream `model` (no capability check).
+    fn translate_embeddings(&self, req: &EmbeddingsRequest, model: &str) -> Result<Vec<u8>, GatewayError> {
+        openai::embeddings_body(req, model).map_err(encode_error)
+    }
+
+    /// The chat request body for the upstream `model`: a request that needs what the
+    /// kind lacks is a 400 naming it, before any translation.
+    fn encode_chat(&self, req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError> {
+        capabilities::check_chat(self.name(), &self.capabilities(), req)?;
+        self.translate_chat(req, model)
+    }
+
+    /// The embeddings request body for the upstream `model`, checked as [`Adapter::encode_chat`].
+    fn encode_embeddings(&self, req: &EmbeddingsRequest, model: &str) -> Result<Vec<u8>, GatewayError> {
+        capabilities::check_embeddings(self.name(), &self.capabilities(), req)?;
+        self.translate_embeddings(req, model)
+    }
+
+    /// A non-streamed 2xx answer as OpenAI's JSON.
+    fn decode(&self, endpoint: Endpoint, body: Bytes, cx: &DecodeCtx<'_>) -> Result<Bytes, DecodeError> {
+        let _ = (endpoint, cx);
+        Ok(body)
+    }
+
+    /// The translator of a streamed answer into OpenAI SSE; `None` when it already is.
+    fn stream_decoder(&self, cx: &DecodeCtx<'_>) -> Option<Box<dyn StreamTranslate>> {
+        let _ = cx;
+        None
+    }
+
+    /// The status a provider's error status stands for (Anthropic's 529 is a 503).
+    fn error_status(&self, status: u16) -> u16 {
+        status
+    }
+
+    /// The message of a provider's error body.
+    fn error_message(&self, body: &[u8]) -> String {
+        openai::error_message(body)
+    }
+
+    /// Answers in-process instead of over HTTP (the built-in `mock`).
+    fn answer_locally(&self, endpoint: Endpoint, body: &[u8], stream: bool) -> Option<Result<LocalAnswer, LocalError>> {
+        let _ = (endpoint, body, stream);
+        None
+    }
+}
+
+/// The registry: the one place that names every kind.
+pub fn adapter(kind: ProviderKind) -> &'static dyn Adapter {
+    match kind {
+        ProviderKind::OpenAi => &openai::OpenAi,
+        ProviderKind::OpenAiCompatible => &openai::OpenAiCompatible,
+        ProviderKind::Azure => &azure::Azure,
+        ProviderKind::Anthropic => &anthropic::Anthropic,
+        ProviderKind::Gemini => &gemini::Gemini,
+        ProviderKind::Bedrock => &bedrock::Bedrock,
+        ProviderKind::Ollama => &ollama::Ollama,
+        ProviderKind::Mock => &mock::Mock,
+    }
+}
+
+/// An encoder's serde failure (it cannot happen for values that were parsed from JSON).
+pub fn encode_error(e: serde_json::Error) -> GatewayError {
+    GatewayError::Internal(format!("encoding the upstream request: {e}"))
+}
+
+/// A model id as one URL path segment (Bedrock's `anthropic.claude-3-haiku-...-v1:0`).
+pub fn path_segment(model: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(model.len());
+    for b in model.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            other => {
+                let _ = write!(out, "%{other:02X}");
+            }
+        }
+    }
+    out
+}
