@@ -201,6 +201,7 @@ mod tests {
             max_tokens: None,
             max_completion_tokens: None,
             rest: Default::default(),
+            native: None,
         };
         let exact_prompt: u64 = PER_REQUEST + lines.iter().map(|l| PER_MESSAGE + exact(l)).sum::<u64>();
         let estimated = estimate_prompt(&req) as f64;

@@ -40,6 +40,25 @@ pub struct StreamOptions {
     pub rest: Map<String, Value>,
 }
 
+/// A wire format a client speaks and a provider may speak too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireFormat {
+    /// Anthropic's Messages API.
+    Anthropic,
+}
+
+/// The request as the client sent it, kept beside the OpenAI view the engine works on,
+/// so that a target speaking the same format gets it whole (fields the OpenAI view has no
+/// place for, such as `thinking` or `cache_control`, included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeRequest {
+    pub format: WireFormat,
+    /// The client's JSON body.
+    pub body: Map<String, Value>,
+    /// Client headers of that format that go upstream with it (`anthropic-beta`).
+    pub headers: Vec<(String, String)>,
+}
+
 /// OpenAI Chat Completions request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ChatRequest {
@@ -55,6 +74,9 @@ pub struct ChatRequest {
     pub max_completion_tokens: Option<u64>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
+    /// The client's own request when it came in another format (`/v1/messages`).
+    #[serde(skip)]
+    pub native: Option<std::sync::Arc<NativeRequest>>,
 }
 
 impl ChatRequest {

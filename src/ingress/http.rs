@@ -212,12 +212,20 @@ async fn messages(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
     let result = async {
         let ctx = RequestCtx::from_headers(runtime, request_id.clone(), received, header(&req))?;
         let body = read_body(&req, payload, limit).await?;
-        let openai = from_anthropic::request(&body)?;
-        Ok::<_, Failure>((ctx, openai))
+        Ok::<_, Failure>((ctx, body))
     }
     .await;
     let result = match result {
-        Ok((ctx, openai)) => state.engine.chat(&ctx, &openai).await,
+        Ok((ctx, body)) => {
+            let headers = from_anthropic::CLIENT_HEADERS
+                .iter()
+                .filter_map(|&name| {
+                    let v = req.headers().get(name)?.to_str().ok()?;
+                    Some((name.to_string(), v.to_string()))
+                })
+                .collect();
+            state.engine.messages(&ctx, &body, headers).await
+        }
         Err(f) => Err(f),
     };
     let outcome = match result {
@@ -226,6 +234,13 @@ async fn messages(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
     };
     let mut b = success_head(&request_id, &outcome, received);
     match outcome.body {
+        // the provider's own answer (an Anthropic target): as it came
+        OutcomeBody::Json(bytes) if outcome.native => b.content_type("application/json").body(bytes),
+        OutcomeBody::Sse(stream) if outcome.native => b
+            .content_type("text/event-stream")
+            .insert_header(("cache-control", "no-cache"))
+            .insert_header(("x-accel-buffering", "no"))
+            .streaming(stream),
         OutcomeBody::Json(bytes) => match from_anthropic::message(&bytes) {
             Ok(m) => b.content_type("application/json").body(m),
             Err(e) => anthropic_error(&request_id, &Failure::from(e)),

@@ -157,3 +157,142 @@ async fn messages_errors_use_anthropics_shape() {
     let big = ask("chat", &"x".repeat(5000));
     assert_eq!(messages(gw.url(), MAIN_KEY, &big, &[]).await.status(), 413);
 }
+
+/// A real HTTP upstream on a loopback socket that records each request (head and
+/// body) and answers every one with `reply` (a full HTTP response's head fields and
+/// body), so a test can compare what the gateway sent and relayed byte for byte.
+struct Recorder {
+    url: String,
+    /// (request head, request body), in arrival order.
+    seen: tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+}
+
+impl Recorder {
+    async fn start(replies: Vec<(&'static str, Vec<u8>)>) -> Recorder {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (log, seen) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            for (content_type, body) in replies {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // the head, then the body its content-length announces
+                let (head, mut rest) = loop {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "the gateway closed before sending a request");
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break (String::from_utf8_lossy(&buf[..at]).to_string(), buf[at + 4..].to_vec());
+                    }
+                };
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                while rest.len() < len {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    rest.extend_from_slice(&chunk[..n]);
+                }
+                log.send((head, rest)).unwrap();
+                let out = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                sock.write_all(out.as_bytes()).await.unwrap();
+                sock.write_all(&body).await.unwrap();
+                sock.shutdown().await.ok();
+            }
+        });
+        Recorder { url, seen }
+    }
+}
+
+/// Anthropic to Anthropic keeps everything: fields the OpenAI view has no place for
+/// (`thinking`, `cache_control`, `output_config`, `context_management`, `top_k`) and the
+/// `anthropic-beta` header reach the provider as the client sent them, and its answer
+/// and stream (thinking blocks, `ping` events, fields unknown to the gateway) come back
+/// byte for byte, metered all the same.
+#[tokio::test]
+async fn anthropic_to_anthropic_is_lossless_both_ways() {
+    let answer = br#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-up","content":[{"type":"thinking","thinking":"hmm","signature":"sig=="},{"type":"text","text":"hi","citations":null}],"stop_reason":"end_turn","stop_sequence":null,"container":{"id":"c1"},"usage":{"input_tokens":11,"cache_read_input_tokens":5,"cache_creation_input_tokens":0,"output_tokens":3,"service_tier":"standard"}}"#.to_vec();
+    let stream = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_02\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-up\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n",
+        "event: ping\ndata: {\"type\": \"ping\"}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"let me see\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"c2ln\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"streamed\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":7}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+    let rec = Recorder::start(vec![("application/json", answer.clone()), ("text/event-stream", stream.into())]).await;
+    let extra = format!(
+        r#"
+[[providers]]
+name = "rec"
+kind = "anthropic"
+base_url = "{}/v1"
+api_key = "rec-provider-secret"
+
+[[models]]
+alias = "claude-native"
+targets = [{{ provider = "rec", model = "claude-up" }}]
+"#,
+        rec.url
+    );
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, &extra);
+    let body = json!({
+        "model": "claude-native",
+        "max_tokens": 1024,
+        "system": [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "a long document", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+            {"type": "text", "text": "say hi"}]}],
+        "thinking": {"type": "enabled", "budget_tokens": 512},
+        "output_config": {"effort": "low"},
+        "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
+        "top_k": 5,
+        "metadata": {"user_id": "u-1"},
+        "some_future_field": {"kept": [1, 2, 3]},
+    });
+    let beta = "context-management-2025-06-27,interleaved-thinking-2025-05-14";
+    let r = messages(gw.url(), MAIN_KEY, &body, &[("anthropic-beta", beta)]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-switchyard-provider"), "rec");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), answer, "the answer comes back as the provider sent it");
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    streamed["messages"][0]["content"][1]["text"] = json!("stream hi");
+    let r = messages(gw.url(), MAIN_KEY, &streamed, &[("anthropic-beta", beta)]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), stream, "the stream comes back as the provider sent it");
+
+    let mut rec = rec;
+    let mut seen = Vec::new();
+    while let Ok(one) = rec.seen.try_recv() {
+        seen.push(one);
+    }
+    assert_eq!(seen.len(), 2);
+    for ((head, sent), client) in seen.iter().zip([&body, &streamed]) {
+        let sent: Value = serde_json::from_slice(sent).unwrap();
+        let mut expected = client.clone();
+        expected["model"] = json!("claude-up");
+        assert_eq!(sent, expected, "the provider gets the client's request, for the upstream model");
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with("post /v1/messages "), "{head}");
+        assert!(head.contains(&format!("anthropic-beta: {beta}")), "{head}");
+        assert!(head.contains("x-api-key: rec-provider-secret"), "the provider's own credential: {head}");
+        assert!(!head.contains(MAIN_KEY), "the client's key never goes upstream: {head}");
+    }
+    // metered from the provider's usage, as translated requests are
+    wait_for_metric(gw.url(), "switchyard_tokens_total{direction=\"output\",model=\"claude-native\"}", |v| v >= 10.0)
+        .await;
+}

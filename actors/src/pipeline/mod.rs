@@ -18,7 +18,7 @@ use actix::prelude::*;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::Stream;
-use serde_json::Value;
+use serde_json::{json, Value};
 use switchyard_config::{allows_api, Api, Config, Key, Priority, Team};
 
 pub use self::finish::{record_overhead, Finisher, InflightGuard};
@@ -38,7 +38,7 @@ use crate::metrics::{
 use crate::providers::sse::{data_event, DONE};
 use crate::providers::{openai, Adapter};
 use crate::store::Store;
-use crate::types::{unix_ms, ChatRequest, EmbeddingsRequest, Endpoint, Usage, UsageRecord};
+use crate::types::{unix_ms, ChatRequest, EmbeddingsRequest, Endpoint, NativeRequest, Usage, UsageRecord, WireFormat};
 use crate::upstream::{UpstreamBody, UpstreamCall, UpstreamClient, UpstreamReply};
 use crate::{tokens, GatewayError};
 
@@ -326,6 +326,9 @@ pub struct Outcome {
     pub route: Option<String>,
     /// Calls sent to providers (0 for a cache hit).
     pub attempts: u32,
+    /// The body (or stream) is the provider's own answer in the client's format (a
+    /// native call, such as `/v1/messages` to Anthropic), not OpenAI's.
+    pub native: bool,
 }
 
 /// An error and the rate-limit headers known when it happened.
@@ -783,6 +786,7 @@ impl Engine {
             upstream_time: Duration::ZERO,
             route,
             attempts: 0,
+            native: false,
         })
     }
 
@@ -836,7 +840,32 @@ impl Engine {
 
     /// `POST /v1/chat/completions` (and its NATS twin).
     pub async fn chat(&self, ctx: &RequestCtx, body: &[u8]) -> Result<Outcome, Failure> {
-        let req = ChatRequest::parse(body);
+        self.chat_request(ctx, ChatRequest::parse(body)).await
+    }
+
+    /// `POST /v1/messages`: an Anthropic Messages request, served as chat. A target that
+    /// speaks Anthropic's format gets the client's request whole (with `headers`, the
+    /// client's `anthropic-beta`), and the answer comes back as it sent it
+    /// ([`Outcome::native`]); any other target gets the translation.
+    pub async fn messages(
+        &self,
+        ctx: &RequestCtx,
+        body: &[u8],
+        headers: Vec<(String, String)>,
+    ) -> Result<Outcome, Failure> {
+        let req = crate::providers::from_anthropic::request(body).and_then(|openai| {
+            let mut req = ChatRequest::parse(&openai)?;
+            let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
+                return Err(GatewayError::BadRequest("the body must be a JSON object".into()));
+            };
+            let native = NativeRequest { format: WireFormat::Anthropic, body, headers };
+            req.native = Some(Arc::new(native));
+            Ok(req)
+        });
+        self.chat_request(ctx, req).await
+    }
+
+    async fn chat_request(&self, ctx: &RequestCtx, req: Result<ChatRequest, GatewayError>) -> Result<Outcome, Failure> {
         let alias = req.as_ref().ok().map(|r| r.model.clone());
         let result = match req {
             Ok(req) => self.chat_inner(ctx, req).await,
@@ -893,7 +922,16 @@ impl Engine {
         let alias = routing.alias.clone();
         // guardrails act on the request before anything else sees it (cache key included)
         let mut guards = ctx.runtime.guardrails(&ctx.key, &alias);
-        guards.on_messages(&mut req.messages)?;
+        if req.native.is_some() && !guards.is_empty() {
+            // the client's own request goes upstream only as the guardrails left it
+            let before = req.messages.clone();
+            guards.on_messages(&mut req.messages)?;
+            if before != req.messages {
+                req.native = None;
+            }
+        } else {
+            guards.on_messages(&mut req.messages)?;
+        }
         let texts = || crate::guardrails::Applied::moderation_texts(&req.messages);
         self.moderation_second_opinions(ctx, &mut guards, texts, true).await?;
         self.injection_second_opinions(ctx, &mut guards).await?;
@@ -903,6 +941,13 @@ impl Engine {
                 if let Some(o) = v.as_object_mut() {
                     o.remove("stream");
                     o.remove("stream_options");
+                    // what only the client's own request holds (thinking, cache_control,
+                    // beta headers) tells answers apart too
+                    if let Some(n) = &req.native {
+                        let mut native = n.body.clone();
+                        native.remove("stream");
+                        o.insert("native".into(), json!({"body": native, "headers": n.headers}));
+                    }
                 }
                 v
             })
@@ -912,11 +957,21 @@ impl Engine {
             return self.answer_from_cache(ctx, p, record, stream.then(|| req.wants_stream_usage())).await;
         }
         let called = self
-            .call_upstream(ctx, p, record, prompt, false, |adapter, model| adapter.encode_chat(&req, model))
+            .call_upstream(ctx, p, record, prompt, false, |adapter, model| {
+                // a target that speaks the client's own format gets the client's request
+                if let Some(native) = req.native.as_deref() {
+                    if let Some(body) = adapter.encode_native(native, model) {
+                        return body.map(|body| Encoded { body, native: Some(native.headers.as_slice()) });
+                    }
+                }
+                adapter.encode_chat(&req, model).map(Encoded::translated)
+            })
             .await?;
         let Called { mut fin, provider, model, reply, rate, cache_status, route } = called;
         let (upstream_time, attempts) = (fin.upstream_time, fin.record.upstream_attempts);
-        let body = match reply.body {
+        let UpstreamReply { body, native_body, decoder, .. } = reply;
+        let mut native = false;
+        let body = match body {
             UpstreamBody::Full(bytes) => {
                 let usage = openai::response_usage(&bytes);
                 // placeholders restored, the answer checked
@@ -929,8 +984,9 @@ impl Engine {
                     }
                 }
                 fin.record.guardrails = guards.notes();
-                let bytes = match checked {
-                    Ok(new) => new.unwrap_or(bytes),
+                let (bytes, changed) = match checked {
+                    Ok(Some(new)) => (new, true),
+                    Ok(None) => (bytes, false),
                     Err(e) => {
                         let text = content_text(&bytes);
                         fin.finish(e.class().status, usage, &text, None);
@@ -943,11 +999,29 @@ impl Engine {
                 let cache_body = fin.cache_put.filter(|_| guards.vault.is_empty()).map(|_| bytes.to_vec());
                 fin.finish(200, usage, &text, cache_body);
                 fin.durable().await;
-                OutcomeBody::Json(bytes)
+                match native_body {
+                    // the provider's own answer, as it came, unless a guardrail changed it
+                    Some(raw) if !changed => {
+                        native = true;
+                        OutcomeBody::Json(raw)
+                    }
+                    _ => OutcomeBody::Json(bytes),
+                }
             }
             UpstreamBody::Stream(s) => {
                 fin.record.guardrails = guards.notes();
-                let s = if crate::guardrails::GuardStream::needed(&guards) {
+                let guarded = crate::guardrails::GuardStream::needed(&guards);
+                let (s, decoder) = match decoder {
+                    // a native stream relayed as it came, metered through its decoder
+                    Some(d) if !guarded => {
+                        native = true;
+                        (s, Some(d))
+                    }
+                    // the guardrails read OpenAI's events: translated after all
+                    Some(d) => (crate::upstream::translated(s, d), None),
+                    None => (s, None),
+                };
+                let s = if guarded {
                     if !guards.vault.is_empty() {
                         fin.cache_put = None;
                     }
@@ -956,10 +1030,21 @@ impl Engine {
                 } else {
                     s
                 };
-                OutcomeBody::Sse(Box::pin(relay::Relay::new(s, fin, req.wants_stream_usage(), provider.clone())))
+                let relay = relay::Relay::new(s, fin, req.wants_stream_usage(), provider.clone());
+                OutcomeBody::Sse(Box::pin(relay.native(decoder)))
             }
         };
-        Ok(Outcome { body, provider, upstream_model: model, cache: cache_status, rate, upstream_time, route, attempts })
+        Ok(Outcome {
+            body,
+            provider,
+            upstream_model: model,
+            cache: cache_status,
+            rate,
+            upstream_time,
+            route,
+            attempts,
+            native,
+        })
     }
 
     /// `POST /v1/embeddings` (and its NATS twin).
@@ -1001,7 +1086,7 @@ impl Engine {
                 record,
                 prompt,
                 req.encoding_format.as_deref() == Some("base64"),
-                |adapter, model| adapter.encode_embeddings(&req, model),
+                |adapter, model| adapter.encode_embeddings(&req, model).map(Encoded::translated),
             )
             .await?;
         let Called { mut fin, provider, model, reply, rate, cache_status, route } = called;
@@ -1015,20 +1100,30 @@ impl Engine {
         fin.durable().await;
         let (upstream_time, attempts) = (fin.upstream_time, fin.record.upstream_attempts);
         let body = OutcomeBody::Json(bytes);
-        Ok(Outcome { body, provider, upstream_model: model, cache: cache_status, rate, upstream_time, route, attempts })
+        Ok(Outcome {
+            body,
+            provider,
+            upstream_model: model,
+            cache: cache_status,
+            rate,
+            upstream_time,
+            route,
+            attempts,
+            native: false,
+        })
     }
 
     /// The call itself, shared by every endpoint: the finisher takes over the admitted
     /// request's guards, `encode` builds the body for the chosen upstream model, and a
     /// failed call is recorded (it reached a provider) before it is returned.
-    async fn call_upstream(
+    async fn call_upstream<'r>(
         &self,
         ctx: &RequestCtx,
         mut p: Prepared,
         record: UsageRecord,
         prompt: u64,
         base64: bool,
-        encode: impl Fn(&dyn Adapter, &str) -> Result<Vec<u8>, GatewayError>,
+        encode: impl Fn(&dyn Adapter, &str) -> Result<Encoded<'r>, GatewayError>,
     ) -> Result<Called, Failure> {
         let Some(mut d) = p.route.take() else {
             return Err(GatewayError::Internal("admitted without a route".into()).into());
@@ -1061,23 +1156,34 @@ impl Engine {
                 Err(err) => return Err(Self::failed(ctx, &mut fin, err, rate).await),
             };
             let started = Instant::now();
-            let call = UpstreamCall { endpoint, model: &d.model, base64, body, stream, headers: &ctx.headers };
+            let Encoded { body, native } = body;
+            let call = UpstreamCall { endpoint, model: &d.model, base64, body, stream, headers: &ctx.headers, native };
             let mut result = d.handle.client.call(call, &mut tries).await.map_err(|e| e.into_gateway(&d.provider));
             fin.record.upstream_attempts = tries;
-            if let Ok(UpstreamReply { body: UpstreamBody::Stream(s), first_byte }) = result {
-                // a stream cut before its first chunk has sent the client nothing:
-                // it fails over like any other failure
-                result = first_chunk(s)
-                    .await
-                    .map(|body| UpstreamReply { body, first_byte })
-                    .map_err(|e| e.into_gateway(&d.provider));
-            }
+            // a stream cut before its first chunk has sent the client nothing: it fails
+            // over like any other failure
+            result = match result {
+                Ok(mut reply) => match reply.body {
+                    UpstreamBody::Stream(s) => match first_chunk(s).await {
+                        Ok(body) => {
+                            reply.body = body;
+                            Ok(reply)
+                        }
+                        Err(e) => Err(e.into_gateway(&d.provider)),
+                    },
+                    full @ UpstreamBody::Full(_) => {
+                        reply.body = full;
+                        Ok(reply)
+                    }
+                },
+                Err(e) => Err(e),
+            };
             // what another try could fix counts against the provider; anything else, not
             let ok = !result.as_ref().is_err_and(GatewayError::retryable);
             load.breaker.record(ok, unix_ms());
             fin.upstream_time += match &result {
                 // a stream's upstream time is its time to first byte; the rest is relayed
-                Ok(UpstreamReply { body: UpstreamBody::Stream(_), first_byte }) => *first_byte,
+                Ok(UpstreamReply { body: UpstreamBody::Stream(_), first_byte, .. }) => *first_byte,
                 _ => started.elapsed(),
             };
             load.observe(
@@ -1376,6 +1482,19 @@ async fn first_chunk(mut s: crate::upstream::ByteStream) -> Result<UpstreamBody,
         Some(Ok(first)) => Ok(UpstreamBody::Stream(Box::pin(futures_util::stream::once(async { Ok(first) }).chain(s)))),
         Some(Err(e)) => Err(e),
         None => Err(crate::upstream::UpstreamError::Body("the stream ended before its first chunk".into())),
+    }
+}
+
+/// An upstream request body, and whether it is the client's own (native) request.
+struct Encoded<'r> {
+    body: Vec<u8>,
+    /// `Some` for a native request: the client's headers of its format.
+    native: Option<&'r [(String, String)]>,
+}
+
+impl Encoded<'_> {
+    fn translated(body: Vec<u8>) -> Self {
+        Encoded { body, native: None }
     }
 }
 

@@ -2,6 +2,11 @@
 //! client slows the upstream read: backpressure without a buffer), meters it, and fills
 //! the cache at the end. An upstream failure mid-stream ends the stream with an error
 //! event and never with `[DONE]`.
+//!
+//! A native stream (the client speaks the provider's format, as `/v1/messages` to
+//! Anthropic) is relayed byte for byte: its decoder turns a copy into OpenAI's events
+//! for the metering, and a failure the provider did not report itself ends it with an
+//! error event of the client's format.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -14,6 +19,7 @@ use serde_json::Value;
 use super::finish::{Finisher, CLIENT_CLOSED};
 use crate::providers::openai::StreamAccumulator;
 use crate::providers::sse::{data_event, SseParser, DONE};
+use crate::providers::{from_anthropic, StreamTranslate};
 use crate::upstream::{ByteStream, UpstreamError};
 use crate::GatewayError;
 
@@ -27,6 +33,10 @@ pub struct Relay {
     provider: String,
     saw_done: bool,
     ended: bool,
+    /// Native relay: what turns the provider's bytes into OpenAI's events.
+    decoder: Option<Box<dyn StreamTranslate>>,
+    /// Native relay: the provider reported the failure in its own stream already.
+    reported: bool,
 }
 
 impl Relay {
@@ -41,27 +51,70 @@ impl Relay {
             provider,
             saw_done: false,
             ended: false,
+            decoder: None,
+            reported: false,
         }
+    }
+
+    /// Relays the provider's own bytes when `decoder` is given (a native stream).
+    pub fn native(mut self, decoder: Option<Box<dyn StreamTranslate>>) -> Relay {
+        self.decoder = decoder;
+        self
     }
 
     fn fail(&mut self, err: GatewayError) {
         let status = err.class().status;
         tracing::warn!(provider = %self.provider, error = %err, "stream failed mid-way");
-        self.out.push_back(data_event(&err.body().to_string()));
+        if self.decoder.is_none() {
+            self.out.push_back(data_event(&err.body().to_string()));
+        } else if !self.reported {
+            let body = from_anthropic::error_body(err.class(), &err.to_string());
+            self.out.push_back(Bytes::from(format!("event: error\ndata: {body}\n\n")));
+        }
         self.ended = true;
         let text = std::mem::take(&mut self.acc.content_text);
         self.finisher.finish(status, self.acc.usage, &text, None);
     }
 
     fn complete(&mut self) {
-        self.out.push_back(Bytes::from_static(DONE));
+        if self.decoder.is_none() {
+            self.out.push_back(Bytes::from_static(DONE));
+        }
         self.ended = true;
         let body = self.finisher.cache_put.map(|_| self.acc.completion().to_string().into_bytes());
         let text = std::mem::take(&mut self.acc.content_text);
         self.finisher.finish(200, self.acc.usage, &text, body);
     }
 
+    /// A native stream's bytes: sent as they are, metered through the decoder. The
+    /// chunk that ends the stream completes it at once, so that it is the last event,
+    /// held until the record is durable.
+    fn on_native(&mut self, raw: Bytes) {
+        let Some(decoder) = self.decoder.as_mut() else { return self.on_bytes(&raw) };
+        let translated = decoder.feed(&raw);
+        self.out.push_back(raw);
+        match translated {
+            Ok(parts) => self.on_bytes(&parts.concat()),
+            Err(message) => {
+                self.fail(GatewayError::UpstreamInvalid { provider: self.provider.clone(), message });
+            }
+        }
+        if !self.ended && (self.saw_done || self.acc.finished()) {
+            self.complete();
+        }
+    }
+
+    /// The end of a native stream: what its decoder still holds.
+    fn on_native_end(&mut self) {
+        if let Some(parts) = self.decoder.as_mut().map(|d| d.finish()) {
+            if !parts.is_empty() {
+                self.on_bytes(&parts.concat());
+            }
+        }
+    }
+
     fn on_bytes(&mut self, bytes: &[u8]) {
+        let native = self.decoder.is_some();
         let events = match self.parser.feed(bytes) {
             Ok(ev) => ev,
             Err(e) => {
@@ -87,6 +140,8 @@ impl Relay {
                 }
             };
             if let Some(err) = v.get("error") {
+                // a native client has the provider's own error event already
+                self.reported = native;
                 let message = err.get("message").and_then(Value::as_str).unwrap_or("upstream error").to_string();
                 return self.fail(GatewayError::UpstreamStatus {
                     provider: self.provider.clone(),
@@ -101,7 +156,7 @@ impl Relay {
             }
             let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty)
                 && v.get("usage").is_some_and(|u| !u.is_null());
-            if usage_only && !self.client_wants_usage {
+            if native || (usage_only && !self.client_wants_usage) {
                 continue; // the gateway asked for it, the client did not
             }
             self.out.push_back(data_event(&ev.data));
@@ -132,6 +187,7 @@ impl Stream for Relay {
             }
             match this.upstream.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(bytes))) if this.decoder.is_some() => this.on_native(bytes),
                 Poll::Ready(Some(Ok(bytes))) => this.on_bytes(&bytes),
                 Poll::Ready(Some(Err(e))) => {
                     let provider = this.provider.clone();
@@ -144,6 +200,10 @@ impl Stream for Relay {
                     })
                 }
                 Poll::Ready(None) => {
+                    this.on_native_end();
+                    if this.ended {
+                        continue;
+                    }
                     if this.saw_done || this.acc.finished() {
                         this.complete();
                     } else {

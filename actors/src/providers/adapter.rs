@@ -19,7 +19,7 @@ use switchyard_config::{Provider, ProviderKind};
 
 use super::capabilities::{self, Capabilities};
 use super::{anthropic, azure, bedrock, gemini, mock, ollama, openai, StreamTranslate};
-use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint};
+use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint, NativeRequest};
 use crate::GatewayError;
 
 /// A provider's answer that could not be decoded (a 502 `upstream_invalid_response`).
@@ -132,6 +132,14 @@ pub trait Adapter: Sync {
     fn encode_embeddings(&self, req: &EmbeddingsRequest, model: &str) -> Result<Vec<u8>, GatewayError> {
         capabilities::check_embeddings(self.name(), &self.capabilities(), req)?;
         self.translate_embeddings(req, model)
+    }
+
+    /// The client's own request, when the client speaks this provider's format: sent
+    /// as the client wrote it but for the upstream `model` (every field kept). `None`
+    /// when the formats differ; the request is then translated from its OpenAI view.
+    fn encode_native(&self, native: &NativeRequest, model: &str) -> Option<Result<Vec<u8>, GatewayError>> {
+        let _ = (native, model);
+        None
     }
 
     /// A non-streamed 2xx answer as OpenAI's JSON.

@@ -17,7 +17,7 @@ use super::capabilities::{Capabilities, Images};
 use super::openai::{data_url, function_tools, push_turn, stop_list, tool_arguments};
 use super::sse::{data_event, SseEvent, DONE};
 use super::{DecodeCtx, DecodeError, EventTranslate, Sse, StreamTranslate};
-use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint};
+use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint, NativeRequest, WireFormat};
 use crate::GatewayError;
 use switchyard_config::Provider;
 
@@ -68,6 +68,15 @@ impl super::Adapter for Anthropic {
 
     fn translate_embeddings(&self, _req: &EmbeddingsRequest, _model: &str) -> Result<Vec<u8>, GatewayError> {
         Err(unsupported("embeddings"))
+    }
+
+    fn encode_native(&self, native: &NativeRequest, model: &str) -> Option<Result<Vec<u8>, GatewayError>> {
+        if native.format != WireFormat::Anthropic {
+            return None;
+        }
+        let mut body = native.body.clone();
+        body.insert("model".into(), Value::String(model.to_string()));
+        Some(serde_json::to_vec(&body).map_err(super::adapter::encode_error))
     }
 
     fn decode(&self, _endpoint: Endpoint, body: Bytes, cx: &DecodeCtx<'_>) -> Result<Bytes, DecodeError> {

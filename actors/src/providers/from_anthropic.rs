@@ -15,6 +15,10 @@ use super::sse::SseEvent;
 use crate::error::Class;
 use crate::GatewayError;
 
+/// Client request headers of Anthropic's API that go upstream with the client's own
+/// request when the target is Anthropic (never to other providers).
+pub const CLIENT_HEADERS: &[&str] = &["anthropic-beta"];
+
 fn bad(message: String) -> GatewayError {
     GatewayError::BadRequest(message)
 }

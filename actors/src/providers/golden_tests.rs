@@ -96,6 +96,29 @@ fn anthropic_source_request_per_target() {
     insta::assert_json_snapshot!("request.anthropic_to_bedrock", json(&bedrock::chat_body(&req).unwrap()));
 }
 
+/// Anthropic to Anthropic sends the client's own request: every field, known to the
+/// gateway or not, kept; only the model is the upstream one. (The translated snapshot
+/// above is what it gets when a guardrail changed the messages.)
+#[test]
+fn anthropic_to_anthropic_keeps_every_field() {
+    use super::Adapter as _;
+    use crate::types::{NativeRequest, WireFormat};
+    let mut client: Value = json(fixture("anthropic_messages_request.json").as_bytes());
+    client["thinking"] = serde_json::json!({"type": "enabled", "budget_tokens": 2048});
+    client["output_config"] = serde_json::json!({"format": {"type": "json_schema", "schema": {"type": "object"}}});
+    client["system"] = serde_json::json!([{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}]);
+    client["a_field_from_next_year"] = serde_json::json!({"x": [1, {"y": null}]});
+    let Value::Object(body) = client.clone() else { panic!("an object") };
+    let native = NativeRequest { format: WireFormat::Anthropic, body, headers: Vec::new() };
+    let sent = anthropic::Anthropic.encode_native(&native, "claude-up").unwrap().unwrap();
+    client["model"] = Value::String("claude-up".into());
+    assert_eq!(json(&sent), client);
+    // no other kind takes an Anthropic request as it is
+    for kind in [switchyard_config::ProviderKind::OpenAi, switchyard_config::ProviderKind::Gemini] {
+        assert!(super::adapter(kind).encode_native(&native, "m").is_none());
+    }
+}
+
 /// Every provider's answer as the OpenAI completion the engine works with.
 fn completions() -> Vec<(&'static str, Bytes)> {
     vec![

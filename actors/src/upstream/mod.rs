@@ -58,9 +58,21 @@ pub enum UpstreamBody {
 
 /// A successful (2xx) upstream answer.
 pub struct UpstreamReply {
+    /// OpenAI's shape, except for the stream of a native call (see `decoder`).
     pub body: UpstreamBody,
     /// Time to response headers (first byte).
     pub first_byte: Duration,
+    /// A native call's answer as the provider sent it (the client speaks its format).
+    pub native_body: Option<Bytes>,
+    /// A native call's stream: `body` is the provider's own bytes, which this turns
+    /// into OpenAI SSE for metering.
+    pub decoder: Option<Box<dyn StreamTranslate>>,
+}
+
+impl UpstreamReply {
+    fn new(body: UpstreamBody, first_byte: Duration) -> UpstreamReply {
+        UpstreamReply { body, first_byte, native_body: None, decoder: None }
+    }
 }
 
 /// One call to make.
@@ -76,6 +88,10 @@ pub struct UpstreamCall<'a> {
     pub stream: bool,
     /// Client headers that the provider's `forward_headers` lets through.
     pub headers: &'a [(String, String)],
+    /// `Some` when `body` is the client's own request in the provider's format: the
+    /// client's headers of that format (sent as they are), and the answer comes back
+    /// as the provider sent it too.
+    pub native: Option<&'a [(String, String)]>,
 }
 
 /// A provider's client: config, its adapter, and pooled `reqwest::Client`s, one per thread.
@@ -191,7 +207,7 @@ impl UpstreamClient {
                     return Err(UpstreamError::Status { status, message, retry_after: None })
                 }
             };
-            return Ok(UpstreamReply { body, first_byte: started.elapsed() });
+            return Ok(UpstreamReply::new(body, started.elapsed()));
         }
         self.call_http(call, tries).await
     }
@@ -290,6 +306,9 @@ impl UpstreamClient {
                     rb = rb.header(k, v);
                 }
             }
+            for (k, v) in call.native.unwrap_or_default() {
+                rb = rb.header(k, v);
+            }
             if call.stream {
                 rb = rb.header("accept", self.adapter.stream_accept());
             }
@@ -344,19 +363,33 @@ impl UpstreamClient {
         if call.stream {
             let s = resp.bytes_stream().map(|r| r.map_err(|e| UpstreamError::Body(root_cause(&e))));
             let s = timed(Box::pin(s), deadline);
-            let body = match self.adapter.stream_decoder(&cx) {
+            let decoder = self.adapter.stream_decoder(&cx);
+            if call.native.is_some() {
+                // relayed as it came; the relay meters it through the decoder
+                let mut reply = UpstreamReply::new(UpstreamBody::Stream(s), first_byte);
+                reply.decoder = decoder;
+                return Ok(reply);
+            }
+            let body = match decoder {
                 Some(t) => translated(s, t),
                 None => s,
             };
-            Ok(UpstreamReply { body: UpstreamBody::Stream(body), first_byte })
+            Ok(UpstreamReply::new(UpstreamBody::Stream(body), first_byte))
         } else {
             match tokio::time::timeout_at(deadline, resp.bytes()).await {
                 Err(_) => Err(UpstreamError::Timeout("total")),
                 Ok(Err(e)) => Err(UpstreamError::Body(root_cause(&e))),
-                Ok(Ok(b)) => match self.adapter.decode(call.endpoint, b, &cx) {
-                    Ok(b) => Ok(UpstreamReply { body: UpstreamBody::Full(b), first_byte }),
-                    Err(e) => Err(UpstreamError::Body(e.0)),
-                },
+                Ok(Ok(b)) => {
+                    let native = call.native.map(|_| b.clone());
+                    match self.adapter.decode(call.endpoint, b, &cx) {
+                        Ok(b) => {
+                            let mut reply = UpstreamReply::new(UpstreamBody::Full(b), first_byte);
+                            reply.native_body = native;
+                            Ok(reply)
+                        }
+                        Err(e) => Err(UpstreamError::Body(e.0)),
+                    }
+                }
             }
         }
     }
