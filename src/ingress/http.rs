@@ -15,6 +15,7 @@ use switchyard_actors::actors::rate_limiter::{RateHeader, RateHeaders};
 use switchyard_actors::pipeline::{credential, record_overhead, Failure, KeyEntry, OutcomeBody, RequestCtx, Runtime};
 use switchyard_actors::providers::from_anthropic;
 use switchyard_actors::providers::sse::SseParser;
+use switchyard_actors::types::Endpoint;
 use switchyard_actors::{GatewayError, Outcome};
 
 use crate::app::AppState;
@@ -143,13 +144,12 @@ pub(crate) fn simple_error(request_id: &str, error: GatewayError) -> HttpRespons
     error_response(request_id, &Failure::from(error))
 }
 
-#[derive(Clone, Copy)]
-enum Api {
-    Chat,
-    Embeddings,
-}
-
-async fn serve(api: Api, req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+async fn serve(
+    endpoint: Endpoint,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let received = Instant::now();
     let request_id = request_id(&req);
     // one config snapshot for the whole request
@@ -163,11 +163,7 @@ async fn serve(api: Api, req: HttpRequest, payload: web::Payload, state: web::Da
         Ok(b) => b,
         Err(e) => return simple_error(&request_id, e),
     };
-    let result = match api {
-        Api::Chat => state.engine.chat(&ctx, &body).await,
-        Api::Embeddings => state.engine.embeddings(&ctx, &body).await,
-    };
-    match result {
+    match state.engine.serve(endpoint, &ctx, &body).await {
         Ok(outcome) => respond(&request_id, outcome, received),
         Err(failure) => error_response(&request_id, &failure),
     }
@@ -276,11 +272,11 @@ fn anthropic_error(request_id: &str, failure: &Failure) -> HttpResponse {
 }
 
 async fn chat(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
-    serve(Api::Chat, req, payload, state).await
+    serve(Endpoint::Chat, req, payload, state).await
 }
 
 async fn embeddings(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
-    serve(Api::Embeddings, req, payload, state).await
+    serve(Endpoint::Embeddings, req, payload, state).await
 }
 
 /// `GET /v1/models`: the aliases the caller's key may use.

@@ -47,9 +47,10 @@ use switchyard_config::{Nats, Priority};
 use tokio::sync::Semaphore;
 
 use super::batcher::{BatchJob, Batcher};
-use super::{call, header, Api};
+use super::{call, header};
 use crate::ingress::batch::batches_bucket;
 use crate::ingress::batch::items::{gate, output_line, BatchRef, Gate};
+use switchyard_actors::types::Endpoint;
 
 /// Longest wait for a no-wait fetch's answer.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -551,8 +552,8 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
         }
     };
     let api = match job.endpoint.as_str() {
-        "chat" | "chat.completions" | "/v1/chat/completions" => Api::Chat,
-        "embeddings" | "/v1/embeddings" => Api::Embeddings,
+        "chat" | "chat.completions" | "/v1/chat/completions" => Endpoint::Chat,
+        "embeddings" | "/v1/embeddings" => Endpoint::Embeddings,
         other => {
             let failure = Failure::from(GatewayError::BadRequest(format!(
                 "`endpoint` must be `chat` or `embeddings`, not `{other}`"
@@ -583,7 +584,7 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
     let body = serde_json::to_vec(&body).unwrap_or_default();
     // `written`: the finisher already put a success's record in the ledger
     let (result, record, written) = match (api, &s.batcher) {
-        (Api::Embeddings, Some(batcher)) => {
+        (Endpoint::Embeddings, Some(batcher)) => {
             let req = match EmbeddingsRequest::parse(&body) {
                 Ok(r) => r,
                 Err(e) => return store(s, &id, attempt, Err(&Failure::from(e)), None, batch).await,

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use switchyard_actors::metrics::NATS_REQUESTS_TOTAL;
 use switchyard_actors::pipeline::{Failure, OutcomeBody, RequestCtx};
+use switchyard_actors::types::Endpoint;
 use switchyard_actors::{Engine, GatewayError, Outcome};
 use switchyard_config::Nats;
 
@@ -83,33 +84,15 @@ pub fn request_id<'a>(lookup: &impl Fn(&str) -> Option<&'a str>) -> String {
     switchyard_actors::ids::request_id(lookup("x-request-id"))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Api {
-    Chat,
-    Embeddings,
-}
-
-impl Api {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Api::Chat => "chat",
-            Api::Embeddings => "embeddings",
-        }
-    }
-}
-
 /// Runs the engine for one request (either ingress).
-pub async fn call(engine: &Engine, api: Api, ctx: &RequestCtx, body: &[u8]) -> Result<Outcome, Failure> {
-    match api {
-        Api::Chat => engine.chat(ctx, body).await,
-        Api::Embeddings => engine.embeddings(ctx, body).await,
-    }
+pub async fn call(engine: &Engine, api: Endpoint, ctx: &RequestCtx, body: &[u8]) -> Result<Outcome, Failure> {
+    engine.serve(api, ctx, body).await
 }
 
 /// Serves core request/reply until the client is dropped: one subscription per API in
 /// the queue group, one task per request.
 pub async fn serve_requests(client: Client, engine: Arc<Engine>, cfg: Nats) {
-    for api in [Api::Chat, Api::Embeddings] {
+    for api in [Endpoint::Chat, Endpoint::Embeddings] {
         let subject = cfg.subject(api.as_str());
         let sub = match client.queue_subscribe(subject.clone(), QUEUE_GROUP.to_string()).await {
             Ok(s) => s,
@@ -130,7 +113,7 @@ pub async fn serve_requests(client: Client, engine: Arc<Engine>, cfg: Nats) {
     }
 }
 
-async fn handle_request(client: &Client, engine: &Engine, api: Api, msg: Message) {
+async fn handle_request(client: &Client, engine: &Engine, api: Endpoint, msg: Message) {
     let received = Instant::now();
     let Some(reply) = msg.reply.clone() else {
         metrics::counter!(NATS_REQUESTS_TOTAL, "api" => api.as_str(), "status" => "no_reply").increment(1);
