@@ -136,7 +136,7 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
         None => None,
         Some(cfg) => {
             // connects in the background: HTTP serves whether or not NATS is up
-            let client = ingress::nats::connect(cfg).await?;
+            let client = ingress::nats::connect(cfg).await.map_err(|e| e.to_string())?;
             if cfg.request_reply {
                 ingress::nats::serve_requests(client.clone(), engine.clone(), cfg.clone()).await;
             }
@@ -171,7 +171,7 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
         if let Some(h) = host.try_lock().ok().and_then(|mut h| h.take()) {
             h.host_here();
         }
-        App::new().app_data(app_state.clone()).configure(ingress::http::routes)
+        App::new().app_data(app_state.clone()).configure(ingress::routes)
     })
     .backlog(4096)
     .shutdown_timeout(30);

@@ -10,7 +10,7 @@ use switchyard_actors::pipeline::credential;
 use switchyard_actors::pipeline::vkeys::VirtualKey;
 use switchyard_actors::GatewayError;
 
-use super::http::{header, names, request_id, set, simple_error};
+use super::respond::{header, names, request_id, set, simple_error};
 use crate::app::{reload, AppState};
 use crate::usage::{aggregate, GroupBy};
 

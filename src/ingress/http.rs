@@ -1,148 +1,25 @@
-//! HTTP ingress (actix-web). Handlers are thin: read and bound the body, authenticate,
-//! build a `RequestCtx`, call the engine, and map its outcome to a response with the
-//! `x-switchyard-*` and `x-ratelimit-*` headers. Every error is an OpenAI error body.
+//! The API handlers (actix-web): chat, embeddings, messages, moderations, models, and the
+//! operational endpoints. Handlers are thin: read and bound the body, authenticate,
+//! build a `RequestCtx`, call the engine, and map its outcome to a response (the helpers
+//! in `respond`). Every error is in the path's API shape.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
-use bytes::{Bytes, BytesMut};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde_json::json;
-use switchyard_actors::actors::rate_limiter::{RateHeader, RateHeaders};
-use switchyard_actors::pipeline::{credential, record_overhead, Failure, KeyEntry, OutcomeBody, RequestCtx, Runtime};
+use switchyard_actors::pipeline::{Failure, OutcomeBody, RequestCtx};
 use switchyard_actors::providers::from_anthropic;
 use switchyard_actors::providers::sse::SseParser;
 use switchyard_actors::types::Endpoint;
-use switchyard_actors::{GatewayError, Outcome};
+use switchyard_actors::GatewayError;
 
 use crate::app::AppState;
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/chat/completions", web::post().to(chat))
-        .route("/v1/embeddings", web::post().to(embeddings))
-        .route("/v1/messages", web::post().to(messages))
-        .route("/v1/moderations", web::post().to(moderations))
-        .route("/v1/models", web::get().to(models))
-        .route("/metrics", web::get().to(metrics))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .configure(crate::ingress::admin::routes)
-        .configure(crate::ingress::batch::http::routes)
-        .default_service(web::to(not_found));
-}
-
-/// The client's `x-request-id` when it is sane, else a new one.
-pub(crate) fn request_id(req: &HttpRequest) -> String {
-    switchyard_actors::ids::request_id(req.headers().get("x-request-id").and_then(|v| v.to_str().ok()))
-}
-
-pub(crate) fn header<'a>(req: &'a HttpRequest) -> impl Fn(&str) -> Option<&'a str> {
-    |name| req.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-pub(crate) fn authenticate(req: &HttpRequest, rt: &Runtime) -> Result<Arc<KeyEntry>, GatewayError> {
-    let secret = credential(&header(req)).filter(|s| !s.is_empty()).ok_or(GatewayError::MissingKey)?;
-    rt.authenticate(secret)
-}
-
-/// Reads the body up to `limit` bytes (413 beyond, without reading the rest).
-pub(crate) async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Bytes, GatewayError> {
-    let declared =
-        req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(GatewayError::TooLarge(limit));
-    }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| GatewayError::BadRequest(format!("cannot read the body: {e}")))?;
-        if buf.len() + chunk.len() > limit {
-            return Err(GatewayError::TooLarge(limit));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
-}
-
-/// The response headers the gateway sets, built at compile time: building a
-/// `HeaderName` from a string at run time validates it and looks it up among the
-/// standard ones, a third of what setting a header cost.
-pub(crate) mod names {
-    use actix_web::http::header::HeaderName;
-    pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-    pub const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
-    pub const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
-    pub const X_SWITCHYARD_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
-    pub const X_SWITCHYARD_MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
-    pub const X_SWITCHYARD_CACHE: HeaderName = HeaderName::from_static("x-switchyard-cache");
-    pub const X_SWITCHYARD_OVERHEAD_US: HeaderName = HeaderName::from_static("x-switchyard-overhead-us");
-    pub const X_SWITCHYARD_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
-    pub const X_SWITCHYARD_ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
-    pub const X_RATELIMIT_LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
-    pub const X_RATELIMIT_REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
-    pub const X_RATELIMIT_RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
-    pub const X_RATELIMIT_LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
-    pub const X_RATELIMIT_REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
-    pub const X_RATELIMIT_RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
-}
-
-/// Sets the `x-ratelimit-*` headers.
-fn set_rate(b: &mut HttpResponseBuilder, rate: &RateHeaders) {
-    for (header, v) in rate.pairs() {
-        let name = match header {
-            RateHeader::LimitRequests => names::X_RATELIMIT_LIMIT_REQUESTS,
-            RateHeader::RemainingRequests => names::X_RATELIMIT_REMAINING_REQUESTS,
-            RateHeader::ResetRequests => names::X_RATELIMIT_RESET_REQUESTS,
-            RateHeader::LimitTokens => names::X_RATELIMIT_LIMIT_TOKENS,
-            RateHeader::RemainingTokens => names::X_RATELIMIT_REMAINING_TOKENS,
-            RateHeader::ResetTokens => names::X_RATELIMIT_RESET_TOKENS,
-        };
-        set(b, name, &v);
-    }
-}
-
-pub(crate) fn set(b: &mut HttpResponseBuilder, name: HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        b.insert_header((name, v));
-    }
-}
-
-/// A number needs no validation as a header value.
-fn set_number(b: &mut HttpResponseBuilder, name: HeaderName, value: u64) {
-    b.insert_header((name, HeaderValue::from(value)));
-}
-
-/// The status line and headers of an error, in either API's shape.
-fn error_head(request_id: &str, failure: &Failure) -> HttpResponseBuilder {
-    let status = StatusCode::from_u16(failure.error.class().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut b = HttpResponse::build(status);
-    set(&mut b, names::X_REQUEST_ID, request_id);
-    if let Some(s) = failure.error.retry_after_secs() {
-        set_number(&mut b, names::RETRY_AFTER, s);
-    }
-    if let Some(rate) = &failure.rate {
-        set_rate(&mut b, rate);
-    }
-    b
-}
-
-fn error_response(request_id: &str, failure: &Failure) -> HttpResponse {
-    let status = failure.error.class().status;
-    if status >= 500 {
-        tracing::warn!(request_id, status, error = %failure.error, "request failed");
-    }
-    error_head(request_id, failure).json(failure.error.body())
-}
-
-pub(crate) fn simple_error(request_id: &str, error: GatewayError) -> HttpResponse {
-    error_response(request_id, &Failure::from(error))
-}
+use crate::ingress::respond::{
+    anthropic_error, authenticate, error_response, header, names, read_body, request_id, respond, set, simple_error,
+    success_head,
+};
 
 async fn serve(
     endpoint: Endpoint,
@@ -169,38 +46,9 @@ async fn serve(
     }
 }
 
-/// The status line and the `x-switchyard-*`/`x-ratelimit-*` headers of a success.
-fn success_head(request_id: &str, o: &Outcome, received: Instant) -> HttpResponseBuilder {
-    let overhead = record_overhead(received.elapsed(), o.upstream_time);
-    let mut b = HttpResponse::Ok();
-    set(&mut b, names::X_REQUEST_ID, request_id);
-    set(&mut b, names::X_SWITCHYARD_PROVIDER, &o.provider);
-    set(&mut b, names::X_SWITCHYARD_MODEL, &o.upstream_model);
-    set(&mut b, names::X_SWITCHYARD_CACHE, o.cache.as_str());
-    set_number(&mut b, names::X_SWITCHYARD_OVERHEAD_US, u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX));
-    set_number(&mut b, names::X_SWITCHYARD_ATTEMPTS, u64::from(o.attempts));
-    if let Some(route) = &o.route {
-        set(&mut b, names::X_SWITCHYARD_ROUTE, route);
-    }
-    set_rate(&mut b, &o.rate);
-    b
-}
-
-fn respond(request_id: &str, o: Outcome, received: Instant) -> HttpResponse {
-    let mut b = success_head(request_id, &o, received);
-    match o.body {
-        OutcomeBody::Json(bytes) => b.content_type("application/json").body(bytes),
-        OutcomeBody::Sse(stream) => b
-            .content_type("text/event-stream")
-            .insert_header(("cache-control", "no-cache"))
-            .insert_header(("x-accel-buffering", "no"))
-            .streaming(stream),
-    }
-}
-
 /// `POST /v1/messages`: Anthropic's Messages API in front of the same engine, so the
 /// Anthropic SDK reaches any provider. Errors are Anthropic's error shape.
-async fn messages(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn messages(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let received = Instant::now();
     let request_id = request_id(&req);
     let runtime = state.engine.runtime();
@@ -264,23 +112,16 @@ async fn messages(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
     }
 }
 
-/// An error in Anthropic's shape, with the same status and headers as the OpenAI one.
-fn anthropic_error(request_id: &str, failure: &Failure) -> HttpResponse {
-    let mut b = error_head(request_id, failure);
-    set(&mut b, names::REQUEST_ID, request_id);
-    b.json(from_anthropic::error_body(failure.error.class(), &failure.error.to_string()))
-}
-
-async fn chat(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn chat(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     serve(Endpoint::Chat, req, payload, state).await
 }
 
-async fn embeddings(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn embeddings(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     serve(Endpoint::Embeddings, req, payload, state).await
 }
 
 /// `GET /v1/models`: the aliases the caller's key may use.
-async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let request_id = request_id(&req);
     let rt = state.engine.runtime();
     let key = match authenticate(&req, &rt) {
@@ -297,15 +138,15 @@ async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     b.json(json!({"object": "list", "data": data}))
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }
 
-async fn healthz() -> HttpResponse {
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let rt = state.engine.runtime();
     if rt.config.providers.is_empty() {
         return HttpResponse::ServiceUnavailable().json(json!({"status": "not ready", "reason": "no providers"}));
@@ -323,7 +164,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `POST /v1/moderations`: the built-in category lists, in OpenAI's format.
-async fn moderations(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn moderations(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let request_id = request_id(&req);
     let runtime = state.engine.runtime();
     let limit = runtime.config.server.body_limit_bytes;
@@ -343,6 +184,6 @@ async fn moderations(req: HttpRequest, payload: web::Payload, state: web::Data<A
     }
 }
 
-async fn not_found(req: HttpRequest) -> HttpResponse {
+pub(crate) async fn not_found(req: HttpRequest) -> HttpResponse {
     simple_error(&request_id(&req), GatewayError::NotFound)
 }

@@ -14,7 +14,7 @@ use switchyard_config::Priority;
 
 use super::CreateBatch;
 use crate::app::AppState;
-use crate::ingress::http::{authenticate, header, names, read_body, request_id, set, simple_error};
+use crate::ingress::respond::{authenticate, header, names, read_body, request_id, set, simple_error};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/files", web::post().to(upload))

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::object_store::{self, ObjectMetadata, ObjectStore};
-use async_nats::jetstream::stream::{self, StorageType};
+use async_nats::jetstream::stream;
 use async_nats::jetstream::{self, kv, Context as JetStream};
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
@@ -36,7 +36,7 @@ use switchyard_config::{Nats, Priority};
 use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
 
-use crate::ingress::nats::jobs::{self, Names};
+use crate::ingress::nats::streams::{batches_bucket, ensure_streams, files_bucket, valid_job_id, Names, NatsError};
 
 /// Publishes in flight at once while a batch's items are queued.
 const PUBLISH_WINDOW: usize = 256;
@@ -219,67 +219,17 @@ pub struct Stores {
 }
 
 /// Opens (creating when missing) the files bucket, the batches bucket and the streams.
-pub async fn open_stores(js: &JetStream, cfg: &Nats, names: &Names) -> Result<Stores, String> {
-    jobs::ensure_streams(js, cfg, names).await?;
-    let files = match js.get_object_store(&names.files_bucket).await {
-        Ok(s) => s,
-        Err(_) => js
-            .create_object_store(object_store::Config {
-                bucket: names.files_bucket.clone(),
-                description: Some("Switchyard Batch API input files".into()),
-                max_age: cfg.results_max_age,
-                storage: StorageType::File,
-                num_replicas: cfg.replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("object store {}: {e}", names.files_bucket))?,
-    };
+pub async fn open_stores(js: &JetStream, cfg: &Nats, names: &Names) -> Result<Stores, NatsError> {
+    ensure_streams(js, cfg, names).await?;
+    let files = files_bucket(js, cfg, names).await?;
     let batches = batches_bucket(js, cfg, names).await?;
-    let results = js.get_stream(&names.results_stream).await.map_err(|e| format!("{}: {e}", names.results_stream))?;
+    let results = js.get_stream(&names.results_stream).await.map_err(NatsError::on("stream", &names.results_stream))?;
     Ok(Stores { js: js.clone(), files, batches, results })
-}
-
-/// The batches bucket (created or updated); the job runner reads it too.
-///
-/// The bucket's stream is made here with the settings a KV bucket has, instead of by
-/// `create_key_value`: that one first asks for the account info, whose answer from
-/// nats-server 2.9 (Debian's) async-nats 0.51 cannot parse.
-pub async fn batches_bucket(js: &JetStream, cfg: &Nats, names: &Names) -> Result<kv::Store, String> {
-    kv_bucket(js, &names.batches_bucket, "Switchyard Batch API batches", cfg.results_max_age, cfg).await
-}
-
-/// Creates (or updates) a key-value bucket's stream with the settings a bucket has, and
-/// opens it: async-nats' `create_key_value` cannot parse nats-server 2.9's account info.
-/// `max_age` zero keeps entries for ever.
-pub async fn kv_bucket(
-    js: &JetStream,
-    bucket: &str,
-    description: &str,
-    max_age: Duration,
-    cfg: &Nats,
-) -> Result<kv::Store, String> {
-    let config = stream::Config {
-        name: format!("KV_{bucket}"),
-        description: Some(description.into()),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        max_age,
-        storage: StorageType::File,
-        num_replicas: cfg.replicas,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: stream::DiscardPolicy::New,
-        ..Default::default()
-    };
-    js.create_or_update_stream(config).await.map_err(|e| format!("key-value bucket {bucket}: {e}"))?;
-    js.get_key_value(bucket).await.map_err(|e| format!("key-value bucket {bucket}: {e}"))
 }
 
 /// Reads a batch record and its revision.
 pub async fn read_batch(kv: &kv::Store, id: &str) -> Result<Option<(BatchRecord, u64)>, GatewayError> {
-    if !jobs::valid_job_id(id) {
+    if !valid_job_id(id) {
         return Ok(None);
     }
     let Some(entry) = kv.entry(id).await.map_err(unavailable)? else {
@@ -683,7 +633,7 @@ async fn queue_items(
     endpoint: &str,
     items: Vec<Item>,
     headers: &[(String, String)],
-) -> Result<(), String> {
+) -> Result<(), NatsError> {
     let subject = names.lane_subject(rec.lane);
     let mut pending = FuturesUnordered::new();
     for (i, item) in items.into_iter().enumerate() {
@@ -698,16 +648,16 @@ async fn queue_items(
         let ack = js
             .publish_with_headers(subject.clone(), h, Bytes::from(job.to_string()))
             .await
-            .map_err(|e| format!("publish: {e}"))?;
+            .map_err(NatsError::on("publish", &subject))?;
         pending.push(std::future::IntoFuture::into_future(ack));
         if pending.len() >= PUBLISH_WINDOW {
             if let Some(r) = pending.next().await {
-                r.map_err(|e| format!("publish ack: {e}"))?;
+                r.map_err(NatsError::on("publish ack", &subject))?;
             }
         }
     }
     while let Some(r) = pending.next().await {
-        r.map_err(|e| format!("publish ack: {e}"))?;
+        r.map_err(NatsError::on("publish ack", &subject))?;
     }
     Ok(())
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use async_nats::jetstream::message::AckKind;
-use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
+use async_nats::jetstream::stream;
 use async_nats::jetstream::{self, kv, Context as JetStream};
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
@@ -47,137 +47,18 @@ use switchyard_config::{Nats, Priority};
 use tokio::sync::Semaphore;
 
 use super::batcher::{BatchJob, Batcher};
+use super::streams::{batches_bucket, ensure_streams, valid_job_id, Names, NatsError, LANES};
 use super::{call, header};
-use crate::ingress::batch::batches_bucket;
 use crate::ingress::batch::items::{gate, output_line, BatchRef, Gate};
 use switchyard_actors::types::Endpoint;
 
 /// Longest wait for a no-wait fetch's answer.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The lanes, highest first.
-pub const LANES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
-
-/// Stream and subject names for a prefix.
-#[derive(Clone, Debug)]
-pub struct Names {
-    pub jobs_stream: String,
-    pub results_stream: String,
-    pub usage_stream: String,
-    /// Batch API input files (object store).
-    pub files_bucket: String,
-    /// Batch API batches (key-value).
-    pub batches_bucket: String,
-    /// Shared rate-limit counters (key-value, short-lived windows).
-    pub rates_bucket: String,
-    /// Shared budget counters (key-value, kept).
-    pub spend_bucket: String,
-    pub prefix: String,
-}
-
-impl Names {
-    pub fn new(cfg: &Nats) -> Names {
-        let upper: String =
-            cfg.prefix.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
-        Names {
-            jobs_stream: format!("{upper}_JOBS"),
-            results_stream: format!("{upper}_RESULTS"),
-            usage_stream: format!("{upper}_USAGE"),
-            files_bucket: format!("{upper}_FILES"),
-            batches_bucket: format!("{upper}_BATCHES"),
-            rates_bucket: format!("{upper}_RATES"),
-            spend_bucket: format!("{upper}_SPEND"),
-            prefix: cfg.prefix.clone(),
-        }
-    }
-
-    pub fn lane_subject(&self, p: Priority) -> String {
-        format!("{}.v1.jobs.{}", self.prefix, p.as_str())
-    }
-
-    pub fn consumer(&self, p: Priority) -> String {
-        format!("{}-jobs-{}", self.prefix.replace('.', "_"), p.as_str())
-    }
-
-    pub fn result_subject(&self, id: &str) -> String {
-        format!("{}.v1.results.{id}", self.prefix)
-    }
-
-    /// Where a batch item's output line is stored: `<prefix>.v1.batches.<batch>.ok.<job>`
-    /// (answered) or `.err.<job>` (failed).
-    pub fn batch_output(&self, batch: &str, ok: bool, job: &str) -> String {
-        format!("{}.v1.batches.{batch}.{}.{job}", self.prefix, if ok { "ok" } else { "err" })
-    }
-
-    /// Every output (or error) line of a batch.
-    pub fn batch_outputs(&self, batch: &str, ok: bool) -> String {
-        format!("{}.v1.batches.{batch}.{}.*", self.prefix, if ok { "ok" } else { "err" })
-    }
-
-    pub fn usage_subject(&self, key_id: &str) -> String {
-        format!("{}.v1.usage.{}", self.prefix, subject_token(key_id))
-    }
-}
-
-/// A string made safe to be one subject token.
-fn subject_token(s: &str) -> String {
-    let t: String =
-        s.chars().map(|c| if c.is_ascii_graphic() && !matches!(c, '.' | '*' | '>') { c } else { '_' }).collect();
-    if t.is_empty() {
-        "_".into()
-    } else {
-        t
-    }
-}
-
-/// A job id is one subject token: `[A-Za-z0-9_-]`, 1 to 128 characters.
-pub fn valid_job_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Creates or updates the three streams.
-pub async fn ensure_streams(js: &JetStream, cfg: &Nats, names: &Names) -> Result<(), String> {
-    let jobs = stream::Config {
-        name: names.jobs_stream.clone(),
-        subjects: LANES.iter().map(|p| names.lane_subject(*p)).collect(),
-        retention: RetentionPolicy::WorkQueue,
-        storage: StorageType::File,
-        max_messages: cfg.jobs_max_messages,
-        max_bytes: cfg.jobs_max_bytes,
-        duplicate_window: cfg.duplicate_window,
-        num_replicas: cfg.replicas,
-        ..Default::default()
-    };
-    let results = stream::Config {
-        name: names.results_stream.clone(),
-        subjects: vec![format!("{}.v1.results.>", names.prefix), format!("{}.v1.batches.>", names.prefix)],
-        storage: StorageType::File,
-        max_age: cfg.results_max_age,
-        duplicate_window: cfg.duplicate_window,
-        num_replicas: cfg.replicas,
-        allow_direct: true,
-        ..Default::default()
-    };
-    let usage = stream::Config {
-        name: names.usage_stream.clone(),
-        subjects: vec![format!("{}.v1.usage.>", names.prefix)],
-        storage: StorageType::File,
-        max_age: cfg.usage_max_age,
-        duplicate_window: cfg.duplicate_window,
-        num_replicas: cfg.replicas,
-        ..Default::default()
-    };
-    for c in [jobs, results, usage] {
-        let name = c.name.clone();
-        js.create_or_update_stream(c).await.map_err(|e| format!("stream {name}: {e}"))?;
-    }
-    Ok(())
-}
-
 /// Creates or updates the streams and the lane consumers.
-async fn setup(js: &JetStream, cfg: &Nats, names: &Names) -> Result<[PullConsumer; 3], String> {
+async fn setup(js: &JetStream, cfg: &Nats, names: &Names) -> Result<[PullConsumer; 3], NatsError> {
     ensure_streams(js, cfg, names).await?;
-    let stream = js.get_stream(&names.jobs_stream).await.map_err(|e| format!("stream {}: {e}", names.jobs_stream))?;
+    let stream = js.get_stream(&names.jobs_stream).await.map_err(NatsError::on("stream", &names.jobs_stream))?;
     let mut consumers = Vec::new();
     for p in LANES {
         let config = pull::Config {
@@ -194,11 +75,11 @@ async fn setup(js: &JetStream, cfg: &Nats, names: &Names) -> Result<[PullConsume
         let consumer = match stream.get_or_create_consumer(&name, config.clone()).await {
             Ok(c) => c,
             // an existing consumer with other settings (a changed ack_wait): update it
-            Err(_) => stream.update_consumer(config).await.map_err(|e| format!("consumer {name}: {e}"))?,
+            Err(_) => stream.update_consumer(config).await.map_err(NatsError::on("consumer", &name))?,
         };
         consumers.push(consumer);
     }
-    consumers.try_into().map_err(|_| "three lane consumers".to_string())
+    consumers.try_into().map_err(|_| NatsError::Invalid("not three lane consumers".into()))
 }
 
 /// Serves jobs for as long as the gateway runs: waits for the connection, sets the
@@ -273,12 +154,12 @@ struct DispatcherInit {
 }
 
 impl DispatcherInit {
-    async fn run(self) -> Result<(), String> {
+    async fn run(self) -> Result<(), NatsError> {
         let results = self
             .js
             .get_stream(&self.names.results_stream)
             .await
-            .map_err(|e| format!("stream {}: {e}", self.names.results_stream))?;
+            .map_err(NatsError::on("stream", &self.names.results_stream))?;
         let batches = batches_bucket(&self.js, &self.cfg, &self.names).await?;
         let slots = self.slots;
         let shared = Arc::new(Shared {
@@ -297,16 +178,17 @@ impl DispatcherInit {
 }
 
 impl Dispatcher {
-    async fn run(mut self) -> Result<(), String> {
+    async fn run(mut self) -> Result<(), NatsError> {
         // every publish to a lane also reaches this plain subscription: an idle
         // dispatcher wakes at once instead of polling
         let wake_subject = format!("{}.v1.jobs.*", self.shared.names.prefix);
-        let mut wake = self.client.subscribe(wake_subject).await.map_err(|e| format!("subscribe: {e}"))?;
+        let mut wake =
+            self.client.subscribe(wake_subject.clone()).await.map_err(NatsError::on("subscribe", &wake_subject))?;
         let keepalive = self.shared.cfg.ack_wait / 3;
         let mut idle = Duration::from_millis(5);
         loop {
             let permit = tokio::select! {
-                p = self.slots.clone().acquire_owned() => p.map_err(|e| e.to_string())?,
+                p = self.slots.clone().acquire_owned() => p.map_err(|e| NatsError::Invalid(format!("job slots: {e}")))?,
                 _ = tokio::time::sleep(keepalive) => {
                     self.keep_buffered_alive(keepalive).await;
                     continue;
@@ -340,14 +222,19 @@ impl Dispatcher {
     }
 
     /// Fetches (without waiting) into every empty lane buffer.
-    async fn refill(&mut self) -> Result<(), String> {
+    async fn refill(&mut self) -> Result<(), NatsError> {
         let want = (self.slots.available_permits() + 1).min(64);
         for (lane, (consumer, buffer)) in LANES.iter().zip(self.consumers.iter().zip(self.buffers.iter_mut())) {
             if !buffer.is_empty() {
                 continue;
             }
             let fetch = async {
-                let mut batch = consumer.fetch().max_messages(want).messages().await.map_err(|e| e.to_string())?;
+                let mut batch = consumer
+                    .fetch()
+                    .max_messages(want)
+                    .messages()
+                    .await
+                    .map_err(NatsError::on("fetch", lane.as_str()))?;
                 while let Some(m) = batch.next().await {
                     match m {
                         Ok(msg) => {
@@ -363,14 +250,14 @@ impl Dispatcher {
                         }
                     }
                 }
-                Ok::<(), String>(())
+                Ok::<(), NatsError>(())
             };
             // a fetch whose answer was lost with the connection would wait forever;
             // fetched messages stay buffered either way
             match tokio::time::timeout(FETCH_TIMEOUT, fetch).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(format!("fetch {}: {e}", lane.as_str())),
-                Err(_) => return Err(format!("fetch {}: no answer in {FETCH_TIMEOUT:?}", lane.as_str())),
+                Ok(Err(e)) => return Err(NatsError::on("fetch", lane.as_str())(e)),
+                Err(_) => return Err(NatsError::on("fetch", lane.as_str())(format!("no answer in {FETCH_TIMEOUT:?}"))),
             }
         }
         Ok(())
@@ -514,18 +401,20 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
     let received = Instant::now();
     let lookup = header(msg.headers.as_ref());
     // the id: from the body, else the publisher's Nats-Msg-Id, else the stream sequence
-    let parsed: Result<JobBody, String> = serde_json::from_slice::<JobBody>(&msg.payload).map_err(|e| e.to_string());
+    let parsed = serde_json::from_slice::<JobBody>(&msg.payload);
     let fallback_id =
         lookup("nats-msg-id").filter(|i| valid_job_id(i)).map_or_else(|| format!("seq-{seq}"), str::to_string);
     let (id, job) = match parsed {
         Ok(j) if !valid_job_id(&j.id) => {
-            (fallback_id, Err(format!("`id` must be 1-128 characters of [A-Za-z0-9_-], not `{}`", j.id)))
+            let message = format!("`id` must be 1-128 characters of [A-Za-z0-9_-], not `{}`", j.id);
+            (fallback_id, Err(GatewayError::BadRequest(message)))
         }
         Ok(j) if j.batch.as_ref().is_some_and(|b| !valid_job_id(&b.id)) => {
-            (j.id.clone(), Err("`batch.id` must be 1-128 characters of [A-Za-z0-9_-]".to_string()))
+            let message = "`batch.id` must be 1-128 characters of [A-Za-z0-9_-]".to_string();
+            (j.id.clone(), Err(GatewayError::BadRequest(message)))
         }
         Ok(j) => (j.id.clone(), Ok(j)),
-        Err(e) => (fallback_id, Err(format!("invalid job body: {e}"))),
+        Err(e) => (fallback_id, Err(GatewayError::BadRequest(format!("invalid job body: {e}")))),
     };
     let batch = job.as_ref().ok().and_then(|j| j.batch.clone());
     let batch = batch.as_ref();
@@ -546,8 +435,8 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
     }
     let job = match job {
         Ok(j) => j,
-        Err(message) => {
-            let failure = Failure::from(GatewayError::BadRequest(message));
+        Err(error) => {
+            let failure = Failure::from(error);
             return store(s, &id, attempt, Err(&failure), None, batch).await;
         }
     };

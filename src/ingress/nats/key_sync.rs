@@ -13,12 +13,12 @@ use futures_util::StreamExt;
 use switchyard_actors::Engine;
 use switchyard_config::Nats;
 
-use crate::ingress::batch::kv_bucket;
+use super::streams::{kv_bucket, Names};
 
 /// Opens the bucket (retrying while NATS is not reachable), publishes this instance's
 /// keys, then applies every change from the others, for as long as the process runs.
 pub async fn sync(client: Client, engine: Arc<Engine>, cfg: Nats) {
-    let name = format!("{}_KEYS", cfg.prefix.to_ascii_uppercase());
+    let name = Names::new(&cfg).keys_bucket;
     let js = async_nats::jetstream::new(client);
     let mut delay = Duration::from_millis(200);
     let bucket = loop {

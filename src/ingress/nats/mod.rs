@@ -10,6 +10,7 @@ pub mod batcher;
 pub mod jobs;
 pub mod key_sync;
 pub mod quota;
+pub mod streams;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,7 +34,7 @@ pub const STREAM_HEADER: &str = "x-switchyard-stream";
 
 /// Connects in the background: `connect` returns at once and the client keeps trying
 /// (also after a loss) for as long as the gateway runs.
-pub async fn connect(cfg: &Nats) -> Result<Client, String> {
+pub async fn connect(cfg: &Nats) -> Result<Client, streams::NatsError> {
     let mut opts = async_nats::ConnectOptions::new()
         .name(&cfg.name)
         .retry_on_initial_connect()
@@ -53,10 +54,10 @@ pub async fn connect(cfg: &Nats) -> Result<Client, String> {
         opts = opts.user_and_password(u.clone(), p.clone());
     }
     if let Some(path) = &cfg.credentials_file {
-        opts =
-            opts.credentials_file(path).await.map_err(|e| format!("nats.credentials_file {}: {e}", path.display()))?;
+        let file = path.display().to_string();
+        opts = opts.credentials_file(path).await.map_err(streams::NatsError::on("nats.credentials_file", &file))?;
     }
-    opts.connect(cfg.url.as_str()).await.map_err(|e| format!("NATS {}: {e}", cfg.url))
+    opts.connect(cfg.url.as_str()).await.map_err(streams::NatsError::on("connect", &cfg.url))
 }
 
 /// `connected`, `connecting` or `disconnected`.

@@ -11,8 +11,7 @@ use switchyard_actors::pipeline::shared::{Grant, QuotaStore, SharedLimits};
 use switchyard_actors::Engine;
 use switchyard_config::Nats;
 
-use super::jobs::Names;
-use crate::ingress::batch::kv_bucket;
+use super::streams::{kv_bucket, Names, NatsError};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -24,7 +23,7 @@ pub struct KvQuota {
 }
 
 impl KvQuota {
-    pub async fn open(client: Client, cfg: &Nats) -> Result<KvQuota, String> {
+    pub async fn open(client: Client, cfg: &Nats) -> Result<KvQuota, NatsError> {
         let js = async_nats::jetstream::new(client);
         let names = Names::new(cfg);
         Ok(KvQuota {
@@ -33,13 +32,14 @@ impl KvQuota {
         })
     }
 
-    async fn grant_in(kv: &kv::Store, key: &str, limit: u64, want: u64) -> Result<(u64, u64), String> {
+    async fn grant_in(kv: &kv::Store, key: &str, limit: u64, want: u64) -> Result<(u64, u64), NatsError> {
         for _ in 0..64 {
-            let current = kv.entry(key).await.map_err(|e| format!("reading {key}: {e}"))?;
+            let current = kv.entry(key).await.map_err(NatsError::on("reading counter", key))?;
             let (granted, revision) = match &current {
                 Some(e) if e.operation == kv::Operation::Put => {
                     let text = std::str::from_utf8(&e.value).unwrap_or("0");
-                    (text.trim().parse::<u64>().map_err(|_| format!("counter {key} holds `{text}`"))?, Some(e.revision))
+                    let holds = format!("holds `{text}`");
+                    (text.trim().parse::<u64>().map_err(|_| NatsError::on("counter", key)(holds))?, Some(e.revision))
                 }
                 _ => (0, None),
             };
@@ -64,10 +64,10 @@ impl KvQuota {
                 Ok(()) => return Ok((take, granted)),
                 // another instance changed the counter first: read it again
                 Err((true, _)) => continue,
-                Err((false, e)) => return Err(format!("writing {key}: {e}")),
+                Err((false, e)) => return Err(NatsError::on("writing counter", key)(e)),
             }
         }
-        Err(format!("counter {key}: too much contention"))
+        Err(NatsError::on("counter", key)("too much contention"))
     }
 }
 
@@ -76,9 +76,10 @@ impl QuotaStore for KvQuota {
         Box::pin(async move {
             let kv = if key.starts_with("usd.") { &self.spend } else { &self.rates };
             // a key-value round trip takes about a millisecond; a second means NATS is gone
-            tokio::time::timeout(Duration::from_secs(1), Self::grant_in(kv, &key, limit, want))
-                .await
-                .map_err(|_| format!("counter {key}: timed out"))?
+            match tokio::time::timeout(Duration::from_secs(1), Self::grant_in(kv, &key, limit, want)).await {
+                Ok(granted) => granted.map_err(|e| e.to_string()),
+                Err(_) => Err(NatsError::on("counter", &key)("timed out").to_string()),
+            }
         })
     }
 }
