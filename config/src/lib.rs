@@ -168,29 +168,56 @@ pub enum ProviderKind {
     Mock,
 }
 
+/// What the config knows of one provider kind: its name in `kind = "..."`, and the
+/// fields only it takes. One row per kind, in [`ProviderKind::KINDS`]; everything else
+/// about a kind (URLs per endpoint, auth, translation) is its adapter's, in the engine.
+#[derive(Debug)]
+pub struct KindSpec {
+    pub kind: ProviderKind,
+    pub name: &'static str,
+    /// The `base_url` when the file gives none; `None`: the file must give one; empty:
+    /// made from another field (Bedrock's region).
+    pub default_base_url: Option<&'static str>,
+    /// Whether `base_url` is an http(s) URL that can be called (not the built-in mock).
+    pub http: bool,
+    /// `api_version`, and its default, for kinds that take one (Azure).
+    pub api_version: Option<&'static str>,
+    /// Whether requests are SigV4-signed (`region`, `aws_*` fields; Bedrock).
+    pub aws: bool,
+}
+
 impl ProviderKind {
-    pub const ALL: &'static [(&'static str, ProviderKind)] = &[
-        ("openai", ProviderKind::OpenAi),
-        ("openai-compatible", ProviderKind::OpenAiCompatible),
-        ("anthropic", ProviderKind::Anthropic),
-        ("azure", ProviderKind::Azure),
-        ("ollama", ProviderKind::Ollama),
-        ("gemini", ProviderKind::Gemini),
-        ("bedrock", ProviderKind::Bedrock),
-        ("mock", ProviderKind::Mock),
+    /// Every kind, in declaration order.
+    pub const KINDS: &'static [KindSpec] = &[
+        KindSpec::of(ProviderKind::OpenAi, "openai", Some("https://api.openai.com/v1")),
+        KindSpec::of(ProviderKind::OpenAiCompatible, "openai-compatible", None),
+        KindSpec::of(ProviderKind::Anthropic, "anthropic", Some("https://api.anthropic.com/v1")),
+        KindSpec { api_version: Some("2024-10-21"), ..KindSpec::of(ProviderKind::Azure, "azure", None) },
+        KindSpec::of(ProviderKind::Ollama, "ollama", Some("http://127.0.0.1:11434")),
+        KindSpec::of(ProviderKind::Gemini, "gemini", Some("https://generativelanguage.googleapis.com/v1beta")),
+        KindSpec { aws: true, ..KindSpec::of(ProviderKind::Bedrock, "bedrock", Some("")) },
+        KindSpec { http: false, ..KindSpec::of(ProviderKind::Mock, "mock", Some("mock://")) },
     ];
 
+    /// The kind named `name` in a config file.
+    pub fn parse(name: &str) -> Option<ProviderKind> {
+        Self::KINDS.iter().find(|s| s.name == name).map(|s| s.kind)
+    }
+
+    /// This kind's row.
+    pub fn spec(self) -> &'static KindSpec {
+        // KINDS lists the kinds in declaration order
+        &Self::KINDS[self as usize]
+    }
+
     pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::OpenAiCompatible => "openai-compatible",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Azure => "azure",
-            ProviderKind::Ollama => "ollama",
-            ProviderKind::Gemini => "gemini",
-            ProviderKind::Bedrock => "bedrock",
-            ProviderKind::Mock => "mock",
-        }
+        self.spec().name
+    }
+}
+
+impl KindSpec {
+    const fn of(kind: ProviderKind, name: &'static str, default_base_url: Option<&'static str>) -> KindSpec {
+        KindSpec { kind, name, default_base_url, http: true, api_version: None, aws: false }
     }
 }
 
