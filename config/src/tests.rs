@@ -1,5 +1,7 @@
 use std::path::Path;
 
+use std::time::Duration;
+
 use super::*;
 
 fn no_env(_: &str) -> Option<String> {

@@ -1,0 +1,39 @@
+//! Checked guardrail settings.
+
+/// A `[[guardrails]]` set (compiled by the engine).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guardrail {
+    pub name: String,
+    pub on_request: bool,
+    pub on_response: bool,
+    /// Entity -> action, as written (checked).
+    pub pii: Vec<(String, String)>,
+    pub custom: Vec<CustomPattern>,
+    /// Prompt-injection scoring: threshold, and whether to block (else flag).
+    pub injection: Option<(f64, bool)>,
+    /// A classifier alias asked about messages scored from the second value up.
+    pub injection_classifier: Option<(String, f64)>,
+    pub moderation: Option<ModerationCfg>,
+}
+
+/// The moderation categories, in OpenAI's names (validated here, scored by the
+/// engine's moderator).
+pub const MODERATION_CATEGORIES: &[&str] = &["hate", "harassment", "violence", "self-harm", "sexual", "illicit"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModerationCfg {
+    pub threshold: f64,
+    pub thresholds: Vec<(String, f64)>,
+    /// Category -> (phrase, severity).
+    pub extra: Vec<(String, Vec<(String, f64)>)>,
+    pub block: bool,
+    /// A second opinion from a provider's `/moderations` (provider, model).
+    pub upstream: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomPattern {
+    pub name: String,
+    pub regex: String,
+    pub action: String,
+}

@@ -1,0 +1,69 @@
+//! Checked `[server]`, `[nats]` and `[cache]` settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub http_addr: String,
+    pub data_dir: PathBuf,
+    pub body_limit_bytes: usize,
+    pub workers: Option<usize>,
+    /// SHA-256 (hex) of the admin credential.
+    pub admin_key_sha256: Option<String>,
+    pub ledger_flush: Duration,
+    pub ledger_batch_max: usize,
+    /// Whether a response waits for its usage record to be on disk.
+    pub ledger_sync: bool,
+    /// Seed of the routing random numbers; `None`: random.
+    pub routing_seed: Option<u64>,
+    /// Hostile-input limits (400 beyond them).
+    pub max_messages: usize,
+    pub max_json_depth: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nats {
+    pub url: String,
+    pub prefix: String,
+    pub name: String,
+    pub credentials_file: Option<PathBuf>,
+    pub token: Option<String>,
+    pub user_password: Option<(String, String)>,
+    pub request_reply: bool,
+    pub jobs: bool,
+    pub job_concurrency: usize,
+    pub max_attempts: u32,
+    pub retry_backoff: Duration,
+    pub retry_backoff_max: Duration,
+    pub ack_wait: Duration,
+    pub aging: Duration,
+    pub jobs_max_messages: i64,
+    pub jobs_max_bytes: i64,
+    pub results_max_age: Duration,
+    pub usage_max_age: Duration,
+    pub duplicate_window: Duration,
+    pub embed_batch_max_inputs: usize,
+    pub embed_batch_window: Duration,
+    pub replicas: usize,
+    /// Largest Batch API input file, bytes.
+    pub files_max_bytes: usize,
+    /// Most requests in one batch.
+    pub batch_max_requests: usize,
+    /// Limits and budgets shared through key-value buckets.
+    pub shared_limits: bool,
+}
+
+impl Nats {
+    /// `<prefix>.v1.<rest>`
+    pub fn subject(&self, rest: &str) -> String {
+        format!("{}.v1.{rest}", self.prefix)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cache {
+    pub enabled: bool,
+    pub ttl: Duration,
+    pub max_bytes: u64,
+}
