@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use switchyard_actors::actors::cache::cache_key;
-use switchyard_actors::actors::rate_limiter::{Demand, RateLimiter, Scope};
+use switchyard_actors::actors::messages::{Demand, Scope};
+use switchyard_actors::actors::rate_limiter::RateLimiter;
 use switchyard_actors::actors::router::{PickArgs, Router};
 use switchyard_actors::providers::openai;
 use switchyard_actors::providers::sse::SseParser;

@@ -12,7 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use switchyard_actors::actors::rate_limiter::{RateHeader, RateHeaders};
+use switchyard_actors::actors::messages::{RateHeader, RateHeaders};
 use switchyard_actors::pipeline::{credential, record_overhead, Failure, KeyEntry, OutcomeBody, Runtime};
 use switchyard_actors::providers::from_anthropic;
 use switchyard_actors::{GatewayError, Outcome};

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
-use super::deliver;
+use super::messages::{deliver, To};
 use crate::metrics::{COST_USD_TOTAL, LEDGER_FLUSH_DURATION, LEDGER_RECORDS_TOTAL, TOKENS_TOTAL};
 use crate::store::Store;
 use crate::types::UsageRecord;
@@ -35,7 +35,7 @@ pub struct Flush;
 #[derive(Clone)]
 pub struct RecordSink {
     tx: mpsc::Sender<Record>,
-    addr: Addr<Accounting>,
+    to: To<Record>,
 }
 
 impl RecordSink {
@@ -43,9 +43,7 @@ impl RecordSink {
     pub fn record(&self, r: Record) {
         match self.tx.try_send(r) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(r)) | Err(mpsc::error::TrySendError::Closed(r)) => {
-                deliver(&self.addr, r)
-            }
+            Err(mpsc::error::TrySendError::Full(r)) | Err(mpsc::error::TrySendError::Closed(r)) => deliver(&self.to, r),
         }
     }
 }
@@ -99,7 +97,7 @@ impl Accounting {
     ) -> (Addr<Accounting>, RecordSink) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let addr = Accounting::start_in_arbiter(arbiter, move |_| Accounting::new(store, rx, interval, batch_max));
-        (addr.clone(), RecordSink { tx, addr })
+        (addr.clone(), RecordSink { tx, to: std::sync::Arc::new(addr.recipient()) })
     }
 
     pub fn new(store: Store, queue: mpsc::Receiver<Record>, interval: Duration, batch_max: usize) -> Accounting {

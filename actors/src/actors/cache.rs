@@ -7,12 +7,9 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::job::{forward, CacheDecision, Job};
-use super::router::Router;
+use super::messages::{forward, CacheDecision, CacheKey, CachedResponse, Job, Put};
 use crate::store::{decode, encode, Store};
-use crate::types::{unix_ms, Endpoint, Usage};
-
-pub type CacheKey = [u8; 32];
+use crate::types::{unix_ms, Endpoint};
 
 /// Hash of what makes two requests the same: endpoint, alias and the normalized body
 /// (serde_json sorts object keys; stream flags are removed by the caller).
@@ -26,28 +23,11 @@ pub fn cache_key(endpoint: Endpoint, alias: &str, normalized: &serde_json::Value
     h.finalize().into()
 }
 
-/// A stored response: the full (non-stream) body and what the ledger needs about it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CachedResponse {
-    pub body: Vec<u8>,
-    pub provider: String,
-    pub upstream_model: String,
-    pub usage: Usage,
-}
-
 #[derive(Serialize, Deserialize)]
 struct Entry {
     expires_ms: u64,
     stored_ms: u64,
     response: CachedResponse,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Put {
-    pub key: CacheKey,
-    pub response: CachedResponse,
-    pub ttl: Duration,
 }
 
 /// Change the size cap (config reload).
@@ -58,7 +38,7 @@ pub struct SetCapacity(pub u64);
 pub struct Cache {
     store: Store,
     /// Next admission stage; `None` in unit tests.
-    router: Option<Addr<Router>>,
+    router: Option<Recipient<Job>>,
     max_bytes: u64,
     bytes: u64,
     seq: u64,
@@ -130,7 +110,7 @@ impl Cache {
     }
 
     /// Sets the admission stage that misses go to.
-    pub fn with_router(mut self, router: Addr<Router>) -> Cache {
+    pub fn with_router(mut self, router: Recipient<Job>) -> Cache {
         self.router = Some(router);
         self
     }
@@ -187,6 +167,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::types::Usage;
 
     fn response(n: usize) -> CachedResponse {
         CachedResponse {
@@ -239,7 +220,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn admission_stage_answers_hits_and_reports_misses() {
-        use crate::actors::job::{CacheDecision, JobState};
+        use crate::actors::messages::{CacheDecision, JobState};
         use crate::actors::rate_limiter::RateLimiter;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -257,7 +238,7 @@ mod tests {
                 Some(key),
             );
             // run the limiter stage by hand, then hand the job to the cache
-            let crate::actors::job::Job(mut state) = job;
+            let crate::actors::messages::Job(mut state) = job;
             state.rate = Some(Default::default());
             let (tjob, trx) = JobState::create(
                 "k".into(),
@@ -269,7 +250,7 @@ mod tests {
             );
             limiter.send(tjob).await.unwrap();
             state.ticket = Some(trx.await.unwrap().unwrap().ticket);
-            cache.send(crate::actors::job::Job(state)).await.unwrap();
+            cache.send(crate::actors::messages::Job(state)).await.unwrap();
             let admission = rx.await.unwrap().unwrap();
             match admission.cache {
                 CacheDecision::Hit(r) => assert!(hit && r == response(5)),

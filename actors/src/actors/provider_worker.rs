@@ -8,106 +8,25 @@
 //! instead of funnelled through this actor's thread.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use switchyard_config::Priority;
 
-use super::deliver;
-use super::job::{CacheDecision, Job, JobState, Refusal};
+use super::messages::{
+    CacheDecision, Job, JobState, Permit, Refusal, Release, Resize, Slots, Stats, To, WorkerRef, WorkerStats,
+};
 use crate::metrics::QUEUE_DEPTH;
 
-/// A slot was given back (sent by a dropping [`Permit`]).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Release {
-    pub background: bool,
-}
-
-/// Change concurrency and queue size (config reload).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Resize {
-    pub concurrency: usize,
-    pub queue_size: usize,
-    pub jobs_share: f64,
-}
-
-/// Current counters (tests and diagnostics).
-#[derive(Message)]
-#[rtype(result = "WorkerStats")]
-pub struct Stats;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
-pub struct WorkerStats {
-    pub inflight: usize,
-    pub queued: usize,
-    /// Of `inflight`, the slots held by jobs.
-    pub background: usize,
-}
-
-/// A concurrency slot; dropping it releases the slot.
-pub struct Permit {
-    addr: Option<Addr<ProviderWorker>>,
-    background: bool,
-}
-
-impl Permit {
-    /// Hands the release over to someone else (see `LimitTicket::release_with`).
-    pub fn disarm(mut self) -> Option<(Addr<ProviderWorker>, bool)> {
-        self.addr.take().map(|a| (a, self.background))
+/// What the stages before a worker hold of it.
+fn worker_ref(addr: Addr<ProviderWorker>, slots: Arc<Slots>) -> WorkerRef {
+    WorkerRef {
+        jobs: addr.clone().recipient(),
+        release: Arc::new(addr.clone().recipient()),
+        resize: addr.recipient(),
+        slots,
     }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if let Some(addr) = self.addr.take() {
-            deliver(&addr, Release { background: self.background });
-        }
-    }
-}
-
-/// A provider's slot counts, written by its worker and read by the router: while a
-/// slot is free and no interactive job waits, the router takes it at once
-/// ([`Slots::try_take`]) instead of handing the job on to the worker, one hand-off less
-/// per request. Queueing, priorities, the jobs' share and every release stay with the
-/// worker, which owns the queues. (The router and the workers run on the one engine
-/// thread, so a check and the take that follows it are not interleaved with another.)
-#[derive(Debug)]
-pub struct Slots {
-    inflight: AtomicUsize,
-    concurrency: AtomicUsize,
-    /// High, normal and low jobs waiting (not background ones).
-    interactive_queued: AtomicUsize,
-}
-
-impl Slots {
-    fn new(concurrency: usize) -> Slots {
-        Slots {
-            inflight: AtomicUsize::new(0),
-            concurrency: AtomicUsize::new(concurrency),
-            interactive_queued: AtomicUsize::new(0),
-        }
-    }
-
-    /// A slot for an interactive job, when one is free and no interactive job waits
-    /// (the worker grants the same way); its release goes to `worker` like any other.
-    pub fn try_take(&self, worker: &Addr<ProviderWorker>) -> Option<Permit> {
-        if self.interactive_queued.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        let cap = self.concurrency.load(Ordering::Acquire);
-        self.inflight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1)).ok()?;
-        Some(Permit { addr: Some(worker.clone()), background: false })
-    }
-}
-
-/// A started worker and its slot counts.
-#[derive(Clone)]
-pub struct WorkerRef {
-    pub addr: Addr<ProviderWorker>,
-    pub slots: Arc<Slots>,
 }
 
 pub struct ProviderWorker {
@@ -122,6 +41,8 @@ pub struct ProviderWorker {
     background: usize,
     /// Index 0 = high, 1 = normal, 2 = low, 3 = background jobs.
     queues: [VecDeque<Box<JobState>>; 4],
+    /// Its own address as permits hold it (made once).
+    me: Option<To<Release>>,
 }
 
 const BACKGROUND: usize = 3;
@@ -145,6 +66,7 @@ impl ProviderWorker {
             jobs_share: 0.5,
             background: 0,
             queues: Default::default(),
+            me: None,
         }
     }
 
@@ -156,13 +78,14 @@ impl ProviderWorker {
     /// Starts the worker on the engine's thread.
     pub fn start_on(self, thread: &super::EngineThread) -> WorkerRef {
         let slots = self.slots.clone();
-        WorkerRef { addr: thread.start(move |_| self), slots }
+        worker_ref(thread.start(move |_| self), slots)
     }
 
-    /// Starts the worker on the current arbiter (tests).
-    pub fn start_ref(self) -> WorkerRef {
+    /// Starts the worker on the current arbiter (tests): its address and its reference.
+    pub fn start_ref(self) -> (Addr<ProviderWorker>, WorkerRef) {
         let slots = self.slots.clone();
-        WorkerRef { addr: self.start(), slots }
+        let addr = self.start();
+        (addr.clone(), worker_ref(addr, slots))
     }
 
     fn inflight(&self) -> usize {
@@ -208,7 +131,8 @@ impl ProviderWorker {
         if job.background {
             self.background += 1;
         }
-        let permit = Permit { addr: Some(ctx.address()), background: job.background };
+        let me = self.me.get_or_insert_with(|| Arc::new(ctx.address().recipient())).clone();
+        let permit = Permit::new(me, job.background);
         let Some(decision) = job.decision.take() else {
             return job.refuse(Refusal::Overloaded("job reached a worker without a route"));
         };
@@ -309,9 +233,9 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::actors::job::Answer;
+    use crate::actors::messages::Answer;
+    use crate::actors::messages::RouteDecision;
     use crate::actors::rate_limiter::RateLimiter;
-    use crate::actors::router::RouteDecision;
 
     /// Sends a job (with a ticket from a real limiter) to the worker.
     async fn acquire(w: &Addr<ProviderWorker>, limiter: &Addr<RateLimiter>, p: Priority) -> oneshot::Receiver<Answer> {

@@ -7,83 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use switchyard_config::{Budget, Limits};
+use switchyard_config::Budget;
 use tokio::sync::mpsc;
 
-use super::cache::Cache;
-use super::deliver;
-use super::job::{forward, CacheDecision, Job, Refusal};
-use super::provider_worker::{Permit, ProviderWorker, Release};
-use super::router::Router;
+use super::messages::{
+    deliver, forward, CacheDecision, Demand, Job, LimitTicket, NextStages, RateHeaders, Refusal, Refused, Release,
+    Scope, Settle, To,
+};
 use crate::metrics::BUDGET_REMAINING;
 
 pub use crate::error::LimitKind;
-
-/// Values for OpenAI's `x-ratelimit-*` headers; `None` fields are unlimited and omitted.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RateHeaders {
-    pub limit_requests: Option<u64>,
-    pub remaining_requests: Option<u64>,
-    pub reset_requests: Option<Duration>,
-    pub limit_tokens: Option<u64>,
-    pub remaining_tokens: Option<u64>,
-    pub reset_tokens: Option<Duration>,
-}
-
-/// One of OpenAI's `x-ratelimit-*` response headers (an ingress maps it to its own
-/// header type without parsing the name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateHeader {
-    LimitRequests,
-    RemainingRequests,
-    ResetRequests,
-    LimitTokens,
-    RemainingTokens,
-    ResetTokens,
-}
-
-impl RateHeader {
-    pub fn name(self) -> &'static str {
-        match self {
-            RateHeader::LimitRequests => "x-ratelimit-limit-requests",
-            RateHeader::RemainingRequests => "x-ratelimit-remaining-requests",
-            RateHeader::ResetRequests => "x-ratelimit-reset-requests",
-            RateHeader::LimitTokens => "x-ratelimit-limit-tokens",
-            RateHeader::RemainingTokens => "x-ratelimit-remaining-tokens",
-            RateHeader::ResetTokens => "x-ratelimit-reset-tokens",
-        }
-    }
-}
-
-impl RateHeaders {
-    /// `(header, value)` pairs in OpenAI's format (durations like `1s`, `250ms`).
-    pub fn pairs(&self) -> Vec<(RateHeader, String)> {
-        let mut out = Vec::with_capacity(6);
-        let mut push = |name, v: Option<String>| {
-            if let Some(v) = v {
-                out.push((name, v));
-            }
-        };
-        push(RateHeader::LimitRequests, self.limit_requests.map(|v| v.to_string()));
-        push(RateHeader::RemainingRequests, self.remaining_requests.map(|v| v.to_string()));
-        push(RateHeader::ResetRequests, self.reset_requests.map(fmt_duration));
-        push(RateHeader::LimitTokens, self.limit_tokens.map(|v| v.to_string()));
-        push(RateHeader::RemainingTokens, self.remaining_tokens.map(|v| v.to_string()));
-        push(RateHeader::ResetTokens, self.reset_tokens.map(fmt_duration));
-        out
-    }
-}
-
-fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else {
-        let s = d.as_secs_f64();
-        let text = format!("{s:.3}");
-        format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
-    }
-}
 
 /// A bucket of `capacity` that refills at `capacity` per `period`.
 #[derive(Debug, Clone)]
@@ -132,41 +65,6 @@ impl Bucket {
 
 const MINUTE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(86_400);
-
-/// One set of limits a request is held to: its key's, its team's, its alias's.
-#[derive(Debug, Clone)]
-pub struct Scope {
-    /// `key:<id>`, `team:<id>` or `model:<alias>`.
-    pub id: Arc<str>,
-    pub limits: Limits,
-    pub budget: Option<Budget>,
-}
-
-/// The scopes of a request, shared (an `Arc` clone per request).
-pub type Scopes = Arc<[Scope]>;
-
-impl Scope {
-    pub fn key(id: &str, limits: Limits, budget: Option<Budget>) -> Scope {
-        Scope { id: Arc::from(format!("key:{id}")), limits, budget }
-    }
-
-    pub fn team(id: &str, limits: Limits, budget: Option<Budget>) -> Scope {
-        Scope { id: Arc::from(format!("team:{id}")), limits, budget }
-    }
-
-    pub fn model(alias: &str, limits: Limits) -> Scope {
-        Scope { id: Arc::from(format!("model:{alias}")), limits, budget: None }
-    }
-}
-
-/// What a request asks of its scopes.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Demand {
-    /// Tokens to reserve (prompt estimate plus `max_tokens`).
-    pub tokens: u64,
-    /// USD to reserve against budgets (the demand priced at the alias's dearest target).
-    pub cost_usd: f64,
-}
 
 /// A budget's spend in its current period.
 #[derive(Debug)]
@@ -279,125 +177,10 @@ impl ScopeState {
     }
 }
 
-/// A request ended: give back the concurrency slot and correct the token and cost
-/// reservations.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Settle {
-    pub scopes: Scopes,
-    pub reserved: Demand,
-    /// Real tokens used; `None` when unknown (the reservation stands).
-    pub actual: Option<u64>,
-    /// Real cost; `None` when unknown (the reservation stands).
-    pub actual_cost: Option<f64>,
-    /// The provider slot to give back with the ticket (and whether it was a job's).
-    pub release: Option<(Addr<ProviderWorker>, bool)>,
-}
-
 /// Spend already in the ledger for the current period of each budget (at start).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SeedSpend(pub Vec<(Scope, f64)>);
-
-#[derive(Debug)]
-pub struct Refused {
-    pub kind: LimitKind,
-    pub retry_after: Duration,
-    pub headers: Box<RateHeaders>,
-    /// The scope whose limit refused (`key:…`, `team:…`, `model:…`).
-    pub scope: Arc<str>,
-}
-
-/// Held for the life of a request; dropping it settles with the limiter.
-pub struct LimitTicket {
-    addr: Option<Addr<RateLimiter>>,
-    /// The limiter's settle queue: a finished request wakes no thread (see [`SETTLE_TICK`]).
-    queue: Option<mpsc::Sender<Settle>>,
-    key_id: Arc<str>,
-    scopes: Scopes,
-    reserved: Demand,
-    actual: Option<u64>,
-    actual_cost: Option<f64>,
-    release: Option<(Addr<ProviderWorker>, bool)>,
-    /// The request's hold on limits shared across instances, when they apply.
-    shared: Option<crate::pipeline::shared::SharedTicket>,
-}
-
-impl LimitTicket {
-    /// A ticket that settles nothing (a failover re-route: the request's own ticket
-    /// settles its limits).
-    pub fn detached(key_id: Arc<str>) -> LimitTicket {
-        LimitTicket {
-            addr: None,
-            queue: None,
-            key_id,
-            scopes: Arc::from(Vec::new()),
-            reserved: Demand::default(),
-            actual: None,
-            actual_cost: None,
-            release: None,
-            shared: None,
-        }
-    }
-
-    /// Carries the request's shared-limit hold: reconciled with the same real usage.
-    pub fn attach_shared(&mut self, t: crate::pipeline::shared::SharedTicket) {
-        self.shared = Some(t);
-    }
-
-    pub fn key_id(&self) -> &Arc<str> {
-        &self.key_id
-    }
-
-    /// Takes over a provider permit: settling the ticket also releases the slot, so a
-    /// finished request sends one cross-thread message instead of two.
-    pub fn release_with(&mut self, permit: Permit) {
-        self.release = permit.disarm();
-    }
-
-    /// Records the real token count and cost, applied when the ticket drops.
-    pub fn set_actual(&mut self, tokens: u64) {
-        self.actual = Some(tokens);
-        if let Some(s) = &mut self.shared {
-            s.set_actual(tokens);
-        }
-    }
-
-    pub fn set_actual_cost(&mut self, usd: f64) {
-        self.actual_cost = Some(usd);
-        if let Some(s) = &mut self.shared {
-            s.set_actual_cost(usd);
-        }
-    }
-}
-
-impl Drop for LimitTicket {
-    fn drop(&mut self) {
-        if let Some(addr) = self.addr.take() {
-            let settle = Settle {
-                scopes: self.scopes.clone(),
-                reserved: self.reserved,
-                actual: self.actual,
-                actual_cost: self.actual_cost,
-                release: self.release.take(),
-            };
-            match self.queue.take().map(|q| q.try_send(settle)) {
-                Some(Ok(())) => {}
-                // no queue, or it is full: through the mailbox
-                Some(Err(mpsc::error::TrySendError::Full(settle) | mpsc::error::TrySendError::Closed(settle))) => {
-                    deliver(&addr, settle)
-                }
-                None => {}
-            }
-        }
-    }
-}
-
-/// Where admitted jobs go next.
-pub struct NextStages {
-    pub cache: Addr<Cache>,
-    pub router: Addr<Router>,
-}
 
 /// How often the limiter drains its settle queue when no admission does it first.
 ///
@@ -425,12 +208,14 @@ pub struct RateLimiter {
     unsettled: usize,
     /// The settle tick, while `unsettled > 0`.
     tick: Option<SpawnHandle>,
+    /// Its own address as tickets hold it (made once).
+    me: Option<To<Settle>>,
 }
 
 impl Default for RateLimiter {
     fn default() -> RateLimiter {
         let (settle_tx, settle_rx) = mpsc::channel(SETTLE_QUEUE);
-        RateLimiter { scopes: HashMap::new(), next: None, settle_tx, settle_rx, unsettled: 0, tick: None }
+        RateLimiter { scopes: HashMap::new(), next: None, settle_tx, settle_rx, unsettled: 0, tick: None, me: None }
     }
 }
 
@@ -556,17 +341,9 @@ impl Handler<Job> for RateLimiter {
             Err(refused) => job.refuse(Refusal::Limited(refused)),
             Ok(headers) => {
                 job.rate = Some(headers);
-                job.ticket = Some(LimitTicket {
-                    addr: Some(ctx.address()),
-                    queue: Some(self.settle_tx.clone()),
-                    key_id: job.key_id.clone(),
-                    scopes: job.scopes.clone(),
-                    reserved: demand,
-                    actual: None,
-                    actual_cost: None,
-                    release: None,
-                    shared: None,
-                });
+                let me = self.me.get_or_insert_with(|| Arc::new(ctx.address().recipient())).clone();
+                let (key_id, scopes) = (job.key_id.clone(), job.scopes.clone());
+                job.ticket = Some(LimitTicket::new(me, self.settle_tx.clone(), key_id, scopes, demand));
                 self.ticket_out(ctx);
                 match &self.next {
                     None => job.admit(CacheDecision::Bypass, None),
@@ -605,8 +382,10 @@ impl Handler<Settle> for RateLimiter {
 
 #[cfg(test)]
 mod tests {
+    use switchyard_config::Limits;
+
     use super::*;
-    use crate::actors::job::JobState;
+    use crate::actors::messages::{JobState, Scopes};
 
     fn lim(rpm: Option<u32>, tpm: Option<u64>, max_concurrent: Option<u32>) -> Limits {
         Limits { rpm, tpm, tpd: None, max_concurrent }
@@ -743,7 +522,7 @@ mod tests {
         assert!(!p.iter().any(|(n, _)| *n == "x-ratelimit-limit-tokens"));
     }
 
-    async fn admit(rl: &Addr<RateLimiter>, limits: Limits) -> crate::actors::job::Answer {
+    async fn admit(rl: &Addr<RateLimiter>, limits: Limits) -> crate::actors::messages::Answer {
         let (job, rx) =
             JobState::create("k".into(), one(limits), 0, "m".into(), switchyard_config::Priority::Normal, None);
         rl.send(job).await.unwrap();

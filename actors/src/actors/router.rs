@@ -12,23 +12,8 @@ use actix::prelude::*;
 use switchyard_config::{Config, Strategy, Target, TokenCounts};
 
 use super::breaker::{Breaker, BreakerSettings};
-use super::job::{forward, CacheDecision, Job, Refusal};
 use super::load::{TargetLoad, TargetSlot};
-use super::provider_worker::WorkerRef;
-
-/// Where one request goes, and its hold on that target.
-#[derive(Debug)]
-pub struct RouteDecision {
-    pub provider: String,
-    pub model: String,
-    pub slot: TargetSlot,
-}
-
-impl PartialEq for RouteDecision {
-    fn eq(&self, other: &Self) -> bool {
-        self.provider == other.provider && self.model == other.model
-    }
-}
+use super::messages::{forward, CacheDecision, Job, Refusal, RouteDecision, WorkerRef};
 
 /// Why no target was picked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,13 +267,13 @@ impl Handler<Job> for Router {
         // a free slot and nobody waiting: admitted here, one hand-off less (the worker
         // still gets the release); otherwise the worker queues or refuses the job
         if !job.background {
-            if let Some(permit) = worker.slots.try_take(&worker.addr) {
+            if let Some(permit) = worker.slots.try_take(&worker.release) {
                 let cache = job.cache_key.map_or(CacheDecision::Bypass, CacheDecision::Miss);
                 return job.admit(cache, Some((decision, permit)));
             }
         }
         job.decision = Some(decision);
-        forward(ctx, &worker.addr, Job(job), "provider worker");
+        forward(ctx, &worker.jobs, Job(job), "provider worker");
     }
 }
 
@@ -500,11 +485,11 @@ targets = [{ provider = "a", model = "small", max_concurrency = 2 }, { provider 
 
     #[actix_rt::test]
     async fn jobs_reach_the_chosen_worker_or_are_refused() {
-        use crate::actors::job::{JobState, Refusal};
+        use crate::actors::messages::{JobState, Refusal};
         use crate::actors::rate_limiter::RateLimiter;
         let workers: HashMap<_, _> = ["a", "b"]
             .iter()
-            .map(|n| (n.to_string(), crate::actors::provider_worker::ProviderWorker::new(*n, 4, 4).start_ref()))
+            .map(|n| (n.to_string(), crate::actors::provider_worker::ProviderWorker::new(*n, 4, 4).start_ref().1))
             .collect();
         let router = Router::new(&config(), workers, Some(1)).start();
         let limiter = RateLimiter::default().start();
@@ -561,8 +546,8 @@ targets = [{ provider = "a", model = "small", max_concurrency = 2 }, { provider 
         limiter: &Addr<crate::actors::rate_limiter::RateLimiter>,
         alias: &str,
         priority: switchyard_config::Priority,
-    ) -> (Job, tokio::sync::oneshot::Receiver<crate::actors::job::Answer>) {
-        use crate::actors::job::JobState;
+    ) -> (Job, tokio::sync::oneshot::Receiver<crate::actors::messages::Answer>) {
+        use crate::actors::messages::JobState;
         let (tjob, trx) = JobState::create("k".into(), Default::default(), 0, alias.into(), priority, None);
         limiter.send(tjob).await.unwrap();
         let ticket = trx.await.unwrap().unwrap().ticket;
@@ -574,13 +559,14 @@ targets = [{ provider = "a", model = "small", max_concurrency = 2 }, { provider 
 
     #[actix_rt::test]
     async fn the_router_takes_a_free_slot_and_waiting_jobs_keep_their_turn() {
-        use crate::actors::provider_worker::{ProviderWorker, Stats, WorkerStats};
+        use crate::actors::messages::{Stats, WorkerStats};
+        use crate::actors::provider_worker::ProviderWorker;
         use switchyard_config::Priority;
         let limiter = crate::actors::rate_limiter::RateLimiter::default().start();
-        let b = ProviderWorker::new("b", 1, 4).start_ref();
-        let workers = HashMap::from([("b".to_string(), b.clone())]);
+        let (b, b_ref) = ProviderWorker::new("b", 1, 4).start_ref();
+        let workers = HashMap::from([("b".to_string(), b_ref)]);
         let router = Router::new(&config(), workers, Some(1)).start();
-        let stats = || b.addr.send(Stats);
+        let stats = || b.send(Stats);
 
         // a free slot: admitted by the router itself, counted by the worker
         let (job, rx) = ticketed(&limiter, "one", Priority::Low).await;
@@ -611,11 +597,11 @@ targets = [{ provider = "a", model = "small", max_concurrency = 2 }, { provider 
     }
 
     trait RecvOrWait {
-        async fn recv_or_wait(&mut self) -> crate::actors::job::Admission;
+        async fn recv_or_wait(&mut self) -> crate::actors::messages::Admission;
     }
 
-    impl RecvOrWait for tokio::sync::oneshot::Receiver<crate::actors::job::Answer> {
-        async fn recv_or_wait(&mut self) -> crate::actors::job::Admission {
+    impl RecvOrWait for tokio::sync::oneshot::Receiver<crate::actors::messages::Answer> {
+        async fn recv_or_wait(&mut self) -> crate::actors::messages::Admission {
             match self.await {
                 Ok(Ok(a)) => a,
                 _ => panic!("not admitted"),

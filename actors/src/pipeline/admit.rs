@@ -8,14 +8,16 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::{
-    mailbox, shared, CacheStatus, Engine, Failure, Finisher, InflightGuard, Outcome, OutcomeBody, ProviderHandle,
-    RequestCtx, Runtime,
+    mailbox, CacheStatus, Engine, Failure, Finisher, InflightGuard, Outcome, OutcomeBody, ProviderHandle, RequestCtx,
+    Runtime,
 };
-use crate::actors::cache::{cache_key, CacheKey};
-use crate::actors::job::{CacheDecision, JobState, Refusal, RouteHints};
+use crate::actors::cache::cache_key;
 use crate::actors::load::TargetSlot;
-use crate::actors::rate_limiter::{Demand, RateHeaders, Scope};
+use crate::actors::messages::CacheKey;
+use crate::actors::messages::{CacheDecision, JobState, Refusal, RouteHints};
+use crate::actors::messages::{Demand, RateHeaders, Scope};
 use crate::actors::router::sticky_hash;
+use crate::actors::shared_limits::{SharedLimits, SharedRefusal};
 use crate::metrics::{CACHE_REQUESTS_TOTAL, RATE_LIMITED_TOTAL, ROUTES_TOTAL, SHARED_LIMITS_FALLBACK_TOTAL};
 use crate::providers::openai;
 use crate::providers::sse::{data_event, DONE};
@@ -82,7 +84,7 @@ impl Engine {
         // limits shared across instances are taken first; the local limiter then keeps
         // only what stays per instance (concurrency)
         let mut shared_hold = None;
-        if let Some(sl) = self.shared.load_full().filter(|_| shared::SharedLimits::applies(&scopes)) {
+        if let Some(sl) = self.shared.load_full().filter(|_| SharedLimits::applies(&scopes)) {
             match sl.take(&scopes, Demand { tokens: reserve, cost_usd }).await {
                 Ok(hold) => {
                     shared_hold = Some(hold);
@@ -98,7 +100,7 @@ impl Engine {
                         })
                         .collect();
                 }
-                Err(shared::SharedRefusal::Limited(refused)) => {
+                Err(SharedRefusal::Limited(refused)) => {
                     metrics::counter!(RATE_LIMITED_TOTAL, "kind" => refused.kind.as_str()).increment(1);
                     return Err(Failure {
                         error: GatewayError::RateLimited { kind: refused.kind, retry_after: refused.retry_after },
@@ -106,7 +108,7 @@ impl Engine {
                         counted: false,
                     });
                 }
-                Err(shared::SharedRefusal::Unavailable(e)) => {
+                Err(SharedRefusal::Unavailable(e)) => {
                     // availability first: this instance enforces the limits alone meanwhile
                     metrics::counter!(SHARED_LIMITS_FALLBACK_TOTAL).increment(1);
                     tracing::warn!(error = %e, "shared limits unavailable; enforcing them per instance");
@@ -144,7 +146,7 @@ impl Engine {
             }
         };
         if let Some((hold, headers)) = shared_hold {
-            adm.ticket.attach_shared(hold);
+            adm.ticket.attach_shared(Box::new(hold));
             if adm.rate.limit_requests.is_none() && adm.rate.limit_tokens.is_none() {
                 adm.rate = headers;
             }
@@ -195,7 +197,7 @@ impl Engine {
             record,
             config: p.rt.config.clone(),
             accounting: self.sink.clone(),
-            cache: self.cache.clone(),
+            cache: self.cache_put.clone(),
             cache_put: p.ckey.map(|k| (k, p.rt.config.cache.ttl)),
             ticket: Some(p.ticket),
             permit: None,
@@ -309,10 +311,10 @@ impl Engine {
 pub(super) struct Prepared {
     pub(super) rt: Arc<Runtime>,
     pub(super) rate: RateHeaders,
-    pub(super) ticket: crate::actors::rate_limiter::LimitTicket,
+    pub(super) ticket: crate::actors::messages::LimitTicket,
     pub(super) inflight: InflightGuard,
     pub(super) ckey: Option<CacheKey>,
-    pub(super) hit: Option<crate::actors::cache::CachedResponse>,
+    pub(super) hit: Option<crate::actors::messages::CachedResponse>,
     pub(super) cache_status: CacheStatus,
     /// The target and its slot (none on a cache hit).
     pub(super) route: Option<Dispatched>,
@@ -346,6 +348,6 @@ pub(super) struct Dispatched {
     pub(super) provider: String,
     pub(super) model: String,
     pub(super) handle: Arc<ProviderHandle>,
-    pub(super) permit: crate::actors::provider_worker::Permit,
+    pub(super) permit: crate::actors::messages::Permit,
     pub(super) slot: TargetSlot,
 }

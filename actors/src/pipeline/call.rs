@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use super::admit::{Dispatched, Prepared};
 use super::{CacheStatus, Engine, Failure, Finisher, RequestCtx};
-use crate::actors::job::{JobState, RouteHints};
-use crate::actors::rate_limiter::RateHeaders;
+use crate::actors::messages::RateHeaders;
+use crate::actors::messages::{JobState, RouteHints};
 use crate::metrics::{FAILOVERS_TOTAL, FALLBACKS_TOTAL};
 use crate::providers::Adapter;
 use crate::types::{unix_ms, Endpoint, UsageRecord};

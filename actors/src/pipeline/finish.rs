@@ -6,15 +6,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Addr;
 use switchyard_config::{Config, TokenCounts};
 use tokio::sync::oneshot;
 
 use crate::actors::accounting::{Record, RecordSink};
-use crate::actors::cache::{Cache, CacheKey, CachedResponse, Put};
-use crate::actors::deliver;
-use crate::actors::provider_worker::Permit;
-use crate::actors::rate_limiter::LimitTicket;
+use crate::actors::messages::{deliver, LimitTicket, Permit, Put, To};
+use crate::actors::messages::{CacheKey, CachedResponse};
 use crate::types::{Usage, UsageRecord};
 
 /// Counts a request in `switchyard_inflight_requests` for as long as it lives.
@@ -46,7 +43,7 @@ pub struct Finisher {
     pub record: UsageRecord,
     pub config: Arc<Config>,
     pub accounting: RecordSink,
-    pub cache: Addr<Cache>,
+    pub cache: To<Put>,
     /// Where to store the response if it succeeds.
     pub cache_put: Option<(CacheKey, Duration)>,
     pub ticket: Option<LimitTicket>,

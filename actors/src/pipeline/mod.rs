@@ -13,7 +13,7 @@ mod outcome;
 mod relay;
 mod runtime;
 mod second_opinion;
-pub mod shared;
+
 pub mod vkeys;
 
 pub use self::context::{credential, JobHooks, RequestCtx};
@@ -31,7 +31,8 @@ use switchyard_config::Config;
 pub use self::finish::{record_overhead, Finisher, InflightGuard};
 use crate::actors::accounting::{Accounting, Flush, RecordSink};
 use crate::actors::cache::{Cache, SetCapacity};
-use crate::actors::rate_limiter::{NextStages, RateLimiter, Scope, Scopes, SeedSpend};
+use crate::actors::messages::NextStages;
+use crate::actors::rate_limiter::{RateLimiter, SeedSpend};
 use crate::actors::router::{Router, UpdateModels};
 pub use crate::actors::EngineThread;
 use crate::store::Store;
@@ -43,12 +44,14 @@ pub struct Engine {
     router: Addr<Router>,
     limiter: Addr<RateLimiter>,
     cache: Addr<Cache>,
+    /// Where finished requests fill the cache (made once: requests share it).
+    cache_put: crate::actors::messages::To<crate::actors::messages::Put>,
     accounting: Addr<Accounting>,
     sink: RecordSink,
     engine_thread: EngineThread,
     vkeys: Arc<vkeys::VirtualKeys>,
     /// Limits and budgets shared with other instances (NATS key-value), once connected.
-    shared: arc_swap::ArcSwapOption<shared::SharedLimits>,
+    shared: arc_swap::ArcSwapOption<crate::actors::shared_limits::SharedLimits>,
 }
 
 fn mailbox(e: MailboxError) -> GatewayError {
@@ -74,8 +77,8 @@ impl Engine {
         let (cfg, workers, health) = (config.clone(), runtime.workers(), runtime.health());
         let router = engine_thread.start(move |_| Router::new(&cfg, workers, seed).with_health(health));
         let (cache_store, max_bytes, next) = (store.clone(), config.cache.max_bytes, router.clone());
-        let cache = engine_thread.start(move |_| Cache::new(cache_store, max_bytes).with_router(next));
-        let next = NextStages { cache: cache.clone(), router: router.clone() };
+        let cache = engine_thread.start(move |_| Cache::new(cache_store, max_bytes).with_router(next.recipient()));
+        let next = NextStages { cache: cache.clone().recipient(), router: router.clone().recipient() };
         let limiter = engine_thread.start(move |_| RateLimiter::new(next));
         // budgets go on from what the ledger says was spent this period
         let seed = seed_spend(&config, &table.load(), &store)?;
@@ -88,6 +91,7 @@ impl Engine {
             runtime: ArcSwap::from_pointee(runtime),
             router,
             limiter,
+            cache_put: Arc::new(cache.clone().recipient()),
             cache,
             accounting,
             sink,
@@ -110,7 +114,7 @@ impl Engine {
     }
 
     /// From now on, limits and budgets are shared through `s` (see [`shared`]).
-    pub fn share_limits(&self, s: Arc<shared::SharedLimits>) {
+    pub fn share_limits(&self, s: Arc<crate::actors::shared_limits::SharedLimits>) {
         self.shared.store(Some(s));
     }
 

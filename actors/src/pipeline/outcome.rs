@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::actors::rate_limiter::RateHeaders;
+use crate::actors::messages::RateHeaders;
 use crate::GatewayError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -268,7 +268,7 @@ mod tests {
             record,
             config,
             accounting: sink,
-            cache: Cache::new(store.clone(), 1 << 20).start(),
+            cache: Arc::new(Cache::new(store.clone(), 1 << 20).start().recipient()),
             cache_put: None,
             ticket: None,
             permit: None,

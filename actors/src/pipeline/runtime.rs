@@ -9,8 +9,9 @@ use switchyard_config::{allows_api, Api, Config, Key, Priority, Team};
 
 use super::{jwt, vkeys, Engine, EngineThread};
 use crate::actors::breaker::Breaker;
-use crate::actors::provider_worker::{ProviderWorker, Resize, WorkerRef};
-use crate::actors::rate_limiter::{Scope, Scopes};
+use crate::actors::messages::{Resize, WorkerRef};
+use crate::actors::messages::{Scope, Scopes};
+use crate::actors::provider_worker::ProviderWorker;
 use crate::metrics::HEALTH_CHECKS_TOTAL;
 use crate::store::Store;
 use crate::types::unix_ms;
@@ -42,7 +43,7 @@ impl Engine {
                 Some(h) => {
                     // same provider, new settings: keep the worker (its in-flight slots),
                     // resize it, and use a new client
-                    let _ = h.worker.addr.try_send(Resize {
+                    let _ = h.worker.resize.try_send(Resize {
                         concurrency: p.concurrency,
                         queue_size: p.queue_size,
                         jobs_share: p.jobs_share,

@@ -1,5 +1,5 @@
 //! Shared limits over JetStream key-value: the counters behind
-//! [`switchyard_actors::pipeline::shared`], one per scope, quantity and window, changed
+//! [`switchyard_actors::actors::shared_limits`], one per scope, quantity and window, changed
 //! only by compare-and-set so that instances never grant more than the limit together.
 
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use async_nats::Client;
-use switchyard_actors::pipeline::shared::{Grant, QuotaStore, SharedLimits};
+use switchyard_actors::actors::shared_limits::{Grant, QuotaStore, SharedLimits};
 use switchyard_actors::Engine;
 use switchyard_config::Nats;
 

@@ -208,3 +208,34 @@ pub async fn kv_bucket(
     js.create_or_update_stream(config).await.map_err(NatsError::on("key-value bucket", bucket))?;
     js.get_key_value(bucket).await.map_err(NatsError::on("key-value bucket", bucket))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Nats {
+        let raw = "[nats]\nurl = \"nats://127.0.0.1:4222\"\nprefix = \"acme.ai\"\n";
+        match switchyard_config::load_str(raw, std::path::Path::new("."), &|_| None) {
+            Ok(c) => c.nats.clone().unwrap(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn names_follow_the_prefix() {
+        let n = Names::new(&cfg());
+        assert_eq!(n.jobs_stream, "ACME_AI_JOBS");
+        assert_eq!(n.lane_subject(Priority::Low), "acme.ai.v1.jobs.low");
+        assert_eq!(n.result_subject("j1"), "acme.ai.v1.results.j1");
+        assert_eq!(n.usage_subject("team.a b"), "acme.ai.v1.usage.team_a_b");
+        assert_eq!(n.consumer(Priority::High), "acme_ai-jobs-high");
+    }
+
+    #[test]
+    fn job_ids_are_one_subject_token() {
+        assert!(valid_job_id("job-1_A"));
+        for bad in ["", "a.b", "a*", "a b", ">", &"x".repeat(129)] {
+            assert!(!valid_job_id(bad), "{bad}");
+        }
+    }
+}

@@ -1,295 +1,34 @@
-//! Durable jobs on JetStream.
-//!
-//! Streams (created or updated at start): `<PREFIX>_JOBS` (work queue) on
-//! `<prefix>.v1.jobs.high|normal|low`, `<PREFIX>_RESULTS` on `<prefix>.v1.results.<id>`,
-//! `<PREFIX>_USAGE` on `<prefix>.v1.usage.<key id>`. One durable pull consumer per lane,
-//! shared by every instance, so each job is delivered to one of them.
-//!
-//! A job's life, and why it is answered exactly once:
-//! 1. Its result subject is looked up first: a job whose result exists (a redelivery
-//!    after a crash between publishing the result and acking) is acked without a call.
-//! 2. It runs through the engine like an HTTP request, as background work (at most the
-//!    provider's `jobs_share` of its slots). Its usage record is keyed by the job id, so
-//!    the ledger holds one record however often the job is delivered, and it is on disk
-//!    before anything is published.
-//! 3. The usage event, then the result, are published with `Nats-Msg-Id`s derived from
-//!    the job id (JetStream drops a repeat within `duplicate_window`), each confirmed.
-//! 4. Only then is the job acked. A crash anywhere before leaves it unacked, and
-//!    JetStream redelivers it after `ack_wait`; long jobs send in-progress acks.
-//!
-//! Transient failures (upstream 5xx/429/timeouts) are retried by a delayed NAK with
-//! exponential backoff and jitter until `max_attempts` deliveries, then become a failed
-//! result; permanent ones (bad request, unknown model, bad key) fail at once. Refusals by
-//! the gateway's own limits are delayed, never failed.
-//!
-//! Priorities: the dispatcher keeps the head of each lane and starts the one with the
-//! highest `age + (2 - lane) * aging` (high = lane 0), so high drains before normal
-//! before low, and a job that has waited long enough wins over newer, higher ones.
+//! One job: read it, skip it when its result exists, run it through the engine, store
+//! its usage event and result (each confirmed, de-duplicated by id), then ack; a failed
+//! attempt is retried, deferred or failed by the one classifier.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::stream;
-use async_nats::jetstream::{self, kv, Context as JetStream};
-use async_nats::{Client, HeaderMap};
+use async_nats::jetstream::{self, Context as JetStream};
+use async_nats::HeaderMap;
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use switchyard_actors::metrics::{JOBS_INFLIGHT, JOBS_TOTAL, JOB_DURATION, JOB_QUEUE_WAIT};
+use switchyard_actors::metrics::{JOBS_TOTAL, JOB_DURATION, JOB_QUEUE_WAIT};
 use switchyard_actors::pipeline::{Failure, JobHooks, OutcomeBody, RequestCtx};
 use switchyard_actors::types::{unix_ms, EmbeddingsRequest, UsageRecord};
-use switchyard_actors::{Engine, GatewayError};
+use switchyard_actors::GatewayError;
 use switchyard_config::{Nats, Priority};
-use tokio::sync::Semaphore;
 
-use super::batcher::{BatchJob, Batcher};
-use super::streams::{batches_bucket, ensure_streams, valid_job_id, Names, NatsError, LANES};
-use super::{call, header};
 use crate::ingress::batch::items::{gate, output_line, BatchRef, Gate};
+use crate::ingress::nats::batcher::BatchJob;
+use crate::ingress::nats::streams::valid_job_id;
+use crate::ingress::nats::{call, header};
 use switchyard_actors::types::Endpoint;
 
-/// Longest wait for a no-wait fetch's answer.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Creates or updates the streams and the lane consumers.
-async fn setup(js: &JetStream, cfg: &Nats, names: &Names) -> Result<[PullConsumer; 3], NatsError> {
-    ensure_streams(js, cfg, names).await?;
-    let stream = js.get_stream(&names.jobs_stream).await.map_err(NatsError::on("stream", &names.jobs_stream))?;
-    let mut consumers = Vec::new();
-    for p in LANES {
-        let config = pull::Config {
-            durable_name: Some(names.consumer(p)),
-            filter_subject: names.lane_subject(p),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: cfg.ack_wait,
-            // redelivery is bounded by the runner (max_attempts), not by the server
-            max_deliver: -1,
-            max_ack_pending: 10_000,
-            ..Default::default()
-        };
-        let name = names.consumer(p);
-        let consumer = match stream.get_or_create_consumer(&name, config.clone()).await {
-            Ok(c) => c,
-            // an existing consumer with other settings (a changed ack_wait): update it
-            Err(_) => stream.update_consumer(config).await.map_err(NatsError::on("consumer", &name))?,
-        };
-        consumers.push(consumer);
-    }
-    consumers.try_into().map_err(|_| NatsError::Invalid("not three lane consumers".into()))
-}
-
-/// Serves jobs for as long as the gateway runs: waits for the connection, sets the
-/// streams up, dispatches; after an error (NATS lost), waits and starts over.
-pub async fn run(client: Client, engine: Arc<Engine>, cfg: Nats) {
-    let names = Names::new(&cfg);
-    let js = jetstream::new(client.clone());
-    let mut backoff = Duration::from_millis(250);
-    // shared across restarts of the dispatcher: jobs still running hold their slots
-    let slots = Arc::new(Semaphore::new(cfg.job_concurrency));
-    let batcher = (cfg.embed_batch_max_inputs > 1)
-        .then(|| Batcher::start(engine.clone(), cfg.embed_batch_max_inputs, cfg.embed_batch_window));
-    loop {
-        while client.connection_state() != async_nats::connection::State::Connected {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        match setup(&js, &cfg, &names).await {
-            Ok(consumers) => {
-                tracing::info!(stream = %names.jobs_stream, "serving durable jobs");
-                backoff = Duration::from_millis(250);
-                let (client, js, engine, cfg, names) =
-                    (client.clone(), js.clone(), engine.clone(), cfg.clone(), names.clone());
-                let (slots, batcher) = (slots.clone(), batcher.clone());
-                let d = DispatcherInit { client, js, engine, cfg, names, consumers, slots, batcher };
-                if let Err(e) = d.run().await {
-                    tracing::warn!(error = %e, "job dispatcher stopped; restarting");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot set up the job streams; retrying"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// A fetched job waiting for a slot.
-struct Buffered {
-    msg: jetstream::Message,
-    published_ms: u64,
-    fetched: Instant,
-}
-
-struct Dispatcher {
-    client: Client,
-    shared: Arc<Shared>,
-    consumers: [PullConsumer; 3],
-    buffers: [VecDeque<Buffered>; 3],
-    slots: Arc<Semaphore>,
-}
-
-/// What every job task needs.
-struct Shared {
-    js: JetStream,
-    engine: Arc<Engine>,
-    cfg: Nats,
-    names: Names,
-    results: stream::Stream,
-    /// Batch API records: a batch item runs only while its batch is live.
-    batches: kv::Store,
-    batcher: Option<Batcher>,
-}
-
-struct DispatcherInit {
-    client: Client,
-    js: JetStream,
-    engine: Arc<Engine>,
-    cfg: Nats,
-    names: Names,
-    consumers: [PullConsumer; 3],
-    slots: Arc<Semaphore>,
-    batcher: Option<Batcher>,
-}
-
-impl DispatcherInit {
-    async fn run(self) -> Result<(), NatsError> {
-        let results = self
-            .js
-            .get_stream(&self.names.results_stream)
-            .await
-            .map_err(NatsError::on("stream", &self.names.results_stream))?;
-        let batches = batches_bucket(&self.js, &self.cfg, &self.names).await?;
-        let slots = self.slots;
-        let shared = Arc::new(Shared {
-            js: self.js,
-            engine: self.engine,
-            cfg: self.cfg,
-            names: self.names,
-            results,
-            batches,
-            batcher: self.batcher,
-        });
-        let d =
-            Dispatcher { client: self.client, shared, consumers: self.consumers, buffers: Default::default(), slots };
-        d.run().await
-    }
-}
-
-impl Dispatcher {
-    async fn run(mut self) -> Result<(), NatsError> {
-        // every publish to a lane also reaches this plain subscription: an idle
-        // dispatcher wakes at once instead of polling
-        let wake_subject = format!("{}.v1.jobs.*", self.shared.names.prefix);
-        let mut wake =
-            self.client.subscribe(wake_subject.clone()).await.map_err(NatsError::on("subscribe", &wake_subject))?;
-        let keepalive = self.shared.cfg.ack_wait / 3;
-        let mut idle = Duration::from_millis(5);
-        loop {
-            let permit = tokio::select! {
-                p = self.slots.clone().acquire_owned() => p.map_err(|e| NatsError::Invalid(format!("job slots: {e}")))?,
-                _ = tokio::time::sleep(keepalive) => {
-                    self.keep_buffered_alive(keepalive).await;
-                    continue;
-                }
-            };
-            self.refill().await?;
-            match self.pick() {
-                Some((lane, job)) => {
-                    idle = Duration::from_millis(5);
-                    let shared = self.shared.clone();
-                    actix_web::rt::spawn(async move {
-                        metrics::gauge!(JOBS_INFLIGHT).increment(1.0);
-                        serve_job(&shared, LANES[lane], job).await;
-                        metrics::gauge!(JOBS_INFLIGHT).decrement(1.0);
-                        drop(permit);
-                    });
-                }
-                None => {
-                    drop(permit);
-                    // nothing queued: wait for a publish, or a moment (a delayed NAK
-                    // comes back without one)
-                    tokio::select! {
-                        _ = wake.next() => {}
-                        _ = tokio::time::sleep(idle) => {}
-                    }
-                    while let Some(Some(_)) = wake.next().now_or_never() {}
-                    idle = (idle * 2).min(Duration::from_millis(250));
-                }
-            }
-        }
-    }
-
-    /// Fetches (without waiting) into every empty lane buffer.
-    async fn refill(&mut self) -> Result<(), NatsError> {
-        let want = (self.slots.available_permits() + 1).min(64);
-        for (lane, (consumer, buffer)) in LANES.iter().zip(self.consumers.iter().zip(self.buffers.iter_mut())) {
-            if !buffer.is_empty() {
-                continue;
-            }
-            let fetch = async {
-                let mut batch = consumer
-                    .fetch()
-                    .max_messages(want)
-                    .messages()
-                    .await
-                    .map_err(NatsError::on("fetch", lane.as_str()))?;
-                while let Some(m) = batch.next().await {
-                    match m {
-                        Ok(msg) => {
-                            let published_ms = msg
-                                .info()
-                                .map(|i| (i.published.unix_timestamp_nanos() / 1_000_000).max(0) as u64)
-                                .unwrap_or_else(|_| unix_ms());
-                            buffer.push_back(Buffered { msg, published_ms, fetched: Instant::now() });
-                        }
-                        Err(e) => {
-                            tracing::debug!(error = %e, "fetch ended");
-                            break;
-                        }
-                    }
-                }
-                Ok::<(), NatsError>(())
-            };
-            // a fetch whose answer was lost with the connection would wait forever;
-            // fetched messages stay buffered either way
-            match tokio::time::timeout(FETCH_TIMEOUT, fetch).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(NatsError::on("fetch", lane.as_str())(e)),
-                Err(_) => return Err(NatsError::on("fetch", lane.as_str())(format!("no answer in {FETCH_TIMEOUT:?}"))),
-            }
-        }
-        Ok(())
-    }
-
-    /// The head with the highest `age + (2 - lane) * aging`.
-    fn pick(&mut self) -> Option<(usize, Buffered)> {
-        let now = unix_ms();
-        let aging = self.shared.cfg.aging.as_millis() as u64;
-        let best = (0..LANES.len())
-            .filter_map(|lane| {
-                let head = self.buffers[lane].front()?;
-                let score = now.saturating_sub(head.published_ms) + (2 - lane as u64) * aging;
-                Some((score, std::cmp::Reverse(lane), lane))
-            })
-            .max()?;
-        self.buffers[best.2].pop_front().map(|b| (best.2, b))
-    }
-
-    /// In-progress acks for fetched jobs that still wait for a slot.
-    async fn keep_buffered_alive(&self, after: Duration) {
-        for b in self.buffers.iter().flatten() {
-            if b.fetched.elapsed() >= after {
-                let _ = b.msg.ack_with(AckKind::Progress).await;
-            }
-        }
-    }
-}
+use super::{Buffered, Shared};
 
 /// `{"id", "endpoint", "body"}`, plus `batch` for an item of a Batch API batch.
 #[derive(Deserialize)]
-struct JobBody {
+pub(super) struct JobBody {
     id: String,
     #[serde(default = "default_endpoint")]
     endpoint: String,
@@ -298,13 +37,13 @@ struct JobBody {
     batch: Option<BatchRef>,
 }
 
-fn default_endpoint() -> String {
+pub(super) fn default_endpoint() -> String {
     "chat".into()
 }
 
 /// How a failed attempt goes on.
 #[derive(Debug, PartialEq)]
-enum Next {
+pub(super) enum Next {
     /// Refused by the gateway's own limits: try again later, never a failed result.
     Defer(Duration),
     /// Transient upstream failure: retry while attempts remain.
@@ -313,7 +52,7 @@ enum Next {
     Fail,
 }
 
-fn next_step(err: &GatewayError) -> Next {
+pub(super) fn next_step(err: &GatewayError) -> Next {
     use GatewayError::*;
     match err {
         RateLimited { retry_after, .. } => Next::Defer(*retry_after),
@@ -325,11 +64,11 @@ fn next_step(err: &GatewayError) -> Next {
 }
 
 /// The delay before a job's next attempt: the one backoff, with the `[nats]` settings.
-fn backoff(cfg: &Nats, attempt: u32) -> Duration {
+pub(super) fn backoff(cfg: &Nats, attempt: u32) -> Duration {
     switchyard_actors::retry::backoff(cfg.retry_backoff, cfg.retry_backoff_max, attempt)
 }
 
-async fn serve_job(s: &Shared, lane: Priority, b: Buffered) {
+pub(super) async fn serve_job(s: &Shared, lane: Priority, b: Buffered) {
     let msg = Arc::new(b.msg);
     let (delivered, seq) = match msg.info() {
         Ok(i) => (i.delivered.max(1) as u32, i.stream_sequence),
@@ -386,7 +125,7 @@ async fn serve_job(s: &Shared, lane: Priority, b: Buffered) {
     metrics::counter!(JOBS_TOTAL, "lane" => lane.as_str(), "outcome" => label).increment(1);
 }
 
-enum Done {
+pub(super) enum Done {
     /// The result (and usage) are stored: ack.
     Answered { failed: bool, id: String },
     /// A result already existed: ack without a call.
@@ -397,7 +136,7 @@ enum Done {
     Unstored,
 }
 
-async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: u32, seq: u64) -> Done {
+pub(super) async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: u32, seq: u64) -> Done {
     let received = Instant::now();
     let lookup = header(msg.headers.as_ref());
     // the id: from the body, else the publisher's Nats-Msg-Id, else the stream sequence
@@ -536,7 +275,7 @@ async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: 
 
 /// Publishes the usage event and then the result (or a batch item's output line), each
 /// confirmed by JetStream and de-duplicated by a `Nats-Msg-Id` derived from the job id.
-async fn store(
+pub(super) async fn store(
     s: &Shared,
     id: &str,
     attempts: u32,
@@ -588,7 +327,7 @@ async fn store(
 }
 
 /// Publishes with a message id and waits for JetStream's ack; retries a few times.
-async fn publish_confirmed(js: &JetStream, subject: String, msg_id: &str, body: Bytes) -> bool {
+pub(super) async fn publish_confirmed(js: &JetStream, subject: String, msg_id: &str, body: Bytes) -> bool {
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=5 {
         let mut headers = HeaderMap::new();
@@ -618,24 +357,6 @@ mod tests {
         match switchyard_config::load_str(raw, std::path::Path::new("."), &|_| None) {
             Ok(c) => c.nats.clone().unwrap(),
             Err(e) => panic!("{e}"),
-        }
-    }
-
-    #[test]
-    fn names_follow_the_prefix() {
-        let n = Names::new(&cfg());
-        assert_eq!(n.jobs_stream, "ACME_AI_JOBS");
-        assert_eq!(n.lane_subject(Priority::Low), "acme.ai.v1.jobs.low");
-        assert_eq!(n.result_subject("j1"), "acme.ai.v1.results.j1");
-        assert_eq!(n.usage_subject("team.a b"), "acme.ai.v1.usage.team_a_b");
-        assert_eq!(n.consumer(Priority::High), "acme_ai-jobs-high");
-    }
-
-    #[test]
-    fn job_ids_are_one_subject_token() {
-        assert!(valid_job_id("job-1_A"));
-        for bad in ["", "a.b", "a*", "a b", ">", &"x".repeat(129)] {
-            assert!(!valid_job_id(bad), "{bad}");
         }
     }
 

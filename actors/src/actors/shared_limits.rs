@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use super::{Scope, Scopes};
-use crate::actors::rate_limiter::{Demand, LimitKind, RateHeaders, Refused};
+use crate::actors::messages::{Demand, RateHeaders, Reconcile, Refused, Scope, Scopes};
+use crate::error::LimitKind;
 use crate::types::unix_ms;
 
 /// What [`QuotaStore::grant`] returns: `(granted, granted_before)`.
@@ -156,12 +156,12 @@ pub struct SharedTicket {
     actual_cost: Option<f64>,
 }
 
-impl SharedTicket {
-    pub fn set_actual(&mut self, tokens: u64) {
+impl Reconcile for SharedTicket {
+    fn set_actual(&mut self, tokens: u64) {
         self.actual_tokens = Some(tokens);
     }
 
-    pub fn set_actual_cost(&mut self, usd: f64) {
+    fn set_actual_cost(&mut self, usd: f64) {
         self.actual_cost = Some(usd);
     }
 }
