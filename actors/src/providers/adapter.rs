@@ -185,6 +185,16 @@ pub fn adapter(kind: ProviderKind) -> &'static dyn Adapter {
     }
 }
 
+/// A request the client must fix: a 400 with `message`.
+pub(crate) fn bad(message: String) -> GatewayError {
+    GatewayError::BadRequest(message)
+}
+
+/// What a provider kind cannot do: a 400 that names it.
+pub(crate) fn unsupported(kind: &str, what: &str) -> GatewayError {
+    GatewayError::BadRequest(format!("the {kind} provider does not support {what}"))
+}
+
 /// An encoder's serde failure (it cannot happen for values that were parsed from JSON).
 pub fn encode_error(e: serde_json::Error) -> GatewayError {
     GatewayError::Internal(format!("encoding the upstream request: {e}"))

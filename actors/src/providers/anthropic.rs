@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::adapter::bad;
 use super::capabilities::{Capabilities, Images};
 use super::openai::{data_url, function_tools, push_turn, stop_list, tool_arguments};
 use super::sse::{data_event, SseEvent, DONE};
@@ -37,14 +38,7 @@ impl super::Adapter for Anthropic {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            embeddings: false,
-            token_inputs: false,
-            images: Images::Any,
-            multiple_choices: false,
-            logprobs: false,
-            json_mode: false,
-        }
+        Capabilities { images: Images::Any, ..Capabilities::MINIMAL }
     }
 
     fn url(&self, p: &Provider, endpoint: Endpoint, _model: &str, _stream: bool) -> Result<String, GatewayError> {
@@ -98,11 +92,7 @@ impl super::Adapter for Anthropic {
 }
 
 fn unsupported(what: &str) -> GatewayError {
-    GatewayError::BadRequest(format!("the anthropic provider does not support {what}"))
-}
-
-fn bad(message: String) -> GatewayError {
-    GatewayError::BadRequest(message)
+    super::adapter::unsupported("anthropic", what)
 }
 
 /// The text of an OpenAI `content` (a string, or text parts).

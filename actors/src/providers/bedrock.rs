@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::capabilities::{Capabilities, Images};
+use super::adapter::bad;
+use super::capabilities::Capabilities;
 use super::openai::{function_tools, map_content, push_turn, stop_list, tool_arguments};
 use super::sse::{data_event, DONE};
 use super::{DecodeCtx, DecodeError, Sign, StreamTranslate};
@@ -30,14 +31,7 @@ impl super::Adapter for Bedrock {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            embeddings: false,
-            token_inputs: false,
-            images: Images::DataUrls,
-            multiple_choices: false,
-            logprobs: false,
-            json_mode: false,
-        }
+        Capabilities::MINIMAL
     }
 
     fn url(&self, p: &Provider, endpoint: Endpoint, model: &str, stream: bool) -> Result<String, GatewayError> {
@@ -82,12 +76,8 @@ impl super::Adapter for Bedrock {
     }
 }
 
-fn bad(message: String) -> GatewayError {
-    GatewayError::BadRequest(message)
-}
-
 fn unsupported(what: &str) -> GatewayError {
-    GatewayError::BadRequest(format!("the bedrock provider does not support {what}"))
+    super::adapter::unsupported("bedrock", what)
 }
 
 /// OpenAI content as Converse content blocks.

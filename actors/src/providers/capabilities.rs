@@ -31,6 +31,16 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// Chat with data-URL images, nothing more: the base the other rows add to.
+    pub const MINIMAL: Capabilities = Capabilities {
+        embeddings: false,
+        token_inputs: false,
+        images: Images::DataUrls,
+        multiple_choices: false,
+        logprobs: false,
+        json_mode: false,
+    };
+
     /// OpenAI's row, shared by every kind that speaks its API.
     pub const OPENAI: Capabilities = Capabilities {
         embeddings: true,

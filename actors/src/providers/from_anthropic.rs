@@ -11,6 +11,7 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::adapter::bad;
 use super::sse::SseEvent;
 use crate::error::Class;
 use crate::GatewayError;
@@ -18,10 +19,6 @@ use crate::GatewayError;
 /// Client request headers of Anthropic's API that go upstream with the client's own
 /// request when the target is Anthropic (never to other providers).
 pub const CLIENT_HEADERS: &[&str] = &["anthropic-beta"];
-
-fn bad(message: String) -> GatewayError {
-    GatewayError::BadRequest(message)
-}
 
 /// The text of a `tool_result`'s content (a string or blocks).
 fn result_text(content: Option<&Value>) -> String {

@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::capabilities::{Capabilities, Images};
+use super::adapter::bad;
+use super::capabilities::Capabilities;
 use super::openai::{function_tools, map_content, push_turn, stop_list, tool_arguments};
 use super::sse::{data_event, SseEvent, DONE};
 use super::{DecodeCtx, DecodeError, EventTranslate, Sse, StreamTranslate};
@@ -29,14 +30,7 @@ impl super::Adapter for Gemini {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            embeddings: true,
-            token_inputs: false,
-            images: Images::DataUrls,
-            multiple_choices: false,
-            logprobs: false,
-            json_mode: true,
-        }
+        Capabilities { embeddings: true, json_mode: true, ..Capabilities::MINIMAL }
     }
 
     fn url(&self, p: &Provider, endpoint: Endpoint, model: &str, stream: bool) -> Result<String, GatewayError> {
@@ -77,12 +71,8 @@ impl super::Adapter for Gemini {
     }
 }
 
-fn bad(message: String) -> GatewayError {
-    GatewayError::BadRequest(message)
-}
-
 fn unsupported(what: &str) -> GatewayError {
-    GatewayError::BadRequest(format!("the gemini provider does not support {what}"))
+    super::adapter::unsupported("gemini", what)
 }
 
 /// Text and inline images of an OpenAI `content` as Gemini parts.

@@ -332,30 +332,37 @@ pub fn ollama_embed(req: &Value, model: &str) -> Result<Value, String> {
     Ok(json!({"model": model, "embeddings": vectors, "prompt_eval_count": tokens}))
 }
 
-/// A Gemini request seen as an OpenAI one (for the shared reply logic).
-fn gemini_as_openai(req: &Value) -> Value {
+/// A provider's turns (`list` of objects whose `parts` hold `{"text"}` blocks) seen as
+/// an OpenAI request with `max_tokens` from `max_at` (for the shared reply logic).
+fn turns_as_openai(req: &Value, list: &str, parts: &str, max_at: &str, role: impl Fn(&Value) -> Value) -> Value {
     let messages: Vec<Value> = req
-        .get("contents")
+        .get(list)
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .map(|c| {
-            let text: Vec<&str> = c
-                .get("parts")
+        .map(|turn| {
+            let text: Vec<&str> = turn
+                .get(parts)
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-                .filter_map(|p| p.get("text")?.as_str())
+                .filter_map(|b| b.get("text")?.as_str())
                 .collect();
-            let role = if c.get("role") == Some(&json!("model")) { "assistant" } else { "user" };
-            json!({"role": role, "content": text.join(" ")})
+            json!({"role": role(turn), "content": text.join(" ")})
         })
         .collect();
     let mut v = json!({"messages": messages});
-    if let Some(n) = req.pointer("/generationConfig/maxOutputTokens") {
+    if let Some(n) = req.pointer(max_at) {
         v["max_tokens"] = n.clone();
     }
     v
+}
+
+/// A Gemini request seen as an OpenAI one.
+fn gemini_as_openai(req: &Value) -> Value {
+    turns_as_openai(req, "contents", "parts", "/generationConfig/maxOutputTokens", |c| {
+        json!(if c.get("role") == Some(&json!("model")) { "assistant" } else { "user" })
+    })
 }
 
 /// The streamed responses of a Gemini answer: one a word, the last with the finish
@@ -427,29 +434,11 @@ pub fn gemini_embed(req: &Value) -> Result<Value, String> {
     Ok(json!({"embeddings": embeddings}))
 }
 
-/// A Converse request seen as an OpenAI one (for the shared reply logic).
+/// A Converse request seen as an OpenAI one.
 fn bedrock_as_openai(req: &Value) -> Value {
-    let messages: Vec<Value> = req
-        .get("messages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|m| {
-            let text: Vec<&str> = m
-                .get("content")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|b| b.get("text")?.as_str())
-                .collect();
-            json!({"role": m.get("role"), "content": text.join(" ")})
-        })
-        .collect();
-    let mut v = json!({"messages": messages});
-    if let Some(n) = req.pointer("/inferenceConfig/maxTokens") {
-        v["max_tokens"] = n.clone();
-    }
-    v
+    turns_as_openai(req, "messages", "content", "/inferenceConfig/maxTokens", |m| {
+        m.get("role").cloned().unwrap_or(Value::Null)
+    })
 }
 
 /// The ConverseStream events (`:event-type`, payload) of a Bedrock answer: text one word

@@ -9,7 +9,8 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::capabilities::{Capabilities, Images};
+use super::adapter::bad;
+use super::capabilities::Capabilities;
 use super::openai::{inline_image, stop_list, tool_arguments};
 use super::sse::{data_event, DONE};
 use super::{DecodeCtx, DecodeError, StreamTranslate};
@@ -26,14 +27,7 @@ impl super::Adapter for Ollama {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            embeddings: true,
-            token_inputs: false,
-            images: Images::DataUrls,
-            multiple_choices: false,
-            logprobs: false,
-            json_mode: true,
-        }
+        Capabilities { embeddings: true, json_mode: true, ..Capabilities::MINIMAL }
     }
 
     fn url(&self, p: &Provider, endpoint: Endpoint, _model: &str, _stream: bool) -> Result<String, GatewayError> {
@@ -67,12 +61,8 @@ impl super::Adapter for Ollama {
 /// Longest NDJSON line accepted from upstream.
 pub const MAX_LINE: usize = 8 << 20;
 
-fn bad(message: String) -> GatewayError {
-    GatewayError::BadRequest(message)
-}
-
 fn unsupported(what: &str) -> GatewayError {
-    GatewayError::BadRequest(format!("the ollama provider does not support {what}"))
+    super::adapter::unsupported("ollama", what)
 }
 
 /// A message's text and base64 images.
