@@ -29,6 +29,9 @@
 #   by when the VM's latency noise (p99s moving by milliseconds) hides a change.
 #   (Counts are valgrind's: its CPU has no SHA-NI, and a `rep stos` counts once per
 #   iteration, so memset and SHA-256 weigh more than on the real CPU.)
+#        GATEWAY_BIN=/path/to/switchyard ops/bench.sh
+#   runs that binary as the gateway instead of building this tree's (to compare two
+#   commits in one session: build the other one's release binary first).
 #        NATS=1 ops/bench.sh
 #   also starts a nats-server (JetStream, temp store, free port) and gives the gateway
 #   a [nats] section: the key's rpm/tpm limits are then shared through key-value.
@@ -69,8 +72,12 @@ fi
 if ! command -v nginx >/dev/null 2>&1; then
   apt-get install -y -q nginx-light >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null)
 fi
-cargo build --release --locked --bin switchyard
-BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/switchyard"
+if [ -n "${GATEWAY_BIN:-}" ]; then
+  BIN="$GATEWAY_BIN"   # another build to compare (its own release binary), not rebuilt
+else
+  cargo build --release --locked --bin switchyard
+  BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/switchyard"
+fi
 if [ "$FLOOR" = 1 ]; then
   cargo build --release --locked --example passthrough
   FLOOR_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/examples/passthrough"
