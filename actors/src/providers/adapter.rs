@@ -33,17 +33,23 @@ impl From<String> for DecodeError {
     }
 }
 
-/// What decoding an answer needs besides its bytes.
+/// What decoding an answer needs besides its bytes. (A provider that sends no response
+/// id gets one from [`DecodeCtx::new_id`], made only where it is needed.)
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeCtx<'a> {
     /// The upstream model the call was for.
     pub model: &'a str,
-    /// The response id for providers that send none.
-    pub id: &'a str,
     /// OpenAI's `created` (Unix seconds).
     pub created: u64,
     /// Embeddings: the client asked for base64 vectors.
     pub base64: bool,
+}
+
+impl DecodeCtx<'_> {
+    /// A response id for providers that send none.
+    pub fn new_id(&self) -> String {
+        crate::ids::new_id("")
+    }
 }
 
 /// Signs a request (Bedrock's SigV4): the headers to add for a JSON `POST` of `body`.

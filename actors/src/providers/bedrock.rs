@@ -67,11 +67,11 @@ impl super::Adapter for Bedrock {
     }
 
     fn decode(&self, _endpoint: Endpoint, body: Bytes, cx: &DecodeCtx<'_>) -> Result<Bytes, DecodeError> {
-        completion(&body, cx.model, cx.id, cx.created).map_err(|e| DecodeError(format!("bedrock answer: {e}")))
+        completion(&body, cx.model, &cx.new_id(), cx.created).map_err(|e| DecodeError(format!("bedrock answer: {e}")))
     }
 
     fn stream_decoder(&self, cx: &DecodeCtx<'_>) -> Option<Box<dyn StreamTranslate>> {
-        let t = StreamTranslator::new(cx.id.to_string(), cx.model.to_string(), cx.created);
+        let t = StreamTranslator::new(cx.new_id(), cx.model.to_string(), cx.created);
         Some(Box::new(super::aws::EventStream::new(t)))
     }
 }

@@ -60,14 +60,14 @@ impl super::Adapter for Gemini {
 
     fn decode(&self, endpoint: Endpoint, body: Bytes, cx: &DecodeCtx<'_>) -> Result<Bytes, DecodeError> {
         match endpoint {
-            Endpoint::Chat => completion(&body, cx.model, cx.id, cx.created),
+            Endpoint::Chat => completion(&body, cx.model, &cx.new_id(), cx.created),
             Endpoint::Embeddings => embeddings(&body, cx.model, cx.base64),
         }
         .map_err(|e| DecodeError(format!("gemini answer: {e}")))
     }
 
     fn stream_decoder(&self, cx: &DecodeCtx<'_>) -> Option<Box<dyn StreamTranslate>> {
-        Some(Box::new(Sse::new(StreamTranslator::new(cx.id.to_string(), cx.model.to_string(), cx.created))))
+        Some(Box::new(Sse::new(StreamTranslator::new(cx.new_id(), cx.model.to_string(), cx.created))))
     }
 }
 

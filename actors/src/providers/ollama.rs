@@ -47,14 +47,14 @@ impl super::Adapter for Ollama {
 
     fn decode(&self, endpoint: Endpoint, body: Bytes, cx: &DecodeCtx<'_>) -> Result<Bytes, DecodeError> {
         match endpoint {
-            Endpoint::Chat => completion(&body, cx.id, cx.created),
+            Endpoint::Chat => completion(&body, &cx.new_id(), cx.created),
             Endpoint::Embeddings => embeddings(&body, cx.base64),
         }
         .map_err(|e| DecodeError(format!("ollama answer: {e}")))
     }
 
     fn stream_decoder(&self, cx: &DecodeCtx<'_>) -> Option<Box<dyn StreamTranslate>> {
-        Some(Box::new(StreamTranslator::new(cx.id.to_string(), cx.created)))
+        Some(Box::new(StreamTranslator::new(cx.new_id(), cx.created)))
     }
 }
 

@@ -358,8 +358,7 @@ impl UpstreamClient {
             let message = body.map(|b| self.adapter.error_message(&b)).unwrap_or_default();
             return Err(UpstreamError::Status { status, message, retry_after });
         }
-        let id = crate::ids::new_id("");
-        let cx = DecodeCtx { model: call.model, id: &id, created: unix_secs(), base64: call.base64 };
+        let cx = DecodeCtx { model: call.model, created: unix_secs(), base64: call.base64 };
         if call.stream {
             let s = resp.bytes_stream().map(|r| r.map_err(|e| UpstreamError::Body(root_cause(&e))));
             let s = timed(Box::pin(s), deadline);
