@@ -296,3 +296,59 @@ targets = [{{ provider = "rec", model = "claude-up" }}]
     wait_for_metric(gw.url(), "switchyard_tokens_total{direction=\"output\",model=\"claude-native\"}", |v| v >= 10.0)
         .await;
 }
+
+/// An Anthropic stream that reports `overloaded_error` after its opening events (before
+/// any content) fails over to the alias's next target: the client sees one clean
+/// stream, from that target, and never the error.
+#[tokio::test]
+async fn an_overloaded_error_before_any_content_fails_over() {
+    let overloaded = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_x\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-up\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n",
+        "event: ping\ndata: {\"type\": \"ping\"}\n\n",
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+    );
+    // asked twice: once natively (/v1/messages), once translated (chat completions)
+    let rec =
+        Recorder::start(vec![("text/event-stream", overloaded.into()), ("text/event-stream", overloaded.into())]).await;
+    let extra = format!(
+        r#"
+[[providers]]
+name = "busy"
+kind = "anthropic"
+base_url = "{}/v1"
+api_key = "busy-secret"
+breaker_failures = 0
+
+[[models]]
+alias = "claude-busy"
+strategy = "failover"
+targets = [{{ provider = "busy", model = "claude-up" }}, {{ provider = "anth", model = "claude-next" }}]
+"#,
+        rec.url
+    );
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, &extra);
+    let mut body = ask("claude-busy", "stream through the overload");
+    body["stream"] = json!(true);
+    let r = messages(gw.url(), MAIN_KEY, &body, &[("cache-control", "no-cache")]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-switchyard-provider"), "anth");
+    let ev = named_events(&r.text().await.unwrap());
+    assert!(ev.iter().all(|(name, _)| name != "error"), "{ev:?}");
+    let text: String = ev.iter().filter_map(|(_, d)| d["delta"]["text"].as_str().map(str::to_string)).collect();
+    assert_eq!(text, "This is a mock reply to: stream through the overload");
+    assert_eq!(ev.iter().filter(|(name, _)| name == "message_start").count(), 1, "{ev:?}");
+    assert_eq!(ev.last().unwrap().0, "message_stop");
+
+    // the OpenAI format reading the same provider: translated, and failed over the same way
+    let s = stream_chat(
+        gw.url(),
+        &[("cache-control", "no-cache")],
+        &json!({"model": "claude-busy", "messages": [{"role": "user", "content": "openai client"}]}),
+    )
+    .await;
+    assert!(s.done(), "{:?}", s.events);
+    assert!(!s.events.iter().any(|e| e.contains("\"error\"")), "{:?}", s.events);
+    assert_eq!(s.text(), "This is a mock reply to: openai client");
+    assert_eq!(metric(gw.url(), "switchyard_failovers_total{from=\"busy\"}").await, Some(2.0));
+}

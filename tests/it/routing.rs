@@ -67,6 +67,18 @@ base_url = "MOCK/v1"
 headers = { "x-mock-disconnect-after" = "2" }
 breaker_failures = 0
 
+[[providers]]
+name = "cut-after-role"
+kind = "openai-compatible"
+base_url = "MOCK/v1"
+headers = { "x-mock-disconnect-after" = "1" }
+breaker_failures = 0
+
+[[models]]
+alias = "after-role-chunk"
+strategy = "failover"
+targets = [{ provider = "cut-after-role", model = "gpt-4o-mini" }, { provider = "up", model = "gpt-4o-mini" }]
+
 [[models]]
 alias = "lat"
 strategy = "latency"
@@ -122,6 +134,24 @@ async fn the_latency_strategy_moves_traffic_off_a_slow_target() {
     }
     let quick = "switchyard_target_latency_ewma_seconds{provider=\"quick\",model=\"gpt-4o-mini\"}";
     assert!(metric(gw.url(), quick).await.unwrap() < 0.15);
+}
+
+/// A stream whose connection drops after OpenAI's opening role-only chunk has shown the
+/// client nothing it needs: it fails over unseen, as the same request without `stream`
+/// would, and the client gets one clean stream from the next target.
+#[tokio::test]
+async fn a_stream_cut_after_its_opening_chunk_fails_over() {
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, &providers(&mock.url));
+    let body = ask("after-role-chunk", "cut after the role chunk");
+    let s = stream_chat(gw.url(), &NO_CACHE, &body).await;
+    assert_eq!(s.status, 200);
+    assert!(s.done(), "a clean end: {:?}", s.events);
+    assert_eq!(s.text(), "This is a mock reply to: cut after the role chunk");
+    let roles = s.chunks().iter().filter(|c| c["choices"][0]["delta"]["role"] == "assistant").count();
+    assert_eq!(roles, 1, "one opening chunk, from the target that answered: {:?}", s.events);
+    let failovers = metric(gw.url(), "switchyard_failovers_total{from=\"cut-after-role\"}").await;
+    assert_eq!(failovers, Some(1.0));
 }
 
 #[tokio::test]

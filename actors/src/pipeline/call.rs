@@ -4,14 +4,18 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use super::admit::{Dispatched, Prepared};
 use super::{CacheStatus, Engine, Failure, Finisher, RequestCtx};
 use crate::actors::messages::RateHeaders;
 use crate::actors::messages::{JobState, RouteHints};
 use crate::metrics::{FAILOVERS_TOTAL, FALLBACKS_TOTAL};
+use crate::providers::sse::{SseEvent, SseParser};
 use crate::providers::Adapter;
+use crate::providers::StreamStep;
 use crate::types::{unix_ms, Endpoint, UsageRecord};
-use crate::upstream::{UpstreamBody, UpstreamCall, UpstreamReply};
+use crate::upstream::{ByteStream, UpstreamBody, UpstreamCall, UpstreamError, UpstreamReply};
 use crate::GatewayError;
 
 impl Engine {
@@ -66,13 +70,25 @@ impl Engine {
             // over like any other failure
             result = match result {
                 Ok(mut reply) => match reply.body {
-                    UpstreamBody::Stream(s) => match first_chunk(s).await {
-                        Ok(body) => {
-                            reply.body = body;
-                            Ok(reply)
+                    UpstreamBody::Stream(s) => {
+                        // a native stream is read in its provider's format, the rest in OpenAI's
+                        let adapter = d.handle.client.adapter();
+                        let native = reply.decoder.is_some();
+                        let step = |ev: &SseEvent| {
+                            if native {
+                                adapter.native_stream_step(ev)
+                            } else {
+                                crate::providers::openai::stream_step(ev)
+                            }
+                        };
+                        match first_content(s, step, MAX_HELD_BYTES).await {
+                            Ok(body) => {
+                                reply.body = body;
+                                Ok(reply)
+                            }
+                            Err(e) => Err(e.into_gateway(&d.provider)),
                         }
-                        Err(e) => Err(e.into_gateway(&d.provider)),
-                    },
+                    }
                     full @ UpstreamBody::Full(_) => {
                         reply.body = full;
                         Ok(reply)
@@ -177,16 +193,50 @@ impl Engine {
 /// Most other targets one request tries after a retryable failure.
 pub(super) const MAX_FAILOVERS: usize = 3;
 
-/// Waits for a stream's first chunk: the stream again (that chunk first), or the error
-/// that ended it before anything came (an empty stream is such an error too).
-pub(super) async fn first_chunk(
-    mut s: crate::upstream::ByteStream,
-) -> Result<UpstreamBody, crate::upstream::UpstreamError> {
+/// The most a stream's opening events may take before they go to the client anyway.
+pub(super) const MAX_HELD_BYTES: usize = 64 << 10;
+
+/// Holds a stream back until its first content (see [`StreamStep`]): the stream again,
+/// the held events first, or the error that ended it before any content. Until then
+/// nothing has reached the client, so a connection lost after the opening events, an
+/// in-stream error event or a stream that ends with no content fails over like any
+/// other failure. Past `max_held` bytes of opening events the stream goes on as it is.
+pub(super) async fn first_content(
+    mut s: ByteStream,
+    step: impl Fn(&SseEvent) -> StreamStep,
+    max_held: usize,
+) -> Result<UpstreamBody, UpstreamError> {
     use futures_util::StreamExt;
-    match s.next().await {
-        Some(Ok(first)) => Ok(UpstreamBody::Stream(Box::pin(futures_util::stream::once(async { Ok(first) }).chain(s)))),
-        Some(Err(e)) => Err(e),
-        None => Err(crate::upstream::UpstreamError::Body("the stream ended before its first chunk".into())),
+    let (mut held, mut size, mut parser) = (Vec::new(), 0, SseParser::new());
+    let release = |held: Vec<Bytes>, s: ByteStream| {
+        UpstreamBody::Stream(Box::pin(futures_util::stream::iter(held.into_iter().map(Ok)).chain(s)))
+    };
+    loop {
+        let bytes = match s.next().await {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => return Err(e),
+            None if held.is_empty() => {
+                return Err(UpstreamError::Body("the stream ended before its first chunk".into()))
+            }
+            None => return Err(UpstreamError::Body("the stream ended before any content".into())),
+        };
+        size += bytes.len();
+        let events = parser.feed(&bytes);
+        held.push(bytes);
+        // what the relay cannot parse, it reports itself
+        let Ok(events) = events else { return Ok(release(held, s)) };
+        for ev in &events {
+            match step(ev) {
+                StreamStep::Preamble => {}
+                StreamStep::Content => return Ok(release(held, s)),
+                StreamStep::Failed { status, message } => {
+                    return Err(UpstreamError::Status { status, message, retry_after: None })
+                }
+            }
+        }
+        if size > max_held {
+            return Ok(release(held, s));
+        }
     }
 }
 
@@ -212,4 +262,74 @@ pub(super) struct Called {
     pub(super) rate: RateHeaders,
     pub(super) cache_status: CacheStatus,
     pub(super) route: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::providers::openai::stream_step;
+
+    fn chunks(parts: &[&str]) -> ByteStream {
+        let owned: Vec<Result<Bytes, UpstreamError>> = parts.iter().map(|p| Ok(Bytes::from(p.to_string()))).collect();
+        Box::pin(futures_util::stream::iter(owned))
+    }
+
+    async fn all(body: UpstreamBody) -> String {
+        let UpstreamBody::Stream(mut s) = body else { panic!("a stream") };
+        let mut out = String::new();
+        while let Some(Ok(b)) = s.next().await {
+            out.push_str(std::str::from_utf8(&b).unwrap());
+        }
+        out
+    }
+
+    const ROLE: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n";
+    const WORD: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n";
+
+    #[tokio::test]
+    async fn opening_events_are_held_until_content_then_replayed_in_order() {
+        // split mid-event, as a socket may deliver it
+        let (a, b) = WORD.split_at(20);
+        let body = first_content(chunks(&[ROLE, a, b, "data: [DONE]\n\n"]), stream_step, 1 << 16).await.unwrap();
+        assert_eq!(all(body).await, format!("{ROLE}{WORD}data: [DONE]\n\n"));
+    }
+
+    #[tokio::test]
+    async fn a_failure_before_content_is_an_error_the_caller_can_fail_over_on() {
+        let cut = first_content(chunks(&[ROLE]), stream_step, 1 << 16).await;
+        assert!(matches!(cut, Err(UpstreamError::Body(m)) if m.contains("before any content")));
+        let empty = first_content(chunks(&[]), stream_step, 1 << 16).await;
+        assert!(matches!(empty, Err(UpstreamError::Body(m)) if m.contains("first chunk")));
+        let overloaded = "data: {\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        let err = first_content(chunks(&[ROLE, overloaded]), stream_step, 1 << 16).await;
+        assert!(matches!(err, Err(UpstreamError::Status { status: 503, .. })), "{:?}", err.err());
+        let bad = "data: {\"error\":{\"type\":\"invalid_request_error\",\"message\":\"no\"}}\n\n";
+        let err = first_content(chunks(&[bad]), stream_step, 1 << 16).await;
+        assert!(matches!(err, Err(UpstreamError::Status { status: 400, .. })));
+    }
+
+    #[tokio::test]
+    async fn opening_events_past_the_bound_go_on_as_they_are() {
+        let body = first_content(chunks(&[ROLE, ROLE, ROLE]), stream_step, ROLE.len()).await.unwrap();
+        assert_eq!(all(body).await, ROLE.repeat(3));
+    }
+
+    #[test]
+    fn what_counts_as_content() {
+        let ev = |data: &str| crate::providers::sse::SseEvent { event: None, data: data.into() };
+        assert_eq!(stream_step(&ev(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#)), StreamStep::Preamble);
+        assert_eq!(stream_step(&ev(r#"{"choices":[]}"#)), StreamStep::Preamble);
+        for content in [
+            r#"{"choices":[{"delta":{"content":"x"}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}"#,
+            r#"{"choices":[{"delta":{"refusal":"no"}}]}"#,
+            r#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":1}}"#,
+            "[DONE]",
+        ] {
+            assert_eq!(stream_step(&ev(content)), StreamStep::Content, "{content}");
+        }
+    }
 }

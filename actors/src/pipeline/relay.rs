@@ -99,7 +99,9 @@ impl Relay {
                 self.fail(GatewayError::UpstreamInvalid { provider: self.provider.clone(), message });
             }
         }
-        if !self.ended && (self.saw_done || self.acc.finished()) {
+        // the decoder says `[DONE]` at the provider's own end (Anthropic's `message_stop`);
+        // a finish reason alone is not the end (the usage may follow)
+        if !self.ended && self.saw_done {
             self.complete();
         }
     }

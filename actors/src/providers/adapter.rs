@@ -160,6 +160,12 @@ pub trait Adapter: Sync {
         None
     }
 
+    /// What an event of this provider's own stream says (a native stream is relayed
+    /// as it came, so its commit point is read in its own format).
+    fn native_stream_step(&self, ev: &super::sse::SseEvent) -> super::StreamStep {
+        openai::stream_step(ev)
+    }
+
     /// The status a provider's error status stands for (Anthropic's 529 is a 503).
     fn error_status(&self, status: u16) -> u16 {
         status

@@ -81,6 +81,32 @@ impl super::Adapter for Anthropic {
         Some(Box::new(Sse::new(StreamTranslator::new(cx.created))))
     }
 
+    fn native_stream_step(&self, ev: &SseEvent) -> super::StreamStep {
+        use super::StreamStep;
+        let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+            return StreamStep::Failed { status: 502, message: "stream event is not JSON".into() };
+        };
+        match v.get("type").and_then(Value::as_str).or(ev.event.as_deref()).unwrap_or_default() {
+            "message_start" | "ping" => StreamStep::Preamble,
+            // an empty text or thinking block opens; a tool call's start names the tool
+            "content_block_start" => match v.pointer("/content_block/type").and_then(Value::as_str) {
+                Some("text") if v.pointer("/content_block/text").and_then(Value::as_str).unwrap_or("").is_empty() => {
+                    StreamStep::Preamble
+                }
+                Some("thinking" | "redacted_thinking") => StreamStep::Preamble,
+                _ => StreamStep::Content,
+            },
+            "error" => {
+                let e = v.get("error").unwrap_or(&Value::Null);
+                let kind = e.get("type").and_then(Value::as_str).unwrap_or("api_error");
+                let message = e.get("message").and_then(Value::as_str).unwrap_or("upstream stream error").to_string();
+                StreamStep::Failed { status: super::stream_error_status(kind), message }
+            }
+            // deltas, block and message ends, and event types newer than this gateway
+            _ => StreamStep::Content,
+        }
+    }
+
     fn error_status(&self, status: u16) -> u16 {
         // "overloaded": a retryable 503 for clients and the job queue
         if status == OVERLOADED {

@@ -30,6 +30,35 @@ pub fn f32_base64(values: impl Iterator<Item = f32>) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// What one event of a stream says about it: whether the client would see something
+/// yet. Until the first content a failure can still go to another target unseen, so
+/// the events before it (OpenAI's role-only chunk, Anthropic's `message_start` and
+/// `ping`) are held back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamStep {
+    /// An opening event: nothing the client needs yet.
+    Preamble,
+    /// Content (text, a tool call, a refusal, reasoning) or the end of the stream.
+    Content,
+    /// The provider reported an error in the stream, with the status it stands for.
+    Failed { status: u16, message: String },
+}
+
+/// The HTTP status an error `type` or `code` sent inside a stream stands for.
+pub fn stream_error_status(kind: &str) -> u16 {
+    if kind.contains("overloaded") {
+        503
+    } else if kind.contains("rate_limit") {
+        429
+    } else if kind.contains("invalid_request") || kind.contains("not_found") {
+        400
+    } else if kind.contains("authentication") || kind.contains("permission") {
+        401
+    } else {
+        502
+    }
+}
+
 /// Turns a provider's stream into OpenAI SSE bytes as it is read.
 pub trait StreamTranslate: Send + 'static {
     /// The OpenAI events for the bytes just read.

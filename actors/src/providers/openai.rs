@@ -217,6 +217,44 @@ pub fn push_turn(turns: &mut Vec<Value>, role: &str, key: &str, new: Vec<Value>)
     turns.push(Value::Object(turn));
 }
 
+/// What one event of an OpenAI stream says: a chunk with content (text, tool calls, a
+/// refusal, reasoning), a finish reason, usage or `[DONE]` is content; a role-only or
+/// empty chunk is preamble; an `error` object is a failure.
+pub fn stream_step(ev: &super::sse::SseEvent) -> super::StreamStep {
+    use super::StreamStep;
+    if ev.data == "[DONE]" {
+        return StreamStep::Content;
+    }
+    let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+        return StreamStep::Failed { status: 502, message: "stream chunk is not JSON".into() };
+    };
+    if let Some(e) = v.get("error") {
+        let kind = ["type", "code"].iter().find_map(|k| e.get(*k).and_then(Value::as_str)).unwrap_or("api_error");
+        let message = e.get("message").and_then(Value::as_str).unwrap_or("upstream stream error").to_string();
+        return StreamStep::Failed { status: super::stream_error_status(kind), message };
+    }
+    let choices = v.get("choices").and_then(Value::as_array);
+    if choices.is_none_or(Vec::is_empty) {
+        return if v.get("usage").is_some_and(|u| !u.is_null()) { StreamStep::Content } else { StreamStep::Preamble };
+    }
+    let content = choices.into_iter().flatten().any(|c| {
+        let d = c.get("delta");
+        let text = |k: &str| d.and_then(|d| d.get(k)).and_then(Value::as_str).is_some_and(|t| !t.is_empty());
+        !c.get("finish_reason").is_none_or(Value::is_null)
+            || text("content")
+            || text("refusal")
+            || text("reasoning_content")
+            || text("reasoning")
+            || d.and_then(|d| d.get("tool_calls")).and_then(Value::as_array).is_some_and(|a| !a.is_empty())
+            || d.and_then(|d| d.get("function_call")).is_some_and(|f| !f.is_null())
+    });
+    if content {
+        StreamStep::Content
+    } else {
+        StreamStep::Preamble
+    }
+}
+
 /// The message of an OpenAI-style error body, or the body text itself.
 pub fn error_message(body: &[u8]) -> String {
     let v: Option<Value> = serde_json::from_slice(body).ok();
