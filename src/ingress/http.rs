@@ -59,24 +59,32 @@ pub(crate) async fn messages(req: HttpRequest, payload: web::Payload, state: web
         Ok::<_, Failure>((ctx, body))
     }
     .await;
-    let result = match result {
-        Ok((ctx, body)) => {
-            let headers = from_anthropic::CLIENT_HEADERS
-                .iter()
-                .filter_map(|&name| {
-                    let v = req.headers().get(name)?.to_str().ok()?;
-                    Some((name.to_string(), v.to_string()))
-                })
-                .collect();
-            state.engine.messages(&ctx, &body, headers).await
-        }
-        Err(f) => Err(f),
+    let (ctx, body) = match result {
+        Ok(parts) => parts,
+        Err(f) => return anthropic_error(&request_id, &f),
     };
-    let outcome = match result {
+    let headers = from_anthropic::CLIENT_HEADERS
+        .iter()
+        .filter_map(|&name| {
+            let v = req.headers().get(name)?.to_str().ok()?;
+            Some((name.to_string(), v.to_string()))
+        })
+        .collect();
+    let outcome = match state.engine.messages(&ctx, &body, headers).await {
         Ok(o) => o,
         Err(f) => return anthropic_error(&request_id, &f),
     };
     let mut b = success_head(&request_id, &outcome, received);
+    if !outcome.native {
+        // translated for another format: what it could not carry is said, never dropped silently
+        let mut dropped = from_anthropic::untranslated_fields(&body);
+        if req.headers().contains_key("anthropic-beta") {
+            dropped.push("anthropic-beta (header)".into());
+        }
+        if !dropped.is_empty() {
+            set(&mut b, names::X_SWITCHYARD_DROPPED_FIELDS, &dropped.join(", "));
+        }
+    }
     match outcome.body {
         // the provider's own answer (an Anthropic target): as it came
         OutcomeBody::Json(bytes) if outcome.native => b.content_type("application/json").body(bytes),

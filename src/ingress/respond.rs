@@ -67,6 +67,7 @@ pub(crate) mod names {
     pub const X_SWITCHYARD_OVERHEAD_US: HeaderName = HeaderName::from_static("x-switchyard-overhead-us");
     pub const X_SWITCHYARD_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
     pub const X_SWITCHYARD_ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
+    pub const X_SWITCHYARD_DROPPED_FIELDS: HeaderName = HeaderName::from_static("x-switchyard-dropped-fields");
     pub const X_RATELIMIT_LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
     pub const X_RATELIMIT_REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
     pub const X_RATELIMIT_RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");

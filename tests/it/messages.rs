@@ -266,6 +266,7 @@ targets = [{{ provider = "rec", model = "claude-up" }}]
     let r = messages(gw.url(), MAIN_KEY, &body, &[("anthropic-beta", beta)]).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-switchyard-provider"), "rec");
+    assert!(r.headers().get("x-switchyard-dropped-fields").is_none(), "nothing is dropped for Anthropic");
     assert_eq!(r.bytes().await.unwrap().to_vec(), answer, "the answer comes back as the provider sent it");
 
     let mut streamed = body.clone();
@@ -351,4 +352,22 @@ targets = [{{ provider = "busy", model = "claude-up" }}, {{ provider = "anth", m
     assert!(!s.events.iter().any(|e| e.contains("\"error\"")), "{:?}", s.events);
     assert_eq!(s.text(), "This is a mock reply to: openai client");
     assert_eq!(metric(gw.url(), "switchyard_failovers_total{from=\"busy\"}").await, Some(2.0));
+}
+
+/// Translated for an OpenAI-format target, what the translation cannot carry is named in
+/// `x-switchyard-dropped-fields`, never dropped silently.
+#[tokio::test]
+async fn what_a_translation_cannot_carry_is_named() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    let mut body = ask("chat", "say what was dropped");
+    body["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
+    body["top_k"] = json!(3);
+    body["messages"][0]["content"] = json!([{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]);
+    let r = messages(gw.url(), MAIN_KEY, &body, &[("anthropic-beta", "interleaved-thinking-2025-05-14")]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-switchyard-dropped-fields"), "thinking, top_k, cache_control, anthropic-beta (header)");
+    // a plain request drops nothing
+    let r = messages(gw.url(), MAIN_KEY, &ask("chat", "nothing to drop"), &[]).await;
+    assert!(r.headers().get("x-switchyard-dropped-fields").is_none());
 }

@@ -111,9 +111,10 @@ pub trait Adapter: Sync {
         "text/event-stream"
     }
 
-    /// A request signer, for kinds whose requests are signed.
-    fn signer(&self, p: &Provider) -> Result<Option<Box<dyn Sign>>, String> {
-        let _ = p;
+    /// A request signer, for kinds whose requests are signed; `env` looks up the
+    /// process environment (credentials the config leaves out).
+    fn signer(&self, p: &Provider, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Box<dyn Sign>>, String> {
+        let _ = (p, env);
         Ok(None)
     }
 

@@ -51,9 +51,9 @@ impl super::Adapter for Bedrock {
         "application/vnd.amazon.eventstream"
     }
 
-    fn signer(&self, p: &Provider) -> Result<Option<Box<dyn Sign>>, String> {
+    fn signer(&self, p: &Provider, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Box<dyn Sign>>, String> {
         match &p.aws {
-            Some(a) => Ok(Some(Box::new(super::aws::Signer::new(a, &|name| std::env::var(name).ok())?))),
+            Some(a) => Ok(Some(Box::new(super::aws::Signer::new(a, env)?))),
             None => Ok(None),
         }
     }

@@ -16,6 +16,47 @@ use super::sse::SseEvent;
 use crate::error::Class;
 use crate::GatewayError;
 
+/// Top-level fields the translation to OpenAI's format carries (or maps).
+const TRANSLATED: &[&str] = &[
+    "model",
+    "max_tokens",
+    "messages",
+    "system",
+    "temperature",
+    "top_p",
+    "stop_sequences",
+    "stream",
+    "metadata",
+    "tools",
+    "tool_choice",
+];
+
+/// What of an Anthropic request a translation to another format leaves out: its
+/// top-level fields with no counterpart there (`thinking`, `top_k`, `output_config`,
+/// `context_management`, ...) by name, then `cache_control` breakpoints anywhere. Said to the client (`x-switchyard-dropped-fields`), never dropped
+/// silently; a target that speaks Anthropic's format gets them all.
+pub fn untranslated_fields(body: &[u8]) -> Vec<String> {
+    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(body) else { return Vec::new() };
+    let mut out: Vec<String> = req.keys().filter(|k| !TRANSLATED.contains(&k.as_str())).cloned().collect();
+    let blocks = ["system", "messages", "tools"].iter().filter_map(|k| req.get(*k)).flat_map(|v| match v {
+        Value::Array(a) => a.iter().collect::<Vec<_>>(),
+        _ => Vec::new(),
+    });
+    let has_breakpoint = blocks.into_iter().any(|b| {
+        b.get("cache_control").is_some()
+            || b.get("content")
+                .and_then(Value::as_array)
+                .is_some_and(|c| c.iter().any(|p| p.get("cache_control").is_some()))
+    });
+    if has_breakpoint {
+        out.push("cache_control".into());
+    }
+    if req.get("metadata").and_then(Value::as_object).is_some_and(|m| m.keys().any(|k| k != "user_id")) {
+        out.push("metadata (all but user_id)".into());
+    }
+    out
+}
+
 /// Client request headers of Anthropic's API that go upstream with the client's own
 /// request when the target is Anthropic (never to other providers).
 pub const CLIENT_HEADERS: &[&str] = &["anthropic-beta"];

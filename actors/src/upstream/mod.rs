@@ -164,7 +164,7 @@ impl UpstreamClient {
             }
             None => None,
         };
-        let signer = adapter.signer(&cfg).map_err(internal)?;
+        let signer = adapter.signer(&cfg, &|name| std::env::var(name).ok()).map_err(internal)?;
         let attempts_total = metrics::counter!(crate::metrics::UPSTREAM_ATTEMPTS_TOTAL, "provider" => cfg.name.clone());
         let retries_total = metrics::counter!(crate::metrics::RETRIES_TOTAL, "provider" => cfg.name.clone());
         Ok(UpstreamClient {

@@ -20,14 +20,14 @@ use super::streams::{kv_bucket, Names};
 pub async fn sync(client: Client, engine: Arc<Engine>, cfg: Nats) {
     let name = Names::new(&cfg).keys_bucket;
     let js = async_nats::jetstream::new(client);
-    let mut delay = Duration::from_millis(200);
+    let mut failures = 0u32;
     let bucket = loop {
         match kv_bucket(&js, &name, "Switchyard virtual keys", Duration::ZERO, &cfg).await {
             Ok(b) => break b,
             Err(e) => {
                 tracing::warn!(error = %e, "virtual key replication not ready; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+                failures += 1;
+                tokio::time::sleep(super::streams::reconnect_delay(failures)).await;
             }
         }
     };

@@ -87,7 +87,7 @@ impl QuotaStore for KvQuota {
 /// Opens the buckets (retrying while NATS is not reachable) and from then on shares
 /// the engine's limits and budgets; until then each instance enforces them alone.
 pub async fn share(client: Client, engine: Arc<Engine>, cfg: Nats) {
-    let mut delay = Duration::from_millis(200);
+    let mut failures = 0u32;
     loop {
         match KvQuota::open(client.clone(), &cfg).await {
             Ok(q) => {
@@ -97,8 +97,8 @@ pub async fn share(client: Client, engine: Arc<Engine>, cfg: Nats) {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "shared limits not ready; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+                failures += 1;
+                tokio::time::sleep(super::streams::reconnect_delay(failures)).await;
             }
         }
     }

@@ -14,6 +14,12 @@ use switchyard_config::{Nats, Priority};
 /// The lanes, highest first.
 pub const LANES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
 
+/// How long to wait before opening a bucket again after `failures` failures in a row
+/// (NATS not reachable yet): the one backoff, 200 ms doubling up to 10 s.
+pub fn reconnect_delay(failures: u32) -> Duration {
+    switchyard_actors::retry::backoff(Duration::from_millis(200), Duration::from_secs(10), failures)
+}
+
 /// What went wrong talking to NATS: the operation, what it was on, and the server's or
 /// the client's message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -48,6 +48,10 @@ use super::batcher::Batcher;
 use super::streams::{batches_bucket, ensure_streams, Names, NatsError, LANES};
 use serve::serve_job;
 
+/// The waits between attempts to set the streams up again (the one backoff).
+const RECONNECT_BASE: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
 /// Longest wait for a no-wait fetch's answer.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -83,7 +87,8 @@ async fn setup(js: &JetStream, cfg: &Nats, names: &Names) -> Result<[PullConsume
 pub async fn run(client: Client, engine: Arc<Engine>, cfg: Nats) {
     let names = Names::new(&cfg);
     let js = jetstream::new(client.clone());
-    let mut backoff = Duration::from_millis(250);
+    // failed set-ups in a row: the wait before the next one grows with them
+    let mut failures = 0u32;
     // shared across restarts of the dispatcher: jobs still running hold their slots
     let slots = Arc::new(Semaphore::new(cfg.job_concurrency));
     let batcher = (cfg.embed_batch_max_inputs > 1)
@@ -95,7 +100,7 @@ pub async fn run(client: Client, engine: Arc<Engine>, cfg: Nats) {
         match setup(&js, &cfg, &names).await {
             Ok(consumers) => {
                 tracing::info!(stream = %names.jobs_stream, "serving durable jobs");
-                backoff = Duration::from_millis(250);
+                failures = 0;
                 let (client, js, engine, cfg, names) =
                     (client.clone(), js.clone(), engine.clone(), cfg.clone(), names.clone());
                 let (slots, batcher) = (slots.clone(), batcher.clone());
@@ -106,8 +111,9 @@ pub async fn run(client: Client, engine: Arc<Engine>, cfg: Nats) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot set up the job streams; retrying"),
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        failures += 1;
+        let delay = switchyard_actors::retry::backoff(RECONNECT_BASE, RECONNECT_MAX, failures);
+        tokio::time::sleep(delay).await;
     }
 }
 
