@@ -158,58 +158,6 @@ async fn messages_errors_use_anthropics_shape() {
     assert_eq!(messages(gw.url(), MAIN_KEY, &big, &[]).await.status(), 413);
 }
 
-/// A real HTTP upstream on a loopback socket that records each request (head and
-/// body) and answers every one with `reply` (a full HTTP response's head fields and
-/// body), so a test can compare what the gateway sent and relayed byte for byte.
-struct Recorder {
-    url: String,
-    /// (request head, request body), in arrival order.
-    seen: tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
-}
-
-impl Recorder {
-    async fn start(replies: Vec<(&'static str, Vec<u8>)>) -> Recorder {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (log, seen) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            for (content_type, body) in replies {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                // the head, then the body its content-length announces
-                let (head, mut rest) = loop {
-                    let n = sock.read(&mut chunk).await.unwrap();
-                    assert!(n > 0, "the gateway closed before sending a request");
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break (String::from_utf8_lossy(&buf[..at]).to_string(), buf[at + 4..].to_vec());
-                    }
-                };
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                while rest.len() < len {
-                    let n = sock.read(&mut chunk).await.unwrap();
-                    rest.extend_from_slice(&chunk[..n]);
-                }
-                log.send((head, rest)).unwrap();
-                let out = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                sock.write_all(out.as_bytes()).await.unwrap();
-                sock.write_all(&body).await.unwrap();
-                sock.shutdown().await.ok();
-            }
-        });
-        Recorder { url, seen }
-    }
-}
-
 /// Anthropic to Anthropic keeps everything: fields the OpenAI view has no place for
 /// (`thinking`, `cache_control`, `output_config`, `context_management`, `top_k`) and the
 /// `anthropic-beta` header reach the provider as the client sent them, and its answer

@@ -80,3 +80,62 @@ async fn streamed_upstream_error_status_is_a_plain_error_response() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "api_error");
 }
+
+/// A 200 whose body is cut JSON, or SSE answered to a call that asked for none, is a 502
+/// `upstream_invalid_response` for the client (never a 200 it cannot parse), recorded as
+/// such, and fails over to the alias's next target like any other upstream failure.
+#[tokio::test]
+async fn a_broken_200_is_a_502_and_fails_over() {
+    let cut =
+        br#"{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assis"#.to_vec();
+    let sse = b"data: {\"id\":\"c\",\"choices\":[]}\n\ndata: [DONE]\n\n".to_vec();
+    let rec =
+        Recorder::start(vec![("application/json", cut.clone()), ("text/event-stream", sse), ("application/json", cut)])
+            .await;
+    let extra = format!(
+        r#"
+[[providers]]
+name = "broken-json"
+kind = "openai-compatible"
+base_url = "{}/v1"
+breaker_failures = 0
+
+[[models]]
+alias = "broken-only"
+targets = [{{ provider = "broken-json", model = "m" }}]
+
+[[models]]
+alias = "broken-then-up"
+strategy = "failover"
+targets = [{{ provider = "broken-json", model = "m" }}, {{ provider = "up", model = "gpt-4o-mini" }}]
+"#,
+        rec.url
+    );
+    let mock = mock_upstream();
+    let mut gw = Gateway::start_with(&mock.url, &extra);
+    for text in ["cut json", "sse instead"] {
+        let r = post_as(gw.url(), MAIN_KEY, &[("cache-control", "no-cache")], &chat_for("broken-only", text)).await;
+        assert_eq!(r.status(), 502, "{text}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "upstream_invalid_response", "{text}: {v}");
+    }
+    let r =
+        post_as(gw.url(), MAIN_KEY, &[("cache-control", "no-cache")], &chat_for("broken-then-up", "fail over")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-switchyard-provider"), "up");
+    assert_eq!(header(&r, "x-switchyard-attempts"), "2");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "This is a mock reply to: fail over");
+    // the ledger says 502 for the two that failed
+    gw.stop();
+    let (code, out, err) =
+        run_cli(&["usage", "--data-dir", gw.data_dir().to_str().unwrap(), "--by", "provider", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    let broken = rows.as_array().unwrap().iter().find(|r| r["group"] == "broken-json").cloned().unwrap();
+    assert_eq!((broken["requests"].as_u64(), broken["errors"].as_u64()), (Some(2), Some(2)), "{out}");
+}
+
+fn chat_for(model: &str, text: &str) -> Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
