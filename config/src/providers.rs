@@ -94,6 +94,10 @@ pub struct Provider {
     pub first_byte_timeout: Duration,
     pub timeout: Duration,
     pub max_retries: u32,
+    /// Largest non-streamed answer read from the provider (502 above).
+    pub max_response_bytes: usize,
+    /// Largest single event of a streamed answer (an error event above).
+    pub max_event_bytes: usize,
     /// Lower-cased header names.
     pub forward_headers: Vec<String>,
     pub headers: Vec<(String, String)>,

@@ -246,6 +246,11 @@ pub struct RawProvider {
     pub timeout_ms: Option<u64>,
     /// Retries on connect errors and 502/503 before the first byte.
     pub max_retries: Option<u32>,
+    /// Largest non-streamed answer read from the provider, bytes (502 above).
+    pub max_response_bytes: Option<usize>,
+    /// Largest single event of a streamed answer, bytes (the stream ends with an error
+    /// event above).
+    pub max_event_bytes: Option<usize>,
     /// Client request headers copied to the upstream request.
     #[serde(default)]
     pub forward_headers: Vec<String>,

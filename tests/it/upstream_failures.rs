@@ -139,3 +139,57 @@ targets = [{{ provider = "broken-json", model = "m" }}, {{ provider = "up", mode
 fn chat_for(model: &str, text: &str) -> Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }
+
+/// Upstream answers are bounded: a non-streamed answer past the provider's
+/// `max_response_bytes` is a 502 before it is buffered, and a stream whose event grows
+/// past `max_event_bytes` ends with an error event (never unbounded memory).
+#[tokio::test]
+async fn upstream_answers_and_stream_events_are_bounded() {
+    let mock = mock_upstream();
+    let extra = format!(
+        r#"
+[[providers]]
+name = "small"
+kind = "openai-compatible"
+base_url = "{}/v1"
+max_response_bytes = 4000
+max_event_bytes = 300
+forward_headers = ["x-mock-chunk-chars"]
+breaker_failures = 0
+
+[[models]]
+alias = "small-chat"
+targets = [{{ provider = "small", model = "gpt-4o-mini" }}]
+
+[[models]]
+alias = "small-embed"
+targets = [{{ provider = "small", model = "text-embedding-3-small" }}]
+"#,
+        mock.url
+    );
+    let gw = Gateway::start_with(&mock.url, &extra);
+    let big = json!({"model": "small-embed", "input": ["one", "two"], "dimensions": 1000});
+    let url = format!("{}/v1/embeddings", gw.url());
+    let r = client().post(url).bearer_auth(MAIN_KEY).json(&big).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_invalid_response", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("max_response_bytes"), "{v}");
+    // a small answer still fits
+    let ok = client()
+        .post(format!("{}/v1/embeddings", gw.url()))
+        .bearer_auth(MAIN_KEY)
+        .json(&json!({"model": "small-embed", "input": "one", "dimensions": 8}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    // one streamed chunk of 400 characters is one event past 300 bytes: before any
+    // content reached the client, so the answer is a 502 naming the bound
+    let long = "word ".repeat(80);
+    let body = json!({"model": "small-chat", "stream": true, "messages": [{"role": "user", "content": long}]});
+    let r = post_as(gw.url(), MAIN_KEY, &[("x-mock-chunk-chars", "400")], &body).await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("max_event_bytes"), "{v}");
+}

@@ -22,6 +22,17 @@ use super::{anthropic, azure, bedrock, gemini, mock, ollama, openai, StreamTrans
 use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint, NativeRequest};
 use crate::GatewayError;
 
+/// How a provider's stream delimits its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Server-sent events: a blank line ends one.
+    Sse,
+    /// One JSON document a line (Ollama).
+    Lines,
+    /// Length-prefixed binary frames (AWS event stream).
+    Binary,
+}
+
 /// A provider's answer that could not be decoded (a 502 `upstream_invalid_response`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -104,6 +115,11 @@ pub trait Adapter: Sync {
     /// Headers sent on every call unless the provider's own `headers` set them.
     fn default_headers(&self) -> &'static [(&'static str, &'static str)] {
         &[]
+    }
+
+    /// How a streamed answer delimits its events (for the event size bound).
+    fn stream_framing(&self) -> Framing {
+        Framing::Sse
     }
 
     /// The `accept` of a streamed call.

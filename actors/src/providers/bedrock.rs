@@ -47,6 +47,10 @@ impl super::Adapter for Bedrock {
         true
     }
 
+    fn stream_framing(&self) -> super::Framing {
+        super::Framing::Binary
+    }
+
     fn stream_accept(&self) -> &'static str {
         "application/vnd.amazon.eventstream"
     }

@@ -21,7 +21,7 @@ mod golden_tests;
 
 use bytes::Bytes;
 
-pub use adapter::{adapter, Adapter, DecodeCtx, DecodeError, LocalAnswer, LocalError, Sign};
+pub use adapter::{adapter, Adapter, DecodeCtx, DecodeError, Framing, LocalAnswer, LocalError, Sign};
 
 /// A vector as OpenAI's `encoding_format: base64`: little-endian `f32`s, base64.
 pub fn f32_base64(values: impl Iterator<Item = f32>) -> String {

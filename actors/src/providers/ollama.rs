@@ -37,6 +37,10 @@ impl super::Adapter for Ollama {
         })
     }
 
+    fn stream_framing(&self) -> super::Framing {
+        super::Framing::Lines
+    }
+
     fn translate_chat(&self, req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError> {
         chat_body(req, model)
     }

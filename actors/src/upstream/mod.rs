@@ -12,7 +12,7 @@ use switchyard_config::Provider;
 
 use crate::error::retryable_status;
 use crate::providers::{
-    adapter, capabilities, openai, Adapter, DecodeCtx, LocalAnswer, LocalError, Sign, StreamTranslate,
+    adapter, capabilities, openai, Adapter, DecodeCtx, Framing, LocalAnswer, LocalError, Sign, StreamTranslate,
 };
 use crate::types::{unix_secs, Endpoint};
 use crate::GatewayError;
@@ -282,10 +282,9 @@ impl UpstreamClient {
             Ok(Ok(r)) => r,
         };
         let status = r.status().as_u16();
-        let bytes = tokio::time::timeout(self.cfg.timeout, r.bytes())
+        let bytes = tokio::time::timeout(self.cfg.timeout, read_capped(r, self.cfg.max_response_bytes))
             .await
-            .map_err(|_| UpstreamError::Timeout("total"))?
-            .map_err(|e| UpstreamError::Body(root_cause(&e)))?;
+            .map_err(|_| UpstreamError::Timeout("total"))??;
         if !(200..300).contains(&status) {
             return Err(UpstreamError::Status { status, message: openai::error_message(&bytes), retry_after: None });
         }
@@ -354,14 +353,15 @@ impl UpstreamClient {
         let status = self.adapter.error_status(resp.status().as_u16());
         if !(200..300).contains(&status) {
             let retry_after = retry_after(resp.headers());
-            let body = tokio::time::timeout_at(deadline, resp.bytes()).await.ok().and_then(Result::ok);
+            // the message is all that is read of an error body: its start is enough
+            let body = tokio::time::timeout_at(deadline, read_prefix(resp, MAX_ERROR_BODY)).await.ok();
             let message = body.map(|b| self.adapter.error_message(&b)).unwrap_or_default();
             return Err(UpstreamError::Status { status, message, retry_after });
         }
         let cx = DecodeCtx { model: call.model, created: unix_secs(), base64: call.base64 };
         if call.stream {
             let s = resp.bytes_stream().map(|r| r.map_err(|e| UpstreamError::Body(root_cause(&e))));
-            let s = timed(Box::pin(s), deadline);
+            let s = guarded(Box::pin(s), deadline, self.cfg.max_event_bytes, self.adapter.stream_framing());
             let decoder = self.adapter.stream_decoder(&cx);
             if call.native.is_some() {
                 // relayed as it came; the relay meters it through the decoder
@@ -375,9 +375,9 @@ impl UpstreamClient {
             };
             Ok(UpstreamReply::new(UpstreamBody::Stream(body), first_byte))
         } else {
-            match tokio::time::timeout_at(deadline, resp.bytes()).await {
+            match tokio::time::timeout_at(deadline, read_capped(resp, self.cfg.max_response_bytes)).await {
                 Err(_) => Err(UpstreamError::Timeout("total")),
-                Ok(Err(e)) => Err(UpstreamError::Body(root_cause(&e))),
+                Ok(Err(e)) => Err(e),
                 Ok(Ok(b)) => {
                     let native = call.native.map(|_| b.clone());
                     match self.adapter.decode(call.endpoint, b, &cx) {
@@ -399,19 +399,122 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok())
 }
 
-/// Ends a byte stream with a timeout error at `deadline`.
-fn timed(s: ByteStream, deadline: tokio::time::Instant) -> ByteStream {
-    Box::pin(futures_util::stream::unfold((s, false), move |(mut s, done)| async move {
+/// The most of an error body read for its message.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// A body of at most `cap` bytes; a larger one is an invalid answer (502), found out
+/// before it is buffered (from `content-length`) or as soon as it passes the cap.
+async fn read_capped(resp: reqwest::Response, cap: usize) -> Result<Bytes, UpstreamError> {
+    let too_large = || UpstreamError::Body(format!("the answer is larger than {cap} bytes (max_response_bytes)"));
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    let mut s = resp.bytes_stream();
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut size = 0usize;
+    while let Some(chunk) = s.next().await {
+        let chunk = chunk.map_err(|e| UpstreamError::Body(root_cause(&e)))?;
+        size += chunk.len();
+        if size > cap {
+            return Err(too_large());
+        }
+        parts.push(chunk);
+    }
+    // one chunk (the usual small answer) is passed on without a copy
+    Ok(match parts.len() {
+        1 => parts.swap_remove(0),
+        _ => Bytes::from(parts.concat()),
+    })
+}
+
+/// The first `cap` bytes of a body (the rest is not read).
+async fn read_prefix(resp: reqwest::Response, cap: usize) -> Bytes {
+    let mut s = resp.bytes_stream();
+    let mut out = Vec::new();
+    while let Some(Ok(chunk)) = s.next().await {
+        let room = cap - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= cap {
+            break;
+        }
+    }
+    Bytes::from(out)
+}
+
+/// Ends a byte stream with a timeout error at `deadline`, and with an invalid-answer
+/// error when one event (as `framing` delimits them) grows past `max_event` bytes.
+fn guarded(s: ByteStream, deadline: tokio::time::Instant, max_event: usize, framing: Framing) -> ByteStream {
+    let events = EventBound::new(max_event, framing);
+    Box::pin(futures_util::stream::unfold((s, events, false), move |(mut s, mut events, done)| async move {
         if done {
             return None;
         }
         match tokio::time::timeout_at(deadline, s.next()).await {
-            Err(_) => Some((Err(UpstreamError::Timeout("total")), (s, true))),
+            Err(_) => Some((Err(UpstreamError::Timeout("total")), (s, events, true))),
             Ok(None) => None,
-            Ok(Some(Ok(b))) => Some((Ok(b), (s, false))),
-            Ok(Some(Err(e))) => Some((Err(e), (s, true))),
+            Ok(Some(Ok(b))) => match events.feed(&b) {
+                Ok(()) => Some((Ok(b), (s, events, false))),
+                Err(e) => Some((Err(e), (s, events, true))),
+            },
+            Ok(Some(Err(e))) => Some((Err(e), (s, events, true))),
         }
     }))
+}
+
+/// Tracks the size of a stream's current event.
+struct EventBound {
+    max: usize,
+    framing: Framing,
+    /// Bytes of the event not yet ended.
+    current: usize,
+    /// Whether the current line has had nothing but `\r` so far (SSE: a blank line
+    /// ends the event).
+    blank_line: bool,
+}
+
+impl EventBound {
+    fn new(max: usize, framing: Framing) -> EventBound {
+        EventBound { max, framing, current: 0, blank_line: true }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
+        match self.framing {
+            // binary frames carry their own lengths, checked by their decoder
+            Framing::Binary => return Ok(()),
+            Framing::Lines => {
+                for &b in bytes {
+                    self.current = if b == b'\n' { 0 } else { self.current + 1 };
+                    if self.current > self.max {
+                        return Err(self.too_large());
+                    }
+                }
+            }
+            Framing::Sse => {
+                for &b in bytes {
+                    match b {
+                        b'\n' if self.blank_line => self.current = 0,
+                        b'\n' => {
+                            self.blank_line = true;
+                            self.current += 1;
+                        }
+                        b'\r' => self.current += 1,
+                        _ => {
+                            self.blank_line = false;
+                            self.current += 1;
+                        }
+                    }
+                    if self.current > self.max {
+                        return Err(self.too_large());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn too_large(&self) -> UpstreamError {
+        UpstreamError::Body(format!("a stream event is larger than {} bytes (max_event_bytes)", self.max))
+    }
 }
 
 /// A provider's byte stream as an OpenAI SSE byte stream, through `t`.
@@ -449,5 +552,25 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         outer
     } else {
         format!("{outer}: {inner}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_bounded_whatever_their_line_endings() {
+        let mut sse = EventBound::new(12, Framing::Sse);
+        // events of 9 to 11 bytes, ended by LF LF and by CRLF CRLF, split anywhere
+        for part in ["data: ab\n", "\ndata: cd\r", "\n\r\n", "data: ef\n\n"] {
+            assert!(sse.feed(part.as_bytes()).is_ok(), "{part:?}");
+        }
+        let err = sse.feed(b"data: 0123456789\n\n").unwrap_err();
+        assert!(err.to_string().contains("max_event_bytes"), "{err}");
+        let mut lines = EventBound::new(5, Framing::Lines);
+        assert!(lines.feed(b"{\"a\"}\n{\"b\"}\n").is_ok());
+        assert!(lines.feed(b"{\"abc\":1}\n").is_err());
+        assert!(EventBound::new(1, Framing::Binary).feed(&[0u8; 100]).is_ok());
     }
 }
