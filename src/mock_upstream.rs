@@ -164,7 +164,7 @@ async fn moderations(req: HttpRequest, body: web::Bytes, state: web::Data<MockSt
     if let Err(resp) = prologue(&req, &state, &body).await {
         return resp;
     }
-    match switchyard_actors::guardrails::moderation::openai_moderations(&body) {
+    match switchyard_actors::guardrails::moderation::openai_moderations(&body, usize::MAX) {
         Ok(mut v) => {
             if let Some(category) = req.headers().get("x-mock-flag").and_then(|h| h.to_str().ok()) {
                 for r in v["results"].as_array_mut().into_iter().flatten() {

@@ -91,7 +91,7 @@ fn parsers_survive_mutated_and_random_input() {
         let _ = ChatRequest::parse(&input);
         let _ = EmbeddingsRequest::parse(&input);
         let _ = from_anthropic::request(&input);
-        let _ = openai_moderations(&input);
+        let _ = openai_moderations(&input, 2048);
         // the SSE parser, fed in random pieces
         let mut p = SseParser::new();
         let mut at = 0;
@@ -121,5 +121,5 @@ fn regressions() {
         let _ = vault.restore(text);
     }
     assert!(ChatRequest::parse(b"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}").is_err());
-    assert!(openai_moderations(b"{\"input\":[]}").is_err());
+    assert!(openai_moderations(b"{\"input\":[]}", 2048).is_err());
 }

@@ -198,6 +198,15 @@ impl EmbeddingsRequest {
         Ok(req)
     }
 
+    /// How many inputs the request holds (a flat token array is one).
+    pub fn input_count(&self) -> usize {
+        match &self.input {
+            Value::Array(items) if items.iter().all(Value::is_number) => 1,
+            Value::Array(items) => items.len(),
+            _ => 1,
+        }
+    }
+
     /// The inputs as strings (token arrays are rendered as their numbers).
     pub fn inputs(&self) -> Vec<String> {
         match &self.input {

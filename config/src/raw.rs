@@ -162,6 +162,10 @@ pub struct RawServer {
     pub max_messages: Option<usize>,
     /// Deepest JSON nesting a request may have (default 32; 400 deeper).
     pub max_json_depth: Option<usize>,
+    /// Most inputs an embeddings or moderations request may hold.
+    pub max_inputs: Option<usize>,
+    /// Largest `dimensions` an embeddings request may ask for.
+    pub max_dimensions: Option<u32>,
 }
 
 /// `[nats]`

@@ -20,6 +20,10 @@ pub struct Server {
     /// Hostile-input limits (400 beyond them).
     pub max_messages: usize,
     pub max_json_depth: usize,
+    /// Most inputs an embeddings or moderations request may hold (400 above).
+    pub max_inputs: usize,
+    /// Largest `dimensions` an embeddings request may ask for (400 above).
+    pub max_dimensions: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]

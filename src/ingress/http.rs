@@ -179,7 +179,7 @@ pub(crate) async fn moderations(req: HttpRequest, payload: web::Payload, state: 
     let result = async {
         authenticate(&req, &runtime)?;
         let body = read_body(&req, payload, limit).await?;
-        switchyard_actors::guardrails::moderation::openai_moderations(&body)
+        switchyard_actors::guardrails::moderation::openai_moderations(&body, runtime.config.server.max_inputs)
     }
     .await;
     match result {

@@ -86,6 +86,8 @@ ledger_flush_ms = 20
 workers = 2
 routing_seed = 7
 max_messages = 50
+max_inputs = 64
+max_dimensions = 2048
 
 [[providers]]
 name = "up"

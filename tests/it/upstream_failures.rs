@@ -193,3 +193,29 @@ targets = [{{ provider = "small", model = "text-embedding-3-small" }}]
     let v: Value = r.json().await.unwrap();
     assert!(v["error"]["message"].as_str().unwrap().contains("max_event_bytes"), "{v}");
 }
+
+/// Requests are bounded in inputs and dimensions: embeddings and moderations past
+/// `server.max_inputs`, or `dimensions` past `server.max_dimensions`, are a 400 that names
+/// the bound, before any provider is called (a 100,000-input moderation request used to
+/// answer 59 MB).
+#[tokio::test]
+async fn inputs_and_dimensions_are_bounded() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    let many: Vec<String> = (0..65).map(|i| i.to_string()).collect();
+    for (path, body) in [
+        ("/v1/embeddings", json!({"model": "embed", "input": many})),
+        ("/v1/moderations", json!({"input": many})),
+        ("/v1/embeddings", json!({"model": "embed", "input": "x", "dimensions": 3000})),
+    ] {
+        let r = post(gw.url(), path, body.clone()).await;
+        assert_eq!(r.status(), 400, "{path} {body}");
+        let v: Value = r.json().await.unwrap();
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.contains("server.max_inputs") || m.contains("server.max_dimensions"), "{m}");
+    }
+    assert_eq!(mock_requests(&mock.url).await, 0, "nothing reached the provider");
+    // at the bound, it is served
+    let r = post(gw.url(), "/v1/embeddings", json!({"model": "embed", "input": many[..64], "dimensions": 8})).await;
+    assert_eq!(r.status(), 200);
+}

@@ -182,7 +182,8 @@ pub fn builtin() -> Option<&'static Moderator> {
 
 /// `POST /v1/moderations` in OpenAI's format: `input` is a string, an array of strings,
 /// or an array of `{"type": "text", "text": ...}` parts (images are not moderated).
-pub fn openai_moderations(body: &[u8]) -> Result<Value, crate::GatewayError> {
+/// `max_inputs`: the most inputs one request may hold (a 400 names the bound above it).
+pub fn openai_moderations(body: &[u8], max_inputs: usize) -> Result<Value, crate::GatewayError> {
     let bad = |m: &str| crate::GatewayError::BadRequest(m.to_string());
     let req: Value = serde_json::from_slice(body).map_err(|e| bad(&format!("invalid JSON body: {e}")))?;
     let inputs: Vec<String> = match req.get("input") {
@@ -202,6 +203,9 @@ pub fn openai_moderations(body: &[u8]) -> Result<Value, crate::GatewayError> {
     };
     if inputs.is_empty() {
         return Err(bad("`input` must not be empty"));
+    }
+    if inputs.len() > max_inputs {
+        return Err(bad(&format!("{} inputs; at most {max_inputs} are accepted (server.max_inputs)", inputs.len())));
     }
     let m = builtin().ok_or_else(|| crate::GatewayError::Internal("moderation lists".into()))?;
     let model = req.get("model").and_then(Value::as_str).unwrap_or("switchyard-moderation-latest");

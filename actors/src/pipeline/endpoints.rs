@@ -251,6 +251,22 @@ impl Engine {
 
     pub(super) async fn embeddings_inner(&self, ctx: &RequestCtx, req: EmbeddingsRequest) -> Result<Outcome, Failure> {
         ctx.key.check_api(ctx.api(Api::Embeddings))?;
+        let server = &ctx.runtime.config.server;
+        let inputs = req.input_count();
+        if inputs > server.max_inputs {
+            let max = server.max_inputs;
+            return Err(GatewayError::BadRequest(format!(
+                "{inputs} inputs; at most {max} are accepted (server.max_inputs)"
+            ))
+            .into());
+        }
+        if let Some(d) = req.dimensions.filter(|d| *d > server.max_dimensions) {
+            let max = server.max_dimensions;
+            return Err(GatewayError::BadRequest(format!(
+                "`dimensions` {d} is above the most accepted, {max} (server.max_dimensions)"
+            ))
+            .into());
+        }
         let prompt = tokens::estimate_embeddings(&req);
         let facts = RouteFacts {
             requested: &req.model,

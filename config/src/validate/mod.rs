@@ -180,6 +180,10 @@ pub fn validate(
     let (guardrails, guards) = guardrails::guardrails(std::mem::take(&mut raw.guardrails), errs);
     let server = server::server(raw.server, env, errs);
     let nats = server::nats(raw.nats, env, errs);
+    if let Some(n) = nats.as_ref().filter(|n| n.embed_batch_max_inputs > server.max_inputs) {
+        let (batch, max) = (n.embed_batch_max_inputs, server.max_inputs);
+        errs.push("nats.embed_batch_max_inputs", format!("{batch} is above server.max_inputs ({max})"));
+    }
     let (providers, provider_names) = providers::providers(raw.providers, env, errs);
     providers::guardrail_targets(&guardrails, &raw.models, &provider_names, errs);
     let (models, aliases) = providers::models(raw.models, &provider_names, &guards, errs);
