@@ -329,6 +329,27 @@ async fn batch_requests_that_cannot_be_served_get_clear_errors() {
     assert_eq!(v["status"], "failed", "{v}");
     assert_eq!(v["errors"]["data"][0]["code"], "creation_interrupted");
 
+    // ids that no API call makes are 404 before they reach NATS (a 3,500-character id
+    // used to make nats-server drop the connection, and the client waited 10 s for a 503)
+    let long = "f".repeat(3500);
+    for path in [
+        format!("/v1/files/file-{long}"),
+        format!("/v1/files/file-{long}/content"),
+        format!("/v1/batches/batch_{long}"),
+        "/v1/batches/batch.with.dots".to_string(),
+        "/v1/files/file-%2A".to_string(),
+    ] {
+        let (status, msg) = error_code(get(url, MAIN_KEY, &path).await).await;
+        assert_eq!(status, 404, "{path}: {msg}");
+        assert!(msg.len() < 200, "the id is not echoed whole: {msg}");
+    }
+    let (status, _) =
+        error_code(post_json(url, MAIN_KEY, &format!("/v1/batches/batch_{long}/cancel"), &json!({}), &[]).await).await;
+    assert_eq!(status, 404);
+    // and the connection to NATS is still there
+    let v: Value = get(url, MAIN_KEY, "/v1/batches/batch_stale").await.json().await.unwrap();
+    assert_eq!(v["id"], "batch_stale");
+
     // NATS gone: 503, not a hang
     drop(nats);
     gw.wait_nats("disconnected").await;

@@ -10,7 +10,7 @@ use switchyard_actors::GatewayError;
 use tokio::io::AsyncReadExt;
 
 use super::records::{file_object, output_file, parse_input};
-use super::{bad, missing, new_id, unavailable, BatchApi, Stores};
+use super::{bad, known_shape, missing, new_id, unavailable, BatchApi, Stores};
 
 impl BatchApi {
     /// `POST /v1/files`: stores the file; a `batch` file must parse as a batch input.
@@ -46,6 +46,7 @@ impl BatchApi {
 
     /// `GET /v1/files/{id}`
     pub async fn file(&self, owner: &str, id: &str) -> Result<Value, GatewayError> {
+        let id = known_shape("file", id)?;
         if let Some((batch, errors)) = output_file(id) {
             let s = self.stores().await?;
             let (rec, _) = self.owned_batch(s, owner, batch).await.map_err(|_| missing("file", id))?;
@@ -62,6 +63,7 @@ impl BatchApi {
 
     /// `GET /v1/files/{id}/content`
     pub async fn file_content(&self, owner: &str, id: &str) -> Result<Bytes, GatewayError> {
+        let id = known_shape("file", id)?;
         let s = self.stores().await?;
         if let Some((batch, errors)) = output_file(id) {
             let (rec, _) = self.owned_batch(s, owner, batch).await.map_err(|_| missing("file", id))?;

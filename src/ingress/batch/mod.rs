@@ -36,7 +36,7 @@ use switchyard_actors::GatewayError;
 use switchyard_config::{Nats, Priority};
 use tokio::sync::OnceCell;
 
-use crate::ingress::nats::streams::{batches_bucket, ensure_streams, files_bucket, Names, NatsError};
+use crate::ingress::nats::streams::{batches_bucket, ensure_streams, files_bucket, valid_job_id, Names, NatsError};
 
 /// Publishes in flight at once while a batch's items are queued.
 const PUBLISH_WINDOW: usize = 256;
@@ -50,7 +50,18 @@ fn bad(message: String) -> GatewayError {
 }
 
 fn missing(what: &str, id: &str) -> GatewayError {
-    GatewayError::Missing(format!("no {what} `{id}`"))
+    let shown: String = id.chars().take(64).collect();
+    GatewayError::Missing(format!("no {what} `{shown}`"))
+}
+
+/// An id as the API makes them (1 to 128 characters of `[A-Za-z0-9_-]`), checked before
+/// it reaches NATS as part of a subject or key: anything else is a 404 at once.
+fn known_shape<'a>(what: &str, id: &'a str) -> Result<&'a str, GatewayError> {
+    if valid_job_id(id) {
+        Ok(id)
+    } else {
+        Err(missing(what, id))
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> GatewayError {
@@ -204,6 +215,7 @@ impl BatchApi {
     /// `GET /v1/batches/{id}`: the batch with current counts; ends it once every item
     /// has an output.
     pub async fn get(&self, owner: &str, id: &str) -> Result<Value, GatewayError> {
+        let id = known_shape("batch", id)?;
         let s = self.stores().await?;
         let (rec, rev) = self.owned_batch(s, owner, id).await?;
         self.refresh(s, rec, rev).await
@@ -240,6 +252,7 @@ impl BatchApi {
     /// `POST /v1/batches/{id}/cancel`: items not yet served are skipped (each gets an
     /// error line `batch_cancelled`); the batch is `cancelled` once all are accounted for.
     pub async fn cancel(&self, owner: &str, id: &str) -> Result<Value, GatewayError> {
+        let id = known_shape("batch", id)?;
         let s = self.stores().await?;
         for _ in 0..5 {
             let (mut rec, rev) = self.owned_batch(s, owner, id).await?;
