@@ -108,6 +108,29 @@ jwks_file = "{}"
             ),
             "wrong issuer",
         ),
+        // a configured audience or issuer is a required claim, and so is the subject
+        (
+            hs256(&json!({"sub": "x", "team": "research", "iss": "https://idp.test", "exp": now() + 600}), SECRET),
+            "missing claim `aud`",
+        ),
+        (
+            hs256(&json!({"sub": "x", "team": "research", "aud": "switchyard", "exp": now() + 600}), SECRET),
+            "missing claim `iss`",
+        ),
+        (
+            hs256(
+                &json!({"team": "research", "aud": "switchyard", "iss": "https://idp.test", "exp": now() + 600}),
+                SECRET,
+            ),
+            "no `sub` claim",
+        ),
+        (
+            hs256(
+                &json!({"sub": "", "team": "research", "aud": "switchyard", "iss": "https://idp.test", "exp": now() + 600}),
+                SECRET,
+            ),
+            "no `sub` claim",
+        ),
         ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.garbage".to_string(), "bad signature"),
         ("eyJub3QganNvbg.e30.x".to_string(), "malformed token"),
     ];

@@ -90,13 +90,20 @@ impl JwtVerifier {
         let mut v = Validation::new(header.alg);
         v.leeway = self.cfg.leeway_secs;
         v.validate_nbf = true;
+        // a configured claim is a required claim: a token without it is refused
+        let mut required = vec!["exp"];
         match &self.cfg.audience {
-            Some(aud) => v.set_audience(&[aud]),
+            Some(aud) => {
+                v.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => v.validate_aud = false,
         }
         if let Some(iss) = &self.cfg.issuer {
             v.set_issuer(&[iss]);
+            required.push("iss");
         }
+        v.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<HashMap<String, serde_json::Value>>(token, &key, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             invalid(match e.kind() {
@@ -115,7 +122,13 @@ impl JwtVerifier {
             .and_then(|v| v.as_str())
             .ok_or_else(|| invalid(format!("no `{}` claim", self.cfg.team_claim)))?;
         let team = config.team(team_id).cloned().ok_or_else(|| invalid(format!("unknown team `{team_id}`")))?;
-        let subject = claims.get(&self.cfg.subject_claim).and_then(|v| v.as_str()).unwrap_or("-");
+        // the subject is the caller's identity (its ledger rows, its files and batches):
+        // a token without one would share an identity with every other such token
+        let subject = claims
+            .get(&self.cfg.subject_claim)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid(format!("no `{}` claim", self.cfg.subject_claim)))?;
         let key = Key {
             id: format!("jwt:{subject}"),
             key_sha256: String::new(),
