@@ -208,8 +208,24 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
         }
     });
 
-    // actix-web stops gracefully on SIGINT/SIGTERM: in-flight requests finish first
-    server.run().await.map_err(|e| e.to_string())?;
+    // SIGINT/SIGTERM stop the server gracefully (in-flight requests finish first), and
+    // the ledger is flushed while the actors still run; actix-web's own signal handling
+    // would stop the whole system first, and with it the accounting actor
+    let server = server.disable_signals().run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::warn!("cannot listen for SIGTERM/SIGINT");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+        handle.stop(true).await;
+    });
+    server.await.map_err(|e| e.to_string())?;
     match engine.flush_ledger().await {
         Ok(n) => tracing::info!(records = n, "ledger flushed; bye"),
         Err(e) => tracing::error!(error = %e, "final ledger flush failed"),
