@@ -11,6 +11,7 @@ pub mod ids;
 pub mod metrics;
 pub mod pipeline;
 pub mod providers;
+pub mod redact;
 pub mod retry;
 pub mod store;
 pub mod tokens;

@@ -581,12 +581,17 @@ pub struct Recorder {
 
 impl Recorder {
     pub async fn start(replies: Vec<(&'static str, Vec<u8>)>) -> Recorder {
+        Recorder::start_with_status(replies.into_iter().map(|(t, b)| (200, t, b)).collect()).await
+    }
+
+    /// As [`Recorder::start`], each reply with its status.
+    pub async fn start_with_status(replies: Vec<(u16, &'static str, Vec<u8>)>) -> Recorder {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (log, seen) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
-            for (content_type, body) in replies {
+            for (status, content_type, body) in replies {
                 let Ok((mut sock, _)) = listener.accept().await else { return };
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -610,7 +615,7 @@ impl Recorder {
                 }
                 log.send((head, rest)).unwrap();
                 let out = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                     body.len()
                 );
                 sock.write_all(out.as_bytes()).await.unwrap();

@@ -219,3 +219,49 @@ async fn inputs_and_dimensions_are_bounded() {
     let r = post(gw.url(), "/v1/embeddings", json!({"model": "embed", "input": many[..64], "dimensions": 8})).await;
     assert_eq!(r.status(), 200);
 }
+
+/// A provider that echoes the gateway's credential in its error (as OpenAI does for a
+/// wrong key) has it masked before the message reaches the client, the log or the
+/// ledger; anything else shaped like a credential is masked too.
+#[tokio::test]
+async fn upstream_errors_never_echo_a_credential() {
+    let echo = br#"{"error":{"message":"Incorrect API key provided: Bearer the-provider-secret-42. Also sk-proj-abcdefghijklmnop1234 is wrong.","type":"invalid_request_error","code":"invalid_api_key"}}"#.to_vec();
+    let rec = Recorder::start_with_status(vec![(401, "application/json", echo)]).await;
+    let extra = format!(
+        r#"
+[[providers]]
+name = "echoes"
+kind = "openai-compatible"
+base_url = "{}/v1"
+api_key = "the-provider-secret-42"
+breaker_failures = 0
+
+[[models]]
+alias = "echo"
+targets = [{{ provider = "echoes", model = "m" }}]
+"#,
+        rec.url
+    );
+    let mock = mock_upstream();
+    let mut gw = Gateway::start_with(&mock.url, &extra);
+    let r = post(
+        gw.url(),
+        "/v1/chat/completions",
+        json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 502);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("Incorrect API key provided"), "{text}");
+    for secret in ["the-provider-secret-42", "sk-proj-abcdefghijklmnop1234"] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    gw.stop();
+    let log = gw.log();
+    assert!(!log.contains("the-provider-secret-42") && !log.contains("sk-proj-abcdefghijklmnop1234"), "{log}");
+    let ledger = std::fs::read_dir(gw.data_dir())
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read(e.path()).is_ok_and(|b| b.windows(22).any(|w| w == b"the-provider-secret-42")));
+    assert!(!ledger, "the secret is not in the data dir");
+}

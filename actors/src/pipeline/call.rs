@@ -230,7 +230,8 @@ pub(super) async fn first_content(
                 StreamStep::Preamble => {}
                 StreamStep::Content => return Ok(release(held, s)),
                 StreamStep::Failed { status, message } => {
-                    return Err(UpstreamError::Status { status, message, retry_after: None })
+                    let message = crate::redact::credentials(&message, &[]);
+                    return Err(UpstreamError::Status { status, message, retry_after: None });
                 }
             }
         }

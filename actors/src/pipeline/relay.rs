@@ -144,7 +144,8 @@ impl Relay {
             if let Some(err) = v.get("error") {
                 // a native client has the provider's own error event already
                 self.reported = native;
-                let message = err.get("message").and_then(Value::as_str).unwrap_or("upstream error").to_string();
+                let message = err.get("message").and_then(Value::as_str).unwrap_or("upstream error");
+                let message = crate::redact::credentials(message, &[]);
                 return self.fail(GatewayError::UpstreamStatus {
                     provider: self.provider.clone(),
                     status: 502,

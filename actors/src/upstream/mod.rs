@@ -186,6 +186,22 @@ impl UpstreamClient {
         self.adapter
     }
 
+    /// A provider's message with its own credentials (and anything shaped like one)
+    /// masked: it goes on to the client, the log and the usage record.
+    fn sanitized(&self, message: &str) -> String {
+        let mut secrets: Vec<&str> = self.cfg.api_key.iter().map(String::as_str).collect();
+        if let Some(aws) = &self.cfg.aws {
+            secrets.extend(
+                [&aws.access_key_id, &aws.secret_access_key, &aws.session_token]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            );
+        }
+        secrets.extend(self.cfg.headers.iter().map(|(_, v)| v.as_str()));
+        crate::redact::credentials(message, &secrets)
+    }
+
     /// Sends the call and returns the 2xx reply, or the error (non-2xx included).
     /// `tries` counts the requests sent (same-target retries included).
     pub async fn call(&self, call: UpstreamCall<'_>, tries: &mut u32) -> Result<UpstreamReply, UpstreamError> {
@@ -286,7 +302,8 @@ impl UpstreamClient {
             .await
             .map_err(|_| UpstreamError::Timeout("total"))??;
         if !(200..300).contains(&status) {
-            return Err(UpstreamError::Status { status, message: openai::error_message(&bytes), retry_after: None });
+            let message = self.sanitized(&openai::error_message(&bytes));
+            return Err(UpstreamError::Status { status, message, retry_after: None });
         }
         serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Body(format!("moderation answer: {e}")))
     }
@@ -355,7 +372,7 @@ impl UpstreamClient {
             let retry_after = retry_after(resp.headers());
             // the message is all that is read of an error body: its start is enough
             let body = tokio::time::timeout_at(deadline, read_prefix(resp, MAX_ERROR_BODY)).await.ok();
-            let message = body.map(|b| self.adapter.error_message(&b)).unwrap_or_default();
+            let message = body.map(|b| self.sanitized(&self.adapter.error_message(&b))).unwrap_or_default();
             return Err(UpstreamError::Status { status, message, retry_after });
         }
         let cx = DecodeCtx { model: call.model, created: unix_secs(), base64: call.base64 };
