@@ -79,10 +79,115 @@ pub struct ChatRequest {
     pub native: Option<std::sync::Arc<NativeRequest>>,
 }
 
+/// What a request field must be, for [`check_fields`].
+#[derive(Debug, Clone, Copy)]
+pub enum Shape {
+    Bool,
+    /// An integer in the range.
+    Int(i64, i64),
+    /// A number in the range.
+    Number(f64, f64),
+    Str,
+    Array,
+    Object,
+    StrOrArray,
+    StrOrObject,
+}
+
+impl Shape {
+    fn holds(self, v: &Value) -> bool {
+        match self {
+            Shape::Bool => v.is_boolean(),
+            Shape::Int(lo, hi) => v.as_i64().is_some_and(|n| (lo..=hi).contains(&n)),
+            Shape::Number(lo, hi) => v.as_f64().is_some_and(|n| n >= lo && n <= hi),
+            Shape::Str => v.is_string(),
+            Shape::Array => v.is_array(),
+            Shape::Object => v.is_object(),
+            Shape::StrOrArray => v.is_string() || v.is_array(),
+            Shape::StrOrObject => v.is_string() || v.is_object(),
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Shape::Bool => "a boolean".into(),
+            Shape::Int(lo, hi) => format!("an integer from {lo} to {hi}"),
+            Shape::Number(lo, hi) => format!("a number from {lo} to {hi}"),
+            Shape::Str => "a string".into(),
+            Shape::Array => "an array".into(),
+            Shape::Object => "an object".into(),
+            Shape::StrOrArray => "a string or an array".into(),
+            Shape::StrOrObject => "a string or an object".into(),
+        }
+    }
+}
+
+/// Checks the fields of `obj` that `rules` name (absent or `null` is fine): a 400 that
+/// names the first one of the wrong shape.
+pub fn check_fields(obj: &Map<String, Value>, rules: &[(&str, Shape)]) -> Result<(), GatewayError> {
+    for (name, shape) in rules {
+        match obj.get(*name) {
+            None | Some(Value::Null) => {}
+            Some(v) if shape.holds(v) => {}
+            Some(_) => return Err(GatewayError::BadRequest(format!("`{name}` must be {}", shape.describe()))),
+        }
+    }
+    Ok(())
+}
+
+/// The optional fields of a chat request the gateway checks (OpenAI's ranges).
+const CHAT_FIELDS: &[(&str, Shape)] = &[
+    ("stream", Shape::Bool),
+    ("n", Shape::Int(1, 128)),
+    ("temperature", Shape::Number(0.0, 2.0)),
+    ("top_p", Shape::Number(0.0, 1.0)),
+    ("presence_penalty", Shape::Number(-2.0, 2.0)),
+    ("frequency_penalty", Shape::Number(-2.0, 2.0)),
+    ("logprobs", Shape::Bool),
+    ("top_logprobs", Shape::Int(0, 20)),
+    ("seed", Shape::Int(i64::MIN, i64::MAX)),
+    ("user", Shape::Str),
+    ("stop", Shape::StrOrArray),
+    ("tools", Shape::Array),
+    ("functions", Shape::Array),
+    ("tool_choice", Shape::StrOrObject),
+    ("parallel_tool_calls", Shape::Bool),
+    ("response_format", Shape::Object),
+    ("stream_options", Shape::Object),
+    ("metadata", Shape::Object),
+    ("logit_bias", Shape::Object),
+    ("max_tokens", Shape::Int(1, i64::MAX)),
+    ("max_completion_tokens", Shape::Int(1, i64::MAX)),
+];
+
+/// The roles a chat message may have.
+const CHAT_ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool", "function"];
+
 impl ChatRequest {
-    /// Parses and checks the shape the gateway relies on; errors are client errors.
+    /// Parses and checks the shape the gateway relies on; errors are client errors that
+    /// name the field.
     pub fn parse(body: &[u8]) -> Result<ChatRequest, GatewayError> {
-        let req: ChatRequest = serde_json::from_slice(body).map_err(json_error)?;
+        let req: ChatRequest = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            // a field of the wrong type: found again by name (only on this error path)
+            Err(e) => {
+                if let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) {
+                    check_fields(&obj, CHAT_FIELDS)?;
+                    for (name, ok) in [
+                        ("model", obj.get("model").is_some_and(Value::is_string)),
+                        ("messages", obj.get("messages").is_some_and(Value::is_array)),
+                    ] {
+                        if !ok {
+                            return Err(GatewayError::BadRequest(format!(
+                                "`{name}` is required: {}",
+                                if name == "model" { "a string" } else { "an array of messages" }
+                            )));
+                        }
+                    }
+                }
+                return Err(json_error(e));
+            }
+        };
         if req.model.is_empty() {
             return Err(GatewayError::BadRequest("`model` must not be empty".into()));
         }
@@ -90,14 +195,24 @@ impl ChatRequest {
             return Err(GatewayError::BadRequest("`messages` must contain at least one message".into()));
         }
         for (i, m) in req.messages.iter().enumerate() {
-            match m.get("role") {
-                Some(Value::String(_)) => {}
-                _ => {
+            match m.get("role").and_then(Value::as_str) {
+                Some(role) if CHAT_ROLES.contains(&role) => {}
+                Some(role) => {
+                    let roles = CHAT_ROLES.join(", ");
+                    return Err(GatewayError::BadRequest(format!(
+                        "`messages[{i}].role` `{role}` is not one of {roles}"
+                    )));
+                }
+                None => {
                     return Err(GatewayError::BadRequest(format!(
                         "`messages[{i}]` must be an object with a string `role`"
                     )))
                 }
             }
+        }
+        check_fields(&req.rest, CHAT_FIELDS)?;
+        if req.max_tokens == Some(0) || req.max_completion_tokens == Some(0) {
+            return Err(GatewayError::BadRequest("`max_tokens` must be at least 1".into()));
         }
         Ok(req)
     }

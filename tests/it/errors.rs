@@ -109,3 +109,64 @@ async fn a_body_sent_in_chunks_over_the_limit_is_refused() {
         .unwrap();
     assert_eq!(r.status(), 413);
 }
+
+/// Every ingress checks the shape of what it is sent: a field of the wrong type or out of
+/// range, or a role no API has, is a 400 that names it (in the path's own error shape),
+/// and nothing reaches a provider.
+#[tokio::test]
+async fn malformed_fields_are_refused_by_name_on_every_ingress() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    let user = json!([{"role": "user", "content": "hi"}]);
+    let chat = |extra: Value| {
+        let mut b = json!({"model": "chat", "messages": user});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for (body, field) in [
+        (chat(json!({"stream": "yes"})), "`stream`"),
+        (chat(json!({"n": -1})), "`n`"),
+        (chat(json!({"tools": "all"})), "`tools`"),
+        (chat(json!({"temperature": 7})), "`temperature`"),
+        (chat(json!({"max_tokens": -5})), "`max_tokens`"),
+        (chat(json!({"max_tokens": 0})), "`max_tokens`"),
+        (json!({"model": "chat", "messages": [{"role": "root", "content": "hi"}]}), "`messages[0].role`"),
+        (json!({"model": 5, "messages": user}), "`model`"),
+    ] {
+        let r = post(gw.url(), "/v1/chat/completions", body.clone()).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let v: Value = r.json().await.unwrap();
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.contains(field), "{body}: {m}");
+    }
+    let msg = |extra: Value| {
+        let mut b = json!({"model": "chat", "max_tokens": 64, "messages": user});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for (body, field) in [
+        (msg(json!({"stream": "yes"})), "`stream`"),
+        (msg(json!({"tools": "all"})), "`tools`"),
+        (msg(json!({"max_tokens": "many"})), "`max_tokens`"),
+        (msg(json!({"thinking": true})), "`thinking`"),
+        (json!({"model": "chat", "max_tokens": 64, "messages": [{"role": "root", "content": "hi"}]}), "role"),
+    ] {
+        let r = client()
+            .post(format!("{}/v1/messages", gw.url()))
+            .header("x-api-key", MAIN_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["type"], "error", "Anthropic's shape: {v}");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.contains(field), "{body}: {m}");
+    }
+    assert_eq!(mock_requests(&mock.url).await, 0);
+}

@@ -14,7 +14,28 @@ use serde_json::{json, Map, Value};
 use super::adapter::bad;
 use super::sse::SseEvent;
 use crate::error::Class;
+use crate::types::Shape;
 use crate::GatewayError;
+
+/// The optional fields of a Messages request the gateway checks (Anthropic's ranges):
+/// checked for every target, so a malformed request is a 400 here and never reaches
+/// a provider as it is.
+const MESSAGES_FIELDS: &[(&str, Shape)] = &[
+    ("stream", Shape::Bool),
+    ("max_tokens", Shape::Int(1, i64::MAX)),
+    ("temperature", Shape::Number(0.0, 1.0)),
+    ("top_p", Shape::Number(0.0, 1.0)),
+    ("top_k", Shape::Int(0, i64::MAX)),
+    ("stop_sequences", Shape::Array),
+    ("metadata", Shape::Object),
+    ("system", Shape::StrOrArray),
+    ("tools", Shape::Array),
+    ("tool_choice", Shape::Object),
+    ("thinking", Shape::Object),
+    ("service_tier", Shape::Str),
+    ("output_config", Shape::Object),
+    ("context_management", Shape::Object),
+];
 
 /// Top-level fields the translation to OpenAI's format carries (or maps).
 const TRANSLATED: &[&str] = &[
@@ -153,6 +174,7 @@ fn convert_message(m: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), Gate
 pub fn request(body: &[u8]) -> Result<Vec<u8>, GatewayError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     let req = v.as_object().ok_or_else(|| bad("the body must be a JSON object".into()))?;
+    crate::types::check_fields(req, MESSAGES_FIELDS)?;
     let model = req.get("model").and_then(Value::as_str).filter(|m| !m.is_empty());
     let model = model.ok_or_else(|| bad("model: Field required".into()))?;
     let max_tokens =
