@@ -115,3 +115,48 @@ async fn a_full_provider_queue_answers_503() {
     assert_eq!(v["error"]["code"], "queue_full");
     assert_eq!(slow.await.unwrap(), 200);
 }
+
+/// A huge `max_tokens` reserves at most one whole bucket: it waits for a full bucket and
+/// takes it, the others wait for it (with a truthful `retry-after` of at most a minute)
+/// and get their tokens back when it settles at its real usage. A prompt larger than the
+/// limit itself can never be served: a 400, not a 429 to retry for ever.
+#[tokio::test]
+async fn a_huge_max_tokens_takes_one_bucket_at_most() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    let mut huge = chat_body("huge reservation");
+    huge["max_tokens"] = json!(1_000_000_000_000_000u64);
+    let url = gw.url().to_string();
+    let slow = tokio::spawn(async move {
+        let r = client()
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth("sk-test-tpm")
+            .header("x-mock-latency-ms", "600")
+            .json(&huge)
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    });
+    // wait until it is at the provider (admitted, holding the bucket)
+    for _ in 0..200 {
+        let v: Value = client().get(format!("{}/mock/stats", mock.url)).send().await.unwrap().json().await.unwrap();
+        if v["max_inflight"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // while it holds the bucket: refused, told to come back within the minute
+    let r = chat_as(gw.url(), "sk-test-tpm", chat_body("meanwhile")).await;
+    assert_eq!(r.status(), 429);
+    let after: u64 = header(&r, "retry-after").parse().unwrap();
+    assert!((1..=60).contains(&after), "retry-after {after}");
+    assert_eq!(slow.await.unwrap(), 200);
+    // settled at its real usage: the bucket is back
+    assert_eq!(chat_as(gw.url(), "sk-test-tpm", chat_body("afterwards")).await.status(), 200);
+    // a prompt beyond the limit itself
+    let r = chat_as(gw.url(), "sk-test-tpm", chat_body(&"many words here ".repeat(60))).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("can never be served"), "{v}");
+}

@@ -161,8 +161,11 @@ impl ScopeState {
         if let Some(b) = &mut self.requests {
             b.level -= 1.0;
         }
+        // a reservation takes at most a whole bucket: a request that asks for more
+        // (`max_tokens` of 10^15) waits for a full bucket and takes it, and the others
+        // wait one period at most, never for ever
         for b in [&mut self.tokens, &mut self.day_tokens].into_iter().flatten() {
-            b.level -= demand.tokens as f64;
+            b.level -= (demand.tokens as f64).min(b.capacity);
         }
         self.inflight += 1;
         if let Some(s) = &mut self.spend {
@@ -310,7 +313,8 @@ impl RateLimiter {
             if let Some(actual) = msg.actual {
                 // refund what was reserved but not used, or charge the overshoot
                 for b in [&mut st.tokens, &mut st.day_tokens].into_iter().flatten() {
-                    b.level = (b.level + msg.reserved.tokens as f64 - actual as f64).min(b.capacity);
+                    let reserved = (msg.reserved.tokens as f64).min(b.capacity);
+                    b.level = (b.level + reserved - actual as f64).min(b.capacity);
                 }
             }
             if let Some(s) = &mut st.spend {

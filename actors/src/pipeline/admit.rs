@@ -80,6 +80,20 @@ impl Engine {
             Some(cache_key(endpoint, alias, &normalized()))
         };
         let mut scopes = rt.scopes(&ctx.key, alias);
+        // a prompt larger than a tokens limit can never be served under it: a 400 now,
+        // not a 429 whose retry would never succeed
+        let prompt = routing.hints.input_tokens;
+        for s in scopes.iter() {
+            for (limit, name) in [(s.limits.tpm, "tokens per minute"), (s.limits.tpd, "tokens per day")] {
+                if let Some(limit) = limit.filter(|l| prompt > *l) {
+                    return Err(GatewayError::BadRequest(format!(
+                        "the request needs about {prompt} tokens; {} allows {limit} {name}, so it can never be served",
+                        s.id
+                    ))
+                    .into());
+                }
+            }
+        }
         let cost_usd = rt.reserve_cost(alias, routing.hints.input_tokens, routing.hints.output_tokens);
         // limits shared across instances are taken first; the local limiter then keeps
         // only what stays per instance (concurrency)
