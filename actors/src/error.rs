@@ -84,6 +84,9 @@ pub enum GatewayError {
     UnknownModel(String),
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
+    /// The request body did not arrive in time.
+    #[error("the request body did not arrive within {0:?} (server.body_timeout_ms)")]
+    BodyTimeout(Duration),
     #[error("rate limit exceeded: {kind}; retry after {retry_after:?}")]
     RateLimited { kind: LimitKind, retry_after: Duration },
     #[error("provider `{0}` queue is full")]
@@ -137,6 +140,7 @@ impl GatewayError {
             NotFound | Missing(_) => (404, "invalid_request_error", "not_found"),
             Cancelled(_) => (409, "invalid_request_error", "batch_cancelled"),
             TooLarge(_) => (413, "invalid_request_error", "request_too_large"),
+            BodyTimeout(_) => (408, "invalid_request_error", "request_timeout"),
             RateLimited { kind, .. } => (429, "rate_limit_error", kind.code()),
             QueueFull(_) => (503, "server_error", "queue_full"),
             UpstreamStatus { status, .. } => match status {
@@ -174,6 +178,7 @@ impl GatewayError {
             | ModelNotAllowed(_)
             | UnknownModel(_)
             | TooLarge(_)
+            | BodyTimeout(_)
             | RateLimited { .. }
             | NotFound
             | Missing(_)

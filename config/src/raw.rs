@@ -162,6 +162,8 @@ pub struct RawServer {
     pub max_messages: Option<usize>,
     /// Deepest JSON nesting a request may have (default 32; 400 deeper).
     pub max_json_depth: Option<usize>,
+    /// Longest a request body may take to arrive, ms (408 after).
+    pub body_timeout_ms: Option<u64>,
     /// Most inputs an embeddings or moderations request may hold.
     pub max_inputs: Option<usize>,
     /// Largest `dimensions` an embeddings request may ask for.

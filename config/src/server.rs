@@ -20,6 +20,8 @@ pub struct Server {
     /// Hostile-input limits (400 beyond them).
     pub max_messages: usize,
     pub max_json_depth: usize,
+    /// Longest a request body may take to arrive (408 after).
+    pub body_timeout: std::time::Duration,
     /// Most inputs an embeddings or moderations request may hold (400 above).
     pub max_inputs: usize,
     /// Largest `dimensions` an embeddings request may ask for (400 above).

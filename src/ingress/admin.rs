@@ -10,7 +10,7 @@ use switchyard_actors::pipeline::credential;
 use switchyard_actors::pipeline::vkeys::VirtualKey;
 use switchyard_actors::GatewayError;
 
-use super::respond::{header, names, request_id, set, simple_error};
+use super::respond::{header, names, read_body, request_id, set, simple_error};
 use crate::app::{reload, AppState};
 use crate::usage::{aggregate, GroupBy};
 
@@ -75,14 +75,22 @@ async fn admin_reload(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     }
 }
 
+/// An admin request's body, read after its credential was checked, bounded as every body.
+async fn admin_body(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<bytes::Bytes, GatewayError> {
+    let server = &state.engine.runtime().config.server;
+    read_body(req, payload, server.body_limit_bytes, server.body_timeout).await
+}
+
 fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, GatewayError> {
     serde_json::from_slice(body).map_err(|e| GatewayError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 /// `POST /admin/keys`: the new key, with its secret (`key`), shown this once.
-async fn create_key(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+async fn create_key(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let result = async {
+        // the credential first: nothing is read of a body an unknown caller sends
         admin(&req, &state)?;
+        let body = admin_body(&req, payload, &state).await?;
         let vk: VirtualKey = json_body(&body)?;
         let config = state.engine.runtime().config.clone();
         let (vk, secret) = state.engine.virtual_keys().create(vk, &config).await?;
@@ -122,11 +130,12 @@ async fn list_keys(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
 async fn update_key(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let result = async {
         admin(&req, &state)?;
+        let body = admin_body(&req, payload, &state).await?;
         let patch: Map<String, Value> = json_body(&body)?;
         let config = state.engine.runtime().config.clone();
         Ok(shown(&state.engine.virtual_keys().update(&path, patch, &config).await?))

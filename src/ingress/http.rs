@@ -31,12 +31,12 @@ async fn serve(
     let request_id = request_id(&req);
     // one config snapshot for the whole request
     let runtime = state.engine.runtime();
-    let limit = runtime.config.server.body_limit_bytes;
+    let (limit, timeout) = (runtime.config.server.body_limit_bytes, runtime.config.server.body_timeout);
     let ctx = match RequestCtx::from_headers(runtime, request_id.clone(), received, header(&req)) {
         Ok(c) => c,
         Err(e) => return simple_error(&request_id, e),
     };
-    let body = match read_body(&req, payload, limit).await {
+    let body = match read_body(&req, payload, limit, timeout).await {
         Ok(b) => b,
         Err(e) => return simple_error(&request_id, e),
     };
@@ -52,10 +52,10 @@ pub(crate) async fn messages(req: HttpRequest, payload: web::Payload, state: web
     let received = Instant::now();
     let request_id = request_id(&req);
     let runtime = state.engine.runtime();
-    let limit = runtime.config.server.body_limit_bytes;
+    let (limit, timeout) = (runtime.config.server.body_limit_bytes, runtime.config.server.body_timeout);
     let result = async {
         let ctx = RequestCtx::from_headers(runtime, request_id.clone(), received, header(&req))?;
-        let body = read_body(&req, payload, limit).await?;
+        let body = read_body(&req, payload, limit, timeout).await?;
         Ok::<_, Failure>((ctx, body))
     }
     .await;
@@ -178,7 +178,7 @@ pub(crate) async fn moderations(req: HttpRequest, payload: web::Payload, state: 
     let limit = runtime.config.server.body_limit_bytes;
     let result = async {
         authenticate(&req, &runtime)?;
-        let body = read_body(&req, payload, limit).await?;
+        let body = read_body(&req, payload, limit, runtime.config.server.body_timeout).await?;
         switchyard_actors::guardrails::moderation::openai_moderations(&body, runtime.config.server.max_inputs)
     }
     .await;

@@ -34,9 +34,16 @@ pub(crate) fn authenticate(req: &HttpRequest, rt: &Runtime) -> Result<Arc<KeyEnt
 /// Reads the body up to `limit` bytes (413 beyond, without reading the rest).
 pub(crate) async fn read_body(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<Bytes, GatewayError> {
+    tokio::time::timeout(timeout, read_body_untimed(req, payload, limit))
+        .await
+        .map_err(|_| GatewayError::BodyTimeout(timeout))?
+}
+
+async fn read_body_untimed(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, GatewayError> {
     let declared =
         req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {

@@ -87,6 +87,7 @@ workers = 2
 routing_seed = 7
 max_messages = 50
 max_inputs = 64
+body_timeout_ms = 2000
 max_dimensions = 2048
 
 [[providers]]

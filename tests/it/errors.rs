@@ -170,3 +170,63 @@ async fn malformed_fields_are_refused_by_name_on_every_ingress() {
     }
     assert_eq!(mock_requests(&mock.url).await, 0);
 }
+
+/// Sends `head` and then `body` on a raw connection and returns what comes back (status
+/// line and body), or `None` when nothing came within 10 s.
+async fn raw_exchange(addr: &str, head: &str, body: &[u8]) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&out);
+                    // a whole JSON body after the head is enough
+                    if let Some((_, body)) = text.split_once("\r\n\r\n") {
+                        if body.trim_end().ends_with('}') {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read).await.ok()?;
+    Some(String::from_utf8_lossy(&out).to_string())
+}
+
+/// Credentials are checked before any body is read, on every route (an admin call with
+/// no credential and a body that never comes is answered 401 at once), and a body that
+/// does not arrive within `server.body_timeout_ms` is a 408 in the API's error shape.
+#[tokio::test]
+async fn credentials_come_before_bodies_and_slow_bodies_time_out() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    let addr = gw.url().trim_start_matches("http://").to_string();
+    let head = |path: &str, auth: &str, length: usize| {
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n{auth}\r\n"
+        )
+    };
+    for path in ["/admin/keys", "/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/moderations"] {
+        let answer =
+            raw_exchange(&addr, &head(path, "", 100_000), b"{").await.unwrap_or_else(|| panic!("{path}: no answer"));
+        assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
+        assert!(answer.contains("\"error\""), "{path}: {answer}");
+    }
+    // an admin credential and a body that stalls: 408, JSON
+    let auth = format!("authorization: Bearer {ADMIN_KEY}\r\n");
+    let answer = raw_exchange(&addr, &head("/admin/keys", &auth, 1000), b"{").await.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    let auth = format!("authorization: Bearer {MAIN_KEY}\r\n");
+    let answer = raw_exchange(&addr, &head("/v1/chat/completions", &auth, 1000), b"{").await.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+}

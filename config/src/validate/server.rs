@@ -46,6 +46,7 @@ pub(super) fn server(s: RawServer, env: &dyn Fn(&str) -> Option<String>, errs: &
         max_json_depth: at_least_one("server.max_json_depth", s.max_json_depth, 32, errs),
         // OpenAI's own limits: 2,048 inputs an embeddings request; the largest model
         // answers 3,072 dimensions (4,096 leaves room for others)
+        body_timeout: positive_ms("server.body_timeout_ms", s.body_timeout_ms, 30_000, errs),
         max_inputs: at_least_one("server.max_inputs", s.max_inputs, 2048, errs),
         max_dimensions: at_least_one("server.max_dimensions", s.max_dimensions.map(|d| d as usize), 4096, errs) as u32,
     };

@@ -58,7 +58,9 @@ async fn upload(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
         );
     };
     let result = async {
-        let (purpose, filename, data) = read_form(&req, payload, limit).await?;
+        let timeout = state.engine.runtime().config.server.body_timeout;
+        let form = tokio::time::timeout(timeout, read_form(&req, payload, limit)).await;
+        let (purpose, filename, data) = form.map_err(|_| GatewayError::BodyTimeout(timeout))??;
         state.batch.put_file(&key.id, &filename, &purpose, data).await
     }
     .await;
@@ -147,7 +149,7 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
                 return Err(GatewayError::BadRequest("`x-switchyard-priority` must be high, normal or low".into()))
             }
         };
-        let body = read_body(&req, payload, rt.config.server.body_limit_bytes).await?;
+        let body = read_body(&req, payload, rt.config.server.body_limit_bytes, rt.config.server.body_timeout).await?;
         let create: CreateBatch = serde_json::from_slice(&body)
             .map_err(|e| GatewayError::BadRequest(format!("invalid batch request: {e}")))?;
         // what every item carries: the caller's credential and the forwarded headers
