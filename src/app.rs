@@ -174,6 +174,10 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
         App::new().app_data(app_state.clone()).configure(ingress::routes)
     })
     .backlog(4096)
+    // a client that closes its side has left: its response (a stream waiting on a silent
+    // provider) is dropped at once, and with it the provider slot, and the request is
+    // recorded as the client's close
+    .h1_allow_half_closed(false)
     .shutdown_timeout(30);
     server = server.workers(workers);
     let server = server.bind(&config.server.http_addr).map_err(|e| format!("bind {}: {e}", config.server.http_addr))?;

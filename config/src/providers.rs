@@ -94,6 +94,8 @@ pub struct Provider {
     pub first_byte_timeout: Duration,
     pub timeout: Duration,
     pub max_retries: u32,
+    /// Longest silence between two events of a streamed answer (an error event after).
+    pub stream_idle_timeout: Duration,
     /// Largest non-streamed answer read from the provider (502 above).
     pub max_response_bytes: usize,
     /// Largest single event of a streamed answer (an error event above).

@@ -252,6 +252,8 @@ pub struct RawProvider {
     pub timeout_ms: Option<u64>,
     /// Retries on connect errors and 502/503 before the first byte.
     pub max_retries: Option<u32>,
+    /// Longest silence between two events of a streamed answer, ms.
+    pub stream_idle_timeout_ms: Option<u64>,
     /// Largest non-streamed answer read from the provider, bytes (502 above).
     pub max_response_bytes: Option<usize>,
     /// Largest single event of a streamed answer, bytes (the stream ends with an error

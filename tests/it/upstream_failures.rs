@@ -265,3 +265,59 @@ targets = [{{ provider = "echoes", model = "m" }}]
         .any(|e| std::fs::read(e.path()).is_ok_and(|b| b.windows(22).any(|w| w == b"the-provider-secret-42")));
     assert!(!ledger, "the secret is not in the data dir");
 }
+
+/// A stream whose provider goes silent ends after the provider's `stream_idle_timeout_ms`
+/// (a 504 before any content, an error event after), and a client that closes its side
+/// while the provider is silent is let go at once: the request is recorded as the
+/// client's close (499) and its slot is given back, long before the provider's timeout.
+#[tokio::test]
+async fn silent_streams_end_and_clients_that_leave_free_their_slot() {
+    let mock = mock_upstream();
+    let extra = format!(
+        r#"
+[[providers]]
+name = "sleepy"
+kind = "openai-compatible"
+base_url = "{}/v1"
+stream_idle_timeout_ms = 300
+forward_headers = ["x-mock-chunk-delay-ms"]
+breaker_failures = 0
+
+[[models]]
+alias = "sleepy"
+targets = [{{ provider = "sleepy", model = "gpt-4o-mini" }}]
+"#,
+        mock.url
+    );
+    let gw = Gateway::start_with(&mock.url, &extra);
+    let body = json!({"model": "sleepy", "stream": true, "messages": [{"role": "user", "content": "zzz"}]});
+    let r = post_as(gw.url(), MAIN_KEY, &[("x-mock-chunk-delay-ms", "5000")], &body).await;
+    assert_eq!(r.status(), 504);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("stream idle"), "{v}");
+
+    // a client that sends its request and closes its side while the provider is silent
+    use tokio::io::AsyncWriteExt;
+    let addr = gw.url().trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let chat =
+        json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "then leave"}]}).to_string();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {MAIN_KEY}\r\ncontent-type: application/json\r\nx-mock-chunk-delay-ms: 30000\r\ncontent-length: {}\r\n\r\n",
+        chat.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(chat.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    s.shutdown().await.unwrap();
+    let mut recorded = false;
+    for _ in 0..100 {
+        let text = client().get(format!("{}/metrics", gw.url())).send().await.unwrap().text().await.unwrap();
+        if text.lines().any(|l| l.starts_with("switchyard_requests_total") && l.contains("status=\"499\"")) {
+            recorded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(recorded, "the client's close is recorded within 5 s, not after the provider's 30 s");
+}

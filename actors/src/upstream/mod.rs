@@ -378,7 +378,13 @@ impl UpstreamClient {
         let cx = DecodeCtx { model: call.model, created: unix_secs(), base64: call.base64 };
         if call.stream {
             let s = resp.bytes_stream().map(|r| r.map_err(|e| UpstreamError::Body(root_cause(&e))));
-            let s = guarded(Box::pin(s), deadline, self.cfg.max_event_bytes, self.adapter.stream_framing());
+            let bounds = StreamBounds {
+                deadline,
+                idle: self.cfg.stream_idle_timeout,
+                max_event: self.cfg.max_event_bytes,
+                framing: self.adapter.stream_framing(),
+            };
+            let s = guarded(Box::pin(s), bounds);
             let decoder = self.adapter.stream_decoder(&cx);
             if call.native.is_some() {
                 // relayed as it came; the relay meters it through the decoder
@@ -458,16 +464,30 @@ async fn read_prefix(resp: reqwest::Response, cap: usize) -> Bytes {
     Bytes::from(out)
 }
 
-/// Ends a byte stream with a timeout error at `deadline`, and with an invalid-answer
-/// error when one event (as `framing` delimits them) grows past `max_event` bytes.
-fn guarded(s: ByteStream, deadline: tokio::time::Instant, max_event: usize, framing: Framing) -> ByteStream {
-    let events = EventBound::new(max_event, framing);
+/// What a streamed answer is held to.
+#[derive(Clone, Copy)]
+struct StreamBounds {
+    /// The call's total timeout.
+    deadline: tokio::time::Instant,
+    /// The longest silence between two reads.
+    idle: Duration,
+    max_event: usize,
+    framing: Framing,
+}
+
+/// Ends a byte stream with a timeout error at its deadline or after a silence longer
+/// than its idle bound, and with an invalid-answer error when one event (as its framing
+/// delimits them) grows past its bound.
+fn guarded(s: ByteStream, b: StreamBounds) -> ByteStream {
+    let events = EventBound::new(b.max_event, b.framing);
     Box::pin(futures_util::stream::unfold((s, events, false), move |(mut s, mut events, done)| async move {
         if done {
             return None;
         }
-        match tokio::time::timeout_at(deadline, s.next()).await {
-            Err(_) => Some((Err(UpstreamError::Timeout("total")), (s, events, true))),
+        let idle_until = tokio::time::Instant::now() + b.idle;
+        let (until, phase) = if idle_until < b.deadline { (idle_until, "stream idle") } else { (b.deadline, "total") };
+        match tokio::time::timeout_at(until, s.next()).await {
+            Err(_) => Some((Err(UpstreamError::Timeout(phase)), (s, events, true))),
             Ok(None) => None,
             Ok(Some(Ok(b))) => match events.feed(&b) {
                 Ok(()) => Some((Ok(b), (s, events, false))),

@@ -101,6 +101,7 @@ pub(super) fn providers(
             first_byte_timeout: positive_ms(&f("first_byte_timeout_ms"), p.first_byte_timeout_ms, 60_000, errs),
             timeout: positive_ms(&f("timeout_ms"), p.timeout_ms, 600_000, errs),
             max_retries: p.max_retries.unwrap_or(0),
+            stream_idle_timeout: positive_ms(&f("stream_idle_timeout_ms"), p.stream_idle_timeout_ms, 300_000, errs),
             max_response_bytes: at_least_one(&f("max_response_bytes"), p.max_response_bytes, 64 << 20, errs),
             max_event_bytes: at_least_one(&f("max_event_bytes"), p.max_event_bytes, 16 << 20, errs),
             forward_headers: p.forward_headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
