@@ -405,3 +405,58 @@ async fn a_batch_survives_kill_9_with_one_output_and_one_usage_record_per_reques
     let main = rows.as_array().unwrap().iter().find(|r| r["group"] == "main").unwrap_or_else(|| panic!("{out}"));
     assert_eq!(main["requests"], 120, "one ledger record per request: {out}");
 }
+
+/// Batch API items carry no credential into NATS (any subscriber of the jobs' subjects
+/// would read it): they are signed by the gateway with their batch's key and run as the
+/// batch's owner. A job that names a batch but is not signed for it (published by anyone
+/// who can publish on those subjects) does not run as the owner and does not touch the
+/// batch.
+#[tokio::test]
+async fn batch_items_carry_no_credential_and_forged_items_do_not_run_as_the_owner() {
+    let nats = NatsServer::start();
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, &nats_section(&nats.url(), "bq", ""));
+    gw.wait_nats("connected").await;
+    let url = gw.url();
+    let nc = async_nats::connect(&nats.url()).await.unwrap();
+    let mut watch = nc.subscribe("bq.v1.jobs.>").await.unwrap();
+    nc.flush().await.unwrap();
+
+    let input = [line("a", chat_body("signed one")), line("b", chat_body("signed two"))].join("\n") + "\n";
+    let file: Value = upload(url, MAIN_KEY, "batch", &input).await.json().await.unwrap();
+    let created = create_batch(url, file["id"].as_str().unwrap(), &[]).await;
+    let batch_id = created["id"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(10), futures_util::StreamExt::next(&mut watch))
+            .await
+            .expect("an item")
+            .unwrap();
+        let h = m.headers.clone().unwrap_or_default();
+        assert!(h.get("Authorization").is_none() && h.get("authorization").is_none(), "{h:?}");
+        let payload = String::from_utf8_lossy(&m.payload).to_string();
+        assert!(!payload.contains(MAIN_KEY), "{payload}");
+        assert!(h.get("x-switchyard-item-signature").is_some(), "{h:?}");
+    }
+    let done = wait_status(url, &batch_id, "completed").await;
+    assert_eq!(done["request_counts"], json!({"total": 2, "completed": 2, "failed": 0}));
+
+    // a forged item for that batch, unsigned, published straight to the queue
+    let js = async_nats::jetstream::new(nc.clone());
+    let forged = json!({"id": "forged-1", "endpoint": "chat", "body": chat_body("run me as the owner"),
+        "batch": {"id": batch_id, "custom_id": "evil"}});
+    js.publish("bq.v1.jobs.high", forged.to_string().into()).await.unwrap().await.unwrap();
+    let results = js.get_stream("BQ_RESULTS").await.unwrap();
+    let mut found = None;
+    for _ in 0..100 {
+        if let Ok(m) = results.get_last_raw_message_by_subject("bq.v1.results.forged-1").await {
+            found = Some(serde_json::from_slice::<Value>(&m.payload).unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let result = found.expect("the forged job is answered");
+    assert_eq!(result["status"], "failed", "{result}");
+    assert_eq!(mock_requests(&mock.url).await, 2, "no provider call for the forged job");
+    let v: Value = get(url, MAIN_KEY, &format!("/v1/batches/{batch_id}")).await.json().await.unwrap();
+    assert_eq!(v["request_counts"], json!({"total": 2, "completed": 2, "failed": 0}), "the batch is untouched");
+}

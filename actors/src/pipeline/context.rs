@@ -61,6 +61,18 @@ impl RequestCtx {
     ) -> Result<RequestCtx, GatewayError> {
         let secret = credential(&lookup).filter(|s| !s.is_empty()).ok_or(GatewayError::MissingKey)?;
         let key = runtime.authenticate(secret)?;
+        Self::for_key(runtime, request_id, received, key, lookup)
+    }
+
+    /// The context of work done for `key` (already known: a Batch API item runs as its
+    /// batch's owner), reading the rest from the headers as [`RequestCtx::from_headers`].
+    pub fn for_key<'a>(
+        runtime: Arc<Runtime>,
+        request_id: String,
+        received: Instant,
+        key: Arc<KeyEntry>,
+        lookup: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<RequestCtx, GatewayError> {
         let priority = match lookup("x-switchyard-priority") {
             None => key.key.priority.max(key.max_priority()),
             Some(v) => {

@@ -121,7 +121,6 @@ impl JwtVerifier {
             .get(&self.cfg.team_claim)
             .and_then(|v| v.as_str())
             .ok_or_else(|| invalid(format!("no `{}` claim", self.cfg.team_claim)))?;
-        let team = config.team(team_id).cloned().ok_or_else(|| invalid(format!("unknown team `{team_id}`")))?;
         // the subject is the caller's identity (its ledger rows, its files and batches):
         // a token without one would share an identity with every other such token
         let subject = claims
@@ -129,6 +128,12 @@ impl JwtVerifier {
             .and_then(|v| v.as_str())
             .filter(|s| !s.is_empty())
             .ok_or_else(|| invalid(format!("no `{}` claim", self.cfg.subject_claim)))?;
+        self.key_for(subject, team_id, config)
+    }
+
+    /// The caller a verified token names: its team's policy, its subject's id.
+    pub fn key_for(&self, subject: &str, team_id: &str, config: &Config) -> Result<Arc<KeyEntry>, GatewayError> {
+        let team = config.team(team_id).cloned().ok_or_else(|| invalid(format!("unknown team `{team_id}`")))?;
         let key = Key {
             id: format!("jwt:{subject}"),
             key_sha256: String::new(),

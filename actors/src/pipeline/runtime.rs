@@ -242,6 +242,28 @@ impl Runtime {
         self.providers.iter().map(|(k, v)| (k.clone(), v.health.clone())).collect()
     }
 
+    /// The key with id `id`, for work done on its behalf without its secret (a Batch API
+    /// item, found through its batch's owner): `team` is that of a JWT caller. 401 when
+    /// the key no longer exists (revoked) or has expired.
+    pub fn key_by_id(&self, id: &str, team: Option<&str>) -> Result<Arc<KeyEntry>, GatewayError> {
+        let key = if let Some(subject) = id.strip_prefix("jwt:") {
+            let (Some(v), Some(team)) = (&self.jwt, team) else { return Err(GatewayError::InvalidKey) };
+            v.key_for(subject, team, &self.config)?
+        } else {
+            let vkeys = self.vkeys.load();
+            self.keys
+                .values()
+                .chain(vkeys.values())
+                .find(|k| k.key.id == id)
+                .cloned()
+                .ok_or(GatewayError::InvalidKey)?
+        };
+        if key.key.expires_at_ms.is_some_and(|at| unix_ms() >= at) {
+            return Err(GatewayError::ExpiredKey);
+        }
+        Ok(key)
+    }
+
     /// Looks a presented credential up (by its SHA-256): 401 when unknown or expired.
     pub fn authenticate(&self, secret: &str) -> Result<Arc<KeyEntry>, GatewayError> {
         if let (Some(v), true) = (&self.jwt, jwt::looks_like_jwt(secret)) {

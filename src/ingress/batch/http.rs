@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
-use switchyard_actors::pipeline::{credential, KeyEntry};
+use switchyard_actors::pipeline::KeyEntry;
 use switchyard_actors::GatewayError;
 use switchyard_config::Priority;
 
@@ -152,18 +152,17 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
         let body = read_body(&req, payload, rt.config.server.body_limit_bytes, rt.config.server.body_timeout).await?;
         let create: CreateBatch = serde_json::from_slice(&body)
             .map_err(|e| GatewayError::BadRequest(format!("invalid batch request: {e}")))?;
-        // what every item carries: the caller's credential and the forwarded headers
+        // what every item carries: the forwarded headers; never the caller's credential
+        // (any subscriber of the jobs' subjects would read it), the items run as the
+        // batch's owner
         let lookup = header(&req);
         let mut headers = Vec::new();
-        if let Some(secret) = credential(&lookup) {
-            headers.push(("Authorization".to_string(), format!("Bearer {secret}")));
-        }
         for name in &rt.forward_headers {
             if let Some(v) = lookup(name) {
                 headers.push((name.clone(), v.to_string()));
             }
         }
-        state.batch.create(&key.id, create, lane, &headers).await
+        state.batch.create(&key.id, key.key.team.as_deref(), create, lane, &headers).await
     }
     .await;
     reply(&req, result)

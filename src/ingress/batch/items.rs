@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use switchyard_actors::pipeline::Failure;
 use switchyard_actors::GatewayError;
 
-use super::read_batch;
+use super::{read_batch, BatchRecord};
 
 /// The batch a job belongs to (`{"batch": {"id", "custom_id"}}` in the job): its output
 /// line goes to the batch, not to `<prefix>.v1.results.<id>`.
@@ -26,21 +26,32 @@ pub enum Gate {
     Foreign(Failure),
 }
 
-/// A batch item runs only while its batch is live and under the key that created it.
-pub async fn gate(batches: &async_nats::jetstream::kv::Store, b: &BatchRef, key_id: &str) -> Result<(), Gate> {
-    let foreign = || Err(Gate::Foreign(Failure::from(GatewayError::Missing(format!("no batch `{}`", b.id)))));
+/// The record of the batch an item names (its owner, a JWT owner's team, its item key),
+/// whatever its status: the caller first makes sure the item is the batch's, then asks
+/// [`live`] whether it may run.
+pub async fn gate(batches: &async_nats::jetstream::kv::Store, b: &BatchRef) -> Result<BatchRecord, Gate> {
     match read_batch(batches, &b.id).await {
         Err(e) => {
             tracing::warn!(batch = %b.id, error = %e, "cannot read a batch record; retrying later");
             Err(Gate::Later)
         }
-        Ok(None) => foreign(),
-        Ok(Some((rec, _))) if rec.owner != key_id => foreign(),
-        Ok(Some((rec, _))) if rec.status.serves_items() => Ok(()),
-        Ok(Some((rec, _))) => {
-            let e = GatewayError::Cancelled(format!("batch `{}` is {}", b.id, json!(rec.status)));
-            Err(Gate::Skip(Failure::from(e)))
-        }
+        Ok(None) => Err(foreign(b)),
+        Ok(Some((rec, _))) => Ok(rec),
+    }
+}
+
+/// Not an item of that batch: answered like a plain job, no batch is touched.
+pub fn foreign(b: &BatchRef) -> Gate {
+    Gate::Foreign(Failure::from(GatewayError::Missing(format!("no batch `{}`", b.id))))
+}
+
+/// An item of `rec` runs only while the batch is live; otherwise it gets an error line.
+pub fn live(rec: &BatchRecord) -> Result<(), Gate> {
+    if rec.status.serves_items() {
+        Ok(())
+    } else {
+        let e = GatewayError::Cancelled(format!("batch `{}` is {}", rec.id, json!(rec.status)));
+        Err(Gate::Skip(Failure::from(e)))
     }
 }
 

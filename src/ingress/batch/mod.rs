@@ -54,6 +54,34 @@ fn missing(what: &str, id: &str) -> GatewayError {
     GatewayError::Missing(format!("no {what} `{shown}`"))
 }
 
+/// The header that signs a Batch API item's job: HMAC-SHA256 of the job's body with its
+/// batch's `item_key`. Items carry no credential (any subscriber of the jobs' subjects
+/// could read one); the signature proves the job was made by the gateway for that batch,
+/// so it may run as the batch's owner.
+pub const ITEM_SIGNATURE: &str = "x-switchyard-item-signature";
+
+/// The signature of one item's job body.
+pub fn item_signature(item_key: &str, payload: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, item_key.as_bytes());
+    hex::encode(ring::hmac::sign(&key, payload).as_ref())
+}
+
+/// Whether `signature` signs `payload` with `item_key` (in constant time).
+pub fn item_signed(item_key: &str, payload: &[u8], signature: &str) -> bool {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, item_key.as_bytes());
+    hex::decode(signature).is_ok_and(|tag| ring::hmac::verify(&key, payload, &tag).is_ok())
+}
+
+/// A new batch's item key: 32 random bytes from the system's generator, in hex.
+fn new_item_key() -> Result<String, GatewayError> {
+    use ring::rand::SecureRandom as _;
+    let mut raw = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut raw)
+        .map_err(|_| GatewayError::Internal("no system randomness for a batch's item key".into()))?;
+    Ok(hex::encode(raw))
+}
+
 /// An id as the API makes them (1 to 128 characters of `[A-Za-z0-9_-]`), checked before
 /// it reaches NATS as part of a subject or key: anything else is a 404 at once.
 fn known_shape<'a>(what: &str, id: &'a str) -> Result<&'a str, GatewayError> {
@@ -131,10 +159,12 @@ impl BatchApi {
     }
 
     /// `POST /v1/batches`: checks the input file, records the batch, queues its items.
-    /// `headers` (the caller's credential and forwarded headers) go with every item.
+    /// `headers` (the forwarded headers, never a credential) go with every item; the items
+    /// run as the batch's owner, read from its record by the job runner.
     pub async fn create(
         &self,
         owner: &str,
+        owner_team: Option<&str>,
         req: CreateBatch,
         lane: Priority,
         headers: &[(String, String)],
@@ -169,6 +199,8 @@ impl BatchApi {
         let mut rec = BatchRecord {
             id: new_id("batch_"),
             owner: owner.to_string(),
+            owner_team: owner_team.map(str::to_string),
+            item_key: new_item_key()?,
             endpoint: req.endpoint.clone(),
             input_file_id: req.input_file_id.clone(),
             completion_window: req.completion_window.clone(),
@@ -294,10 +326,10 @@ async fn queue_items(
             h.insert(k.as_str(), v.as_str());
         }
         h.insert("Nats-Msg-Id", id.as_str());
-        let ack = js
-            .publish_with_headers(subject.clone(), h, Bytes::from(job.to_string()))
-            .await
-            .map_err(NatsError::on("publish", &subject))?;
+        let payload = Bytes::from(job.to_string());
+        h.insert(ITEM_SIGNATURE, item_signature(&rec.item_key, &payload).as_str());
+        let ack =
+            js.publish_with_headers(subject.clone(), h, payload).await.map_err(NatsError::on("publish", &subject))?;
         pending.push(std::future::IntoFuture::into_future(ack));
         if pending.len() >= PUBLISH_WINDOW {
             if let Some(r) = pending.next().await {

@@ -42,8 +42,15 @@ impl Status {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BatchRecord {
     pub id: String,
-    /// The key id that created it; only that key sees it.
+    /// The key id that created it; only that key sees it, and its items run as it.
     pub owner: String,
+    /// The team of a JWT owner (`jwt:<sub>`): with it, the items' caller is made again.
+    #[serde(default)]
+    pub owner_team: Option<String>,
+    /// The key of its items' signatures (hex): an item runs as the owner only when its
+    /// job is signed with it. Empty in records made before items were signed.
+    #[serde(default)]
+    pub item_key: String,
     pub endpoint: String,
     pub input_file_id: String,
     pub completion_window: String,

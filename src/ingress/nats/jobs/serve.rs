@@ -18,7 +18,8 @@ use switchyard_actors::types::{unix_ms, EmbeddingsRequest, UsageRecord};
 use switchyard_actors::GatewayError;
 use switchyard_config::{Nats, Priority};
 
-use crate::ingress::batch::items::{gate, output_line, BatchRef, Gate};
+use crate::ingress::batch::items::{foreign, gate, live, output_line, BatchRef, Gate};
+use crate::ingress::batch::{item_signed, ITEM_SIGNATURE};
 use crate::ingress::nats::batcher::BatchJob;
 use crate::ingress::nats::streams::valid_job_id;
 use crate::ingress::nats::{call, header};
@@ -189,20 +190,46 @@ pub(super) async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message
             return store(s, &id, attempt, Err(&failure), None, batch).await;
         }
     };
-    let mut ctx = match RequestCtx::from_headers(s.engine.runtime(), id.clone(), received, lookup) {
+    // a plain job runs under the credential its publisher sent; a Batch API item runs as
+    // its batch's owner, when the gateway's signature proves it is that batch's item
+    let rt = s.engine.runtime();
+    let made = match batch {
+        None => RequestCtx::from_headers(rt, id.clone(), received, lookup),
+        Some(b) => {
+            let rec = match gate(&s.batches, b).await {
+                Ok(rec) => rec,
+                Err(Gate::Later) => return Done::Later { delay: Duration::from_secs(1), retried: false },
+                Err(Gate::Skip(failure) | Gate::Foreign(failure)) => {
+                    return store(s, &id, attempt, Err(&failure), None, None).await
+                }
+            };
+            let made = if rec.item_key.is_empty() {
+                // a batch made before items were signed: its items carry the owner's key
+                RequestCtx::from_headers(rt, id.clone(), received, lookup)
+                    .ok()
+                    .filter(|c| *c.key.id == *rec.owner)
+                    .ok_or_else(|| foreign(b))
+            } else if lookup(ITEM_SIGNATURE).is_some_and(|sig| item_signed(&rec.item_key, &msg.payload, sig)) {
+                rt.key_by_id(&rec.owner, rec.owner_team.as_deref())
+                    .and_then(|key| RequestCtx::for_key(rt.clone(), id.clone(), received, key, lookup))
+                    .map_err(|e| Gate::Skip(Failure::from(e)))
+            } else {
+                Err(foreign(b))
+            };
+            match made.and_then(|c| live(&rec).map(|()| c)) {
+                Ok(c) => Ok(c),
+                // a forged item or another key's job: answered like a plain job, no batch touched
+                Err(Gate::Foreign(failure)) => return store(s, &id, attempt, Err(&failure), None, None).await,
+                Err(Gate::Skip(failure)) => return store(s, &id, attempt, Err(&failure), None, batch).await,
+                Err(Gate::Later) => return Done::Later { delay: Duration::from_secs(1), retried: false },
+            }
+        }
+    };
+    let mut ctx = match made {
         Ok(c) => c,
         Err(e) => return store(s, &id, attempt, Err(&Failure::from(e)), None, batch).await,
     };
     ctx.priority = lane;
-    if let Some(b) = batch {
-        match gate(&s.batches, b, &ctx.key.id).await {
-            Ok(()) => {}
-            Err(Gate::Later) => return Done::Later { delay: Duration::from_secs(1), retried: false },
-            Err(Gate::Skip(failure)) => return store(s, &id, attempt, Err(&failure), None, batch).await,
-            // not this key's batch: answered like a plain job, the batch is untouched
-            Err(Gate::Foreign(failure)) => return store(s, &id, attempt, Err(&failure), None, None).await,
-        }
-    }
     // a job's answer is stored whole: no streaming
     let mut body = job.body;
     if let Some(o) = body.as_object_mut() {
