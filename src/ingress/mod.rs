@@ -7,10 +7,19 @@ pub mod nats;
 pub mod respond;
 
 use actix_web::web;
+use switchyard_actors::GatewayError;
 
 /// Every route, in one place.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/chat/completions", web::post().to(http::chat))
+    // a query actix cannot read (a repeated `by=`, a wrong type) is answered in the API's
+    // error shape too, not in actix's plain text
+    let query = web::QueryConfig::default().error_handler(|e, req| {
+        let message = format!("invalid query string: {e}");
+        let answer = respond::simple_error(&respond::request_id(req), GatewayError::BadRequest(message));
+        actix_web::error::InternalError::from_response(e, answer).into()
+    });
+    cfg.app_data(query)
+        .route("/v1/chat/completions", web::post().to(http::chat))
         .route("/v1/embeddings", web::post().to(http::embeddings))
         .route("/v1/messages", web::post().to(http::messages))
         .route("/v1/moderations", web::post().to(http::moderations))

@@ -205,6 +205,11 @@ models = ["chat", "embed"]
     }
     let r = admin_call(&gw, Method::GET, "/admin/usage?by=week", ADMIN_KEY, None).await;
     assert_eq!(r.status(), 400);
+    // a query actix cannot read is answered in the same JSON shape
+    let r = admin_call(&gw, Method::GET, "/admin/usage?by=key&by=team", ADMIN_KEY, None).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_request", "{v}");
 
     // the CLI speaks to the same API
     let url = gw.url().to_string();
