@@ -25,46 +25,7 @@ const SEEDS: &[&[u8]] = &[
 ];
 
 fn mutate(rng: &mut fastrand::Rng, input: &[u8]) -> Vec<u8> {
-    let mut v = input.to_vec();
-    for _ in 0..rng.usize(1..8) {
-        match rng.u8(0..6) {
-            0 if !v.is_empty() => {
-                let i = rng.usize(0..v.len());
-                v[i] ^= 1 << rng.u8(0..8);
-            }
-            1 => {
-                let i = rng.usize(0..=v.len());
-                v.insert(i, rng.u8(..));
-            }
-            2 if !v.is_empty() => {
-                let i = rng.usize(0..v.len());
-                v.remove(i);
-            }
-            3 if !v.is_empty() => {
-                let cut = rng.usize(0..v.len());
-                v.truncate(cut);
-            }
-            4 => {
-                // splice a piece of another seed
-                let other = SEEDS[rng.usize(0..SEEDS.len())];
-                if !other.is_empty() {
-                    let a = rng.usize(0..other.len());
-                    let b = rng.usize(a..=other.len().min(a + 64));
-                    let at = rng.usize(0..=v.len());
-                    v.splice(at..at, other[a..b].iter().copied());
-                }
-            }
-            _ => {
-                // structure-breaking bytes parsers must survive
-                let tokens: &[&[u8]] =
-                    &[b"{", b"}", b"[", b"]", b"\"", b"\\u", b"\n\n", b"data: ", b"\xff", b"\xe2\x80", b"0e999999"];
-                let t = tokens[rng.usize(0..tokens.len())];
-                let at = rng.usize(0..=v.len());
-                v.splice(at..at, t.iter().copied());
-            }
-        }
-    }
-    v
+    crate::fuzz::mutate(rng, input, SEEDS)
 }
 
 fn scanner() -> Scanner {
@@ -80,6 +41,7 @@ fn parsers_survive_mutated_and_random_input() {
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let scan = scanner();
     let injection = InjectionScorer::new().unwrap();
+    let anthropic = crate::providers::adapter(switchyard_config::ProviderKind::Anthropic);
     let iterations = 6_000;
     for i in 0..iterations {
         let input = if i % 10 == 0 {
@@ -97,9 +59,14 @@ fn parsers_survive_mutated_and_random_input() {
         let mut at = 0;
         while at < input.len() {
             let n = rng.usize(1..=16).min(input.len() - at);
-            let _ = p.feed(&input[at..at + n]);
+            // and every event through the stream classifiers (OpenAI's, Anthropic's own)
+            for ev in p.feed(&input[at..at + n]).unwrap_or_default() {
+                let _ = crate::providers::openai::stream_step(&ev);
+                let _ = anthropic.native_stream_step(&ev);
+            }
             at += n;
         }
+        let _ = from_anthropic::untranslated_fields(&input);
         // text scanners on whatever UTF-8 the bytes hold
         let text = String::from_utf8_lossy(&input);
         let mut vault = Vault::default();

@@ -6,6 +6,7 @@
 pub mod actors;
 pub mod coalesce;
 pub mod error;
+pub mod fuzz;
 pub mod guardrails;
 pub mod ids;
 pub mod metrics;

@@ -201,6 +201,27 @@ pub async fn read_batch(kv: &kv::Store, id: &str) -> Result<Option<(BatchRecord,
 mod tests {
     use super::*;
 
+    /// Batch input files (JSONL from any caller) under seeded random mutation: an error
+    /// value, never a panic, and never more items than the bound.
+    #[test]
+    fn input_files_survive_mutated_and_random_input() {
+        let good = [line("a", "/v1/chat/completions"), line("b", "/v1/embeddings")].join("\n");
+        let seeds: [&[u8]; 2] =
+            [good.as_bytes(), b"{\"custom_id\":\"x\",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":{}}\n"];
+        let mut rng = fastrand::Rng::with_seed(0xba7c);
+        for i in 0..4_000 {
+            let input = if i % 10 == 0 {
+                (0..rng.usize(0..256)).map(|_| rng.u8(..)).collect()
+            } else {
+                let seed = seeds[rng.usize(0..seeds.len())];
+                switchyard_actors::fuzz::mutate(&mut rng, seed, &seeds)
+            };
+            if let Ok(items) = parse_input(&input, 3) {
+                assert!(items.len() <= 3);
+            }
+        }
+    }
+
     fn line(id: &str, url: &str) -> String {
         json!({"custom_id": id, "method": "POST", "url": url, "body": {"model": "m"}}).to_string()
     }

@@ -379,6 +379,28 @@ pub(super) async fn publish_confirmed(js: &JetStream, subject: String, msg_id: &
 mod tests {
     use super::*;
 
+    /// Job envelopes (JSON from any NATS publisher) under seeded random mutation: parsed
+    /// or refused, never a panic.
+    #[test]
+    fn job_envelopes_survive_mutated_and_random_input() {
+        let seeds: [&[u8]; 2] = [
+            br#"{"id":"j-1","endpoint":"chat","body":{"model":"m","messages":[{"role":"user","content":"hi"}]}}"#,
+            br#"{"id":"b-0","endpoint":"embeddings","body":{"model":"e","input":"x"},"batch":{"id":"batch_1","custom_id":"c"}}"#,
+        ];
+        let mut rng = fastrand::Rng::with_seed(0x70b5);
+        for i in 0..4_000 {
+            let input: Vec<u8> = if i % 10 == 0 {
+                (0..rng.usize(0..256)).map(|_| rng.u8(..)).collect()
+            } else {
+                let seed = seeds[rng.usize(0..seeds.len())];
+                switchyard_actors::fuzz::mutate(&mut rng, seed, &seeds)
+            };
+            if let Ok(j) = serde_json::from_slice::<JobBody>(&input) {
+                let _ = (valid_job_id(&j.id), j.batch.map(|b| valid_job_id(&b.id)));
+            }
+        }
+    }
+
     fn cfg() -> Nats {
         let raw = "[nats]\nurl = \"nats://127.0.0.1:4222\"\nprefix = \"acme.ai\"\n";
         match switchyard_config::load_str(raw, std::path::Path::new("."), &|_| None) {
