@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use switchyard_config::Priority;
@@ -39,13 +40,17 @@ pub struct ProviderWorker {
     jobs_share: f64,
     /// Slots held by background jobs.
     background: usize,
-    /// Index 0 = high, 1 = normal, 2 = low, 3 = background jobs.
-    queues: [VecDeque<Box<JobState>>; 4],
+    /// Interactive requests waiting: index 0 = high, 1 = normal, 2 = low.
+    queues: [VecDeque<Box<JobState>>; 3],
+    /// Background jobs waiting (durable NATS jobs, Batch API items), by the same lanes,
+    /// each with the time it began to wait.
+    background_queues: [VecDeque<(Instant, Box<JobState>)>; 3],
+    /// A waiting background job gains one lane per this much waiting, so a low one is
+    /// not passed over for ever (`nats.aging_ms`).
+    aging: Duration,
     /// Its own address as permits hold it (made once).
     me: Option<To<Release>>,
 }
-
-const BACKGROUND: usize = 3;
 
 fn lane(p: Priority) -> usize {
     match p {
@@ -66,12 +71,20 @@ impl ProviderWorker {
             jobs_share: 0.5,
             background: 0,
             queues: Default::default(),
+            background_queues: Default::default(),
+            aging: Duration::from_secs(30),
             me: None,
         }
     }
 
     pub fn with_jobs_share(mut self, share: f64) -> ProviderWorker {
         self.jobs_share = share;
+        self
+    }
+
+    /// How fast a waiting background job gains priority.
+    pub fn with_aging(mut self, aging: Duration) -> ProviderWorker {
+        self.aging = aging;
         self
     }
 
@@ -103,11 +116,27 @@ impl ProviderWorker {
     }
 
     fn queued(&self) -> usize {
-        self.queues.iter().map(VecDeque::len).sum()
+        self.interactive_queued() + self.background_queues.iter().map(VecDeque::len).sum::<usize>()
     }
 
     fn interactive_queued(&self) -> usize {
-        self.queues[..BACKGROUND].iter().map(VecDeque::len).sum()
+        self.queues.iter().map(VecDeque::len).sum()
+    }
+
+    /// The background job to start next: high before normal before low, each lane in
+    /// arrival order, but one that has waited `aging` per lane of difference wins over
+    /// a newer one of a higher lane.
+    fn pop_background(&mut self) -> Option<Box<JobState>> {
+        let now = Instant::now();
+        let aging = self.aging.as_secs_f64().max(1e-3);
+        let best = (0..self.background_queues.len())
+            .filter_map(|lane| {
+                let (since, _) = self.background_queues[lane].front()?;
+                let waited = now.saturating_duration_since(*since).as_secs_f64();
+                Some((lane, waited / aging - lane as f64))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))?;
+        self.background_queues[best.0].pop_front().map(|(_, job)| job)
     }
 
     /// Slots jobs may hold: the share of the concurrency, at least one.
@@ -145,9 +174,9 @@ impl ProviderWorker {
     /// gave up are dropped (their tickets settle).
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
         while self.inflight() < self.concurrency() {
-            let job = match self.queues[..BACKGROUND].iter_mut().find_map(VecDeque::pop_front) {
+            let job = match self.queues.iter_mut().find_map(VecDeque::pop_front) {
                 Some(job) => job,
-                None if self.background_may_start() => match self.queues[BACKGROUND].pop_front() {
+                None if self.background_may_start() => match self.pop_background() {
                     Some(job) => job,
                     None => break,
                 },
@@ -178,7 +207,7 @@ impl Handler<Job> for ProviderWorker {
 
     fn handle(&mut self, Job(job): Job, ctx: &mut Self::Context) {
         if job.background {
-            if self.queues[BACKGROUND].is_empty() && self.background_may_start() {
+            if self.background_queues.iter().all(VecDeque::is_empty) && self.background_may_start() {
                 return self.grant(job, ctx);
             }
         } else if self.inflight() < self.concurrency() && self.interactive_queued() == 0 {
@@ -188,8 +217,11 @@ impl Handler<Job> for ProviderWorker {
             let rate = job.rate.clone().unwrap_or_default();
             return job.refuse(Refusal::QueueFull { provider: self.name.clone(), rate });
         }
-        let lane = if job.background { BACKGROUND } else { lane(job.priority) };
-        self.queues[lane].push_back(job);
+        if job.background {
+            self.background_queues[lane(job.priority)].push_back((Instant::now(), job));
+        } else {
+            self.queues[lane(job.priority)].push_back(job);
+        }
         self.publish_queue();
         self.dispatch(ctx);
     }
@@ -285,6 +317,45 @@ mod tests {
         drop((a, b, c));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(w.send(Stats).await.unwrap(), WorkerStats { inflight: 2, queued: 1, background: 2 });
+    }
+
+    /// Background jobs (durable NATS jobs) take the provider's slots high before normal
+    /// before low, whatever order they arrived in (20 lows then 6 highs used to finish in
+    /// arrival order); a low one that has waited long enough goes before newer highs.
+    #[actix_rt::test]
+    async fn background_jobs_take_slots_by_priority_with_aging() {
+        let limiter = RateLimiter::default().start();
+        let w = ProviderWorker::new("p", 1, 64).with_jobs_share(1.0).with_aging(Duration::from_secs(3600)).start();
+        let first = acquire_as(&w, &limiter, Priority::Low, true).await.await.unwrap().unwrap();
+        let mut waiting = Vec::new();
+        for p in [Priority::Low, Priority::Low, Priority::Normal, Priority::Low, Priority::High, Priority::High] {
+            waiting.push((p, acquire_as(&w, &limiter, p, true).await));
+        }
+        drop(first);
+        let mut order = Vec::new();
+        while !waiting.is_empty() {
+            // the one that got the slot is the one answered; the others still wait
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let i = waiting.iter_mut().position(|(_, rx)| !rx.is_empty()).expect("a job got the slot");
+            let (p, rx) = waiting.remove(i);
+            order.push(p);
+            drop(rx.await.unwrap().unwrap());
+        }
+        use Priority::*;
+        assert_eq!(order, [High, High, Normal, Low, Low, Low]);
+
+        // with aging, a low that has waited long enough goes before a newer high
+        let w = ProviderWorker::new("p", 1, 64).with_jobs_share(1.0).with_aging(Duration::from_millis(20)).start();
+        let first = acquire_as(&w, &limiter, Priority::Low, true).await.await.unwrap().unwrap();
+        let mut old_low = acquire_as(&w, &limiter, Priority::Low, true).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut new_high = acquire_as(&w, &limiter, Priority::High, true).await;
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!old_low.is_empty() && new_high.is_empty(), "the low that waited 5 agings goes first");
+        drop(old_low.try_recv().unwrap().unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(new_high.try_recv().is_ok());
     }
 
     #[actix_rt::test]

@@ -58,7 +58,11 @@ impl Engine {
                 }
                 None => {
                     let (name, c, q, share) = (p.name.clone(), p.concurrency, p.queue_size, p.jobs_share);
-                    let worker = ProviderWorker::new(name, c, q).with_jobs_share(share).start_on(engine_thread);
+                    let aging = config.nats.as_ref().map_or(std::time::Duration::from_secs(30), |n| n.aging);
+                    let worker = ProviderWorker::new(name, c, q)
+                        .with_jobs_share(share)
+                        .with_aging(aging)
+                        .start_on(engine_thread);
                     let handle = Arc::new(ProviderHandle {
                         worker,
                         client: UpstreamClient::new(p.clone())?,
