@@ -430,6 +430,14 @@ impl NatsServer {
         panic!("nats-server did not start on port {}", self.port);
     }
 
+    /// Kills the server with SIGKILL (what it had not synced to its store is lost).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Graceful stop (SIGTERM), waiting for the exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

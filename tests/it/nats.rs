@@ -557,3 +557,38 @@ async fn with_batching_off_each_embedding_job_is_its_own_call() {
     wait_len(&js, "JN_RESULTS", 20, 30).await;
     assert_eq!(mock_requests(&mock.url).await, 20);
 }
+
+/// nats-server killed with -9 mid-run and started again on the same store: every job is
+/// answered once, and the jobs stream ends empty (answered jobs whose removal the killed
+/// server had not synced are removed by the gateway against the consumers' ack floors,
+/// instead of staying in the work queue for good).
+#[tokio::test]
+async fn answered_jobs_do_not_stay_in_the_queue_after_nats_is_killed() {
+    let mut nats = NatsServer::start();
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, &nats_section(&nats.url(), "jk", "ack_wait_secs = 2"));
+    gw.wait_nats("connected").await;
+    let js = async_nats::jetstream::new(connect(&nats.url()).await);
+    wait_stream(&js, "JK_JOBS", 20).await;
+    for i in 0..40 {
+        publish_job(&js, "jk", "normal", chat_job(&format!("k-{i}"), "x"), &[("x-mock-latency-ms", "10")]).await;
+    }
+    wait_len(&js, "JK_RESULTS", 20, 30).await;
+    nats.kill9();
+    nats.restart();
+    let js = async_nats::jetstream::new(connect(&nats.url()).await);
+    wait_len(&js, "JK_RESULTS", 40, 60).await;
+    let results = by_id(&read_stream(&js, "JK_RESULTS").await, "id");
+    assert_eq!(results.len(), 40);
+    assert!(results.values().all(|r| r.len() == 1));
+    let mut left = u64::MAX;
+    for _ in 0..100 {
+        let mut stream = js.get_stream("JK_JOBS").await.unwrap();
+        left = stream.info().await.unwrap().state.messages;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "answered jobs left in the work queue");
+}
