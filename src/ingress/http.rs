@@ -146,6 +146,24 @@ pub(crate) async fn models(req: HttpRequest, state: web::Data<AppState>) -> Http
     b.json(json!({"object": "list", "data": data}))
 }
 
+/// `GET /v1/models/{id}`: one alias the caller's key may use (the OpenAI SDKs'
+/// `models.retrieve`); 404 `model_not_found` for any other id.
+pub(crate) async fn model(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    let request_id = request_id(&req);
+    let rt = state.engine.runtime();
+    let key = match authenticate(&req, &rt) {
+        Ok(k) => k,
+        Err(e) => return simple_error(&request_id, e),
+    };
+    let id = path.into_inner();
+    if !rt.model_aliases().any(|a| a == id) || !key.allows_model(&id) {
+        return simple_error(&request_id, GatewayError::UnknownModel(id));
+    }
+    let mut b = HttpResponse::Ok();
+    set(&mut b, names::X_REQUEST_ID, &request_id);
+    b.json(json!({"id": id, "object": "model", "created": 0, "owned_by": "switchyard"}))
+}
+
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }

@@ -24,6 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/messages", web::post().to(http::messages))
         .route("/v1/moderations", web::post().to(http::moderations))
         .route("/v1/models", web::get().to(http::models))
+        .route("/v1/models/{id}", web::get().to(http::model))
         .route("/metrics", web::get().to(http::metrics))
         .route("/healthz", web::get().to(http::healthz))
         .route("/readyz", web::get().to(http::readyz))

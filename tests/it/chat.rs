@@ -129,6 +129,21 @@ async fn models_lists_only_the_keys_aliases() {
     assert_eq!(some["data"][0]["id"], "chat");
     let r = client().get(format!("{}/v1/models", gw.url())).send().await.unwrap();
     assert_eq!(r.status(), 401);
+    // one model (the SDKs' `models.retrieve`): the key's aliases only
+    let get = |key: &'static str, id: &str| {
+        let url = format!("{}/v1/models/{id}", gw.url());
+        async move { client().get(url).bearer_auth(key).send().await.unwrap() }
+    };
+    let r = get(MAIN_KEY, "claude").await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((v["id"].as_str(), v["object"].as_str()), (Some("claude"), Some("model")));
+    for (key, id) in [("sk-test-rpm", "claude"), (MAIN_KEY, "no-such-model")] {
+        let r = get(key, id).await;
+        assert_eq!(r.status(), 404, "{key} {id}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "model_not_found");
+    }
 }
 
 #[tokio::test]

@@ -53,6 +53,12 @@ assert mod.results[0].category_scores.violence >= 0.5, mod
 # models
 ids = [m.id for m in client.models.list()]
 assert "chat" in ids and "embed" in ids, ids
+assert client.models.retrieve("chat").id == "chat"
+try:
+    client.models.retrieve("no-such-model")
+    raise AssertionError("expected NotFoundError")
+except openai.NotFoundError:
+    pass
 
 # errors map to the SDK's exception types
 try:
