@@ -319,3 +319,22 @@ async fn what_a_translation_cannot_carry_is_named() {
     let r = messages(gw.url(), MAIN_KEY, &ask("chat", "nothing to drop"), &[]).await;
     assert!(r.headers().get("x-switchyard-dropped-fields").is_none());
 }
+
+/// A system turn after a user turn (the current Messages API takes it, and Claude Code
+/// sends one on its first request) is served, by an OpenAI-format target and by an
+/// Anthropic one.
+#[tokio::test]
+async fn a_system_turn_inside_the_conversation_is_served() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    for model in ["chat", "claude"] {
+        let body = json!({"model": model, "max_tokens": 64, "messages": [
+            {"role": "user", "content": "first"},
+            {"role": "system", "content": [{"type": "text", "text": "be brief"}]},
+            {"role": "user", "content": "second"}]});
+        let r = messages(gw.url(), MAIN_KEY, &body, &[]).await;
+        assert_eq!(r.status(), 200, "{model}");
+        let m: Value = r.json().await.unwrap();
+        assert_eq!(m["type"], "message", "{model}: {m}");
+    }
+}

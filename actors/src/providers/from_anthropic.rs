@@ -113,8 +113,19 @@ fn image_part(block: &Value, at: &str) -> Result<Value, GatewayError> {
 fn convert_message(m: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), GatewayError> {
     let at = format!("messages.{i}");
     let role = m.get("role").and_then(Value::as_str).ok_or_else(|| bad(format!("{at}.role: Field required")))?;
+    if role == "system" {
+        // a system turn inside the conversation (the current API takes it; Claude Code
+        // sends one): a system message at the same place
+        let text = match m.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(_)) => result_text(m.get("content")),
+            _ => return Err(bad(format!("{at}.content: must be a string or an array of text blocks"))),
+        };
+        out.push(json!({"role": "system", "content": text}));
+        return Ok(());
+    }
     if role != "user" && role != "assistant" {
-        return Err(bad(format!("{at}.role: must be `user` or `assistant`, not `{role}`")));
+        return Err(bad(format!("{at}.role: must be `user`, `assistant` or `system`, not `{role}`")));
     }
     let blocks = match m.get("content") {
         Some(Value::String(s)) => {
