@@ -532,7 +532,10 @@ mod tests {
             |content: Value| json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": content}]});
         assert!(err(m(json!([{"type": "document"}]))).contains("`document`"));
         assert!(err(m(json!([{"type": "tool_result"}]))).contains("tool_use_id"));
+        // a system turn alone is no conversation; a role no API has is named
         assert!(err(json!({"model": "m", "max_tokens": 1, "messages": [{"role": "system", "content": "x"}]}))
+            .contains("at least one"));
+        assert!(err(json!({"model": "m", "max_tokens": 1, "messages": [{"role": "root", "content": "x"}]}))
             .contains("role"));
         assert!(request(b"{not json").unwrap_err().to_string().contains("invalid JSON"));
     }
