@@ -211,5 +211,48 @@ pub(crate) async fn moderations(req: HttpRequest, payload: web::Payload, state: 
 }
 
 pub(crate) async fn not_found(req: HttpRequest) -> HttpResponse {
-    simple_error(&request_id(&req), GatewayError::NotFound)
+    let request_id = request_id(&req);
+    // an Anthropic path gets Anthropic's error shape
+    if req.path().starts_with("/v1/messages") {
+        return anthropic_error(&request_id, &Failure::from(GatewayError::NotFound));
+    }
+    simple_error(&request_id, GatewayError::NotFound)
+}
+
+/// `POST /v1/messages/count_tokens`: the input tokens of a Messages request for an alias
+/// the key may use, in Anthropic's shape (`{"input_tokens"}`), as the gateway counts them
+/// for its limits (tiktoken's `o200k_base`; a provider's own count may differ by a few
+/// percent).
+pub(crate) async fn count_tokens(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let request_id = request_id(&req);
+    let runtime = state.engine.runtime();
+    let (limit, timeout) = (runtime.config.server.body_limit_bytes, runtime.config.server.body_timeout);
+    let result = async {
+        let ctx = RequestCtx::from_headers(runtime.clone(), request_id.clone(), Instant::now(), header(&req))?;
+        let body = read_body(&req, payload, limit, timeout).await?;
+        let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            return Err(GatewayError::BadRequest("the body must be a JSON object".into()));
+        };
+        // counting needs no `max_tokens`
+        obj.entry("max_tokens").or_insert(json!(1));
+        let openai = from_anthropic::request(&serde_json::to_vec(&obj).unwrap_or_default())?;
+        let chat = switchyard_actors::types::ChatRequest::parse(&openai)?;
+        if runtime.config.model(&chat.model).is_none() {
+            return Err(GatewayError::UnknownModel(chat.model));
+        }
+        if !ctx.key.allows_model(&chat.model) {
+            return Err(GatewayError::ModelNotAllowed(chat.model));
+        }
+        Ok(switchyard_actors::tokens::estimate_prompt(&chat))
+    }
+    .await;
+    match result {
+        Ok(n) => {
+            let mut b = HttpResponse::Ok();
+            set(&mut b, names::X_REQUEST_ID, &request_id);
+            set(&mut b, names::REQUEST_ID, &request_id);
+            b.json(json!({"input_tokens": n}))
+        }
+        Err(e) => anthropic_error(&request_id, &Failure::from(e)),
+    }
 }

@@ -338,3 +338,40 @@ async fn a_system_turn_inside_the_conversation_is_served() {
         assert_eq!(m["type"], "message", "{model}: {m}");
     }
 }
+
+/// `POST /v1/messages/count_tokens` answers the gateway's count in Anthropic's shape, for
+/// the aliases the key may use; other paths under `/v1/messages` answer 404 in Anthropic's
+/// shape too.
+#[tokio::test]
+async fn count_tokens_and_anthropic_shaped_404s() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    let count = |body: Value| {
+        let url = format!("{}/v1/messages/count_tokens", gw.url());
+        async move { client().post(url).header("x-api-key", MAIN_KEY).json(&body).send().await.unwrap() }
+    };
+    let short = count(json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(short.status(), 200);
+    let short: Value = short.json().await.unwrap();
+    let long: Value = count(json!({"model": "chat", "messages": [{"role": "user", "content": "hi ".repeat(300)}]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (s, l) = (short["input_tokens"].as_u64().unwrap(), long["input_tokens"].as_u64().unwrap());
+    assert!(0 < s && s < l, "{short} {long}");
+    let r = count(json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]})).await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+    let r = client()
+        .post(format!("{}/v1/messages/nothing-here", gw.url()))
+        .header("x-api-key", MAIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(mock_requests(&mock.url).await, 0, "counting calls no provider");
+}

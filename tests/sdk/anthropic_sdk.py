@@ -47,6 +47,30 @@ m = client.messages.create(
 )
 assert m.stop_reason == "end_turn", m
 
+# count_tokens: the gateway's count, in Anthropic's shape
+short = client.messages.count_tokens(model="claude", messages=[{"role": "user", "content": "hi"}])
+long = client.messages.count_tokens(
+    model="claude", system="be brief", messages=[{"role": "user", "content": "hi " * 200}]
+)
+assert 0 < short.input_tokens < long.input_tokens, (short, long)
+try:
+    client.messages.count_tokens(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    raise AssertionError("expected NotFoundError")
+except anthropic.NotFoundError:
+    pass
+
+# a system turn inside the conversation (Claude Code sends one)
+m = client.messages.create(
+    model="claude",
+    max_tokens=64,
+    messages=[
+        {"role": "user", "content": "first"},
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "second"},
+    ],
+)
+assert m.type == "message", m
+
 # errors map to the SDK's exception types
 try:
     client.messages.create(model="nope", max_tokens=8, messages=[{"role": "user", "content": "x"}])
