@@ -77,31 +77,9 @@ async fn setup(js: &JetStream, cfg: &Nats, names: &Names) -> Result<[PullConsume
             // an existing consumer with other settings (a changed ack_wait): update it
             Err(_) => stream.update_consumer(config).await.map_err(NatsError::on("consumer", &name))?,
         };
-        drop_acked(&stream, &names.lane_subject(p), &name, &consumer).await;
         consumers.push(consumer);
     }
     consumers.try_into().map_err(|_| NatsError::Invalid("not three lane consumers".into()))
-}
-
-/// Removes a lane's messages that its consumer has already acked. On a work-queue stream
-/// an ack removes the message; but when nats-server dies between persisting a consumer's
-/// ack floor and the removal (its file store syncs on an interval), the answered jobs
-/// stay in the stream for good, counted against its limits and never delivered again.
-/// Every message at or below the ack floor of the lane's only consumer was acked.
-async fn drop_acked(stream: &stream::Stream, subject: &str, name: &str, consumer: &PullConsumer) {
-    let mut consumer = consumer.clone();
-    let floor = match consumer.info().await {
-        Ok(info) => info.ack_floor.stream_sequence,
-        Err(e) => return tracing::debug!(consumer = name, error = %e, "no consumer info; acked jobs not checked"),
-    };
-    if floor == 0 {
-        return;
-    }
-    match stream.purge().filter(subject).sequence(floor + 1).await {
-        Ok(r) if r.purged > 0 => tracing::info!(consumer = name, removed = r.purged, "removed jobs already answered"),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(consumer = name, error = %e, "cannot remove jobs already answered"),
-    }
 }
 
 /// Serves jobs for as long as the gateway runs: waits for the connection, sets the
