@@ -155,6 +155,8 @@ pub struct Model {
     /// Limits on the alias across every key.
     pub limits: Limits,
     pub guardrails: Vec<String>,
+    /// The most output tokens its targets can produce (caps the token reservation).
+    pub max_output_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

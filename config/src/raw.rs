@@ -325,6 +325,9 @@ pub struct RawModel {
     pub tpm: Option<u64>,
     pub tpd: Option<u64>,
     pub max_concurrent: Option<u32>,
+    /// The most output tokens the alias's targets can produce: what a request reserves
+    /// against token limits at most, whatever `max_tokens` it asks for.
+    pub max_output_tokens: Option<u64>,
     /// `[[guardrails]]` names applied to requests for this alias.
     #[serde(default)]
     pub guardrails: Vec<String>,

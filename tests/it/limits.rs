@@ -160,3 +160,48 @@ async fn a_huge_max_tokens_takes_one_bucket_at_most() {
     let v: Value = r.json().await.unwrap();
     assert!(v["error"]["message"].as_str().unwrap().contains("can never be served"), "{v}");
 }
+
+/// An alias's `max_output_tokens` caps what a request reserves, whatever `max_tokens` it
+/// asks for: a huge `max_tokens` leaves room in the bucket for others.
+#[tokio::test]
+async fn the_alias_output_limit_caps_the_reservation() {
+    let mock = mock_upstream();
+    let extra = r#"
+[[models]]
+alias = "capped"
+max_output_tokens = 30
+targets = [{ provider = "up", model = "gpt-4o-mini" }]
+
+[[keys]]
+id = "capped-key"
+key = "sk-test-capped"
+models = ["capped"]
+tpm = 100
+"#;
+    let gw = Gateway::start_with(&mock.url, extra);
+    let body = |text: &str, max: u64| json!({"model": "capped", "max_tokens": max, "messages": [{"role": "user", "content": text}]});
+    let url = gw.url().to_string();
+    let huge = body("huge but capped", 1_000_000);
+    let slow = tokio::spawn(async move {
+        let r = client()
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth("sk-test-capped")
+            .header("x-mock-latency-ms", "600")
+            .json(&huge)
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    });
+    for _ in 0..200 {
+        let v: Value = client().get(format!("{}/mock/stats", mock.url)).send().await.unwrap().json().await.unwrap();
+        if v["max_inflight"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // the first holds its prompt and 30, not a whole bucket: this one fits beside it
+    let r = chat_as(gw.url(), "sk-test-capped", body("meanwhile", 20)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(slow.await.unwrap(), 200);
+}

@@ -125,8 +125,14 @@ impl Engine {
         let texts = || crate::guardrails::Applied::moderation_texts(&req.messages);
         self.moderation_second_opinions(ctx, &mut guards, texts, true).await?;
         self.injection_second_opinions(ctx, &mut guards).await?;
+        // no more than the alias's targets can produce, whatever `max_tokens` asks for
+        let output_cap = ctx.runtime.config.model(&alias).and_then(|m| m.max_output_tokens);
+        let reserve = match output_cap {
+            Some(cap) => tokens::reservation(&req, prompt).min(prompt + cap),
+            None => tokens::reservation(&req, prompt),
+        };
         let p = self
-            .prepare(ctx, Endpoint::Chat, &routing, tokens::reservation(&req, prompt), || {
+            .prepare(ctx, Endpoint::Chat, &routing, reserve, || {
                 let mut v = serde_json::to_value(&req).unwrap_or(Value::Null);
                 if let Some(o) = v.as_object_mut() {
                     o.remove("stream");

@@ -266,6 +266,13 @@ pub(super) fn models(
             output_per_mtok: m.output_per_mtok,
             sticky_user,
             limits: limits(&f, m.rpm, m.tpm, m.tpd, m.max_concurrent, errs),
+            max_output_tokens: match m.max_output_tokens {
+                Some(0) => {
+                    errs.push(f("max_output_tokens"), "must be at least 1");
+                    None
+                }
+                n => n,
+            },
             guardrails: {
                 guard_refs(guards, &f("guardrails"), &m.guardrails, errs);
                 m.guardrails
