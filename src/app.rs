@@ -178,6 +178,9 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
     // provider) is dropped at once, and with it the provider slot, and the request is
     // recorded as the client's close
     .h1_allow_half_closed(false)
+    // streamed answers are many small writes: with Nagle's algorithm each waited for the
+    // client's delayed ACK (40 ms) before the next went out
+    .tcp_nodelay(true)
     .shutdown_timeout(30);
     server = server.workers(workers);
     let server = server.bind(&config.server.http_addr).map_err(|e| format!("bind {}: {e}", config.server.http_addr))?;

@@ -494,7 +494,8 @@ pub fn run(addr: &str, latency_ms: u64, chunk_delay_ms: u64, workers: Option<usi
                 .route("/mock/requests", web::get().to(received))
                 .route("/mock/stats", web::delete().to(reset_stats))
         })
-        .backlog(4096);
+        .backlog(4096)
+        .tcp_nodelay(true);
         if let Some(w) = workers {
             server = server.workers(w.max(1));
         }
