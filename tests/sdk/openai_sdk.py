@@ -50,6 +50,31 @@ assert mod.results[0].flagged and mod.results[0].categories.violence, mod
 assert not mod.results[1].flagged, mod
 assert mod.results[0].category_scores.violence >= 0.5, mod
 
+# structured outputs with the SDK's parse (a pydantic model becomes a json_schema)
+from pydantic import BaseModel
+
+
+class City(BaseModel):
+    name: str
+    population: int
+    capital: bool
+
+
+parsed = client.chat.completions.parse(
+    model="chat", messages=[{"role": "user", "content": "Lisbon"}], response_format=City
+)
+city = parsed.choices[0].message.parsed
+assert isinstance(city, City) and city.name == "Lisbon" and city.population == 1, parsed
+
+# a function tool: the mock calls it with arguments that match its schema
+weather = [{"type": "function", "function": {"name": "weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+    "required": ["city", "days"]}}}]
+r = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Oslo"}], tools=weather)
+call = r.choices[0].message.tool_calls[0]
+assert r.choices[0].finish_reason == "tool_calls" and call.function.name == "weather", r
+assert json.loads(call.function.arguments) == {"city": "Oslo", "days": 1}, call
+
 # models
 ids = [m.id for m in client.models.list()]
 assert "chat" in ids and "embed" in ids, ids
