@@ -155,6 +155,37 @@ struct DispatcherInit {
     batcher: Option<Batcher>,
 }
 
+/// The most messages one sweep looks at.
+const SWEEP_MAX: u64 = 10_000;
+
+/// Removes answered jobs that a lane's consumer will never deliver again: messages at or
+/// below its ack floor. On a work queue an ack removes the message, but nats-server
+/// killed between persisting a consumer's ack floor and the removal (its store syncs on
+/// an interval) restarts with the answered jobs still in the stream, for good, counted
+/// against its limits. A message is removed only when its job's answer is stored (the
+/// same check that keeps a redelivered job from running twice), so nothing that still
+/// needs serving is touched. Normally the range is empty: acked messages are gone and
+/// the stream starts above every floor.
+async fn sweep_answered(js: &JetStream, names: &Names, results: &stream::Stream, consumers: &mut [PullConsumer; 3]) {
+    let Ok(mut jobs) = js.get_stream(&names.jobs_stream).await else { return };
+    let Ok(first) = jobs.info().await.map(|i| i.state.first_sequence) else { return };
+    let mut removed = 0u64;
+    for consumer in consumers.iter_mut() {
+        let Ok(floor) = consumer.info().await.map(|i| i.ack_floor.stream_sequence) else { continue };
+        for seq in first..=floor.min(first.saturating_add(SWEEP_MAX)) {
+            let Ok(msg) = jobs.get_raw_message(seq).await else { continue };
+            let msg_id = msg.headers.get("Nats-Msg-Id").map(|v| v.as_str());
+            let is_answered = serve::answered(results, names, &msg.payload, msg_id, seq).await;
+            if is_answered == Some(true) && jobs.delete_message(seq).await.is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "removed answered jobs left in the work queue");
+    }
+}
+
 impl DispatcherInit {
     async fn run(self) -> Result<(), NatsError> {
         let results = self
@@ -163,6 +194,8 @@ impl DispatcherInit {
             .await
             .map_err(NatsError::on("stream", &self.names.results_stream))?;
         let batches = batches_bucket(&self.js, &self.cfg, &self.names).await?;
+        let mut consumers = self.consumers;
+        sweep_answered(&self.js, &self.names, &results, &mut consumers).await;
         let slots = self.slots;
         let shared = Arc::new(Shared {
             js: self.js,
@@ -173,8 +206,7 @@ impl DispatcherInit {
             batches,
             batcher: self.batcher,
         });
-        let d =
-            Dispatcher { client: self.client, shared, consumers: self.consumers, buffers: Default::default(), slots };
+        let d = Dispatcher { client: self.client, shared, consumers, buffers: Default::default(), slots };
         d.run().await
     }
 }

@@ -21,7 +21,7 @@ use switchyard_config::{Nats, Priority};
 use crate::ingress::batch::items::{foreign, gate, live, output_line, BatchRef, Gate};
 use crate::ingress::batch::{item_signed, ITEM_SIGNATURE};
 use crate::ingress::nats::batcher::BatchJob;
-use crate::ingress::nats::streams::valid_job_id;
+use crate::ingress::nats::streams::{valid_job_id, Names};
 use crate::ingress::nats::{call, header};
 use switchyard_actors::types::Endpoint;
 
@@ -137,14 +137,12 @@ pub(super) enum Done {
     Unstored,
 }
 
-pub(super) async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: u32, seq: u64) -> Done {
-    let received = Instant::now();
-    let lookup = header(msg.headers.as_ref());
-    // the id: from the body, else the publisher's Nats-Msg-Id, else the stream sequence
-    let parsed = serde_json::from_slice::<JobBody>(&msg.payload);
-    let fallback_id =
-        lookup("nats-msg-id").filter(|i| valid_job_id(i)).map_or_else(|| format!("seq-{seq}"), str::to_string);
-    let (id, job) = match parsed {
+/// A job's id (from its body, else the publisher's `Nats-Msg-Id`, else its stream
+/// sequence) and its parsed body, or why the body is refused.
+fn identify(payload: &[u8], msg_id: Option<&str>, seq: u64) -> (String, Result<JobBody, GatewayError>) {
+    let parsed = serde_json::from_slice::<JobBody>(payload);
+    let fallback_id = msg_id.filter(|i| valid_job_id(i)).map_or_else(|| format!("seq-{seq}"), str::to_string);
+    match parsed {
         Ok(j) if !valid_job_id(&j.id) => {
             let message = format!("`id` must be 1-128 characters of [A-Za-z0-9_-], not `{}`", j.id);
             (fallback_id, Err(GatewayError::BadRequest(message)))
@@ -155,14 +153,46 @@ pub(super) async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message
         }
         Ok(j) => (j.id.clone(), Ok(j)),
         Err(e) => (fallback_id, Err(GatewayError::BadRequest(format!("invalid job body: {e}")))),
-    };
+    }
+}
+
+/// Where a job's answer is stored: its result, or a batch item's output or error line.
+fn answer_subjects(names: &Names, id: &str, batch: Option<&BatchRef>) -> Vec<String> {
+    match batch {
+        None => vec![names.result_subject(id)],
+        Some(b) => vec![names.batch_output(&b.id, true, id), names.batch_output(&b.id, false, id)],
+    }
+}
+
+/// Whether the job stored as `payload` (with its `Nats-Msg-Id`) at `seq` has been
+/// answered; `None` when the results cannot be read.
+pub(super) async fn answered(
+    results: &stream::Stream,
+    names: &Names,
+    payload: &[u8],
+    msg_id: Option<&str>,
+    seq: u64,
+) -> Option<bool> {
+    let (id, job) = identify(payload, msg_id, seq);
+    let batch = job.as_ref().ok().and_then(|j| j.batch.as_ref());
+    for subject in answer_subjects(names, &id, batch) {
+        match results.get_last_raw_message_by_subject(&subject).await {
+            Ok(_) => return Some(true),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
+            Err(_) => return None,
+        }
+    }
+    Some(false)
+}
+
+pub(super) async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message, attempt: u32, seq: u64) -> Done {
+    let received = Instant::now();
+    let lookup = header(msg.headers.as_ref());
+    let (id, job) = identify(&msg.payload, lookup("nats-msg-id"), seq);
     let batch = job.as_ref().ok().and_then(|j| j.batch.clone());
     let batch = batch.as_ref();
     // a job whose result exists is never run again
-    let subjects = match batch {
-        None => vec![s.names.result_subject(&id)],
-        Some(b) => vec![s.names.batch_output(&b.id, true, &id), s.names.batch_output(&b.id, false, &id)],
-    };
+    let subjects = answer_subjects(&s.names, &id, batch);
     for subject in subjects {
         match s.results.get_last_raw_message_by_subject(&subject).await {
             Ok(_) => return Done::Duplicate,
