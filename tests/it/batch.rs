@@ -460,3 +460,52 @@ async fn batch_items_carry_no_credential_and_forged_items_do_not_run_as_the_owne
     let v: Value = get(url, MAIN_KEY, &format!("/v1/batches/{batch_id}")).await.json().await.unwrap();
     assert_eq!(v["request_counts"], json!({"total": 2, "completed": 2, "failed": 0}), "the batch is untouched");
 }
+
+/// A JWT caller's files and batches are its own within its team: the same subject under
+/// another team sees none of them (every token without a subject used to share one).
+#[tokio::test]
+async fn jwt_callers_files_are_scoped_by_subject_and_team() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!";
+    let nats = NatsServer::start();
+    let mock = mock_upstream();
+    let extra = format!(
+        "{}\n[[teams]]\nid = \"research\"\n\n[[teams]]\nid = \"sales\"\n\n[jwt]\nhs256_secret = \"{SECRET}\"\n",
+        nats_section(&nats.url(), "bj", "")
+    );
+    let gw = Gateway::start_with(&mock.url, &extra);
+    gw.wait_nats("connected").await;
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+    let token = |sub: &str, team: &str| {
+        encode(
+            &Header::default(),
+            &json!({"sub": sub, "team": team, "exp": exp}),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let (alice_research, alice_sales, bob_research) =
+        (token("alice", "research"), token("alice", "sales"), token("bob", "research"));
+    let r = upload(gw.url(), &alice_research, "batch", &(line("a", chat_body("x")) + "\n")).await;
+    assert_eq!(r.status(), 200);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    assert_eq!(get(gw.url(), &alice_research, &format!("/v1/files/{id}")).await.status(), 200);
+    for other in [&alice_sales, &bob_research] {
+        assert_eq!(get(gw.url(), other, &format!("/v1/files/{id}")).await.status(), 404);
+    }
+    // its batch runs as that caller (its items carry no token), and only it sees it
+    let body = json!({"input_file_id": id, "endpoint": "/v1/chat/completions", "completion_window": "24h"});
+    let r = post_json(gw.url(), &alice_research, "/v1/batches", &body, &[]).await;
+    assert_eq!(r.status(), 200);
+    let batch = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        last = get(gw.url(), &alice_research, &format!("/v1/batches/{batch}")).await.json().await.unwrap();
+        if last["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last["request_counts"], json!({"total": 1, "completed": 1, "failed": 0}), "{last}");
+    assert_eq!(get(gw.url(), &alice_sales, &format!("/v1/batches/{batch}")).await.status(), 404);
+}
