@@ -39,7 +39,12 @@ pub fn aggregate(records: &[UsageRecord], by: GroupBy, teams: &HashMap<String, S
     for r in records {
         let group = match by {
             GroupBy::Key => r.key_id.clone(),
-            GroupBy::Team => teams.get(&r.key_id).cloned().unwrap_or_else(|| "-".into()),
+            GroupBy::Team => teams
+                .get(&r.key_id)
+                .cloned()
+                // a JWT caller's id names its team: `jwt:<sub>@<team>`
+                .or_else(|| r.key_id.strip_prefix("jwt:").and_then(|c| c.rsplit_once('@')).map(|(_, t)| t.to_string()))
+                .unwrap_or_else(|| "-".into()),
             GroupBy::Day => switchyard_config::utc_day(r.ts_ms),
             GroupBy::Model => r.alias.clone(),
             GroupBy::Provider => {

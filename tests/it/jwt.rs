@@ -150,7 +150,12 @@ jwks_file = "{}"
     // the ledger names the token's subject
     let r = client().get(format!("{}/admin/usage?by=key", gw.url())).bearer_auth(ADMIN_KEY).send().await.unwrap();
     let v: Value = r.json().await.unwrap();
-    let row = v["data"].as_array().unwrap().iter().find(|r| r["group"] == "jwt:alice").cloned();
+    let row = v["data"].as_array().unwrap().iter().find(|r| r["group"] == "jwt:alice@research").cloned();
+    assert_eq!(row.map(|r| r["requests"].clone()), Some(json!(2)), "{v}");
+    // and its team's usage counts it
+    let r = client().get(format!("{}/admin/usage?by=team", gw.url())).bearer_auth(ADMIN_KEY).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    let row = v["data"].as_array().unwrap().iter().find(|r| r["group"] == "research").cloned();
     assert_eq!(row.map(|r| r["requests"].clone()), Some(json!(2)), "{v}");
 }
 

@@ -135,7 +135,8 @@ impl JwtVerifier {
     pub fn key_for(&self, subject: &str, team_id: &str, config: &Config) -> Result<Arc<KeyEntry>, GatewayError> {
         let team = config.team(team_id).cloned().ok_or_else(|| invalid(format!("unknown team `{team_id}`")))?;
         let key = Key {
-            id: format!("jwt:{subject}"),
+            // the caller is its subject within its team
+            id: format!("jwt:{subject}@{}", team.id),
             key_sha256: String::new(),
             models: None,
             limits: Limits::default(),

@@ -250,7 +250,12 @@ impl Runtime {
     /// item, found through its batch's owner): `team` is that of a JWT caller. 401 when
     /// the key no longer exists (revoked) or has expired.
     pub fn key_by_id(&self, id: &str, team: Option<&str>) -> Result<Arc<KeyEntry>, GatewayError> {
-        let key = if let Some(subject) = id.strip_prefix("jwt:") {
+        let key = if let Some(caller) = id.strip_prefix("jwt:") {
+            // `jwt:<sub>@<team>` (a record made before the team was in the id: `team`)
+            let (subject, team) = match caller.rsplit_once('@') {
+                Some((subject, team)) => (subject, Some(team)),
+                None => (caller, team),
+            };
             let (Some(v), Some(team)) = (&self.jwt, team) else { return Err(GatewayError::InvalidKey) };
             v.key_for(subject, team, &self.config)?
         } else {

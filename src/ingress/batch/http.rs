@@ -26,15 +26,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/batches/{id}/cancel", web::post().to(cancel));
 }
 
-/// Who owns what a caller uploads and creates: its key id, and for a JWT caller
-/// (`jwt:<sub>`) its team too, so the same subject under another team sees none of it.
-fn owner(key: &KeyEntry) -> String {
-    match &key.key.team {
-        Some(team) if key.key.id.starts_with("jwt:") => format!("{}@{team}", key.key.id),
-        _ => key.key.id.clone(),
-    }
-}
-
 /// The key of the request, which must be allowed the `batch` API.
 fn caller(req: &HttpRequest, state: &AppState) -> Result<Arc<KeyEntry>, GatewayError> {
     let key = authenticate(req, &state.engine.runtime())?;
@@ -70,7 +61,7 @@ async fn upload(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
         let timeout = state.engine.runtime().config.server.body_timeout;
         let form = tokio::time::timeout(timeout, read_form(&req, payload, limit)).await;
         let (purpose, filename, data) = form.map_err(|_| GatewayError::BodyTimeout(timeout))??;
-        state.batch.put_file(&owner(&key), &filename, &purpose, data).await
+        state.batch.put_file(&key.id, &filename, &purpose, data).await
     }
     .await;
     reply(&req, result)
@@ -121,7 +112,7 @@ async fn read_form(
 async fn file(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     let result = async {
         let key = caller(&req, &state)?;
-        state.batch.file(&owner(&key), &path).await
+        state.batch.file(&key.id, &path).await
     }
     .await;
     reply(&req, result)
@@ -132,7 +123,7 @@ async fn file_content(req: HttpRequest, path: web::Path<String>, state: web::Dat
         Ok(k) => k,
         Err(e) => return simple_error(&request_id(&req), e),
     };
-    match state.batch.file_content(&owner(&key), &path).await {
+    match state.batch.file_content(&key.id, &path).await {
         Ok(bytes) => {
             let mut b = HttpResponse::Ok();
             set(&mut b, names::X_REQUEST_ID, &request_id(&req));
@@ -171,7 +162,7 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
                 headers.push((name.clone(), v.to_string()));
             }
         }
-        state.batch.create(&owner(&key), key.key.team.as_deref(), create, lane, &headers).await
+        state.batch.create(&key.id, key.key.team.as_deref(), create, lane, &headers).await
     }
     .await;
     reply(&req, result)
@@ -193,13 +184,13 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         Err(e) => return simple_error(&request_id(&req), GatewayError::BadRequest(format!("invalid query: {e}"))),
     };
     let limit = query.limit.unwrap_or(20).clamp(1, 100);
-    reply(&req, state.batch.list(&owner(&key), limit, query.after.as_deref()).await)
+    reply(&req, state.batch.list(&key.id, limit, query.after.as_deref()).await)
 }
 
 async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     let result = async {
         let key = caller(&req, &state)?;
-        state.batch.get(&owner(&key), &path).await
+        state.batch.get(&key.id, &path).await
     }
     .await;
     reply(&req, result)
@@ -208,7 +199,7 @@ async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppStat
 async fn cancel(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     let result = async {
         let key = caller(&req, &state)?;
-        state.batch.cancel(&owner(&key), &path).await
+        state.batch.cancel(&key.id, &path).await
     }
     .await;
     reply(&req, result)

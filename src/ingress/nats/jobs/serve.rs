@@ -240,9 +240,7 @@ pub(super) async fn run_job(s: &Shared, lane: Priority, msg: &jetstream::Message
                     .filter(|c| *c.key.id == *rec.owner)
                     .ok_or_else(|| foreign(b))
             } else if lookup(ITEM_SIGNATURE).is_some_and(|sig| item_signed(&rec.item_key, &msg.payload, sig)) {
-                // a JWT owner is `jwt:<sub>@<team>`: the caller is its subject in its team
-                let owner = rec.owner.split_once('@').map_or(rec.owner.as_str(), |(key_id, _)| key_id);
-                rt.key_by_id(owner, rec.owner_team.as_deref())
+                rt.key_by_id(&rec.owner, rec.owner_team.as_deref())
                     .and_then(|key| RequestCtx::for_key(rt.clone(), id.clone(), received, key, lookup))
                     .map_err(|e| Gate::Skip(Failure::from(e)))
             } else {
