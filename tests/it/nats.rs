@@ -593,3 +593,53 @@ async fn answered_jobs_do_not_stay_in_the_queue_after_nats_is_killed() {
     }
     assert_eq!(left, 0, "answered jobs left in the work queue");
 }
+
+/// However many jobs the dispatcher has started (here all of them: `job_concurrency` is
+/// 32), the provider's slots go high before low: 20 low jobs then 6 high ones on a
+/// provider with 2 slots (300 ms a call) finish with the highs right after the lows
+/// that had already started (in arrival order before).
+#[tokio::test]
+async fn job_priorities_order_provider_access_whatever_the_dispatcher_started() {
+    let nats = NatsServer::start();
+    let mock = mock_upstream();
+    let extra = format!(
+        r#"{}
+[[providers]]
+name = "pair"
+kind = "openai-compatible"
+base_url = "{}/v1"
+concurrency = 2
+queue_size = 64
+jobs_share = 1.0
+forward_headers = ["x-mock-latency-ms"]
+
+[[models]]
+alias = "pair"
+targets = [{{ provider = "pair", model = "gpt-4o-mini" }}]
+"#,
+        nats_section(&nats.url(), "jq", "aging_ms = 600000"),
+        mock.url
+    );
+    let gw = Gateway::start_with(&mock.url, &extra);
+    gw.wait_nats("connected").await;
+    let js = async_nats::jetstream::new(connect(&nats.url()).await);
+    wait_stream(&js, "JQ_JOBS", 10).await;
+    let slow = [("x-mock-latency-ms", "300")];
+    let job = |id: String| json!({"id": id, "endpoint": "chat", "body": {"model": "pair", "messages": [{"role": "user", "content": "x"}]}});
+    for i in 0..20 {
+        publish_job(&js, "jq", "low", job(format!("low-{i}")), &slow).await;
+    }
+    // the dispatcher has taken every low job from JetStream by then: they wait at the
+    // provider's worker, where the highs must still go first
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    for i in 0..6 {
+        publish_job(&js, "jq", "high", job(format!("high-{i}")), &slow).await;
+    }
+    wait_len(&js, "JQ_RESULTS", 26, 60).await;
+    let order: Vec<String> =
+        read_stream(&js, "JQ_RESULTS").await.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let last_high = order.iter().rposition(|id| id.starts_with("high")).unwrap();
+    // two lows hold the slots when the highs arrive (a couple more may have begun);
+    // then the six highs
+    assert!(last_high < 11, "high jobs finished at positions up to {last_high}: {order:?}");
+}
