@@ -29,6 +29,9 @@
 #   by when the VM's latency noise (p99s moving by milliseconds) hides a change.
 #   (Counts are valgrind's: its CPU has no SHA-NI, and a `rep stos` counts once per
 #   iteration, so memset and SHA-256 weigh more than on the real CPU.)
+#        STREAM=1 ops/bench.sh
+#   the same runs with streamed chat (SSE, the mock's chunks one a word): the gateway
+#   against nginx relaying the same stream (the floor is left out: it buffers answers).
 #        GATEWAY_BIN=/path/to/switchyard ops/bench.sh
 #   runs that binary as the gateway instead of building this tree's (to compare two
 #   commits in one session: build the other one's release binary first).
@@ -49,8 +52,9 @@ NATS="${NATS:-0}"
 export WORKERS="${WORKERS:-$(nproc)}"
 GUARDRAILS="${GUARDRAILS:-0}"
 INSTRUCTIONS="${INSTRUCTIONS:-0}"
+STREAM="${STREAM:-0}"
 FLOOR="${FLOOR:-1}"
-if [ "$INSTRUCTIONS" = 1 ]; then FLOOR=0; fi
+if [ "$INSTRUCTIONS" = 1 ] || [ "$STREAM" = 1 ]; then FLOOR=0; fi
 REQUESTS="${REQUESTS:-2000}"
 GUARD_LINE=""
 GUARD_SECTION=""
@@ -153,6 +157,9 @@ $GUARD_SECTION
 TOML
 } > "$WORK/gw.toml"
 BODY='{"model":"fast","max_tokens":64,"messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
+if [ "$STREAM" = 1 ]; then
+  BODY='{"model":"fast","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Say hello to the benchmark, word by word, in one stream."}]}'
+fi
 if [ "$INSTRUCTIONS" = 1 ]; then
   RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" "$BIN" serve --config "$WORK/gw.toml" \
     >/dev/null 2>"$WORK/gw.log" &
