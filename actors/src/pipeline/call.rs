@@ -12,9 +12,8 @@ use crate::actors::messages::RateHeaders;
 use crate::actors::messages::{JobState, RouteHints};
 use crate::metrics::{FAILOVERS_TOTAL, FALLBACKS_TOTAL};
 use crate::providers::sse::{SseEvent, SseParser};
-use crate::providers::Adapter;
-use crate::providers::StreamStep;
-use crate::types::{unix_ms, Endpoint, UsageRecord};
+use crate::providers::{openai, Adapter, StreamStep};
+use crate::types::{unix_ms, Endpoint, Usage, UsageRecord};
 use crate::upstream::{ByteStream, UpstreamBody, UpstreamCall, UpstreamError, UpstreamReply};
 use crate::GatewayError;
 
@@ -65,6 +64,7 @@ impl Engine {
             let Encoded { body, native } = body;
             let call = UpstreamCall { endpoint, model: &d.model, base64, body, stream, headers: &ctx.headers, native };
             let mut result = d.handle.client.call(call, &mut tries).await.map_err(|e| e.into_gateway(&d.provider));
+            let mut usage = None;
             fin.record.upstream_attempts = tries;
             // a stream cut before its first chunk has sent the client nothing: it fails
             // over like any other failure
@@ -89,10 +89,19 @@ impl Engine {
                             Err(e) => Err(e.into_gateway(&d.provider)),
                         }
                     }
-                    full @ UpstreamBody::Full(_) => {
-                        reply.body = full;
-                        Ok(reply)
-                    }
+                    // one parse reads the usage and proves the answer one JSON document:
+                    // a cut body, or SSE to a call that asked for none, is a 502 that fails over
+                    UpstreamBody::Full(bytes) => match openai::answer_usage(&bytes) {
+                        Ok(u) => {
+                            usage = u;
+                            reply.body = UpstreamBody::Full(bytes);
+                            Ok(reply)
+                        }
+                        Err(e) => Err(GatewayError::UpstreamInvalid {
+                            provider: d.provider.clone(),
+                            message: format!("the answer is not JSON ({e})"),
+                        }),
+                    },
                 },
                 Err(e) => Err(e),
             };
@@ -114,7 +123,8 @@ impl Engine {
             );
             let err = match result {
                 Ok(reply) => {
-                    return Ok(Called { fin, provider: d.provider, model: d.model, reply, rate, cache_status, route })
+                    let (provider, model) = (d.provider, d.model);
+                    return Ok(Called { fin, provider, model, reply, usage, rate, cache_status, route });
                 }
                 Err(e) => e,
             };
@@ -260,6 +270,8 @@ pub(super) struct Called {
     pub(super) provider: String,
     pub(super) model: String,
     pub(super) reply: UpstreamReply,
+    /// A non-streamed answer's usage, as the provider reported it.
+    pub(super) usage: Option<Usage>,
     pub(super) rate: RateHeaders,
     pub(super) cache_status: CacheStatus,
     pub(super) route: Option<String>,

@@ -10,7 +10,6 @@ use switchyard_config::Api;
 use super::admit::{RouteFacts, NOMINAL_OUTPUT_TOKENS};
 use super::call::{Called, Encoded};
 use super::{relay, Engine, Failure, Outcome, OutcomeBody, RequestCtx};
-use crate::providers::openai;
 use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint, NativeRequest, Usage, WireFormat};
 use crate::upstream::{UpstreamBody, UpstreamReply};
 use crate::{tokens, GatewayError};
@@ -163,13 +162,12 @@ impl Engine {
                 adapter.encode_chat(&req, model).map(Encoded::translated)
             })
             .await?;
-        let Called { mut fin, provider, model, reply, rate, cache_status, route } = called;
+        let Called { mut fin, provider, model, reply, usage, rate, cache_status, route } = called;
         let (upstream_time, attempts) = (fin.upstream_time, fin.record.upstream_attempts);
         let UpstreamReply { body, native_body, decoder, .. } = reply;
         let mut native = false;
         let body = match body {
             UpstreamBody::Full(bytes) => {
-                let usage = openai::response_usage(&bytes);
                 // placeholders restored, the answer checked
                 let mut checked = guards.on_completion(&bytes);
                 // the answer's second opinion, when a guardrail asks a provider for one
@@ -301,12 +299,12 @@ impl Engine {
                 |adapter, model| adapter.encode_embeddings(&req, model).map(Encoded::translated),
             )
             .await?;
-        let Called { mut fin, provider, model, reply, rate, cache_status, route } = called;
+        let Called { mut fin, provider, model, reply, usage, rate, cache_status, route } = called;
         let UpstreamBody::Full(bytes) = reply.body else {
             let err = GatewayError::UpstreamInvalid { provider, message: "unexpected stream".into() };
             return Err(Self::failed(ctx, &mut fin, err, rate).await);
         };
-        let usage = openai::response_usage(&bytes).map(|u| Usage { output: 0, ..u });
+        let usage = usage.map(|u| Usage { output: 0, ..u });
         let cache_body = fin.cache_put.map(|_| bytes.to_vec());
         fin.finish(200, usage, "", cache_body);
         fin.durable().await;

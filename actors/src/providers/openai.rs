@@ -96,8 +96,15 @@ struct UsageOnly {
 
 /// Usage from a full response body; `None` when the provider reported none.
 pub fn response_usage(body: &[u8]) -> Option<Usage> {
-    let u: UsageOnly = serde_json::from_slice(body).ok()?;
-    u.usage.as_ref().and_then(Usage::from_openai)
+    answer_usage(body).ok().flatten()
+}
+
+/// The usage of a non-streamed answer in OpenAI's shape, read in the one parse that also
+/// proves the body is one JSON document (an error when it is not: a cut body, or SSE
+/// sent to a call that asked for none).
+pub fn answer_usage(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
+    let u: UsageOnly = serde_json::from_slice(body)?;
+    Ok(u.usage.as_ref().and_then(Usage::from_openai))
 }
 
 // === reading OpenAI requests: shared by every translator ===
