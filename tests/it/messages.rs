@@ -375,3 +375,34 @@ async fn count_tokens_and_anthropic_shaped_404s() {
     assert_eq!(v["type"], "error", "{v}");
     assert_eq!(mock_requests(&mock.url).await, 0, "counting calls no provider");
 }
+
+/// A native stream that ends before the provider finished it (after content reached the
+/// client) ends with an error event in Anthropic's own format, after the provider's
+/// bytes as they came.
+#[tokio::test]
+async fn a_native_stream_cut_after_content_ends_with_an_anthropic_error_event() {
+    let cut = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_c\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-up\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"half\"}}\n\n",
+    );
+    let rec = Recorder::start(vec![("text/event-stream", cut.into())]).await;
+    let extra = format!(
+        "\n[[providers]]\nname = \"cutter\"\nkind = \"anthropic\"\nbase_url = \"{}/v1\"\napi_key = \"k-secret\"\n\n[[models]]\nalias = \"claude-cut\"\ntargets = [{{ provider = \"cutter\", model = \"claude-up\" }}]\n",
+        rec.url
+    );
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, &extra);
+    let mut body = ask("claude-cut", "cut me");
+    body["stream"] = json!(true);
+    let text = messages(gw.url(), MAIN_KEY, &body, &[]).await.text().await.unwrap();
+    assert!(text.starts_with(cut), "the provider's bytes first: {text}");
+    let ev = named_events(&text);
+    let (last, data) = ev.last().unwrap();
+    assert_eq!(last, "error", "{text}");
+    assert_eq!(data["type"], "error", "{text}");
+    assert!(data["error"]["message"].is_string(), "{text}");
+    // No OpenAI-shaped bytes: every data line belongs to a named event and no `[DONE]`.
+    assert!(ev.iter().all(|(name, _)| !name.is_empty()), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+}

@@ -164,7 +164,7 @@ impl Engine {
             .await?;
         let Called { mut fin, provider, model, reply, usage, rate, cache_status, route } = called;
         let (upstream_time, attempts) = (fin.upstream_time, fin.record.upstream_attempts);
-        let UpstreamReply { body, native_body, decoder, .. } = reply;
+        let UpstreamReply { body, native_body, decoder, adapter, .. } = reply;
         let mut native = false;
         let body = match body {
             UpstreamBody::Full(bytes) => {
@@ -225,7 +225,7 @@ impl Engine {
                     s
                 };
                 let relay = relay::Relay::new(s, fin, req.wants_stream_usage(), provider.clone());
-                OutcomeBody::Sse(Box::pin(relay.native(decoder)))
+                OutcomeBody::Sse(Box::pin(relay.native(decoder, adapter)))
             }
         };
         Ok(Outcome {

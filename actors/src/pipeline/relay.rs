@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::finish::{Finisher, CLIENT_CLOSED};
 use crate::providers::openai::StreamAccumulator;
 use crate::providers::sse::{data_event, SseParser, DONE};
-use crate::providers::{from_anthropic, StreamTranslate};
+use crate::providers::{Adapter, StreamTranslate};
 use crate::upstream::{ByteStream, UpstreamError};
 use crate::GatewayError;
 
@@ -33,8 +33,10 @@ pub struct Relay {
     provider: String,
     saw_done: bool,
     ended: bool,
-    /// Native relay: what turns the provider's bytes into OpenAI's events.
+    /// Native relay: what turns the provider's bytes into OpenAI's events, and the
+    /// provider's adapter (its own error event).
     decoder: Option<Box<dyn StreamTranslate>>,
+    adapter: Option<&'static dyn Adapter>,
     /// Native relay: the provider reported the failure in its own stream already.
     reported: bool,
 }
@@ -52,12 +54,15 @@ impl Relay {
             saw_done: false,
             ended: false,
             decoder: None,
+            adapter: None,
             reported: false,
         }
     }
 
-    /// Relays the provider's own bytes when `decoder` is given (a native stream).
-    pub fn native(mut self, decoder: Option<Box<dyn StreamTranslate>>) -> Relay {
+    /// Relays the provider's own bytes when `decoder` is given (a native stream of the
+    /// provider that `adapter` speaks for).
+    pub fn native(mut self, decoder: Option<Box<dyn StreamTranslate>>, adapter: &'static dyn Adapter) -> Relay {
+        self.adapter = decoder.is_some().then_some(adapter);
         self.decoder = decoder;
         self
     }
@@ -65,11 +70,10 @@ impl Relay {
     fn fail(&mut self, err: GatewayError) {
         let status = err.class().status;
         tracing::warn!(provider = %self.provider, error = %err, "stream failed mid-way");
-        if self.decoder.is_none() {
-            self.out.push_back(data_event(&err.body().to_string()));
-        } else if !self.reported {
-            let body = from_anthropic::error_body(err.class(), &err.to_string());
-            self.out.push_back(Bytes::from(format!("event: error\ndata: {body}\n\n")));
+        match self.adapter {
+            None => self.out.push_back(data_event(&err.body().to_string())),
+            Some(a) if !self.reported => self.out.push_back(a.native_error_event(err.class(), &err.to_string())),
+            Some(_) => {}
         }
         self.ended = true;
         let text = std::mem::take(&mut self.acc.content_text);
@@ -77,7 +81,7 @@ impl Relay {
     }
 
     fn complete(&mut self) {
-        if self.decoder.is_none() {
+        if self.adapter.is_none() {
             self.out.push_back(Bytes::from_static(DONE));
         }
         self.ended = true;
@@ -89,8 +93,7 @@ impl Relay {
     /// A native stream's bytes: sent as they are, metered through the decoder. The
     /// chunk that ends the stream completes it at once, so that it is the last event,
     /// held until the record is durable.
-    fn on_native(&mut self, raw: Bytes) {
-        let Some(decoder) = self.decoder.as_mut() else { return self.on_bytes(&raw) };
+    fn on_native(&mut self, decoder: &mut dyn StreamTranslate, raw: Bytes) {
         let translated = decoder.feed(&raw);
         self.out.push_back(raw);
         match translated {
@@ -116,7 +119,7 @@ impl Relay {
     }
 
     fn on_bytes(&mut self, bytes: &[u8]) {
-        let native = self.decoder.is_some();
+        let native = self.adapter.is_some();
         let events = match self.parser.feed(bytes) {
             Ok(ev) => ev,
             Err(e) => {
@@ -159,8 +162,10 @@ impl Relay {
             }
             let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty)
                 && v.get("usage").is_some_and(|u| !u.is_null());
+            // a native client has the provider's own bytes already; a usage chunk is sent
+            // only when the client asked for it (the gateway always does)
             if native || (usage_only && !self.client_wants_usage) {
-                continue; // the gateway asked for it, the client did not
+                continue;
             }
             self.out.push_back(data_event(&ev.data));
         }
@@ -190,8 +195,13 @@ impl Stream for Relay {
             }
             match this.upstream.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(bytes))) if this.decoder.is_some() => this.on_native(bytes),
-                Poll::Ready(Some(Ok(bytes))) => this.on_bytes(&bytes),
+                Poll::Ready(Some(Ok(bytes))) => match this.decoder.take() {
+                    Some(mut decoder) => {
+                        this.on_native(decoder.as_mut(), bytes);
+                        this.decoder = Some(decoder);
+                    }
+                    None => this.on_bytes(&bytes),
+                },
                 Poll::Ready(Some(Err(e))) => {
                     let provider = this.provider.clone();
                     this.fail(match e {

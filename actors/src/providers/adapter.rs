@@ -185,6 +185,13 @@ pub trait Adapter: Sync {
         openai::stream_step(ev)
     }
 
+    /// An error event in this provider's own stream format, for a native stream that
+    /// fails without the provider saying so itself.
+    fn native_error_event(&self, class: crate::error::Class, message: &str) -> Bytes {
+        let body = serde_json::json!({"error": {"message": message, "type": class.kind, "code": class.code}});
+        super::sse::data_event(&body.to_string())
+    }
+
     /// The status a provider's error status stands for (Anthropic's 529 is a 503).
     fn error_status(&self, status: u16) -> u16 {
         status

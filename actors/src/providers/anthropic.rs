@@ -81,6 +81,11 @@ impl super::Adapter for Anthropic {
         Some(Box::new(Sse::new(StreamTranslator::new(cx.created))))
     }
 
+    fn native_error_event(&self, class: crate::error::Class, message: &str) -> Bytes {
+        let body = super::from_anthropic::error_body(class, message);
+        Bytes::from(format!("event: error\ndata: {body}\n\n"))
+    }
+
     fn native_stream_step(&self, ev: &SseEvent) -> super::StreamStep {
         use super::StreamStep;
         let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {

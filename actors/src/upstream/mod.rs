@@ -67,11 +67,13 @@ pub struct UpstreamReply {
     /// A native call's stream: `body` is the provider's own bytes, which this turns
     /// into OpenAI SSE for metering.
     pub decoder: Option<Box<dyn StreamTranslate>>,
+    /// The provider's adapter (what a native stream's own events look like).
+    pub adapter: &'static dyn Adapter,
 }
 
 impl UpstreamReply {
-    fn new(body: UpstreamBody, first_byte: Duration) -> UpstreamReply {
-        UpstreamReply { body, first_byte, native_body: None, decoder: None }
+    fn new(body: UpstreamBody, first_byte: Duration, adapter: &'static dyn Adapter) -> UpstreamReply {
+        UpstreamReply { body, first_byte, native_body: None, decoder: None, adapter }
     }
 }
 
@@ -223,7 +225,7 @@ impl UpstreamClient {
                     return Err(UpstreamError::Status { status, message, retry_after: None })
                 }
             };
-            return Ok(UpstreamReply::new(body, started.elapsed()));
+            return Ok(UpstreamReply::new(body, started.elapsed(), self.adapter));
         }
         self.call_http(call, tries).await
     }
@@ -388,7 +390,7 @@ impl UpstreamClient {
             let decoder = self.adapter.stream_decoder(&cx);
             if call.native.is_some() {
                 // relayed as it came; the relay meters it through the decoder
-                let mut reply = UpstreamReply::new(UpstreamBody::Stream(s), first_byte);
+                let mut reply = UpstreamReply::new(UpstreamBody::Stream(s), first_byte, self.adapter);
                 reply.decoder = decoder;
                 return Ok(reply);
             }
@@ -396,7 +398,7 @@ impl UpstreamClient {
                 Some(t) => translated(s, t),
                 None => s,
             };
-            Ok(UpstreamReply::new(UpstreamBody::Stream(body), first_byte))
+            Ok(UpstreamReply::new(UpstreamBody::Stream(body), first_byte, self.adapter))
         } else {
             match tokio::time::timeout_at(deadline, read_capped(resp, self.cfg.max_response_bytes)).await {
                 Err(_) => Err(UpstreamError::Timeout("total")),
@@ -405,7 +407,7 @@ impl UpstreamClient {
                     let native = call.native.map(|_| b.clone());
                     match self.adapter.decode(call.endpoint, b, &cx) {
                         Ok(b) => {
-                            let mut reply = UpstreamReply::new(UpstreamBody::Full(b), first_byte);
+                            let mut reply = UpstreamReply::new(UpstreamBody::Full(b), first_byte, self.adapter);
                             reply.native_body = native;
                             Ok(reply)
                         }
