@@ -216,10 +216,11 @@ pub async fn kv_bucket(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn cfg() -> Nats {
+    /// A `[nats]` section with prefix `acme.ai` (shared by the NATS ingress's unit tests).
+    pub(crate) fn cfg() -> Nats {
         let raw = "[nats]\nurl = \"nats://127.0.0.1:4222\"\nprefix = \"acme.ai\"\n";
         match switchyard_config::load_str(raw, std::path::Path::new("."), &|_| None) {
             Ok(c) => c.nats.clone().unwrap(),

@@ -431,14 +431,6 @@ mod tests {
         }
     }
 
-    fn cfg() -> Nats {
-        let raw = "[nats]\nurl = \"nats://127.0.0.1:4222\"\nprefix = \"acme.ai\"\n";
-        match switchyard_config::load_str(raw, std::path::Path::new("."), &|_| None) {
-            Ok(c) => c.nats.clone().unwrap(),
-            Err(e) => panic!("{e}"),
-        }
-    }
-
     #[test]
     fn failures_are_deferred_retried_or_final() {
         let up = |status| GatewayError::UpstreamStatus {
@@ -460,7 +452,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_with_jitter_and_is_capped() {
-        let c = cfg();
+        let c = crate::ingress::nats::streams::tests::cfg();
         for attempt in 1..=20 {
             let d = backoff(&c, attempt);
             let full = c.retry_backoff.saturating_mul(1 << (attempt - 1).min(16)).min(c.retry_backoff_max);
