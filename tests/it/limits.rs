@@ -8,6 +8,31 @@ async fn chat_as(gw: &str, key: &str, body: Value) -> reqwest::Response {
 
 const INFLIGHT: &str = "switchyard_inflight_requests ";
 
+/// Sends `body` as `key` with a 600 ms provider latency and returns once the mock
+/// provider holds it (so its reservation is taken); the task yields its status.
+async fn held_at_the_provider(gw: &str, mock: &str, key: &str, body: Value) -> tokio::task::JoinHandle<u16> {
+    let (url, key) = (gw.to_string(), key.to_string());
+    let slow = tokio::spawn(async move {
+        let r = client()
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(key)
+            .header("x-mock-latency-ms", "600")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    });
+    for _ in 0..200 {
+        let v: Value = client().get(format!("{mock}/mock/stats")).send().await.unwrap().json().await.unwrap();
+        if v["max_inflight"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    slow
+}
+
 #[tokio::test]
 async fn requests_per_minute() {
     let mock = mock_upstream();
@@ -126,26 +151,8 @@ async fn a_huge_max_tokens_takes_one_bucket_at_most() {
     let gw = Gateway::start(&mock.url);
     let mut huge = chat_body("huge reservation");
     huge["max_tokens"] = json!(1_000_000_000_000_000u64);
-    let url = gw.url().to_string();
-    let slow = tokio::spawn(async move {
-        let r = client()
-            .post(format!("{url}/v1/chat/completions"))
-            .bearer_auth("sk-test-tpm")
-            .header("x-mock-latency-ms", "600")
-            .json(&huge)
-            .send()
-            .await
-            .unwrap();
-        r.status().as_u16()
-    });
-    // wait until it is at the provider (admitted, holding the bucket)
-    for _ in 0..200 {
-        let v: Value = client().get(format!("{}/mock/stats", mock.url)).send().await.unwrap().json().await.unwrap();
-        if v["max_inflight"].as_u64().unwrap_or(0) >= 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    // at the provider (admitted, holding the bucket) for 600 ms
+    let slow = held_at_the_provider(gw.url(), &mock.url, "sk-test-tpm", huge).await;
     // while it holds the bucket: refused, told to come back within the minute
     let r = chat_as(gw.url(), "sk-test-tpm", chat_body("meanwhile")).await;
     assert_eq!(r.status(), 429);
@@ -180,26 +187,7 @@ tpm = 100
 "#;
     let gw = Gateway::start_with(&mock.url, extra);
     let body = |text: &str, max: u64| json!({"model": "capped", "max_tokens": max, "messages": [{"role": "user", "content": text}]});
-    let url = gw.url().to_string();
-    let huge = body("huge but capped", 1_000_000);
-    let slow = tokio::spawn(async move {
-        let r = client()
-            .post(format!("{url}/v1/chat/completions"))
-            .bearer_auth("sk-test-capped")
-            .header("x-mock-latency-ms", "600")
-            .json(&huge)
-            .send()
-            .await
-            .unwrap();
-        r.status().as_u16()
-    });
-    for _ in 0..200 {
-        let v: Value = client().get(format!("{}/mock/stats", mock.url)).send().await.unwrap().json().await.unwrap();
-        if v["max_inflight"].as_u64().unwrap_or(0) >= 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let slow = held_at_the_provider(gw.url(), &mock.url, "sk-test-capped", body("huge but capped", 1_000_000)).await;
     // the first holds its prompt and 30, not a whole bucket: this one fits beside it
     let r = chat_as(gw.url(), "sk-test-capped", body("meanwhile", 20)).await;
     assert_eq!(r.status(), 200);
