@@ -24,6 +24,8 @@ pub struct AppState {
     pub nats: Option<async_nats::Client>,
     /// The Batch API (answers 503 without `[nats]`).
     pub batch: Arc<ingress::batch::BatchApi>,
+    /// Stored Responses API responses (local, or shared through NATS).
+    pub responses: Arc<ingress::responses::store::ResponseStore>,
     pub metrics: PrometheusHandle,
     pub config_path: PathBuf,
 }
@@ -157,10 +159,16 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
         }
     };
     let batch = Arc::new(ingress::batch::BatchApi::new(nats.clone(), config.nats.clone()));
+    let responses = Arc::new(ingress::responses::store::ResponseStore::new(
+        engine.store().clone(),
+        nats.clone().zip(config.nats.clone()),
+        config.server.responses_ttl,
+    ));
     let state = web::Data::new(AppState {
         engine: engine.clone(),
         nats: nats.clone(),
         batch,
+        responses,
         metrics: metrics.clone(),
         config_path,
     });

@@ -8,6 +8,7 @@
 //!   length of at most 128) are still read.
 //! - `ledger_ids`: idempotency key -> ledger key, so a job's record is written once.
 //! - `cache`: response cache entries; `cache_order`: insertion order for eviction.
+//! - `vkeys`: virtual keys; `responses`: stored Responses API responses (id -> JSON).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -140,6 +141,8 @@ pub struct Store {
     pub cache_order: sled::Tree,
     /// Virtual keys created through the admin API: SHA-256 of the secret (hex) -> JSON.
     pub vkeys: sled::Tree,
+    /// Stored Responses API responses: id -> the caller's JSON record.
+    pub responses: sled::Tree,
 }
 
 impl Store {
@@ -172,6 +175,7 @@ impl Store {
             cache: db.open_tree("cache")?,
             cache_order: db.open_tree("cache_order")?,
             vkeys: db.open_tree("vkeys")?,
+            responses: db.open_tree("responses")?,
             db,
         })
     }
@@ -282,6 +286,39 @@ impl Store {
             out.extend(Self::records_of(&v)?.into_iter().filter(|r| r.ts_ms >= since_ms));
         }
         Ok(out)
+    }
+
+    /// Stores a Responses API response record, on disk before it returns (a later turn
+    /// may name it at once, on this instance or after a restart).
+    pub fn put_response(&self, id: &str, record: &[u8]) -> Result<(), StoreError> {
+        self.responses.insert(id.as_bytes(), record)?;
+        self.responses.flush()?;
+        Ok(())
+    }
+
+    /// A stored Responses API response record.
+    pub fn response(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.responses.get(id.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Deletes a stored response; whether it was there.
+    pub fn delete_response(&self, id: &str) -> Result<bool, StoreError> {
+        let was = self.responses.remove(id.as_bytes())?.is_some();
+        self.responses.flush()?;
+        Ok(was)
+    }
+
+    /// Deletes the stored responses `expired` says are past their time; how many.
+    pub fn sweep_responses(&self, expired: impl Fn(&[u8]) -> bool) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for item in self.responses.iter() {
+            let (k, v) = item?;
+            if expired(&v) {
+                self.responses.remove(k)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Whether a record with this idempotency key is in the ledger.

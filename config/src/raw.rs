@@ -168,6 +168,8 @@ pub struct RawServer {
     pub max_inputs: Option<usize>,
     /// Largest `dimensions` an embeddings request may ask for.
     pub max_dimensions: Option<u32>,
+    /// How long a stored Responses API response is kept, seconds (default 30 days; 0 keeps them).
+    pub responses_ttl_secs: Option<u64>,
 }
 
 /// `[nats]`

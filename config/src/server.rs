@@ -26,6 +26,8 @@ pub struct Server {
     pub max_inputs: usize,
     /// Largest `dimensions` an embeddings request may ask for (400 above).
     pub max_dimensions: u32,
+    /// How long a stored Responses API response is kept (`None`: for ever).
+    pub responses_ttl: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod http;
 pub mod nats;
 pub mod respond;
+pub mod responses;
 
 use actix_web::web;
 use switchyard_actors::GatewayError;
@@ -31,5 +32,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(http::readyz))
         .configure(admin::routes)
         .configure(batch::http::routes)
+        .configure(responses::routes)
         .default_service(web::to(http::not_found));
 }

@@ -30,6 +30,15 @@ fn openai_python_sdk_works_unchanged() {
     run_sdk_script("openai_sdk.py", &gw);
 }
 
+/// The official OpenAI Python SDK's Responses API calls (create, stream, tools across
+/// turns, parse, retrieve, input items, delete) to an OpenAI and an Anthropic upstream.
+#[test]
+fn openai_python_sdk_responses_api_works_unchanged() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    run_sdk_script("openai_responses.py", &gw);
+}
+
 /// The official Anthropic Python SDK against `/v1/messages`.
 #[test]
 fn anthropic_python_sdk_works_unchanged() {

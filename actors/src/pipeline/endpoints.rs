@@ -50,6 +50,20 @@ impl Engine {
         self.chat_request(ctx, req).await
     }
 
+    /// `POST /v1/responses`: a Responses request (`req`, parsed by
+    /// `from_responses::parse`) continuing the conversation whose items are `prior`,
+    /// served as chat under the same key policy, limits, guardrails, cache and ledger.
+    /// The caller turns the chat answer into a Response (`from_responses`).
+    pub async fn responses(
+        &self,
+        ctx: &RequestCtx,
+        req: &serde_json::Map<String, Value>,
+        prior: &[Value],
+    ) -> Result<Outcome, Failure> {
+        let chat = crate::providers::from_responses::request(req, prior).and_then(|b| ChatRequest::parse(&b));
+        self.chat_request(ctx, chat).await
+    }
+
     pub(super) async fn chat_request(
         &self,
         ctx: &RequestCtx,

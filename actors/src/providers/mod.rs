@@ -10,6 +10,7 @@ pub mod azure;
 pub mod bedrock;
 pub mod capabilities;
 pub mod from_anthropic;
+pub mod from_responses;
 pub mod gemini;
 pub mod mock;
 pub mod ollama;

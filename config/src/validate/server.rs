@@ -49,6 +49,11 @@ pub(super) fn server(s: RawServer, env: &dyn Fn(&str) -> Option<String>, errs: &
         body_timeout: positive_ms("server.body_timeout_ms", s.body_timeout_ms, 30_000, errs),
         max_inputs: at_least_one("server.max_inputs", s.max_inputs, 2048, errs),
         max_dimensions: at_least_one("server.max_dimensions", s.max_dimensions.map(|d| d as usize), 4096, errs) as u32,
+        // OpenAI keeps stored responses 30 days
+        responses_ttl: match s.responses_ttl_secs.unwrap_or(30 * 86_400) {
+            0 => None,
+            secs => Some(std::time::Duration::from_secs(secs)),
+        },
     };
     server
 }

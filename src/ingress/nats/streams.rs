@@ -56,6 +56,8 @@ pub struct Names {
     pub spend_bucket: String,
     /// Virtual keys (key-value, kept).
     pub keys_bucket: String,
+    /// Stored Responses API responses (object store, `server.responses_ttl_secs`).
+    pub responses_bucket: String,
     pub prefix: String,
 }
 
@@ -71,6 +73,7 @@ impl Names {
             batches_bucket: format!("{upper}_BATCHES"),
             rates_bucket: format!("{upper}_RATES"),
             spend_bucket: format!("{upper}_SPEND"),
+            responses_bucket: format!("{upper}_RESPONSES"),
             // named before the others were sanitised; kept so that upgrades find it
             keys_bucket: format!("{}_KEYS", cfg.prefix.to_ascii_uppercase()),
             prefix: cfg.prefix.clone(),
@@ -175,6 +178,30 @@ pub async fn files_bucket(js: &JetStream, cfg: &Nats, names: &Names) -> Result<O
             })
             .await
             .map_err(NatsError::on("object store", &names.files_bucket)),
+    }
+}
+
+/// The stored-responses bucket (an object store: a conversation's record may be larger
+/// than a NATS message), entries kept `ttl` (`None`: for ever).
+pub async fn responses_bucket(
+    js: &JetStream,
+    cfg: &Nats,
+    names: &Names,
+    ttl: Option<Duration>,
+) -> Result<ObjectStore, NatsError> {
+    match js.get_object_store(&names.responses_bucket).await {
+        Ok(s) => Ok(s),
+        Err(_) => js
+            .create_object_store(object_store::Config {
+                bucket: names.responses_bucket.clone(),
+                description: Some("Switchyard stored Responses API responses".into()),
+                max_age: ttl.unwrap_or_default(),
+                storage: StorageType::File,
+                num_replicas: cfg.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(NatsError::on("object store", &names.responses_bucket)),
     }
 }
 

@@ -1,0 +1,194 @@
+//! OpenAI's Responses API in front of the same engine: `POST /v1/responses` (plain and
+//! streamed), `GET` and `DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`.
+//! A request is served as chat (any provider; `from_responses` translates both ways)
+//! and, unless `store: false`, kept in the [`store`] so that a later turn can continue
+//! it with `previous_response_id`. Errors are OpenAI's error shape.
+
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use switchyard_actors::ids::new_id;
+use switchyard_actors::pipeline::{Failure, OutcomeBody, RequestCtx};
+use switchyard_actors::providers::from_responses::{self, Echo, EventTranslator};
+use switchyard_actors::providers::sse::SseParser;
+use switchyard_actors::types::unix_secs;
+use switchyard_actors::GatewayError;
+
+use self::store::{ResponseStore, Stored};
+use crate::app::AppState;
+use crate::ingress::respond::{
+    authenticate, error_response, header, names, read_body, request_id, set, simple_error, success_head,
+};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/responses", web::post().to(create))
+        .route("/v1/responses/{id}", web::get().to(get))
+        .route("/v1/responses/{id}", web::delete().to(delete))
+        .route("/v1/responses/{id}/input_items", web::get().to(input_items));
+}
+
+/// What a finished response is kept as: owned by the key, with the conversation's items.
+struct Keep {
+    store: Arc<ResponseStore>,
+    owner: String,
+    ttl: Option<std::time::Duration>,
+    input: Vec<Value>,
+}
+
+impl Keep {
+    async fn save(self, response: Value) {
+        let id = response.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let expires_at = self.ttl.map(|t| unix_secs() + t.as_secs());
+        let rec = Stored { owner: self.owner, expires_at, response, input: self.input };
+        // the answer stands without it; a later turn naming it gets a 400
+        if let Err(e) = self.store.put(&id, &rec).await {
+            tracing::warn!(response = %id, error = %e, "storing a response");
+        }
+    }
+}
+
+async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let received = Instant::now();
+    let request_id = request_id(&req);
+    let runtime = state.engine.runtime();
+    let (limit, timeout) = (runtime.config.server.body_limit_bytes, runtime.config.server.body_timeout);
+    let ttl = runtime.config.server.responses_ttl;
+    let prepared = async {
+        let ctx = RequestCtx::from_headers(runtime, request_id.clone(), received, header(&req))?;
+        let body = read_body(&req, payload, limit, timeout).await?;
+        let parsed = from_responses::parse(&body)?;
+        // the conversation so far: the items of the response it continues, that one's
+        // output included
+        let mut prior = Vec::new();
+        if let Some(prev) = parsed.get("previous_response_id").and_then(Value::as_str) {
+            let Some(rec) = state.responses.get(&ctx.key.id, prev).await? else {
+                let shown: String = prev.chars().take(64).collect();
+                return Err(GatewayError::BadRequest(format!(
+                    "previous_response_id: no stored response `{shown}` (it was made with `store: false`, by another key, or has expired)"
+                ))
+                .into());
+            };
+            prior = rec.input;
+            prior.extend(from_responses::output_as_input(&rec.response));
+        }
+        Ok::<_, Failure>((ctx, parsed, prior))
+    }
+    .await;
+    let (ctx, parsed, prior) = match prepared {
+        Ok(p) => p,
+        Err(f) => return error_response(&request_id, &f),
+    };
+    let outcome = match state.engine.responses(&ctx, &parsed, &prior).await {
+        Ok(o) => o,
+        Err(f) => return error_response(&request_id, &f),
+    };
+    let (id, created_at, echo) = (new_id("resp_"), unix_secs(), Echo::of(&parsed));
+    let keep = echo.store().then(|| {
+        let mut input = prior;
+        input.extend(from_responses::input_items(&parsed).iter().map(from_responses::normalize_item));
+        Keep { store: state.responses.clone(), owner: ctx.key.id.to_string(), ttl, input }
+    });
+    let mut b = success_head(&request_id, &outcome, received);
+    match outcome.body {
+        OutcomeBody::Json(bytes) => match from_responses::response(&bytes, &id, created_at, &echo) {
+            Ok(r) => {
+                if let Some(keep) = keep {
+                    keep.save(r.clone()).await;
+                }
+                b.content_type("application/json").body(r.to_string())
+            }
+            Err(e) => error_response(&request_id, &Failure::from(e)),
+        },
+        OutcomeBody::Sse(stream) => {
+            let mut parser = SseParser::new();
+            let mut tr = EventTranslator::new(id, created_at, echo);
+            let mut keep = keep;
+            let events = stream.then(move |item| {
+                let mut finished = None;
+                let out = item.map(|bytes| {
+                    let mut out = BytesMut::new();
+                    // the relay yields whole events; a parse error cannot happen on them
+                    for ev in parser.feed(&bytes).unwrap_or_default() {
+                        for b in tr.on_event(&ev) {
+                            out.extend_from_slice(&b);
+                        }
+                    }
+                    finished = tr.finished().cloned();
+                    out.freeze()
+                });
+                // kept before the client reads its end, so that its next turn finds it
+                let keep = finished.and_then(|r| keep.take().map(|k| (k, r)));
+                async move {
+                    if let Some((k, r)) = keep {
+                        k.save(r).await;
+                    }
+                    out
+                }
+            });
+            b.content_type("text/event-stream")
+                .insert_header(("cache-control", "no-cache"))
+                .insert_header(("x-accel-buffering", "no"))
+                .streaming(events)
+        }
+    }
+}
+
+/// The caller's key and the stored response `id` it made (404 for any other).
+async fn owned(req: &HttpRequest, state: &AppState, id: &str) -> Result<(String, Stored), GatewayError> {
+    let key = authenticate(req, &state.engine.runtime())?;
+    let shown: String = id.chars().take(64).collect();
+    match state.responses.get(&key.id, id).await? {
+        Some(rec) => Ok((key.id.to_string(), rec)),
+        None => Err(GatewayError::Missing(format!("no response `{shown}`"))),
+    }
+}
+
+fn reply(req: &HttpRequest, result: Result<Value, GatewayError>) -> HttpResponse {
+    let id = request_id(req);
+    match result {
+        Ok(v) => {
+            let mut b = HttpResponse::Ok();
+            set(&mut b, names::X_REQUEST_ID, &id);
+            b.json(v)
+        }
+        Err(e) => simple_error(&id, e),
+    }
+}
+
+/// `GET /v1/responses/{id}`
+async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    let result = owned(&req, &state, &path).await.map(|(_, rec)| rec.response);
+    reply(&req, result)
+}
+
+/// `DELETE /v1/responses/{id}`
+async fn delete(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    let result = async {
+        let (owner, _) = owned(&req, &state, &path).await?;
+        state.responses.delete(&owner, &path).await?;
+        Ok(json!({"id": path.as_str(), "object": "response.deleted", "deleted": true}))
+    }
+    .await;
+    reply(&req, result)
+}
+
+/// `GET /v1/responses/{id}/input_items`: the items the response was made from, the
+/// conversation before it included, newest first unless `order=asc` (one page).
+async fn input_items(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    let asc = req.query_string().split('&').any(|kv| kv == "order=asc");
+    let result = owned(&req, &state, &path).await.map(|(_, rec)| {
+        let mut data = rec.input;
+        if !asc {
+            data.reverse();
+        }
+        let id = |i: Option<&Value>| i.and_then(|v| v.get("id")).cloned().unwrap_or(Value::Null);
+        json!({"object": "list", "first_id": id(data.first()), "last_id": id(data.last()), "has_more": false, "data": data})
+    });
+    reply(&req, result)
+}
