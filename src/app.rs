@@ -134,13 +134,20 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
     let host = Arc::new(tokio::sync::Mutex::new(host));
     let engine =
         Engine::start(config.clone(), store, config.server.routing_seed, engine_thread).map_err(|e| e.to_string())?;
+    // connects in the background: HTTP serves whether or not NATS is up
     let nats = match &config.nats {
         None => None,
-        Some(cfg) => {
-            // connects in the background: HTTP serves whether or not NATS is up
-            let client = ingress::nats::connect(cfg).await.map_err(|e| e.to_string())?;
+        Some(cfg) => Some(ingress::nats::connect(cfg).await.map_err(|e| e.to_string())?),
+    };
+    let responses = Arc::new(ingress::responses::store::ResponseStore::new(
+        engine.store().clone(),
+        nats.clone().zip(config.nats.clone()),
+        config.server.responses_ttl,
+    ));
+    let nats = match (&config.nats, nats) {
+        (Some(cfg), Some(client)) => {
             if cfg.request_reply {
-                ingress::nats::serve_requests(client.clone(), engine.clone(), cfg.clone()).await;
+                ingress::nats::serve_requests(client.clone(), engine.clone(), cfg.clone(), responses.clone()).await;
             }
             if cfg.jobs {
                 let (client, engine, cfg) = (client.clone(), engine.clone(), cfg.clone());
@@ -157,13 +164,9 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
             }
             Some(client)
         }
+        _ => None,
     };
     let batch = Arc::new(ingress::batch::BatchApi::new(nats.clone(), config.nats.clone()));
-    let responses = Arc::new(ingress::responses::store::ResponseStore::new(
-        engine.store().clone(),
-        nats.clone().zip(config.nats.clone()),
-        config.server.responses_ttl,
-    ));
     let state = web::Data::new(AppState {
         engine: engine.clone(),
         nats: nats.clone(),

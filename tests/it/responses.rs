@@ -122,3 +122,61 @@ async fn every_instance_on_one_nats_reads_the_stored_responses() {
     let id2 = last["response"]["id"].as_str().unwrap();
     assert_eq!(get(a.url(), MAIN_KEY, id2).await.1["output"], last["response"]["output"]);
 }
+
+/// `<prefix>.v1.responses` over NATS request/reply: a Response, or the events one a
+/// message, then the end; stored where HTTP reads it.
+#[tokio::test]
+async fn nats_request_reply_serves_the_responses_api() {
+    use futures_util::StreamExt;
+    let nats = NatsServer::start();
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, &nats_section(&nats.url(), "rr", ""));
+    gw.wait_nats("connected").await;
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let mut auth = async_nats::HeaderMap::new();
+    auth.insert("authorization", format!("Bearer {MAIN_KEY}").as_str());
+    let body = json!({"model": "chat", "input": "over nats"});
+    let m = nc.request_with_headers("rr.v1.responses", auth.clone(), body.to_string().into()).await.unwrap();
+    let r: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(r["output"][0]["content"][0]["text"], "This is a mock reply to: over nats", "{r}");
+    assert_eq!(get(gw.url(), MAIN_KEY, r["id"].as_str().unwrap()).await.1, r);
+
+    // streamed: every event a message, the end after response.completed
+    let stream = |text: &str, headers: async_nats::HeaderMap| {
+        let nc = nc.clone();
+        let body = json!({"model": "chat", "input": text, "stream": true, "previous_response_id": r["id"]});
+        async move {
+            let inbox = nc.new_inbox();
+            let mut sub = nc.subscribe(inbox.clone()).await.unwrap();
+            nc.publish_with_reply_and_headers("rr.v1.responses", inbox, headers, body.to_string().into())
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            loop {
+                let m = tokio::time::timeout(std::time::Duration::from_secs(10), sub.next()).await.unwrap().unwrap();
+                let h = |n: &str| m.headers.as_ref().and_then(|h| h.get(n)).map(|v| v.to_string());
+                if h("x-switchyard-stream").as_deref() == Some("end") {
+                    return (got, h("x-switchyard-status"), m.payload);
+                }
+                got.push(serde_json::from_slice::<Value>(&m.payload).unwrap());
+            }
+        }
+    };
+    let (events, status, _) = stream("streamed over nats", auth.clone()).await;
+    assert_eq!(status, None);
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!((types[0], *types.last().unwrap()), ("response.created", "response.completed"), "{types:?}");
+    let text: String = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, "This is a mock reply to: streamed over nats");
+    // a stream the provider cuts ends with response.failed and a 502 end
+    let mut cut = auth.clone();
+    cut.insert("x-mock-disconnect-after", "2");
+    let (events, status, payload) = stream("cut this one off early please", cut).await;
+    assert_eq!(events.last().unwrap()["type"], "response.failed", "{events:?}");
+    assert_eq!(status.as_deref(), Some("502"));
+    assert!(serde_json::from_slice::<Value>(&payload).unwrap()["error"]["message"].is_string());
+}

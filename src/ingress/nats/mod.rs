@@ -1,5 +1,5 @@
-//! NATS ingress (async-nats): core request/reply on `<prefix>.v1.chat` and
-//! `<prefix>.v1.embeddings` in the queue group `switchyard`, and durable jobs from
+//! NATS ingress (async-nats): core request/reply on `<prefix>.v1.chat`,
+//! `<prefix>.v1.embeddings` and `<prefix>.v1.responses` in the queue group `switchyard`, and durable jobs from
 //! JetStream ([`jobs`]). Both go through the same [`Engine`] as HTTP: auth, routing,
 //! limits, cache, ledger and metrics.
 //!
@@ -23,6 +23,8 @@ use switchyard_actors::pipeline::{Failure, OutcomeBody, RequestCtx};
 use switchyard_actors::types::Endpoint;
 use switchyard_actors::{Engine, GatewayError, Outcome};
 use switchyard_config::Nats;
+
+use crate::ingress::responses::store::ResponseStore;
 
 /// Queue group every instance joins, so a request is served by one of them.
 pub const QUEUE_GROUP: &str = "switchyard";
@@ -90,10 +92,28 @@ pub async fn call(engine: &Engine, api: Endpoint, ctx: &RequestCtx, body: &[u8])
     engine.serve(api, ctx, body).await
 }
 
+/// What a request/reply subject serves.
+#[derive(Debug, Clone, Copy)]
+enum Api {
+    /// `<prefix>.v1.chat`, `<prefix>.v1.embeddings`
+    Engine(Endpoint),
+    /// `<prefix>.v1.responses`: the Responses API, its stored responses shared with HTTP.
+    Responses,
+}
+
+impl Api {
+    fn as_str(self) -> &'static str {
+        match self {
+            Api::Engine(e) => e.as_str(),
+            Api::Responses => "responses",
+        }
+    }
+}
+
 /// Serves core request/reply until the client is dropped: one subscription per API in
 /// the queue group, one task per request.
-pub async fn serve_requests(client: Client, engine: Arc<Engine>, cfg: Nats) {
-    for api in [Endpoint::Chat, Endpoint::Embeddings] {
+pub async fn serve_requests(client: Client, engine: Arc<Engine>, cfg: Nats, responses: Arc<ResponseStore>) {
+    for api in [Api::Engine(Endpoint::Chat), Api::Engine(Endpoint::Embeddings), Api::Responses] {
         let subject = cfg.subject(api.as_str());
         let sub = match client.queue_subscribe(subject.clone(), QUEUE_GROUP.to_string()).await {
             Ok(s) => s,
@@ -103,18 +123,18 @@ pub async fn serve_requests(client: Client, engine: Arc<Engine>, cfg: Nats) {
             }
         };
         tracing::info!(subject, queue = QUEUE_GROUP, "serving NATS requests");
-        let (client, engine) = (client.clone(), engine.clone());
+        let (client, engine, responses) = (client.clone(), engine.clone(), responses.clone());
         actix_web::rt::spawn(async move {
             let mut sub = sub;
             while let Some(msg) = sub.next().await {
-                let (client, engine) = (client.clone(), engine.clone());
-                actix_web::rt::spawn(async move { handle_request(&client, &engine, api, msg).await });
+                let (client, engine, responses) = (client.clone(), engine.clone(), responses.clone());
+                actix_web::rt::spawn(async move { handle_request(&client, &engine, &responses, api, msg).await });
             }
         });
     }
 }
 
-async fn handle_request(client: &Client, engine: &Engine, api: Endpoint, msg: Message) {
+async fn handle_request(client: &Client, engine: &Engine, responses: &Arc<ResponseStore>, api: Api, msg: Message) {
     let received = Instant::now();
     let Some(reply) = msg.reply.clone() else {
         metrics::counter!(NATS_REQUESTS_TOTAL, "api" => api.as_str(), "status" => "no_reply").increment(1);
@@ -128,7 +148,10 @@ async fn handle_request(client: &Client, engine: &Engine, api: Endpoint, msg: Me
     let result = match RequestCtx::from_headers(runtime, request_id.clone(), received, lookup) {
         Err(e) => Err(Failure::from(e)),
         Ok(_) if msg.payload.len() > limit => Err(Failure::from(GatewayError::TooLarge(limit))),
-        Ok(ctx) => call(engine, api, &ctx, &msg.payload).await,
+        Ok(ctx) => match api {
+            Api::Engine(endpoint) => call(engine, endpoint, &ctx, &msg.payload).await,
+            Api::Responses => crate::ingress::responses::serve(engine, responses, &ctx, &msg.payload).await,
+        },
     };
     let status = match result {
         Ok(outcome) => {
@@ -184,9 +207,12 @@ async fn publish(client: &Client, subject: async_nats::Subject, headers: HeaderM
     }
 }
 
-/// A streamed reply: one message per chunk (the chunk's JSON), in order, then a last
-/// message with `x-switchyard-stream: end`. A stream that fails mid-way ends with the
-/// error body and `x-switchyard-status` on that last message instead.
+/// A streamed reply: one message per event (its JSON), in order, then a last message
+/// with `x-switchyard-stream: end`. A chat stream that fails mid-way ends with the error
+/// body and `x-switchyard-status` on that last message instead. A Responses stream's
+/// events are all sent (`response.failed` included); the end message follows its last
+/// (`response.completed`, `response.incomplete`, or `response.failed` with status 502 and
+/// the error body).
 async fn relay_stream(
     client: &Client,
     reply: async_nats::Subject,
@@ -196,26 +222,51 @@ async fn relay_stream(
     let mut first = Some(headers);
     let mut status = 200;
     let mut ended = false;
-    while let Some(Ok(event)) = stream.next().await {
-        // each item is one `data: ...\n\n` event
-        let text = String::from_utf8_lossy(&event);
-        let data = text.trim_end().strip_prefix("data: ").unwrap_or(text.trim_end());
-        let mut headers = first.take().unwrap_or_default();
-        if data == "[DONE]" {
-            headers.insert(STREAM_HEADER, "end");
-            publish(client, reply.clone(), headers, Bytes::new()).await;
-            ended = true;
-            break;
-        }
-        if data.starts_with("{\"error\"") {
-            status = 502;
-            headers.insert(STREAM_HEADER, "end");
-            headers.insert(STATUS_HEADER, "502");
+    let mut parser = switchyard_actors::providers::sse::SseParser::new();
+    'read: while let Some(Ok(bytes)) = stream.next().await {
+        // the relay yields whole events; a parse error cannot happen on them
+        for ev in parser.feed(&bytes).unwrap_or_default() {
+            let data = ev.data.as_str();
+            let mut headers = first.take().unwrap_or_default();
+            if data == "[DONE]" {
+                headers.insert(STREAM_HEADER, "end");
+                publish(client, reply.clone(), headers, Bytes::new()).await;
+                ended = true;
+                break 'read;
+            }
+            if data.starts_with("{\"error\"") {
+                status = 502;
+                headers.insert(STREAM_HEADER, "end");
+                headers.insert(STATUS_HEADER, "502");
+                publish(client, reply.clone(), headers, Bytes::copy_from_slice(data.as_bytes())).await;
+                ended = true;
+                break 'read;
+            }
             publish(client, reply.clone(), headers, Bytes::copy_from_slice(data.as_bytes())).await;
-            ended = true;
-            break;
+            let last = match ev.event.as_deref() {
+                Some("response.completed" | "response.incomplete") => Some(None),
+                Some("response.failed") => {
+                    let v: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
+                    Some(Some(serde_json::json!({"error": v.pointer("/response/error")})))
+                }
+                _ => None,
+            };
+            if let Some(error) = last {
+                let mut headers = HeaderMap::new();
+                headers.insert(STREAM_HEADER, "end");
+                let body = match error {
+                    Some(e) => {
+                        status = 502;
+                        headers.insert(STATUS_HEADER, "502");
+                        Bytes::from(e.to_string())
+                    }
+                    None => Bytes::new(),
+                };
+                publish(client, reply.clone(), headers, body).await;
+                ended = true;
+                break 'read;
+            }
         }
-        publish(client, reply.clone(), headers, Bytes::copy_from_slice(data.as_bytes())).await;
     }
     if !ended {
         // the relay always ends with [DONE] or an error event; never leave a reader hanging

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use switchyard_actors::ids::new_id;
@@ -18,12 +18,12 @@ use switchyard_actors::pipeline::{Failure, OutcomeBody, RequestCtx};
 use switchyard_actors::providers::from_responses::{self, Echo, EventTranslator};
 use switchyard_actors::providers::sse::SseParser;
 use switchyard_actors::types::unix_secs;
-use switchyard_actors::GatewayError;
+use switchyard_actors::{Engine, GatewayError, Outcome};
 
 use self::store::{ResponseStore, Stored};
 use crate::app::AppState;
 use crate::ingress::respond::{
-    authenticate, error_response, header, names, read_body, request_id, set, simple_error, success_head,
+    authenticate, error_response, header, names, read_body, request_id, respond, set, simple_error,
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -58,53 +58,57 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
     let request_id = request_id(&req);
     let runtime = state.engine.runtime();
     let (limit, timeout) = (runtime.config.server.body_limit_bytes, runtime.config.server.body_timeout);
-    let ttl = runtime.config.server.responses_ttl;
-    let prepared = async {
+    let result = async {
         let ctx = RequestCtx::from_headers(runtime, request_id.clone(), received, header(&req))?;
         let body = read_body(&req, payload, limit, timeout).await?;
-        let parsed = from_responses::parse(&body)?;
-        // the conversation so far: the items of the response it continues, that one's
-        // output included
-        let mut prior = Vec::new();
-        if let Some(prev) = parsed.get("previous_response_id").and_then(Value::as_str) {
-            let Some(rec) = state.responses.get(&ctx.key.id, prev).await? else {
-                let shown: String = prev.chars().take(64).collect();
-                return Err(GatewayError::BadRequest(format!(
-                    "previous_response_id: no stored response `{shown}` (it was made with `store: false`, by another key, or has expired)"
-                ))
-                .into());
-            };
-            prior = rec.input;
-            prior.extend(from_responses::output_as_input(&rec.response));
-        }
-        Ok::<_, Failure>((ctx, parsed, prior))
+        serve(&state.engine, &state.responses, &ctx, &body).await
     }
     .await;
-    let (ctx, parsed, prior) = match prepared {
-        Ok(p) => p,
-        Err(f) => return error_response(&request_id, &f),
-    };
-    let outcome = match state.engine.responses(&ctx, &parsed, &prior).await {
-        Ok(o) => o,
-        Err(f) => return error_response(&request_id, &f),
-    };
+    match result {
+        Ok(outcome) => respond(&request_id, outcome, received),
+        Err(f) => error_response(&request_id, &f),
+    }
+}
+
+/// Serves one Responses request, whichever ingress it came from: the outcome's body is
+/// the Response (JSON) or the Responses events (SSE), stored unless `store: false`.
+pub async fn serve(
+    engine: &Engine,
+    store: &Arc<ResponseStore>,
+    ctx: &RequestCtx,
+    body: &[u8],
+) -> Result<Outcome, Failure> {
+    let parsed = from_responses::parse(body)?;
+    // the conversation so far: the items of the response it continues, that one's output
+    // included
+    let mut prior = Vec::new();
+    if let Some(prev) = parsed.get("previous_response_id").and_then(Value::as_str) {
+        let Some(rec) = store.get(&ctx.key.id, prev).await? else {
+            let shown: String = prev.chars().take(64).collect();
+            return Err(GatewayError::BadRequest(format!(
+                "previous_response_id: no stored response `{shown}` (it was made with `store: false`, by another key, or has expired)"
+            ))
+            .into());
+        };
+        prior = rec.input;
+        prior.extend(from_responses::output_as_input(&rec.response));
+    }
+    let mut outcome = engine.responses(ctx, &parsed, &prior).await?;
     let (id, created_at, echo) = (new_id("resp_"), unix_secs(), Echo::of(&parsed));
     let keep = echo.store().then(|| {
         let mut input = prior;
         input.extend(from_responses::input_items(&parsed).iter().map(from_responses::normalize_item));
-        Keep { store: state.responses.clone(), owner: ctx.key.id.to_string(), ttl, input }
+        let ttl = ctx.runtime.config.server.responses_ttl;
+        Keep { store: store.clone(), owner: ctx.key.id.to_string(), ttl, input }
     });
-    let mut b = success_head(&request_id, &outcome, received);
-    match outcome.body {
-        OutcomeBody::Json(bytes) => match from_responses::response(&bytes, &id, created_at, &echo) {
-            Ok(r) => {
-                if let Some(keep) = keep {
-                    keep.save(r.clone()).await;
-                }
-                b.content_type("application/json").body(r.to_string())
+    outcome.body = match outcome.body {
+        OutcomeBody::Json(bytes) => {
+            let r = from_responses::response(&bytes, &id, created_at, &echo)?;
+            if let Some(keep) = keep {
+                keep.save(r.clone()).await;
             }
-            Err(e) => error_response(&request_id, &Failure::from(e)),
-        },
+            OutcomeBody::Json(Bytes::from(r.to_string()))
+        }
         OutcomeBody::Sse(stream) => {
             let mut parser = SseParser::new();
             let mut tr = EventTranslator::new(id, created_at, echo);
@@ -131,12 +135,10 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
                     out
                 }
             });
-            b.content_type("text/event-stream")
-                .insert_header(("cache-control", "no-cache"))
-                .insert_header(("x-accel-buffering", "no"))
-                .streaming(events)
+            OutcomeBody::Sse(Box::pin(events))
         }
-    }
+    };
+    Ok(outcome)
 }
 
 /// The caller's key and the stored response `id` it made (404 for any other).
