@@ -314,7 +314,8 @@ async fn what_a_translation_cannot_carry_is_named() {
     body["messages"][0]["content"] = json!([{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]);
     let r = messages(gw.url(), MAIN_KEY, &body, &[("anthropic-beta", "interleaved-thinking-2025-05-14")]).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(header(&r, "x-switchyard-dropped-fields"), "thinking, top_k, cache_control, anthropic-beta (header)");
+    // (thinking is carried, as `reasoning_effort`)
+    assert_eq!(header(&r, "x-switchyard-dropped-fields"), "top_k, cache_control, anthropic-beta (header)");
     // a plain request drops nothing
     let r = messages(gw.url(), MAIN_KEY, &ask("chat", "nothing to drop"), &[]).await;
     assert!(r.headers().get("x-switchyard-dropped-fields").is_none());

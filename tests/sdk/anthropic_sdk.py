@@ -4,6 +4,7 @@ models served by an OpenAI-format upstream ("chat") and an Anthropic one ("claud
 Usage: python anthropic_sdk.py BASE_URL API_KEY
 Exits non-zero (with a traceback) on the first failed check.
 """
+import json
 import sys
 
 import anthropic
@@ -70,6 +71,33 @@ m = client.messages.create(
     ],
 )
 assert m.type == "message", m
+
+# structured output with the SDK's parse (output_config.format): natively to the
+# Anthropic upstream, and mapped to response_format for the OpenAI-format one
+from pydantic import BaseModel
+
+
+class City(BaseModel):
+    name: str
+    population: int
+
+
+for model in ["claude", "chat"]:
+    parsed = client.messages.parse(
+        model=model, max_tokens=256, output_format=City, messages=[{"role": "user", "content": "Porto"}]
+    )
+    assert isinstance(parsed.parsed_output, City) and parsed.parsed_output.name == "Porto", (model, parsed)
+
+# thinking and output_config reach an OpenAI-format target as reasoning_effort and
+# response_format: nothing is reported dropped
+raw = client.messages.with_raw_response.create(
+    model="chat", max_tokens=4096, thinking={"type": "enabled", "budget_tokens": 2048},
+    output_config={"format": {"type": "json_schema", "schema": {"type": "object", "properties": {"a": {"type": "string"}},
+                                                               "required": ["a"], "additionalProperties": False}}},
+    messages=[{"role": "user", "content": "think"}],
+)
+assert raw.headers.get("x-switchyard-dropped-fields") is None, dict(raw.headers)
+assert json.loads(raw.parse().content[0].text) == {"a": "think"}, raw.parse()
 
 # errors map to the SDK's exception types
 try:

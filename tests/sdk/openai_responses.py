@@ -92,8 +92,9 @@ class City(BaseModel):
     population: int
 
 
-parsed = client.responses.parse(model="chat", input="Lisbon", text_format=City)
-assert isinstance(parsed.output_parsed, City) and parsed.output_parsed.name == "Lisbon", parsed
+for model in ["chat", "claude"]:
+    parsed = client.responses.parse(model=model, input="Lisbon", text_format=City)
+    assert isinstance(parsed.output_parsed, City) and parsed.output_parsed.name == "Lisbon", (model, parsed)
 
 # not stored: no later turn, no retrieve
 r = client.responses.create(model="chat", input="forget me", store=False)

@@ -65,6 +65,11 @@ parsed = client.chat.completions.parse(
 )
 city = parsed.choices[0].message.parsed
 assert isinstance(city, City) and city.name == "Lisbon" and city.population == 1, parsed
+# the same against an Anthropic-served alias (mapped to its output_config.format)
+parsed = client.chat.completions.parse(
+    model="claude", messages=[{"role": "user", "content": "Lisbon"}], response_format=City
+)
+assert parsed.choices[0].message.parsed.name == "Lisbon", parsed
 
 # a function tool: the mock calls it with arguments that match its schema
 weather = [{"type": "function", "function": {"name": "weather", "parameters": {

@@ -38,7 +38,7 @@ impl super::Adapter for Anthropic {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { images: Images::Any, ..Capabilities::MINIMAL }
+        Capabilities { images: Images::Any, json_schema: true, ..Capabilities::MINIMAL }
     }
 
     fn url(&self, p: &Provider, endpoint: Endpoint, _model: &str, _stream: bool) -> Result<String, GatewayError> {
@@ -241,6 +241,7 @@ pub fn chat_body(req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError
         out.insert("stream".into(), json!(true));
     }
     translate_options(&req.rest, &mut out)?;
+    thinking(&req.rest, &mut out)?;
     serde_json::to_vec(&Value::Object(out)).map_err(|e| GatewayError::Internal(e.to_string()))
 }
 
@@ -295,14 +296,82 @@ fn translate_options(rest: &Map<String, Value>, out: &mut Map<String, Value>) ->
             }
             "n" if v.as_u64().unwrap_or(1) > 1 => return Err(unsupported("`n` greater than 1")),
             "logprobs" if v == &json!(true) => return Err(unsupported("`logprobs`")),
-            "response_format" if v.get("type").and_then(Value::as_str).is_some_and(|t| t != "text") => {
-                return Err(unsupported("`response_format` (JSON mode)"))
-            }
+            // structured outputs: Anthropic's `output_config.format`
+            "response_format" => match v.get("type").and_then(Value::as_str) {
+                None | Some("text") => {}
+                Some("json_schema") => {
+                    let schema = v
+                        .pointer("/json_schema/schema")
+                        .ok_or_else(|| bad("`response_format.json_schema.schema` is required".into()))?;
+                    out.insert("output_config".into(), json!({"format": {"type": "json_schema", "schema": schema}}));
+                }
+                Some(_) => {
+                    return Err(unsupported(
+                        "`response_format` `json_object` (JSON without a schema); send `json_schema` with a schema",
+                    ))
+                }
+            },
             // no counterpart, no effect on the answer's shape
             _ => {}
         }
     }
     Ok(())
+}
+
+/// `reasoning_effort` as extended thinking: a budget for the effort asked, within
+/// `max_tokens` (which counts thinking, as OpenAI's counts reasoning tokens); none when
+/// fewer than Anthropic's smallest budget fit, or for `minimal` and `none`.
+fn thinking(rest: &Map<String, Value>, out: &mut Map<String, Value>) -> Result<(), GatewayError> {
+    let Some(budget) = rest.get("reasoning_effort").and_then(Value::as_str).and_then(thinking_budget) else {
+        return Ok(());
+    };
+    let max = out.get("max_tokens").and_then(Value::as_u64).unwrap_or(DEFAULT_MAX_TOKENS);
+    let budget = budget.min(max.saturating_sub(1));
+    if budget < 1024 {
+        return Ok(());
+    }
+    // inside a tool loop Anthropic wants the last assistant turn's thinking blocks back,
+    // which a translated conversation does not have: that turn goes without thinking
+    let last_assistant = out
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|ms| ms.iter().rev().find(|m| m.get("role") == Some(&json!("assistant"))));
+    let in_tool_loop = last_assistant
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_array)
+        .is_some_and(|blocks| blocks.iter().any(|b| b.get("type") == Some(&json!("tool_use"))));
+    if in_tool_loop {
+        return Ok(());
+    }
+    if out.get("temperature").is_some_and(|t| t.as_f64() != Some(1.0)) {
+        return Err(bad(
+            "`temperature` cannot be combined with `reasoning_effort` on an Anthropic target (extended thinking runs at temperature 1)"
+                .into(),
+        ));
+    }
+    out.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": budget}));
+    Ok(())
+}
+
+/// The thinking budget (tokens) an OpenAI `reasoning_effort` stands for; `None` for no
+/// thinking. (Anthropic's smallest budget is 1,024 tokens.)
+pub fn thinking_budget(effort: &str) -> Option<u64> {
+    match effort {
+        "low" => Some(1024),
+        "medium" => Some(4096),
+        "high" => Some(16_384),
+        "xhigh" | "max" => Some(32_768),
+        _ => None,
+    }
+}
+
+/// OpenAI's `reasoning_effort` for an Anthropic thinking budget.
+pub fn effort_for_budget(budget: u64) -> &'static str {
+    match budget {
+        0..=2047 => "low",
+        2048..=8191 => "medium",
+        _ => "high",
+    }
 }
 
 /// OpenAI's finish reason for an Anthropic stop reason.

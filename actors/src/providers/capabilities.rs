@@ -26,8 +26,10 @@ pub struct Capabilities {
     /// `n` greater than 1.
     pub multiple_choices: bool,
     pub logprobs: bool,
-    /// `response_format` JSON object / schema.
+    /// `response_format` `json_object` (JSON without a schema).
     pub json_mode: bool,
+    /// `response_format` `json_schema` (structured outputs).
+    pub json_schema: bool,
 }
 
 impl Capabilities {
@@ -39,6 +41,7 @@ impl Capabilities {
         multiple_choices: false,
         logprobs: false,
         json_mode: false,
+        json_schema: false,
     };
 
     /// OpenAI's row, shared by every kind that speaks its API.
@@ -49,6 +52,7 @@ impl Capabilities {
         multiple_choices: true,
         logprobs: true,
         json_mode: true,
+        json_schema: true,
     };
 }
 
@@ -69,9 +73,15 @@ pub fn check_chat(kind: &str, c: &Capabilities, req: &ChatRequest) -> Result<(),
     if !c.logprobs && req.rest.get("logprobs") == Some(&Value::Bool(true)) {
         return Err(lacks(kind, "`logprobs`"));
     }
-    let json_mode = req.rest.get("response_format").and_then(|f| f.get("type")).and_then(Value::as_str);
-    if !c.json_mode && json_mode.is_some_and(|t| t != "text") {
-        return Err(lacks(kind, "`response_format` (JSON mode)"));
+    match req.rest.get("response_format").and_then(|f| f.get("type")).and_then(Value::as_str) {
+        Some("json_object") if !c.json_mode => {
+            let hint = if c.json_schema { "; send `json_schema` with a schema" } else { "" };
+            return Err(lacks(kind, &format!("`response_format` `json_object` (JSON without a schema){hint}")));
+        }
+        Some("json_schema") if !c.json_schema => {
+            return Err(lacks(kind, "`response_format` `json_schema` (structured outputs)"));
+        }
+        _ => {}
     }
     if c.images == Images::DataUrls {
         let url_image = req
@@ -124,6 +134,8 @@ mod tests {
             json!({"model": "a", "messages": user(json!("x")), "n": 2}),
             json!({"model": "a", "messages": user(json!("x")), "logprobs": true}),
             json!({"model": "a", "messages": user(json!("x")), "response_format": {"type": "json_object"}}),
+            json!({"model": "a", "messages": user(json!("x")),
+                "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}}}),
             json!({"model": "a", "messages": user(json!([{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]))}),
             json!({"model": "a", "messages": user(json!([{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]))}),
             json!({"model": "a", "messages": user(json!("plain"))}),

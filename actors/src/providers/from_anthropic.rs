@@ -50,6 +50,8 @@ const TRANSLATED: &[&str] = &[
     "metadata",
     "tools",
     "tool_choice",
+    "thinking",
+    "output_config",
 ];
 
 /// What of an Anthropic request a translation to another format leaves out: its
@@ -74,6 +76,9 @@ pub fn untranslated_fields(body: &[u8]) -> Vec<String> {
     }
     if req.get("metadata").and_then(Value::as_object).is_some_and(|m| m.keys().any(|k| k != "user_id")) {
         out.push("metadata (all but user_id)".into());
+    }
+    if let Some(cfg) = req.get("output_config").and_then(Value::as_object) {
+        out.extend(cfg.keys().filter(|k| *k != "format" && *k != "effort").map(|k| format!("output_config.{k}")));
     }
     out
 }
@@ -271,7 +276,35 @@ pub fn request(body: &[u8]) -> Result<Vec<u8>, GatewayError> {
                     out.insert("parallel_tool_calls".into(), json!(false));
                 }
             }
-            // no OpenAI counterpart (top_k, thinking, service_tier, ...)
+            // structured outputs and effort
+            "output_config" => {
+                if let Some(f) = v.get("format").filter(|f| !f.is_null()) {
+                    if f.get("type").and_then(Value::as_str) != Some("json_schema") {
+                        return Err(bad("output_config.format.type: must be `json_schema`".into()));
+                    }
+                    let schema =
+                        f.get("schema").ok_or_else(|| bad("output_config.format.schema: Field required".into()))?;
+                    let format = json!({"name": "output", "schema": schema, "strict": true});
+                    out.insert("response_format".into(), json!({"type": "json_schema", "json_schema": format}));
+                }
+                if let Some(e) = v.get("effort").and_then(Value::as_str) {
+                    let effort = if matches!(e, "xhigh" | "max") { "high" } else { e };
+                    out.insert("reasoning_effort".into(), json!(effort));
+                }
+            }
+            // extended thinking: the reasoning effort its budget stands for (an explicit
+            // `output_config.effort` wins)
+            "thinking" => match v.get("type").and_then(Value::as_str) {
+                Some("enabled") => {
+                    let budget = v.get("budget_tokens").and_then(Value::as_u64).unwrap_or(0);
+                    out.entry("reasoning_effort").or_insert(json!(super::anthropic::effort_for_budget(budget)));
+                }
+                Some("adaptive") => {
+                    out.entry("reasoning_effort").or_insert(json!("medium"));
+                }
+                _ => {}
+            },
+            // no OpenAI counterpart (top_k, service_tier, ...)
             _ => {}
         }
     }

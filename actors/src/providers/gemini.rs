@@ -30,7 +30,7 @@ impl super::Adapter for Gemini {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { embeddings: true, json_mode: true, ..Capabilities::MINIMAL }
+        Capabilities { embeddings: true, json_mode: true, json_schema: true, ..Capabilities::MINIMAL }
     }
 
     fn url(&self, p: &Provider, endpoint: Endpoint, model: &str, stream: bool) -> Result<String, GatewayError> {
@@ -180,6 +180,19 @@ pub fn chat_body(req: &ChatRequest) -> Result<Vec<u8>, GatewayError> {
                 }
                 _ => {}
             },
+            // Gemini's thinking budget for the effort asked (`none` turns thinking off)
+            "reasoning_effort" => {
+                let budget = match v.as_str() {
+                    Some("none") => Some(0),
+                    Some("minimal" | "low") => Some(1024),
+                    Some("medium") => Some(8192),
+                    Some("high" | "xhigh" | "max") => Some(24_576),
+                    _ => None,
+                };
+                if let Some(b) = budget {
+                    gen.insert("thinkingConfig".into(), json!({"thinkingBudget": b}));
+                }
+            }
             "tools" => {
                 let decls: Vec<Value> = function_tools(v, "gemini")?
                     .into_iter()

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::sse::SseParser;
-use super::{anthropic, bedrock, from_anthropic, gemini, ollama, openai};
+use super::{anthropic, bedrock, from_anthropic, from_responses, gemini, ollama, openai};
 use crate::types::ChatRequest;
 
 const CREATED: u64 = 1_700_000_000;
@@ -33,6 +33,7 @@ fn fixture(name: &str) -> &'static str {
         "openai_completion.json" => include_str!("fixtures/openai_completion.json"),
         "bedrock_response.json" => include_str!("fixtures/bedrock_response.json"),
         "openai_stream.sse" => include_str!("fixtures/openai_stream.sse"),
+        "responses_request.json" => include_str!("fixtures/responses_request.json"),
         other => panic!("no fixture {other}"),
     }
 }
@@ -63,6 +64,16 @@ fn anthropic_events(bytes: &[Bytes]) -> Vec<Value> {
 fn as_anthropic_stream(openai_sse: &[Bytes]) -> Vec<Value> {
     let mut p = SseParser::new();
     let mut t = from_anthropic::EventTranslator::default();
+    let all: Vec<u8> = openai_sse.iter().flat_map(|b| b.iter().copied()).collect();
+    let out: Vec<Bytes> = p.feed(&all).unwrap().iter().flat_map(|e| t.on_event(e)).collect();
+    anthropic_events(&out)
+}
+
+/// What a Responses client gets for OpenAI stream bytes (the `/v1/responses` ingress).
+fn as_responses_stream(openai_sse: &[Bytes]) -> Vec<Value> {
+    let mut p = SseParser::new();
+    let echo = from_responses::Echo::of(&serde_json::Map::new());
+    let mut t = from_responses::EventTranslator::new("resp_golden".into(), CREATED, echo);
     let all: Vec<u8> = openai_sse.iter().flat_map(|b| b.iter().copied()).collect();
     let out: Vec<Bytes> = p.feed(&all).unwrap().iter().flat_map(|e| t.on_event(e)).collect();
     anthropic_events(&out)
@@ -139,11 +150,55 @@ fn completions() -> Vec<(&'static str, Bytes)> {
 
 #[test]
 fn responses_per_source_format() {
+    let echo = from_responses::Echo::of(&serde_json::Map::new());
     for (provider, completion) in completions() {
         insta::assert_json_snapshot!(format!("response.{provider}_for_openai"), json(&completion));
         let message = from_anthropic::message(&completion).unwrap();
         insta::assert_json_snapshot!(format!("response.{provider}_for_anthropic"), json(&message));
+        let response = from_responses::response(&completion, "resp_golden", CREATED, &echo).unwrap();
+        insta::assert_json_snapshot!(format!("response.{provider}_for_responses"), response);
     }
+}
+
+/// A Responses request (instructions, items with a function call and its output, an
+/// image, a function tool, structured output, reasoning effort) as the chat request the
+/// engine serves, and on to every target.
+#[test]
+fn responses_source_request_per_target() {
+    let Value::Object(req) = json(fixture("responses_request.json").as_bytes()) else { panic!("an object") };
+    let chat = from_responses::request(&req, &[]).unwrap();
+    insta::assert_json_snapshot!("request.responses_to_openai", json(&chat));
+    let req = ChatRequest::parse(&chat).unwrap();
+    insta::assert_json_snapshot!(
+        "request.responses_to_anthropic",
+        json(&anthropic::chat_body(&req, "claude-sonnet-4-5").unwrap())
+    );
+    insta::assert_json_snapshot!("request.responses_to_gemini", json(&gemini::chat_body(&req).unwrap()));
+}
+
+/// Structured output and reasoning effort, mapped to each target that has them and
+/// refused with a 400 naming them by the one that has not (Bedrock's Converse).
+#[test]
+fn structured_output_and_reasoning_per_target() {
+    let req = serde_json::json!({"model": "alias", "max_tokens": 8000, "reasoning_effort": "medium",
+        "messages": [{"role": "user", "content": "Lisbon"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "city", "strict": true, "schema": {
+            "type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"], "additionalProperties": false}}}});
+    let req = ChatRequest::parse(req.to_string().as_bytes()).unwrap();
+    let claude = json(&anthropic::chat_body(&req, "claude-sonnet-4-5").unwrap());
+    insta::assert_json_snapshot!("request.structured_to_anthropic", claude);
+    insta::assert_json_snapshot!("request.structured_to_gemini", json(&gemini::chat_body(&req).unwrap()));
+    insta::assert_json_snapshot!("request.structured_to_ollama", json(&ollama::chat_body(&req, "llama3.2").unwrap()));
+    let refused = bedrock::chat_body(&req).unwrap_err().to_string();
+    assert!(refused.contains("response_format"), "{refused}");
+    // and from Anthropic's side: `output_config.format` and `thinking` as OpenAI's fields
+    let messages = serde_json::json!({"model": "alias", "max_tokens": 8000,
+        "thinking": {"type": "enabled", "budget_tokens": 10000},
+        "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}},
+        "messages": [{"role": "user", "content": "Lisbon"}]});
+    let openai = json(&from_anthropic::request(messages.to_string().as_bytes()).unwrap());
+    insta::assert_json_snapshot!("request.anthropic_structured_to_openai", openai);
+    assert!(from_anthropic::untranslated_fields(messages.to_string().as_bytes()).is_empty());
 }
 
 /// Every provider's stream as OpenAI SSE bytes.
@@ -174,5 +229,6 @@ fn streams_per_source_format() {
         assert_eq!(events.last(), Some(&Value::String("[DONE]".into())), "{provider} ends with [DONE]");
         insta::assert_json_snapshot!(format!("stream.{provider}_for_openai"), events);
         insta::assert_json_snapshot!(format!("stream.{provider}_for_anthropic"), as_anthropic_stream(&sse));
+        insta::assert_json_snapshot!(format!("stream.{provider}_for_responses"), as_responses_stream(&sse));
     }
 }

@@ -27,7 +27,7 @@ impl super::Adapter for Ollama {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { embeddings: true, json_mode: true, ..Capabilities::MINIMAL }
+        Capabilities { embeddings: true, json_mode: true, json_schema: true, ..Capabilities::MINIMAL }
     }
 
     fn url(&self, p: &Provider, endpoint: Endpoint, _model: &str, _stream: bool) -> Result<String, GatewayError> {

@@ -4,7 +4,9 @@
 
 use serde_json::{json, Value};
 
-use super::{digest_hex, finish_reason, mock_tokens, prompt_tokens, reply_words, vector, DEFAULT_DIMS};
+use super::{
+    digest_hex, finish_reason, last_user_text, mock_tokens, prompt_tokens, reply_words, sample, vector, DEFAULT_DIMS,
+};
 
 /// A tool call the mock makes: when the request offers tools and the conversation has
 /// no tool result yet, it calls the first tool with `{"query": <last user text>}`.
@@ -25,6 +27,15 @@ fn anthropic_tool_call(req: &Value) -> Option<(String, String, Value)> {
     Some((id, tool, json!({"query": query.join(" ")})))
 }
 
+/// What an Anthropic answer says: JSON that matches `output_config.format`'s schema
+/// when the request asks for structured output (as one piece), else the reply words.
+fn anthropic_words(req: &Value) -> Vec<String> {
+    match req.pointer("/output_config/format/schema") {
+        Some(schema) => vec![sample(schema, &last_user_text(req), 0).to_string()],
+        None => reply_words(req),
+    }
+}
+
 fn anthropic_usage(req: &Value, output: u64) -> Value {
     json!({"input_tokens": prompt_tokens(req), "output_tokens": output, "cache_read_input_tokens": 0,
         "cache_creation_input_tokens": 0})
@@ -38,7 +49,7 @@ pub fn anthropic_message(req: &Value, model: &str) -> Value {
             "content": [{"type": "tool_use", "id": tool_id, "name": name, "input": input}],
             "stop_reason": "tool_use", "stop_sequence": null, "usage": anthropic_usage(req, 12)});
     }
-    let words = reply_words(req);
+    let words = anthropic_words(req);
     let stop = if finish_reason(req, &words) == "length" { "max_tokens" } else { "end_turn" };
     json!({"id": id, "type": "message", "role": "assistant", "model": model,
         "content": [{"type": "text", "text": words.join(" ")}],
@@ -74,7 +85,7 @@ pub fn anthropic_events(req: &Value, model: &str) -> Vec<(&'static str, Value)> 
         }
         ("tool_use", 12)
     } else {
-        let words = reply_words(req);
+        let words = anthropic_words(req);
         out.push((
             "content_block_start",
             json!({"type": "content_block_start", "index": 0,
