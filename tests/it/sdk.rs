@@ -22,6 +22,33 @@ fn run_sdk_script(script: &str, gw: &Gateway) {
     );
 }
 
+/// Runs `tests/node/<script>` with the Node.js that `ops/test.sh` prepared (it installs
+/// the clients with `npm ci` and sets `SWITCHYARD_TEST_NODE`); skipped otherwise.
+fn run_node_script(script: &str, gw: &Gateway) {
+    let Ok(node) = std::env::var("SWITCHYARD_TEST_NODE") else {
+        eprintln!("skipped: SWITCHYARD_TEST_NODE is not set (run ops/test.sh)");
+        return;
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    let out = Command::new(node).current_dir(&dir).arg(script).arg(gw.url()).arg(MAIN_KEY).output().expect("node");
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}\ngateway log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+}
+
+/// The OpenAI Node SDK, the Anthropic TypeScript SDK and the Vercel AI SDK's `openai()`
+/// (Responses API) and `anthropic()` providers, from the npm registry.
+#[test]
+fn node_clients_work_unchanged() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    run_node_script("clients.mjs", &gw);
+}
+
 /// The official OpenAI Python SDK against the gateway.
 #[test]
 fn openai_python_sdk_works_unchanged() {

@@ -9,9 +9,17 @@ use super::{
 };
 
 /// A tool call the mock makes: when the request offers tools and the conversation has
-/// no tool result yet, it calls the first tool with `{"query": <last user text>}`.
+/// no tool result yet, it calls the tool `tool_choice` names (else the first) with an
+/// input made from its `input_schema` (strings are the last user text), unless
+/// `tool_choice` is `none`.
 fn anthropic_tool_call(req: &Value) -> Option<(String, String, Value)> {
-    let tool = req.get("tools")?.as_array()?.first()?.get("name")?.as_str()?.to_string();
+    if req.pointer("/tool_choice/type").and_then(Value::as_str) == Some("none") {
+        return None;
+    }
+    let named = req.pointer("/tool_choice/name").and_then(Value::as_str);
+    let tools = req.get("tools")?.as_array()?;
+    let chosen = tools.iter().find(|t| named.is_none_or(|n| t.get("name").and_then(Value::as_str) == Some(n)))?;
+    let tool = chosen.get("name")?.as_str()?.to_string();
     let messages = req.get("messages")?.as_array()?;
     let answered = messages.iter().any(|m| {
         m.get("content")
@@ -21,10 +29,9 @@ fn anthropic_tool_call(req: &Value) -> Option<(String, String, Value)> {
     if answered {
         return None;
     }
-    let words = reply_words(req);
-    let query: Vec<&str> = words.iter().skip(6).map(String::as_str).collect();
+    let schema = chosen.get("input_schema").cloned().unwrap_or_else(|| json!({"type": "object"}));
     let id = format!("toolu_mock_{}", digest_hex(req.to_string().as_bytes()));
-    Some((id, tool, json!({"query": query.join(" ")})))
+    Some((id, tool, sample(&schema, &last_user_text(req), 0)))
 }
 
 /// What an Anthropic answer says: JSON that matches `output_config.format`'s schema
