@@ -413,6 +413,28 @@ async fn messages(req: HttpRequest, body: web::Bytes, state: web::Data<MockState
     sse_response(&req, &state, events)
 }
 
+/// OpenAI's Responses API (`kind = "openai"` targets): see `mock::responses_answer`.
+async fn responses(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -> HttpResponse {
+    state.stats.chat.fetch_add(1, Ordering::Relaxed);
+    let v = match prologue(&req, &state, &body).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    if v.get("previous_response_id").is_some() {
+        return error(StatusCode::BAD_REQUEST, "the mock keeps no responses: send the conversation in `input`");
+    }
+    if !v.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        return match mock::responses_answer(&v, unix_secs()) {
+            Ok(r) => HttpResponse::Ok().json(r),
+            Err(e) => error(StatusCode::BAD_REQUEST, &e),
+        };
+    }
+    match mock::responses_events(&v, unix_secs()) {
+        Ok(events) => sse_response(&req, &state, events),
+        Err(e) => error(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
 /// Streams `events` with the requested chunk delay and disconnect.
 fn sse_response(req: &HttpRequest, state: &MockState, events: Vec<Bytes>) -> HttpResponse {
     let cut = header_u64(req, "x-mock-disconnect-after").map(|n| n as usize);
@@ -482,6 +504,7 @@ pub fn run(addr: &str, latency_ms: u64, chunk_delay_ms: u64, workers: Option<usi
                 .route("/v1/chat/completions", web::post().to(chat))
                 .route("/v1/embeddings", web::post().to(embeddings))
                 .route("/v1/messages", web::post().to(messages))
+                .route("/v1/responses", web::post().to(responses))
                 .route("/api/chat", web::post().to(ollama_chat))
                 .route("/v1beta/models/{spec}", web::post().to(gemini))
                 .route("/model/{id}/{op:converse|converse-stream}", web::post().to(bedrock))

@@ -45,6 +45,8 @@ pub struct StreamOptions {
 pub enum WireFormat {
     /// Anthropic's Messages API.
     Anthropic,
+    /// OpenAI's Responses API.
+    Responses,
 }
 
 /// The request as the client sent it, kept beside the OpenAI view the engine works on,
@@ -57,6 +59,9 @@ pub struct NativeRequest {
     pub body: Map<String, Value>,
     /// Client headers of that format that go upstream with it (`anthropic-beta`).
     pub headers: Vec<(String, String)>,
+    /// Why the OpenAI view leaves part of the request out (a hosted tool a chat target
+    /// cannot run): a target that does not take the request whole refuses it with this.
+    pub untranslatable: Option<String>,
 }
 
 /// OpenAI Chat Completions request.

@@ -463,6 +463,13 @@ impl Drop for NatsServer {
     }
 }
 
+/// An `openai` provider with a `/v1/responses` mock, as alias `gpt`.
+pub fn openai_target(mock: &str) -> String {
+    format!(
+        "\n[[providers]]\nname = \"oai\"\nkind = \"openai\"\nbase_url = \"{mock}/v1\"\napi_key = \"upstream-secret\"\n\n[[models]]\nalias = \"gpt\"\ntargets = [{{ provider = \"oai\", model = \"gpt-up\" }}]\n"
+    )
+}
+
 /// A `[nats]` section for `Gateway::start_with`; `extra` adds settings.
 pub fn nats_section(url: &str, prefix: &str, extra: &str) -> String {
     format!("\n[nats]\nurl = \"{url}\"\nprefix = \"{prefix}\"\n{extra}\n")

@@ -180,3 +180,65 @@ async fn nats_request_reply_serves_the_responses_api() {
     assert_eq!(status.as_deref(), Some("502"));
     assert!(serde_json::from_slice::<Value>(&payload).unwrap()["error"]["message"].is_string());
 }
+
+/// The last request the mock received.
+async fn last_upstream(mock: &str) -> Value {
+    let v: Value = client().get(format!("{mock}/mock/requests")).send().await.unwrap().json().await.unwrap();
+    v.as_array().and_then(|a| a.last()).cloned().unwrap_or(Value::Null)
+}
+
+/// To an `openai` target the request goes to its Responses endpoint whole (hosted tools,
+/// `include`, reasoning items), the answer comes back as OpenAI sent it, and the
+/// conversation, metering and storage are the gateway's as for any target.
+#[tokio::test]
+async fn an_openai_target_gets_the_responses_request_whole() {
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, &openai_target(&mock.url));
+    let tools = json!([{"type": "web_search"}, {"type": "function", "name": "f", "parameters": {"type": "object"}}]);
+    let body = json!({"model": "gpt", "input": "find Lisbon", "tools": tools, "tool_choice": "none",
+        "include": ["reasoning.encrypted_content"], "a_field_from_next_year": {"x": 1}});
+    let r = client().post(format!("{}/v1/responses", gw.url())).bearer_auth(MAIN_KEY).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-switchyard-provider"), "oai");
+    let first: Value = r.json().await.unwrap();
+    let id = first["id"].as_str().unwrap();
+    assert!(id.starts_with("resp_mock_"), "OpenAI's own answer: {first}");
+    let kinds: Vec<&str> = first["output"].as_array().unwrap().iter().map(|o| o["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["reasoning", "web_search_call", "message"]);
+    let sent = last_upstream(&mock.url).await;
+    let mut expected = body.clone();
+    expected["model"] = json!("gpt-up");
+    assert_eq!(sent, expected, "sent as the client wrote it, the model replaced");
+
+    // the next turn: the gateway spells the conversation out (reasoning item included)
+    let next = json!({"model": "gpt", "input": "and Porto", "previous_response_id": id, "stream": true});
+    let text = client().post(format!("{}/v1/responses", gw.url())).bearer_auth(MAIN_KEY).json(&next).send().await;
+    let text = text.unwrap().text().await.unwrap();
+    let sent = last_upstream(&mock.url).await;
+    assert!(sent.get("previous_response_id").is_none(), "{sent}");
+    let input_types: Vec<Value> = sent["input"].as_array().unwrap().iter().map(|i| i["type"].clone()).collect();
+    assert_eq!(
+        input_types,
+        [json!("message"), json!("reasoning"), json!("web_search_call"), json!("message"), json!("message")]
+    );
+    // streamed as OpenAI sent it, and stored from its last event
+    let last: Value = serde_json::from_str(sse_data(&text).last().unwrap()).unwrap();
+    assert_eq!(last["type"], "response.completed", "{text}");
+    let id2 = last["response"]["id"].as_str().unwrap();
+    assert!(id2.starts_with("resp_mock_"));
+    assert_eq!(get(gw.url(), MAIN_KEY, id2).await.1, last["response"]);
+    // the conversation goes on with another provider: the hosted tool's items are history
+    let other = json!({"model": "chat", "input": "now elsewhere", "previous_response_id": id2});
+    let (status, r) = create(gw.url(), MAIN_KEY, &other).await;
+    assert_eq!(status, 200, "{r}");
+    assert!(!r["id"].as_str().unwrap().starts_with("resp_mock_"), "translated: {r}");
+    // but asking a chat target for a hosted tool is a 400 naming it, before any call
+    let before = mock_requests(&mock.url).await;
+    let (status, e) =
+        create(gw.url(), MAIN_KEY, &json!({"model": "chat", "input": "x", "tools": [{"type": "web_search"}]})).await;
+    assert_eq!(status, 400);
+    assert!(e["error"]["message"].as_str().unwrap().contains("web_search"), "{e}");
+    assert_eq!(mock_requests(&mock.url).await, before);
+    // metered from OpenAI's usage, like any request
+    wait_for_metric(gw.url(), "switchyard_tokens_total{direction=\"output\",model=\"gpt\"}", |v| v > 0.0).await;
+}

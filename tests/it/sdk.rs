@@ -45,7 +45,7 @@ fn run_node_script(script: &str, gw: &Gateway) {
 #[test]
 fn node_clients_work_unchanged() {
     let mock = mock_upstream();
-    let gw = Gateway::start(&mock.url);
+    let gw = Gateway::start_with(&mock.url, &openai_target(&mock.url));
     run_node_script("clients.mjs", &gw);
 }
 
@@ -62,7 +62,7 @@ fn openai_python_sdk_works_unchanged() {
 #[test]
 fn openai_python_sdk_responses_api_works_unchanged() {
     let mock = mock_upstream();
-    let gw = Gateway::start(&mock.url);
+    let gw = Gateway::start_with(&mock.url, &openai_target(&mock.url));
     run_sdk_script("openai_responses.py", &gw);
 }
 

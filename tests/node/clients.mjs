@@ -1,7 +1,8 @@
 // Drives the gateway with the Node clients platform teams run, unchanged: the OpenAI
 // Node SDK, the Anthropic TypeScript SDK and the Vercel AI SDK's default `openai()`
 // (Responses API) and `anthropic()` providers. The `chat` alias is an OpenAI-format
-// upstream, `claude` an Anthropic one.
+// (chat) upstream, `claude` an Anthropic one, `gpt` an `openai` provider's Responses
+// endpoint (a Responses request passed through whole).
 //
 // Usage: node clients.mjs BASE_URL API_KEY  (exits non-zero on the first failed check)
 import assert from "node:assert/strict";
@@ -48,7 +49,7 @@ await check("openai chat", async () => {
   assert.equal(p.choices[0].message.parsed.name, "Lisbon");
 });
 await check("openai responses", async () => {
-  for (const model of ["chat", "claude"]) {
+  for (const model of ["chat", "claude", "gpt"]) {
     const r = await openai.responses.create({ model, instructions: "be brief", input: "hello node" });
     assert.equal(r.output_text, reply("hello node"));
     const r2 = await openai.responses.create({ model, previous_response_id: r.id, input: "again" });
@@ -100,6 +101,7 @@ const aiAnthropic = createAnthropic({ baseURL: `${baseURL}/v1`, apiKey });
 for (const [name, model] of [
   ["ai-sdk openai() (Responses)", aiOpenAI("chat")],
   ["ai-sdk openai() to an Anthropic upstream", aiOpenAI("claude")],
+  ["ai-sdk openai() to OpenAI's Responses endpoint", aiOpenAI("gpt")],
   ["ai-sdk openai.chat()", aiOpenAI.chat("chat")],
   ["ai-sdk anthropic()", aiAnthropic("claude")],
   ["ai-sdk anthropic() to an OpenAI upstream", aiAnthropic("chat")],

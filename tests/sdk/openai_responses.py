@@ -1,8 +1,9 @@
 """Drives the gateway's Responses API with the official OpenAI Python SDK, unchanged:
 create, stream (raw events and the SDK's stream helper), function tools across turns
 with previous_response_id, structured output through `parse`, retrieve, input items,
-delete, and errors. The `chat` alias is an OpenAI-format upstream, `claude` an
-Anthropic one (the request is translated both ways).
+delete, and errors. The `chat` alias is an OpenAI-format (chat) upstream, `claude` an
+Anthropic one (the request is translated both ways), `gpt` an `openai` provider's
+Responses endpoint (the request passed through whole).
 
 Usage: python openai_responses.py BASE_URL API_KEY
 Exits non-zero (with a traceback) on the first failed check.
@@ -17,7 +18,7 @@ from pydantic import BaseModel
 base_url, key = sys.argv[1], sys.argv[2]
 client = OpenAI(base_url=base_url + "/v1", api_key=key, max_retries=0)
 
-for model in ["chat", "claude"]:
+for model in ["chat", "claude", "gpt"]:
     # create: text in, text out, usage, instructions echoed
     r = client.responses.create(model=model, instructions="be brief", input="hello responses")
     assert r.object == "response" and r.status == "completed", r
@@ -92,7 +93,7 @@ class City(BaseModel):
     population: int
 
 
-for model in ["chat", "claude"]:
+for model in ["chat", "claude", "gpt"]:
     parsed = client.responses.parse(model=model, input="Lisbon", text_format=City)
     assert isinstance(parsed.output_parsed, City) and parsed.output_parsed.name == "Lisbon", (model, parsed)
 

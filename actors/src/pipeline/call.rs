@@ -72,7 +72,7 @@ impl Engine {
                 Ok(mut reply) => match reply.body {
                     UpstreamBody::Stream(s) => {
                         // a native stream is read in its provider's format, the rest in OpenAI's
-                        let adapter = d.handle.client.adapter();
+                        let adapter = reply.adapter;
                         let native = reply.decoder.is_some();
                         let step = |ev: &SseEvent| {
                             if native {
@@ -254,8 +254,8 @@ pub(super) async fn first_content(
 /// An upstream request body, and whether it is the client's own (native) request.
 pub(super) struct Encoded<'r> {
     pub(super) body: Vec<u8>,
-    /// `Some` for a native request: the client's headers of its format.
-    pub(super) native: Option<&'r [(String, String)]>,
+    /// `Some` for a native request: the client's format and headers.
+    pub(super) native: Option<crate::upstream::Native<'r>>,
 }
 
 impl Encoded<'_> {

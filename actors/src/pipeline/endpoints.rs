@@ -43,7 +43,7 @@ impl Engine {
             let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
                 return Err(GatewayError::BadRequest("the body must be a JSON object".into()));
             };
-            let native = NativeRequest { format: WireFormat::Anthropic, body, headers };
+            let native = NativeRequest { format: WireFormat::Anthropic, body, headers, untranslatable: None };
             req.native = Some(Arc::new(native));
             Ok(req)
         });
@@ -52,15 +52,36 @@ impl Engine {
 
     /// `POST /v1/responses`: a Responses request (`req`, parsed by
     /// `from_responses::parse`) continuing the conversation whose items are `prior`,
-    /// served as chat under the same key policy, limits, guardrails, cache and ledger.
-    /// The caller turns the chat answer into a Response (`from_responses`).
+    /// served as chat under the same key policy, limits, guardrails, cache and ledger. A
+    /// target with a Responses endpoint (`openai`) gets the client's request whole, the
+    /// conversation spelled out in `input` ([`Outcome::native`]: the answer is OpenAI's
+    /// Response); for any other the caller turns the chat answer into a Response
+    /// (`from_responses`).
     pub async fn responses(
         &self,
         ctx: &RequestCtx,
         req: &serde_json::Map<String, Value>,
         prior: &[Value],
     ) -> Result<Outcome, Failure> {
-        let chat = crate::providers::from_responses::request(req, prior).and_then(|b| ChatRequest::parse(&b));
+        use crate::providers::from_responses;
+        let translated = from_responses::request_for_any(req, prior);
+        let chat = translated.and_then(|(b, untranslatable)| Ok((ChatRequest::parse(&b)?, untranslatable)));
+        let chat = chat.map(|(mut chat, untranslatable)| {
+            let mut body = req.clone();
+            // the gateway keeps the conversation: the provider gets all of it
+            if body.remove("previous_response_id").is_some() {
+                let mut input = prior.to_vec();
+                input.extend(from_responses::input_items(req));
+                body.insert("input".into(), Value::Array(input));
+            }
+            // bounded upstream as the translated request is (the key's `max_tokens`)
+            if let (Some(cap), false) = (ctx.key.max_tokens(), body.contains_key("max_output_tokens")) {
+                body.insert("max_output_tokens".into(), json!(cap));
+            }
+            let native = NativeRequest { format: WireFormat::Responses, body, headers: Vec::new(), untranslatable };
+            chat.native = Some(Arc::new(native));
+            chat
+        });
         self.chat_request(ctx, chat).await
     }
 
@@ -130,6 +151,10 @@ impl Engine {
             let before = req.messages.clone();
             guards.on_messages(&mut req.messages)?;
             if before != req.messages {
+                // what only the client's own request could carry cannot go translated
+                if let Some(why) = req.native.as_ref().and_then(|n| n.untranslatable.clone()) {
+                    return Err(GatewayError::BadRequest(why).into());
+                }
                 req.native = None;
             }
         } else {
@@ -170,7 +195,13 @@ impl Engine {
                 // a target that speaks the client's own format gets the client's request
                 if let Some(native) = req.native.as_deref() {
                     if let Some(body) = adapter.encode_native(native, model) {
-                        return body.map(|body| Encoded { body, native: Some(native.headers.as_slice()) });
+                        let native =
+                            crate::upstream::Native { format: native.format, headers: native.headers.as_slice() };
+                        return body.map(|body| Encoded { body, native: Some(native) });
+                    }
+                    // the translation would leave out what the client asked for
+                    if let Some(why) = &native.untranslatable {
+                        return Err(GatewayError::BadRequest(why.clone()));
                     }
                 }
                 adapter.encode_chat(&req, model).map(Encoded::translated)

@@ -19,7 +19,7 @@ use switchyard_config::{Provider, ProviderKind};
 
 use super::capabilities::{self, Capabilities};
 use super::{anthropic, azure, bedrock, gemini, mock, ollama, openai, StreamTranslate};
-use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint, NativeRequest};
+use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint, NativeRequest, WireFormat};
 use crate::GatewayError;
 
 /// How a provider's stream delimits its events.
@@ -162,6 +162,15 @@ pub trait Adapter: Sync {
     /// when the formats differ; the request is then translated from its OpenAI view.
     fn encode_native(&self, native: &NativeRequest, model: &str) -> Option<Result<Vec<u8>, GatewayError>> {
         let _ = (native, model);
+        None
+    }
+
+    /// The adapter of another endpoint of this provider that speaks the client format
+    /// `format` (OpenAI's Responses API for `openai`): a native request of that format
+    /// is sent, decoded and relayed through it instead. `None`: this adapter serves it
+    /// (or no endpoint of the provider speaks it).
+    fn for_format(&self, format: WireFormat) -> Option<&'static dyn Adapter> {
+        let _ = format;
         None
     }
 

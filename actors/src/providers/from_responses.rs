@@ -383,6 +383,63 @@ pub fn request(req: &Map<String, Value>, prior: &[Value]) -> Result<Vec<u8>, Gat
     serde_json::to_vec(&Value::Object(out)).map_err(|e| GatewayError::Internal(e.to_string()))
 }
 
+/// [`request`] for a request that may go to a target with a Responses endpoint of its
+/// own: what chat cannot carry that the request asks for (hosted tools, their items,
+/// stored files) is left out of the chat view, and why is returned beside it, so that a
+/// native target gets the request whole and any other target a 400 naming it. Hosted
+/// tool items of earlier turns (`prior`) are history: left out without a refusal, as
+/// reasoning items are. A request that is malformed whatever the target is an error.
+pub fn request_for_any(req: &Map<String, Value>, prior: &[Value]) -> Result<(Vec<u8>, Option<String>), GatewayError> {
+    let prior: Vec<Value> = prior.iter().filter_map(carriable_item).collect();
+    let why = match request(req, &prior) {
+        Ok(b) => return Ok((b, None)),
+        Err(GatewayError::BadRequest(why)) => why,
+        Err(e) => return Err(e),
+    };
+    let stripped = chat_carriable(req);
+    if stripped == *req {
+        return Err(GatewayError::BadRequest(why));
+    }
+    // nothing chat can carry is left: the first thing it could not is the reason
+    let body = request(&stripped, &prior).map_err(|_| GatewayError::BadRequest(why.clone()))?;
+    Ok((body, Some(why)))
+}
+
+/// The request without what chat cannot carry.
+fn chat_carriable(req: &Map<String, Value>) -> Map<String, Value> {
+    let mut r = req.clone();
+    if let Some(Value::Array(items)) = r.get_mut("input") {
+        *items = items.iter().filter_map(carriable_item).collect();
+    }
+    if let Some(Value::Array(tools)) = r.get_mut("tools") {
+        tools.retain(|t| t.get("type") == Some(&json!("function")));
+    }
+    let hosted_choice = r.get("tool_choice").and_then(|c| c.get("type")).and_then(Value::as_str);
+    if hosted_choice.is_some_and(|t| t != "function" && t != "allowed_tools") {
+        r.remove("tool_choice");
+    }
+    r
+}
+
+/// An input item as chat can carry it, or `None`.
+fn carriable_item(item: &Value) -> Option<Value> {
+    match item.get("type").and_then(Value::as_str).unwrap_or("message") {
+        "function_call" | "function_call_output" | "reasoning" => Some(item.clone()),
+        "message" => {
+            let mut item = item.clone();
+            if let Some(Value::Array(parts)) = item.get_mut("content") {
+                parts.retain(|p| match p.get("type").and_then(Value::as_str) {
+                    Some("input_image") => p.get("image_url").is_some_and(Value::is_string),
+                    Some("input_file") => p.get("file_data").is_some_and(Value::is_string),
+                    _ => true,
+                });
+            }
+            Some(item)
+        }
+        _ => None,
+    }
+}
+
 /// Responses usage from chat usage.
 pub fn usage(u: Option<&Value>) -> Value {
     let n = |p: &str| u.and_then(|u| u.pointer(p)).and_then(Value::as_u64).unwrap_or(0);
@@ -470,17 +527,40 @@ pub fn response(completion: &[u8], id: &str, created_at: u64, echo: &Echo) -> Re
     Ok(Value::Object(r))
 }
 
-/// The output items of a Response that a later turn takes as input (everything but
-/// reasoning).
+/// The output items of a Response that a later turn takes as input (reasoning items
+/// included: a target with a Responses endpoint wants them back; a chat translation
+/// leaves them out).
 pub fn output_as_input(response: &Value) -> Vec<Value> {
-    response
-        .get("output")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|i| i.get("type") != Some(&json!("reasoning")))
-        .cloned()
-        .collect()
+    response.get("output").and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+/// The Response a stream's last event (`response.completed`, `response.incomplete`,
+/// `response.failed`) carries.
+pub fn final_response(ev: &SseEvent) -> Option<Value> {
+    const LAST: [&str; 3] = ["response.completed", "response.incomplete", "response.failed"];
+    if ev.event.as_deref().is_some_and(|name| !LAST.contains(&name)) {
+        return None;
+    }
+    let v: Value = serde_json::from_str(&ev.data).ok()?;
+    let kind = v.get("type").and_then(Value::as_str)?;
+    LAST.contains(&kind).then(|| v.get("response").cloned()).flatten()
+}
+
+/// A provider's Responses event saying which response the conversation continued: the
+/// gateway resolved `previous_response_id` itself and sent the whole conversation, so
+/// the provider's Response has none. The event as it came when it carries no Response.
+pub fn with_previous(ev: &SseEvent, previous: &Value) -> Bytes {
+    let data = match serde_json::from_str::<Value>(&ev.data) {
+        Ok(mut v) if v.get("response").is_some_and(Value::is_object) => {
+            v["response"]["previous_response_id"] = previous.clone();
+            v.to_string()
+        }
+        _ => ev.data.clone(),
+    };
+    match &ev.event {
+        Some(name) => Bytes::from(format!("event: {name}\ndata: {data}\n\n")),
+        None => Bytes::from(format!("data: {data}\n\n")),
+    }
 }
 
 /// One Responses SSE event, named by its type.

@@ -120,7 +120,7 @@ fn anthropic_to_anthropic_keeps_every_field() {
     client["system"] = serde_json::json!([{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}]);
     client["a_field_from_next_year"] = serde_json::json!({"x": [1, {"y": null}]});
     let Value::Object(body) = client.clone() else { panic!("an object") };
-    let native = NativeRequest { format: WireFormat::Anthropic, body, headers: Vec::new() };
+    let native = NativeRequest { format: WireFormat::Anthropic, body, headers: Vec::new(), untranslatable: None };
     let sent = anthropic::Anthropic.encode_native(&native, "claude-up").unwrap().unwrap();
     client["model"] = Value::String("claude-up".into());
     assert_eq!(json(&sent), client);

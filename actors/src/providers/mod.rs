@@ -15,6 +15,7 @@ pub mod gemini;
 pub mod mock;
 pub mod ollama;
 pub mod openai;
+pub mod openai_responses;
 pub mod sse;
 
 #[cfg(test)]

@@ -17,6 +17,19 @@ impl super::Adapter for OpenAi {
     fn name(&self) -> &'static str {
         "openai"
     }
+
+    /// A `/v1/responses` request goes to OpenAI's own Responses endpoint, as it came.
+    fn encode_native(
+        &self,
+        native: &crate::types::NativeRequest,
+        model: &str,
+    ) -> Option<Result<Vec<u8>, GatewayError>> {
+        super::openai_responses::OpenAiResponses.encode_native(native, model)
+    }
+
+    fn for_format(&self, format: crate::types::WireFormat) -> Option<&'static dyn super::Adapter> {
+        (format == crate::types::WireFormat::Responses).then_some(&super::openai_responses::OpenAiResponses)
+    }
 }
 
 /// `kind = "openai-compatible"`: any server that speaks OpenAI's API (vLLM, TGI,

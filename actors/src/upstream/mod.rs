@@ -91,9 +91,15 @@ pub struct UpstreamCall<'a> {
     /// Client headers that the provider's `forward_headers` lets through.
     pub headers: &'a [(String, String)],
     /// `Some` when `body` is the client's own request in the provider's format: the
-    /// client's headers of that format (sent as they are), and the answer comes back
-    /// as the provider sent it too.
-    pub native: Option<&'a [(String, String)]>,
+    /// answer comes back as the provider sent it too.
+    pub native: Option<Native<'a>>,
+}
+
+/// A native call: the client's format, and its headers of that format (sent as they are).
+#[derive(Debug, Clone, Copy)]
+pub struct Native<'a> {
+    pub format: crate::types::WireFormat,
+    pub headers: &'a [(String, String)],
 }
 
 /// A provider's client: config, its adapter, and pooled `reqwest::Client`s, one per thread.
@@ -313,7 +319,20 @@ impl UpstreamClient {
     async fn call_http(&self, call: UpstreamCall<'_>, tries: &mut u32) -> Result<UpstreamReply, UpstreamError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.cfg.timeout;
-        let url = self.url(call.endpoint, call.model, call.stream)?;
+        // a native request of a format another endpoint of the provider speaks goes there
+        let other = call.native.and_then(|n| self.adapter.for_format(n.format));
+        let adapter = other.unwrap_or(self.adapter);
+        let url = match other {
+            None => self.url(call.endpoint, call.model, call.stream)?,
+            Some(a) => {
+                let text = a
+                    .url(&self.cfg, call.endpoint, call.model, call.stream)
+                    .map_err(|e| UpstreamError::refused(e.to_string()))?;
+                std::borrow::Cow::Owned(
+                    reqwest::Url::parse(&text).map_err(|e| UpstreamError::refused(format!("URL {text}: {e}")))?,
+                )
+            }
+        };
         let body = Bytes::from(call.body);
         let mut attempt = 0;
         let resp = loop {
@@ -324,11 +343,11 @@ impl UpstreamClient {
                     rb = rb.header(k, v);
                 }
             }
-            for (k, v) in call.native.unwrap_or_default() {
+            for (k, v) in call.native.map(|n| n.headers).unwrap_or_default() {
                 rb = rb.header(k, v);
             }
             if call.stream {
-                rb = rb.header("accept", self.adapter.stream_accept());
+                rb = rb.header("accept", adapter.stream_accept());
             }
             if let Some(signer) = &self.signer {
                 for (k, v) in
@@ -351,7 +370,7 @@ impl UpstreamClient {
             let (retryable, asked) = match &result {
                 Err(UpstreamError::Connect(_) | UpstreamError::Timeout("first byte")) => (true, None),
                 Ok(r) => (
-                    retryable_status(self.adapter.error_status(r.status().as_u16())),
+                    retryable_status(adapter.error_status(r.status().as_u16())),
                     retry_after(r.headers()).map(Duration::from_secs),
                 ),
                 Err(_) => (false, None),
@@ -369,12 +388,12 @@ impl UpstreamClient {
             break result?;
         };
         let first_byte = started.elapsed();
-        let status = self.adapter.error_status(resp.status().as_u16());
+        let status = adapter.error_status(resp.status().as_u16());
         if !(200..300).contains(&status) {
             let retry_after = retry_after(resp.headers());
             // the message is all that is read of an error body: its start is enough
             let body = tokio::time::timeout_at(deadline, read_prefix(resp, MAX_ERROR_BODY)).await.ok();
-            let message = body.map(|b| self.sanitized(&self.adapter.error_message(&b))).unwrap_or_default();
+            let message = body.map(|b| self.sanitized(&adapter.error_message(&b))).unwrap_or_default();
             return Err(UpstreamError::Status { status, message, retry_after });
         }
         let cx = DecodeCtx { model: call.model, created: unix_secs(), base64: call.base64 };
@@ -384,13 +403,13 @@ impl UpstreamClient {
                 deadline,
                 idle: self.cfg.stream_idle_timeout,
                 max_event: self.cfg.max_event_bytes,
-                framing: self.adapter.stream_framing(),
+                framing: adapter.stream_framing(),
             };
             let s = guarded(Box::pin(s), bounds);
-            let decoder = self.adapter.stream_decoder(&cx);
+            let decoder = adapter.stream_decoder(&cx);
             if call.native.is_some() {
                 // relayed as it came; the relay meters it through the decoder
-                let mut reply = UpstreamReply::new(UpstreamBody::Stream(s), first_byte, self.adapter);
+                let mut reply = UpstreamReply::new(UpstreamBody::Stream(s), first_byte, adapter);
                 reply.decoder = decoder;
                 return Ok(reply);
             }
@@ -405,9 +424,9 @@ impl UpstreamClient {
                 Ok(Err(e)) => Err(e),
                 Ok(Ok(b)) => {
                     let native = call.native.map(|_| b.clone());
-                    match self.adapter.decode(call.endpoint, b, &cx) {
+                    match adapter.decode(call.endpoint, b, &cx) {
                         Ok(b) => {
-                            let mut reply = UpstreamReply::new(UpstreamBody::Full(b), first_byte, self.adapter);
+                            let mut reply = UpstreamReply::new(UpstreamBody::Full(b), first_byte, adapter);
                             reply.native_body = native;
                             Ok(reply)
                         }

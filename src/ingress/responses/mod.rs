@@ -94,6 +94,7 @@ pub async fn serve(
         prior.extend(from_responses::output_as_input(&rec.response));
     }
     let mut outcome = engine.responses(ctx, &parsed, &prior).await?;
+    let previous = parsed.get("previous_response_id").cloned();
     let (id, created_at, echo) = (new_id("resp_"), unix_secs(), Echo::of(&parsed));
     let keep = echo.store().then(|| {
         let mut input = prior;
@@ -102,6 +103,58 @@ pub async fn serve(
         Keep { store: store.clone(), owner: ctx.key.id.to_string(), ttl, input }
     });
     outcome.body = match outcome.body {
+        // OpenAI's own Response (a target with a Responses endpoint): as it came, kept
+        // (the gateway kept the conversation, so the provider's Response names no
+        // previous one: it is said again where the client named one)
+        OutcomeBody::Json(bytes) if outcome.native => {
+            let mut r = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
+            let bytes = match &previous {
+                Some(p) if r.is_object() => {
+                    r["previous_response_id"] = p.clone();
+                    Bytes::from(r.to_string())
+                }
+                _ => bytes,
+            };
+            if let Some(keep) = keep.filter(|_| r.is_object()) {
+                keep.save(r).await;
+            }
+            OutcomeBody::Json(bytes)
+        }
+        OutcomeBody::Sse(stream) if outcome.native => {
+            let mut parser = SseParser::new();
+            let mut keep = keep;
+            let events = stream.then(move |mut item| {
+                // the provider's events as they came; its last one holds the Response
+                let mut finished = None;
+                if let Ok(bytes) = &mut item {
+                    let evs = parser.feed(bytes).unwrap_or_default();
+                    if let Some(p) = &previous {
+                        *bytes = evs
+                            .iter()
+                            .map(|ev| from_responses::with_previous(ev, p))
+                            .collect::<Vec<_>>()
+                            .concat()
+                            .into();
+                    }
+                    for ev in &evs {
+                        if let Some(mut r) = from_responses::final_response(ev) {
+                            if let Some(p) = &previous {
+                                r["previous_response_id"] = p.clone();
+                            }
+                            finished = Some(r);
+                        }
+                    }
+                }
+                let keep = finished.and_then(|r| keep.take().map(|k| (k, r)));
+                async move {
+                    if let Some((k, r)) = keep {
+                        k.save(r).await;
+                    }
+                    item
+                }
+            });
+            OutcomeBody::Sse(Box::pin(events))
+        }
         OutcomeBody::Json(bytes) => {
             let r = from_responses::response(&bytes, &id, created_at, &echo)?;
             if let Some(keep) = keep {

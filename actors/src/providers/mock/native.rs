@@ -380,3 +380,60 @@ pub fn bedrock_response(req: &Value) -> Value {
     json!({"output": {"message": {"role": "assistant", "content": content}}, "stopReason": stop, "usage": usage,
         "metrics": {"latencyMs": 1}})
 }
+
+/// The chat request a Responses request stands for (hosted tools left out: the mock
+/// answers function calls only), and the fields its Response echoes.
+fn responses_as_chat(req: &Value) -> Result<(Value, super::super::from_responses::Echo), String> {
+    use super::super::from_responses::{request_for_any, Echo};
+    let Value::Object(mut r) = req.clone() else { return Err("the body must be a JSON object".into()) };
+    let echo = Echo::of(&r);
+    if let Some(Value::Array(tools)) = r.get_mut("tools") {
+        tools.retain(|t| t.get("type") == Some(&json!("function")));
+    }
+    r.remove("previous_response_id");
+    let (chat, _) = request_for_any(&r, &[]).map_err(|e| e.to_string())?;
+    let mut chat: Value = serde_json::from_slice(&chat).map_err(|e| e.to_string())?;
+    chat["stream_options"] = json!({"include_usage": true});
+    Ok((chat, echo))
+}
+
+/// What OpenAI's Responses endpoint answers (`kind = "openai"`): the chat reply to the
+/// same conversation as a Response whose id starts `resp_mock_` (the gateway makes its
+/// own ids when it translates), with a reasoning item first and a `web_search_call`
+/// item when a `web_search` tool is offered: what only a request passed through whole
+/// gets back.
+pub fn responses_answer(req: &Value, created: u64) -> Result<Value, String> {
+    use super::super::from_responses::response;
+    let (chat, echo) = responses_as_chat(req)?;
+    let model = req.get("model").and_then(Value::as_str).unwrap_or("mock");
+    let completion = super::chat_completion(&chat, model, created);
+    let id = format!("resp_mock_{}", digest_hex(req.to_string().as_bytes()));
+    let mut r = response(completion.to_string().as_bytes(), &id, created, &echo).map_err(|e| e.to_string())?;
+    let mut extra = vec![json!({"type": "reasoning", "id": format!("rs_{id}"), "summary": []})];
+    let tools = req.get("tools").and_then(Value::as_array).into_iter().flatten();
+    if tools.clone().any(|t| t.get("type") == Some(&json!("web_search"))) {
+        extra.push(json!({"type": "web_search_call", "id": format!("ws_{id}"), "status": "completed",
+            "action": {"type": "search", "query": last_user_text(&chat)}}));
+    }
+    if let Some(Value::Array(output)) = r.get_mut("output") {
+        output.splice(0..0, extra);
+    }
+    r["usage"]["output_tokens_details"]["reasoning_tokens"] = json!(2);
+    Ok(r)
+}
+
+/// The Responses events of a streamed answer (named SSE events, as OpenAI sends them).
+pub fn responses_events(req: &Value, created: u64) -> Result<Vec<bytes::Bytes>, String> {
+    use super::super::from_responses::EventTranslator;
+    let (chat, echo) = responses_as_chat(req)?;
+    let model = req.get("model").and_then(Value::as_str).unwrap_or("mock");
+    let id = format!("resp_mock_{}", digest_hex(req.to_string().as_bytes()));
+    let mut tr = EventTranslator::new(id, created, echo);
+    let mut out = Vec::new();
+    let chunks = super::chat_chunks(&chat, model, created);
+    let events = chunks.iter().map(|c| c.to_string()).chain(std::iter::once("[DONE]".to_string()));
+    for data in events {
+        out.extend(tr.on_event(&super::super::sse::SseEvent { event: None, data }));
+    }
+    Ok(out)
+}
