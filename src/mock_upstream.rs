@@ -413,6 +413,27 @@ async fn messages(req: HttpRequest, body: web::Bytes, state: web::Data<MockState
     sse_response(&req, &state, events)
 }
 
+/// Anthropic's `POST /v1/messages/count_tokens` (the same header checks as `/v1/messages`).
+async fn count_tokens(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -> HttpResponse {
+    if req.headers().get("x-api-key").is_none() {
+        return anthropic_error(401, "authentication_error", "x-api-key header is required");
+    }
+    if req.headers().get("anthropic-version").is_none() {
+        return anthropic_error(400, "invalid_request_error", "anthropic-version header is required");
+    }
+    match prologue(&req, &state, &body).await {
+        Ok(v) if v.get("messages").is_some_and(Value::is_array) && v.get("max_tokens").is_none() => {
+            HttpResponse::Ok().json(mock::anthropic_count(&v))
+        }
+        Ok(_) => anthropic_error(
+            400,
+            "invalid_request_error",
+            "messages: Field required; max_tokens: Extra inputs are not permitted",
+        ),
+        Err(resp) => resp,
+    }
+}
+
 /// OpenAI's Responses API (`kind = "openai"` targets): see `mock::responses_answer`.
 async fn responses(req: HttpRequest, body: web::Bytes, state: web::Data<MockState>) -> HttpResponse {
     state.stats.chat.fetch_add(1, Ordering::Relaxed);
@@ -504,6 +525,7 @@ pub fn run(addr: &str, latency_ms: u64, chunk_delay_ms: u64, workers: Option<usi
                 .route("/v1/chat/completions", web::post().to(chat))
                 .route("/v1/embeddings", web::post().to(embeddings))
                 .route("/v1/messages", web::post().to(messages))
+                .route("/v1/messages/count_tokens", web::post().to(count_tokens))
                 .route("/v1/responses", web::post().to(responses))
                 .route("/api/chat", web::post().to(ollama_chat))
                 .route("/v1beta/models/{spec}", web::post().to(gemini))

@@ -63,14 +63,7 @@ pub(crate) async fn messages(req: HttpRequest, payload: web::Payload, state: web
         Ok(parts) => parts,
         Err(f) => return anthropic_error(&request_id, &f),
     };
-    let headers = from_anthropic::CLIENT_HEADERS
-        .iter()
-        .filter_map(|&name| {
-            let v = req.headers().get(name)?.to_str().ok()?;
-            Some((name.to_string(), v.to_string()))
-        })
-        .collect();
-    let outcome = match state.engine.messages(&ctx, &body, headers).await {
+    let outcome = match state.engine.messages(&ctx, &body, anthropic_headers(&req)).await {
         Ok(o) => o,
         Err(f) => return anthropic_error(&request_id, &f),
     };
@@ -118,6 +111,17 @@ pub(crate) async fn messages(req: HttpRequest, payload: web::Payload, state: web
                 .streaming(events)
         }
     }
+}
+
+/// The client's headers of Anthropic's API that go upstream with its own request.
+fn anthropic_headers(req: &HttpRequest) -> Vec<(String, String)> {
+    from_anthropic::CLIENT_HEADERS
+        .iter()
+        .filter_map(|&name| {
+            let v = req.headers().get(name)?.to_str().ok()?;
+            Some((name.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 pub(crate) async fn chat(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
@@ -220,9 +224,9 @@ pub(crate) async fn not_found(req: HttpRequest) -> HttpResponse {
 }
 
 /// `POST /v1/messages/count_tokens`: the input tokens of a Messages request for an alias
-/// the key may use, in Anthropic's shape (`{"input_tokens"}`), as the gateway counts them
-/// for its limits (tiktoken's `o200k_base`; a provider's own count may differ by a few
-/// percent).
+/// the key may use, in Anthropic's shape (`{"input_tokens"}`): Anthropic's own count when
+/// the alias has an Anthropic target, else the gateway's (tiktoken's `o200k_base`, as
+/// for its limits); `x-switchyard-count: provider | estimate` says which.
 pub(crate) async fn count_tokens(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let request_id = request_id(&req);
     let runtime = state.engine.runtime();
@@ -230,27 +234,18 @@ pub(crate) async fn count_tokens(req: HttpRequest, payload: web::Payload, state:
     let result = async {
         let ctx = RequestCtx::from_headers(runtime.clone(), request_id.clone(), Instant::now(), header(&req))?;
         let body = read_body(&req, payload, limit, timeout).await?;
-        let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice::<serde_json::Value>(&body) else {
             return Err(GatewayError::BadRequest("the body must be a JSON object".into()));
         };
-        // counting needs no `max_tokens`
-        obj.entry("max_tokens").or_insert(json!(1));
-        let openai = from_anthropic::request(&serde_json::to_vec(&obj).unwrap_or_default())?;
-        let chat = switchyard_actors::types::ChatRequest::parse(&openai)?;
-        if runtime.config.model(&chat.model).is_none() {
-            return Err(GatewayError::UnknownModel(chat.model));
-        }
-        if !ctx.key.allows_model(&chat.model) {
-            return Err(GatewayError::ModelNotAllowed(chat.model));
-        }
-        Ok(switchyard_actors::tokens::estimate_prompt(&chat))
+        state.engine.count_tokens(&ctx, obj, &anthropic_headers(&req)).await
     }
     .await;
     match result {
-        Ok(n) => {
+        Ok((n, counted)) => {
             let mut b = HttpResponse::Ok();
             set(&mut b, names::X_REQUEST_ID, &request_id);
             set(&mut b, names::REQUEST_ID, &request_id);
+            b.insert_header(("x-switchyard-count", counted.as_str()));
             b.json(json!({"input_tokens": n}))
         }
         Err(e) => anthropic_error(&request_id, &Failure::from(e)),

@@ -342,9 +342,9 @@ async fn a_system_turn_inside_the_conversation_is_served() {
     }
 }
 
-/// `POST /v1/messages/count_tokens` answers the gateway's count in Anthropic's shape, for
-/// the aliases the key may use; other paths under `/v1/messages` answer 404 in Anthropic's
-/// shape too.
+/// `POST /v1/messages/count_tokens` answers in Anthropic's shape, for the aliases the key
+/// may use: Anthropic's own count for an alias it serves, the gateway's estimate for the
+/// others; other paths under `/v1/messages` answer 404 in Anthropic's shape too.
 #[tokio::test]
 async fn count_tokens_and_anthropic_shaped_404s() {
     let mock = mock_upstream();
@@ -353,14 +353,20 @@ async fn count_tokens_and_anthropic_shaped_404s() {
         let url = format!("{}/v1/messages/count_tokens", gw.url());
         async move { client().post(url).header("x-api-key", MAIN_KEY).json(&body).send().await.unwrap() }
     };
-    let short = count(json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]})).await;
+    let short =
+        count(json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 9})).await;
     assert_eq!(short.status(), 200);
+    assert_eq!(header(&short, "x-switchyard-count"), "provider");
     let short: Value = short.json().await.unwrap();
-    let long: Value = count(json!({"model": "chat", "messages": [{"role": "user", "content": "hi ".repeat(300)}]}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    // the provider got the request for its own model, without `max_tokens`
+    let seen: Value = client().get(format!("{}/mock/requests", mock.url)).send().await.unwrap().json().await.unwrap();
+    let seen = seen.as_array().unwrap().last().unwrap().clone();
+    assert_eq!((seen["model"].clone(), seen.get("max_tokens")), (json!("claude-mock"), None), "{seen}");
+    let expected = 3 + 4 + switchyard_actors::providers::mock::mock_tokens("hi");
+    assert_eq!(short["input_tokens"], expected, "the mock provider's own count");
+    let long = count(json!({"model": "chat", "messages": [{"role": "user", "content": "hi ".repeat(300)}]})).await;
+    assert_eq!(header(&long, "x-switchyard-count"), "estimate");
+    let long: Value = long.json().await.unwrap();
     let (s, l) = (short["input_tokens"].as_u64().unwrap(), long["input_tokens"].as_u64().unwrap());
     assert!(0 < s && s < l, "{short} {long}");
     let r = count(json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]})).await;

@@ -6,6 +6,7 @@
 mod admit;
 mod call;
 mod context;
+mod count;
 mod endpoints;
 mod finish;
 pub mod jwt;
@@ -17,6 +18,7 @@ mod second_opinion;
 pub mod vkeys;
 
 pub use self::context::{credential, JobHooks, RequestCtx};
+pub use self::count::Counted;
 pub use self::outcome::{CacheStatus, Failure, Outcome, OutcomeBody, SseStream};
 use self::runtime::seed_spend;
 pub use self::runtime::{KeyEntry, ProviderHandle, Runtime};

@@ -12,7 +12,7 @@ use switchyard_config::Provider;
 
 use crate::error::retryable_status;
 use crate::providers::{
-    adapter, capabilities, openai, Adapter, DecodeCtx, Framing, LocalAnswer, LocalError, Sign, StreamTranslate,
+    adapter, capabilities, Adapter, DecodeCtx, Framing, LocalAnswer, LocalError, Sign, StreamTranslate,
 };
 use crate::types::{unix_secs, Endpoint};
 use crate::GatewayError;
@@ -295,9 +295,24 @@ impl UpstreamClient {
     /// OpenAI's moderation API on this provider (`POST base_url/moderations`), for a
     /// guardrail's second opinion: the answer's JSON.
     pub async fn moderations(&self, model: &str, inputs: &[String]) -> Result<serde_json::Value, UpstreamError> {
-        let url = format!("{}/moderations", self.cfg.base_url);
         let body = serde_json::json!({"model": model, "input": inputs});
-        let rb = self.credentials(self.http().post(url)).json(&body);
+        self.post_json("/moderations", &body, &[]).await
+    }
+
+    /// A JSON `POST` to `base_url` + `path` outside the request path (a moderation's
+    /// second opinion, Anthropic's token count), with the provider's credentials and
+    /// `headers`, bounded by its timeouts and response cap: the answer's JSON.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(String, String)],
+    ) -> Result<serde_json::Value, UpstreamError> {
+        let url = format!("{}{path}", self.cfg.base_url);
+        let mut rb = self.credentials(self.http().post(url)).json(body);
+        for (k, v) in headers {
+            rb = rb.header(k, v);
+        }
         self.attempts_total.increment(1);
         let r = match tokio::time::timeout(self.cfg.first_byte_timeout, rb.send()).await {
             Err(_) => return Err(UpstreamError::Timeout("first byte")),
@@ -310,10 +325,10 @@ impl UpstreamClient {
             .await
             .map_err(|_| UpstreamError::Timeout("total"))??;
         if !(200..300).contains(&status) {
-            let message = self.sanitized(&openai::error_message(&bytes));
+            let message = self.sanitized(&self.adapter.error_message(&bytes));
             return Err(UpstreamError::Status { status, message, retry_after: None });
         }
-        serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Body(format!("moderation answer: {e}")))
+        serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Body(format!("{path} answer: {e}")))
     }
 
     async fn call_http(&self, call: UpstreamCall<'_>, tries: &mut u32) -> Result<UpstreamReply, UpstreamError> {

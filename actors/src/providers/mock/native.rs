@@ -437,3 +437,8 @@ pub fn responses_events(req: &Value, created: u64) -> Result<Vec<bytes::Bytes>, 
     }
     Ok(out)
 }
+
+/// Anthropic's `count_tokens` answer for a Messages request (the mock's own count).
+pub fn anthropic_count(req: &Value) -> Value {
+    json!({"input_tokens": prompt_tokens(req)})
+}
