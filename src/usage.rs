@@ -30,6 +30,11 @@ pub struct Row {
     pub guardrail_actions: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Of the input tokens, read from and written to prompt caches.
+    pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
+    /// Of the output tokens, reasoning.
+    pub reasoning_tokens: u64,
     pub cost_usd: f64,
 }
 
@@ -63,6 +68,9 @@ pub fn aggregate(records: &[UsageRecord], by: GroupBy, teams: &HashMap<String, S
         row.guardrail_actions += r.guardrails.len() as u64;
         row.input_tokens += r.input_tokens;
         row.output_tokens += r.output_tokens;
+        row.cached_tokens += r.cached_tokens;
+        row.cache_write_tokens += r.cache_write_tokens;
+        row.reasoning_tokens += r.reasoning_tokens;
         row.cost_usd += r.cost_usd;
     }
     rows.into_values().collect()

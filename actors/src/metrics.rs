@@ -59,7 +59,10 @@ pub fn describe_all() {
     describe_histogram!(UPSTREAM_DURATION, Unit::Seconds, "Time spent waiting on the provider.");
     describe_histogram!(TIME_TO_FIRST_TOKEN, Unit::Seconds, "Time to the first streamed content chunk.");
     describe_histogram!(GATEWAY_OVERHEAD, Unit::Seconds, "Time spent inside the gateway, upstream excluded.");
-    describe_counter!(TOKENS_TOTAL, "Tokens, by direction (input, output, cached) and model alias.");
+    describe_counter!(
+        TOKENS_TOTAL,
+        "Tokens, by direction (input, output; of those, cached and cache_write input and reasoning output) and model alias."
+    );
     describe_counter!(COST_USD_TOTAL, "Cost in USD from pricing.toml, by model alias.");
     describe_counter!(CACHE_REQUESTS_TOTAL, "Cache lookups, by result (hit, miss, bypass).");
     describe_counter!(RATE_LIMITED_TOTAL, "Requests refused by a limit, by kind.");

@@ -1,7 +1,7 @@
 //! The one place that knows sled and bincode. Trees:
 //! - `ledger`: usage records in segments, one per group commit: key = commit time in ms
-//!   (u64 BE) ++ sequence (u64 BE), value = [`SEGMENT_V3`] then the bincode of the records
-//!   (older segments start with [`SEGMENT_V2`] or [`SEGMENT`] and hold earlier layouts).
+//!   (u64 BE) ++ sequence (u64 BE), value = [`SEGMENT_V4`] then the bincode of the records
+//!   (older segments start with [`SEGMENT_V3`], [`SEGMENT_V2`] or [`SEGMENT`] and hold earlier layouts).
 //!   One sled insert per commit instead of one per record: per-record B-tree inserts
 //!   (node splits, page rewrites) were 10-15% of the gateway's CPU under load. Values
 //!   written before segments (one bincode record each, whose first byte is a request id
@@ -27,8 +27,25 @@ const SEGMENT: u8 = 0xA5;
 /// `upstream_attempts`). bincode is positional, so every change of the record's fields
 /// gets a new marker, and the old layouts keep being read.
 const SEGMENT_V2: u8 = 0xA6;
-/// First byte of a segment value of [`UsageRecord`]s as they are now (adds `guardrails`).
+/// First byte of a segment value of [`UsageRecordV3`]s (the layout that added `guardrails`).
 const SEGMENT_V3: u8 = 0xA7;
+/// First byte of a segment value of [`UsageRecord`]s as they are now (adds
+/// `cache_write_tokens` and `reasoning_tokens`).
+const SEGMENT_V4: u8 = 0xA8;
+
+/// The record before `cache_write_tokens` and `reasoning_tokens`: the fields of V2, then
+/// `guardrails`.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct UsageRecordV3 {
+    v2: UsageRecordV2,
+    guardrails: Vec<String>,
+}
+
+impl From<UsageRecordV3> for UsageRecord {
+    fn from(r: UsageRecordV3) -> UsageRecord {
+        UsageRecord { guardrails: r.guardrails, ..UsageRecord::from(r.v2) }
+    }
+}
 
 /// The record before `guardrails`: the fields of V1, then `upstream_attempts` (bincode
 /// lays a nested struct out field by field, so this is that layout exactly).
@@ -95,6 +112,8 @@ impl From<UsageRecordV1> for UsageRecord {
             attempts: r.attempts,
             upstream_attempts,
             guardrails: Vec::new(),
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
         }
     }
 }
@@ -204,7 +223,7 @@ impl Store {
             segment.push(r);
         }
         if !segment.is_empty() {
-            let mut value = vec![SEGMENT_V3];
+            let mut value = vec![SEGMENT_V4];
             bincode::serde::encode_into_std_write(&segment, &mut value, bincode::config::standard())?;
             *next_seq += 1;
             self.ledger.insert(&key[..], value)?;
@@ -218,7 +237,8 @@ impl Store {
     /// segments).
     fn records_of(value: &[u8]) -> Result<Vec<UsageRecord>, StoreError> {
         match value.split_first() {
-            Some((&SEGMENT_V3, rest)) => decode(rest),
+            Some((&SEGMENT_V4, rest)) => decode(rest),
+            Some((&SEGMENT_V3, rest)) => Ok(decode::<Vec<UsageRecordV3>>(rest)?.into_iter().map(Into::into).collect()),
             Some((&SEGMENT_V2, rest)) => Ok(decode::<Vec<UsageRecordV2>>(rest)?.into_iter().map(Into::into).collect()),
             Some((&SEGMENT, rest)) => Ok(decode::<Vec<UsageRecordV1>>(rest)?.into_iter().map(Into::into).collect()),
             _ => Ok(vec![decode::<UsageRecordV1>(value)?.into()]),
@@ -433,14 +453,37 @@ mod tests {
         let mut value = vec![SEGMENT_V2];
         value.extend(encode(&vec![UsageRecordV2 { v1: v1("v2", 5, false), upstream_attempts: 2 }]).unwrap());
         store.ledger.insert(&ledger_key(5, 2)[..], value).unwrap();
+        // a segment of the layout before the cache-write and reasoning counts
+        let mut value = vec![SEGMENT_V3];
+        let v2 = UsageRecordV2 { v1: v1("v3", 5, false), upstream_attempts: 1 };
+        value.extend(encode(&vec![UsageRecordV3 { v2, guardrails: vec!["g".into()] }]).unwrap());
+        store.ledger.insert(&ledger_key(5, 3)[..], value).unwrap();
         let mut seq = store.last_ledger_seq().unwrap();
-        assert_eq!(seq, 3);
-        let new = UsageRecord { upstream_attempts: 3, guardrails: vec!["pii:EMAIL:redact".into()], ..record("new", 6) };
+        assert_eq!(seq, 4);
+        let new = UsageRecord {
+            upstream_attempts: 3,
+            guardrails: vec!["pii:EMAIL:redact".into()],
+            cache_write_tokens: 7,
+            reasoning_tokens: 9,
+            ..record("new", 6)
+        };
         store.append_usage(&[new], &mut seq).unwrap();
         let all = store.usage_since(0).unwrap();
-        let ids: Vec<(&str, u32, usize)> =
-            all.iter().map(|r| (r.request_id.as_str(), r.upstream_attempts, r.guardrails.len())).collect();
-        assert_eq!(ids, [("old", 1, 0), ("seg", 1, 0), ("hit", 0, 0), ("v2", 2, 0), ("new", 3, 1)]);
+        let ids: Vec<(&str, u32, usize, u64)> = all
+            .iter()
+            .map(|r| {
+                (
+                    r.request_id.as_str(),
+                    r.upstream_attempts,
+                    r.guardrails.len(),
+                    r.cache_write_tokens + r.reasoning_tokens,
+                )
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            [("old", 1, 0, 0), ("seg", 1, 0, 0), ("hit", 0, 0, 0), ("v2", 2, 0, 0), ("v3", 1, 1, 0), ("new", 3, 1, 16)]
+        );
         // one value per commit, however many records it holds
         let before = store.ledger.len();
         store.append_usage(&[record("a", 7), record("b", 7), record("c", 7)], &mut seq).unwrap();

@@ -376,9 +376,17 @@ fn json_error(e: serde_json::Error) -> GatewayError {
 /// Token usage as reported by a provider (or estimated when it reports none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
+    /// Every input token, cache reads and writes included.
     pub input: u64,
+    /// Every output token, reasoning included.
     pub output: u64,
+    /// Of `input`, read from a prompt cache (`prompt_tokens_details.cached_tokens`).
     pub cached_input: u64,
+    /// Of `input`, written to a prompt cache (`prompt_tokens_details.cache_write_tokens`:
+    /// Anthropic's `cache_creation_input_tokens`, named as OpenAI's Responses usage names it).
+    pub cache_write: u64,
+    /// Of `output`, reasoning (`completion_tokens_details.reasoning_tokens`).
+    pub reasoning: u64,
 }
 
 impl Usage {
@@ -387,9 +395,24 @@ impl Usage {
         let u = v.as_object()?;
         let input = u.get("prompt_tokens").and_then(Value::as_u64)?;
         let output = u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0);
-        let cached_input =
-            u.get("prompt_tokens_details").and_then(|d| d.get("cached_tokens")).and_then(Value::as_u64).unwrap_or(0);
-        Some(Usage { input, output, cached_input })
+        let detail = |d: &str, k: &str| u.get(d).and_then(|d| d.get(k)).and_then(Value::as_u64).unwrap_or(0);
+        Some(Usage {
+            input,
+            output,
+            cached_input: detail("prompt_tokens_details", "cached_tokens"),
+            cache_write: detail("prompt_tokens_details", "cache_write_tokens"),
+            reasoning: detail("completion_tokens_details", "reasoning_tokens"),
+        })
+    }
+
+    /// The counts the pricing needs.
+    pub fn counts(&self) -> switchyard_config::TokenCounts {
+        switchyard_config::TokenCounts {
+            input: self.input,
+            output: self.output,
+            cached_input: self.cached_input,
+            cache_write_input: self.cache_write,
+        }
     }
 
     pub fn total(&self) -> u64 {
@@ -411,6 +434,8 @@ impl UsageRecord {
             input_tokens: 0,
             output_tokens: 0,
             cached_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
             cost_usd: 0.0,
             latency_us: 0,
             ttft_us: None,
@@ -464,4 +489,10 @@ pub struct UsageRecord {
     /// Guardrail actions taken, as `guardrail:ENTITY:action` (never the values).
     #[serde(default)]
     pub guardrails: Vec<String>,
+    /// Of `input_tokens`, written to a prompt cache (priced apart).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// Of `output_tokens`, reasoning (thinking).
+    #[serde(default)]
+    pub reasoning_tokens: u64,
 }

@@ -200,6 +200,7 @@ pub struct Price {
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
     pub cached_input_per_mtok: f64,
+    pub cache_write_input_per_mtok: f64,
 }
 
 impl Pricing {
@@ -226,12 +227,19 @@ impl Pricing {
             target.and_then(|t| t.output_per_mtok).or(model.output_per_mtok).or(base.map(|p| p.output_per_mtok));
         let known = input.is_some() || output.is_some();
         let (input, output) = (input.unwrap_or(0.0), output.unwrap_or(0.0));
-        let cached = match target.and_then(|t| t.input_per_mtok) {
-            Some(p) => p,
-            None => base.map(|p| p.cached_input_per_mtok).unwrap_or(input),
+        // a price set on the target is its price for every input token
+        let (cached, cache_write) = match target.and_then(|t| t.input_per_mtok) {
+            Some(p) => (p, p),
+            None => (
+                base.map(|p| p.cached_input_per_mtok).unwrap_or(input),
+                base.map(|p| p.cache_write_input_per_mtok).unwrap_or(input),
+            ),
         };
-        let uncached_in = usage.input.saturating_sub(usage.cached_input);
-        let cost = (uncached_in as f64 * input + usage.cached_input as f64 * cached + usage.output as f64 * output)
+        let plain_in = usage.input.saturating_sub(usage.cached_input).saturating_sub(usage.cache_write_input);
+        let cost = (plain_in as f64 * input
+            + usage.cached_input as f64 * cached
+            + usage.cache_write_input as f64 * cache_write
+            + usage.output as f64 * output)
             / 1_000_000.0;
         (cost, known)
     }
@@ -240,7 +248,12 @@ impl Pricing {
 /// Token counts of one request, as the pricing needs them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenCounts {
+    /// Every input token, cache reads and writes included.
     pub input: u64,
+    /// Every output token, reasoning included.
     pub output: u64,
+    /// Of `input`, read from a prompt cache.
     pub cached_input: u64,
+    /// Of `input`, written to a prompt cache.
+    pub cache_write_input: u64,
 }

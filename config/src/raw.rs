@@ -490,4 +490,6 @@ pub struct RawPrice {
     pub output_per_mtok: f64,
     /// USD per million cached input tokens (default: the input price).
     pub cached_input_per_mtok: Option<f64>,
+    /// USD per million input tokens written to a prompt cache (default: the input price).
+    pub cache_write_input_per_mtok: Option<f64>,
 }

@@ -152,13 +152,20 @@ targets = [{ provider = "o", model = "gpt-4o-mini" }]
         Ok(c) => c,
         Err(e) => panic!("{e}"),
     };
-    let usage = TokenCounts { input: 1_000_000, output: 1_000_000, cached_input: 0 };
+    let usage = TokenCounts { input: 1_000_000, output: 1_000_000, cached_input: 0, cache_write_input: 0 };
     let fast = cfg.model("fast").map(|m| cfg.pricing.cost(m, "p", "gpt-4o-mini", usage));
     assert_eq!(fast, Some(0.75));
     let cheap = cfg.model("cheap").map(|m| cfg.pricing.cost(m, "p", "gpt-4o-mini", usage));
     assert_eq!(cheap, Some(0.60));
-    let cached = TokenCounts { input: 1_000_000, output: 0, cached_input: 1_000_000 };
+    let cached = TokenCounts { input: 1_000_000, output: 0, cached_input: 1_000_000, cache_write_input: 0 };
     assert_eq!(cfg.model("fast").map(|m| cfg.pricing.cost(m, "p", "gpt-4o-mini", cached)), Some(0.075));
+    // prompt-cache writes at their own price (claude-sonnet-4-5: 3.75 against 3.00 input),
+    // reads at theirs (0.30), the rest of the input at the input price
+    let text = "[[providers]]\nname = \"a\"\nkind = \"anthropic\"\n[[models]]\nalias = \"c\"\ntargets = [{ provider = \"a\", model = \"claude-sonnet-4-5\" }]\n";
+    let cfg = load_str(text, dir, &no_env).unwrap_or_else(|e| panic!("{e}"));
+    let mixed = TokenCounts { input: 3_000_000, output: 0, cached_input: 1_000_000, cache_write_input: 1_000_000 };
+    let cost = cfg.model("c").map(|m| cfg.pricing.cost(m, "a", "claude-sonnet-4-5", mixed));
+    assert_eq!(cost.map(|c| (c * 100.0).round() / 100.0), Some(3.00 + 0.30 + 3.75));
 }
 
 #[test]
@@ -277,7 +284,7 @@ targets = [{ provider = "o", model = "gpt-4o-mini", input_per_mtok = 2.0, output
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cfg = load_str(text, dir, &no_env).unwrap_or_else(|e| panic!("{e}"));
     let m = cfg.model("fast").unwrap_or_else(|| panic!("alias"));
-    let usage = TokenCounts { input: 1_000_000, output: 1_000_000, cached_input: 0 };
+    let usage = TokenCounts { input: 1_000_000, output: 1_000_000, cached_input: 0, cache_write_input: 0 };
     assert_eq!(cfg.pricing.cost(m, "o", "gpt-4o-mini", usage), 5.0, "the target's own price");
     // the other target: the alias's input price, pricing.toml's output price (gpt-4o: 10.00)
     assert_eq!(cfg.pricing.cost(m, "o", "gpt-4o", usage), 11.0);

@@ -137,3 +137,36 @@ async fn anthropic_errors_map_to_openai_errors() {
     assert!(v["error"]["message"].as_str().unwrap().contains("`n`"), "{v}");
     assert_eq!(mock_requests(&mock.url).await, calls, "no provider call for a refused request");
 }
+
+/// Prompt-cache reads and writes and thinking tokens reported by Anthropic reach the
+/// client's usage, the metrics and the ledger, the writes priced at their own price.
+#[tokio::test]
+async fn cache_writes_and_reads_are_counted_and_priced_apart() {
+    let answer = json!({"id": "msg_u", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 100, "output_tokens": 10, "cache_read_input_tokens": 2000,
+            "cache_creation_input_tokens": 1000}});
+    let rec = Recorder::start(vec![("application/json", answer.to_string().into_bytes())]).await;
+    let extra = format!(
+        "\n[[providers]]\nname = \"anth-rec\"\nkind = \"anthropic\"\nbase_url = \"{}/v1\"\napi_key = \"k-secret\"\n\n[[models]]\nalias = \"sonnet\"\ntargets = [{{ provider = \"anth-rec\", model = \"claude-sonnet-4-5\" }}]\n",
+        rec.url
+    );
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, &extra);
+    let r = post(
+        gw.url(),
+        "/v1/chat/completions",
+        json!({"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["usage"]["prompt_tokens"], 3100);
+    assert_eq!(v["usage"]["prompt_tokens_details"], json!({"cached_tokens": 2000, "cache_write_tokens": 1000}));
+    let m = |d: &str| format!("switchyard_tokens_total{{direction=\"{d}\",model=\"sonnet\"}}");
+    wait_for_metric(gw.url(), &m("cache_write"), |v| v == 1000.0).await;
+    assert_eq!(metric(gw.url(), &m("cached")).await, Some(2000.0));
+    // 100 x 3.00 + 2000 x 0.30 + 1000 x 3.75 + 10 x 15.00 per million
+    let cost = metric(gw.url(), "switchyard_cost_usd_total{model=\"sonnet\"}").await.unwrap();
+    assert!((cost - 0.0048).abs() < 1e-9, "{cost}");
+}

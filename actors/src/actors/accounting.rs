@@ -53,6 +53,8 @@ struct ModelMetrics {
     input: metrics::Counter,
     output: metrics::Counter,
     cached: metrics::Counter,
+    cache_write: metrics::Counter,
+    reasoning: metrics::Counter,
     /// `metrics` counters are integers; a monotonic f64 gauge carries dollars exactly
     cost: metrics::Gauge,
 }
@@ -64,6 +66,8 @@ impl ModelMetrics {
             input: tokens("input"),
             output: tokens("output"),
             cached: tokens("cached"),
+            cache_write: tokens("cache_write"),
+            reasoning: tokens("reasoning"),
             cost: metrics::gauge!(COST_USD_TOTAL, "model" => alias.to_string()),
         }
     }
@@ -141,8 +145,14 @@ impl Accounting {
                 self.model_metrics.clear();
             }
             let m = self.model_metrics.entry(r.alias.clone()).or_insert_with(|| ModelMetrics::new(&r.alias));
-            for (counter, n) in [(&m.input, r.input_tokens), (&m.output, r.output_tokens), (&m.cached, r.cached_tokens)]
-            {
+            let counts = [
+                (&m.input, r.input_tokens),
+                (&m.output, r.output_tokens),
+                (&m.cached, r.cached_tokens),
+                (&m.cache_write, r.cache_write_tokens),
+                (&m.reasoning, r.reasoning_tokens),
+            ];
+            for (counter, n) in counts {
                 if n > 0 {
                     counter.increment(n);
                 }

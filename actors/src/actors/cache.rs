@@ -174,7 +174,7 @@ mod tests {
             body: vec![b'x'; n],
             provider: "p".into(),
             upstream_model: "m".into(),
-            usage: Usage { input: 1, output: 2, cached_input: 0 },
+            usage: Usage { input: 1, output: 2, ..Usage::default() },
         }
     }
 

@@ -141,9 +141,9 @@ impl Router {
                     let count = kept.and_then(|e| e.limit.as_ref().map(|(_, n)| n.clone()));
                     (max, count.unwrap_or_default())
                 });
-                let per_mtok = TokenCounts { input: 1_000_000, output: 0, cached_input: 0 };
+                let per_mtok = TokenCounts { input: 1_000_000, output: 0, cached_input: 0, cache_write_input: 0 };
                 let (input, known) = config.pricing.target_cost(m, Some(t), &t.model, per_mtok);
-                let per_mtok = TokenCounts { input: 0, output: 1_000_000, cached_input: 0 };
+                let per_mtok = TokenCounts { input: 0, output: 1_000_000, cached_input: 0, cache_write_input: 0 };
                 let (output, _) = config.pricing.target_cost(m, Some(t), &t.model, per_mtok);
                 let settings = config.provider(&t.provider).map(BreakerSettings::of).unwrap_or_default();
                 targets.push(Entry {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard_config::{Config, TokenCounts};
+use switchyard_config::Config;
 use tokio::sync::oneshot;
 
 use crate::actors::accounting::{Record, RecordSink};
@@ -80,16 +80,13 @@ impl Finisher {
             None => {
                 let out = if output_text.is_empty() { 0 } else { crate::tokens::count_text(output_text) };
                 let input = if self.record.provider.is_empty() { 0 } else { self.prompt_estimate };
-                (Usage { input, output: out, cached_input: 0 }, true)
+                (Usage { input, output: out, ..Usage::default() }, true)
             }
         };
         let cost = match (cache_hit, self.config.model(&self.record.alias)) {
-            (false, Some(m)) => self.config.pricing.cost(
-                m,
-                &self.record.provider,
-                &self.record.upstream_model,
-                TokenCounts { input: usage.input, output: usage.output, cached_input: usage.cached_input },
-            ),
+            (false, Some(m)) => {
+                self.config.pricing.cost(m, &self.record.provider, &self.record.upstream_model, usage.counts())
+            }
             _ => 0.0,
         };
         if let Some(t) = &mut self.ticket {
@@ -101,6 +98,8 @@ impl Finisher {
         r.input_tokens = usage.input;
         r.output_tokens = usage.output;
         r.cached_tokens = usage.cached_input;
+        r.cache_write_tokens = usage.cache_write;
+        r.reasoning_tokens = usage.reasoning;
         r.cost_usd = cost;
         r.status = status;
         r.latency_us = elapsed.as_micros() as u64;

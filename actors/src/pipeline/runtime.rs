@@ -96,7 +96,7 @@ impl Engine {
                     m.targets
                         .iter()
                         .map(|t| {
-                            let counts = switchyard_config::TokenCounts { input, output, cached_input: 0 };
+                            let counts = switchyard_config::TokenCounts { input, output, ..Default::default() };
                             config.pricing.target_cost(m, Some(t), &t.model, counts).0
                         })
                         .fold(0.0, f64::max)

@@ -384,14 +384,16 @@ pub fn finish_reason(stop: Option<&str>) -> Option<&'static str> {
     })
 }
 
-/// OpenAI usage from Anthropic's (cache reads and writes are prompt tokens too).
+/// OpenAI usage from Anthropic's (cache reads and writes are prompt tokens too, said
+/// apart in `prompt_tokens_details`: reads as `cached_tokens`, writes as
+/// `cache_write_tokens`, which are priced apart).
 pub fn usage(u: &Value) -> Value {
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let cached = n("cache_read_input_tokens");
-    let prompt = n("input_tokens") + cached + n("cache_creation_input_tokens");
+    let (cached, written) = (n("cache_read_input_tokens"), n("cache_creation_input_tokens"));
+    let prompt = n("input_tokens") + cached + written;
     let completion = n("output_tokens");
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached}})
+        "prompt_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written}})
 }
 
 /// A Message (non-stream answer) as an OpenAI `chat.completion`.

@@ -321,12 +321,13 @@ pub fn stop_reason(finish: Option<&str>) -> &'static str {
     }
 }
 
-/// Anthropic usage from OpenAI's (cached prompt tokens are reported apart).
+/// Anthropic usage from OpenAI's (cache reads and writes are reported apart from the
+/// other input tokens).
 pub fn usage(u: Option<&Value>) -> Value {
-    let n = |k: &str| u.and_then(|u| u.get(k)).and_then(Value::as_u64).unwrap_or(0);
-    let cached = u.and_then(|u| u.pointer("/prompt_tokens_details/cached_tokens")).and_then(Value::as_u64).unwrap_or(0);
-    json!({"input_tokens": n("prompt_tokens").saturating_sub(cached), "output_tokens": n("completion_tokens"),
-        "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0})
+    let n = |p: &str| u.and_then(|u| u.pointer(p)).and_then(Value::as_u64).unwrap_or(0);
+    let (cached, written) = (n("/prompt_tokens_details/cached_tokens"), n("/prompt_tokens_details/cache_write_tokens"));
+    json!({"input_tokens": n("/prompt_tokens").saturating_sub(cached + written), "output_tokens": n("/completion_tokens"),
+        "cache_read_input_tokens": cached, "cache_creation_input_tokens": written})
 }
 
 fn message_id(id: Option<&str>) -> String {

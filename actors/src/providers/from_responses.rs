@@ -444,7 +444,8 @@ fn carriable_item(item: &Value) -> Option<Value> {
 pub fn usage(u: Option<&Value>) -> Value {
     let n = |p: &str| u.and_then(|u| u.pointer(p)).and_then(Value::as_u64).unwrap_or(0);
     let (input, output) = (n("/prompt_tokens"), n("/completion_tokens"));
-    json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": n("/prompt_tokens_details/cached_tokens")},
+    json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": n("/prompt_tokens_details/cached_tokens"),
+            "cache_write_tokens": n("/prompt_tokens_details/cache_write_tokens")},
         "output_tokens": output, "output_tokens_details": {"reasoning_tokens": n("/completion_tokens_details/reasoning_tokens")},
         "total_tokens": input + output})
 }

@@ -146,7 +146,7 @@ fn a_completion_becomes_a_response_with_items_usage_and_status() {
     );
     assert_eq!(
         r["usage"],
-        json!({"input_tokens": 10, "input_tokens_details": {"cached_tokens": 6}, "output_tokens": 4,
+        json!({"input_tokens": 10, "input_tokens_details": {"cached_tokens": 6, "cache_write_tokens": 0}, "output_tokens": 4,
         "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 14})
     );
     let cut = json!({"choices": [{"finish_reason": "length", "message": {"content": "abc"}}]});

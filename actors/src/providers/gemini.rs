@@ -248,7 +248,8 @@ fn usage(v: &Value) -> Value {
     let prompt = n("promptTokenCount");
     let completion = n("candidatesTokenCount") + n("thoughtsTokenCount");
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": n("cachedContentTokenCount")}})
+        "prompt_tokens_details": {"cached_tokens": n("cachedContentTokenCount")},
+        "completion_tokens_details": {"reasoning_tokens": n("thoughtsTokenCount")}})
 }
 
 /// Text and calls of a response's first candidate, and its finish reason.

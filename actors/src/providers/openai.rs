@@ -509,7 +509,7 @@ mod tests {
             acc.add(c);
         }
         assert!(acc.finished());
-        assert_eq!(acc.usage, Some(Usage { input: 5, output: 7, cached_input: 0 }));
+        assert_eq!(acc.usage, Some(Usage { input: 5, output: 7, ..Usage::default() }));
         let full = acc.completion();
         let call = &full["choices"][0]["message"]["tool_calls"][0];
         assert_eq!(call["function"]["arguments"], "{\"city\":\"Paris\"}");
@@ -524,7 +524,7 @@ mod tests {
     #[test]
     fn usage_and_error_extraction() {
         let body = br#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":2}}}"#;
-        assert_eq!(response_usage(body), Some(Usage { input: 3, output: 4, cached_input: 2 }));
+        assert_eq!(response_usage(body), Some(Usage { input: 3, output: 4, cached_input: 2, ..Usage::default() }));
         assert_eq!(response_usage(b"{}"), None);
         assert_eq!(error_message(br#"{"error":{"message":"bad model"}}"#), "bad model");
         assert_eq!(error_message(b"plain text"), "plain text");

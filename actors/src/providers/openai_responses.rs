@@ -84,7 +84,8 @@ fn chat_usage(u: &Value) -> Value {
     let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
     let (input, output) = (n("/input_tokens"), n("/output_tokens"));
     json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
-        "prompt_tokens_details": {"cached_tokens": n("/input_tokens_details/cached_tokens")},
+        "prompt_tokens_details": {"cached_tokens": n("/input_tokens_details/cached_tokens"),
+            "cache_write_tokens": n("/input_tokens_details/cache_write_tokens")},
         "completion_tokens_details": {"reasoning_tokens": n("/output_tokens_details/reasoning_tokens")}})
 }
 

@@ -160,6 +160,7 @@ pub(super) fn pricing(pricing: RawPricing, errs: &mut Errors) -> HashMap<String,
             ("input_per_mtok", Some(p.input_per_mtok)),
             ("output_per_mtok", Some(p.output_per_mtok)),
             ("cached_input_per_mtok", p.cached_input_per_mtok),
+            ("cache_write_input_per_mtok", p.cache_write_input_per_mtok),
         ] {
             if v.is_some_and(|v| !(v >= 0.0 && v.is_finite())) {
                 errs.push(f(field), "must be a finite number >= 0");
@@ -171,6 +172,7 @@ pub(super) fn pricing(pricing: RawPricing, errs: &mut Errors) -> HashMap<String,
                 input_per_mtok: p.input_per_mtok,
                 output_per_mtok: p.output_per_mtok,
                 cached_input_per_mtok: p.cached_input_per_mtok.unwrap_or(p.input_per_mtok),
+                cache_write_input_per_mtok: p.cache_write_input_per_mtok.unwrap_or(p.input_per_mtok),
             },
         );
     }
