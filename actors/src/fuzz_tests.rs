@@ -9,8 +9,8 @@
 use crate::guardrails::injection::InjectionScorer;
 use crate::guardrails::moderation::openai_moderations;
 use crate::guardrails::pii::{Action, Entity, Scanner, Vault};
-use crate::providers::from_anthropic;
 use crate::providers::sse::SseParser;
+use crate::providers::{from_anthropic, from_responses, openai_responses, Adapter as _};
 use crate::types::{ChatRequest, EmbeddingsRequest};
 
 const SEEDS: &[&[u8]] = &[
@@ -19,6 +19,8 @@ const SEEDS: &[&[u8]] = &[
     include_bytes!("providers/fixtures/anthropic_stream.sse"),
     include_bytes!("providers/fixtures/gemini_stream.sse"),
     include_bytes!("providers/fixtures/openai_completion.json"),
+    include_bytes!("providers/fixtures/responses_request.json"),
+    b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"item_id\":\"m\",\"delta\":\"x\"}\n\nevent: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"status\":\"completed\",\"usage\":{\"input_tokens\":1}}}\n\n",
     br#"{"model":"m","input":["a","b"],"encoding_format":"base64"}"#,
     br#"{"input":[{"type":"text","text":"I will kill you"},"x"]}"#,
     b"data: {\"choices\":[{\"delta\":{\"content\":\"<EMAIL_1>\"}}]}\n\ndata: [DONE]\n\n",
@@ -53,9 +55,27 @@ fn parsers_survive_mutated_and_random_input() {
         let _ = ChatRequest::parse(&input);
         let _ = EmbeddingsRequest::parse(&input);
         let _ = from_anthropic::request(&input);
+        // the Responses request, its chat view, and a Response read as a completion
+        if let Ok(req) = from_responses::parse(&input) {
+            let prior = from_responses::input_items(&req);
+            let _ = from_responses::request_for_any(&req, &prior);
+            if let Ok(chat) = from_responses::request(&req, &[]) {
+                let _ = ChatRequest::parse(&chat);
+            }
+        }
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&input) {
+            let _ = openai_responses::completion(&v, 0);
+            let _ = from_responses::normalize_item(&v);
+            let _ = from_responses::output_as_input(&v);
+        }
         let _ = openai_moderations(&input, 2048);
         // the SSE parser, fed in random pieces
         let mut p = SseParser::new();
+        let echo = from_responses::Echo::of(&serde_json::Map::new());
+        let mut to_responses = from_responses::EventTranslator::new("resp_f".into(), 0, echo);
+        let cx = crate::providers::DecodeCtx { model: "m", created: 0, base64: false };
+        let mut to_chat = openai_responses::OpenAiResponses.stream_decoder(&cx).unwrap();
+        let _ = to_chat.feed(&input);
         let mut at = 0;
         while at < input.len() {
             let n = rng.usize(1..=16).min(input.len() - at);
@@ -63,6 +83,9 @@ fn parsers_survive_mutated_and_random_input() {
             for ev in p.feed(&input[at..at + n]).unwrap_or_default() {
                 let _ = crate::providers::openai::stream_step(&ev);
                 let _ = anthropic.native_stream_step(&ev);
+                let _ = openai_responses::OpenAiResponses.native_stream_step(&ev);
+                let _ = to_responses.on_event(&ev);
+                let _ = from_responses::final_response(&ev);
             }
             at += n;
         }

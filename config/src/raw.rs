@@ -170,6 +170,8 @@ pub struct RawServer {
     pub max_dimensions: Option<u32>,
     /// How long a stored Responses API response is kept, seconds (default 30 days; 0 keeps them).
     pub responses_ttl_secs: Option<u64>,
+    /// Largest conversation a Responses request may continue, bytes (default 8 MiB).
+    pub responses_max_bytes: Option<usize>,
 }
 
 /// `[nats]`

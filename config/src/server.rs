@@ -28,6 +28,9 @@ pub struct Server {
     pub max_dimensions: u32,
     /// How long a stored Responses API response is kept (`None`: for ever).
     pub responses_ttl: Option<Duration>,
+    /// Largest conversation a Responses request may continue (its stored items and its
+    /// own body, bytes; 400 above).
+    pub responses_max_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

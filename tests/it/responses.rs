@@ -242,3 +242,32 @@ async fn an_openai_target_gets_the_responses_request_whole() {
     // metered from OpenAI's usage, like any request
     wait_for_metric(gw.url(), "switchyard_tokens_total{direction=\"output\",model=\"gpt\"}", |v| v > 0.0).await;
 }
+
+/// Each turn stores the whole conversation again, so a conversation is bounded
+/// (`server.responses_max_bytes`): past it, continuing is a 400 that says so.
+#[tokio::test]
+async fn a_conversation_is_bounded() {
+    let mock = mock_upstream();
+    let gw = Gateway::start_config(|dir| {
+        config_text(dir, &mock.url, "")
+            .replace("max_dimensions = 2048", "max_dimensions = 2048\nresponses_max_bytes = 1500")
+    });
+    let mut previous: Option<String> = None;
+    let mut refused = None;
+    for turn in 0..10 {
+        let mut body = json!({"model": "chat", "input": format!("turn {turn} {}", "words ".repeat(20))});
+        if let Some(p) = &previous {
+            body["previous_response_id"] = json!(p);
+        }
+        let (status, r) = create(gw.url(), MAIN_KEY, &body).await;
+        if status == 400 {
+            refused = Some((turn, r));
+            break;
+        }
+        assert_eq!(status, 200, "{r}");
+        previous = r["id"].as_str().map(str::to_string);
+    }
+    let (turn, e) = refused.expect("refused at some turn");
+    assert!(turn >= 2, "the first turns fit: refused at {turn}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("server.responses_max_bytes"), "{e}");
+}

@@ -54,6 +54,7 @@ pub(super) fn server(s: RawServer, env: &dyn Fn(&str) -> Option<String>, errs: &
             0 => None,
             secs => Some(std::time::Duration::from_secs(secs)),
         },
+        responses_max_bytes: at_least_one("server.responses_max_bytes", s.responses_max_bytes, 8 << 20, errs),
     };
     server
 }

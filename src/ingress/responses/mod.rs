@@ -92,6 +92,15 @@ pub async fn serve(
         };
         prior = rec.input;
         prior.extend(from_responses::output_as_input(&rec.response));
+        // every turn stores the whole conversation again: it is bounded
+        let max = ctx.runtime.config.server.responses_max_bytes;
+        let size = serde_json::to_vec(&prior).map_or(0, |b| b.len()) + body.len();
+        if size > max {
+            return Err(GatewayError::BadRequest(format!(
+                "previous_response_id: the conversation would be {size} bytes; at most {max} are accepted (server.responses_max_bytes); start a new one"
+            ))
+            .into());
+        }
     }
     let mut outcome = engine.responses(ctx, &parsed, &prior).await?;
     let previous = parsed.get("previous_response_id").cloned();
