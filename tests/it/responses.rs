@@ -234,10 +234,10 @@ async fn an_openai_target_gets_the_responses_request_whole() {
     assert!(!r["id"].as_str().unwrap().starts_with("resp_mock_"), "translated: {r}");
     // but asking a chat target for a hosted tool is a 400 naming it, before any call
     let before = mock_requests(&mock.url).await;
-    let (status, e) =
-        create(gw.url(), MAIN_KEY, &json!({"model": "chat", "input": "x", "tools": [{"type": "web_search"}]})).await;
+    let tools = json!([{"type": "file_search", "vector_store_ids": ["vs_1"]}]);
+    let (status, e) = create(gw.url(), MAIN_KEY, &json!({"model": "chat", "input": "x", "tools": tools})).await;
     assert_eq!(status, 400);
-    assert!(e["error"]["message"].as_str().unwrap().contains("web_search"), "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("file_search"), "{e}");
     assert_eq!(mock_requests(&mock.url).await, before);
     // metered from OpenAI's usage, like any request
     wait_for_metric(gw.url(), "switchyard_tokens_total{direction=\"output\",model=\"gpt\"}", |v| v > 0.0).await;

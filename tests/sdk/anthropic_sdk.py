@@ -99,6 +99,21 @@ raw = client.messages.with_raw_response.create(
 assert raw.headers.get("x-switchyard-dropped-fields") is None, dict(raw.headers)
 assert json.loads(raw.parse().content[0].text) == {"a": "think"}, raw.parse()
 
+# web search: natively to Anthropic (its server tool blocks as they came), and mapped
+# for an OpenAI-format target (its annotations as Anthropic citations)
+search = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]
+m = client.messages.create(model="claude", max_tokens=256, tools=search,
+                           messages=[{"role": "user", "content": "Lisbon weather"}])
+assert [b.type for b in m.content] == ["server_tool_use", "web_search_tool_result", "text"], m.content
+assert m.content[2].citations[0].url == "https://search.mock/lisbon", m.content[2]
+m = client.messages.create(model="chat", max_tokens=256, tools=search,
+                           messages=[{"role": "user", "content": "Porto weather"}])
+assert m.content[0].citations[0].url == "https://search.mock/porto", m.content
+with client.messages.stream(model="chat", max_tokens=256, tools=search,
+                            messages=[{"role": "user", "content": "Faro weather"}]) as s:
+    final = s.get_final_message()
+assert final.content[0].citations[0].url == "https://search.mock/faro", final.content
+
 # errors map to the SDK's exception types
 try:
     client.messages.create(model="nope", max_tokens=8, messages=[{"role": "user", "content": "x"}])

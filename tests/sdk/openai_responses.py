@@ -87,6 +87,19 @@ for model in ["chat", "claude", "gpt"]:
     assert name == "weather" and "Bergen" in json.loads(args).values(), (name, args)
 
 
+# web search, the hosted tool every format has: run by the provider, its sources cited
+for model in ["chat", "claude"]:
+    r = client.responses.create(model=model, input="Lisbon weather today", tools=[{"type": "web_search"}])
+    kinds = [o.type for o in r.output]
+    assert kinds == ["web_search_call", "message"], (model, kinds)
+    ann = r.output[1].content[0].annotations
+    assert ann and ann[0].type == "url_citation" and ann[0].url == "https://search.mock/lisbon", (model, ann)
+    added = [ev for ev in client.responses.create(model=model, input="Porto news", tools=[{"type": "web_search"}], stream=True)
+             if ev.type == "response.output_text.annotation.added"]
+    assert added and added[0].annotation["url"] == "https://search.mock/porto", (model, added)
+r = client.responses.create(model="gpt", input="Faro", tools=[{"type": "web_search"}])
+assert r.output[1].type == "web_search_call", r.output  # OpenAI's own search, passed through
+
 # structured output with the SDK's parse (text.format json_schema)
 class City(BaseModel):
     name: str
@@ -117,7 +130,7 @@ except openai.NotFoundError:
 # errors in the SDK's exception types
 for bad in [
     dict(model="chat", input="x", previous_response_id="resp_doesnotexist"),
-    dict(model="chat", input="x", tools=[{"type": "web_search"}]),
+    dict(model="chat", input="x", tools=[{"type": "file_search", "vector_store_ids": ["vs_1"]}]),
     dict(model="chat", input="x", background=True),
 ]:
     try:

@@ -38,7 +38,7 @@ impl super::Adapter for Anthropic {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { images: Images::Any, json_schema: true, ..Capabilities::MINIMAL }
+        Capabilities { images: Images::Any, json_schema: true, web_search: true, ..Capabilities::MINIMAL }
     }
 
     fn url(&self, p: &Provider, endpoint: Endpoint, _model: &str, _stream: bool) -> Result<String, GatewayError> {
@@ -268,8 +268,10 @@ fn translate_options(rest: &Map<String, Value>, out: &mut Map<String, Value>) ->
                         tool
                     })
                     .collect();
-                out.insert("tools".into(), Value::Array(tools));
+                add_tools(out, tools);
             }
+            // web search: Anthropic's own server tool
+            "web_search_options" if !v.is_null() => add_tools(out, vec![super::web_search::anthropic_tool(v)]),
             "tool_choice" => {
                 let choice = match v {
                     Value::String(s) if s == "auto" => json!({"type": "auto"}),
@@ -316,6 +318,17 @@ fn translate_options(rest: &Map<String, Value>, out: &mut Map<String, Value>) ->
         }
     }
     Ok(())
+}
+
+/// Appends to the request's `tools` (function tools and the web search server tool come
+/// from two fields).
+fn add_tools(out: &mut Map<String, Value>, tools: Vec<Value>) {
+    match out.get_mut("tools") {
+        Some(Value::Array(have)) => have.extend(tools),
+        _ => {
+            out.insert("tools".into(), Value::Array(tools));
+        }
+    }
 }
 
 /// `reasoning_effort` as extended thinking: a budget for the effort asked, within
@@ -403,10 +416,18 @@ pub fn completion(body: &[u8], created: u64) -> Result<Bytes, String> {
         return Err("not a message".into());
     }
     let mut text = String::new();
+    let (mut chars, mut annotations) = (0, Vec::new());
     let mut calls = Vec::new();
     for block in m.get("content").and_then(Value::as_array).into_iter().flatten() {
         match block.get("type").and_then(Value::as_str) {
-            Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or_default()),
+            Some("text") => {
+                let t = block.get("text").and_then(Value::as_str).unwrap_or_default();
+                text.push_str(t);
+                let start = chars;
+                chars += t.chars().count();
+                // a web search's sources, for the text they support
+                annotations.extend(super::web_search::annotations_of_citations(block.get("citations"), start, chars));
+            }
             Some("tool_use") => calls.push(json!({
                 "id": block.get("id").cloned().unwrap_or(Value::Null),
                 "type": "function",
@@ -415,13 +436,17 @@ pub fn completion(body: &[u8], created: u64) -> Result<Bytes, String> {
                     "arguments": block.get("input").map_or_else(|| "{}".to_string(), Value::to_string),
                 },
             })),
-            // thinking and other blocks have no OpenAI counterpart
+            // thinking, the server tools' own blocks (their results are cited) and other
+            // blocks have no OpenAI counterpart
             _ => {}
         }
     }
     let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }, "refusal": null});
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
+    }
+    if !annotations.is_empty() {
+        message["annotations"] = Value::Array(annotations);
     }
     let out = json!({
         "id": m.get("id").cloned().unwrap_or(Value::Null),
@@ -447,6 +472,10 @@ pub struct StreamTranslator {
     tools: HashMap<u64, usize>,
     usage: Map<String, Value>,
     finish: Option<&'static str>,
+    /// Characters of text sent so far, and where each text block began (for the span of
+    /// the sources a block cites) with the citations it has had.
+    chars: usize,
+    cited: HashMap<u64, (usize, Vec<Value>)>,
 }
 
 impl StreamTranslator {
@@ -495,7 +524,9 @@ impl EventTranslate for StreamTranslator {
                         ));
                     }
                     Some("text") => {
+                        self.cited.insert(index, (self.chars, Vec::new()));
                         if let Some(t) = block.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                            self.chars += t.chars().count();
                             out.push(self.chunk(json!({"content": t}), None));
                         }
                     }
@@ -508,7 +539,13 @@ impl EventTranslate for StreamTranslator {
                 match d.get("type").and_then(Value::as_str) {
                     Some("text_delta") => {
                         let t = d.get("text").and_then(Value::as_str).unwrap_or_default();
+                        self.chars += t.chars().count();
                         out.push(self.chunk(json!({"content": t}), None));
+                    }
+                    Some("citations_delta") => {
+                        if let (Some(c), Some((_, list))) = (d.get("citation"), self.cited.get_mut(&index)) {
+                            list.push(c.clone());
+                        }
                     }
                     Some("input_json_delta") => {
                         let Some(&n) = self.tools.get(&index) else {
@@ -545,7 +582,16 @@ impl EventTranslate for StreamTranslator {
                 let body = json!({"error": {"message": format!("anthropic: {message}"), "type": kind, "code": kind}});
                 out.push(data_event(&body.to_string()));
             }
-            // ping, content_block_stop and future event types
+            // a cited text block ends: its sources, for the text it held
+            "content_block_stop" => {
+                let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                if let Some((start, citations)) = self.cited.remove(&index).filter(|(_, c)| !c.is_empty()) {
+                    let list = Value::Array(citations);
+                    let annotations = super::web_search::annotations_of_citations(Some(&list), start, self.chars);
+                    out.push(self.chunk(json!({"annotations": annotations}), None));
+                }
+            }
+            // ping and future event types
             _ => {}
         }
         Ok(out)

@@ -30,6 +30,8 @@ pub struct Capabilities {
     pub json_mode: bool,
     /// `response_format` `json_schema` (structured outputs).
     pub json_schema: bool,
+    /// `web_search_options`: a web search the provider runs itself.
+    pub web_search: bool,
 }
 
 impl Capabilities {
@@ -42,6 +44,7 @@ impl Capabilities {
         logprobs: false,
         json_mode: false,
         json_schema: false,
+        web_search: false,
     };
 
     /// OpenAI's row, shared by every kind that speaks its API.
@@ -53,6 +56,7 @@ impl Capabilities {
         logprobs: true,
         json_mode: true,
         json_schema: true,
+        web_search: true,
     };
 }
 
@@ -82,6 +86,9 @@ pub fn check_chat(kind: &str, c: &Capabilities, req: &ChatRequest) -> Result<(),
             return Err(lacks(kind, "`response_format` `json_schema` (structured outputs)"));
         }
         _ => {}
+    }
+    if !c.web_search && req.rest.get("web_search_options").is_some_and(|o| !o.is_null()) {
+        return Err(lacks(kind, "web search (`web_search_options`, a `web_search` tool)"));
     }
     if c.images == Images::DataUrls {
         let url_image = req
@@ -136,6 +143,7 @@ mod tests {
             json!({"model": "a", "messages": user(json!("x")), "response_format": {"type": "json_object"}}),
             json!({"model": "a", "messages": user(json!("x")),
                 "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}}}),
+            json!({"model": "a", "messages": user(json!("x")), "web_search_options": {}}),
             json!({"model": "a", "messages": user(json!([{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]))}),
             json!({"model": "a", "messages": user(json!([{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]))}),
             json!({"model": "a", "messages": user(json!("plain"))}),

@@ -235,10 +235,14 @@ pub fn request(body: &[u8]) -> Result<Vec<u8>, GatewayError> {
                 }
             }
             "tools" => {
-                let tools = v
-                    .as_array()
-                    .ok_or_else(|| bad("tools: must be an array".into()))?
+                let all = v.as_array().ok_or_else(|| bad("tools: must be an array".into()))?;
+                // web search: chat's `web_search_options` (the target runs its own search)
+                if let Some(search) = all.iter().find(|t| super::web_search::is_anthropic_tool(t)) {
+                    out.insert("web_search_options".into(), super::web_search::options_from_anthropic_tool(search));
+                }
+                let tools = all
                     .iter()
+                    .filter(|t| !super::web_search::is_anthropic_tool(t))
                     .map(|t| {
                         let name = t
                             .get("name")
@@ -255,7 +259,9 @@ pub fn request(body: &[u8]) -> Result<Vec<u8>, GatewayError> {
                         Ok(json!({"type": "function", "function": f}))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                out.insert("tools".into(), Value::Array(tools));
+                if !tools.is_empty() {
+                    out.insert("tools".into(), Value::Array(tools));
+                }
             }
             "tool_choice" => {
                 let choice = match v.get("type").and_then(Value::as_str) {
@@ -346,7 +352,19 @@ pub fn message(completion: &[u8]) -> Result<Bytes, GatewayError> {
     let msg = choice.get("message").unwrap_or(&Value::Null);
     let mut content = Vec::new();
     if let Some(t) = msg.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-        content.push(json!({"type": "text", "text": t}));
+        let mut block = json!({"type": "text", "text": t});
+        // a web search's sources, as Anthropic cites them
+        let citations: Vec<Value> = msg
+            .get("annotations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| super::web_search::anthropic_citation(a, t))
+            .collect();
+        if !citations.is_empty() {
+            block["citations"] = Value::Array(citations);
+        }
+        content.push(block);
     }
     for call in msg.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
         let f = call.get("function").unwrap_or(&Value::Null);
@@ -400,6 +418,8 @@ pub struct EventTranslator {
     finish: Option<String>,
     usage: Option<Value>,
     ended: bool,
+    /// The text sent so far (what a source's span cites).
+    text: String,
 }
 
 impl EventTranslator {
@@ -477,6 +497,19 @@ impl EventTranslator {
                 "content_block_delta",
                 &json!({"type": "content_block_delta", "index": index,
                 "delta": {"type": "text_delta", "text": t}}),
+            ));
+            self.text.push_str(t);
+        }
+        for a in delta.get("annotations").and_then(Value::as_array).into_iter().flatten() {
+            let Some(citation) = super::web_search::anthropic_citation(a, &self.text) else { continue };
+            let index = match self.open {
+                Some((i, true)) => i,
+                _ => self.open_block(json!({"type": "text", "text": ""}), true, &mut out),
+            };
+            out.push(event(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "citations_delta", "citation": citation}}),
             ));
         }
         for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {

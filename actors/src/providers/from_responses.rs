@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::adapter::bad;
 use super::sse::SseEvent;
+use super::web_search;
 use crate::types::Shape;
 use crate::GatewayError;
 
@@ -232,8 +233,9 @@ fn convert_item(item: &Value, at: &str, out: &mut Vec<Value>) -> Result<(), Gate
             };
             out.push(json!({"role": "tool", "tool_call_id": id, "content": output}));
         }
-        // an earlier turn's reasoning means something only to the model that made it
-        "reasoning" => {}
+        // an earlier turn's reasoning means something only to the model that made it, and
+        // its web search's results are in the message that followed
+        "reasoning" | "web_search_call" => {}
         other => {
             return Err(bad(format!(
                 "{at}: input item type `{other}` is not supported (function calls, their outputs and messages are)"
@@ -351,7 +353,12 @@ pub fn request(req: &Map<String, Value>, prior: &[Value]) -> Result<Vec<u8>, Gat
                 out.insert("stream_options".into(), json!({"include_usage": true}));
             }
             "tools" => {
-                let tools = v.as_array().into_iter().flatten().enumerate().map(|(i, t)| tool(t, i));
+                let all = v.as_array().into_iter().flatten().enumerate();
+                // web search is the one hosted tool every format has: chat's `web_search_options`
+                if let Some((_, search)) = all.clone().find(|(_, t)| web_search::is_responses_tool(t)) {
+                    out.insert("web_search_options".into(), web_search::options_from_responses_tool(search));
+                }
+                let tools = all.filter(|(_, t)| !web_search::is_responses_tool(t)).map(|(i, t)| tool(t, i));
                 let tools = tools.collect::<Result<Vec<_>, _>>()?;
                 if !tools.is_empty() {
                     out.insert("tools".into(), Value::Array(tools));
@@ -412,7 +419,7 @@ fn chat_carriable(req: &Map<String, Value>) -> Map<String, Value> {
         *items = items.iter().filter_map(carriable_item).collect();
     }
     if let Some(Value::Array(tools)) = r.get_mut("tools") {
-        tools.retain(|t| t.get("type") == Some(&json!("function")));
+        tools.retain(|t| t.get("type") == Some(&json!("function")) || web_search::is_responses_tool(t));
     }
     let hosted_choice = r.get("tool_choice").and_then(|c| c.get("type")).and_then(Value::as_str);
     if hosted_choice.is_some_and(|t| t != "function" && t != "allowed_tools") {
@@ -424,7 +431,7 @@ fn chat_carriable(req: &Map<String, Value>) -> Map<String, Value> {
 /// An input item as chat can carry it, or `None`.
 fn carriable_item(item: &Value) -> Option<Value> {
     match item.get("type").and_then(Value::as_str).unwrap_or("message") {
-        "function_call" | "function_call_output" | "reasoning" => Some(item.clone()),
+        "function_call" | "function_call_output" | "reasoning" | "web_search_call" => Some(item.clone()),
         "message" => {
             let mut item = item.clone();
             if let Some(Value::Array(parts)) = item.get_mut("content") {
@@ -469,6 +476,12 @@ fn item_id(prefix: &str, response_id: &str, n: usize) -> String {
     }
 }
 
+/// The web search a Response's sources came from.
+fn search_item(response_id: &str) -> Value {
+    json!({"id": item_id("ws", response_id, 0), "type": "web_search_call", "status": "completed",
+        "action": {"type": "search"}})
+}
+
 fn message_item(id: String, text: &str, status: &str) -> Value {
     json!({"id": id, "type": "message", "status": status, "role": "assistant",
         "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]})
@@ -511,8 +524,21 @@ pub fn response(completion: &[u8], id: &str, created_at: u64, echo: &Echo) -> Re
     let msg = choice.get("message").unwrap_or(&Value::Null);
     let mut output = Vec::new();
     let text = msg.get("content").and_then(Value::as_str).or_else(|| msg.get("refusal").and_then(Value::as_str));
+    // the sources a web search found: a search call, then the text that cites them
+    let annotations: Vec<Value> = msg
+        .get("annotations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(web_search::responses_annotation)
+        .collect();
+    if !annotations.is_empty() {
+        output.push(search_item(id));
+    }
     if let Some(t) = text.filter(|t| !t.is_empty()) {
-        output.push(message_item(item_id("msg", id, 0), t, "completed"));
+        let mut item = message_item(item_id("msg", id, 0), t, "completed");
+        item["content"][0]["annotations"] = Value::Array(annotations);
+        output.push(item);
     }
     for (n, call) in msg.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let f = call.get("function").unwrap_or(&Value::Null);
@@ -573,7 +599,7 @@ fn event(data: &Value) -> Bytes {
 /// One output item being streamed.
 #[derive(Debug)]
 enum Open {
-    Text { id: String, text: String },
+    Text { id: String, text: String, annotations: Vec<Value> },
     Call { id: String, call_id: String, name: String, arguments: String },
 }
 
@@ -649,8 +675,8 @@ impl EventTranslator {
         let Some((index, open)) = self.open.take() else { return };
         self.open_call = None;
         let item = match open {
-            Open::Text { id, text } => {
-                let part = json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []});
+            Open::Text { id, text, annotations } => {
+                let part = json!({"type": "output_text", "text": text, "annotations": annotations, "logprobs": []});
                 self.emit(
                     json!({"type": "response.output_text.done", "item_id": id, "output_index": index,
                     "content_index": 0, "text": text, "logprobs": []}),
@@ -661,7 +687,9 @@ impl EventTranslator {
                     "content_index": 0, "part": part}),
                     out,
                 );
-                message_item(id, &text, "completed")
+                let mut item = message_item(id, &text, "completed");
+                item["content"][0]["annotations"] = Value::Array(annotations);
+                item
             }
             Open::Call { id, call_id, name, arguments } => {
                 self.emit(
@@ -689,12 +717,25 @@ impl EventTranslator {
                 "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
                 out,
             );
-            self.open = Some((index, Open::Text { id, text: String::new() }));
+            self.open = Some((index, Open::Text { id, text: String::new(), annotations: Vec::new() }));
         }
-        let Some((index, Open::Text { id, text })) = &mut self.open else { return };
+        let Some((index, Open::Text { id, text, .. })) = &mut self.open else { return };
         text.push_str(t);
         let data = json!({"type": "response.output_text.delta", "item_id": id, "output_index": index,
             "content_index": 0, "delta": t, "logprobs": []});
+        self.emit(data, out);
+    }
+
+    /// A source of the text being streamed (after a web search).
+    fn annotation(&mut self, a: &Value, out: &mut Vec<Bytes>) {
+        let Some(annotation) = web_search::responses_annotation(a) else { return };
+        if !matches!(self.open, Some((_, Open::Text { .. }))) {
+            self.text("", out);
+        }
+        let Some((index, Open::Text { id, annotations, .. })) = &mut self.open else { return };
+        annotations.push(annotation.clone());
+        let data = json!({"type": "response.output_text.annotation.added", "item_id": id, "output_index": index,
+            "content_index": 0, "annotation_index": annotations.len() - 1, "annotation": annotation});
         self.emit(data, out);
     }
 
@@ -770,6 +811,9 @@ impl EventTranslator {
             delta.get("content").and_then(Value::as_str).or_else(|| delta.get("refusal").and_then(Value::as_str));
         if let Some(t) = text.filter(|t| !t.is_empty()) {
             self.text(t, &mut out);
+        }
+        for a in delta.get("annotations").and_then(Value::as_array).into_iter().flatten() {
+            self.annotation(a, &mut out);
         }
         for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
             self.call(call, &mut out);

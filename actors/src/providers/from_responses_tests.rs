@@ -94,9 +94,39 @@ fn tools_tool_choice_and_text_format_map_to_chat() {
 }
 
 #[test]
+fn web_search_is_carried_and_its_sources_come_back_as_annotations() {
+    let c = chat(
+        json!({"model": "m", "input": "news", "tools": [{"type": "web_search", "search_context_size": "low"},
+        {"type": "function", "name": "f"}]}),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c["web_search_options"], json!({"search_context_size": "low"}));
+    assert_eq!(c["tools"].as_array().unwrap().len(), 1);
+    let completion = json!({"choices": [{"finish_reason": "stop", "message": {"content": "Lisbon is sunny",
+        "annotations": [{"type": "url_citation", "url_citation": {"url": "https://w.pt", "title": "W", "start_index": 0, "end_index": 6}}]}}]});
+    let r = response(completion.to_string().as_bytes(), "resp_w", 1, &Echo::default()).unwrap();
+    assert_eq!(r["output"][0]["type"], "web_search_call");
+    assert_eq!(
+        r["output"][1]["content"][0]["annotations"],
+        json!([{"type": "url_citation", "url": "https://w.pt",
+        "title": "W", "start_index": 0, "end_index": 6}])
+    );
+    // streamed: an annotation event, and the annotation in the finished item
+    let chunks = [
+        json!({"choices": [{"index": 0, "delta": {"content": "Lisbon"}}]}),
+        json!({"choices": [{"index": 0, "delta": {"annotations": completion["choices"][0]["message"]["annotations"]}, "finish_reason": "stop"}]}),
+    ];
+    let (events, tr) = run(&chunks, "data: [DONE]\n\n");
+    assert!(events.iter().any(|e| e["type"] == "response.output_text.annotation.added"), "{events:?}");
+    assert_eq!(tr.finished().unwrap()["output"][0]["content"][0]["annotations"][0]["url"], "https://w.pt");
+}
+
+#[test]
 fn what_a_chat_target_cannot_do_is_a_400_naming_it() {
     let cases = [
-        (json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}), "web_search"),
+        (json!({"model": "m", "input": "x", "tools": [{"type": "file_search"}]}), "file_search"),
+        (json!({"model": "m", "input": "x", "tools": [{"type": "code_interpreter"}]}), "code_interpreter"),
         (json!({"model": "m", "input": [{"type": "input_image", "file_id": "f"}]}), "input_image"),
         (
             json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]}),

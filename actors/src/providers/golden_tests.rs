@@ -232,3 +232,32 @@ fn streams_per_source_format() {
         insta::assert_json_snapshot!(format!("stream.{provider}_for_responses"), as_responses_stream(&sse));
     }
 }
+
+/// Web search across formats: a Responses `web_search` tool (chat's `web_search_options`)
+/// as Anthropic's server tool, and Anthropic's answer (the search blocks, then text with
+/// `citations`, shaped as in Anthropic's documentation) as what each client gets.
+#[test]
+fn web_search_per_format() {
+    let req = serde_json::json!({"model": "alias", "input": "Lisbon weather",
+        "tools": [{"type": "web_search", "user_location": {"type": "approximate", "city": "Lisbon", "country": "PT"}}]});
+    let Value::Object(req) = req else { panic!("an object") };
+    let chat = ChatRequest::parse(&from_responses::request(&req, &[]).unwrap()).unwrap();
+    insta::assert_json_snapshot!("request.web_search_to_anthropic", json(&anthropic::chat_body(&chat, "claude-sonnet-4-5").unwrap()));
+    let answer = serde_json::json!({"id": "msg_ws", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [
+            {"type": "text", "text": "I'll search for that."},
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "Lisbon weather"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [{"type": "web_search_result",
+                "url": "https://weather.example/lisbon", "title": "Lisbon forecast", "encrypted_content": "EqkC", "page_age": "1 hour ago"}]},
+            {"type": "text", "text": "It is sunny, 24 degrees.", "citations": [{"type": "web_search_result_location",
+                "url": "https://weather.example/lisbon", "title": "Lisbon forecast", "encrypted_index": "Eo8B",
+                "cited_text": "Sunny, high of 24"}]}],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 900, "output_tokens": 40, "server_tool_use": {"web_search_requests": 1}}});
+    let completion = anthropic::completion(answer.to_string().as_bytes(), CREATED).unwrap();
+    insta::assert_json_snapshot!("response.anthropic_search_for_openai", json(&completion));
+    let echo = from_responses::Echo::of(&serde_json::Map::new());
+    let response = from_responses::response(&completion, "resp_golden", CREATED, &echo).unwrap();
+    insta::assert_json_snapshot!("response.anthropic_search_for_responses", response);
+    insta::assert_json_snapshot!("response.anthropic_search_for_anthropic", json(&from_anthropic::message(&completion).unwrap()));
+}

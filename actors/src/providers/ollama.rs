@@ -153,6 +153,9 @@ pub fn chat_body(req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError
             },
             "n" if v.as_u64().unwrap_or(1) > 1 => return Err(unsupported("`n` greater than 1")),
             "logprobs" if v == &json!(true) => return Err(unsupported("`logprobs`")),
+            "web_search_options" if !v.is_null() => {
+                return Err(unsupported("web search (`web_search_options`, a `web_search` tool)"))
+            }
             _ => {}
         }
     }

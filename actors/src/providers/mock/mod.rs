@@ -200,6 +200,24 @@ fn openai_content(req: &Value, words: &[String]) -> String {
     }
 }
 
+/// The source a mock web search finds for `text`: a URL made from its first word.
+pub fn search_source(text: &str) -> (String, String) {
+    let word: String =
+        text.split_whitespace().next().unwrap_or("nothing").chars().filter(char::is_ascii_alphanumeric).collect();
+    (format!("https://search.mock/{}", word.to_ascii_lowercase()), format!("About {word}"))
+}
+
+/// The annotation a `web_search_options` request gets: the whole reply cites the
+/// source found for the last user text.
+fn openai_annotations(req: &Value, reply: &str) -> Option<Value> {
+    req.get("web_search_options").filter(|o| !o.is_null())?;
+    let (url, title) = search_source(&last_user_text(req));
+    let end = reply.chars().count();
+    Some(
+        json!([{"type": "url_citation", "url_citation": {"url": url, "title": title, "start_index": 0, "end_index": end}}]),
+    )
+}
+
 /// A full `chat.completion` for `req`, answered as `model`: a function call when it
 /// offers tools, JSON when it asks for it, else the reply words.
 pub fn chat_completion(req: &Value, model: &str, created: u64) -> Value {
@@ -215,7 +233,11 @@ pub fn chat_completion(req: &Value, model: &str, created: u64) -> Value {
             let content = openai_content(req, &words);
             let tokens =
                 if content.starts_with(['{', '[']) { mock_tokens(&content).max(1) } else { words.len() as u64 };
-            (json!({"role": "assistant", "content": content, "refusal": null}), finish_reason(req, &words), tokens)
+            let mut message = json!({"role": "assistant", "content": content, "refusal": null});
+            if let Some(a) = openai_annotations(req, &content) {
+                message["annotations"] = a;
+            }
+            (message, finish_reason(req, &words), tokens)
         }
     };
     json!({
@@ -278,6 +300,9 @@ pub fn chat_chunks(req: &Value, model: &str, created: u64) -> Vec<Value> {
             for (i, w) in words.iter().enumerate() {
                 let text = if i == 0 { w.clone() } else { format!(" {w}") };
                 out.push(chunk(json!({"content": text}), Value::Null));
+            }
+            if let Some(a) = openai_annotations(req, &words.join(" ")) {
+                out.push(chunk(json!({"annotations": a}), Value::Null));
             }
             (json!(finish_reason(req, &words)), words.len() as u64)
         }

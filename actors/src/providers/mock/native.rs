@@ -17,8 +17,9 @@ fn anthropic_tool_call(req: &Value) -> Option<(String, String, Value)> {
         return None;
     }
     let named = req.pointer("/tool_choice/name").and_then(Value::as_str);
-    let tools = req.get("tools")?.as_array()?;
-    let chosen = tools.iter().find(|t| named.is_none_or(|n| t.get("name").and_then(Value::as_str) == Some(n)))?;
+    // client tools only: a server tool (`type: web_search_...`) is the provider's to run
+    let tools = req.get("tools")?.as_array()?.iter().filter(|t| t.get("type").is_none_or(|ty| ty == "custom"));
+    let chosen = tools.clone().find(|t| named.is_none_or(|n| t.get("name").and_then(Value::as_str) == Some(n)))?;
     let tool = chosen.get("name")?.as_str()?.to_string();
     let messages = req.get("messages")?.as_array()?;
     let answered = messages.iter().any(|m| {
@@ -43,6 +44,22 @@ fn anthropic_words(req: &Value) -> Vec<String> {
     }
 }
 
+/// The blocks of a web search the mock runs when the request offers Anthropic's web search
+/// server tool: the search call, its result, and the citation of the answer's text.
+fn anthropic_search(req: &Value) -> Option<(Value, Value, Value)> {
+    let tools = req.get("tools")?.as_array()?;
+    tools.iter().find(|t| t.get("type").and_then(Value::as_str).is_some_and(|ty| ty.starts_with("web_search_")))?;
+    let query = last_user_text(req);
+    let (url, title) = super::search_source(&query);
+    let id = format!("srvtoolu_mock_{}", digest_hex(query.as_bytes()));
+    let call = json!({"type": "server_tool_use", "id": id, "name": "web_search", "input": {"query": query}});
+    let result = json!({"type": "web_search_tool_result", "tool_use_id": id,
+        "content": [{"type": "web_search_result", "url": url, "title": title, "encrypted_content": "e", "page_age": null}]});
+    let citation = json!({"type": "web_search_result_location", "url": url, "title": title, "cited_text": query,
+        "encrypted_index": "i"});
+    Some((call, result, citation))
+}
+
 fn anthropic_usage(req: &Value, output: u64) -> Value {
     json!({"input_tokens": prompt_tokens(req), "output_tokens": output, "cache_read_input_tokens": 0,
         "cache_creation_input_tokens": 0})
@@ -58,8 +75,13 @@ pub fn anthropic_message(req: &Value, model: &str) -> Value {
     }
     let words = anthropic_words(req);
     let stop = if finish_reason(req, &words) == "length" { "max_tokens" } else { "end_turn" };
+    let mut content = vec![json!({"type": "text", "text": words.join(" ")})];
+    if let Some((call, result, citation)) = anthropic_search(req) {
+        content[0]["citations"] = json!([citation]);
+        content.splice(0..0, [call, result]);
+    }
     json!({"id": id, "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": words.join(" ")}],
+        "content": content,
         "stop_reason": stop, "stop_sequence": null, "usage": anthropic_usage(req, words.len() as u64)})
 }
 
@@ -93,18 +115,47 @@ pub fn anthropic_events(req: &Value, model: &str) -> Vec<(&'static str, Value)> 
         ("tool_use", 12)
     } else {
         let words = anthropic_words(req);
+        // a web search first: its call and result blocks, then the text cites it
+        let search = anthropic_search(req);
+        let mut index = 0;
+        if let Some((call, result, _)) = &search {
+            for block in [call, result] {
+                out.push((
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": index, "content_block": block}),
+                ));
+                out.push(("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+                index += 1;
+            }
+        }
         out.push((
             "content_block_start",
-            json!({"type": "content_block_start", "index": 0,
+            json!({"type": "content_block_start", "index": index,
             "content_block": {"type": "text", "text": ""}}),
         ));
+        if let Some((_, _, citation)) = &search {
+            out.push((
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index, "delta": {"type": "citations_delta", "citation": citation}}),
+            ));
+        }
         for (i, w) in words.iter().enumerate() {
             let text = if i == 0 { w.clone() } else { format!(" {w}") };
             out.push((
                 "content_block_delta",
-                json!({"type": "content_block_delta", "index": 0,
+                json!({"type": "content_block_delta", "index": index,
                 "delta": {"type": "text_delta", "text": text}}),
             ));
+        }
+        if index > 0 {
+            out.push(("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+            out.push((
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                    "usage": {"output_tokens": words.len()}}),
+            ));
+            out.push(("message_stop", json!({"type": "message_stop"})));
+            return out;
         }
         let stop = if finish_reason(req, &words) == "length" { "max_tokens" } else { "end_turn" };
         (stop, words.len() as u64)
