@@ -99,6 +99,12 @@ raw = client.messages.with_raw_response.create(
 assert raw.headers.get("x-switchyard-dropped-fields") is None, dict(raw.headers)
 assert json.loads(raw.parse().content[0].text) == {"a": "think"}, raw.parse()
 
+# a cache_control breakpoint reaches Anthropic (same format, same bytes): it writes the cache
+m = client.messages.create(model="claude", max_tokens=64,
+                           system=[{"type": "text", "text": "a long system prompt", "cache_control": {"type": "ephemeral"}}],
+                           messages=[{"role": "user", "content": "cached"}])
+assert m.usage.cache_creation_input_tokens > 0 and m.usage.cache_read_input_tokens == 0, m.usage
+
 # web search: natively to Anthropic (its server tool blocks as they came), and mapped
 # for an OpenAI-format target (its annotations as Anthropic citations)
 search = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]

@@ -117,6 +117,14 @@ try:
 except openai.APIError:
     pass
 
+# a prompt-cache breakpoint set the way OpenAI clients write it for Anthropic models
+# reaches Anthropic; the cache write comes back in usage
+r = client.chat.completions.create(model="claude", messages=[
+    {"role": "system", "content": [{"type": "text", "text": "a long system prompt", "cache_control": {"type": "ephemeral"}}]},
+    {"role": "user", "content": "cache this"}])
+details = r.usage.prompt_tokens_details
+assert details.cache_write_tokens == r.usage.prompt_tokens > 0, r.usage
+
 # a model served by Anthropic, with a streamed tool call, through the same SDK
 tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
     "type": "object", "properties": {"query": {"type": "string"}}}}}]

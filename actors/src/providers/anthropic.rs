@@ -154,16 +154,19 @@ fn user_blocks(content: Option<&Value>, at: &str) -> Result<Vec<Value>, GatewayE
             .iter()
             .enumerate()
             .map(|(j, p)| match p.get("type").and_then(Value::as_str) {
-                Some("text") => {
-                    Ok(json!({"type": "text", "text": p.get("text").and_then(Value::as_str).unwrap_or_default()}))
-                }
+                Some("text") => Ok(breakpoint(
+                    json!({"type": "text", "text": p.get("text").and_then(Value::as_str).unwrap_or_default()}),
+                    p,
+                )),
                 Some("image_url") => {
                     let url = p
                         .get("image_url")
                         .and_then(|i| i.get("url").or(Some(i)))
                         .and_then(Value::as_str)
                         .ok_or_else(|| bad(format!("{at}.content[{j}]: `image_url.url` is required")))?;
-                    image_block(url).ok_or_else(|| bad(format!("{at}.content[{j}]: unsupported image URL")))
+                    let block =
+                        image_block(url).ok_or_else(|| bad(format!("{at}.content[{j}]: unsupported image URL")))?;
+                    Ok(breakpoint(block, p))
                 }
                 Some(other) => Err(unsupported(&format!("`{other}` content parts"))),
                 None => Err(bad(format!("{at}.content[{j}]: a part needs a `type`"))),
@@ -171,6 +174,41 @@ fn user_blocks(content: Option<&Value>, at: &str) -> Result<Vec<Value>, GatewayE
             .collect(),
         Some(_) => Err(bad(format!("{at}: `content` must be a string or an array of parts"))),
     }
+}
+
+/// A prompt-cache breakpoint an OpenAI-format client set on a part (`cache_control`, as
+/// LiteLLM and others let OpenAI clients write it for Anthropic models), kept on the block.
+fn breakpoint(mut block: Value, part: &Value) -> Value {
+    if let Some(c) = part.get("cache_control").filter(|c| c.is_object()) {
+        block["cache_control"] = c.clone();
+    }
+    block
+}
+
+/// The system prompt's blocks: one text block per system message (or text part), each
+/// with the breakpoint its client set.
+fn system_blocks(m: &Value, at: &str, out: &mut Vec<Value>) -> Result<(), GatewayError> {
+    match m.get("content") {
+        Some(Value::Array(parts)) => {
+            for p in parts {
+                if p.get("type").and_then(Value::as_str) != Some("text") {
+                    let other = p.get("type").and_then(Value::as_str).unwrap_or("?");
+                    return Err(bad(format!("{at}: a `{other}` part is not allowed here")));
+                }
+                let text = p.get("text").and_then(Value::as_str).unwrap_or_default();
+                if !text.is_empty() {
+                    out.push(breakpoint(json!({"type": "text", "text": text}), p));
+                }
+            }
+        }
+        other => {
+            let text = text_content(other, at)?;
+            if !text.is_empty() {
+                out.push(breakpoint(json!({"type": "text", "text": text}), m));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `data:<media type>;base64,<data>` or an http(s) URL.
@@ -190,13 +228,15 @@ pub fn chat_body(req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError
         let at = format!("messages[{i}]");
         let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
         match role {
-            "system" | "developer" => {
-                let text = text_content(m.get("content"), &at)?;
-                if !text.is_empty() {
-                    system.push(text);
+            "system" | "developer" => system_blocks(m, &at, &mut system)?,
+            "user" => {
+                let mut blocks = user_blocks(m.get("content"), &at)?;
+                // a breakpoint on the message marks its last block
+                if let Some(last) = blocks.last_mut() {
+                    *last = breakpoint(last.take(), m);
                 }
+                push_turn(&mut messages, "user", "content", blocks)
             }
-            "user" => push_turn(&mut messages, "user", "content", user_blocks(m.get("content"), &at)?),
             "assistant" => {
                 let mut blocks = Vec::new();
                 let text = text_content(m.get("content"), &at)?;
@@ -234,8 +274,12 @@ pub fn chat_body(req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError
     out.insert("model".into(), json!(model));
     out.insert("max_tokens".into(), json!(req.max_completion_tokens.or(req.max_tokens).unwrap_or(DEFAULT_MAX_TOKENS)));
     out.insert("messages".into(), Value::Array(messages));
-    if !system.is_empty() {
-        out.insert("system".into(), json!(system.join("\n\n")));
+    // a system prompt with a cache breakpoint goes as blocks; otherwise as one string
+    if system.iter().any(|b| b.get("cache_control").is_some()) {
+        out.insert("system".into(), Value::Array(system));
+    } else if !system.is_empty() {
+        let texts: Vec<&str> = system.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect();
+        out.insert("system".into(), json!(texts.join("\n\n")));
     }
     if req.is_stream() {
         out.insert("stream".into(), json!(true));
@@ -257,15 +301,17 @@ fn translate_options(rest: &Map<String, Value>, out: &mut Map<String, Value>) ->
                 out.insert("stop_sequences".into(), stop_list(v));
             }
             "tools" => {
+                let originals = v.as_array().map(Vec::as_slice).unwrap_or_default();
                 let tools: Vec<Value> = function_tools(v, "anthropic")?
                     .into_iter()
-                    .map(|t| {
+                    .zip(originals)
+                    .map(|(t, original)| {
                         let mut tool = json!({"name": t.name,
                             "input_schema": t.parameters.cloned().unwrap_or_else(|| json!({"type": "object"}))});
                         if let Some(d) = t.description {
                             tool["description"] = d.clone();
                         }
-                        tool
+                        breakpoint(tool, original)
                     })
                     .collect();
                 add_tools(out, tools);

@@ -233,6 +233,22 @@ fn streams_per_source_format() {
     }
 }
 
+/// Prompt-cache breakpoints an OpenAI-format client sets (`cache_control` on a system or
+/// user part, a message or a tool) reach an Anthropic target on the blocks they mark.
+#[test]
+fn cache_breakpoints_to_anthropic() {
+    let req = serde_json::json!({"model": "alias", "messages": [
+        {"role": "system", "content": [{"type": "text", "text": "a long system prompt", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "user", "content": "a long document", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+        {"role": "user", "content": [{"type": "text", "text": "the question"}]}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}, "cache_control": {"type": "ephemeral"}}]});
+    let req = ChatRequest::parse(req.to_string().as_bytes()).unwrap();
+    insta::assert_json_snapshot!(
+        "request.breakpoints_to_anthropic",
+        json(&anthropic::chat_body(&req, "claude-sonnet-4-5").unwrap())
+    );
+}
+
 /// Web search across formats: a Responses `web_search` tool (chat's `web_search_options`)
 /// as Anthropic's server tool, and Anthropic's answer (the search blocks, then text with
 /// `citations`, shaped as in Anthropic's documentation) as what each client gets.
@@ -242,7 +258,10 @@ fn web_search_per_format() {
         "tools": [{"type": "web_search", "user_location": {"type": "approximate", "city": "Lisbon", "country": "PT"}}]});
     let Value::Object(req) = req else { panic!("an object") };
     let chat = ChatRequest::parse(&from_responses::request(&req, &[]).unwrap()).unwrap();
-    insta::assert_json_snapshot!("request.web_search_to_anthropic", json(&anthropic::chat_body(&chat, "claude-sonnet-4-5").unwrap()));
+    insta::assert_json_snapshot!(
+        "request.web_search_to_anthropic",
+        json(&anthropic::chat_body(&chat, "claude-sonnet-4-5").unwrap())
+    );
     let answer = serde_json::json!({"id": "msg_ws", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
         "content": [
             {"type": "text", "text": "I'll search for that."},
@@ -259,5 +278,8 @@ fn web_search_per_format() {
     let echo = from_responses::Echo::of(&serde_json::Map::new());
     let response = from_responses::response(&completion, "resp_golden", CREATED, &echo).unwrap();
     insta::assert_json_snapshot!("response.anthropic_search_for_responses", response);
-    insta::assert_json_snapshot!("response.anthropic_search_for_anthropic", json(&from_anthropic::message(&completion).unwrap()));
+    insta::assert_json_snapshot!(
+        "response.anthropic_search_for_anthropic",
+        json(&from_anthropic::message(&completion).unwrap())
+    );
 }

@@ -60,9 +60,13 @@ fn anthropic_search(req: &Value) -> Option<(Value, Value, Value)> {
     Some((call, result, citation))
 }
 
+/// Usage as Anthropic reports it: a request with a cache breakpoint writes its prompt to
+/// the cache (the mock keeps no cache, so it never reads one).
 fn anthropic_usage(req: &Value, output: u64) -> Value {
-    json!({"input_tokens": prompt_tokens(req), "output_tokens": output, "cache_read_input_tokens": 0,
-        "cache_creation_input_tokens": 0})
+    let prompt = prompt_tokens(req);
+    let written = if req.to_string().contains("\"cache_control\"") { prompt } else { 0 };
+    json!({"input_tokens": prompt - written, "output_tokens": output, "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": written})
 }
 
 /// A Messages API answer (`type: message`) for an Anthropic request.
