@@ -110,7 +110,7 @@ pub fn serve(path: &Path) -> ExitCode {
 const HOSTED_ENGINE_MAX_WORKERS: usize = 2;
 
 async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandle) -> Result<(), String> {
-    let store = Store::open(&config.server.data_dir)
+    let store = Store::open_with_cache(&config.server.data_dir, config.server.store_cache_bytes)
         .map_err(|e| format!("cannot open the store in {}: {e}", config.server.data_dir.display()))?;
     // load the tokenizer tables now, not on the first request (and leave its regex's
     // fast path to the first HTTP worker that counts: see `load_tables`)

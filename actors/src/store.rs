@@ -17,6 +17,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::types::UsageRecord;
 
+/// sled's page cache unless the config says otherwise (`server.store_cache_bytes`).
+pub const DEFAULT_CACHE_BYTES: u64 = 16 << 20;
+
 /// Largest record the codec will decode (a guard against corrupt or hostile bytes).
 const DECODE_LIMIT: usize = 64 << 20;
 
@@ -170,13 +173,23 @@ impl Store {
         Self::open_waiting(dir, Duration::from_secs(2))
     }
 
+    /// [`Store::open`] with sled's page cache at most `cache_bytes` (resident memory it
+    /// keeps; the ledger is written far more than read, so a small one costs little).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        Self::open_sized(dir, Duration::from_secs(2), cache_bytes)
+    }
+
     /// Opens the store, waiting up to `wait` while another holder (a process on its way
     /// out, or a handle whose background flusher has not finished) keeps its lock.
     pub fn open_waiting(dir: &Path, wait: Duration) -> Result<Store, StoreError> {
+        Self::open_sized(dir, wait, DEFAULT_CACHE_BYTES)
+    }
+
+    fn open_sized(dir: &Path, wait: Duration, cache_bytes: u64) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
         let deadline = Instant::now() + wait;
         let db = loop {
-            match sled::Config::new().path(dir.join("switchyard.sled")).cache_capacity(64 << 20).open() {
+            match sled::Config::new().path(dir.join("switchyard.sled")).cache_capacity(cache_bytes).open() {
                 Ok(db) => break db,
                 // sled reports a held lock only in its message
                 Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {

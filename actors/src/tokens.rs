@@ -1,5 +1,5 @@
-//! Token estimates before the call (tiktoken's o200k_base), used for the tpm reservation
-//! and when a provider reports no usage.
+//! Token estimates before the call (o200k_base, counted by [`crate::bpe`]), used for the
+//! tpm reservation and when a provider reports no usage.
 
 use serde_json::Value;
 
@@ -9,7 +9,7 @@ use crate::types::{ChatRequest, EmbeddingsRequest};
 const PER_MESSAGE: u64 = 4;
 const PER_REQUEST: u64 = 3;
 
-/// Loads the tokenizer's tables (about a second) without tokenizing anything.
+/// Loads the tokenizer's tables (about 60 ms) without tokenizing anything.
 ///
 /// Not by counting a word at start: the tokenizer's regex keeps its scratch space in a
 /// pool whose fast path belongs to the first thread that matches with it; every other
@@ -18,7 +18,7 @@ const PER_REQUEST: u64 = 3;
 /// 30% of counting a long prompt. Now the first worker to count owns it (with one
 /// worker, every count).
 pub fn load_tables() {
-    let _ = tiktoken_rs::o200k_base_singleton();
+    let _ = crate::bpe::o200k();
 }
 
 /// Texts up to this many bytes (about 8k tokens of English) are counted exactly.
@@ -35,9 +35,9 @@ const WINDOW_BYTES: usize = 8 * 1024;
 /// (the tests bound it); the estimate only reserves tokens before the call, and the
 /// provider's own count replaces it after.
 pub fn count_text(text: &str) -> u64 {
-    let bpe = tiktoken_rs::o200k_base_singleton();
+    let bpe = crate::bpe::o200k();
     if text.len() <= EXACT_BYTES {
-        return bpe.count_ordinary(text) as u64;
+        return bpe.count(text) as u64;
     }
     let stride = (text.len() - WINDOW_BYTES) / (WINDOWS - 1);
     let (mut tokens, mut bytes) = (0usize, 0usize);
@@ -45,7 +45,7 @@ pub fn count_text(text: &str) -> u64 {
         let start = char_boundary_at_or_before(text, i * stride);
         let end = char_boundary_at_or_before(text, (start + WINDOW_BYTES).min(text.len()));
         let window = &text[start..end];
-        tokens += bpe.count_ordinary(window);
+        tokens += bpe.count(window);
         bytes += window.len();
     }
     if bytes == 0 {

@@ -172,6 +172,8 @@ pub struct RawServer {
     pub responses_ttl_secs: Option<u64>,
     /// Largest conversation a Responses request may continue, bytes (default 8 MiB).
     pub responses_max_bytes: Option<usize>,
+    /// sled's page cache, bytes (default 16 MiB).
+    pub store_cache_bytes: Option<u64>,
 }
 
 /// `[nats]`

@@ -31,6 +31,8 @@ pub struct Server {
     /// Largest conversation a Responses request may continue (its stored items and its
     /// own body, bytes; 400 above).
     pub responses_max_bytes: usize,
+    /// sled's page cache (resident memory), bytes.
+    pub store_cache_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -55,6 +55,7 @@ pub(super) fn server(s: RawServer, env: &dyn Fn(&str) -> Option<String>, errs: &
             secs => Some(std::time::Duration::from_secs(secs)),
         },
         responses_max_bytes: at_least_one("server.responses_max_bytes", s.responses_max_bytes, 8 << 20, errs),
+        store_cache_bytes: s.store_cache_bytes.unwrap_or(16 << 20).max(1 << 20),
     };
     server
 }
