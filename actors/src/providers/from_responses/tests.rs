@@ -1,7 +1,7 @@
 use serde_json::{json, Value};
 
 use super::*;
-use crate::providers::sse::SseParser;
+use crate::providers::sse::{SseEvent, SseParser};
 
 fn chat(req: Value, prior: &[Value]) -> Result<Value, GatewayError> {
     let Value::Object(req) = req else { panic!("not an object") };
