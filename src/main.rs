@@ -84,13 +84,15 @@ enum Command {
 }
 
 /// mimalloc's options for a long-running server: arenas committed as they are used, not
-/// up front, and freed memory given back at once. Measured at 2,000 req/s (BENCHMARKS.md):
-/// 35 MiB resident instead of 92-96, at the same CPU per request. mimalloc reads its
+/// up front. Measured (BENCHMARKS.md): 41 MiB resident at 2,000 req/s instead of 92-96,
+/// and a 138 MiB peak at the load benchmark's maximum instead of 205, at the same CPU per
+/// request (giving freed memory back at once as well saved 5-11 MiB more and cost CPU at
+/// the maximum, so it is left to the operator: `MIMALLOC_PURGE_DELAY=0`). mimalloc reads its
 /// options from the environment when it starts, which is before `main`; so `serve`
 /// starts itself again, once, with them set (an operator's own `MIMALLOC_*` win).
 /// (Setting them through `mi_option_set` would need `unsafe`, which this project forbids.)
 fn with_allocator_options() {
-    const OPTIONS: [(&str, &str); 2] = [("MIMALLOC_ARENA_EAGER_COMMIT", "0"), ("MIMALLOC_PURGE_DELAY", "0")];
+    const OPTIONS: [(&str, &str); 1] = [("MIMALLOC_ARENA_EAGER_COMMIT", "0")];
     if OPTIONS.iter().all(|(k, _)| std::env::var_os(k).is_some()) {
         return;
     }
