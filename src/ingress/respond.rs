@@ -131,6 +131,20 @@ pub(crate) fn error_response(request_id: &str, failure: &Failure) -> HttpRespons
     error_head(request_id, failure).json(failure.error.body())
 }
 
+/// A JSON answer with the request id, or the error in OpenAI's shape (the admin-style
+/// endpoints: Batch API, stored responses).
+pub(crate) fn reply(req: &HttpRequest, result: Result<serde_json::Value, GatewayError>) -> HttpResponse {
+    let id = request_id(req);
+    match result {
+        Ok(v) => {
+            let mut b = HttpResponse::Ok();
+            set(&mut b, names::X_REQUEST_ID, &id);
+            b.json(v)
+        }
+        Err(e) => simple_error(&id, e),
+    }
+}
+
 pub(crate) fn simple_error(request_id: &str, error: GatewayError) -> HttpResponse {
     error_response(request_id, &Failure::from(error))
 }

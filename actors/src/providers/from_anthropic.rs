@@ -452,6 +452,14 @@ impl EventTranslator {
         index
     }
 
+    /// The index of the text block now open, opening one if none is.
+    fn text_block(&mut self, out: &mut Vec<Bytes>) -> usize {
+        match self.open {
+            Some((i, true)) => i,
+            _ => self.open_block(json!({"type": "text", "text": ""}), true, out),
+        }
+    }
+
     /// The Messages events for one engine event (`data: {chunk}`, `data: [DONE]` or
     /// `data: {"error": ...}`).
     pub fn on_event(&mut self, ev: &SseEvent) -> Vec<Bytes> {
@@ -489,10 +497,7 @@ impl EventTranslator {
         };
         let delta = choice.get("delta").unwrap_or(&Value::Null);
         if let Some(t) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-            let index = match self.open {
-                Some((i, true)) => i,
-                _ => self.open_block(json!({"type": "text", "text": ""}), true, &mut out),
-            };
+            let index = self.text_block(&mut out);
             out.push(event(
                 "content_block_delta",
                 &json!({"type": "content_block_delta", "index": index,
@@ -502,10 +507,7 @@ impl EventTranslator {
         }
         for a in delta.get("annotations").and_then(Value::as_array).into_iter().flatten() {
             let Some(citation) = super::web_search::anthropic_citation(a, &self.text) else { continue };
-            let index = match self.open {
-                Some((i, true)) => i,
-                _ => self.open_block(json!({"type": "text", "text": ""}), true, &mut out),
-            };
+            let index = self.text_block(&mut out);
             out.push(event(
                 "content_block_delta",
                 &json!({"type": "content_block_delta", "index": index,

@@ -7,14 +7,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::Value;
 use switchyard_actors::pipeline::KeyEntry;
 use switchyard_actors::GatewayError;
 use switchyard_config::Priority;
 
 use super::CreateBatch;
 use crate::app::AppState;
-use crate::ingress::respond::{authenticate, header, names, read_body, request_id, set, simple_error};
+use crate::ingress::respond::{authenticate, header, names, read_body, reply, request_id, set, simple_error};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/files", web::post().to(upload))
@@ -31,18 +30,6 @@ fn caller(req: &HttpRequest, state: &AppState) -> Result<Arc<KeyEntry>, GatewayE
     let key = authenticate(req, &state.engine.runtime())?;
     key.check_api(switchyard_config::Api::Batch)?;
     Ok(key)
-}
-
-fn reply(req: &HttpRequest, result: Result<Value, GatewayError>) -> HttpResponse {
-    let id = request_id(req);
-    match result {
-        Ok(v) => {
-            let mut b = HttpResponse::Ok();
-            set(&mut b, names::X_REQUEST_ID, &id);
-            b.json(v)
-        }
-        Err(e) => simple_error(&id, e),
-    }
 }
 
 /// `POST /v1/files`: multipart with `purpose` and `file`.

@@ -22,9 +22,7 @@ use switchyard_actors::{Engine, GatewayError, Outcome};
 
 use self::store::{ResponseStore, Stored};
 use crate::app::AppState;
-use crate::ingress::respond::{
-    authenticate, error_response, header, names, read_body, request_id, respond, set, simple_error,
-};
+use crate::ingress::respond::{authenticate, error_response, header, read_body, reply, request_id, respond};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/responses", web::post().to(create))
@@ -210,18 +208,6 @@ async fn owned(req: &HttpRequest, state: &AppState, id: &str) -> Result<(String,
     match state.responses.get(&key.id, id).await? {
         Some(rec) => Ok((key.id.to_string(), rec)),
         None => Err(GatewayError::Missing(format!("no response `{shown}`"))),
-    }
-}
-
-fn reply(req: &HttpRequest, result: Result<Value, GatewayError>) -> HttpResponse {
-    let id = request_id(req);
-    match result {
-        Ok(v) => {
-            let mut b = HttpResponse::Ok();
-            set(&mut b, names::X_REQUEST_ID, &id);
-            b.json(v)
-        }
-        Err(e) => simple_error(&id, e),
     }
 }
 
