@@ -415,3 +415,33 @@ async fn a_native_stream_cut_after_content_ends_with_an_anthropic_error_event() 
     assert!(ev.iter().all(|(name, _)| !name.is_empty()), "{text}");
     assert!(!text.contains("[DONE]"), "{text}");
 }
+
+/// Anthropic's own count failing (a 500, then an answer without `input_tokens`) is not
+/// the client's failure: the gateway's estimate answers, and says so.
+#[tokio::test]
+async fn count_tokens_falls_back_to_the_estimate_when_anthropic_cannot_count() {
+    let rec = Recorder::start_with_status(vec![
+        (500, "application/json", br#"{"type":"error","error":{"type":"api_error","message":"down"}}"#.to_vec()),
+        (200, "application/json", br#"{"tokens":3}"#.to_vec()),
+    ])
+    .await;
+    let extra = format!(
+        "\n[[providers]]\nname = \"counter\"\nkind = \"anthropic\"\nbase_url = \"{}/v1\"\napi_key = \"k-secret\"\n\n[[models]]\nalias = \"claude-count\"\ntargets = [{{ provider = \"counter\", model = \"claude-up\" }}]\n",
+        rec.url
+    );
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, &extra);
+    for _ in 0..2 {
+        let r = client()
+            .post(format!("{}/v1/messages/count_tokens", gw.url()))
+            .header("x-api-key", MAIN_KEY)
+            .json(&json!({"model": "claude-count", "messages": [{"role": "user", "content": "hello there"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "x-switchyard-count"), "estimate");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["input_tokens"].as_u64().unwrap() > 0, "{v}");
+    }
+}

@@ -271,3 +271,22 @@ async fn a_conversation_is_bounded() {
     assert!(turn >= 2, "the first turns fit: refused at {turn}");
     assert!(e["error"]["message"].as_str().unwrap().contains("server.responses_max_bytes"), "{e}");
 }
+
+/// With `[nats]` configured but NATS down, an answer still comes back (storing it is
+/// not the client's failure), a later turn naming it is a clear error, and reading a
+/// stored response is a 503 in OpenAI's shape until NATS is back.
+#[tokio::test]
+async fn nats_down_leaves_answers_standing_and_stored_responses_unavailable() {
+    let nats = NatsServer::not_started();
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, &nats_section(&nats.url(), "down", ""));
+    let (status, r) = create(gw.url(), MAIN_KEY, &json!({"model": "chat", "input": "while NATS is down"})).await;
+    assert_eq!(status, 200, "{r}");
+    let id = r["id"].as_str().unwrap();
+    let (status, e) = get(gw.url(), MAIN_KEY, id).await;
+    assert_eq!(status, 503, "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("NATS"), "{e}");
+    let (status, e) =
+        create(gw.url(), MAIN_KEY, &json!({"model": "chat", "input": "x", "previous_response_id": id})).await;
+    assert_eq!(status, 503, "{e}");
+}
