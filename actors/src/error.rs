@@ -109,6 +109,9 @@ pub enum GatewayError {
     /// Work skipped because the caller cancelled it (a Batch API item).
     #[error("{0}")]
     Cancelled(String),
+    /// A change that clashes with what exists (a prompt defined twice, or in the config).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -139,6 +142,7 @@ impl GatewayError {
             UnknownModel(_) => (404, "invalid_request_error", "model_not_found"),
             NotFound | Missing(_) => (404, "invalid_request_error", "not_found"),
             Cancelled(_) => (409, "invalid_request_error", "batch_cancelled"),
+            Conflict { code, .. } => (409, "invalid_request_error", *code),
             TooLarge(_) => (413, "invalid_request_error", "request_too_large"),
             BodyTimeout(_) => (408, "invalid_request_error", "request_timeout"),
             RateLimited { kind, .. } => (429, "rate_limit_error", kind.code()),
@@ -183,6 +187,7 @@ impl GatewayError {
             | NotFound
             | Missing(_)
             | Cancelled(_)
+            | Conflict { .. }
             | Internal(_) => false,
         }
     }

@@ -12,6 +12,7 @@ pub mod guardrails;
 pub mod ids;
 pub mod metrics;
 pub mod pipeline;
+pub mod prompts;
 pub mod providers;
 pub mod redact;
 pub mod retry;

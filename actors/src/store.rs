@@ -1,7 +1,7 @@
 //! The one place that knows sled and bincode. Trees:
 //! - `ledger`: usage records in segments, one per group commit: key = commit time in ms
-//!   (u64 BE) ++ sequence (u64 BE), value = [`SEGMENT_V4`] then the bincode of the records
-//!   (older segments start with [`SEGMENT_V3`], [`SEGMENT_V2`] or [`SEGMENT`] and hold earlier layouts).
+//!   (u64 BE) ++ sequence (u64 BE), value = [`SEGMENT_V5`] then the bincode of the records
+//!   (older segments start with [`SEGMENT_V4`], [`SEGMENT_V3`], [`SEGMENT_V2`] or [`SEGMENT`] and hold earlier layouts).
 //!   One sled insert per commit instead of one per record: per-record B-tree inserts
 //!   (node splits, page rewrites) were 10-15% of the gateway's CPU under load. Values
 //!   written before segments (one bincode record each, whose first byte is a request id
@@ -35,6 +35,28 @@ const SEGMENT_V3: u8 = 0xA7;
 /// First byte of a segment value of [`UsageRecord`]s as they are now (adds
 /// `cache_write_tokens` and `reasoning_tokens`).
 const SEGMENT_V4: u8 = 0xA8;
+/// First byte of a segment value of [`UsageRecord`]s as they are now (adds `prompt`
+/// and `experiment`).
+const SEGMENT_V5: u8 = 0xA9;
+
+/// The record before `prompt` and `experiment`: the fields of V3, then
+/// `cache_write_tokens` and `reasoning_tokens`.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct UsageRecordV4 {
+    v3: UsageRecordV3,
+    cache_write_tokens: u64,
+    reasoning_tokens: u64,
+}
+
+impl From<UsageRecordV4> for UsageRecord {
+    fn from(r: UsageRecordV4) -> UsageRecord {
+        UsageRecord {
+            cache_write_tokens: r.cache_write_tokens,
+            reasoning_tokens: r.reasoning_tokens,
+            ..UsageRecord::from(r.v3)
+        }
+    }
+}
 
 /// The record before `cache_write_tokens` and `reasoning_tokens`: the fields of V2, then
 /// `guardrails`.
@@ -117,6 +139,8 @@ impl From<UsageRecordV1> for UsageRecord {
             guardrails: Vec::new(),
             cache_write_tokens: 0,
             reasoning_tokens: 0,
+            prompt: None,
+            experiment: None,
         }
     }
 }
@@ -165,6 +189,8 @@ pub struct Store {
     pub vkeys: sled::Tree,
     /// Stored Responses API responses: id -> the caller's JSON record.
     pub responses: sled::Tree,
+    /// Prompts made through the admin API: id -> JSON (`prompts::StoredPrompt`).
+    pub prompts: sled::Tree,
 }
 
 impl Store {
@@ -208,6 +234,7 @@ impl Store {
             cache_order: db.open_tree("cache_order")?,
             vkeys: db.open_tree("vkeys")?,
             responses: db.open_tree("responses")?,
+            prompts: db.open_tree("prompts")?,
             db,
         })
     }
@@ -236,7 +263,7 @@ impl Store {
             segment.push(r);
         }
         if !segment.is_empty() {
-            let mut value = vec![SEGMENT_V4];
+            let mut value = vec![SEGMENT_V5];
             bincode::serde::encode_into_std_write(&segment, &mut value, bincode::config::standard())?;
             *next_seq += 1;
             self.ledger.insert(&key[..], value)?;
@@ -250,7 +277,8 @@ impl Store {
     /// segments).
     fn records_of(value: &[u8]) -> Result<Vec<UsageRecord>, StoreError> {
         match value.split_first() {
-            Some((&SEGMENT_V4, rest)) => decode(rest),
+            Some((&SEGMENT_V5, rest)) => decode(rest),
+            Some((&SEGMENT_V4, rest)) => Ok(decode::<Vec<UsageRecordV4>>(rest)?.into_iter().map(Into::into).collect()),
             Some((&SEGMENT_V3, rest)) => Ok(decode::<Vec<UsageRecordV3>>(rest)?.into_iter().map(Into::into).collect()),
             Some((&SEGMENT_V2, rest)) => Ok(decode::<Vec<UsageRecordV2>>(rest)?.into_iter().map(Into::into).collect()),
             Some((&SEGMENT, rest)) => Ok(decode::<Vec<UsageRecordV1>>(rest)?.into_iter().map(Into::into).collect()),

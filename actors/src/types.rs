@@ -447,6 +447,8 @@ impl UsageRecord {
             attempts: 1,
             upstream_attempts: 0,
             guardrails: Vec::new(),
+            prompt: None,
+            experiment: None,
         }
     }
 }
@@ -495,4 +497,10 @@ pub struct UsageRecord {
     /// Of `output_tokens`, reasoning (thinking).
     #[serde(default)]
     pub reasoning_tokens: u64,
+    /// The prompt version that served the request, as `ID@VERSION`.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// The experiment and the variant it was assigned, as `EXPERIMENT/VARIANT`.
+    #[serde(default)]
+    pub experiment: Option<String>,
 }

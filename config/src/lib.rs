@@ -4,6 +4,7 @@
 
 mod access;
 mod guardrails;
+mod prompts;
 mod providers;
 pub mod raw;
 mod routes;
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 pub use access::*;
 pub use guardrails::*;
+pub use prompts::*;
 pub use providers::*;
 pub use routes::{Route, RouteInput};
 pub use server::*;
@@ -39,6 +41,8 @@ pub struct Config {
     pub teams: Vec<Team>,
     pub jwt: Option<Jwt>,
     pub guardrails: Vec<Guardrail>,
+    pub prompts: Vec<Prompt>,
+    pub prompt_policies: Vec<PromptPolicy>,
 }
 
 impl Config {
@@ -48,6 +52,10 @@ impl Config {
 
     pub fn team(&self, id: &str) -> Option<&Team> {
         self.teams.iter().find(|t| t.id == id)
+    }
+
+    pub fn prompt(&self, id: &str) -> Option<&Prompt> {
+        self.prompts.iter().find(|p| p.id == id)
     }
 
     pub fn provider(&self, name: &str) -> Option<&Provider> {

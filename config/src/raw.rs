@@ -39,6 +39,12 @@ pub struct RawConfig {
     /// Named guardrail sets that keys, teams and aliases refer to.
     #[serde(default)]
     pub guardrails: Vec<RawGuardrail>,
+    /// Prompt templates with numbered versions and labels (prompt-as-code).
+    #[serde(default)]
+    pub prompts: Vec<crate::Prompt>,
+    /// System text added to the requests of some keys, teams or aliases.
+    #[serde(default)]
+    pub prompt_policies: Vec<crate::PromptPolicy>,
 }
 
 /// `[[guardrails]]`

@@ -74,6 +74,8 @@ pub(crate) mod names {
     pub const X_SWITCHYARD_OVERHEAD_US: HeaderName = HeaderName::from_static("x-switchyard-overhead-us");
     pub const X_SWITCHYARD_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
     pub const X_SWITCHYARD_ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
+    pub const X_SWITCHYARD_PROMPT: HeaderName = HeaderName::from_static("x-switchyard-prompt");
+    pub const X_SWITCHYARD_EXPERIMENT: HeaderName = HeaderName::from_static("x-switchyard-experiment");
     pub const X_SWITCHYARD_DROPPED_FIELDS: HeaderName = HeaderName::from_static("x-switchyard-dropped-fields");
     pub const X_RATELIMIT_LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
     pub const X_RATELIMIT_REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
@@ -161,6 +163,14 @@ pub(crate) fn success_head(request_id: &str, o: &Outcome, received: Instant) -> 
     set_number(&mut b, names::X_SWITCHYARD_ATTEMPTS, u64::from(o.attempts));
     if let Some(route) = &o.route {
         set(&mut b, names::X_SWITCHYARD_ROUTE, route);
+    }
+    if let Some(s) = &o.shaped {
+        if let Some((id, v)) = &s.prompt {
+            set(&mut b, names::X_SWITCHYARD_PROMPT, &format!("{id}@{v}"));
+        }
+        if let Some((e, v)) = &s.experiment {
+            set(&mut b, names::X_SWITCHYARD_EXPERIMENT, &format!("{e}/{v}"));
+        }
     }
     set_rate(&mut b, &o.rate);
     b

@@ -44,6 +44,10 @@ impl Engine {
             r.idempotency_key = Some(j.id.clone());
             r.attempts = j.attempt;
         }
+        if let Some(s) = ctx.shaped.get() {
+            r.prompt = s.prompt.as_ref().map(|(id, v)| format!("{id}@{v}"));
+            r.experiment = s.experiment.as_ref().map(|(e, v)| format!("{e}/{v}"));
+        }
         r
     }
 
@@ -269,6 +273,7 @@ impl Engine {
             route,
             attempts: 0,
             native: false,
+            shaped: ctx.shaped.get().cloned(),
         })
     }
 

@@ -25,6 +25,8 @@ pub struct RequestCtx {
     pub received: Instant,
     /// Set for a durable NATS job (see [`JobHooks`]).
     pub job: Option<Arc<JobHooks>>,
+    /// What the prompt and its policies did to the request (set once, when they did).
+    pub shaped: std::sync::OnceLock<Arc<crate::prompts::shape::Shaped>>,
 }
 
 /// What a durable job changes on the request path: it takes at most the provider's
@@ -95,7 +97,17 @@ impl RequestCtx {
             .iter()
             .filter_map(|name| lookup(name).map(|v| (name.clone(), v.to_string())))
             .collect();
-        Ok(RequestCtx { runtime, request_id, key, priority, no_cache, headers, received, job: None })
+        Ok(RequestCtx {
+            runtime,
+            request_id,
+            key,
+            priority,
+            no_cache,
+            headers,
+            received,
+            job: None,
+            shaped: Default::default(),
+        })
     }
 }
 

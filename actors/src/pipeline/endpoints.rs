@@ -10,6 +10,7 @@ use switchyard_config::Api;
 use super::admit::{RouteFacts, NOMINAL_OUTPUT_TOKENS};
 use super::call::{Called, Encoded};
 use super::{relay, Engine, Failure, Outcome, OutcomeBody, RequestCtx};
+use crate::prompts::shape::Format;
 use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint, NativeRequest, Usage, WireFormat};
 use crate::upstream::{UpstreamBody, UpstreamReply};
 use crate::{tokens, GatewayError};
@@ -17,7 +18,10 @@ use crate::{tokens, GatewayError};
 impl Engine {
     /// `POST /v1/chat/completions` (and its NATS twin).
     pub async fn chat(&self, ctx: &RequestCtx, body: &[u8]) -> Result<Outcome, Failure> {
-        self.chat_request(ctx, ChatRequest::parse(body)).await
+        let req = self
+            .shape_bytes(ctx, Format::Chat, body)
+            .and_then(|shaped| ChatRequest::parse(shaped.as_deref().unwrap_or(body)));
+        self.chat_request(ctx, req).await
     }
 
     /// The endpoint's request (OpenAI's JSON), whichever ingress it came from.
@@ -38,6 +42,11 @@ impl Engine {
         body: &[u8],
         headers: Vec<(String, String)>,
     ) -> Result<Outcome, Failure> {
+        let shaped = match self.shape_bytes(ctx, Format::Anthropic, body) {
+            Ok(s) => s,
+            Err(e) => return self.chat_request(ctx, Err(e)).await,
+        };
+        let body = shaped.as_deref().unwrap_or(body);
         let req = crate::providers::from_anthropic::request(body).and_then(|openai| {
             let mut req = ChatRequest::parse(&openai)?;
             let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
@@ -64,6 +73,16 @@ impl Engine {
         prior: &[Value],
     ) -> Result<Outcome, Failure> {
         use crate::providers::from_responses;
+        let mut shaped = None;
+        if req.contains_key("prompt") || ctx.runtime.policies.may_apply(&ctx.key.id, ctx.key.key.team.as_deref()) {
+            let mut owned = req.clone();
+            match self.shape(ctx, Format::Responses, &mut owned) {
+                Ok(true) => shaped = Some(owned),
+                Ok(false) => {}
+                Err(e) => return self.chat_request(ctx, Err(e)).await,
+            }
+        }
+        let req = shaped.as_ref().unwrap_or(req);
         let translated = from_responses::request_for_any(req, prior);
         let chat = translated.and_then(|(b, untranslatable)| Ok((ChatRequest::parse(&b)?, untranslatable)));
         let chat = chat.map(|(mut chat, untranslatable)| {
@@ -283,6 +302,7 @@ impl Engine {
             route,
             attempts,
             native,
+            shaped: ctx.shaped.get().cloned(),
         })
     }
 
@@ -365,6 +385,7 @@ impl Engine {
             route,
             attempts,
             native: false,
+            shaped: ctx.shaped.get().cloned(),
         })
     }
 }

@@ -14,6 +14,7 @@ mod outcome;
 mod relay;
 mod runtime;
 mod second_opinion;
+mod shaping;
 
 pub mod vkeys;
 
@@ -52,6 +53,8 @@ pub struct Engine {
     sink: RecordSink,
     engine_thread: EngineThread,
     vkeys: Arc<vkeys::VirtualKeys>,
+    /// The prompt registry (config and admin API).
+    prompts: Arc<crate::prompts::Prompts>,
     /// Limits and budgets shared with other instances (NATS key-value), once connected.
     shared: arc_swap::ArcSwapOption<crate::actors::shared_limits::SharedLimits>,
 }
@@ -89,6 +92,7 @@ impl Engine {
         }
         let (flush, batch) = (config.server.ledger_flush, config.server.ledger_batch_max);
         let (accounting, sink) = Accounting::start_with_sink(&ledger_arbiter, store.clone(), flush, batch);
+        let prompts = Arc::new(crate::prompts::Prompts::load(store.clone(), &config)?);
         Ok(Arc::new(Engine {
             runtime: ArcSwap::from_pointee(runtime),
             router,
@@ -99,6 +103,7 @@ impl Engine {
             sink,
             engine_thread,
             vkeys: Arc::new(vkeys::VirtualKeys::new(store, table)),
+            prompts,
             shared: arc_swap::ArcSwapOption::empty(),
         }))
     }
@@ -123,6 +128,11 @@ impl Engine {
     /// Virtual keys: the admin API's create, list, update and revoke.
     pub fn virtual_keys(&self) -> &vkeys::VirtualKeys {
         &self.vkeys
+    }
+
+    /// The prompt registry: the admin API's prompts and their versions and labels.
+    pub fn prompts(&self) -> &crate::prompts::Prompts {
+        &self.prompts
     }
 
     /// The store (reports read the ledger through it).
@@ -153,6 +163,7 @@ impl Engine {
         // virtual keys are checked again against the new teams and aliases
         let table = vkeys::load_table(&self.vkeys.store, &config)?;
         self.vkeys.table.store(Arc::new(table));
+        self.prompts.rebuild(&config)?;
         let rt = Self::build_runtime(config.clone(), Some(&old), &self.engine_thread, self.vkeys.table.clone())?;
         let update = UpdateModels { config: config.clone(), workers: rt.workers(), health: rt.health() };
         self.router.send(update).await.map_err(mailbox)?;

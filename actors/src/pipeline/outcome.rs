@@ -50,6 +50,8 @@ pub struct Outcome {
     /// The body (or stream) is the provider's own answer in the client's format (a
     /// native call, such as `/v1/messages` to Anthropic), not OpenAI's.
     pub native: bool,
+    /// The prompt version, experiment variant and policies that shaped the request.
+    pub shaped: Option<std::sync::Arc<crate::prompts::shape::Shaped>>,
 }
 
 /// An error and the rate-limit headers known when it happened.

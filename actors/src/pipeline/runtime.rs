@@ -82,11 +82,13 @@ impl Engine {
                 (k.key_sha256.clone(), Arc::new(KeyEntry::new(k.clone(), team)))
             })
             .collect();
+        let policies = crate::prompts::shape::Policies::new(&config.prompt_policies).map_err(GatewayError::Internal)?;
         let forward_headers = config
             .providers
             .iter()
             .flat_map(|p| p.forward_headers.iter().cloned())
             .chain(config.routes.iter().flat_map(|r| r.headers.iter().map(|(h, _)| h.clone())))
+            .chain(policies.meta_headers.iter().cloned())
             .collect();
         let aliases = config
             .models
@@ -114,7 +116,8 @@ impl Engine {
                 .map_err(|e| GatewayError::Internal(format!("guardrail `{}`: {e}", g.name)))?;
             guards.insert(g.name.clone(), Arc::new(guard));
         }
-        Ok(Runtime { config, keys, providers, forward_headers, aliases, vkeys, jwt, guards })
+        let policies = Arc::new(policies);
+        Ok(Runtime { config, keys, providers, forward_headers, aliases, vkeys, jwt, guards, policies })
     }
 }
 
@@ -193,6 +196,8 @@ pub struct Runtime {
     pub(super) jwt: Option<Arc<jwt::JwtVerifier>>,
     /// `[[guardrails]]`, compiled.
     pub(super) guards: HashMap<String, Arc<crate::guardrails::Guard>>,
+    /// `[[prompt_policies]]`, compiled.
+    pub policies: Arc<crate::prompts::shape::Policies>,
 }
 
 /// What admission needs of an alias: its limit scope, and the price budgets reserve at.

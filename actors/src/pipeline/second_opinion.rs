@@ -33,6 +33,7 @@ impl Engine {
                     headers: Vec::new(),
                     received: Instant::now(),
                     job: None,
+                    shaped: Default::default(),
                 };
                 let bytes = serde_json::to_vec(&body).unwrap_or_default();
                 let verdict = match self.chat(&inner, &bytes).await {

@@ -2,6 +2,7 @@
 
 mod access;
 mod guardrails;
+mod prompts;
 mod providers;
 mod server;
 
@@ -193,6 +194,8 @@ pub fn validate(
     let jwt = access::jwt(raw.jwt, env, errs);
     let cache = server::cache(&raw.cache, errs);
     let prices = server::pricing(pricing, errs);
+    let prompts = prompts::prompts(raw.prompts, &aliases, errs);
+    let prompt_policies = prompts::policies(raw.prompt_policies, &aliases, &key_ids, &team_ids, errs);
 
     if !errs.0.is_empty() {
         return Err(ConfigErrors(std::mem::take(&mut errs.0)));
@@ -209,6 +212,8 @@ pub fn validate(
         teams,
         jwt,
         guardrails,
+        prompts,
+        prompt_policies,
     })
 }
 

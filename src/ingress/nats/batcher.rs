@@ -144,6 +144,7 @@ async fn call(engine: &Engine, items: Vec<Item>) {
         headers: first.headers.clone(),
         received: Instant::now(),
         job: Some(hooks.clone()),
+        shaped: Default::default(),
     };
     let body = serde_json::to_vec(&merged).unwrap_or_default();
     let result = engine.embeddings(&ctx, &body).await;

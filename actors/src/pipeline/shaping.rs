@@ -1,0 +1,85 @@
+//! The first step of a chat request, whichever its format: the prompt it names is
+//! rendered into it and the prompt policies add their system text
+//! (`prompts::shape`), before guardrails, the cache key and routing see it. What was
+//! done is kept in the context, for the response headers and the usage record.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::{Engine, RequestCtx};
+use crate::prompts::shape::{self, Format, PolicyContext, Shaped};
+use crate::GatewayError;
+
+/// Header names of the policies' context (`x-switchyard-meta-NAME`).
+const META: &str = "x-switchyard-meta-";
+
+impl Engine {
+    /// Whether a body may need shaping: it names a prompt, or a policy may apply to the
+    /// key. A cheap look: most requests are not parsed twice.
+    fn may_shape(&self, ctx: &RequestCtx, body: &[u8]) -> bool {
+        memchr::memmem::find(body, b"\"prompt\"").is_some()
+            || ctx.runtime.policies.may_apply(&ctx.key.id, ctx.key.key.team.as_deref())
+    }
+
+    /// Shapes a JSON body; `None` when nothing changed (the body goes on as it came). A
+    /// body that is not a JSON object is left to the endpoint's parser to refuse.
+    pub(super) fn shape_bytes(
+        &self,
+        ctx: &RequestCtx,
+        format: Format,
+        body: &[u8],
+    ) -> Result<Option<Vec<u8>>, GatewayError> {
+        if !self.may_shape(ctx, body) {
+            return Ok(None);
+        }
+        let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(body) else { return Ok(None) };
+        if !self.shape(ctx, format, &mut map)? {
+            return Ok(None);
+        }
+        serde_json::to_vec(&map).map(Some).map_err(|e| GatewayError::Internal(e.to_string()))
+    }
+
+    /// Shapes a parsed body in place; whether anything changed.
+    pub(super) fn shape(
+        &self,
+        ctx: &RequestCtx,
+        format: Format,
+        body: &mut Map<String, Value>,
+    ) -> Result<bool, GatewayError> {
+        let mut shaped = Shaped::default();
+        if let Some((id, sel, vars)) = shape::prompt_ref(body, &self.prompts, format)? {
+            let version = self.prompts.resolve(&id, &sel)?;
+            shape::apply_prompt(format, body, &id, &version, &vars)?;
+            shaped.prompt = Some((id, version.version));
+        }
+        let policies = &ctx.runtime.policies;
+        if policies.may_apply(&ctx.key.id, ctx.key.key.team.as_deref()) {
+            let alias = body.get("model").and_then(Value::as_str).unwrap_or("").to_string();
+            let user = match format {
+                Format::Anthropic => body.get("metadata").and_then(|m| m.get("user_id")),
+                Format::Chat => body.get("user"),
+                Format::Responses => body.get("user").or_else(|| body.get("safety_identifier")),
+            };
+            let user = user.and_then(Value::as_str).map(String::from);
+            let meta: Vec<(String, String)> = ctx
+                .headers
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(META).map(|n| (n.replace('-', "_"), v.clone())))
+                .collect();
+            let cx = PolicyContext {
+                key_id: &ctx.key.id,
+                team: ctx.key.key.team.as_deref(),
+                user: user.as_deref(),
+                alias: &alias,
+                meta: &meta,
+            };
+            shaped.policies = policies.apply(format, body, &cx)?;
+        }
+        if shaped.is_empty() {
+            return Ok(false);
+        }
+        let _ = ctx.shaped.set(Arc::new(shaped));
+        Ok(true)
+    }
+}

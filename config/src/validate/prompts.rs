@@ -1,0 +1,55 @@
+//! `[[prompts]]` and `[[prompt_policies]]`.
+
+use std::collections::HashSet;
+
+use super::Errors;
+use crate::{check_prompt, check_template, Prompt, PromptPolicy};
+
+pub(super) fn prompts(raw: Vec<Prompt>, aliases: &HashSet<String>, errs: &mut Errors) -> Vec<Prompt> {
+    let mut seen = HashSet::new();
+    for (i, p) in raw.iter().enumerate() {
+        for (field, message) in check_prompt(p, &|a| aliases.contains(a)) {
+            errs.push(format!("prompts[{i}].{field}"), message);
+        }
+        if !seen.insert(p.id.clone()) {
+            errs.push(format!("prompts[{i}].id"), format!("`{}` is defined twice", p.id));
+        }
+    }
+    raw
+}
+
+pub(super) fn policies(
+    raw: Vec<PromptPolicy>,
+    aliases: &HashSet<String>,
+    keys: &HashSet<String>,
+    teams: &HashSet<String>,
+    errs: &mut Errors,
+) -> Vec<PromptPolicy> {
+    let mut seen = HashSet::new();
+    for (i, p) in raw.iter().enumerate() {
+        let f = |name: &str| format!("prompt_policies[{i}].{name}");
+        if p.name.is_empty() || !seen.insert(p.name.clone()) {
+            errs.push(f("name"), "must be set and unique");
+        }
+        for (list, known, what, field) in [
+            (&p.keys, keys, "key", "keys"),
+            (&p.teams, teams, "team", "teams"),
+            (&p.models, aliases, "model alias", "models"),
+        ] {
+            for (j, v) in list.iter().enumerate() {
+                if !known.contains(v) {
+                    errs.push(format!("{}[{j}]", f(field)), format!("no {what} `{v}`"));
+                }
+            }
+        }
+        if p.prepend.is_none() && p.append.is_none() {
+            errs.push(f("prepend"), "a policy needs `prepend` or `append` text");
+        }
+        for (name, text) in [("prepend", &p.prepend), ("append", &p.append)] {
+            if let Some(Err(e)) = text.as_deref().map(check_template) {
+                errs.push(f(name), e);
+            }
+        }
+    }
+    raw
+}
