@@ -154,9 +154,11 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
                 actix_web::rt::spawn(ingress::nats::jobs::run(client, engine, cfg));
             }
             {
-                // virtual keys are known to every instance
-                let (client, engine, cfg) = (client.clone(), engine.clone(), cfg.clone());
-                actix_web::rt::spawn(ingress::nats::key_sync::sync(client, engine, cfg));
+                // virtual keys and prompts are known to every instance
+                let (c, e, n) = (client.clone(), engine.clone(), cfg.clone());
+                actix_web::rt::spawn(ingress::nats::replicate::keys(c, e, n));
+                let (c, e, n) = (client.clone(), engine.clone(), cfg.clone());
+                actix_web::rt::spawn(ingress::nats::replicate::prompts(c, e, n));
             }
             if cfg.shared_limits {
                 let (client, engine, cfg) = (client.clone(), engine.clone(), cfg.clone());

@@ -104,47 +104,11 @@ pub fn run(url: &str, admin_key: &str, action: Action) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let base = url.trim_end_matches('/');
     let (method, path) = match &action {
         Action::Create { .. } => (reqwest::Method::POST, "/admin/keys".to_string()),
         Action::List => (reqwest::Method::GET, "/admin/keys".to_string()),
         Action::Update { id, .. } => (reqwest::Method::PATCH, format!("/admin/keys/{id}")),
         Action::Revoke { id } => (reqwest::Method::DELETE, format!("/admin/keys/{id}")),
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let result = rt.block_on(async {
-        let mut rb = reqwest::Client::new().request(method, format!("{base}{path}")).bearer_auth(admin_key);
-        if let Some(b) = payload {
-            rb = rb.json(&b);
-        }
-        let r = rb.send().await.map_err(|e| format!("{base}: {e}"))?;
-        let status = r.status();
-        let text = r.text().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((status, text))
-    });
-    match result {
-        Ok((status, text)) => {
-            let pretty = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| serde_json::to_string_pretty(&v).ok())
-                .unwrap_or(text);
-            if status.is_success() {
-                println!("{pretty}");
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("{status}: {pretty}");
-                ExitCode::from(1)
-            }
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(1)
-        }
-    }
+    crate::admin_client::call(url, admin_key, None, method, &path, payload)
 }

@@ -1,10 +1,12 @@
 //! `switchyard`: the gateway binary. Subcommands: `serve`, `check-config`,
-//! `mock-upstream`, `usage`, `keys`.
+//! `mock-upstream`, `usage`, `keys`, `prompts`.
 
+mod admin_client;
 mod app;
 mod ingress;
 mod keys;
 mod mock_upstream;
+mod prompts_cli;
 mod usage;
 
 use std::path::PathBuf;
@@ -81,6 +83,21 @@ enum Command {
         #[command(subcommand)]
         action: Box<keys::Action>,
     },
+    /// Manage prompts (versions, labels, diffs, rendering) through a running gateway's
+    /// admin API.
+    Prompts {
+        /// The gateway's address.
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "SWITCHYARD_URL")]
+        url: String,
+        /// The admin credential (`server.admin_key`).
+        #[arg(long, env = "SWITCHYARD_ADMIN_KEY")]
+        admin_key: String,
+        /// Who makes the change, for the audit trail.
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
+        #[command(subcommand)]
+        action: Box<prompts_cli::Action>,
+    },
 }
 
 /// mimalloc's options for a long-running server: arenas committed as they are used, not
@@ -142,5 +159,6 @@ fn main() -> ExitCode {
             usage::run(&data_dir, config.as_deref(), since.as_deref(), by, json)
         }
         Command::Keys { url, admin_key, action } => keys::run(&url, &admin_key, *action),
+        Command::Prompts { url, admin_key, actor, action } => prompts_cli::run(&url, &admin_key, &actor, *action),
     }
 }

@@ -16,6 +16,10 @@ pub enum GroupBy {
     Provider,
     /// The UTC day (`YYYY-MM-DD`).
     Day,
+    /// The prompt version (`ID@VERSION`; `-` for requests without one).
+    Prompt,
+    /// The experiment's variant (`EXPERIMENT/VARIANT`; `-` outside experiments).
+    Experiment,
 }
 
 #[derive(Default, Serialize, PartialEq, Debug)]
@@ -52,6 +56,8 @@ pub fn aggregate(records: &[UsageRecord], by: GroupBy, teams: &HashMap<String, S
                 .unwrap_or_else(|| "-".into()),
             GroupBy::Day => switchyard_config::utc_day(r.ts_ms),
             GroupBy::Model => r.alias.clone(),
+            GroupBy::Prompt => r.prompt.clone().unwrap_or_else(|| "-".into()),
+            GroupBy::Experiment => r.experiment.clone().unwrap_or_else(|| "-".into()),
             GroupBy::Provider => {
                 if r.cache_hit {
                     "cache".to_string()
@@ -83,6 +89,8 @@ pub fn render(rows: &[Row], by: GroupBy) -> String {
         GroupBy::Day => "DAY",
         GroupBy::Model => "MODEL",
         GroupBy::Provider => "PROVIDER",
+        GroupBy::Prompt => "PROMPT",
+        GroupBy::Experiment => "EXPERIMENT",
     };
     let width = rows.iter().map(|r| r.group.len()).max().unwrap_or(0).max(head.len());
     let mut out = format!(

@@ -16,6 +16,7 @@ mod limits;
 mod messages;
 mod nats;
 mod ollama;
+mod prompts;
 mod responses;
 mod routing;
 mod sdk;

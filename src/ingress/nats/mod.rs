@@ -8,8 +8,8 @@
 
 pub mod batcher;
 pub mod jobs;
-pub mod key_sync;
 pub mod quota;
+pub mod replicate;
 pub mod streams;
 
 use std::sync::Arc;
@@ -163,6 +163,12 @@ async fn handle_request(client: &Client, engine: &Engine, responses: &Arc<Respon
             headers.insert("x-switchyard-attempts", outcome.attempts.to_string().as_str());
             if let Some(route) = &outcome.route {
                 headers.insert("x-switchyard-route", route.as_str());
+            }
+            if let Some((id, v)) = outcome.shaped.as_ref().and_then(|s| s.prompt.as_ref()) {
+                headers.insert("x-switchyard-prompt", format!("{id}@{v}").as_str());
+            }
+            if let Some((e, v)) = outcome.shaped.as_ref().and_then(|s| s.experiment.as_ref()) {
+                headers.insert("x-switchyard-experiment", format!("{e}/{v}").as_str());
             }
             for (k, v) in outcome.rate.pairs() {
                 headers.insert(k.name(), v.as_str());

@@ -56,6 +56,8 @@ pub struct Names {
     pub spend_bucket: String,
     /// Virtual keys (key-value, kept).
     pub keys_bucket: String,
+    /// Prompts made through the admin API (key-value, kept).
+    pub prompts_bucket: String,
     /// Stored Responses API responses (object store, `server.responses_ttl_secs`).
     pub responses_bucket: String,
     pub prefix: String,
@@ -74,6 +76,7 @@ impl Names {
             rates_bucket: format!("{upper}_RATES"),
             spend_bucket: format!("{upper}_SPEND"),
             responses_bucket: format!("{upper}_RESPONSES"),
+            prompts_bucket: format!("{upper}_PROMPTS"),
             // named before the others were sanitised; kept so that upgrades find it
             keys_bucket: format!("{}_KEYS", cfg.prefix.to_ascii_uppercase()),
             prefix: cfg.prefix.clone(),

@@ -380,6 +380,12 @@ pub fn request(req: &Map<String, Value>, prior: &[Value]) -> Result<Vec<u8>, Gat
                     out.insert("reasoning_effort".into(), effort.clone());
                 }
             }
+            // one of OpenAI's own stored prompts (the gateway's are rendered before this)
+            "prompt" if !v.is_null() => {
+                return Err(bad("prompt: OpenAI's stored prompts (`pmpt_…`) are served only by an `openai` target; \
+                     a prompt in Switchyard's registry works with any provider"
+                    .into()))
+            }
             // the gateway's own (store, previous_response_id, metadata, include,
             // truncation) or nothing a chat target has
             _ => {}
@@ -413,6 +419,7 @@ pub fn request_for_any(req: &Map<String, Value>, prior: &[Value]) -> Result<(Vec
 /// The request without what chat cannot carry.
 fn chat_carriable(req: &Map<String, Value>) -> Map<String, Value> {
     let mut r = req.clone();
+    r.remove("prompt");
     if let Some(Value::Array(items)) = r.get_mut("input") {
         *items = items.iter().filter_map(carriable_item).collect();
     }

@@ -1,5 +1,7 @@
-//! `/admin/*` (admin credential only): config reload, virtual keys, and usage and spend
-//! reports read from the ledger.
+//! `/admin/*` (admin credential only): config reload, virtual keys, usage and spend
+//! reports read from the ledger, and prompts (`prompts`).
+
+mod prompts;
 
 use std::collections::HashMap;
 
@@ -20,11 +22,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/keys", web::get().to(list_keys))
         .route("/admin/keys/{id}", web::patch().to(update_key))
         .route("/admin/keys/{id}", web::delete().to(revoke_key))
-        .route("/admin/usage", web::get().to(usage));
+        .route("/admin/usage", web::get().to(usage))
+        .configure(prompts::routes);
 }
 
 /// The admin credential, or the error to answer (404 when the admin API is off).
-fn admin(req: &HttpRequest, state: &AppState) -> Result<(), GatewayError> {
+pub(super) fn admin(req: &HttpRequest, state: &AppState) -> Result<(), GatewayError> {
     let expected = state.engine.runtime().config.server.admin_key_sha256.clone().ok_or(GatewayError::NotFound)?;
     match credential(&header(req)) {
         None => Err(GatewayError::MissingKey),
@@ -33,7 +36,7 @@ fn admin(req: &HttpRequest, state: &AppState) -> Result<(), GatewayError> {
     }
 }
 
-fn answer(req: &HttpRequest, status: u16, result: Result<Value, GatewayError>) -> HttpResponse {
+pub(super) fn answer(req: &HttpRequest, status: u16, result: Result<Value, GatewayError>) -> HttpResponse {
     match result {
         Ok(v) => {
             let mut b = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or_default());
@@ -76,12 +79,16 @@ async fn admin_reload(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
 }
 
 /// An admin request's body, read after its credential was checked, bounded as every body.
-async fn admin_body(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<bytes::Bytes, GatewayError> {
+pub(super) async fn admin_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<bytes::Bytes, GatewayError> {
     let server = &state.engine.runtime().config.server;
     read_body(req, payload, server.body_limit_bytes, server.body_timeout).await
 }
 
-fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, GatewayError> {
+pub(super) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, GatewayError> {
     serde_json::from_slice(body).map_err(|e| GatewayError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
@@ -172,9 +179,11 @@ async fn usage(req: HttpRequest, q: web::Query<UsageQuery>, state: web::Data<App
             "model" => GroupBy::Model,
             "provider" => GroupBy::Provider,
             "day" => GroupBy::Day,
+            "prompt" => GroupBy::Prompt,
+            "experiment" => GroupBy::Experiment,
             other => {
                 return Err(GatewayError::BadRequest(format!(
-                    "`by` must be key, team, model, provider or day, not `{other}`"
+                    "`by` must be key, team, model, provider, day, prompt or experiment, not `{other}`"
                 )))
             }
         };

@@ -1,0 +1,109 @@
+//! `switchyard prompts ...`: the prompt registry through a running gateway's admin API.
+//! Files are JSON, or TOML when they end in `.toml` (the shape of `[[prompts]]`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+#[derive(clap::Subcommand)]
+pub enum Action {
+    /// Every prompt with its labels.
+    List,
+    /// One prompt: versions, labels, audit trail.
+    Get { id: String },
+    /// Create a prompt from a file (`id`, `versions`, `labels`).
+    Create { file: PathBuf },
+    /// Add a version from a file (`messages`, `model`, `params`, `variables`, `note`).
+    Version {
+        id: String,
+        file: PathBuf,
+        /// Move these labels to the new version at once (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
+    /// Point a label at a version.
+    Label { id: String, label: String, version: u32 },
+    /// Remove a label.
+    Unlabel { id: String, label: String },
+    /// Move a label back to the version it pointed at before its last move.
+    Rollback {
+        id: String,
+        #[arg(default_value = "production")]
+        label: String,
+    },
+    /// A unified diff of two versions.
+    Diff { id: String, from: u32, to: u32 },
+    /// Render a version with sample variables (`--var name=value`; the value is JSON
+    /// when it parses as JSON, else a string).
+    Render {
+        id: String,
+        #[arg(long)]
+        version: Option<u32>,
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long = "var")]
+        vars: Vec<String>,
+    },
+}
+
+fn read(file: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    if file.extension().is_some_and(|e| e == "toml") {
+        let v: toml::Value = toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        serde_json::to_value(v).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))
+    }
+}
+
+fn request(action: &Action) -> Result<(Method, String, Option<Value>), String> {
+    Ok(match action {
+        Action::List => (Method::GET, "/admin/prompts".into(), None),
+        Action::Get { id } => (Method::GET, format!("/admin/prompts/{id}"), None),
+        Action::Create { file } => (Method::POST, "/admin/prompts".into(), Some(read(file)?)),
+        Action::Version { id, file, labels } => {
+            let mut v = read(file)?;
+            if let (Some(o), false) = (v.as_object_mut(), labels.is_empty()) {
+                o.insert("labels".into(), json!(labels));
+            }
+            (Method::POST, format!("/admin/prompts/{id}/versions"), Some(v))
+        }
+        Action::Label { id, label, version } => {
+            (Method::PUT, format!("/admin/prompts/{id}/labels/{label}"), Some(json!({"version": version})))
+        }
+        Action::Unlabel { id, label } => (Method::DELETE, format!("/admin/prompts/{id}/labels/{label}"), None),
+        Action::Rollback { id, label } => {
+            (Method::POST, format!("/admin/prompts/{id}/rollback"), Some(json!({"label": label})))
+        }
+        Action::Diff { id, from, to } => (Method::GET, format!("/admin/prompts/{id}/diff?from={from}&to={to}"), None),
+        Action::Render { id, version, label, vars } => {
+            let mut variables = Map::new();
+            for s in vars {
+                let (k, v) = s.split_once('=').ok_or_else(|| format!("--var `{s}`: expected name=value"))?;
+                let v = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+                variables.insert(k.to_string(), v);
+            }
+            let mut body = json!({"variables": variables});
+            if let Some(n) = version {
+                body["version"] = json!(n);
+            }
+            if let Some(l) = label {
+                body["label"] = json!(l);
+            }
+            (Method::POST, format!("/admin/prompts/{id}/render"), Some(body))
+        }
+    })
+}
+
+pub fn run(url: &str, admin_key: &str, actor: &str, action: Action) -> ExitCode {
+    let (method, path, body) = match request(&action) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::admin_client::call(url, admin_key, Some(actor), method, &path, body)
+}
