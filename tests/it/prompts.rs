@@ -219,3 +219,205 @@ async fn the_provider_gets_the_rendered_prompt_with_the_policies_in_order() {
         ])
     );
 }
+
+async fn admin(method: reqwest::Method, url: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut rb = client()
+        .request(method, format!("{url}{path}"))
+        .bearer_auth(ADMIN_KEY)
+        .header("x-switchyard-actor", "ann@example.com");
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn prompts_are_managed_through_the_admin_api_and_the_cli_and_kept_across_restarts() {
+    use reqwest::Method;
+    let mock = mock_upstream();
+    let mut gw = Gateway::start_with(&mock.url, PROMPTS);
+    let url = gw.url().to_string();
+    let greet = json!({"id": "greet", "description": "a greeting",
+        "versions": [{"messages": [{"role": "user", "content": "Say hello to {{ name }}"}]}]});
+    // only the admin credential
+    let r = client().post(format!("{url}/admin/prompts")).bearer_auth(MAIN_KEY).json(&greet).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let (status, v) = admin(Method::POST, &url, "/admin/prompts", Some(greet.clone())).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!((v["source"].as_str(), v["latest_version"].as_u64()), (Some("api"), Some(1)));
+    let (status, v) = admin(Method::POST, &url, "/admin/prompts", Some(greet)).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (409, Some("prompt_exists")));
+    // a bad template or alias is refused with the field named
+    let bad =
+        json!({"id": "bad", "versions": [{"messages": [{"role": "user", "content": "{% if %}"}], "model": "nope"}]});
+    let (status, v) = admin(Method::POST, &url, "/admin/prompts", Some(bad)).await;
+    assert_eq!(status, 400);
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains("versions[0].messages[0].content: template error") && m.contains("no model alias `nope`"),
+        "{m}"
+    );
+    // a config prompt is changed in the file
+    let v2 = json!({"messages": [{"role": "user", "content": "x"}]});
+    let (status, v) = admin(Method::POST, &url, "/admin/prompts/support/versions", Some(v2)).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (409, Some("prompt_in_config")), "{v}");
+
+    // version 2 with the production label, then a rollback
+    let (status, _) =
+        admin(Method::PUT, &url, "/admin/prompts/greet/labels/production", Some(json!({"version": 1}))).await;
+    assert_eq!(status, 200);
+    let v2 = json!({"messages": [{"role": "system", "content": "Be {{ mood }}."}, {"role": "user", "content": "Hi {{ name }}!"}],
+        "variables": {"name": "string", "mood": "string?"}, "note": "friendlier", "labels": ["production"]});
+    let (status, v) = admin(Method::POST, &url, "/admin/prompts/greet/versions", Some(v2)).await;
+    assert_eq!((status, v["version"].as_u64()), (201, Some(2)), "{v}");
+    let chat = json!({"model": "chat", "messages": [], "prompt": {"id": "greet", "variables": {"name": "Bo"}}});
+    let (status, version, v) = send(&url, "/v1/chat/completions", &chat).await;
+    assert_eq!((status, version.as_str()), (200, "greet@2"), "{v}");
+    assert!(chat_text(&v).ends_with("Hi Bo!"), "{v}");
+    let (status, v) =
+        admin(Method::POST, &url, "/admin/prompts/greet/rollback", Some(json!({"label": "production"}))).await;
+    assert_eq!((status, v["labels"]["production"].as_u64()), (200, Some(1)), "{v}");
+    let (_, version, _) = send(&url, "/v1/chat/completions", &chat).await;
+    assert_eq!(version, "greet@1", "the label moved back at once");
+    let (status, _) =
+        admin(Method::PUT, &url, "/admin/prompts/greet/labels/production", Some(json!({"version": 5}))).await;
+    assert_eq!(status, 400);
+
+    // render and diff
+    let (status, v) = admin(
+        Method::POST,
+        &url,
+        "/admin/prompts/greet/render",
+        Some(json!({"version": 2, "variables": {"name": "Al", "mood": "warm"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["messages"],
+        json!([{"role": "system", "content": "Be warm."}, {"role": "user", "content": "Hi Al!"}])
+    );
+    let (status, v) = admin(Method::POST, &url, "/admin/prompts/greet/render", Some(json!({"version": 2}))).await;
+    assert_eq!(status, 400);
+    assert!(v["error"]["message"].as_str().unwrap().contains("variable `name` is missing"), "{v}");
+    let (status, v) = admin(Method::GET, &url, "/admin/prompts/greet/diff?from=1&to=2", None).await;
+    assert_eq!(status, 200);
+    let diff = v["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("--- greet@1") && diff.contains("-Say hello to {{ name }}") && diff.contains("+Hi {{ name }}!"),
+        "{diff}"
+    );
+
+    // the audit trail: who, when, what
+    let (_, v) = admin(Method::GET, &url, "/admin/prompts/greet", None).await;
+    let trail: Vec<(String, String)> = v["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["actor"].as_str().unwrap().to_string(), a["action"].as_str().unwrap().to_string()))
+        .collect();
+    let actions: Vec<&str> = trail.iter().map(|(_, a)| a.as_str()).collect();
+    assert_eq!(actions, ["create", "label", "version", "label", "label"]);
+    assert!(trail.iter().all(|(who, _)| who == "ann@example.com"));
+    assert!(v["audit"][0]["at_ms"].as_u64().unwrap() > 0);
+
+    // the CLI: a TOML file, a label, a diff and a render
+    let file = gw.dir.path().join("faq.toml");
+    std::fs::write(&file, "id = \"faq\"\nlabels = { production = 1 }\n[[versions]]\nmessages = [{ role = \"user\", content = \"FAQ: {{ topic }}\" }]\n").unwrap();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["prompts", "--url", &url, "--admin-key", ADMIN_KEY, "--actor", "ci-job"];
+        all.extend_from_slice(args);
+        run_cli(&all)
+    };
+    let (code, out, err) = cli(&["create", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v2 = gw.dir.path().join("faq2.json");
+    std::fs::write(&v2, r#"{"messages": [{"role": "user", "content": "FAQ v2: {{ topic }}"}]}"#).unwrap();
+    let (code, out, err) = cli(&["version", "faq", v2.to_str().unwrap(), "--label", "staging"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = cli(&["render", "faq", "--label", "staging", "--var", "topic=billing"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("FAQ v2: billing"), "{out}");
+    let (code, out, _) = cli(&["diff", "faq", "1", "2"]);
+    assert!(code == 0 && out.contains("+FAQ v2: {{ topic }}"), "{out}");
+    let (code, out, _) = cli(&["list"]);
+    assert!(code == 0 && out.contains("\"faq\"") && out.contains("\"support\""), "{out}");
+    let (code, _, err) = cli(&["label", "faq", "production", "9"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no version 9"), "{err}");
+
+    // on disk before the calls answered: a restart keeps every prompt, label and entry
+    gw.restart();
+    let url = gw.url().to_string();
+    let (_, v) = admin(Method::GET, &url, "/admin/prompts/faq", None).await;
+    assert_eq!((v["labels"]["staging"].as_u64(), v["audit"][0]["actor"].as_str()), (Some(2), Some("ci-job")), "{v}");
+    let (_, version, _) = send(&url, "/v1/chat/completions", &chat).await;
+    assert_eq!(version, "greet@1");
+}
+
+#[tokio::test]
+async fn prompts_made_on_one_instance_serve_on_another_and_on_nats_requests_and_jobs() {
+    use reqwest::Method;
+    let nats = NatsServer::start();
+    let mock = mock_upstream();
+    let a = Gateway::start_with(&mock.url, &nats_section(&nats.url(), "pr", "jobs = true"));
+    let b = Gateway::start_with(&mock.url, &nats_section(&nats.url(), "pr", "jobs = false"));
+    a.wait_nats("connected").await;
+    b.wait_nats("connected").await;
+    let greet = json!({"id": "greet", "versions": [{"messages": [{"role": "user", "content": "Hello {{ name }}"}]}]});
+    let (status, _) = admin(Method::POST, a.url(), "/admin/prompts", Some(greet)).await;
+    assert_eq!(status, 201);
+    let chat = json!({"model": "chat", "messages": [], "prompt": {"id": "greet", "variables": {"name": "Cy"}}});
+    let mut served = None;
+    for _ in 0..200 {
+        let (status, version, v) = send(b.url(), "/v1/chat/completions", &chat).await;
+        if status == 200 {
+            served = Some((version, chat_text(&v)));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (version, text) = served.expect("the prompt reached the other instance");
+    assert_eq!(version, "greet@1");
+    assert!(text.ends_with("Hello Cy"), "{text}");
+    // a version added on the other instance comes back
+    let v2 = json!({"messages": [{"role": "user", "content": "Hi again {{ name }}"}], "labels": ["production"]});
+    let (status, _) = admin(Method::POST, b.url(), "/admin/prompts/greet/versions", Some(v2)).await;
+    assert_eq!(status, 201);
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = send(a.url(), "/v1/chat/completions", &chat).await.1;
+        if seen == "greet@2" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, "greet@2");
+
+    // NATS request/reply, and a durable job whose usage event names the version
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Authorization", format!("Bearer {MAIN_KEY}").as_str());
+    let m = tokio::time::timeout(
+        Duration::from_secs(20),
+        nc.request_with_headers("pr.v1.chat".to_string(), h.clone(), chat.to_string().into()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(m.headers.as_ref().and_then(|h| h.get("x-switchyard-prompt")).map(|v| v.as_str()), Some("greet@2"));
+    let js = async_nats::jetstream::new(nc.clone());
+    h.insert("Nats-Msg-Id", "job-prompt-1");
+    let job = json!({"id": "job-prompt-1", "endpoint": "chat", "body": chat});
+    js.publish_with_headers("pr.v1.jobs.normal", h, job.to_string().into()).await.unwrap().await.unwrap();
+    let mut usage = Vec::new();
+    for _ in 0..200 {
+        usage = read_stream(&js, "PR_USAGE").await;
+        if usage.iter().any(|u| u["request_id"] == "job-prompt-1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let record = usage.iter().find(|u| u["request_id"] == "job-prompt-1").expect("the job's usage event");
+    assert_eq!(record["prompt"], "greet@2", "{record}");
+}
