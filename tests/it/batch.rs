@@ -509,3 +509,45 @@ async fn jwt_callers_files_are_scoped_by_subject_and_team() {
     assert_eq!(last["request_counts"], json!({"total": 1, "completed": 1, "failed": 0}), "{last}");
     assert_eq!(get(gw.url(), &alice_sales, &format!("/v1/batches/{batch}")).await.status(), 404);
 }
+
+/// A Batch API line may name a prompt: it is rendered as on the request path, and a line
+/// whose variables do not fit fails alone with the reason.
+#[tokio::test]
+async fn batch_lines_use_prompts_from_the_registry() {
+    let nats = NatsServer::start();
+    let mock = mock_upstream();
+    let extra = format!("{}{}", nats_section(&nats.url(), "bp", ""), crate::it::prompts::PROMPTS);
+    let gw = Gateway::start_with(&mock.url, &extra);
+    gw.wait_nats("connected").await;
+    let url = gw.url();
+    let vars = json!({"company": "ACME", "question": "where is my order"});
+    let input = [
+        line("ok", json!({"model": "chat", "messages": [], "prompt": {"id": "support", "variables": vars}})),
+        line(
+            "v2",
+            json!({"model": "chat", "messages": [], "prompt": {"id": "support", "version": "2", "variables": vars}}),
+        ),
+        line(
+            "missing",
+            json!({"model": "chat", "messages": [], "prompt": {"id": "support", "variables": {"company": "A"}}}),
+        ),
+    ]
+    .join("\n")
+        + "\n";
+    let file: Value = upload(url, MAIN_KEY, "batch", &input).await.json().await.unwrap();
+    let created = create_batch(url, file["id"].as_str().unwrap(), &[]).await;
+    let done = wait_status(url, created["id"].as_str().unwrap(), "completed").await;
+    assert_eq!(done["request_counts"], json!({"total": 3, "completed": 2, "failed": 1}), "{done}");
+    let out = get(url, MAIN_KEY, &format!("/v1/files/{}/content", done["output_file_id"].as_str().unwrap())).await;
+    let out = jsonl(&out.text().await.unwrap());
+    let text = |id: &str| {
+        let l = out.iter().find(|l| l["custom_id"] == id).unwrap();
+        l["response"]["body"]["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+    };
+    assert!(text("ok").ends_with("Question: where is my order"), "{out:?}");
+    assert!(text("v2").ends_with("to: Q2"), "version 2: its max_tokens 7 {out:?}");
+    let errs = get(url, MAIN_KEY, &format!("/v1/files/{}/content", done["error_file_id"].as_str().unwrap())).await;
+    let errs = jsonl(&errs.text().await.unwrap());
+    let missing = errs.iter().find(|l| l["custom_id"] == "missing").unwrap();
+    assert!(missing.to_string().contains("variable `question` is missing"), "{missing}");
+}

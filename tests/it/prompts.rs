@@ -10,7 +10,7 @@ use crate::common::*;
 
 /// Two versions of `support` (labels production -> 1, staging -> 2) and a policy for
 /// every request of the main key.
-const PROMPTS: &str = r#"
+pub(crate) const PROMPTS: &str = r#"
 [[prompts]]
 id = "support"
 labels = { production = 1, staging = 2 }
@@ -420,4 +420,13 @@ async fn prompts_made_on_one_instance_serve_on_another_and_on_nats_requests_and_
     }
     let record = usage.iter().find(|u| u["request_id"] == "job-prompt-1").expect("the job's usage event");
     assert_eq!(record["prompt"], "greet@2", "{record}");
+}
+
+/// The official OpenAI Python SDK (`extra_body`, the Responses API's `prompt`) and the
+/// Anthropic SDK (`extra_body`) use prompts unchanged.
+#[test]
+fn the_sdks_pass_the_prompt_object_unchanged() {
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, PROMPTS);
+    crate::it::sdk::run_sdk_script("openai_prompts.py", &gw);
 }

@@ -6,7 +6,7 @@ use crate::common::*;
 /// Runs `tests/sdk/<script>` with the Python that `ops/test.sh` prepared (it installs the
 /// SDK in a venv and sets `SWITCHYARD_TEST_PYTHON`); under plain `cargo test` the SDK
 /// tests are skipped.
-fn run_sdk_script(script: &str, gw: &Gateway) {
+pub(crate) fn run_sdk_script(script: &str, gw: &Gateway) {
     let Ok(python) = std::env::var("SWITCHYARD_TEST_PYTHON") else {
         eprintln!("skipped: SWITCHYARD_TEST_PYTHON is not set (run ops/test.sh)");
         return;
