@@ -159,6 +159,8 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
                 actix_web::rt::spawn(ingress::nats::replicate::keys(c, e, n));
                 let (c, e, n) = (client.clone(), engine.clone(), cfg.clone());
                 actix_web::rt::spawn(ingress::nats::replicate::prompts(c, e, n));
+                let (c, e, n) = (client.clone(), engine.clone(), cfg.clone());
+                actix_web::rt::spawn(ingress::nats::replicate::experiments(c, e, n));
             }
             if cfg.shared_limits {
                 let (client, engine, cfg) = (client.clone(), engine.clone(), cfg.clone());

@@ -1,5 +1,5 @@
 //! `switchyard`: the gateway binary. Subcommands: `serve`, `check-config`,
-//! `mock-upstream`, `usage`, `keys`, `prompts`.
+//! `mock-upstream`, `usage`, `keys`, `prompts`, `experiments`.
 
 mod admin_client;
 mod app;
@@ -98,6 +98,20 @@ enum Command {
         #[command(subcommand)]
         action: Box<prompts_cli::Action>,
     },
+    /// Manage experiments (status, reports, promotion) through a running gateway's admin API.
+    Experiments {
+        /// The gateway's address.
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "SWITCHYARD_URL")]
+        url: String,
+        /// The admin credential (`server.admin_key`).
+        #[arg(long, env = "SWITCHYARD_ADMIN_KEY")]
+        admin_key: String,
+        /// Who makes the change, for the audit trail.
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
+        #[command(subcommand)]
+        action: Box<prompts_cli::ExperimentAction>,
+    },
 }
 
 /// mimalloc's options for a long-running server: arenas committed as they are used, not
@@ -160,5 +174,8 @@ fn main() -> ExitCode {
         }
         Command::Keys { url, admin_key, action } => keys::run(&url, &admin_key, *action),
         Command::Prompts { url, admin_key, actor, action } => prompts_cli::run(&url, &admin_key, &actor, *action),
+        Command::Experiments { url, admin_key, actor, action } => {
+            prompts_cli::run_experiments(&url, &admin_key, &actor, *action)
+        }
     }
 }

@@ -107,3 +107,54 @@ pub fn run(url: &str, admin_key: &str, actor: &str, action: Action) -> ExitCode 
     };
     crate::admin_client::call(url, admin_key, Some(actor), method, &path, body)
 }
+
+/// `switchyard experiments ...`
+#[derive(clap::Subcommand)]
+pub enum ExperimentAction {
+    /// Every experiment and its status.
+    List,
+    /// Create an experiment from a file (JSON, or TOML: the shape of `[[experiments]]`).
+    Create { file: PathBuf },
+    /// The report: per variant, requests, errors, latency, tokens, cost and feedback with
+    /// 95% intervals, and the tests against the control.
+    Report { id: String },
+    /// Run it (again, after a pause).
+    Start { id: String },
+    /// Everyone gets what they asked for until it runs again.
+    Pause { id: String },
+    /// Stop it for good.
+    Stop { id: String },
+    /// Give a variant's prompt version the label (default `production`) and stop.
+    Promote {
+        id: String,
+        variant: String,
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+pub fn run_experiments(url: &str, admin_key: &str, actor: &str, action: ExperimentAction) -> ExitCode {
+    use ExperimentAction as A;
+    let (method, path, body) = match &action {
+        A::List => (Method::GET, "/admin/experiments".to_string(), None),
+        A::Create { file } => match read(file) {
+            Ok(v) => (Method::POST, "/admin/experiments".to_string(), Some(v)),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        A::Report { id } => (Method::GET, format!("/admin/experiments/{id}"), None),
+        A::Start { id } => (Method::POST, format!("/admin/experiments/{id}/start"), None),
+        A::Pause { id } => (Method::POST, format!("/admin/experiments/{id}/pause"), None),
+        A::Stop { id } => (Method::POST, format!("/admin/experiments/{id}/stop"), None),
+        A::Promote { id, variant, label } => {
+            let mut b = json!({"variant": variant});
+            if let Some(l) = label {
+                b["label"] = json!(l);
+            }
+            (Method::POST, format!("/admin/experiments/{id}/promote"), Some(b))
+        }
+    };
+    crate::admin_client::call(url, admin_key, Some(actor), method, &path, body)
+}

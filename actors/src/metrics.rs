@@ -34,6 +34,11 @@ pub const RETRIES_TOTAL: &str = "switchyard_retries_total";
 pub const FALLBACKS_TOTAL: &str = "switchyard_fallbacks_total";
 pub const ROUTES_TOTAL: &str = "switchyard_routes_total";
 pub const HEALTH_CHECKS_TOTAL: &str = "switchyard_health_checks_total";
+pub const EXPERIMENT_REQUESTS_TOTAL: &str = "switchyard_experiment_requests_total";
+pub const EXPERIMENT_TOKENS_TOTAL: &str = "switchyard_experiment_tokens_total";
+pub const EXPERIMENT_COST_USD_TOTAL: &str = "switchyard_experiment_cost_usd_total";
+pub const EXPERIMENT_DURATION: &str = "switchyard_experiment_request_duration_seconds";
+pub const FEEDBACK_TOTAL: &str = "switchyard_feedback_total";
 
 /// Histograms and the buckets they are exported with.
 pub const HISTOGRAMS: &[&str] = &[
@@ -44,6 +49,7 @@ pub const HISTOGRAMS: &[&str] = &[
     LEDGER_FLUSH_DURATION,
     JOB_DURATION,
     JOB_QUEUE_WAIT,
+    EXPERIMENT_DURATION,
 ];
 
 /// Buckets for request-scale latencies (seconds).
@@ -55,6 +61,18 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// Describes every metric; call once at start, after installing the recorder.
 pub fn describe_all() {
     describe_counter!(REQUESTS_TOTAL, "Requests finished, by model alias, provider and HTTP status.");
+    describe_counter!(EXPERIMENT_REQUESTS_TOTAL, "Requests in an experiment, by experiment, variant and HTTP status.");
+    describe_counter!(
+        EXPERIMENT_TOKENS_TOTAL,
+        "Tokens of requests in an experiment, by experiment, variant and direction."
+    );
+    describe_gauge!(EXPERIMENT_COST_USD_TOTAL, "Cost in USD of requests in an experiment, by experiment and variant.");
+    describe_histogram!(
+        EXPERIMENT_DURATION,
+        Unit::Seconds,
+        "Whole request time in an experiment, by experiment and variant."
+    );
+    describe_counter!(FEEDBACK_TOTAL, "Feedback received on requests (POST /v1/feedback and its NATS twin).");
     describe_histogram!(REQUEST_DURATION, Unit::Seconds, "Whole request time as the client sees it.");
     describe_histogram!(UPSTREAM_DURATION, Unit::Seconds, "Time spent waiting on the provider.");
     describe_histogram!(TIME_TO_FIRST_TOKEN, Unit::Seconds, "Time to the first streamed content chunk.");
@@ -193,6 +211,21 @@ pub fn hot(f: impl FnOnce(&mut Hot)) {
     if let Some(f) = f {
         f(&mut Hot::new());
     }
+}
+
+/// A finished request of an experiment (`label` is `EXPERIMENT/VARIANT`).
+pub fn experiment(label: &str, status: u16, elapsed: std::time::Duration, tokens: (u64, u64), cost: f64) {
+    let (e, v) = label.split_once('/').unwrap_or((label, ""));
+    let (e, v) = (e.to_string(), v.to_string());
+    metrics::counter!(EXPERIMENT_REQUESTS_TOTAL, "experiment" => e.clone(), "variant" => v.clone(), "status" => status.to_string())
+        .increment(1);
+    for (direction, n) in [("input", tokens.0), ("output", tokens.1)] {
+        metrics::counter!(EXPERIMENT_TOKENS_TOTAL, "experiment" => e.clone(), "variant" => v.clone(), "direction" => direction)
+            .increment(n);
+    }
+    // a float that only grows, as `switchyard_cost_usd_total` (counters are integers)
+    metrics::gauge!(EXPERIMENT_COST_USD_TOTAL, "experiment" => e.clone(), "variant" => v.clone()).increment(cost);
+    metrics::histogram!(EXPERIMENT_DURATION, "experiment" => e, "variant" => v).record(elapsed.as_secs_f64());
 }
 
 #[cfg(test)]

@@ -191,6 +191,10 @@ pub struct Store {
     pub responses: sled::Tree,
     /// Prompts made through the admin API: id -> JSON (`prompts::StoredPrompt`).
     pub prompts: sled::Tree,
+    /// Experiments made or changed through the admin API: id -> JSON.
+    pub experiments: sled::Tree,
+    /// Feedback on requests: request id -> JSON (`prompts::feedback::Feedback`).
+    pub feedback: sled::Tree,
 }
 
 impl Store {
@@ -235,6 +239,8 @@ impl Store {
             vkeys: db.open_tree("vkeys")?,
             responses: db.open_tree("responses")?,
             prompts: db.open_tree("prompts")?,
+            experiments: db.open_tree("experiments")?,
+            feedback: db.open_tree("feedback")?,
             db,
         })
     }

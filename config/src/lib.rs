@@ -43,6 +43,7 @@ pub struct Config {
     pub guardrails: Vec<Guardrail>,
     pub prompts: Vec<Prompt>,
     pub prompt_policies: Vec<PromptPolicy>,
+    pub experiments: Vec<Experiment>,
 }
 
 impl Config {

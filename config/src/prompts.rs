@@ -170,3 +170,122 @@ impl PromptPolicy {
             && (self.models.is_empty() || self.models.iter().any(|m| m == alias))
     }
 }
+
+/// `[[experiments]]`: requests that name a prompt, or ask for an alias, are split
+/// between variants by weight; a caller stays in its variant (sticky by user, key or a
+/// header). The first variant is the control.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Requests naming this prompt take part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Requests asking for this alias take part (with `prompt`: requests doing both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `user` (the request's `user`, else the key), `key`, `header:NAME`, or `request`
+    /// (no stickiness).
+    #[serde(default = "default_sticky")]
+    pub sticky: String,
+    /// `running`, `paused` (everyone gets what they asked for; may run again) or
+    /// `stopped` (final).
+    #[serde(default = "default_status")]
+    pub status: String,
+    pub variants: Vec<Variant>,
+}
+
+fn default_sticky() -> String {
+    "user".into()
+}
+
+fn default_status() -> String {
+    "running".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    /// Share of the traffic, relative to the other variants' weights.
+    pub weight: u32,
+    /// The prompt version it serves (of the experiment's `prompt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_version: Option<u32>,
+    /// Or the prompt label it serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_label: Option<String>,
+    /// The alias it is served by (over the request's and the prompt version's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// The experiment statuses.
+pub const EXPERIMENT_STATUSES: &[&str] = &["running", "paused", "stopped"];
+
+/// Every problem of an experiment as (field, message); `prompt` says whether a prompt
+/// exists (and how many versions it has), `alias` whether an alias does.
+pub fn check_experiment(
+    e: &Experiment,
+    prompt: &dyn Fn(&str) -> Option<u32>,
+    alias: &dyn Fn(&str) -> bool,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if !valid_id(&e.id) {
+        out.push(("id".into(), "must be 1 to 128 letters, digits, `-`, `_` or `.`".into()));
+    }
+    if e.prompt.is_none() && e.model.is_none() {
+        out.push(("prompt".into(), "an experiment needs `prompt`, `model` or both: which requests take part".into()));
+    }
+    let versions = match &e.prompt {
+        Some(p) => match prompt(p) {
+            Some(n) => Some(n),
+            None => {
+                out.push(("prompt".into(), format!("no prompt `{p}`")));
+                None
+            }
+        },
+        None => None,
+    };
+    if let Some(m) = e.model.as_deref().filter(|m| !alias(m)) {
+        out.push(("model".into(), format!("no model alias `{m}`")));
+    }
+    let sticky_ok = matches!(e.sticky.as_str(), "user" | "key" | "request")
+        || e.sticky.strip_prefix("header:").is_some_and(|h| !h.is_empty());
+    if !sticky_ok {
+        out.push(("sticky".into(), format!("`{}` is not user, key, request or header:NAME", e.sticky)));
+    }
+    if !EXPERIMENT_STATUSES.contains(&e.status.as_str()) {
+        out.push(("status".into(), format!("`{}` is not running, paused or stopped", e.status)));
+    }
+    if e.variants.len() < 2 {
+        out.push(("variants".into(), "an experiment needs at least two variants (the first is the control)".into()));
+    }
+    if e.variants.iter().map(|v| u64::from(v.weight)).sum::<u64>() == 0 {
+        out.push(("variants".into(), "the weights must not all be 0".into()));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, v) in e.variants.iter().enumerate() {
+        let f = |name: &str| format!("variants[{i}].{name}");
+        if !valid_id(&v.name) || !names.insert(v.name.as_str()) {
+            out.push((f("name"), "1 to 128 letters, digits, `-`, `_` or `.`, unique in the experiment".into()));
+        }
+        if v.prompt_version.is_some() && v.prompt_label.is_some() {
+            out.push((f("prompt_version"), "give `prompt_version` or `prompt_label`, not both".into()));
+        }
+        if (v.prompt_version.is_some() || v.prompt_label.is_some()) && e.prompt.is_none() {
+            out.push((f("prompt_version"), "the experiment names no `prompt`".into()));
+        }
+        if let (Some(n), Some(max)) = (v.prompt_version, versions) {
+            if n == 0 || n > max {
+                out.push((f("prompt_version"), format!("no version {n} (there are {max})")));
+            }
+        }
+        if let Some(m) = v.model.as_deref().filter(|m| !alias(m)) {
+            out.push((f("model"), format!("no model alias `{m}`")));
+        }
+    }
+    out
+}

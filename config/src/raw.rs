@@ -45,6 +45,9 @@ pub struct RawConfig {
     /// System text added to the requests of some keys, teams or aliases.
     #[serde(default)]
     pub prompt_policies: Vec<crate::PromptPolicy>,
+    /// A/B tests of prompt versions and model aliases.
+    #[serde(default)]
+    pub experiments: Vec<crate::Experiment>,
 }
 
 /// `[[guardrails]]`

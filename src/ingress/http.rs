@@ -251,3 +251,17 @@ pub(crate) async fn count_tokens(req: HttpRequest, payload: web::Payload, state:
         Err(e) => anthropic_error(&request_id, &Failure::from(e)),
     }
 }
+
+/// `POST /v1/feedback` `{"request_id", "score", "comment"?}`: feedback on one of the
+/// key's requests, for experiment reports.
+pub(crate) async fn feedback(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let runtime = state.engine.runtime();
+    let (limit, timeout) = (runtime.config.server.body_limit_bytes, runtime.config.server.body_timeout);
+    let result = async {
+        let ctx = RequestCtx::from_headers(runtime.clone(), request_id(&req), Instant::now(), header(&req))?;
+        let body = read_body(&req, payload, limit, timeout).await?;
+        state.engine.feedback(&ctx, &body)
+    }
+    .await;
+    crate::ingress::respond::reply(&req, result)
+}

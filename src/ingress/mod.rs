@@ -25,6 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/messages", web::post().to(http::messages))
         .route("/v1/messages/count_tokens", web::post().to(http::count_tokens))
         .route("/v1/moderations", web::post().to(http::moderations))
+        .route("/v1/feedback", web::post().to(http::feedback))
         .route("/v1/models", web::get().to(http::models))
         .route("/v1/models/{id}", web::get().to(http::model))
         .route("/metrics", web::get().to(http::metrics))

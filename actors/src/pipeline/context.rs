@@ -92,11 +92,18 @@ impl RequestCtx {
         };
         let no_cache =
             lookup("cache-control").is_some_and(|v| v.split(',').any(|d| matches!(d.trim(), "no-cache" | "no-store")));
-        let headers = runtime
+        let mut headers: Vec<(String, String)> = runtime
             .forward_headers
             .iter()
             .filter_map(|name| lookup(name).map(|v| (name.clone(), v.to_string())))
             .collect();
+        for name in runtime.sticky_headers.load().iter() {
+            if !runtime.forward_headers.contains(name) {
+                if let Some(v) = lookup(name) {
+                    headers.push((name.clone(), v.to_string()));
+                }
+            }
+        }
         Ok(RequestCtx {
             runtime,
             request_id,

@@ -74,7 +74,7 @@ impl Engine {
     ) -> Result<Outcome, Failure> {
         use crate::providers::from_responses;
         let mut shaped = None;
-        if req.contains_key("prompt") || ctx.runtime.policies.may_apply(&ctx.key.id, ctx.key.key.team.as_deref()) {
+        if req.contains_key("prompt") || self.shapes_any(ctx) {
             let mut owned = req.clone();
             match self.shape(ctx, Format::Responses, &mut owned) {
                 Ok(true) => shaped = Some(owned),

@@ -117,6 +117,9 @@ impl Finisher {
                 h.time_to_first_token.record(t.as_secs_f64());
             }
         });
+        if let Some(e) = &r.experiment {
+            crate::metrics::experiment(e, status, elapsed, (usage.input, usage.output), cost);
+        }
         if let (Some((key, ttl)), Some(body), 200) = (self.cache_put, cache_body, status) {
             let response =
                 CachedResponse { body, provider: r.provider.clone(), upstream_model: r.upstream_model.clone(), usage };

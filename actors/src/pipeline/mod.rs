@@ -55,6 +55,8 @@ pub struct Engine {
     vkeys: Arc<vkeys::VirtualKeys>,
     /// The prompt registry (config and admin API).
     prompts: Arc<crate::prompts::Prompts>,
+    /// Experiments (config and admin API).
+    experiments: Arc<crate::prompts::experiments::Experiments>,
     /// Limits and budgets shared with other instances (NATS key-value), once connected.
     shared: arc_swap::ArcSwapOption<crate::actors::shared_limits::SharedLimits>,
 }
@@ -78,7 +80,10 @@ impl Engine {
         // the admission chain, built back to front: workers <- router <- cache <- limiter
         let table = vkeys::load_table(&store, &config)?;
         let table: vkeys::VirtualTable = Arc::new(ArcSwap::from_pointee(table));
-        let runtime = Self::build_runtime(config.clone(), None, &engine_thread, table.clone())?;
+        let prompts = Arc::new(crate::prompts::Prompts::load(store.clone(), &config)?);
+        let experiments = Arc::new(crate::prompts::experiments::Experiments::load(store.clone(), &config, &prompts)?);
+        let sticky = experiments.sticky_headers.clone();
+        let runtime = Self::build_runtime(config.clone(), None, &engine_thread, table.clone(), sticky)?;
         let (cfg, workers, health) = (config.clone(), runtime.workers(), runtime.health());
         let router = engine_thread.start(move |_| Router::new(&cfg, workers, seed).with_health(health));
         let (cache_store, max_bytes, next) = (store.clone(), config.cache.max_bytes, router.clone());
@@ -92,7 +97,6 @@ impl Engine {
         }
         let (flush, batch) = (config.server.ledger_flush, config.server.ledger_batch_max);
         let (accounting, sink) = Accounting::start_with_sink(&ledger_arbiter, store.clone(), flush, batch);
-        let prompts = Arc::new(crate::prompts::Prompts::load(store.clone(), &config)?);
         Ok(Arc::new(Engine {
             runtime: ArcSwap::from_pointee(runtime),
             router,
@@ -104,6 +108,7 @@ impl Engine {
             engine_thread,
             vkeys: Arc::new(vkeys::VirtualKeys::new(store, table)),
             prompts,
+            experiments,
             shared: arc_swap::ArcSwapOption::empty(),
         }))
     }
@@ -135,6 +140,11 @@ impl Engine {
         &self.prompts
     }
 
+    /// Experiments: the admin API's list, status changes and reports.
+    pub fn experiments(&self) -> &crate::prompts::experiments::Experiments {
+        &self.experiments
+    }
+
     /// The store (reports read the ledger through it).
     pub fn store(&self) -> &Store {
         &self.vkeys.store
@@ -164,7 +174,10 @@ impl Engine {
         let table = vkeys::load_table(&self.vkeys.store, &config)?;
         self.vkeys.table.store(Arc::new(table));
         self.prompts.rebuild(&config)?;
-        let rt = Self::build_runtime(config.clone(), Some(&old), &self.engine_thread, self.vkeys.table.clone())?;
+        self.experiments.rebuild(&config, &self.prompts)?;
+        let sticky = self.experiments.sticky_headers.clone();
+        let rt =
+            Self::build_runtime(config.clone(), Some(&old), &self.engine_thread, self.vkeys.table.clone(), sticky)?;
         let update = UpdateModels { config: config.clone(), workers: rt.workers(), health: rt.health() };
         self.router.send(update).await.map_err(mailbox)?;
         self.cache.send(SetCapacity(config.cache.max_bytes)).await.map_err(mailbox)?;

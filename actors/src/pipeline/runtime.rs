@@ -24,6 +24,7 @@ impl Engine {
         old: Option<&Runtime>,
         engine_thread: &EngineThread,
         vkeys: vkeys::VirtualTable,
+        sticky_headers: Arc<arc_swap::ArcSwap<Vec<String>>>,
     ) -> Result<Runtime, GatewayError> {
         let jwt = match (&config.jwt, old.and_then(|o| o.jwt.as_ref())) {
             (None, _) => None,
@@ -117,7 +118,7 @@ impl Engine {
             guards.insert(g.name.clone(), Arc::new(guard));
         }
         let policies = Arc::new(policies);
-        Ok(Runtime { config, keys, providers, forward_headers, aliases, vkeys, jwt, guards, policies })
+        Ok(Runtime { config, keys, providers, forward_headers, aliases, vkeys, jwt, guards, policies, sticky_headers })
     }
 }
 
@@ -198,6 +199,9 @@ pub struct Runtime {
     pub(super) guards: HashMap<String, Arc<crate::guardrails::Guard>>,
     /// `[[prompt_policies]]`, compiled.
     pub policies: Arc<crate::prompts::shape::Policies>,
+    /// The headers experiments stick by (shared by every snapshot: experiments change
+    /// through the admin API too).
+    pub sticky_headers: Arc<arc_swap::ArcSwap<Vec<String>>>,
 }
 
 /// What admission needs of an alias: its limit scope, and the price budgets reserve at.

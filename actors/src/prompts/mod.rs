@@ -4,7 +4,10 @@
 //! through a key-value bucket). Versions are immutable and numbered from 1; labels
 //! point at versions and move atomically (a rollback is a label moved back).
 
+pub mod experiments;
+pub mod feedback;
 pub mod render;
+pub mod report;
 pub mod shape;
 
 use std::collections::HashMap;

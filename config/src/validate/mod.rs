@@ -196,6 +196,7 @@ pub fn validate(
     let prices = server::pricing(pricing, errs);
     let prompts = prompts::prompts(raw.prompts, &aliases, errs);
     let prompt_policies = prompts::policies(raw.prompt_policies, &aliases, &key_ids, &team_ids, errs);
+    let experiments = prompts::experiments(raw.experiments, &prompts, &aliases, errs);
 
     if !errs.0.is_empty() {
         return Err(ConfigErrors(std::mem::take(&mut errs.0)));
@@ -214,6 +215,7 @@ pub fn validate(
         guardrails,
         prompts,
         prompt_policies,
+        experiments,
     })
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use super::Errors;
-use crate::{check_prompt, check_template, Prompt, PromptPolicy};
+use crate::{check_experiment, check_prompt, check_template, Experiment, Prompt, PromptPolicy};
 
 pub(super) fn prompts(raw: Vec<Prompt>, aliases: &HashSet<String>, errs: &mut Errors) -> Vec<Prompt> {
     let mut seen = HashSet::new();
@@ -49,6 +49,26 @@ pub(super) fn policies(
             if let Some(Err(e)) = text.as_deref().map(check_template) {
                 errs.push(f(name), e);
             }
+        }
+    }
+    raw
+}
+
+pub(super) fn experiments(
+    raw: Vec<Experiment>,
+    prompts: &[Prompt],
+    aliases: &HashSet<String>,
+    errs: &mut Errors,
+) -> Vec<Experiment> {
+    let mut seen = HashSet::new();
+    for (i, e) in raw.iter().enumerate() {
+        // a prompt made through the admin API is not known here: name config prompts
+        let versions = |id: &str| prompts.iter().find(|p| p.id == id).map(|p| p.versions.len() as u32);
+        for (field, message) in check_experiment(e, &versions, &|a| aliases.contains(a)) {
+            errs.push(format!("experiments[{i}].{field}"), message);
+        }
+        if !seen.insert(e.id.clone()) {
+            errs.push(format!("experiments[{i}].id"), format!("`{}` is defined twice", e.id));
         }
     }
     raw

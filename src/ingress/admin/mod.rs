@@ -1,6 +1,7 @@
 //! `/admin/*` (admin credential only): config reload, virtual keys, usage and spend
 //! reports read from the ledger, and prompts (`prompts`).
 
+mod experiments;
 mod prompts;
 
 use std::collections::HashMap;
@@ -23,7 +24,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/keys/{id}", web::patch().to(update_key))
         .route("/admin/keys/{id}", web::delete().to(revoke_key))
         .route("/admin/usage", web::get().to(usage))
-        .configure(prompts::routes);
+        .configure(prompts::routes)
+        .configure(experiments::routes);
 }
 
 /// The admin credential, or the error to answer (404 when the admin API is off).

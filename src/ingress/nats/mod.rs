@@ -99,6 +99,8 @@ enum Api {
     Engine(Endpoint),
     /// `<prefix>.v1.responses`: the Responses API, its stored responses shared with HTTP.
     Responses,
+    /// `<prefix>.v1.feedback`: feedback on a request.
+    Feedback,
 }
 
 impl Api {
@@ -106,6 +108,7 @@ impl Api {
         match self {
             Api::Engine(e) => e.as_str(),
             Api::Responses => "responses",
+            Api::Feedback => "feedback",
         }
     }
 }
@@ -113,7 +116,7 @@ impl Api {
 /// Serves core request/reply until the client is dropped: one subscription per API in
 /// the queue group, one task per request.
 pub async fn serve_requests(client: Client, engine: Arc<Engine>, cfg: Nats, responses: Arc<ResponseStore>) {
-    for api in [Api::Engine(Endpoint::Chat), Api::Engine(Endpoint::Embeddings), Api::Responses] {
+    for api in [Api::Engine(Endpoint::Chat), Api::Engine(Endpoint::Embeddings), Api::Responses, Api::Feedback] {
         let subject = cfg.subject(api.as_str());
         let sub = match client.queue_subscribe(subject.clone(), QUEUE_GROUP.to_string()).await {
             Ok(s) => s,
@@ -151,6 +154,16 @@ async fn handle_request(client: &Client, engine: &Engine, responses: &Arc<Respon
         Ok(ctx) => match api {
             Api::Engine(endpoint) => call(engine, endpoint, &ctx, &msg.payload).await,
             Api::Responses => crate::ingress::responses::serve(engine, responses, &ctx, &msg.payload).await,
+            Api::Feedback => match engine.feedback(&ctx, &msg.payload) {
+                Ok(v) => {
+                    let mut headers = HeaderMap::new();
+                    headers.insert("x-request-id", request_id.as_str());
+                    publish(client, reply, headers, Bytes::from(v.to_string())).await;
+                    metrics::counter!(NATS_REQUESTS_TOTAL, "api" => "feedback", "status" => "200").increment(1);
+                    return;
+                }
+                Err(e) => Err(Failure::from(e)),
+            },
         },
     };
     let status = match result {

@@ -6,6 +6,8 @@
 //!   revocation is final.
 //! - Prompts made through the admin API (`<PREFIX>_PROMPTS`, by id). The latest change
 //!   wins (`updated_ms`); versions are never renumbered on the instance that made them.
+//! - Experiments made or changed through the admin API (`<PREFIX>_EXPERIMENTS`, by id;
+//!   the latest change wins).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -47,6 +49,21 @@ pub async fn prompts(client: Client, engine: Arc<Engine>, cfg: Nats) {
     sync(client, engine, cfg, name, replica, |engine: Arc<Engine>, _key: String, value: bytes::Bytes| async move {
         let config = engine.runtime().config.clone();
         engine.prompts().apply_remote(&value, &config).await
+    })
+    .await
+}
+
+/// Experiments made or changed through the admin API on every instance.
+pub async fn experiments(client: Client, engine: Arc<Engine>, cfg: Nats) {
+    let name = Names::new(&cfg).experiments_bucket;
+    let replica = Replica {
+        what: "experiments",
+        connect: |e: &Engine, tx| e.experiments().replicate_to(tx),
+        local: |e: &Engine| e.experiments().all_raw(),
+    };
+    sync(client, engine, cfg, name, replica, |engine: Arc<Engine>, _key: String, value: bytes::Bytes| async move {
+        let config = engine.runtime().config.clone();
+        engine.experiments().apply_remote(&value, &config, engine.prompts()).await
     })
     .await
 }

@@ -58,6 +58,8 @@ pub struct Names {
     pub keys_bucket: String,
     /// Prompts made through the admin API (key-value, kept).
     pub prompts_bucket: String,
+    /// Experiments made or changed through the admin API (key-value, kept).
+    pub experiments_bucket: String,
     /// Stored Responses API responses (object store, `server.responses_ttl_secs`).
     pub responses_bucket: String,
     pub prefix: String,
@@ -77,6 +79,7 @@ impl Names {
             spend_bucket: format!("{upper}_SPEND"),
             responses_bucket: format!("{upper}_RESPONSES"),
             prompts_bucket: format!("{upper}_PROMPTS"),
+            experiments_bucket: format!("{upper}_EXPERIMENTS"),
             // named before the others were sanitised; kept so that upgrades find it
             keys_bucket: format!("{}_KEYS", cfg.prefix.to_ascii_uppercase()),
             prefix: cfg.prefix.clone(),
