@@ -193,7 +193,7 @@ pub struct Store {
     pub prompts: sled::Tree,
     /// Experiments made or changed through the admin API: id -> JSON.
     pub experiments: sled::Tree,
-    /// Feedback on requests: request id -> JSON (`prompts::feedback::Feedback`).
+    /// Feedback on requests: key id, NUL, request id -> JSON (`prompts::feedback::Feedback`).
     pub feedback: sled::Tree,
 }
 

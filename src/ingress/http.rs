@@ -18,7 +18,7 @@ use switchyard_actors::GatewayError;
 use crate::app::AppState;
 use crate::ingress::respond::{
     anthropic_error, authenticate, error_response, header, names, read_body, request_id, respond, set, simple_error,
-    success_head,
+    success_head, with_shaped,
 };
 
 async fn serve(
@@ -42,7 +42,7 @@ async fn serve(
     };
     match state.engine.serve(endpoint, &ctx, &body).await {
         Ok(outcome) => respond(&request_id, outcome, received),
-        Err(failure) => error_response(&request_id, &failure),
+        Err(failure) => with_shaped(error_response(&request_id, &failure), &ctx),
     }
 }
 
@@ -65,7 +65,7 @@ pub(crate) async fn messages(req: HttpRequest, payload: web::Payload, state: web
     };
     let outcome = match state.engine.messages(&ctx, &body, anthropic_headers(&req)).await {
         Ok(o) => o,
-        Err(f) => return anthropic_error(&request_id, &f),
+        Err(f) => return with_shaped(anthropic_error(&request_id, &f), &ctx),
     };
     let mut b = success_head(&request_id, &outcome, received);
     if !outcome.native {

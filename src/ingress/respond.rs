@@ -13,7 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use switchyard_actors::actors::messages::{RateHeader, RateHeaders};
-use switchyard_actors::pipeline::{credential, record_overhead, Failure, KeyEntry, OutcomeBody, Runtime};
+use switchyard_actors::pipeline::{credential, record_overhead, Failure, KeyEntry, OutcomeBody, RequestCtx, Runtime};
 use switchyard_actors::providers::from_anthropic;
 use switchyard_actors::{GatewayError, Outcome};
 
@@ -145,6 +145,24 @@ pub(crate) fn reply(req: &HttpRequest, result: Result<serde_json::Value, Gateway
         }
         Err(e) => simple_error(&id, e),
     }
+}
+
+/// An error answer of a request that a prompt or an experiment had already shaped
+/// carries their headers too (which variant failed is what an experiment needs).
+pub(crate) fn with_shaped(mut resp: HttpResponse, ctx: &RequestCtx) -> HttpResponse {
+    if let Some(s) = ctx.shaped.get() {
+        let h = resp.headers_mut();
+        let pairs = [
+            (names::X_SWITCHYARD_PROMPT, s.prompt.as_ref().map(|(id, v)| format!("{id}@{v}"))),
+            (names::X_SWITCHYARD_EXPERIMENT, s.experiment.as_ref().map(|(e, v)| format!("{e}/{v}"))),
+        ];
+        for (name, value) in pairs {
+            if let Some(v) = value.and_then(|v: String| actix_web::http::header::HeaderValue::from_str(&v).ok()) {
+                h.insert(name, v);
+            }
+        }
+    }
+    resp
 }
 
 pub(crate) fn simple_error(request_id: &str, error: GatewayError) -> HttpResponse {

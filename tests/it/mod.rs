@@ -7,6 +7,7 @@ mod bedrock;
 mod cache;
 mod chat;
 mod errors;
+mod experiments;
 mod failover;
 mod gemini;
 mod guardrails;

@@ -406,6 +406,14 @@ async fn prompts_made_on_one_instance_serve_on_another_and_on_nats_requests_and_
     .unwrap()
     .unwrap();
     assert_eq!(m.headers.as_ref().and_then(|h| h.get("x-switchyard-prompt")).map(|v| v.as_str()), Some("greet@2"));
+    // feedback on it over NATS too
+    let request_id = m.headers.as_ref().and_then(|h| h.get("x-request-id")).map(|v| v.as_str().to_string()).unwrap();
+    let fb = json!({"request_id": request_id, "score": 4, "comment": "nice"});
+    let m = nc.request_with_headers("pr.v1.feedback".to_string(), h.clone(), fb.to_string().into()).await.unwrap();
+    let v: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!((v["object"].as_str(), v["score"].as_f64()), (Some("feedback"), Some(4.0)), "{v}");
+    let m = nc.request_with_headers("pr.v1.feedback".to_string(), h.clone(), "{\"score\": 1}".into()).await.unwrap();
+    assert_eq!(m.headers.as_ref().and_then(|h| h.get("x-switchyard-status")).map(|v| v.as_str()), Some("400"));
     let js = async_nats::jetstream::new(nc.clone());
     h.insert("Nats-Msg-Id", "job-prompt-1");
     let job = json!({"id": "job-prompt-1", "endpoint": "chat", "body": chat});

@@ -1,6 +1,7 @@
 //! Feedback on requests (`POST /v1/feedback`, `<prefix>.v1.feedback`): a score and a
-//! comment kept by request id, on disk before the call answers. It counts only for a
-//! request of the same key (the report joins on both), and the latest one wins.
+//! comment kept by key and request id, on disk before the call answers. It counts only
+//! for a request of the same key (the report joins on both; another key's feedback can
+//! neither count nor replace it), and a key's latest one wins.
 
 use std::collections::HashMap;
 
@@ -61,19 +62,27 @@ pub fn record(store: &Store, key_id: &str, body: &[u8]) -> Result<Value, Gateway
         ts_ms: unix_ms(),
     };
     let bytes = serde_json::to_vec(&f).map_err(|e| GatewayError::Internal(e.to_string()))?;
-    let stored = store.feedback.insert(f.request_id.as_bytes(), bytes).and_then(|_| store.feedback.flush());
+    let stored = store.feedback.insert(storage_key(key_id, &f.request_id), bytes).and_then(|_| store.feedback.flush());
     stored.map_err(|e| GatewayError::Internal(format!("storing feedback: {e}")))?;
     metrics::counter!(crate::metrics::FEEDBACK_TOTAL).increment(1);
     Ok(json!({"object": "feedback", "request_id": f.request_id, "score": f.score, "comment": f.comment}))
 }
 
-/// Feedback by request id.
-pub fn all(store: &Store) -> Result<HashMap<String, Feedback>, GatewayError> {
+fn storage_key(key_id: &str, request_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key_id.len() + request_id.len() + 1);
+    k.extend_from_slice(key_id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(request_id.as_bytes());
+    k
+}
+
+/// Feedback by (request id, key id).
+pub fn all(store: &Store) -> Result<HashMap<(String, String), Feedback>, GatewayError> {
     let mut out = HashMap::new();
     for item in store.feedback.iter() {
         let (_, v) = item.map_err(|e| GatewayError::Internal(format!("reading feedback: {e}")))?;
         if let Ok(f) = serde_json::from_slice::<Feedback>(&v) {
-            out.insert(f.request_id.clone(), f);
+            out.insert((f.request_id.clone(), f.key_id.clone()), f);
         }
     }
     Ok(out)

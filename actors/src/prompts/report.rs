@@ -142,7 +142,7 @@ struct Group {
 }
 
 /// The report of `e` from its records (the ledger's, any order) and the feedback.
-pub fn report(e: &Experiment, records: &[UsageRecord], feedback: &HashMap<String, Feedback>) -> Value {
+pub fn report(e: &Experiment, records: &[UsageRecord], feedback: &HashMap<(String, String), Feedback>) -> Value {
     let prefix = format!("{}/", e.id);
     let mut groups: Vec<Group> = e
         .variants
@@ -167,7 +167,7 @@ pub fn report(e: &Experiment, records: &[UsageRecord], feedback: &HashMap<String
         g.cost.push(r.cost_usd);
         g.input.push(r.input_tokens as f64);
         g.output.push(r.output_tokens as f64);
-        if let Some(f) = feedback.get(&r.request_id).filter(|f| f.key_id == r.key_id) {
+        if let Some(f) = feedback.get(&(r.request_id.clone(), r.key_id.clone())) {
             g.feedback.push(f.score);
         }
     }

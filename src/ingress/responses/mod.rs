@@ -22,7 +22,9 @@ use switchyard_actors::{Engine, GatewayError, Outcome};
 
 use self::store::{ResponseStore, Stored};
 use crate::app::AppState;
-use crate::ingress::respond::{authenticate, error_response, header, read_body, reply, request_id, respond};
+use crate::ingress::respond::{
+    authenticate, error_response, header, read_body, reply, request_id, respond, with_shaped,
+};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/responses", web::post().to(create))
@@ -56,15 +58,17 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
     let request_id = request_id(&req);
     let runtime = state.engine.runtime();
     let (limit, timeout) = (runtime.config.server.body_limit_bytes, runtime.config.server.body_timeout);
-    let result = async {
-        let ctx = RequestCtx::from_headers(runtime, request_id.clone(), received, header(&req))?;
-        let body = read_body(&req, payload, limit, timeout).await?;
-        serve(&state.engine, &state.responses, &ctx, &body).await
-    }
-    .await;
+    let ctx = match RequestCtx::from_headers(runtime, request_id.clone(), received, header(&req)) {
+        Ok(ctx) => ctx,
+        Err(e) => return error_response(&request_id, &e.into()),
+    };
+    let result = match read_body(&req, payload, limit, timeout).await {
+        Ok(body) => serve(&state.engine, &state.responses, &ctx, &body).await,
+        Err(e) => Err(e.into()),
+    };
     match result {
         Ok(outcome) => respond(&request_id, outcome, received),
-        Err(f) => error_response(&request_id, &f),
+        Err(f) => with_shaped(error_response(&request_id, &f), &ctx),
     }
 }
 
