@@ -35,6 +35,11 @@
 #        GATEWAY_BIN=/path/to/switchyard ops/bench.sh
 #   runs that binary as the gateway instead of building this tree's (to compare two
 #   commits in one session: build the other one's release binary first).
+#        PROMPTS=1 ops/bench.sh
+#   the gateway's requests name a prompt (two Jinja messages, three variables) that an
+#   experiment splits 50/50 between two versions, and a prompt policy adds system text
+#   with today's date: what prompt management costs per request (the other paths get
+#   the same body and ignore the `prompt` field).
 #        NATS=1 ops/bench.sh
 #   also starts a nats-server (JetStream, temp store, free port) and gives the gateway
 #   a [nats] section: the key's rpm/tpm limits are then shared through key-value.
@@ -51,6 +56,7 @@ STRATEGY="${STRATEGY:-weighted}"
 NATS="${NATS:-0}"
 export WORKERS="${WORKERS:-$(nproc)}"
 GUARDRAILS="${GUARDRAILS:-0}"
+PROMPTS="${PROMPTS:-0}"
 INSTRUCTIONS="${INSTRUCTIONS:-0}"
 STREAM="${STREAM:-0}"
 FLOOR="${FLOOR:-1}"
@@ -65,6 +71,27 @@ name = "all"
 pii = { email = "pseudonymize", phone = "redact", card = "block", iban = "mask", ssn = "mask", ip = "log", secret = "block" }
 injection = { threshold = 0.5 }
 moderation = { threshold = 0.5 }'
+fi
+PROMPT_SECTION=""
+if [ "$PROMPTS" = 1 ]; then
+  PROMPT_SECTION='[[prompts]]
+id = "bench"
+[[prompts.versions]]
+messages = [{ role = "system", content = "You are {{ company }}'"'"'s assistant. Answer in {{ language }}." },
+            { role = "user", content = "Say hello to {{ who }}." }]
+variables = { company = "string", language = "string", who = "string" }
+[[prompts.versions]]
+messages = [{ role = "system", content = "You work for {{ company }}; reply in {{ language }}, briefly." },
+            { role = "user", content = "Greet {{ who }}." }]
+variables = { company = "string", language = "string", who = "string" }
+[[experiments]]
+id = "bench-ab"
+prompt = "bench"
+sticky = "request"
+variants = [{ name = "a", weight = 1, prompt_version = 1 }, { name = "b", weight = 1, prompt_version = 2 }]
+[[prompt_policies]]
+name = "date"
+prepend = "Today is {{ date }}."'
 fi
 OUT="${OUT:-target/bench}"
 mkdir -p "$OUT"
@@ -154,9 +181,13 @@ tpm = 100000000000
 enabled = false
 $NATS_SECTION
 $GUARD_SECTION
+$PROMPT_SECTION
 TOML
 } > "$WORK/gw.toml"
 BODY='{"model":"fast","max_tokens":64,"messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
+if [ "$PROMPTS" = 1 ]; then
+  BODY='{"model":"fast","max_tokens":64,"messages":[{"role":"user","content":"Say hello to the benchmark."}],"prompt":{"id":"bench","variables":{"company":"ACME","language":"English","who":"the benchmark"}}}'
+fi
 if [ "$STREAM" = 1 ]; then
   BODY='{"model":"fast","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Say hello to the benchmark, word by word, in one stream."}]}'
 fi
@@ -368,7 +399,7 @@ with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(res, f, indent=2)
 labels = {"mock": "mock-upstream direct", "gateway": "switchyard gateway", "nginx": "nginx proxy",
           "floor": "floor: actix-web + reqwest, nothing between"}
-print(f"duration {duration}, {conns} connections, fixed rate {rate}/s ({rounds} rounds, medians), {targets} target(s), strategy {strategy}, gateway workers {os.environ.get('WORKERS')}, shared limits {os.environ.get('NATS', '0') == '1'}, guardrails {os.environ.get('GUARDRAILS', '0') == '1'}")
+print(f"duration {duration}, {conns} connections, fixed rate {rate}/s ({rounds} rounds, medians), {targets} target(s), strategy {strategy}, gateway workers {os.environ.get('WORKERS')}, shared limits {os.environ.get('NATS', '0') == '1'}, guardrails {os.environ.get('GUARDRAILS', '0') == '1'}, prompts {os.environ.get('PROMPTS', '0') == '1'}")
 print("| path | max req/s | p50 @%s/s (ms) | p99 @%s/s (ms) | added p50 / p99 (ms) | non-2xx |" % (rate, rate))
 print("|---|---:|---:|---:|---:|---:|")
 for name in paths:
