@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::{json, Map, Value};
-use switchyard_actors::prompts::render::Compiled;
+use switchyard_actors::prompts::render::{Bounds, Compiled};
 use switchyard_actors::prompts::shape::{apply_prompt, Format, Policies, PolicyContext};
 use switchyard_config::{PromptMessage, PromptPolicy, PromptVersion};
 
@@ -30,7 +30,7 @@ fn version() -> Compiled {
             .collect(),
         note: None,
     };
-    Compiled::new(1, spec).unwrap()
+    Compiled::new(1, spec, Bounds::default()).unwrap()
 }
 
 fn prompts(c: &mut Criterion) {
@@ -39,14 +39,17 @@ fn prompts(c: &mut Criterion) {
         json!({"company": "ACME", "language": "English", "who": "the benchmark"}).as_object().cloned().unwrap();
     c.bench_function("prompt/render", |b| b.iter(|| black_box(v.render("bench", black_box(&vars)).unwrap())));
 
-    let policies = Policies::new(&[PromptPolicy {
-        name: "date".into(),
-        keys: vec![],
-        teams: vec![],
-        models: vec![],
-        prepend: Some("Today is {{ date }}.".into()),
-        append: None,
-    }])
+    let policies = Policies::new(
+        &[PromptPolicy {
+            name: "date".into(),
+            keys: vec![],
+            teams: vec![],
+            models: vec![],
+            prepend: Some("Today is {{ date }}.".into()),
+            append: None,
+        }],
+        Bounds::default(),
+    )
     .unwrap();
     let body = serde_json::to_vec(&json!({"model": "fast", "max_tokens": 64,
         "messages": [{"role": "user", "content": "Say hello to the benchmark."}],

@@ -348,11 +348,18 @@ impl Store {
     /// Records with `ts_ms >= since_ms`, in the order they were committed.
     pub fn usage_since(&self, since_ms: u64) -> Result<Vec<UsageRecord>, StoreError> {
         let mut out = Vec::new();
+        self.visit_usage_since(since_ms, |r| out.push(r))?;
+        Ok(out)
+    }
+
+    /// Each record newer than `since_ms`, one segment in memory at a time (a report over
+    /// a long ledger need not hold it all).
+    pub fn visit_usage_since(&self, since_ms: u64, mut f: impl FnMut(UsageRecord)) -> Result<(), StoreError> {
         for item in self.ledger.range(since_ms.to_be_bytes().to_vec()..) {
             let (_, v) = item?;
-            out.extend(Self::records_of(&v)?.into_iter().filter(|r| r.ts_ms >= since_ms));
+            Self::records_of(&v)?.into_iter().filter(|r| r.ts_ms >= since_ms).for_each(&mut f);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Stores a Responses API response record, on disk before it returns (a later turn

@@ -171,6 +171,10 @@ pub struct RawServer {
     pub max_messages: Option<usize>,
     /// Deepest JSON nesting a request may have (default 32; 400 deeper).
     pub max_json_depth: Option<usize>,
+    /// Instructions one prompt template may run per render (default 200,000; 400 past it).
+    pub prompt_render_fuel: Option<u64>,
+    /// Largest text one prompt template may render, bytes (default 1 MiB; 400 past it).
+    pub prompt_max_rendered_bytes: Option<usize>,
     /// Longest a request body may take to arrive, ms (408 after).
     pub body_timeout_ms: Option<u64>,
     /// Most inputs an embeddings or moderations request may hold.

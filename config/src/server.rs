@@ -20,6 +20,9 @@ pub struct Server {
     /// Hostile-input limits (400 beyond them).
     pub max_messages: usize,
     pub max_json_depth: usize,
+    /// Bounds of one prompt template's render: instructions, and the text's bytes.
+    pub prompt_render_fuel: u64,
+    pub prompt_max_rendered_bytes: usize,
     /// Longest a request body may take to arrive (408 after).
     pub body_timeout: std::time::Duration,
     /// Most inputs an embeddings or moderations request may hold (400 above).

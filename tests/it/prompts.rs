@@ -394,6 +394,31 @@ async fn prompts_made_on_one_instance_serve_on_another_and_on_nats_requests_and_
     }
     assert_eq!(seen, "greet@2");
 
+    // an experiment made on one instance runs on the other; its pause comes back
+    let exp = json!({"id": "hello-ab", "prompt": "greet", "sticky": "key",
+        "variants": [{"name": "one", "weight": 0, "prompt_version": 1}, {"name": "two", "weight": 1, "prompt_version": 2}]});
+    let (status, v) = admin(Method::POST, a.url(), "/admin/experiments", Some(exp)).await;
+    assert_eq!(status, 201, "{v}");
+    let mut variant = String::new();
+    for _ in 0..200 {
+        let r = post_as(b.url(), MAIN_KEY, &[], &chat).await;
+        variant = header(&r, "x-switchyard-experiment");
+        if !variant.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(variant, "hello-ab/two", "a weight of 0 never serves");
+    assert_eq!(admin(Method::POST, b.url(), "/admin/experiments/hello-ab/pause", None).await.0, 200);
+    for _ in 0..200 {
+        variant = header(&post_as(a.url(), MAIN_KEY, &[], &chat).await, "x-switchyard-experiment");
+        if variant.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(variant, "", "paused on the other instance too");
+
     // NATS request/reply, and a durable job whose usage event names the version
     let nc = async_nats::connect(nats.url()).await.unwrap();
     let mut h = async_nats::HeaderMap::new();

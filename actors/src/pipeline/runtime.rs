@@ -83,7 +83,9 @@ impl Engine {
                 (k.key_sha256.clone(), Arc::new(KeyEntry::new(k.clone(), team)))
             })
             .collect();
-        let policies = crate::prompts::shape::Policies::new(&config.prompt_policies).map_err(GatewayError::Internal)?;
+        let bounds = crate::prompts::render::Bounds::of(&config.server);
+        let policies =
+            crate::prompts::shape::Policies::new(&config.prompt_policies, bounds).map_err(GatewayError::Internal)?;
         let forward_headers = config
             .providers
             .iter()

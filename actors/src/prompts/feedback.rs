@@ -3,8 +3,6 @@
 //! for a request of the same key (the report joins on both; another key's feedback can
 //! neither count nor replace it), and a key's latest one wins.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -76,14 +74,8 @@ fn storage_key(key_id: &str, request_id: &str) -> Vec<u8> {
     k
 }
 
-/// Feedback by (request id, key id).
-pub fn all(store: &Store) -> Result<HashMap<(String, String), Feedback>, GatewayError> {
-    let mut out = HashMap::new();
-    for item in store.feedback.iter() {
-        let (_, v) = item.map_err(|e| GatewayError::Internal(format!("reading feedback: {e}")))?;
-        if let Ok(f) = serde_json::from_slice::<Feedback>(&v) {
-            out.insert((f.request_id.clone(), f.key_id.clone()), f);
-        }
-    }
-    Ok(out)
+/// The score `key_id` gave its request `request_id`, if it gave one.
+pub fn score(store: &Store, key_id: &str, request_id: &str) -> Option<f64> {
+    let v = store.feedback.get(storage_key(key_id, request_id)).ok()??;
+    serde_json::from_slice::<Feedback>(&v).ok().map(|f| f.score)
 }

@@ -75,12 +75,18 @@ pub enum Selector {
 }
 
 impl Entry {
-    fn new(prompt: Prompt, from_config: bool, audit: Vec<Audit>, updated_ms: u64) -> Result<Entry, String> {
+    fn new(
+        prompt: Prompt,
+        from_config: bool,
+        audit: Vec<Audit>,
+        updated_ms: u64,
+        bounds: render::Bounds,
+    ) -> Result<Entry, String> {
         let versions = prompt
             .versions
             .iter()
             .enumerate()
-            .map(|(i, v)| Compiled::new(i as u32 + 1, v.clone()).map(Arc::new))
+            .map(|(i, v)| Compiled::new(i as u32 + 1, v.clone(), bounds).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Entry { prompt, from_config, audit, updated_ms, versions })
     }
@@ -137,8 +143,9 @@ impl Prompts {
     /// prompt whose id the config now defines is not served, with a warning).
     pub fn rebuild(&self, config: &Config) -> Result<(), GatewayError> {
         let mut table: Table = HashMap::new();
+        let bounds = render::Bounds::of(&config.server);
         for p in &config.prompts {
-            let e = Entry::new(p.clone(), true, Vec::new(), 0).map_err(GatewayError::Internal)?;
+            let e = Entry::new(p.clone(), true, Vec::new(), 0, bounds).map_err(GatewayError::Internal)?;
             table.insert(p.id.clone(), Arc::new(e));
         }
         for sp in self.stored()? {
@@ -150,7 +157,7 @@ impl Prompts {
                 tracing::warn!(prompt = %sp.prompt.id, "{field}: {m}; not served");
                 continue;
             }
-            match Entry::new(sp.prompt.clone(), false, sp.audit, sp.updated_ms) {
+            match Entry::new(sp.prompt.clone(), false, sp.audit, sp.updated_ms, bounds) {
                 Ok(e) => {
                     table.insert(sp.prompt.id.clone(), Arc::new(e));
                 }

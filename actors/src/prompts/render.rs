@@ -11,17 +11,31 @@ use switchyard_config::{var_type, PromptVersion};
 
 use crate::GatewayError;
 
-/// Instructions a template may run per render (a loop over a huge range stops here).
-const FUEL: u64 = 200_000;
+/// What one render may take: instructions (a loop over a huge range stops there) and
+/// the bytes of its text (`server.prompt_render_fuel`, `server.prompt_max_rendered_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bounds {
+    pub fuel: u64,
+    pub max_bytes: usize,
+}
 
-/// Largest rendered text of one template, in bytes.
-pub const MAX_RENDERED: usize = 1 << 20;
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds { fuel: 200_000, max_bytes: 1 << 20 }
+    }
+}
+
+impl Bounds {
+    pub fn of(server: &switchyard_config::Server) -> Bounds {
+        Bounds { fuel: server.prompt_render_fuel, max_bytes: server.prompt_max_rendered_bytes }
+    }
+}
 
 /// A sandboxed environment for templates written by operators.
-pub fn environment() -> Environment<'static> {
+pub fn environment(bounds: Bounds) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_fuel(Some(FUEL));
+    env.set_fuel(Some(bounds.fuel));
     env
 }
 
@@ -32,18 +46,19 @@ pub struct Compiled {
     env: Environment<'static>,
     /// Variables the templates use (top level), when no schema names them.
     used: BTreeSet<String>,
+    max_bytes: usize,
 }
 
 impl Compiled {
-    pub fn new(version: u32, spec: PromptVersion) -> Result<Compiled, String> {
-        let mut env = environment();
+    pub fn new(version: u32, spec: PromptVersion, bounds: Bounds) -> Result<Compiled, String> {
+        let mut env = environment(bounds);
         let mut used = BTreeSet::new();
         for (i, m) in spec.messages.iter().enumerate() {
             env.add_template_owned(format!("messages[{i}]"), m.content.clone()).map_err(|e| e.to_string())?;
             let t = env.get_template(&format!("messages[{i}]")).map_err(|e| e.to_string())?;
             used.extend(t.undeclared_variables(false));
         }
-        Ok(Compiled { version, spec, env, used })
+        Ok(Compiled { version, spec, env, used, max_bytes: bounds.max_bytes })
     }
 
     /// The messages (Chat Completions' shape, string content) for `vars`; a missing,
@@ -83,8 +98,11 @@ impl Compiled {
         for (i, m) in self.spec.messages.iter().enumerate() {
             let t = self.env.get_template(&format!("messages[{i}]")).map_err(|e| bad(e.to_string()))?;
             let text = t.render(&ctx).map_err(|e| bad(describe(&e)))?;
-            if text.len() > MAX_RENDERED {
-                return Err(bad(format!("message {i} renders to more than {MAX_RENDERED} bytes")));
+            if text.len() > self.max_bytes {
+                let max = self.max_bytes;
+                return Err(bad(format!(
+                    "message {i} renders to more than {max} bytes (server.prompt_max_rendered_bytes)"
+                )));
             }
             out.push((m.role.clone(), text));
         }
@@ -93,13 +111,18 @@ impl Compiled {
 }
 
 /// Renders one template of a policy with a request's context.
-pub fn render_one(env: &Environment<'static>, name: &str, ctx: &minijinja::Value) -> Result<String, GatewayError> {
+pub fn render_one(
+    env: &Environment<'static>,
+    name: &str,
+    ctx: &minijinja::Value,
+    max_bytes: usize,
+) -> Result<String, GatewayError> {
     let t = env.get_template(name).map_err(|e| GatewayError::Internal(e.to_string()))?;
     let text =
         t.render(ctx).map_err(|e| GatewayError::BadRequest(format!("prompt policy `{name}`: {}", describe(&e))))?;
-    if text.len() > MAX_RENDERED {
+    if text.len() > max_bytes {
         return Err(GatewayError::BadRequest(format!(
-            "prompt policy `{name}` renders to more than {MAX_RENDERED} bytes"
+            "prompt policy `{name}` renders to more than {max_bytes} bytes (server.prompt_max_rendered_bytes)"
         )));
     }
     Ok(text)
@@ -165,7 +188,7 @@ mod tests {
             variables: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             note: None,
         };
-        Compiled::new(2, spec).unwrap()
+        Compiled::new(2, spec, Bounds::default()).unwrap()
     }
 
     fn vars(v: Value) -> Map<String, Value> {
@@ -218,6 +241,10 @@ mod tests {
         );
         let e = c.render("p", &Map::new()).unwrap_err().to_string();
         assert!(e.contains("fuel") || e.contains("range"), "{e}");
+        let small = Bounds { fuel: 200_000, max_bytes: 10 };
+        let c = Compiled::new(1, version(&[], &[("user", "{{ x }}")]).spec.clone(), small).unwrap();
+        let e = c.render("p", &vars(json!({"x": "more than ten bytes"}))).unwrap_err().to_string();
+        assert!(e.contains("more than 10 bytes (server.prompt_max_rendered_bytes)"), "{e}");
         // no statement reaches another template, a file or the network
         for source in ["{% include 'x' %}", "{% extends 'x' %}", "{% import 'x' as y %}"] {
             let e = switchyard_config::check_template(source).unwrap_err();

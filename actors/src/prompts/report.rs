@@ -10,13 +10,10 @@
 //! (it stays inside [0, 1] and holds at small counts), and the binomial order-statistic
 //! interval for percentiles (no assumption on the latency distribution).
 
-use std::collections::HashMap;
-
 use serde_json::{json, Value};
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 use switchyard_config::Experiment;
 
-use super::feedback::Feedback;
 use crate::types::UsageRecord;
 
 /// Student's t quantile for a two-sided 95% interval with `df` degrees of freedom.
@@ -141,36 +138,55 @@ struct Group {
     feedback: Vec<f64>,
 }
 
-/// The report of `e` from its records (the ledger's, any order) and the feedback.
-pub fn report(e: &Experiment, records: &[UsageRecord], feedback: &HashMap<(String, String), Feedback>) -> Value {
-    let prefix = format!("{}/", e.id);
-    let mut groups: Vec<Group> = e
-        .variants
-        .iter()
-        .map(|_| Group {
-            n: 0,
-            errors: 0,
-            latency_ms: vec![],
-            cost: vec![],
-            input: vec![],
-            output: vec![],
-            feedback: vec![],
-        })
-        .collect();
-    for r in records {
-        let Some(v) = r.experiment.as_deref().and_then(|x| x.strip_prefix(&prefix)) else { continue };
-        let Some(i) = e.variants.iter().position(|x| x.name == v) else { continue };
-        let g = &mut groups[i];
+/// A report being tallied: records are added one by one (straight from the ledger), so
+/// what is held is only the experiment's own figures.
+pub struct Tally<'a> {
+    e: &'a Experiment,
+    prefix: String,
+    groups: Vec<Group>,
+}
+
+impl<'a> Tally<'a> {
+    pub fn new(e: &'a Experiment) -> Tally<'a> {
+        let groups = e
+            .variants
+            .iter()
+            .map(|_| Group {
+                n: 0,
+                errors: 0,
+                latency_ms: vec![],
+                cost: vec![],
+                input: vec![],
+                output: vec![],
+                feedback: vec![],
+            })
+            .collect();
+        Tally { e, prefix: format!("{}/", e.id), groups }
+    }
+
+    /// Adds a record if it is the experiment's; `feedback(key, request)` is the score
+    /// that key gave that request.
+    pub fn add(&mut self, r: &UsageRecord, feedback: impl Fn(&str, &str) -> Option<f64>) {
+        let Some(v) = r.experiment.as_deref().and_then(|x| x.strip_prefix(&self.prefix)) else { return };
+        let Some(i) = self.e.variants.iter().position(|x| x.name == v) else { return };
+        let g = &mut self.groups[i];
         g.n += 1;
         g.errors += u64::from(r.status >= 400);
         g.latency_ms.push(r.latency_us as f64 / 1000.0);
         g.cost.push(r.cost_usd);
         g.input.push(r.input_tokens as f64);
         g.output.push(r.output_tokens as f64);
-        if let Some(f) = feedback.get(&(r.request_id.clone(), r.key_id.clone())) {
-            g.feedback.push(f.score);
+        if let Some(score) = feedback(&r.key_id, &r.request_id) {
+            g.feedback.push(score);
         }
     }
+
+    pub fn finish(self) -> Value {
+        finish(self.e, self.groups)
+    }
+}
+
+fn finish(e: &Experiment, mut groups: Vec<Group>) -> Value {
     for g in &mut groups {
         g.latency_ms.sort_by(f64::total_cmp);
     }

@@ -8,7 +8,7 @@ use minijinja::Environment;
 use serde_json::{json, Map, Value};
 use switchyard_config::PromptPolicy;
 
-use super::render::{environment, render_one, Compiled};
+use super::render::{environment, render_one, Bounds, Compiled};
 use super::{Prompts, Selector};
 use crate::GatewayError;
 
@@ -272,6 +272,7 @@ fn add_system(
 pub struct Policies {
     list: Vec<PromptPolicy>,
     env: Environment<'static>,
+    max_bytes: usize,
     /// The `x-switchyard-meta-*` headers their templates read (lower-case names).
     pub meta_headers: Vec<String>,
 }
@@ -287,8 +288,8 @@ pub struct PolicyContext<'a> {
 }
 
 impl Policies {
-    pub fn new(list: &[PromptPolicy]) -> Result<Policies, String> {
-        let mut env = environment();
+    pub fn new(list: &[PromptPolicy], bounds: Bounds) -> Result<Policies, String> {
+        let mut env = environment(bounds);
         let mut meta = std::collections::BTreeSet::new();
         for p in list {
             for (part, text) in [("prepend", &p.prepend), ("append", &p.append)] {
@@ -304,7 +305,7 @@ impl Policies {
                 }
             }
         }
-        Ok(Policies { list: list.to_vec(), env, meta_headers: meta.into_iter().collect() })
+        Ok(Policies { list: list.to_vec(), env, max_bytes: bounds.max_bytes, meta_headers: meta.into_iter().collect() })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -341,10 +342,10 @@ impl Policies {
         let (mut before, mut after) = (Vec::new(), Vec::new());
         for p in &matching {
             if p.prepend.is_some() {
-                before.push(render_one(&self.env, &format!("{}.prepend", p.name), &ctx)?);
+                before.push(render_one(&self.env, &format!("{}.prepend", p.name), &ctx, self.max_bytes)?);
             }
             if p.append.is_some() {
-                after.push(render_one(&self.env, &format!("{}.append", p.name), &ctx)?);
+                after.push(render_one(&self.env, &format!("{}.append", p.name), &ctx, self.max_bytes)?);
             }
         }
         match format {

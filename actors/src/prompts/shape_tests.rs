@@ -14,7 +14,7 @@ fn version(model: Option<&str>, params: Value) -> Compiled {
         variables: Default::default(),
         note: None,
     };
-    Compiled::new(3, spec).unwrap()
+    Compiled::new(3, spec, Bounds::default()).unwrap()
 }
 
 fn obj(v: Value) -> Map<String, Value> {
@@ -107,11 +107,14 @@ fn policy(name: &str, teams: &[&str], prepend: Option<&str>, append: Option<&str
 
 #[test]
 fn policies_add_system_text_in_order_from_the_context() {
-    let p = Policies::new(&[
-        policy("tone", &["support"], Some("Be kind to {{ user }} (tier {{ meta.tier }})."), None),
-        policy("date", &[], Some("Today is {{ date }}."), Some("Key {{ key_id }} on {{ model }}.")),
-        policy("other", &["sales"], Some("never"), None),
-    ])
+    let p = Policies::new(
+        &[
+            policy("tone", &["support"], Some("Be kind to {{ user }} (tier {{ meta.tier }})."), None),
+            policy("date", &[], Some("Today is {{ date }}."), Some("Key {{ key_id }} on {{ model }}.")),
+            policy("other", &["sales"], Some("never"), None),
+        ],
+        Bounds::default(),
+    )
     .unwrap();
     assert_eq!(p.meta_headers, vec!["x-switchyard-meta-tier".to_string()]);
     assert!(p.may_apply("k", None), "a policy for every team");

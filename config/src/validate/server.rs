@@ -44,6 +44,18 @@ pub(super) fn server(s: RawServer, env: &dyn Fn(&str) -> Option<String>, errs: &
         routing_seed: s.routing_seed,
         max_messages: at_least_one("server.max_messages", s.max_messages, 1000, errs),
         max_json_depth: at_least_one("server.max_json_depth", s.max_json_depth, 32, errs),
+        prompt_render_fuel: at_least_one(
+            "server.prompt_render_fuel",
+            s.prompt_render_fuel.map(|n| n as usize),
+            200_000,
+            errs,
+        ) as u64,
+        prompt_max_rendered_bytes: at_least_one(
+            "server.prompt_max_rendered_bytes",
+            s.prompt_max_rendered_bytes,
+            1 << 20,
+            errs,
+        ),
         // OpenAI's own limits: 2,048 inputs an embeddings request; the largest model
         // answers 3,072 dimensions (4,096 leaves room for others)
         body_timeout: positive_ms("server.body_timeout_ms", s.body_timeout_ms, 30_000, errs),

@@ -72,12 +72,13 @@ async fn report(state: &AppState, e: &std::sync::Arc<Entry>) -> Result<Value, Ga
     let since = e.audit.first().map_or(0, |a| a.at_ms.saturating_sub(1000));
     let experiment = e.experiment.clone();
     tokio::task::spawn_blocking(move || {
-        let records = engine
-            .store()
-            .usage_since(since)
+        use switchyard_actors::prompts::{feedback, report::Tally};
+        let store = engine.store();
+        let mut tally = Tally::new(&experiment);
+        store
+            .visit_usage_since(since, |r| tally.add(&r, |key, id| feedback::score(store, key, id)))
             .map_err(|e| GatewayError::Internal(format!("reading the ledger: {e}")))?;
-        let feedback = switchyard_actors::prompts::feedback::all(engine.store())?;
-        Ok(switchyard_actors::prompts::report::report(&experiment, &records, &feedback))
+        Ok(tally.finish())
     })
     .await
     .map_err(|e| GatewayError::Internal(e.to_string()))?
