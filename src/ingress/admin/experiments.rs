@@ -9,7 +9,7 @@ use switchyard_actors::prompts::experiments::Entry;
 use switchyard_actors::GatewayError;
 use switchyard_config::Experiment;
 
-use super::{admin, admin_body, answer, json_body};
+use super::{actor, admin, admin_json_required, answer};
 use crate::app::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -18,11 +18,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/experiments/{id}", web::get().to(get))
         .route("/admin/experiments/{id}/promote", web::post().to(promote))
         .route("/admin/experiments/{id}/{action}", web::post().to(set_status));
-}
-
-fn actor(req: &HttpRequest) -> String {
-    let v = req.headers().get("x-switchyard-actor").and_then(|v| v.to_str().ok()).unwrap_or("admin");
-    v.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
 fn shown(e: &std::sync::Arc<Entry>) -> Value {
@@ -52,9 +47,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
 /// `POST /admin/experiments`: a new experiment (the shape of `[[experiments]]`).
 async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let result = async {
-        admin(&req, &state)?;
-        let body = admin_body(&req, payload, &state).await?;
-        let e: Experiment = json_body(&body)?;
+        let e: Experiment = admin_json_required(&req, payload, &state).await?;
         let id = e.id.clone();
         let config = state.engine.runtime().config.clone();
         state.engine.experiments().create(e, &actor(&req), &config, state.engine.prompts()).await?;
@@ -135,9 +128,7 @@ async fn promote(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let result = async {
-        admin(&req, &state)?;
-        let body = admin_body(&req, payload, &state).await?;
-        let p: Promote = json_body(&body)?;
+        let p: Promote = admin_json_required(&req, payload, &state).await?;
         let e = entry(&state, &path)?;
         let x = &e.experiment;
         let v =

@@ -90,6 +90,37 @@ pub(super) async fn admin_body(
     read_body(req, payload, server.body_limit_bytes, server.body_timeout).await
 }
 
+/// The admin credential checked, then the body read and parsed as `T`; an empty body
+/// is `None`.
+pub(super) async fn admin_json<T: for<'de> Deserialize<'de>>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Option<T>, GatewayError> {
+    admin(req, state)?;
+    let body = admin_body(req, payload, state).await?;
+    if body.is_empty() {
+        return Ok(None);
+    }
+    json_body(&body).map(Some)
+}
+
+/// [`admin_json`] for a body that must be there.
+pub(super) async fn admin_json_required<T: for<'de> Deserialize<'de>>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<T, GatewayError> {
+    admin_json(req, payload, state).await?.ok_or_else(|| GatewayError::BadRequest("a JSON body is required".into()))
+}
+
+/// Who made a change (free text: an email, a CI job), for audit trails:
+/// `x-switchyard-actor`, default `admin`.
+pub(super) fn actor(req: &HttpRequest) -> String {
+    let v = req.headers().get("x-switchyard-actor").and_then(|v| v.to_str().ok()).unwrap_or("admin");
+    v.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
 pub(super) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, GatewayError> {
     serde_json::from_slice(body).map_err(|e| GatewayError::BadRequest(format!("invalid JSON body: {e}")))
 }
@@ -98,9 +129,7 @@ pub(super) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, 
 async fn create_key(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let result = async {
         // the credential first: nothing is read of a body an unknown caller sends
-        admin(&req, &state)?;
-        let body = admin_body(&req, payload, &state).await?;
-        let vk: VirtualKey = json_body(&body)?;
+        let vk: VirtualKey = admin_json_required(&req, payload, &state).await?;
         let config = state.engine.runtime().config.clone();
         let (vk, secret) = state.engine.virtual_keys().create(vk, &config).await?;
         let mut v = shown(&vk);
@@ -143,9 +172,7 @@ async fn update_key(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let result = async {
-        admin(&req, &state)?;
-        let body = admin_body(&req, payload, &state).await?;
-        let patch: Map<String, Value> = json_body(&body)?;
+        let patch: Map<String, Value> = admin_json_required(&req, payload, &state).await?;
         let config = state.engine.runtime().config.clone();
         Ok(shown(&state.engine.virtual_keys().update(&path, patch, &config).await?))
     }

@@ -10,7 +10,7 @@ use switchyard_actors::prompts::{Entry, Selector};
 use switchyard_actors::GatewayError;
 use switchyard_config::{Prompt, PromptVersion};
 
-use super::{admin, admin_body, answer, json_body};
+use super::{actor, admin, admin_json, admin_json_required, answer};
 use crate::app::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -23,12 +23,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/prompts/{id}/rollback", web::post().to(rollback))
         .route("/admin/prompts/{id}/diff", web::get().to(diff))
         .route("/admin/prompts/{id}/render", web::post().to(render));
-}
-
-/// Who made a change (free text: an email, a CI job), for the audit trail.
-fn actor(req: &HttpRequest) -> String {
-    let v = req.headers().get("x-switchyard-actor").and_then(|v| v.to_str().ok()).unwrap_or("admin");
-    v.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
 /// A prompt as the API shows it.
@@ -80,9 +74,7 @@ async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppStat
 /// `POST /admin/prompts`: a new prompt (`{"id", "versions": [...], "labels": {...}}`).
 async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let result = async {
-        admin(&req, &state)?;
-        let body = admin_body(&req, payload, &state).await?;
-        let prompt: Prompt = json_body(&body)?;
+        let prompt: Prompt = admin_json_required(&req, payload, &state).await?;
         let config = state.engine.runtime().config.clone();
         let id = prompt.id.clone();
         state.engine.prompts().create(prompt, &actor(&req), &config).await?;
@@ -111,9 +103,7 @@ async fn add_version(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let result = async {
-        admin(&req, &state)?;
-        let body = admin_body(&req, payload, &state).await?;
-        let nv: NewVersion = json_body(&body)?;
+        let nv: NewVersion = admin_json_required(&req, payload, &state).await?;
         let config = state.engine.runtime().config.clone();
         let prompts = state.engine.prompts();
         let (_, n) = prompts.add_version(&path, nv.version, &nv.labels, &actor(&req), &config).await?;
@@ -141,9 +131,7 @@ async fn set_label(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let result = async {
-        admin(&req, &state)?;
-        let body = admin_body(&req, payload, &state).await?;
-        let b: LabelBody = json_body(&body)?;
+        let b: LabelBody = admin_json_required(&req, payload, &state).await?;
         let (id, label) = path.into_inner();
         let config = state.engine.runtime().config.clone();
         state.engine.prompts().set_label(&id, &label, Some(b.version), &actor(&req), &config).await?;
@@ -166,7 +154,7 @@ async fn remove_label(req: HttpRequest, path: web::Path<(String, String)>, state
     answer(&req, 200, result)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RollbackBody {
     #[serde(default)]
@@ -182,9 +170,7 @@ async fn rollback(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let result = async {
-        admin(&req, &state)?;
-        let body = admin_body(&req, payload, &state).await?;
-        let b: RollbackBody = if body.is_empty() { RollbackBody { label: None } } else { json_body(&body)? };
+        let b: RollbackBody = admin_json(&req, payload, &state).await?.unwrap_or_default();
         let label = b.label.unwrap_or_else(|| switchyard_actors::prompts::DEFAULT_LABEL.to_string());
         let e = entry(&state, &path)?;
         let last = e.audit.iter().rev().find(|a| a.action == "label" && a.label.as_deref() == Some(label.as_str()));
@@ -251,7 +237,7 @@ async fn diff(
     answer(&req, 200, result)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RenderBody {
     version: Option<u32>,
@@ -269,13 +255,7 @@ async fn render(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let result = async {
-        admin(&req, &state)?;
-        let body = admin_body(&req, payload, &state).await?;
-        let b: RenderBody = if body.is_empty() {
-            RenderBody { version: None, label: None, variables: Map::new() }
-        } else {
-            json_body(&body)?
-        };
+        let b: RenderBody = admin_json(&req, payload, &state).await?.unwrap_or_default();
         let sel = match (b.version, b.label) {
             (Some(_), Some(_)) => return Err(GatewayError::BadRequest("give `version` or `label`, not both".into())),
             (Some(n), None) => Selector::Version(n),
