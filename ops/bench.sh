@@ -184,6 +184,7 @@ $GUARD_SECTION
 $PROMPT_SECTION
 TOML
 } > "$WORK/gw.toml"
+BODY_OVERRIDE="${BODY:-}"
 BODY='{"model":"fast","max_tokens":64,"messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
 if [ "$PROMPTS" = 1 ]; then
   BODY='{"model":"fast","max_tokens":64,"messages":[{"role":"user","content":"Say hello to the benchmark."}],"prompt":{"id":"bench","variables":{"company":"ACME","language":"English","who":"the benchmark"}}}'
@@ -191,8 +192,13 @@ fi
 if [ "$STREAM" = 1 ]; then
   BODY='{"model":"fast","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Say hello to the benchmark, word by word, in one stream."}]}'
 fi
+# BODY='{...}' ops/bench.sh: another request body (the same for every path)
+if [ -n "$BODY_OVERRIDE" ]; then BODY="$BODY_OVERRIDE"; fi
 if [ "$INSTRUCTIONS" = 1 ]; then
-  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" "$BIN" serve --config "$WORK/gw.toml" \
+  # the allocator option set here, so that `serve` does not start itself again (valgrind
+  # would not follow it)
+  MIMALLOC_ARENA_EAGER_COMMIT=0 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+    "$BIN" serve --config "$WORK/gw.toml" \
     >/dev/null 2>"$WORK/gw.log" &
   GW_PID=$!
   PIDS+=($GW_PID)

@@ -140,6 +140,8 @@ pub struct Hot {
     /// providers), so a scan beats hashing; cleared if it ever grows past [`HOT_CAP`].
     requests: Vec<((String, String, u16), metrics::Counter)>,
     upstream: Vec<(String, metrics::Histogram)>,
+    /// `(EXPERIMENT/VARIANT, status)`.
+    experiments: Vec<((String, u16), ExperimentHandles)>,
 }
 
 const HOT_CAP: usize = 256;
@@ -153,7 +155,17 @@ impl Hot {
             overhead: metrics::histogram!(GATEWAY_OVERHEAD),
             requests: Vec::new(),
             upstream: Vec::new(),
+            experiments: Vec::new(),
         }
+    }
+
+    /// The `switchyard_experiment_*` handles of a variant and status.
+    fn experiment(&mut self, label: &str, status: u16) -> &ExperimentHandles {
+        cached(
+            &mut self.experiments,
+            |(l, s)| *s == status && l == label,
+            || ((label.to_string(), status), ExperimentHandles::register(label, status)),
+        )
     }
 
     /// `switchyard_requests_total{model, provider, status}`.
@@ -215,17 +227,40 @@ pub fn hot(f: impl FnOnce(&mut Hot)) {
 
 /// A finished request of an experiment (`label` is `EXPERIMENT/VARIANT`).
 pub fn experiment(label: &str, status: u16, elapsed: std::time::Duration, tokens: (u64, u64), cost: f64) {
-    let (e, v) = label.split_once('/').unwrap_or((label, ""));
-    let (e, v) = (e.to_string(), v.to_string());
-    metrics::counter!(EXPERIMENT_REQUESTS_TOTAL, "experiment" => e.clone(), "variant" => v.clone(), "status" => status.to_string())
-        .increment(1);
-    for (direction, n) in [("input", tokens.0), ("output", tokens.1)] {
-        metrics::counter!(EXPERIMENT_TOKENS_TOTAL, "experiment" => e.clone(), "variant" => v.clone(), "direction" => direction)
-            .increment(n);
+    hot(|h| {
+        let e = h.experiment(label, status);
+        e.requests.increment(1);
+        e.input.increment(tokens.0);
+        e.output.increment(tokens.1);
+        // a float that only grows, as `switchyard_cost_usd_total` (counters are integers)
+        e.cost.increment(cost);
+        e.duration.record(elapsed.as_secs_f64());
+    });
+}
+
+/// The handles of one experiment variant and status.
+pub struct ExperimentHandles {
+    requests: metrics::Counter,
+    input: metrics::Counter,
+    output: metrics::Counter,
+    cost: metrics::Gauge,
+    duration: metrics::Histogram,
+}
+
+impl ExperimentHandles {
+    fn register(label: &str, status: u16) -> ExperimentHandles {
+        let (e, v) = label.split_once('/').unwrap_or((label, ""));
+        let (e, v) = (e.to_string(), v.to_string());
+        let tokens = |direction: &'static str| metrics::counter!(EXPERIMENT_TOKENS_TOTAL, "experiment" => e.clone(), "variant" => v.clone(), "direction" => direction);
+        ExperimentHandles {
+            requests: metrics::counter!(EXPERIMENT_REQUESTS_TOTAL, "experiment" => e.clone(), "variant" => v.clone(),
+                "status" => status.to_string()),
+            input: tokens("input"),
+            output: tokens("output"),
+            cost: metrics::gauge!(EXPERIMENT_COST_USD_TOTAL, "experiment" => e.clone(), "variant" => v.clone()),
+            duration: metrics::histogram!(EXPERIMENT_DURATION, "experiment" => e, "variant" => v),
+        }
     }
-    // a float that only grows, as `switchyard_cost_usd_total` (counters are integers)
-    metrics::gauge!(EXPERIMENT_COST_USD_TOTAL, "experiment" => e.clone(), "variant" => v.clone()).increment(cost);
-    metrics::histogram!(EXPERIMENT_DURATION, "experiment" => e, "variant" => v).record(elapsed.as_secs_f64());
 }
 
 #[cfg(test)]

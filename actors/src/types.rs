@@ -172,27 +172,44 @@ impl ChatRequest {
     /// Parses and checks the shape the gateway relies on; errors are client errors that
     /// name the field.
     pub fn parse(body: &[u8]) -> Result<ChatRequest, GatewayError> {
-        let req: ChatRequest = match serde_json::from_slice(body) {
-            Ok(r) => r,
+        match serde_json::from_slice(body) {
+            Ok(r) => Self::checked(r),
             // a field of the wrong type: found again by name (only on this error path)
-            Err(e) => {
-                if let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) {
-                    check_fields(&obj, CHAT_FIELDS)?;
-                    for (name, ok) in [
-                        ("model", obj.get("model").is_some_and(Value::is_string)),
-                        ("messages", obj.get("messages").is_some_and(Value::is_array)),
-                    ] {
-                        if !ok {
-                            return Err(GatewayError::BadRequest(format!(
-                                "`{name}` is required: {}",
-                                if name == "model" { "a string" } else { "an array of messages" }
-                            )));
-                        }
-                    }
-                }
-                return Err(json_error(e));
+            Err(e) => Err(Self::explain(serde_json::from_slice::<Value>(body).ok(), e)),
+        }
+    }
+
+    /// [`ChatRequest::parse`] of a body already parsed (and shaped: `prompts::shape`).
+    pub fn from_object(obj: Map<String, Value>) -> Result<ChatRequest, GatewayError> {
+        let v = Value::Object(obj);
+        match ChatRequest::deserialize(&v) {
+            Ok(r) => Self::checked(r),
+            Err(e) => Err(Self::explain(Some(v), e)),
+        }
+    }
+
+    /// The error of a body that did not deserialize, naming the field when it can.
+    fn explain(parsed: Option<Value>, e: serde_json::Error) -> GatewayError {
+        if let Some(Value::Object(obj)) = parsed {
+            if let Err(named) = check_fields(&obj, CHAT_FIELDS) {
+                return named;
             }
-        };
+            for (name, ok) in [
+                ("model", obj.get("model").is_some_and(Value::is_string)),
+                ("messages", obj.get("messages").is_some_and(Value::is_array)),
+            ] {
+                if !ok {
+                    return GatewayError::BadRequest(format!(
+                        "`{name}` is required: {}",
+                        if name == "model" { "a string" } else { "an array of messages" }
+                    ));
+                }
+            }
+        }
+        json_error(e)
+    }
+
+    fn checked(req: ChatRequest) -> Result<ChatRequest, GatewayError> {
         if req.model.is_empty() {
             return Err(GatewayError::BadRequest("`model` must not be empty".into()));
         }

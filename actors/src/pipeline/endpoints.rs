@@ -18,9 +18,12 @@ use crate::{tokens, GatewayError};
 impl Engine {
     /// `POST /v1/chat/completions` (and its NATS twin).
     pub async fn chat(&self, ctx: &RequestCtx, body: &[u8]) -> Result<Outcome, Failure> {
-        let req = self
-            .shape_bytes(ctx, Format::Chat, body)
-            .and_then(|shaped| ChatRequest::parse(shaped.as_deref().unwrap_or(body)));
+        // a shaped body is taken as it is, not written and read again
+        let req = match self.shape_object(ctx, Format::Chat, body) {
+            Ok(Some(shaped)) => ChatRequest::from_object(shaped),
+            Ok(None) => ChatRequest::parse(body),
+            Err(e) => Err(e),
+        };
         self.chat_request(ctx, req).await
     }
 
@@ -42,8 +45,8 @@ impl Engine {
         body: &[u8],
         headers: Vec<(String, String)>,
     ) -> Result<Outcome, Failure> {
-        let shaped = match self.shape_bytes(ctx, Format::Anthropic, body) {
-            Ok(s) => s,
+        let shaped = match self.shape_object(ctx, Format::Anthropic, body) {
+            Ok(s) => s.map(|m| serde_json::to_vec(&m).unwrap_or_default()),
             Err(e) => return self.chat_request(ctx, Err(e)).await,
         };
         let body = shaped.as_deref().unwrap_or(body);

@@ -36,20 +36,17 @@ impl Engine {
 
     /// Shapes a JSON body; `None` when nothing changed (the body goes on as it came). A
     /// body that is not a JSON object is left to the endpoint's parser to refuse.
-    pub(super) fn shape_bytes(
+    pub(super) fn shape_object(
         &self,
         ctx: &RequestCtx,
         format: Format,
         body: &[u8],
-    ) -> Result<Option<Vec<u8>>, GatewayError> {
+    ) -> Result<Option<Map<String, Value>>, GatewayError> {
         if !self.may_shape(ctx, body) {
             return Ok(None);
         }
         let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(body) else { return Ok(None) };
-        if !self.shape(ctx, format, &mut map)? {
-            return Ok(None);
-        }
-        serde_json::to_vec(&map).map(Some).map_err(|e| GatewayError::Internal(e.to_string()))
+        Ok(self.shape(ctx, format, &mut map)?.then_some(map))
     }
 
     /// Shapes a parsed body in place; whether anything changed.

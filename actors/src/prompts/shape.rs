@@ -334,11 +334,12 @@ impl Policies {
             return Ok(Vec::new());
         }
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let meta: Map<String, Value> = cx.meta.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-        let ctx = minijinja::Value::from_serialize(json!({
-            "key_id": cx.key_id, "team": cx.team, "user": cx.user, "model": cx.alias,
-            "date": &now[..10], "datetime": now, "meta": meta,
-        }));
+        use minijinja::Value as V;
+        let meta: V = cx.meta.iter().map(|(k, v)| (k.as_str(), V::from(v.as_str()))).collect();
+        let ctx = minijinja::context! {
+            key_id => cx.key_id, team => cx.team, user => cx.user, model => cx.alias,
+            date => &now[..10], datetime => now.as_str(), meta => meta,
+        };
         let (mut before, mut after) = (Vec::new(), Vec::new());
         for p in &matching {
             if p.prepend.is_some() {
