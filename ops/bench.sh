@@ -40,6 +40,8 @@
 #   experiment splits 50/50 between two versions, and a prompt policy adds system text
 #   with today's date: what prompt management costs per request (the other paths get
 #   the same body and ignore the `prompt` field).
+#        BODY='{...}' ops/bench.sh
+#   another request body, the same for every path.
 #        NATS=1 ops/bench.sh
 #   also starts a nats-server (JetStream, temp store, free port) and gives the gateway
 #   a [nats] section: the key's rpm/tpm limits are then shared through key-value.
