@@ -65,6 +65,13 @@ fn hot_path(c: &mut Criterion) {
     };
     tokens::count_text("warm");
     c.bench_function("estimate_prompt_tokens", |b| b.iter(|| tokens::estimate_prompt(black_box(&req))));
+    // a prompt of the size applications send (about 2 KB: prose, a list, some code)
+    let prompt = "You are a support assistant for ACME Corp. Answer politely, cite the policy section, and never \
+        promise refunds above $500 without a manager's approval.\n\nPolicy:\n  1. Returns within 30 days.\n  \
+        2. Shipping costs are not refunded.\n  3. Damaged items: photo required.\n\n"
+        .repeat(5)
+        + "```python\ndef refund(order_id: str, amount: float) -> bool:\n    return amount <= 500.0\n```\n";
+    c.bench_function("count_tokens_2kb", |b| b.iter(|| tokens::count_text(black_box(&prompt))));
     c.bench_function("upstream_body", |b| b.iter(|| openai::chat_body(black_box(&req), "gpt-4o-mini")));
 
     let cfg = config();

@@ -10,15 +10,24 @@
 //! The vocabulary is `assets/o200k_base.tiktoken`, OpenAI's published encoding (MIT,
 //! as distributed with tiktoken); the pretokenizer pattern is tiktoken's own
 //! (`tiktoken_rs::O200K_BASE_PAT_STR` in the tests), copied below as data.
+//!
+//! The pattern's one lookahead (`\s+(?!\S)`: a run of spaces gives its last one to the
+//! word after it) needs a backtracking engine, which made pretokenizing most of the
+//! count's cost. The same pieces come from the `regex` crate's automaton on the pattern
+//! without that alternative, and one step after each match: a whitespace run that a
+//! non-space follows gives back its last character ([`O200k::count`]). The tests hold
+//! both to tiktoken-rs.
 
 use std::sync::LazyLock;
 
 use base64::Engine as _;
 use rustc_hash::FxHashMap;
 
-/// o200k_base's pretokenizer: words (with their leading punctuation and contractions),
-/// numbers of up to three digits, punctuation runs, newlines, spaces.
-const PATTERN: &str = concat!(
+/// o200k_base's pretokenizer (tiktoken's pattern, `tests::PATTERN`) without its lookahead
+/// alternative (`\s+(?!\S)`), for the `regex` crate; `count` does what the lookahead did:
+/// words (with their leading punctuation and contractions), numbers of up to three
+/// digits, punctuation runs, newlines, spaces.
+const PATTERN_DFA: &str = concat!(
     r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
     "|",
     r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
@@ -28,8 +37,6 @@ const PATTERN: &str = concat!(
     r#" ?[^\s\p{L}\p{N}]+[\r\n/]*"#,
     "|",
     r#"\s*[\r\n]+"#,
-    "|",
-    r#"\s+(?!\S)"#,
     "|",
     r#"\s+"#
 );
@@ -45,7 +52,7 @@ pub struct O200k {
     ranks: FxHashMap<&'static [u8], u32>,
     /// The pretokenizer (a constant pattern, so never `None` in practice: the tests
     /// compile it; without it the count falls back to a byte estimate).
-    pattern: Option<fancy_regex::Regex>,
+    pattern: Option<regex::Regex>,
 }
 
 static O200K: LazyLock<O200k> = LazyLock::new(O200k::load);
@@ -76,7 +83,7 @@ impl O200k {
         for (start, end, rank) in spans {
             ranks.insert(&arena[start..end], rank);
         }
-        let pattern = fancy_regex::Regex::new(PATTERN).ok();
+        let pattern = regex::Regex::new(PATTERN_DFA).ok();
         O200k { ranks, pattern }
     }
 
@@ -91,16 +98,17 @@ impl O200k {
         let mut n = 0;
         let mut at = 0;
         while at < text.len() {
-            match pattern.find_from_pos(text, at) {
-                Ok(Some(m)) if m.end() > at => {
+            match pattern.find_at(text, at) {
+                Some(m) if m.end() > at => {
                     // bytes the pattern skipped (it matches everything; defensively)
                     if m.start() > at {
                         n += self.piece(&text.as_bytes()[at..m.start()]);
                     }
-                    n += self.piece(m.as_str().as_bytes());
-                    at = m.end();
+                    let end = lookahead_end(text, m.start(), m.end());
+                    n += self.piece(&text.as_bytes()[m.start()..end]);
+                    at = end;
                 }
-                // no match, or a backtracking limit: the rest as one piece
+                // no match: the rest as one piece
                 _ => {
                     n += self.piece(&text.as_bytes()[at..]);
                     at = text.len();
@@ -143,13 +151,48 @@ impl O200k {
     }
 }
 
+/// Where tiktoken's `\s+(?!\S)` would have ended a match of `\s+` (`start..end`): a
+/// whitespace run of two or more characters that a non-space follows stops before its
+/// last character, which goes with the word after it. Any other match ends where it did
+/// (a run ending in a newline is the `\s*[\r\n]+` alternative's and stays whole).
+fn lookahead_end(text: &str, start: usize, end: usize) -> usize {
+    let run = &text[start..end];
+    let followed_by_word = text[end..].chars().next().is_some_and(|c| !c.is_whitespace());
+    if !followed_by_word || !run.chars().all(char::is_whitespace) || run.ends_with(['\r', '\n']) {
+        return end;
+    }
+    match run.char_indices().next_back() {
+        Some((last, _)) if last > 0 => start + last,
+        _ => end,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// o200k_base's pretokenizer: words (with their leading punctuation and contractions),
+    /// numbers of up to three digits, punctuation runs, newlines, spaces.
+    const PATTERN: &str = concat!(
+        r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
+        "|",
+        r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
+        "|",
+        r#"\p{N}{1,3}"#,
+        "|",
+        r#" ?[^\s\p{L}\p{N}]+[\r\n/]*"#,
+        "|",
+        r#"\s*[\r\n]+"#,
+        "|",
+        r#"\s+(?!\S)"#,
+        "|",
+        r#"\s+"#
+    );
+
     #[test]
     fn the_pattern_is_tiktokens() {
         assert_eq!(PATTERN, tiktoken_rs::O200K_BASE_PAT_STR);
+        assert_eq!(PATTERN_DFA, PATTERN.replace(r"|\s+(?!\S)", ""), "the same pattern less the lookahead");
         assert!(o200k().pattern.is_some());
         assert_eq!(o200k().vocabulary(), 199_998);
     }
@@ -178,6 +221,15 @@ mod tests {
             let words: Vec<&str> =
                 ["the", "The", "THE", " ", "  ", "\n", "é", "日本", "42", "!", "'s", "don't", "\t"].to_vec();
             texts.push((0..rng.usize(1..60)).map(|_| words[rng.usize(0..words.len())]).collect());
+        }
+        // whitespace of every kind before words, numbers, punctuation and the end: what the
+        // lookahead decided
+        let parts = [
+            " ", "  ", "\t", "\n", "\r\n", "\r", "\u{a0}", "\u{3000}", "\u{2009}", "x", "Word", "7", "!", "'s", "é",
+            "日",
+        ];
+        for _ in 0..2000 {
+            texts.push((0..rng.usize(1..24)).map(|_| parts[rng.usize(0..parts.len())]).collect());
         }
         for t in &texts {
             assert_eq!(o200k().count(t), tiktoken.count_ordinary(t), "{t:?}");
