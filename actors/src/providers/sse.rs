@@ -29,20 +29,24 @@ impl SseParser {
 
     /// Adds bytes and returns the events they complete.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, LineTooLong> {
-        self.buf.extend_from_slice(bytes);
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.extend_from_slice(bytes);
         let mut events = Vec::new();
         let mut start = 0;
-        while let Some(pos) = self.buf[start..].iter().position(|&b| b == b'\n') {
-            let end = start + pos;
-            let mut line = &self.buf[start..end];
+        for end in memchr::memchr_iter(b'\n', &buf) {
+            let mut line = &buf[start..end];
             if line.last() == Some(&b'\r') {
                 line = &line[..line.len() - 1];
             }
-            let line = String::from_utf8_lossy(line).into_owned();
             start = end + 1;
-            self.line(&line, &mut events);
+            // valid UTF-8 (what providers send) is read in place; anything else lossily
+            match std::str::from_utf8(line) {
+                Ok(line) => self.line(line, &mut events),
+                Err(_) => self.line(&String::from_utf8_lossy(line), &mut events),
+            }
         }
-        self.buf.drain(..start);
+        buf.drain(..start);
+        self.buf = buf;
         if self.buf.len() > MAX_LINE {
             return Err(LineTooLong);
         }
@@ -51,8 +55,14 @@ impl SseParser {
 
     fn line(&mut self, line: &str, events: &mut Vec<SseEvent>) {
         if line.is_empty() {
-            if !self.data.is_empty() {
-                events.push(SseEvent { event: self.event.take(), data: self.data.join("\n") });
+            let data = match self.data.len() {
+                0 => None,
+                // one data line (the usual event): the line itself
+                1 => self.data.pop(),
+                _ => Some(self.data.join("\n")),
+            };
+            if let Some(data) = data {
+                events.push(SseEvent { event: self.event.take(), data });
                 self.data.clear();
             }
             self.event = None;

@@ -517,35 +517,52 @@ impl EventBound {
         match self.framing {
             // binary frames carry their own lengths, checked by their decoder
             Framing::Binary => return Ok(()),
+            // line by line (memchr finds the newlines), not byte by byte
             Framing::Lines => {
-                for &b in bytes {
-                    self.current = if b == b'\n' { 0 } else { self.current + 1 };
-                    if self.current > self.max {
+                let mut start = 0;
+                for end in memchr::memchr_iter(b'\n', bytes) {
+                    if self.current + (end - start) > self.max {
                         return Err(self.too_large());
                     }
+                    self.current = 0;
+                    start = end + 1;
                 }
+                self.current += bytes.len() - start;
             }
             Framing::Sse => {
-                for &b in bytes {
-                    match b {
-                        b'\n' if self.blank_line => self.current = 0,
-                        b'\n' => {
-                            self.blank_line = true;
-                            self.current += 1;
-                        }
-                        b'\r' => self.current += 1,
-                        _ => {
-                            self.blank_line = false;
-                            self.current += 1;
-                        }
+                let mut start = 0;
+                for end in memchr::memchr_iter(b'\n', bytes) {
+                    self.sse_segment(&bytes[start..end]);
+                    if self.current > self.max {
+                        return Err(self.too_large());
+                    }
+                    // a line with nothing but `\r` in it ends the event
+                    if self.blank_line {
+                        self.current = 0;
+                    } else {
+                        self.blank_line = true;
+                        self.current += 1;
                     }
                     if self.current > self.max {
                         return Err(self.too_large());
                     }
+                    start = end + 1;
                 }
+                self.sse_segment(&bytes[start..]);
             }
         }
+        if self.current > self.max {
+            return Err(self.too_large());
+        }
         Ok(())
+    }
+
+    /// Bytes of an SSE line up to (not with) its newline.
+    fn sse_segment(&mut self, seg: &[u8]) {
+        if seg.iter().any(|&b| b != b'\r') {
+            self.blank_line = false;
+        }
+        self.current += seg.len();
     }
 
     fn too_large(&self) -> UpstreamError {
@@ -594,6 +611,51 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bound as it was first written, byte by byte: the line-by-line one must say
+    /// the same of any input, split anywhere.
+    fn reference(max: usize, framing: Framing, chunks: &[&[u8]]) -> bool {
+        let (mut current, mut blank) = (0usize, true);
+        for &b in chunks.concat().iter() {
+            match framing {
+                Framing::Binary => return true,
+                Framing::Lines => current = if b == b'\n' { 0 } else { current + 1 },
+                Framing::Sse => match b {
+                    b'\n' if blank => current = 0,
+                    b'\n' => {
+                        blank = true;
+                        current += 1;
+                    }
+                    b'\r' => current += 1,
+                    _ => {
+                        blank = false;
+                        current += 1;
+                    }
+                },
+            }
+            if current > max {
+                return false;
+            }
+        }
+        true
+    }
+
+    #[test]
+    fn the_line_by_line_bound_says_what_the_byte_by_byte_one_said() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let alphabet = [b'\n', b'\r', b'a', b'd', b':', b' '];
+        for _ in 0..20_000 {
+            let input: Vec<u8> = (0..rng.usize(0..40)).map(|_| alphabet[rng.usize(0..alphabet.len())]).collect();
+            let cut = rng.usize(0..=input.len());
+            let (a, b) = input.split_at(cut);
+            let max = rng.usize(1..12);
+            for framing in [Framing::Sse, Framing::Lines] {
+                let mut e = EventBound::new(max, framing);
+                let ours = e.feed(a).is_ok() && e.feed(b).is_ok();
+                assert_eq!(ours, reference(max, framing, &[a, b]), "{input:?} cut {cut} max {max}");
+            }
+        }
+    }
 
     #[test]
     fn events_are_bounded_whatever_their_line_endings() {
