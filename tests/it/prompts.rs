@@ -431,6 +431,14 @@ async fn prompts_made_on_one_instance_serve_on_another_and_on_nats_requests_and_
     .unwrap()
     .unwrap();
     assert_eq!(m.headers.as_ref().and_then(|h| h.get("x-switchyard-prompt")).map(|v| v.as_str()), Some("greet@2"));
+    // an error reply after the prompt was rendered names the version too
+    let mut failing = h.clone();
+    failing.insert("x-mock-status", "500");
+    failing.insert("cache-control", "no-cache");
+    let e = nc.request_with_headers("pr.v1.chat".to_string(), failing, chat.to_string().into()).await.unwrap();
+    let eh = e.headers.as_ref().unwrap();
+    assert_eq!(eh.get("x-switchyard-status").map(|v| v.as_str()), Some("502"));
+    assert_eq!(eh.get("x-switchyard-prompt").map(|v| v.as_str()), Some("greet@2"));
     // feedback on it over NATS too
     let request_id = m.headers.as_ref().and_then(|h| h.get("x-request-id")).map(|v| v.as_str().to_string()).unwrap();
     let fb = json!({"request_id": request_id, "score": 4, "comment": "nice"});

@@ -148,23 +148,19 @@ async fn handle_request(client: &Client, engine: &Engine, responses: &Arc<Respon
     let request_id = request_id(&lookup);
     let runtime = engine.runtime();
     let limit = runtime.config.server.body_limit_bytes;
+    // what a prompt or an experiment did, for an error reply's headers too
+    let mut shaped = None;
     let result = match RequestCtx::from_headers(runtime, request_id.clone(), received, lookup) {
         Err(e) => Err(Failure::from(e)),
         Ok(_) if msg.payload.len() > limit => Err(Failure::from(GatewayError::TooLarge(limit))),
-        Ok(ctx) => match api {
-            Api::Engine(endpoint) => call(engine, endpoint, &ctx, &msg.payload).await,
-            Api::Responses => crate::ingress::responses::serve(engine, responses, &ctx, &msg.payload).await,
-            Api::Feedback => match engine.feedback(&ctx, &msg.payload) {
-                Ok(v) => {
-                    let mut headers = HeaderMap::new();
-                    headers.insert("x-request-id", request_id.as_str());
-                    publish(client, reply, headers, Bytes::from(v.to_string())).await;
-                    metrics::counter!(NATS_REQUESTS_TOTAL, "api" => "feedback", "status" => "200").increment(1);
-                    return;
-                }
-                Err(e) => Err(Failure::from(e)),
-            },
-        },
+        Ok(ctx) => {
+            let result = serve_api(client, engine, responses, api, &ctx, &msg, &request_id).await;
+            shaped = ctx.shaped.get().cloned();
+            match result {
+                Some(r) => r,
+                None => return,
+            }
+        }
     };
     let status = match result {
         Ok(outcome) => {
@@ -177,12 +173,7 @@ async fn handle_request(client: &Client, engine: &Engine, responses: &Arc<Respon
             if let Some(route) = &outcome.route {
                 headers.insert("x-switchyard-route", route.as_str());
             }
-            if let Some((id, v)) = outcome.shaped.as_ref().and_then(|s| s.prompt.as_ref()) {
-                headers.insert("x-switchyard-prompt", format!("{id}@{v}").as_str());
-            }
-            if let Some((e, v)) = outcome.shaped.as_ref().and_then(|s| s.experiment.as_ref()) {
-                headers.insert("x-switchyard-experiment", format!("{e}/{v}").as_str());
-            }
+            shaped_headers(&mut headers, outcome.shaped.as_deref());
             for (k, v) in outcome.rate.pairs() {
                 headers.insert(k.name(), v.as_str());
             }
@@ -196,12 +187,49 @@ async fn handle_request(client: &Client, engine: &Engine, responses: &Arc<Respon
         }
         Err(failure) => {
             let status = failure.error.class().status;
-            let (headers, body) = error_message(&request_id, &failure);
+            let (mut headers, body) = error_message(&request_id, &failure);
+            shaped_headers(&mut headers, shaped.as_deref());
             publish(client, reply, headers, body).await;
             status
         }
     };
     metrics::counter!(NATS_REQUESTS_TOTAL, "api" => api.as_str(), "status" => status.to_string()).increment(1);
+}
+
+/// The `x-switchyard-prompt` and `x-switchyard-experiment` headers of a reply.
+fn shaped_headers(headers: &mut HeaderMap, shaped: Option<&switchyard_actors::prompts::shape::Shaped>) {
+    if let Some((id, v)) = shaped.and_then(|s| s.prompt.as_ref()) {
+        headers.insert("x-switchyard-prompt", format!("{id}@{v}").as_str());
+    }
+    if let Some((e, v)) = shaped.and_then(|s| s.experiment.as_ref()) {
+        headers.insert("x-switchyard-experiment", format!("{e}/{v}").as_str());
+    }
+}
+
+/// Serves one request of `api`; `None` when it answered itself (feedback).
+async fn serve_api(
+    client: &Client,
+    engine: &Engine,
+    responses: &Arc<ResponseStore>,
+    api: Api,
+    ctx: &RequestCtx,
+    msg: &Message,
+    request_id: &str,
+) -> Option<Result<Outcome, Failure>> {
+    Some(match api {
+        Api::Engine(endpoint) => call(engine, endpoint, ctx, &msg.payload).await,
+        Api::Responses => crate::ingress::responses::serve(engine, responses, ctx, &msg.payload).await,
+        Api::Feedback => match engine.feedback(ctx, &msg.payload) {
+            Ok(v) => {
+                let mut headers = HeaderMap::new();
+                headers.insert("x-request-id", request_id);
+                publish(client, msg.reply.clone()?, headers, Bytes::from(v.to_string())).await;
+                metrics::counter!(NATS_REQUESTS_TOTAL, "api" => "feedback", "status" => "200").increment(1);
+                return None;
+            }
+            Err(e) => Err(Failure::from(e)),
+        },
+    })
 }
 
 /// The error reply: `x-switchyard-status` and the OpenAI error body.
