@@ -221,6 +221,10 @@ mod tests {
         assert!(e.contains("variable `tnoe` is not declared (declared: n, tone)"), "{e}");
         assert_eq!(c.render("p", &vars(json!({"n": 5}))).unwrap()[0].1, "5");
         assert_eq!(c.render("p", &vars(json!({"n": 5, "tone": "warm"}))).unwrap()[0].1, "5 warm");
+        // an optional variable left out is none: `or` gives it a default
+        let c = version(&[("lang", "string?")], &[("user", "in {{ lang or 'English' }}")]);
+        assert_eq!(c.render("p", &Map::new()).unwrap()[0].1, "in English");
+        assert_eq!(c.render("p", &vars(json!({"lang": "Portuguese"}))).unwrap()[0].1, "in Portuguese");
     }
 
     #[test]
