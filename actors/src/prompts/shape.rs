@@ -129,9 +129,7 @@ pub fn apply_prompt(
             prepend_array(body, "input", items)?;
         }
     }
-    for (k, v) in &version.spec.params {
-        param(format, body, k, v);
-    }
+    merge_params(body, params_for(format, &version.spec.params)?);
     Ok(())
 }
 
@@ -150,84 +148,80 @@ fn prepend_array(body: &mut Map<String, Value>, field: &str, first: Vec<Value>) 
     Ok(())
 }
 
-/// A prompt version's parameter (Chat Completions' name) in the request's format,
-/// unless the request set it.
-fn param(format: Format, body: &mut Map<String, Value>, k: &str, v: &Value) {
-    let set = |body: &mut Map<String, Value>, name: &str, v: Value| {
-        body.entry(name.to_string()).or_insert(v);
-    };
-    match (format, k) {
-        (_, "temperature" | "top_p") => set(body, k, v.clone()),
-        (Format::Chat, "max_tokens") if body.contains_key("max_completion_tokens") => {}
-        (Format::Chat, _) => set(body, k, v.clone()),
-        (Format::Anthropic, "max_tokens") => set(body, "max_tokens", v.clone()),
-        (Format::Responses, "max_tokens") => set(body, "max_output_tokens", v.clone()),
-        (Format::Anthropic, "stop") => {
-            let list = if v.is_string() { json!([v]) } else { v.clone() };
-            set(body, "stop_sequences", list);
-        }
-        (Format::Anthropic, "tools") => {
-            let tools: Vec<Value> = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t.get("function"))
-                .map(|f| {
-                    json!({"name": f["name"], "description": f.get("description").cloned().unwrap_or(json!("")),
-                    "input_schema": f.get("parameters").cloned().unwrap_or(json!({"type": "object"}))})
-                })
-                .collect();
-            set(body, "tools", Value::Array(tools));
-        }
-        (Format::Responses, "tools") => {
-            let tools: Vec<Value> = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t.get("function"))
-                .map(|f| {
-                    let mut t = f.as_object().cloned().unwrap_or_default();
-                    t.insert("type".into(), json!("function"));
-                    Value::Object(t)
-                })
-                .collect();
-            set(body, "tools", Value::Array(tools));
-        }
-        (Format::Anthropic, "tool_choice") => {
-            let c = match v.as_str() {
-                Some("required") => json!({"type": "any"}),
-                Some(s) => json!({"type": s}),
-                None => json!({"type": "tool", "name": v.pointer("/function/name")}),
-            };
-            set(body, "tool_choice", c);
-        }
-        (Format::Responses, "tool_choice") => {
-            let c = match v.as_str() {
-                Some(_) => v.clone(),
-                None => json!({"type": "function", "name": v.pointer("/function/name")}),
-            };
-            set(body, "tool_choice", c);
-        }
-        (Format::Anthropic, "response_format") if v["type"] == "json_schema" && !body.contains_key("output_config") => {
-            let schema = v.pointer("/json_schema/schema").cloned().unwrap_or(json!({}));
-            body.insert("output_config".into(), json!({"format": {"type": "json_schema", "schema": schema}}));
-        }
-        (Format::Responses, "response_format") => {
-            let text = body.entry("text").or_insert_with(|| json!({}));
-            if let Some(t) = text.as_object_mut() {
-                let format = match v["type"].as_str() {
-                    Some("json_schema") => {
-                        let mut f = v.get("json_schema").and_then(Value::as_object).cloned().unwrap_or_default();
-                        f.insert("type".into(), json!("json_schema"));
-                        Value::Object(f)
-                    }
-                    _ => json!({"type": v["type"]}),
-                };
-                t.entry("format").or_insert(format);
+/// A prompt version's parameters (Chat Completions' names) in the request's format: the
+/// Messages API's through the Anthropic adapter's own translation of them.
+fn params_for(format: Format, params: &Map<String, Value>) -> Result<Map<String, Value>, GatewayError> {
+    let mut out = Map::new();
+    match format {
+        Format::Chat => out = params.clone(),
+        Format::Anthropic => {
+            crate::providers::anthropic::translate_options(params, &mut out)?;
+            if let Some(n) = params.get("max_tokens") {
+                out.insert("max_tokens".into(), n.clone());
             }
         }
-        // what the format has no place for (a seed for Anthropic or Responses)
-        _ => {}
+        Format::Responses => {
+            for (k, v) in params {
+                let (name, value) = match k.as_str() {
+                    "temperature" | "top_p" => (k.as_str(), v.clone()),
+                    "max_tokens" => ("max_output_tokens", v.clone()),
+                    "tools" => {
+                        let originals = v.as_array().map(Vec::as_slice).unwrap_or_default();
+                        let tools = crate::providers::openai::function_tools(v, "responses")?;
+                        let tools = tools.into_iter().zip(originals).map(|(t, original)| {
+                            let mut tool = json!({"type": "function", "name": t.name});
+                            let strict = original.pointer("/function/strict");
+                            for (field, value) in
+                                [("description", t.description), ("parameters", t.parameters), ("strict", strict)]
+                            {
+                                if let Some(value) = value {
+                                    tool[field] = value.clone();
+                                }
+                            }
+                            tool
+                        });
+                        ("tools", Value::Array(tools.collect()))
+                    }
+                    "tool_choice" if v.is_string() => ("tool_choice", v.clone()),
+                    "tool_choice" => ("tool_choice", json!({"type": "function", "name": v.pointer("/function/name")})),
+                    "response_format" => {
+                        let format = match v.get("json_schema").and_then(Value::as_object) {
+                            Some(schema) if v["type"] == "json_schema" => {
+                                let mut f = schema.clone();
+                                f.insert("type".into(), json!("json_schema"));
+                                Value::Object(f)
+                            }
+                            _ => json!({"type": v["type"]}),
+                        };
+                        ("text", json!({"format": format}))
+                    }
+                    // what the Responses API has no place for (`stop`, `seed`)
+                    _ => continue,
+                };
+                out.insert(name.into(), value);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sets what the request did not set itself (`text.format` inside a `text` the request
+/// has without one; chat's `max_tokens` not beside its `max_completion_tokens`).
+fn merge_params(body: &mut Map<String, Value>, params: Map<String, Value>) {
+    let completion_cap = body.contains_key("max_completion_tokens");
+    for (k, v) in params {
+        match (k.as_str(), body.get_mut(&k)) {
+            ("max_tokens", None) if completion_cap => {}
+            (_, None) => {
+                body.insert(k, v);
+            }
+            ("text", Some(Value::Object(text))) => {
+                if let Some(f) = v.get("format") {
+                    text.entry("format").or_insert_with(|| f.clone());
+                }
+            }
+            _ => {}
+        }
     }
 }
 

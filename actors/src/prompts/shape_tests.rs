@@ -52,7 +52,8 @@ fn messages_and_responses_get_it_in_their_own_shape() {
     assert_eq!(body["system"][1]["cache_control"], json!({"type": "ephemeral"}), "the client's block is kept whole");
     assert_eq!(body["messages"][0], json!({"role": "user", "content": "Q: why?"}));
     assert_eq!(body["stop_sequences"], json!(["END"]));
-    assert_eq!(body["tools"][0], json!({"name": "f", "description": "", "input_schema": {"type": "object"}}));
+    // the Anthropic adapter's own translation (no empty description)
+    assert_eq!(body["tools"][0], json!({"name": "f", "input_schema": {"type": "object"}}));
     assert_eq!(body["tool_choice"], json!({"type": "any"}));
 
     let mut body = obj(json!({"prompt": {"id": "p"}, "input": "hello"}));
@@ -65,6 +66,31 @@ fn messages_and_responses_get_it_in_their_own_shape() {
     assert_eq!(body["max_output_tokens"], 9);
     assert_eq!(body["text"]["format"], json!({"type": "json_schema", "name": "a", "schema": {"type": "object"}}));
     assert!(!body.contains_key("prompt"));
+
+    // Responses: function tools flattened (strict kept); a `text` of the client's own
+    // gets the format beside what it says
+    let tools =
+        json!([{"type": "function", "function": {"name": "f", "strict": true, "parameters": {"type": "object"}}}]);
+    let mut body = obj(json!({"input": "hi", "text": {"verbosity": "low"}}));
+    let v = version(
+        None,
+        json!({"tools": tools, "tool_choice": {"type": "function", "function": {"name": "f"}},
+        "response_format": {"type": "json_object"}, "seed": 3}),
+    );
+    apply_prompt(Format::Responses, &mut body, "p", &v, &vars()).unwrap();
+    assert_eq!(
+        body["tools"],
+        json!([{"type": "function", "name": "f", "strict": true, "parameters": {"type": "object"}}])
+    );
+    assert_eq!(body["tool_choice"], json!({"type": "function", "name": "f"}));
+    assert_eq!(body["text"], json!({"verbosity": "low", "format": {"type": "json_object"}}));
+    assert!(!body.contains_key("seed"), "the Responses API has no seed");
+
+    // a parameter the Anthropic adapter refuses is the request's 400
+    let mut body = obj(json!({"max_tokens": 10, "messages": []}));
+    let v = version(None, json!({"tool_choice": 5}));
+    let e = apply_prompt(Format::Anthropic, &mut body, "p", &v, &vars()).unwrap_err();
+    assert_eq!(e.class().status, 400, "{e}");
 }
 
 #[test]

@@ -289,7 +289,7 @@ pub fn chat_body(req: &ChatRequest, model: &str) -> Result<Vec<u8>, GatewayError
 
 /// The optional fields: kept, renamed, dropped (no Anthropic meaning and no effect on the
 /// answer's content), or refused (the client would get something else than it asked).
-fn translate_options(rest: &Map<String, Value>, out: &mut Map<String, Value>) -> Result<(), GatewayError> {
+pub(crate) fn translate_options(rest: &Map<String, Value>, out: &mut Map<String, Value>) -> Result<(), GatewayError> {
     for (k, v) in rest {
         match k.as_str() {
             "temperature" | "top_p" | "top_k" => {
