@@ -269,3 +269,50 @@ async fn experiments_made_through_the_cli_stick_by_header_switch_aliases_and_pro
     let (_, v) = admin(Method::GET, &url, "/admin/experiments/greeting", None).await;
     assert_eq!(v["status"], "stopped", "{v}");
 }
+
+/// The admin API's refusals: each a clear error in OpenAI's shape, nothing changed.
+#[tokio::test]
+async fn the_admin_api_refuses_what_it_cannot_do() {
+    let mock = mock_upstream();
+    let gw = Gateway::start_with(&mock.url, PROMPTS);
+    let url = gw.url();
+    let greet = json!({"id": "greet", "versions": [{"messages": [{"role": "user", "content": "Hi {{ name }}"}]}]});
+    assert_eq!(admin(Method::POST, url, "/admin/prompts", Some(greet)).await.0, 201);
+    let by_alias = json!({"id": "alias-ab", "model": "chat",
+        "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1, "model": "secret"}]});
+    assert_eq!(admin(Method::POST, url, "/admin/experiments", Some(by_alias)).await.0, 201);
+    for (method, path, body, status, says) in [
+        (Method::GET, "/admin/prompts/nope", None, 404, "no prompt `nope`"),
+        (Method::DELETE, "/admin/prompts/greet/labels/staging", None, 404, "has no label `staging`"),
+        (Method::GET, "/admin/prompts/greet/diff?from=1&to=3", None, 400, "has no version 3"),
+        (Method::POST, "/admin/prompts/greet/rollback", None, 400, "no earlier version"),
+        (Method::POST, "/admin/prompts/greet/render", Some(json!({"version": 1, "label": "x"})), 400, "not both"),
+        (Method::POST, "/admin/prompts/greet/versions", Some(json!({"messages": "x"})), 400, "invalid JSON body"),
+        (Method::GET, "/admin/experiments/nope", None, 404, "no experiment `nope`"),
+        (Method::POST, "/admin/experiments/alias-ab/restart", None, 404, "no action `restart`"),
+        (Method::POST, "/admin/experiments/alias-ab/promote", Some(json!({"variant": "c"})), 400, "no variant `c`"),
+        (
+            Method::POST,
+            "/admin/experiments/alias-ab/promote",
+            Some(json!({"variant": "b"})),
+            400,
+            "serves no prompt version",
+        ),
+        (
+            Method::POST,
+            "/admin/experiments",
+            Some(json!({"id": "alias-ab", "model": "chat",
+            "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]})),
+            409,
+            "exists",
+        ),
+    ] {
+        let (got, v) = admin(method, url, path, body).await;
+        assert_eq!(got, status, "{path}: {v}");
+        let m = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(m.contains(says), "{path}: {m}");
+    }
+    // nothing moved: the experiment still runs, by alias alone
+    let r = post_as(url, MAIN_KEY, &[], &chat_body("still running")).await;
+    assert!(header(&r, "x-switchyard-experiment").starts_with("alias-ab/"));
+}

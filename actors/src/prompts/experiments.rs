@@ -33,12 +33,14 @@ pub struct Entry {
     pub from_config: bool,
     pub audit: Vec<Audit>,
     total_weight: u64,
+    /// When the API last changed it (0: never).
+    pub updated_ms: u64,
 }
 
 impl Entry {
-    fn new(experiment: Experiment, from_config: bool, audit: Vec<Audit>) -> Entry {
+    fn new(experiment: Experiment, from_config: bool, audit: Vec<Audit>, updated_ms: u64) -> Entry {
         let total_weight = experiment.variants.iter().map(|v| u64::from(v.weight)).sum();
-        Entry { experiment, from_config, audit, total_weight }
+        Entry { experiment, from_config, audit, total_weight, updated_ms }
     }
 
     pub fn running(&self) -> bool {
@@ -116,14 +118,14 @@ impl Experiments {
         let mut table = Vec::new();
         for e in &config.experiments {
             let mut e = e.clone();
-            let audit = match stored.remove(&e.id) {
+            let (audit, updated_ms) = match stored.remove(&e.id) {
                 Some(s) => {
                     e.status = s.experiment.status;
-                    s.audit
+                    (s.audit, s.updated_ms)
                 }
-                None => Vec::new(),
+                None => (Vec::new(), 0),
             };
-            table.push(Arc::new(Entry::new(e, true, audit)));
+            table.push(Arc::new(Entry::new(e, true, audit, updated_ms)));
         }
         let mut rest: Vec<StoredExperiment> = stored.into_values().collect();
         rest.sort_by(|a, b| a.experiment.id.cmp(&b.experiment.id));
@@ -132,7 +134,7 @@ impl Experiments {
                 tracing::warn!(experiment = %s.experiment.id, "{f}: {m}; not running");
                 continue;
             }
-            table.push(Arc::new(Entry::new(s.experiment, false, s.audit)));
+            table.push(Arc::new(Entry::new(s.experiment, false, s.audit, s.updated_ms)));
         }
         let headers = table
             .iter()
@@ -252,13 +254,11 @@ impl Experiments {
                 message: format!("experiment `{id}` is stopped: make a new one"),
             });
         }
-        let mut s =
-            StoredExperiment { experiment: entry.experiment.clone(), audit: entry.audit.clone(), updated_ms: 0 };
-        if let Ok(Some(prev)) = self.store.experiments.get(id.as_bytes()) {
-            if let Ok(prev) = serde_json::from_slice::<StoredExperiment>(&prev) {
-                s.updated_ms = prev.updated_ms;
-            }
-        }
+        let mut s = StoredExperiment {
+            experiment: entry.experiment.clone(),
+            audit: entry.audit.clone(),
+            updated_ms: entry.updated_ms,
+        };
         s.experiment.status = status.to_string();
         Self::record(&mut s, actor, status);
         self.save(&s, config, prompts, true)

@@ -122,8 +122,8 @@ pub struct Prompts {
     outbox: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<(String, Vec<u8>)>>,
 }
 
-fn internal(what: &str) -> impl Fn(crate::store::StoreError) -> GatewayError + '_ {
-    move |e| GatewayError::Internal(format!("{what}: {e}"))
+fn storing(e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::Internal(format!("storing the prompt: {e}"))
 }
 
 impl Prompts {
@@ -224,11 +224,8 @@ impl Prompts {
 
     fn save(&self, sp: &StoredPrompt, config: &Config, replicate: bool) -> Result<(), GatewayError> {
         let json = serde_json::to_vec(sp).map_err(|e| GatewayError::Internal(e.to_string()))?;
-        self.store
-            .prompts
-            .insert(sp.prompt.id.as_bytes(), json.clone())
-            .map_err(|e| internal("storing the prompt")(e.into()))?;
-        self.store.prompts.flush().map_err(|e| internal("storing the prompt")(e.into()))?;
+        self.store.prompts.insert(sp.prompt.id.as_bytes(), json.clone()).map_err(storing)?;
+        self.store.prompts.flush().map_err(storing)?;
         self.rebuild(config)?;
         if let (true, Some(tx)) = (replicate, self.outbox.get()) {
             let _ = tx.send((sp.prompt.id.clone(), json));

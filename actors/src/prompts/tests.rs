@@ -96,7 +96,23 @@ async fn config_prompts_are_read_only_and_replication_keeps_the_latest() {
     newer.updated_ms += 10;
     assert!(prompts.apply_remote(&serde_json::to_vec(&newer).unwrap(), &cfg).await.unwrap());
     assert_eq!(prompts.get("r").unwrap().prompt.versions.len(), 2);
-    // an older change arriving late is ignored
+    // an older change arriving late is ignored; a stored prompt whose alias a reload
+    // removed is not served (and the others are)
+    let pinned: Prompt = serde_json::from_value(
+        json!({"id": "pinned", "versions": [{"messages": [{"role": "user", "content": "x"}], "model": "fast"}]}),
+    )
+    .unwrap();
+    prompts.create(pinned, "ann", &cfg).await.unwrap();
+    let without_fast = load_str(
+        "[[providers]]\nname = \"m\"\nkind = \"mock\"\n[[models]]\nalias = \"slow\"\n\
+         targets = [{ provider = \"m\", model = \"gpt-4o-mini\" }]\n",
+        std::path::Path::new("."),
+        &|_| None,
+    )
+    .unwrap();
+    prompts.rebuild(&without_fast).unwrap();
+    assert!(prompts.get("pinned").is_none() && prompts.get("r").is_some());
+    prompts.rebuild(&cfg).unwrap();
     assert!(!prompts.apply_remote(&serde_json::to_vec(&made).unwrap(), &cfg).await.unwrap());
     assert_eq!(prompts.get("r").unwrap().prompt.versions.len(), 2);
 }

@@ -118,6 +118,13 @@ mod tests {
     }
 
     #[test]
+    fn bytes_that_are_not_utf8_are_read_lossily_and_multi_line_data_is_joined() {
+        let mut p = SseParser::new();
+        let events = p.feed(b"data: a\xffb\ndata: c\n\n").unwrap();
+        assert_eq!(events, vec![SseEvent { event: None, data: "a\u{fffd}b\nc".into() }]);
+    }
+
+    #[test]
     fn byte_by_byte() {
         let mut p = SseParser::new();
         let mut n = 0;

@@ -135,19 +135,20 @@ async fn promote(
             x.variants.iter().find(|v| v.name == p.variant).ok_or_else(|| {
                 GatewayError::BadRequest(format!("experiment `{}` has no variant `{}`", x.id, p.variant))
             })?;
-        let (Some(prompt), true) = (&x.prompt, v.prompt_version.is_some() || v.prompt_label.is_some()) else {
-            return Err(GatewayError::BadRequest(format!(
+        let no_version = || {
+            GatewayError::BadRequest(format!(
                 "variant `{}` serves no prompt version: point clients or a route at its alias instead",
                 v.name
-            )));
+            ))
         };
+        let prompt = x.prompt.as_deref().ok_or_else(no_version)?;
         let prompts = state.engine.prompts();
         let version = match (v.prompt_version, &v.prompt_label) {
             (Some(n), _) => n,
             (None, Some(l)) => {
                 prompts.resolve(prompt, &switchyard_actors::prompts::Selector::Label(l.clone()))?.version
             }
-            (None, None) => unreachable_version()?,
+            (None, None) => return Err(no_version()),
         };
         let label = p.label.unwrap_or_else(|| switchyard_actors::prompts::DEFAULT_LABEL.to_string());
         let config = state.engine.runtime().config.clone();
@@ -162,9 +163,4 @@ async fn promote(
     }
     .await;
     answer(&req, 200, result)
-}
-
-/// Checked above: a variant with neither a version nor a label does not get here.
-fn unreachable_version() -> Result<u32, GatewayError> {
-    Err(GatewayError::Internal("a variant without a prompt version".into()))
 }
