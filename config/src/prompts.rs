@@ -165,9 +165,13 @@ pub struct PromptPolicy {
 impl PromptPolicy {
     /// Whether the policy applies to a request of `key` (in `team`) for `alias`.
     pub fn matches(&self, key: &str, team: Option<&str>, alias: &str) -> bool {
+        self.matches_key(key, team) && (self.models.is_empty() || self.models.iter().any(|m| m == alias))
+    }
+
+    /// Whether it may apply to a request of `key` (in `team`), whatever its alias.
+    pub fn matches_key(&self, key: &str, team: Option<&str>) -> bool {
         (self.keys.is_empty() || self.keys.iter().any(|k| k == key))
             && (self.teams.is_empty() || team.is_some_and(|t| self.teams.iter().any(|x| x == t)))
-            && (self.models.is_empty() || self.models.iter().any(|m| m == alias))
     }
 }
 

@@ -308,10 +308,7 @@ impl Policies {
 
     /// Whether any policy may apply to a key (whatever the alias).
     pub fn may_apply(&self, key: &str, team: Option<&str>) -> bool {
-        self.list.iter().any(|p| {
-            (p.keys.is_empty() || p.keys.iter().any(|k| k == key))
-                && (p.teams.is_empty() || team.is_some_and(|t| p.teams.iter().any(|x| x == t)))
-        })
+        self.list.iter().any(|p| p.matches_key(key, team))
     }
 
     /// Adds the system text of every policy that matches, in file order; returns their
