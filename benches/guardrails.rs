@@ -78,6 +78,7 @@ fn per_request(c: &mut Criterion) {
             .collect(),
         custom: Vec::new(),
         injection: Some((0.5, true)),
+        injection_model: true,
         injection_classifier: None,
         moderation: Some(switchyard_config::ModerationCfg {
             threshold: 0.5,
@@ -85,6 +86,7 @@ fn per_request(c: &mut Criterion) {
             extra: Vec::new(),
             block: true,
             upstream: None,
+            model: true,
         }),
     };
     let guard = std::sync::Arc::new(Guard::build(&cfg).unwrap());

@@ -1,8 +1,9 @@
 //! `switchyard`: the gateway binary. Subcommands: `serve`, `check-config`,
-//! `mock-upstream`, `usage`, `keys`, `prompts`, `experiments`.
+//! `mock-upstream`, `usage`, `keys`, `prompts`, `experiments`, `guardrails`.
 
 mod admin_client;
 mod app;
+mod guardrails_cli;
 mod ingress;
 mod keys;
 mod mock_upstream;
@@ -112,6 +113,11 @@ enum Command {
         #[command(subcommand)]
         action: Box<prompts_cli::ExperimentAction>,
     },
+    /// Train the injection and moderation classifiers, or measure them on a labelled file.
+    Guardrails {
+        #[command(subcommand)]
+        action: Box<guardrails_cli::Action>,
+    },
 }
 
 /// mimalloc's options for a long-running server: arenas committed as they are used, not
@@ -177,5 +183,6 @@ fn main() -> ExitCode {
         Command::Experiments { url, admin_key, actor, action } => {
             prompts_cli::run_experiments(&url, &admin_key, &actor, *action)
         }
+        Command::Guardrails { action } => guardrails_cli::run(*action),
     }
 }

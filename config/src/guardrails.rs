@@ -11,6 +11,8 @@ pub struct Guardrail {
     pub custom: Vec<CustomPattern>,
     /// Prompt-injection scoring: threshold, and whether to block (else flag).
     pub injection: Option<(f64, bool)>,
+    /// Whether injection scoring runs the shipped classifier (else phrases alone).
+    pub injection_model: bool,
     /// A classifier alias asked about messages scored from the second value up.
     pub injection_classifier: Option<(String, f64)>,
     pub moderation: Option<ModerationCfg>,
@@ -29,6 +31,8 @@ pub struct ModerationCfg {
     pub block: bool,
     /// A second opinion from a provider's `/moderations` (provider, model).
     pub upstream: Option<(String, String)>,
+    /// Whether the shipped classifier scores too (else the phrase lists alone).
+    pub model: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -95,6 +95,8 @@ pub struct RawModeration {
     pub upstream_provider: Option<String>,
     /// The moderation model asked (e.g. `omni-moderation-latest`).
     pub upstream_model: Option<String>,
+    /// Score with the shipped classifier as well as the phrase lists (default true).
+    pub model: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +111,8 @@ pub struct RawInjection {
     pub classifier: Option<String>,
     /// Score from which the classifier is asked (default 0.2).
     pub ask_above: Option<f64>,
+    /// Score with the shipped classifier as well as the phrase scorer (default true).
+    pub model: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

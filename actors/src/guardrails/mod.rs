@@ -3,9 +3,12 @@
 //! guardrail: applied to every message and text part of a request before it leaves,
 //! and to the answer (placeholders restored, detections acted on), streams included.
 
+pub mod decode;
 pub mod injection;
+pub mod linear;
 pub mod moderation;
 pub mod pii;
+pub mod train;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,13 +58,23 @@ impl Guard {
             scanner: Scanner::new(actions, &custom)?,
             injection: match g.injection {
                 None => None,
-                Some((threshold, block)) => Some((injection::InjectionScorer::new()?, threshold, block)),
+                Some((threshold, block)) => {
+                    let scorer = if g.injection_model {
+                        injection::InjectionScorer::new()?
+                    } else {
+                        injection::InjectionScorer::with_model(None)?
+                    };
+                    Some((scorer, threshold, block))
+                }
             },
             upstream_moderation: g.moderation.as_ref().and_then(|m| m.upstream.clone()),
             injection_classifier: g.injection_classifier.clone(),
             moderation: match &g.moderation {
                 None => None,
-                Some(m) => Some((moderation::Moderator::new(&m.extra, m.threshold, &m.thresholds)?, m.block)),
+                Some(m) => {
+                    let model = if m.model { Some(moderation::builtin_model()?) } else { None };
+                    Some((moderation::Moderator::with_model(&m.extra, m.threshold, &m.thresholds, model)?, m.block))
+                }
             },
             on_request: g.on_request,
             on_response: g.on_response,

@@ -1,10 +1,27 @@
-//! Content moderation by category: phrase lists with a severity each (built-in, plus
-//! your own from the config), matched in one case-insensitive Aho-Corasick pass per
-//! text. A category's score is the noisy-or of the severities of the phrases found;
-//! a category at or above its threshold flags the text. The categories and the answer
-//! of `POST /v1/moderations` follow OpenAI's moderation format.
+//! Content moderation by category. A learned classifier (`linear.rs`, one head per
+//! category, trained by `switchyard guardrails train` on the data in `ops/guardrails/`)
+//! scores every view of a text (`decode.rs`); beside it, phrase lists with a severity
+//! each (built-in, plus your own from the config) are matched in one case-insensitive
+//! Aho-Corasick pass, a category's phrase score being the noisy-or of the severities
+//! found. A category's score is the higher of the two; at or above its threshold it
+//! flags the text. The categories and the answer of `POST /v1/moderations` follow
+//! OpenAI's moderation format.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use super::decode;
+use super::linear::Model;
+
+/// The shipped moderation model (`switchyard guardrails train` makes it).
+static MODERATION_MODEL: &[u8] = include_bytes!("../../assets/moderation.model");
+
+/// The shipped model, parsed once and shared.
+pub fn builtin_model() -> Result<Arc<Model>, String> {
+    static M: OnceLock<Result<Arc<Model>, String>> = OnceLock::new();
+    M.get_or_init(|| Model::parse(Cow::Borrowed(MODERATION_MODEL)).map(Arc::new)).clone()
+}
 
 use aho_corasick::AhoCorasick;
 use serde_json::{json, Value};
@@ -100,6 +117,8 @@ pub struct Moderator {
     meta: Vec<(&'static str, f64)>,
     /// Per category: the score at or above which it flags.
     thresholds: BTreeMap<&'static str, f64>,
+    /// The learned classifier, and for each of its heads the category it scores.
+    model: Option<(Arc<Model>, Vec<Option<&'static str>>)>,
 }
 
 fn category(name: &str) -> Option<&'static str> {
@@ -113,6 +132,16 @@ impl Moderator {
         extra: &[(String, Vec<(String, f64)>)],
         threshold: f64,
         thresholds: &[(String, f64)],
+    ) -> Result<Moderator, String> {
+        Moderator::with_model(extra, threshold, thresholds, Some(builtin_model()?))
+    }
+
+    /// As `new`, with `model` (or none: phrases alone, for comparison).
+    pub fn with_model(
+        extra: &[(String, Vec<(String, f64)>)],
+        threshold: f64,
+        thresholds: &[(String, f64)],
+        model: Option<Arc<Model>>,
     ) -> Result<Moderator, String> {
         let mut patterns: Vec<String> = Vec::new();
         let mut meta = Vec::new();
@@ -132,7 +161,11 @@ impl Moderator {
         for (c, v) in thresholds {
             t.insert(category(c).ok_or_else(|| format!("unknown category `{c}`"))?, *v);
         }
-        Ok(Moderator { ac, meta, thresholds: t })
+        let model = model.map(|m| {
+            let heads = m.heads.iter().map(|h| category(h)).collect();
+            (m, heads)
+        });
+        Ok(Moderator { ac, meta, thresholds: t, model })
     }
 
     /// Adds a second opinion (OpenAI's `category_scores` of one result): each category
@@ -169,7 +202,17 @@ impl Moderator {
             let rest = keep.entry(c).or_insert(1.0);
             *rest *= 1.0 - w;
         }
-        let scores: BTreeMap<&'static str, f64> = keep.into_iter().map(|(c, rest)| (c, 1.0 - rest)).collect();
+        let mut scores: BTreeMap<&'static str, f64> = keep.into_iter().map(|(c, rest)| (c, 1.0 - rest)).collect();
+        if let Some((model, heads)) = &self.model {
+            for view in decode::views(text) {
+                for (p, c) in model.scores(&view).into_iter().zip(heads) {
+                    if let Some(c) = c {
+                        let e = scores.entry(c).or_insert(0.0);
+                        *e = e.max(f64::from(p));
+                    }
+                }
+            }
+        }
         self.decide(scores)
     }
 }
@@ -220,10 +263,12 @@ mod tests {
 
     #[test]
     fn categories_are_scored_and_flagged_at_their_thresholds() {
-        let m = Moderator::new(
+        // the phrase lists alone (the classifier has its own test)
+        let m = Moderator::with_model(
             &[("illicit".into(), vec![("skim card readers".into(), 0.8), ("loiter".into(), 0.2)])],
             0.5,
             &[("harassment".into(), 0.9)],
+            None,
         )
         .unwrap();
         let r = m.moderate("I will kill you. Also, how do I skim card readers?");
@@ -239,5 +284,32 @@ mod tests {
         assert_eq!(v["categories"]["self-harm"], true);
         assert_eq!(v["categories"]["sexual/minors"], false);
         assert!(Moderator::new(&[("spam".into(), vec![])], 0.5, &[]).is_err());
+    }
+
+    /// Held-out figures on the test split of `ops/guardrails/data/moderation.jsonl.gz`
+    /// (any category; per category in BENCHMARKS.md). Floors against a regression: the
+    /// targets of issue 18 (0.85 per category) are not met by this model.
+    #[test]
+    fn held_out_precision_and_recall() {
+        let rows = crate::guardrails::train::test_rows("moderation");
+        let m = Moderator::new(&[], 0.5, &[]).unwrap();
+        let mut c = crate::guardrails::train::Confusion::default();
+        for r in &rows {
+            let harmful = r["categories"].as_array().is_some_and(|a| !a.is_empty());
+            c.add(harmful, !m.moderate(r["text"].as_str().unwrap()).flagged.is_empty());
+        }
+        println!("{} held-out rows: precision {:.3}, recall {:.3} ({c:?})", rows.len(), c.precision(), c.recall());
+        assert!(c.precision() >= 0.6 && c.recall() >= 0.18, "{c:?}");
+    }
+
+    #[test]
+    fn the_shipped_classifier_scores_what_no_phrase_names() {
+        let m = Moderator::new(&[], 0.5, &[]).unwrap();
+        // no phrase of the lists is in it, and it ranks far above a harmless question
+        let hurt = m.moderate("I feel so hopeless, I keep thinking about taking all my pills at once tonight.");
+        let water = m.moderate("What is the boiling point of water at sea level?");
+        assert!(water.flagged.is_empty(), "{water:?}");
+        let score = |r: &Moderation| r.scores.get("self-harm").copied().unwrap_or(0.0);
+        assert!(score(&hurt) > 0.1 && score(&hurt) > 5.0 * score(&water), "{hurt:?} {water:?}");
     }
 }

@@ -53,6 +53,7 @@ pub(super) fn guardrails(raw: Vec<RawGuardrail>, errs: &mut Errors) -> (Vec<Guar
             }
             i.classifier.clone().map(|c| (c, ask_above))
         });
+        let injection_model = g.injection.as_ref().is_none_or(|i| i.model.unwrap_or(true));
         let injection = g.injection.map(|i| {
             let threshold = i.threshold.unwrap_or(0.5);
             if !(threshold > 0.0 && threshold <= 1.0) {
@@ -114,6 +115,7 @@ pub(super) fn guardrails(raw: Vec<RawGuardrail>, errs: &mut Errors) -> (Vec<Guar
                     .collect(),
                 block,
                 upstream,
+                model: m.model.unwrap_or(true),
             }
         });
         if g.pii.is_empty() && custom.is_empty() && injection.is_none() && moderation.is_none() {
@@ -126,6 +128,7 @@ pub(super) fn guardrails(raw: Vec<RawGuardrail>, errs: &mut Errors) -> (Vec<Guar
             pii: g.pii.into_iter().collect(),
             custom,
             injection,
+            injection_model,
             injection_classifier,
             moderation,
         });
