@@ -74,6 +74,7 @@ pub(crate) mod names {
     pub const X_SWITCHYARD_OVERHEAD_US: HeaderName = HeaderName::from_static("x-switchyard-overhead-us");
     pub const X_SWITCHYARD_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
     pub const X_SWITCHYARD_ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
+    pub const X_SWITCHYARD_GUARDRAILS: HeaderName = HeaderName::from_static("x-switchyard-guardrails");
     pub const X_SWITCHYARD_PROMPT: HeaderName = HeaderName::from_static("x-switchyard-prompt");
     pub const X_SWITCHYARD_EXPERIMENT: HeaderName = HeaderName::from_static("x-switchyard-experiment");
     pub const X_SWITCHYARD_DROPPED_FIELDS: HeaderName = HeaderName::from_static("x-switchyard-dropped-fields");
@@ -181,6 +182,9 @@ pub(crate) fn success_head(request_id: &str, o: &Outcome, received: Instant) -> 
     set_number(&mut b, names::X_SWITCHYARD_ATTEMPTS, u64::from(o.attempts));
     if let Some(route) = &o.route {
         set(&mut b, names::X_SWITCHYARD_ROUTE, route);
+    }
+    if let Some(flags) = &o.guardrail_flags {
+        set(&mut b, names::X_SWITCHYARD_GUARDRAILS, flags);
     }
     if let Some(s) = &o.shaped {
         if let Some((id, v)) = &s.prompt {

@@ -25,6 +25,17 @@ fn ask(text: &str) -> Value {
 }
 
 /// The user texts of every request the mock received.
+/// The sum of `switchyard_guardrail_actions_total` over categories for one guardrail
+/// and action.
+async fn actions(url: &str, guardrail: &str, action: &str) -> f64 {
+    let text = client().get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    let (g, a) = (format!("guardrail=\"{guardrail}\""), format!("action=\"{action}\""));
+    text.lines()
+        .filter(|l| l.starts_with("switchyard_guardrail_actions_total{") && l.contains(&g) && l.contains(&a))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 async fn received(mock: &str) -> String {
     let v: Value = client().get(format!("{mock}/mock/requests")).send().await.unwrap().json().await.unwrap();
     v.to_string()
@@ -87,11 +98,10 @@ async fn pii_is_redacted_pseudonymized_and_blocked_before_it_leaves() {
     .await;
     assert_eq!(r.status(), 200);
     for action in ["pseudonymize", "redact", "mask", "block"] {
-        let m =
-            metric(gw.url(), &format!("switchyard_guardrail_actions_total{{guardrail=\"pii\",action=\"{action}\"}}"))
-                .await;
-        assert!(m.unwrap_or(0.0) >= 1.0, "{action}: {m:?}");
+        assert!(actions(gw.url(), "pii", action).await >= 1.0, "{action}");
     }
+    let email = "switchyard_guardrail_actions_total{guardrail=\"pii\",category=\"EMAIL\",action=\"pseudonymize\"}";
+    assert!(metric(gw.url(), email).await.is_some(), "counted by category");
 }
 
 #[tokio::test]
@@ -210,8 +220,20 @@ targets = [{ provider = "up", model = "gpt-4o-mini" }]
     )
     .await;
     assert_eq!(r.status(), 200);
-    let flagged = metric(gw.url(), "switchyard_guardrail_actions_total{guardrail=\"watch\",action=\"flag\"}").await;
-    assert_eq!(flagged, Some(1.0));
+    // with its score in a header
+    let flags = r.headers()["x-switchyard-guardrails"].to_str().unwrap().to_string();
+    assert!(flags.starts_with("watch:injection=0.") || flags.starts_with("watch:injection=1.00"), "{flags}");
+    let flagged = "switchyard_guardrail_actions_total{guardrail=\"watch\",category=\"injection\",action=\"flag\"}";
+    assert_eq!(metric(gw.url(), flagged).await, Some(1.0));
+    // a request that is not flagged has no such header
+    let r = post_as(
+        gw.url(),
+        MAIN_KEY,
+        &nc,
+        &json!({"model": "watched", "messages": [{"role": "user", "content": benign}]}),
+    )
+    .await;
+    assert!(r.headers().get("x-switchyard-guardrails").is_none());
 }
 
 #[tokio::test]
@@ -409,7 +431,7 @@ targets = [{{ provider = "up", model = "gpt-4o-mini" }}]
     // an unreachable provider leaves the local verdict standing
     let r = post_as(gw.url(), MAIN_KEY, &nc, &ask("unreachable")).await;
     assert_eq!(r.status(), 200);
-    let failed = "switchyard_guardrail_actions_total{guardrail=\"unreachable\",action=\"second_opinion_failed\"}";
+    let failed = "switchyard_guardrail_actions_total{guardrail=\"unreachable\",category=\"moderation\",action=\"second_opinion_failed\"}";
     assert_eq!(metric(gw.url(), failed).await, Some(2.0), "asked about the request and about the answer");
     // answers get a second opinion too: the request passes, the provider flags the answer
     // (and a custom phrase with a low severity does not flag on its own)

@@ -87,8 +87,14 @@ impl Guard {
 pub struct Applied {
     pub guards: Vec<Arc<Guard>>,
     pub vault: Vault,
-    /// `(guardrail, entity, action)` for the usage note (never the values).
+    /// `(guardrail, entity, action)` for the usage note (never the values); a flag's
+    /// scores, one per category, follow in `scores`.
     pub actions: Vec<(String, String, &'static str)>,
+    /// Per action: the scores of a flag (empty for the other actions).
+    pub scores: Vec<Vec<f64>>,
+    /// Flagged (not blocked) detections: `(guardrail, category, score)`, for the
+    /// response's `x-switchyard-guardrails` header.
+    pub flags: Vec<(String, &'static str, f64)>,
     /// Texts to ask a classifier about: (guardrail, classifier alias, text, threshold, block).
     pub asks: Vec<(String, String, String, f64, bool)>,
 }
@@ -98,19 +104,36 @@ fn flagged_message(categories: &[&str], request: bool) -> String {
     format!("the {} was flagged for {}", if request { "request" } else { "answer" }, categories.join(", "))
 }
 
-fn count(guard: &str, action: Action) {
-    metrics::counter!(GUARDRAIL_ACTIONS_TOTAL, "guardrail" => guard.to_string(), "action" => action.as_str())
-        .increment(1);
+fn count(guard: &str, entity: &Entity, action: Action) {
+    metrics::counter!(GUARDRAIL_ACTIONS_TOTAL, "guardrail" => guard.to_string(),
+        "category" => entity.label().to_string(), "action" => action.as_str())
+    .increment(1);
 }
 
 impl Applied {
     /// A detection's outcome: counted, noted for the usage record, and with `block`
     /// the 400 that names the guardrail; otherwise flagged and let through.
-    pub fn verdict(&mut self, guard: &str, what: String, block: bool, message: String) -> Result<(), GatewayError> {
+    /// `found`: each category detected (`injection`, or moderation's) with its score.
+    pub fn verdict(
+        &mut self,
+        guard: &str,
+        found: &[(&'static str, f64)],
+        block: bool,
+        message: String,
+    ) -> Result<(), GatewayError> {
         let action = if block { "block" } else { "flag" };
-        metrics::counter!(GUARDRAIL_ACTIONS_TOTAL, "guardrail" => guard.to_string(), "action" => action).increment(1);
+        for (category, _) in found {
+            metrics::counter!(GUARDRAIL_ACTIONS_TOTAL, "guardrail" => guard.to_string(), "category" => *category,
+                "action" => action)
+            .increment(1);
+        }
         tracing::warn!(guardrail = %guard, %message, action, "guardrail");
-        self.actions.push((guard.to_string(), what, action));
+        let what: Vec<String> = found.iter().map(|(c, _)| c.to_uppercase()).collect();
+        self.actions.push((guard.to_string(), what.join("+"), action));
+        self.scores.push(if block { Vec::new() } else { found.iter().map(|(_, s)| *s).collect() });
+        if !block {
+            self.flags.extend(found.iter().map(|(c, s)| (guard.to_string(), *c, *s)));
+        }
         if block {
             return Err(GatewayError::PolicyViolation {
                 guardrail: guard.to_string(),
@@ -124,9 +147,30 @@ impl Applied {
         self.guards.is_empty()
     }
 
-    /// The actions taken so far, for the usage record: `guardrail:ENTITY:action`.
+    /// The actions taken so far, for the usage record: `guardrail:ENTITY:action`, and
+    /// for a flag its scores: `guardrail:INJECTION:flag:0.83`.
     pub fn notes(&self) -> Vec<String> {
-        self.actions.iter().map(|(g, e, a)| format!("{g}:{e}:{a}")).collect()
+        self.actions
+            .iter()
+            .enumerate()
+            .map(|(i, (g, e, a))| match self.scores.get(i).filter(|s| !s.is_empty()) {
+                Some(s) => {
+                    let s: Vec<String> = s.iter().map(|v| format!("{v:.2}")).collect();
+                    format!("{g}:{e}:{a}:{}", s.join("+"))
+                }
+                None => format!("{g}:{e}:{a}"),
+            })
+            .collect()
+    }
+
+    /// The `x-switchyard-guardrails` header of a flagged request: each flag's guardrail,
+    /// category and score (`watch:injection=0.83, moderate:violence=0.71`).
+    pub fn flags_header(&self) -> Option<String> {
+        if self.flags.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> = self.flags.iter().map(|(g, c, s)| format!("{g}:{c}={s:.2}")).collect();
+        Some(parts.join(", "))
     }
 
     fn apply_text(&mut self, text: &str, request: bool) -> Result<Option<String>, GatewayError> {
@@ -138,7 +182,7 @@ impl Applied {
             let input = current.as_deref().unwrap_or(text);
             match g.scanner.apply_as(input, &mut self.vault, !request) {
                 Err(entity) => {
-                    count(&g.name, Action::Block);
+                    count(&g.name, &entity, Action::Block);
                     return Err(GatewayError::PolicyViolation {
                         guardrail: g.name.clone(),
                         message: format!(
@@ -151,8 +195,9 @@ impl Applied {
                 }
                 Ok((out, done)) => {
                     for (entity, action) in &done {
-                        count(&g.name, *action);
+                        count(&g.name, entity, *action);
                         self.actions.push((g.name.clone(), entity.label().to_string(), action.as_str()));
+                        self.scores.push(Vec::new());
                     }
                     if !done.is_empty() {
                         current = Some(out);
@@ -166,7 +211,7 @@ impl Applied {
     /// Scores every non-system message for prompt injection: a score at or above a
     /// guardrail's threshold blocks the request (or is flagged: counted and logged).
     fn injection(&mut self, messages: &[Value]) -> Result<(), GatewayError> {
-        let mut flagged: Vec<(String, bool, String)> = Vec::new();
+        let mut flagged: Vec<(String, bool, String, f64)> = Vec::new();
         for g in &self.guards {
             let Some((scorer, threshold, block)) = &g.injection else { continue };
             for m in messages.iter().filter(|m| m.get("role").and_then(Value::as_str) != Some("system")) {
@@ -185,7 +230,7 @@ impl Applied {
                             v.score,
                             v.signals.join(", ")
                         );
-                        flagged.push((g.name.clone(), *block, message));
+                        flagged.push((g.name.clone(), *block, message, v.score));
                     } else if let Some((alias, _)) =
                         g.injection_classifier.as_ref().filter(|(_, above)| v.score >= *above)
                     {
@@ -194,8 +239,8 @@ impl Applied {
                 }
             }
         }
-        for (guard, block, message) in flagged {
-            self.verdict(&guard, "INJECTION".into(), block, message)?;
+        for (guard, block, message, score) in flagged {
+            self.verdict(&guard, &[("injection", score)], block, message)?;
         }
         Ok(())
     }
@@ -215,12 +260,7 @@ impl Applied {
         for (text, upstream) in texts.iter().zip(items.iter()) {
             let m = moderator.combine(&moderator.moderate(text), upstream);
             if !m.flagged.is_empty() {
-                self.verdict(
-                    &g.name,
-                    m.flagged.join("+").to_uppercase(),
-                    *block,
-                    flagged_message(&m.flagged, request),
-                )?;
+                self.verdict(&g.name, &m.found(), *block, flagged_message(&m.flagged, request))?;
             }
         }
         Ok(())
@@ -254,18 +294,18 @@ impl Applied {
     /// Moderates a text (a request's message or an answer) with every guardrail that
     /// moderates in that direction: blocked, or flagged (counted and logged).
     fn moderate(&mut self, text: &str, request: bool) -> Result<(), GatewayError> {
-        let mut flagged: Vec<(String, bool, Vec<&'static str>)> = Vec::new();
+        let mut flagged: Vec<(String, bool, moderation::Moderation)> = Vec::new();
         for g in &self.guards {
             let Some((moderator, block)) = &g.moderation else { continue };
             if (request && g.on_request) || (!request && g.on_response) {
                 let m = moderator.moderate(text);
                 if !m.flagged.is_empty() {
-                    flagged.push((g.name.clone(), *block, m.flagged));
+                    flagged.push((g.name.clone(), *block, m));
                 }
             }
         }
-        for (guard, block, categories) in flagged {
-            self.verdict(&guard, categories.join("+").to_uppercase(), block, flagged_message(&categories, request))?;
+        for (guard, block, m) in flagged {
+            self.verdict(&guard, &m.found(), block, flagged_message(&m.flagged, request))?;
         }
         Ok(())
     }
@@ -406,7 +446,7 @@ impl GuardStream {
                 Ok(r) => r,
                 // the answer has begun: what would block is redacted instead
                 Err(entity) => {
-                    count(&g.name, Action::Block);
+                    count(&g.name, &entity, Action::Block);
                     let findings = g.scanner.scan(&text);
                     let mut out = String::with_capacity(text.len());
                     let mut at = 0;
@@ -419,8 +459,8 @@ impl GuardStream {
                     (out, Vec::new())
                 }
             };
-            for (_, action) in &done {
-                count(&g.name, *action);
+            for (entity, action) in &done {
+                count(&g.name, entity, *action);
             }
             text = out;
         }

@@ -94,6 +94,11 @@ pub struct Moderation {
 }
 
 impl Moderation {
+    /// The flagged categories with their scores.
+    pub fn found(&self) -> Vec<(&'static str, f64)> {
+        self.flagged.iter().map(|c| (*c, self.scores.get(c).copied().unwrap_or(0.0))).collect()
+    }
+
     /// OpenAI's `results[]` item.
     pub fn to_openai(&self) -> Value {
         let mut categories = serde_json::Map::new();

@@ -274,6 +274,7 @@ impl Engine {
             attempts: 0,
             native: false,
             shaped: ctx.shaped.get().cloned(),
+            guardrail_flags: None,
         })
     }
 

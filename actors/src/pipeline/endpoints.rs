@@ -306,6 +306,7 @@ impl Engine {
             attempts,
             native,
             shaped: ctx.shaped.get().cloned(),
+            guardrail_flags: guards.flags_header(),
         })
     }
 
@@ -389,6 +390,7 @@ impl Engine {
             attempts,
             native: false,
             shaped: ctx.shaped.get().cloned(),
+            guardrail_flags: None,
         })
     }
 }

@@ -52,6 +52,8 @@ pub struct Outcome {
     pub native: bool,
     /// The prompt version, experiment variant and policies that shaped the request.
     pub shaped: Option<std::sync::Arc<crate::prompts::shape::Shaped>>,
+    /// What guardrails flagged (not blocked), with scores: `x-switchyard-guardrails`.
+    pub guardrail_flags: Option<String>,
 }
 
 /// An error and the rate-limit headers known when it happened.

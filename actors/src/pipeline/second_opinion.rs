@@ -42,14 +42,14 @@ impl Engine {
                 };
                 let Some(p) = verdict else {
                     metrics::counter!(crate::metrics::GUARDRAIL_ACTIONS_TOTAL, "guardrail" => guard.clone(),
-                    "action" => "second_opinion_failed")
+                    "category" => "injection", "action" => "second_opinion_failed")
                     .increment(1);
                     tracing::warn!(guardrail = %guard, classifier = %alias, "injection classifier gave no answer; the local verdict stands");
                     continue;
                 };
                 if p >= threshold {
                     let message = format!("the request looks like a prompt injection (classifier `{alias}`: {p:.2})");
-                    guards.verdict(&guard, "INJECTION".into(), block, message)?;
+                    guards.verdict(&guard, &[("injection", p)], block, message)?;
                 }
             }
             Ok(())
@@ -82,7 +82,7 @@ impl Engine {
                 Ok(results) => guards.second_opinion(&guard, &texts, &results, request)?,
                 Err(e) => {
                     metrics::counter!(crate::metrics::GUARDRAIL_ACTIONS_TOTAL, "guardrail" => guard.clone(),
-                        "action" => "second_opinion_failed")
+                        "category" => "moderation", "action" => "second_opinion_failed")
                     .increment(1);
                     tracing::warn!(guardrail = %guard, provider = %provider, error = %e.into_gateway(&provider),
                         "moderation second opinion unavailable; the local verdict stands");

@@ -173,6 +173,9 @@ async fn handle_request(client: &Client, engine: &Engine, responses: &Arc<Respon
             if let Some(route) = &outcome.route {
                 headers.insert("x-switchyard-route", route.as_str());
             }
+            if let Some(flags) = &outcome.guardrail_flags {
+                headers.insert("x-switchyard-guardrails", flags.as_str());
+            }
             shaped_headers(&mut headers, outcome.shaped.as_deref());
             for (k, v) in outcome.rate.pairs() {
                 headers.insert(k.name(), v.as_str());
