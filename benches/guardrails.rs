@@ -77,6 +77,7 @@ fn per_request(c: &mut Criterion) {
             .map(|(e, a)| (e.to_string(), a.to_string()))
             .collect(),
         custom: Vec::new(),
+        regions: vec!["US".into()],
         injection: Some((0.5, true)),
         injection_model: true,
         injection_classifier: None,

@@ -9,6 +9,8 @@ pub struct Guardrail {
     /// Entity -> action, as written (checked).
     pub pii: Vec<(String, String)>,
     pub custom: Vec<CustomPattern>,
+    /// Regions whose national phone formats count (`["US"]` unless set).
+    pub regions: Vec<String>,
     /// Prompt-injection scoring: threshold, and whether to block (else flag).
     pub injection: Option<(f64, bool)>,
     /// Whether injection scoring runs the shipped classifier (else phrases alone).

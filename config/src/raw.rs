@@ -64,6 +64,10 @@ pub struct RawGuardrail {
     /// Patterns of your own.
     #[serde(default)]
     pub custom: Vec<RawCustomPattern>,
+    /// Regions (ISO 3166 codes) whose national phone formats count (default `["US"]`;
+    /// international numbers, with `+` or `00`, count for every country).
+    #[serde(default)]
+    pub regions: Vec<String>,
     /// Prompt-injection scoring of every non-system message.
     pub injection: Option<RawInjection>,
     /// Content moderation by category, of requests and answers (per `direction`).

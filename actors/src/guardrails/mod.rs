@@ -8,6 +8,8 @@ pub mod injection;
 pub mod linear;
 pub mod moderation;
 pub mod pii;
+#[cfg(test)]
+mod pii_eval;
 pub mod train;
 
 use std::collections::HashMap;
@@ -55,7 +57,7 @@ impl Guard {
         }
         Ok(Guard {
             name: g.name.clone(),
-            scanner: Scanner::new(actions, &custom)?,
+            scanner: Scanner::with_regions(actions, &custom, &g.regions)?,
             injection: match g.injection {
                 None => None,
                 Some((threshold, block)) => {

@@ -1,10 +1,15 @@
 //! PII and secrets: one pass over the text with one regex of named alternatives (e-mail,
-//! phone, payment card, IBAN, US SSN, IPv4/IPv6, API keys and tokens, private key
-//! blocks, custom patterns), each candidate confirmed by its own check (Luhn, IBAN
-//! mod-97, SSN ranges, `std::net` address parsing, libphonenumber through the
-//! `phonenumber` crate). Then an action per entity: `redact` (`[EMAIL]`), `mask` (all
-//! but the last 4 characters), `pseudonymize` (`<EMAIL_1>`, restored in the answer),
-//! `block` or `log`.
+//! payment card, IBAN, US SSN, IPv4/IPv6, API keys and tokens, private key blocks,
+//! custom patterns), each candidate confirmed by its own check (Luhn, IBAN mod-97, SSN
+//! ranges and context, `std::net` address parsing), and a second pass for phone
+//! numbers, confirmed by libphonenumber (the `phonenumber` crate): international
+//! numbers (`+` or `00`) for their own country, national ones for each configured
+//! region. Then an action per entity: `redact` (`[EMAIL]`), `mask` (all but the last 4
+//! characters), `pseudonymize` (`<EMAIL_1>`, restored in the answer), `block` or `log`.
+//!
+//! Word boundaries keep ids alone: a candidate glued to letters, `#`, `_`, `/`, or a
+//! dash or dot and more digits (an order number, a SKU, a hex nonce, a version, a
+//! date) is not a value.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -102,15 +107,22 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
     ("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
     ("iban", r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"),
-    ("ssn", r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"),
+    ("ssn", r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b|\b[0-9]{3} [0-9]{2} [0-9]{4}\b|\b[0-9]{9}\b"),
     ("card", r"\b[0-9](?:[ -]?[0-9]){12,18}\b"),
     ("ipv4", r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"),
     (
         "ipv6",
         r"(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,7}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})?|::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}",
     ),
-    ("phone", r"(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{1,4}\)[ .-]?)?[0-9]{2,4}(?:[ .-]?[0-9]{2,4}){1,3}"),
 ];
+
+/// Phone candidates (their own pass): an optional `+` or `00`, then digits with the
+/// separators people write (spaces, dots, dashes, slashes, an area code or a trunk
+/// `(0)` in parentheses).
+const PHONE: &str = r"(?:\+|\b00)?\(?[0-9][0-9]*\)?(?:[ .\-/\u{00A0}]{0,2}\(?[0-9]+\)?){1,7}";
+
+/// Words that say a nine-digit number is a US SSN (as Presidio's recognizer reads them).
+const SSN_CONTEXT: &[&str] = &["ssn", "social security", "social sec", "ss#", "ss #", "ss no", "taxpayer id", "tin"];
 
 /// A confirmed match.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +139,9 @@ pub struct Scanner {
     /// Capture group name -> entity.
     groups: Vec<(String, Entity)>,
     pub actions: HashMap<Entity, Action>,
+    /// The phone pass, when phones are looked for, and the regions whose national
+    /// formats count.
+    phone: Option<(Regex, Vec<phonenumber::country::Id>)>,
 }
 
 fn luhn(digits: &[u8]) -> bool {
@@ -162,26 +177,109 @@ fn iban_ok(s: &str) -> bool {
     rem == 1
 }
 
-fn ssn_ok(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    let [area, group, serial] = parts.as_slice() else { return false };
-    let area: u32 = area.parse().unwrap_or(0);
-    area != 0 && area != 666 && area < 900 && *group != "00" && *serial != "0000"
-}
-
-fn phone_ok(s: &str) -> bool {
-    let digits = s.bytes().filter(u8::is_ascii_digit).count();
-    if !(7..=15).contains(&digits) {
+/// A US SSN: area, group and serial in their assigned ranges; without dashes only
+/// where a context word (`SSN`, `social security`, ...) comes shortly before.
+fn ssn_ok(s: &str, before: &str) -> bool {
+    let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
+    if digits.len() != 9 {
         return false;
     }
-    // numbers without a country code are read as US numbers
-    let region = if s.trim_start().starts_with('+') { None } else { Some(phonenumber::country::Id::US) };
-    phonenumber::parse(region, s).is_ok_and(|n| phonenumber::is_valid(&n))
+    if !s.contains('-') {
+        let start = before.char_indices().rev().nth(40).map_or(0, |(i, _)| i);
+        let near = before[start..].to_ascii_lowercase();
+        if !SSN_CONTEXT.iter().any(|w| near.contains(w)) {
+            return false;
+        }
+    }
+    let n = |r: std::ops::Range<usize>| digits[r].iter().fold(0u32, |a, d| a * 10 + u32::from(*d));
+    let area = n(0..3);
+    area != 0 && area != 666 && area < 900 && n(3..5) != 0 && n(5..9) != 0
+}
+
+/// A candidate's edges are a value's, not an id's: not glued to letters or `#_/`, and
+/// no dash or dot with more digits or letters on either side. (`hash_ok`: a `#` before
+/// it is a label's, as in `SSN#123456789`.)
+fn free_standing(text: &str, start: usize, end: usize, hash_ok: bool) -> bool {
+    let (before, after) = (&text[..start], &text[end..]);
+    let mut b = before.chars().rev();
+    let mut a = after.chars();
+    let (b1, b2, a1, a2) = (b.next(), b.next(), a.next(), a.next());
+    let glued = |c: Option<char>| {
+        c.is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | '/' | '@') || (c == '#' && !hash_ok))
+    };
+    let joined = |sep: Option<char>, next: Option<char>| {
+        sep.is_some_and(|c| matches!(c, '-' | '.' | ':')) && next.is_some_and(char::is_alphanumeric)
+    };
+    !glued(b1) && !glued(a1) && !joined(b1, b2) && !joined(a1, a2)
+}
+
+/// `YYYYMMDD` of this century or the last.
+fn compact_date(g: &str) -> bool {
+    let n = |r: std::ops::Range<usize>| g[r].parse::<u32>().unwrap_or(0);
+    g.len() == 8
+        && g.bytes().all(|b| b.is_ascii_digit())
+        && (1900..2100).contains(&n(0..4))
+        && (1..=12).contains(&n(4..6))
+        && (1..=31).contains(&n(6..8))
+}
+
+/// Shapes that are dates, versions, ZIP+4 codes or Unix times, whatever a numbering
+/// plan says of their digits.
+fn not_a_phone(s: &str) -> bool {
+    if s.starts_with('+') {
+        return false;
+    }
+    let groups: Vec<&str> = s.split(['-', '.', '/', ' ']).filter(|g| !g.is_empty()).collect();
+    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    let all_digits = groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_digit()));
+    // a date, or a date with more after it (`2024/05/01-0042`)
+    let date = matches!(lens.as_slice(), [4, 1..=2, 1..=2, ..] | [1..=2, 1..=2, 4, ..] | [1..=2, 1..=2, 2])
+        && !s.contains(' ');
+    let dotted_version = s.contains('.') && !s.contains(' ') && groups.len() <= 4 && lens.iter().all(|l| *l <= 3);
+    let zip4 = lens == [5, 4] && s.contains('-');
+    let unix_time = groups.len() == 1 && (lens[0] == 10 || lens[0] == 13) && s.starts_with('1');
+    all_digits && (date || dotted_version || zip4 || unix_time || groups.iter().any(|g| compact_date(g)))
+}
+
+/// A phone number: with `+` or `00`, valid for its own country; otherwise valid in one
+/// of `regions` (national format, trunk prefix included).
+fn phone_ok(s: &str, regions: &[phonenumber::country::Id]) -> bool {
+    // a number in parentheses of its own: `(+44 20 7946 0958)`
+    let s = match s.strip_prefix('(').and_then(|t| t.strip_suffix(')')) {
+        Some(inner) if !inner.contains(['(', ')']) => inner,
+        _ => s,
+    };
+    let s = if s.matches('(').count() < s.matches(')').count() { s.trim_end_matches(')') } else { s };
+    let s = if s.matches('(').count() > s.matches(')').count() { s.trim_start_matches('(') } else { s };
+    let digits = s.bytes().filter(u8::is_ascii_digit).count();
+    if !(7..=15).contains(&digits) || not_a_phone(s) {
+        return false;
+    }
+    let valid = |region: Option<phonenumber::country::Id>, s: &str| {
+        phonenumber::parse(region, s).is_ok_and(|n| phonenumber::is_valid(&n))
+    };
+    if s.starts_with('+') || s.starts_with("00") {
+        let s = if let Some(rest) = s.strip_prefix("00") { format!("+{rest}") } else { s.to_string() };
+        // `+33 (0)7 ...`: a trunk zero in parentheses is not dialled from abroad, except
+        // where it is part of the number (Italy)
+        return valid(None, &s.replace("(0)", "")) || valid(None, &s.replace("(0)", "0"));
+    }
+    regions.iter().any(|r| valid(Some(*r), s))
 }
 
 impl Scanner {
-    /// `actions` for the built-in entities; `custom` patterns as `(NAME, regex, action)`.
+    /// `actions` for the built-in entities; `custom` patterns as `(NAME, regex, action)`;
+    /// national phone numbers of the US.
     pub fn new(actions: HashMap<Entity, Action>, custom: &[(String, String, Action)]) -> Result<Scanner, String> {
+        Scanner::with_regions(actions, custom, &["US".to_string()])
+    }
+
+    /// As `new`, with the regions (ISO 3166 codes) whose national phone formats count.
+    pub fn with_regions(
+        actions: HashMap<Entity, Action>,
+        custom: &[(String, String, Action)],
+        regions: &[String],
+    ) -> Result<Scanner, String> {
         let mut alternatives: Vec<String> = Vec::new();
         let mut groups = Vec::new();
         // custom patterns first: an organisation's own formats win over the generic ones
@@ -210,7 +308,16 @@ impl Scanner {
         }
         let re = if alternatives.is_empty() { Regex::new("[^\\s\\S]") } else { Regex::new(&alternatives.join("|")) }
             .map_err(|e| e.to_string())?;
-        Ok(Scanner { re, groups, actions })
+        let phone = if actions.contains_key(&Entity::Phone) {
+            let ids = regions
+                .iter()
+                .map(|r| r.parse::<phonenumber::country::Id>().map_err(|_| format!("unknown region `{r}`")))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some((Regex::new(PHONE).map_err(|e| e.to_string())?, ids))
+        } else {
+            None
+        };
+        Ok(Scanner { re, groups, actions, phone })
     }
 
     /// Every confirmed match, in order, in one pass.
@@ -223,10 +330,14 @@ impl Scanner {
             let ok = match group.as_str() {
                 "card" => {
                     let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
-                    (13..=19).contains(&digits.len()) && luhn(&digits)
+                    // no card number starts with 0 (ISO/IEC 7812 leaves that industry unissued)
+                    (13..=19).contains(&digits.len())
+                        && digits[0] != 0
+                        && luhn(&digits)
+                        && free_standing(text, m.start(), m.end(), false)
                 }
                 "iban" => iban_ok(s),
-                "ssn" => ssn_ok(s),
+                "ssn" => ssn_ok(s, &text[..m.start()]) && free_standing(text, m.start(), m.end(), true),
                 // not the middle of a longer dotted number (a version 1.2.3.4.5)
                 "ipv4" => {
                     let (before, after) = (&text[..m.start()], &text[m.end()..]);
@@ -237,11 +348,26 @@ impl Scanner {
                         && !dotted(before.chars().next_back(), before.chars().rev().nth(1))
                 }
                 "ipv6" => s.parse::<std::net::Ipv6Addr>().is_ok(),
-                "phone" => phone_ok(s),
                 _ => true,
             };
             if ok {
                 out.push(Finding { entity: entity.clone(), start: m.start(), end: m.end() });
+            }
+        }
+        if let Some((re, regions)) = &self.phone {
+            let mut phones = Vec::new();
+            for m in re.find_iter(text) {
+                // trailing separators are not the number's
+                let s = m.as_str().trim_end_matches([' ', '.', '-', '/', '(', '\u{00A0}']);
+                let (start, end) = (m.start(), m.start() + s.len());
+                let taken = out.iter().any(|f| f.start < end && start < f.end);
+                if !taken && free_standing(text, start, end, false) && phone_ok(s, regions) {
+                    phones.push(Finding { entity: Entity::Phone, start, end });
+                }
+            }
+            if !phones.is_empty() {
+                out.extend(phones);
+                out.sort_by_key(|f| f.start);
             }
         }
         out

@@ -127,6 +127,11 @@ pub(super) fn guardrails(raw: Vec<RawGuardrail>, errs: &mut Errors) -> (Vec<Guar
             on_response,
             pii: g.pii.into_iter().collect(),
             custom,
+            regions: if g.regions.is_empty() {
+                vec!["US".to_string()]
+            } else {
+                g.regions.iter().map(|r| r.to_ascii_uppercase()).collect()
+            },
             injection,
             injection_model,
             injection_classifier,
