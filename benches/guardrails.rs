@@ -88,7 +88,10 @@ fn per_request(c: &mut Criterion) {
             block: true,
             upstream: None,
             model: true,
+            classifier: None,
         }),
+        webhook: None,
+        presidio: None,
     };
     let guard = std::sync::Arc::new(Guard::build(&cfg).unwrap());
     let messages = json!([

@@ -18,6 +18,30 @@ pub struct Guardrail {
     /// A classifier alias asked about messages scored from the second value up.
     pub injection_classifier: Option<(String, f64)>,
     pub moderation: Option<ModerationCfg>,
+    pub webhook: Option<WebhookCfg>,
+    pub presidio: Option<PresidioCfg>,
+}
+
+/// A guardrail service of your own (`webhook`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookCfg {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub timeout: std::time::Duration,
+    /// Block when it cannot answer (else let through, counted).
+    pub fail_closed: bool,
+}
+
+/// A Presidio analyzer (`presidio`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresidioCfg {
+    pub url: String,
+    pub language: String,
+    pub score: f64,
+    /// Entity type -> action; `*` for the rest.
+    pub entities: Vec<(String, String)>,
+    pub timeout: std::time::Duration,
+    pub fail_closed: bool,
 }
 
 /// The moderation categories, in OpenAI's names (validated here, scored by the
@@ -35,6 +59,8 @@ pub struct ModerationCfg {
     pub upstream: Option<(String, String)>,
     /// Whether the shipped classifier scores too (else the phrase lists alone).
     pub model: bool,
+    /// A Llama-Guard-style model alias asked about each request.
+    pub classifier: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -72,6 +72,40 @@ pub struct RawGuardrail {
     pub injection: Option<RawInjection>,
     /// Content moderation by category, of requests and answers (per `direction`).
     pub moderation: Option<RawModeration>,
+    /// Your own guardrail service, asked about each request (and non-streamed answer).
+    pub webhook: Option<RawWebhook>,
+    /// A Presidio analyzer (`POST /analyze`) finding PII in each request's texts.
+    pub presidio: Option<RawPresidio>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: String,
+    /// Headers sent with each call (`${ENV}` allowed in values).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How long a call may take (default 1000).
+    pub timeout_ms: Option<u64>,
+    /// `allow` (default: fail open) or `block` (fail closed) when it cannot answer.
+    pub on_error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPresidio {
+    /// The analyzer's address (`http://presidio-analyzer:3000`); `/analyze` is appended.
+    pub url: String,
+    /// The language sent (default `en`).
+    pub language: Option<String>,
+    /// The lowest score acted on (default 0.5).
+    pub score: Option<f64>,
+    /// Presidio entity type (`PHONE_NUMBER`, `US_SSN`, ...) -> action (`redact`, `mask`,
+    /// `block`, `log`); `"*"` for every other type (default: `redact` for all).
+    #[serde(default)]
+    pub entities: BTreeMap<String, String>,
+    pub timeout_ms: Option<u64>,
+    pub on_error: Option<String>,
 }
 
 /// A moderation phrase: `"text"` (severity 0.8) or `{ phrase = "text", severity = 0.6 }`.
@@ -101,6 +135,9 @@ pub struct RawModeration {
     pub upstream_model: Option<String>,
     /// Score with the shipped classifier as well as the phrase lists (default true).
     pub model: Option<bool>,
+    /// A Llama-Guard-style model alias asked about each request (`safe`, or `unsafe`
+    /// and its category codes S1-S14).
+    pub classifier: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

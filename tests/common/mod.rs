@@ -642,3 +642,75 @@ impl Recorder {
         Recorder { url, seen }
     }
 }
+
+/// A real HTTP server that answers each request by `answer(path, body) -> (status,
+/// JSON)` (after `delay`), for as long as the test runs, and records what it was sent.
+pub struct Responder {
+    pub url: String,
+    pub seen: std::sync::Arc<tokio::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl Responder {
+    pub async fn start(
+        delay: Duration,
+        answer: impl Fn(&str, &serde_json::Value) -> (u16, serde_json::Value) + Send + Sync + 'static,
+    ) -> Responder {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+        let (log, answer) = (seen.clone(), std::sync::Arc::new(answer));
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let (log, answer) = (log.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let (head, mut rest) = loop {
+                        let Ok(n) = sock.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break (String::from_utf8_lossy(&buf[..at]).to_string(), buf[at + 4..].to_vec());
+                        }
+                    };
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    while rest.len() < len {
+                        let Ok(n) = sock.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        rest.extend_from_slice(&chunk[..n]);
+                    }
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let body: serde_json::Value = serde_json::from_slice(&rest).unwrap_or(serde_json::Value::Null);
+                    log.lock().await.push((path.clone(), body.clone()));
+                    tokio::time::sleep(delay).await;
+                    let (status, reply) = answer(&path, &body);
+                    let reply = reply.to_string();
+                    let out = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                        reply.len()
+                    );
+                    let _ = sock.write_all(out.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        Responder { url, seen }
+    }
+
+    /// The bodies sent to `path`, in arrival order.
+    pub async fn bodies(&self, path: &str) -> Vec<serde_json::Value> {
+        self.seen.lock().await.iter().filter(|(p, _)| p == path).map(|(_, b)| b.clone()).collect()
+    }
+}

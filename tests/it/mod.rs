@@ -10,6 +10,7 @@ mod errors;
 mod experiments;
 mod failover;
 mod gemini;
+mod guardrail_services;
 mod guardrails;
 mod jwt;
 mod ledger;

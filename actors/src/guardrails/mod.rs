@@ -4,6 +4,7 @@
 //! and to the answer (placeholders restored, detections acted on), streams included.
 
 pub mod decode;
+pub mod external;
 pub mod injection;
 pub mod linear;
 pub mod moderation;
@@ -38,11 +39,21 @@ pub struct Guard {
     /// A classifier alias asked about texts the injection scorer puts from this score
     /// up to its threshold.
     pub injection_classifier: Option<(String, f64)>,
+    /// A Llama-Guard-style alias asked about each request.
+    pub moderation_classifier: Option<String>,
+    /// Services of the operator's own (`external.rs`).
+    pub webhook: Option<switchyard_config::WebhookCfg>,
+    pub presidio: Option<switchyard_config::PresidioCfg>,
     pub on_request: bool,
     pub on_response: bool,
 }
 
 impl Guard {
+    /// Whether it calls a service on requests (Presidio, a webhook, a Llama-Guard alias).
+    pub fn has_services(&self) -> bool {
+        self.presidio.is_some() || self.webhook.is_some() || self.moderation_classifier.is_some()
+    }
+
     pub fn build(g: &switchyard_config::Guardrail) -> Result<Guard, String> {
         let mut actions = HashMap::new();
         for (entity, action) in &g.pii {
@@ -71,6 +82,9 @@ impl Guard {
             },
             upstream_moderation: g.moderation.as_ref().and_then(|m| m.upstream.clone()),
             injection_classifier: g.injection_classifier.clone(),
+            moderation_classifier: g.moderation.as_ref().and_then(|m| m.classifier.clone()),
+            webhook: g.webhook.clone(),
+            presidio: g.presidio.clone(),
             moderation: match &g.moderation {
                 None => None,
                 Some(m) => {
@@ -147,6 +161,16 @@ impl Applied {
 
     pub fn is_empty(&self) -> bool {
         self.guards.is_empty()
+    }
+
+    /// An action a service of the operator's own took (a Presidio entity redacted, a
+    /// webhook that could not answer): counted and noted for the usage record.
+    pub fn note(&mut self, guard: &str, category: &str, action: &'static str) {
+        metrics::counter!(GUARDRAIL_ACTIONS_TOTAL, "guardrail" => guard.to_string(),
+            "category" => category.to_string(), "action" => action)
+        .increment(1);
+        self.actions.push((guard.to_string(), category.to_uppercase(), action));
+        self.scores.push(Vec::new());
     }
 
     /// The actions taken so far, for the usage record: `guardrail:ENTITY:action`, and

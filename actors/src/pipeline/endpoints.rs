@@ -185,6 +185,16 @@ impl Engine {
         let texts = || crate::guardrails::Applied::moderation_texts(&req.messages);
         self.moderation_second_opinions(ctx, &mut guards, texts, true).await?;
         self.injection_second_opinions(ctx, &mut guards).await?;
+        if guards.guards.iter().any(|g| g.on_request && g.has_services()) {
+            let before = req.native.is_some().then(|| req.messages.clone());
+            self.external_request_guardrails(ctx, &mut guards, &mut req.messages, &alias).await?;
+            if before.is_some_and(|b| b != req.messages) {
+                if let Some(why) = req.native.as_ref().and_then(|n| n.untranslatable.clone()) {
+                    return Err(GatewayError::BadRequest(why).into());
+                }
+                req.native = None;
+            }
+        }
         // no more than the alias's targets can produce, whatever `max_tokens` asks for
         let output_cap = ctx.runtime.config.model(&alias).and_then(|m| m.max_output_tokens);
         let reserve = match output_cap {
@@ -241,6 +251,12 @@ impl Engine {
                 if checked.is_ok() && !guards.upstream_moderations(false).is_empty() {
                     let answer = content_text(checked.as_ref().ok().and_then(Option::as_ref).unwrap_or(&bytes));
                     if let Err(e) = self.moderation_second_opinions(ctx, &mut guards, || vec![answer], false).await {
+                        checked = Err(e);
+                    }
+                }
+                if checked.is_ok() && guards.guards.iter().any(|g| g.on_response && g.webhook.is_some()) {
+                    let answer = content_text(checked.as_ref().ok().and_then(Option::as_ref).unwrap_or(&bytes));
+                    if let Err(e) = self.external_answer_guardrails(ctx, &mut guards, &answer, &alias).await {
                         checked = Err(e);
                     }
                 }

@@ -8,6 +8,7 @@ mod call;
 mod context;
 mod count;
 mod endpoints;
+mod external;
 mod finish;
 pub mod jwt;
 mod outcome;

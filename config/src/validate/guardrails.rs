@@ -2,7 +2,29 @@
 
 use super::*;
 
-pub(super) fn guardrails(raw: Vec<RawGuardrail>, errs: &mut Errors) -> (Vec<Guardrail>, HashSet<String>) {
+/// `on_error`: `allow` (default) or `block`.
+fn fail_closed(v: Option<&str>, field: &str, errs: &mut Errors) -> bool {
+    match v {
+        None | Some("allow") => false,
+        Some("block") => true,
+        Some(other) => {
+            errs.push(field, format!("`{other}` is not allow or block"));
+            false
+        }
+    }
+}
+
+fn service_url(url: &str, field: &str, errs: &mut Errors) {
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+        errs.push(field, format!("`{url}` is not an http(s) address"));
+    }
+}
+
+pub(super) fn guardrails(
+    raw: Vec<RawGuardrail>,
+    env: &dyn Fn(&str) -> Option<String>,
+    errs: &mut Errors,
+) -> (Vec<Guardrail>, HashSet<String>) {
     let mut guardrails = Vec::new();
     let mut guard_names = HashSet::new();
     for (i, g) in raw.into_iter().enumerate() {
@@ -116,10 +138,56 @@ pub(super) fn guardrails(raw: Vec<RawGuardrail>, errs: &mut Errors) -> (Vec<Guar
                 block,
                 upstream,
                 model: m.model.unwrap_or(true),
+                classifier: m.classifier,
             }
         });
-        if g.pii.is_empty() && custom.is_empty() && injection.is_none() && moderation.is_none() {
-            errs.push(f("pii"), "set at least one entity, custom pattern, `injection` or `moderation`");
+        let webhook = g.webhook.map(|w| {
+            service_url(&w.url, &f("webhook.url"), errs);
+            crate::WebhookCfg {
+                headers: w
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), interpolate(&f(&format!("webhook.headers.{k}")), v, env, errs)))
+                    .collect(),
+                url: w.url,
+                timeout: Duration::from_millis(w.timeout_ms.unwrap_or(1000).max(1)),
+                fail_closed: fail_closed(w.on_error.as_deref(), &f("webhook.on_error"), errs),
+            }
+        });
+        let presidio = g.presidio.map(|p| {
+            service_url(&p.url, &f("presidio.url"), errs);
+            let score = p.score.unwrap_or(0.5);
+            if !(0.0..=1.0).contains(&score) {
+                errs.push(f("presidio.score"), format!("{score} is not in [0, 1]"));
+            }
+            for (e, a) in &p.entities {
+                if !["redact", "mask", "block", "log"].contains(&a.as_str()) {
+                    errs.push(
+                        format!("{}.{e}", f("presidio.entities")),
+                        format!("`{a}` is not redact, mask, block or log"),
+                    );
+                }
+            }
+            crate::PresidioCfg {
+                url: p.url.trim_end_matches('/').to_string(),
+                language: p.language.unwrap_or_else(|| "en".into()),
+                score,
+                entities: p.entities.into_iter().collect(),
+                timeout: Duration::from_millis(p.timeout_ms.unwrap_or(1000).max(1)),
+                fail_closed: fail_closed(p.on_error.as_deref(), &f("presidio.on_error"), errs),
+            }
+        });
+        if g.pii.is_empty()
+            && custom.is_empty()
+            && injection.is_none()
+            && moderation.is_none()
+            && webhook.is_none()
+            && presidio.is_none()
+        {
+            errs.push(
+                f("pii"),
+                "set at least one entity, custom pattern, `injection`, `moderation`, `webhook` or `presidio`",
+            );
         }
         guardrails.push(crate::Guardrail {
             name: g.name,
@@ -136,6 +204,8 @@ pub(super) fn guardrails(raw: Vec<RawGuardrail>, errs: &mut Errors) -> (Vec<Guar
             injection_model,
             injection_classifier,
             moderation,
+            webhook,
+            presidio,
         });
     }
     (guardrails, guard_names)

@@ -178,7 +178,7 @@ pub fn validate(
     let mut errs = Errors(Vec::new());
     let errs = &mut errs;
     // guardrails first: keys, teams and aliases refer to them
-    let (guardrails, guards) = guardrails::guardrails(std::mem::take(&mut raw.guardrails), errs);
+    let (guardrails, guards) = guardrails::guardrails(std::mem::take(&mut raw.guardrails), env, errs);
     let server = server::server(raw.server, env, errs);
     let nats = server::nats(raw.nats, env, errs);
     if let Some(n) = nats.as_ref().filter(|n| n.embed_batch_max_inputs > server.max_inputs) {

@@ -172,6 +172,11 @@ pub(super) fn guardrail_targets(
                 errs.push(format!("guardrails[{i}].injection.classifier"), format!("no model alias `{alias}`"));
             }
         }
+        if let Some(alias) = g.moderation.as_ref().and_then(|m| m.classifier.as_ref()) {
+            if !models.iter().any(|m| &m.alias == alias) {
+                errs.push(format!("guardrails[{i}].moderation.classifier"), format!("no model alias `{alias}`"));
+            }
+        }
         if let Some((p, _)) = g.moderation.as_ref().and_then(|m| m.upstream.as_ref()) {
             if !names.contains(p) {
                 errs.push(format!("guardrails[{i}].moderation.upstream_provider"), format!("no provider named `{p}`"));
