@@ -4,12 +4,10 @@
 //! the gateway's own guardrails, so a service sees what a provider would.
 
 use std::pin::Pin;
-use std::time::Instant;
 
 use serde_json::Value;
 
-use super::endpoints::content_text;
-use super::{Engine, Outcome, OutcomeBody, RequestCtx};
+use super::{Engine, RequestCtx};
 use crate::guardrails::external::{self, Decision};
 use crate::guardrails::Applied;
 use crate::GatewayError;
@@ -128,22 +126,7 @@ impl Engine {
             .map(|m| serde_json::json!({"role": m["role"], "content": content_of(m)}))
             .collect();
         let body = serde_json::json!({"model": judge, "max_tokens": 16, "temperature": 0, "messages": conversation});
-        let inner = RequestCtx {
-            runtime: ctx.runtime.clone(),
-            request_id: format!("{}-guard", ctx.request_id),
-            key: ctx.key.clone(),
-            priority: ctx.priority,
-            no_cache: false,
-            headers: Vec::new(),
-            received: Instant::now(),
-            job: None,
-            shaped: Default::default(),
-        };
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let verdict = match self.chat(&inner, &bytes).await {
-            Ok(Outcome { body: OutcomeBody::Json(b), .. }) => external::llama_guard_verdict(&content_text(&b)),
-            _ => None,
-        };
+        let verdict = self.guard_call(ctx, &body).await.and_then(|answer| external::llama_guard_verdict(&answer));
         match verdict {
             None => {
                 guards.note(guard, "moderation", "second_opinion_failed");

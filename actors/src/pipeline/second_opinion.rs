@@ -9,6 +9,28 @@ use super::{Engine, Outcome, OutcomeBody, RequestCtx};
 use crate::GatewayError;
 
 impl Engine {
+    /// A guardrail's chat call to a model alias (a classifier, a Llama-Guard model):
+    /// through this engine, under the caller's key, its limits and ledger, as request
+    /// `ID-guard`. The answer's text, or `None` when there is none.
+    pub(super) async fn guard_call(&self, ctx: &RequestCtx, body: &serde_json::Value) -> Option<String> {
+        let inner = RequestCtx {
+            runtime: ctx.runtime.clone(),
+            request_id: format!("{}-guard", ctx.request_id),
+            key: ctx.key.clone(),
+            priority: ctx.priority,
+            no_cache: false,
+            headers: Vec::new(),
+            received: Instant::now(),
+            job: None,
+            shaped: Default::default(),
+        };
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        match self.chat(&inner, &bytes).await {
+            Ok(Outcome { body: OutcomeBody::Json(b), .. }) => Some(content_text(&b)),
+            _ => None,
+        }
+    }
+
     /// Texts the injection scorer was unsure about go to the guardrail's classifier alias
     /// (a chat call through this engine, under the caller's key, its limits and ledger):
     /// its probability decides. A classifier that cannot answer leaves the local
@@ -24,22 +46,7 @@ impl Engine {
                 let body = serde_json::json!({"model": alias, "max_tokens": 8, "temperature": 0, "messages": [
                 {"role": "system", "content": INJECTION_CLASSIFIER_PROMPT},
                 {"role": "user", "content": text}]});
-                let inner = RequestCtx {
-                    runtime: ctx.runtime.clone(),
-                    request_id: format!("{}-guard", ctx.request_id),
-                    key: ctx.key.clone(),
-                    priority: ctx.priority,
-                    no_cache: false,
-                    headers: Vec::new(),
-                    received: Instant::now(),
-                    job: None,
-                    shaped: Default::default(),
-                };
-                let bytes = serde_json::to_vec(&body).unwrap_or_default();
-                let verdict = match self.chat(&inner, &bytes).await {
-                    Ok(Outcome { body: OutcomeBody::Json(b), .. }) => classifier_probability(&content_text(&b)),
-                    _ => None,
-                };
+                let verdict = self.guard_call(ctx, &body).await.and_then(|answer| classifier_probability(&answer));
                 let Some(p) = verdict else {
                     metrics::counter!(crate::metrics::GUARDRAIL_ACTIONS_TOTAL, "guardrail" => guard.clone(),
                     "category" => "injection", "action" => "second_opinion_failed")
