@@ -22,6 +22,15 @@ pub const DIMS_LOG2: u32 = 18;
 /// A window's size in bytes of normalized text, and the step between windows.
 pub const WINDOW: usize = 256;
 pub const BLOCK: usize = WINDOW / 2;
+/// A window's features are scaled by `1 / sqrt(max(n, MIN_FEATURES))`: a short text
+/// (a greeting has some 40 features) has too few for its sum to mean much, and is
+/// pulled toward the prior instead of being amplified.
+pub const MIN_FEATURES: usize = 256;
+
+/// The scale of each feature of a window with `n` features.
+pub fn feature_scale(n: usize) -> f32 {
+    1.0 / (n.max(MIN_FEATURES) as f32).sqrt()
+}
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -185,7 +194,7 @@ impl Model {
             if count == 0 {
                 continue;
             }
-            let norm = 1.0 / (count as f32).sqrt();
+            let norm = feature_scale(count as usize);
             for (h, b) in best.iter_mut().enumerate() {
                 let sum = row(k, h) + if blocks > 1 { row(k + 1, h) } else { 0 };
                 let p = sigmoid(self.bias[h] + sum as f32 * self.scale[h] * norm);

@@ -304,7 +304,7 @@ mod tests {
             c.add(harmful, !m.moderate(r["text"].as_str().unwrap()).flagged.is_empty());
         }
         println!("{} held-out rows: precision {:.3}, recall {:.3} ({c:?})", rows.len(), c.precision(), c.recall());
-        assert!(c.precision() >= 0.6 && c.recall() >= 0.18, "{c:?}");
+        assert!(c.precision() >= 0.7 && c.recall() >= 0.13, "{c:?}");
     }
 
     #[test]

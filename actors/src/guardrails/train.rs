@@ -62,7 +62,7 @@ fn samples(examples: &[Example], opt: &Options) -> Vec<Windows> {
                 .into_iter()
                 .filter(|w| !w.is_empty())
                 .map(|mut w| {
-                    let norm = 1.0 / (w.len() as f32).sqrt();
+                    let norm = super::linear::feature_scale(w.len());
                     w.sort_unstable();
                     let mut features: Vec<(u32, f32)> = Vec::with_capacity(w.len());
                     for f in w {
