@@ -30,6 +30,8 @@ pub struct WebhookCfg {
     pub timeout: std::time::Duration,
     /// Block when it cannot answer (else let through, counted).
     pub fail_closed: bool,
+    /// The largest answer read.
+    pub max_answer_bytes: usize,
 }
 
 /// A Presidio analyzer (`presidio`).
@@ -42,6 +44,7 @@ pub struct PresidioCfg {
     pub entities: Vec<(String, String)>,
     pub timeout: std::time::Duration,
     pub fail_closed: bool,
+    pub max_answer_bytes: usize,
 }
 
 /// The moderation categories, in OpenAI's names (validated here, scored by the

@@ -89,6 +89,8 @@ pub struct RawWebhook {
     pub timeout_ms: Option<u64>,
     /// `allow` (default: fail open) or `block` (fail closed) when it cannot answer.
     pub on_error: Option<String>,
+    /// The largest answer read (default 1 MiB); a larger one is a failure.
+    pub max_answer_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +108,7 @@ pub struct RawPresidio {
     pub entities: BTreeMap<String, String>,
     pub timeout_ms: Option<u64>,
     pub on_error: Option<String>,
+    pub max_answer_bytes: Option<usize>,
 }
 
 /// A moderation phrase: `"text"` (severity 0.8) or `{ phrase = "text", severity = 0.6 }`.

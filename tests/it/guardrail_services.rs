@@ -36,6 +36,8 @@ async fn a_webhook_allows_flags_blocks_and_rewrites_requests_and_answers() {
     })
     .await;
     let slow = Responder::start(Duration::from_millis(1500), |_, _| (200, json!({"action": "allow"}))).await;
+    let big =
+        Responder::start(Duration::ZERO, |_, _| (200, json!({"action": "allow", "reason": "x".repeat(4096)}))).await;
     let extra = format!(
         r#"
 [[guardrails]]
@@ -51,6 +53,16 @@ webhook = {{ url = "{slow}/check", timeout_ms = 200 }}
 name = "slow-closed"
 direction = "request"
 webhook = {{ url = "{slow}/check", timeout_ms = 200, on_error = "block" }}
+
+[[guardrails]]
+name = "too-big"
+direction = "request"
+webhook = {{ url = "{big}/check", max_answer_bytes = 1000, on_error = "block" }}
+
+[[models]]
+alias = "big"
+guardrails = ["too-big"]
+targets = [{{ provider = "up", model = "gpt-4o-mini" }}]
 
 [[models]]
 alias = "hooked"
@@ -68,7 +80,8 @@ guardrails = ["slow-closed"]
 targets = [{{ provider = "up", model = "gpt-4o-mini" }}]
 "#,
         hook = hook.url,
-        slow = slow.url
+        slow = slow.url,
+        big = big.url
     );
     let gw = Gateway::start_with(&mock.url, &extra);
     let nc = [("cache-control", "no-cache")];
@@ -119,6 +132,10 @@ targets = [{{ provider = "up", model = "gpt-4o-mini" }}]
     assert_eq!(r.status(), 503);
     let v: Value = r.json().await.unwrap();
     assert!(v["error"]["message"].as_str().unwrap().contains("fails closed"), "{v}");
+    // an answer over max_answer_bytes is a failure too
+    let r = post_as(gw.url(), MAIN_KEY, &nc, &ask("big", "hello")).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("max_answer_bytes"));
     let failed =
         "switchyard_guardrail_actions_total{guardrail=\"slow-open\",category=\"webhook\",action=\"service_failed\"}";
     assert_eq!(metric(gw.url(), failed).await, Some(1.0));

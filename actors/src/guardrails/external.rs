@@ -24,9 +24,6 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-/// The largest answer read from a guardrail service.
-pub const MAX_ANSWER_BYTES: usize = 1 << 20;
-
 /// One HTTP client for every guardrail service: no redirects, pooled.
 pub fn client() -> &'static reqwest::Client {
     static C: OnceLock<reqwest::Client> = OnceLock::new();
@@ -39,9 +36,15 @@ pub fn client() -> &'static reqwest::Client {
     })
 }
 
-/// A JSON `POST`, whole within `timeout`, its answer at most `MAX_ANSWER_BYTES`. The
-/// error says what went wrong, never a header's value.
-pub async fn post(url: &str, headers: &[(String, String)], body: &Value, timeout: Duration) -> Result<Value, String> {
+/// A JSON `POST`, whole within `timeout`, its answer at most `max_bytes`. The error
+/// says what went wrong, never a header's value.
+pub async fn post(
+    url: &str,
+    headers: &[(String, String)],
+    body: &Value,
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<Value, String> {
     let mut rb = client().post(url).json(body);
     for (k, v) in headers {
         rb = rb.header(k, v);
@@ -52,12 +55,16 @@ pub async fn post(url: &str, headers: &[(String, String)], body: &Value, timeout
                 .await
                 .map_err(|e| if e.is_connect() { "could not connect".to_string() } else { e.to_string() })?;
         let status = r.status();
-        if r.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
-            return Err(format!("answer larger than {MAX_ANSWER_BYTES} bytes"));
+        if r.content_length().is_some_and(|n| n > max_bytes as u64) {
+            return Err(format!("answer larger than {max_bytes} bytes (max_answer_bytes)"));
         }
-        let bytes = r.bytes().await.map_err(|e| e.to_string())?;
-        if bytes.len() > MAX_ANSWER_BYTES {
-            return Err(format!("answer larger than {MAX_ANSWER_BYTES} bytes"));
+        let mut r = r;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = r.chunk().await.map_err(|e| e.to_string())? {
+            if bytes.len() + chunk.len() > max_bytes {
+                return Err(format!("answer larger than {max_bytes} bytes (max_answer_bytes)"));
+            }
+            bytes.extend_from_slice(&chunk);
         }
         if !status.is_success() {
             return Err(format!("answered {}", status.as_u16()));

@@ -55,7 +55,7 @@ impl Engine {
                         for t in texts {
                             let Some(text) = t.as_str().filter(|s| !s.is_empty()) else { continue };
                             let body = external::presidio_body(text, &p.language, p.score);
-                            match external::post(&url, &[], &body, p.timeout).await {
+                            match external::post(&url, &[], &body, p.timeout, p.max_answer_bytes).await {
                                 Err(why) => failed(guards, &g.name, "presidio", &why, p.fail_closed)?,
                                 Ok(findings) => match external::presidio_apply(text, &findings, &p.entities, p.score) {
                                     Err(entity) => {
@@ -79,7 +79,7 @@ impl Engine {
                 if let Some(w) = &g.webhook {
                     let body =
                         external::webhook_body(&g.name, &ctx.request_id, &ctx.key.id, alias, Some(messages), None);
-                    let decision = external::post(&w.url, &w.headers, &body, w.timeout)
+                    let decision = external::post(&w.url, &w.headers, &body, w.timeout, w.max_answer_bytes)
                         .await
                         .and_then(|v| external::webhook_decision(&v, true));
                     match decision {
@@ -154,7 +154,7 @@ impl Engine {
         for g in guards.guards.clone().iter().filter(|g| g.on_response) {
             let Some(w) = &g.webhook else { continue };
             let body = external::webhook_body(&g.name, &ctx.request_id, &ctx.key.id, alias, None, Some(answer));
-            let decision = external::post(&w.url, &w.headers, &body, w.timeout)
+            let decision = external::post(&w.url, &w.headers, &body, w.timeout, w.max_answer_bytes)
                 .await
                 .and_then(|v| external::webhook_decision(&v, false));
             match decision {

@@ -152,6 +152,7 @@ pub(super) fn guardrails(
                 url: w.url,
                 timeout: Duration::from_millis(w.timeout_ms.unwrap_or(1000).max(1)),
                 fail_closed: fail_closed(w.on_error.as_deref(), &f("webhook.on_error"), errs),
+                max_answer_bytes: w.max_answer_bytes.unwrap_or(1 << 20).max(1),
             }
         });
         let presidio = g.presidio.map(|p| {
@@ -175,6 +176,7 @@ pub(super) fn guardrails(
                 entities: p.entities.into_iter().collect(),
                 timeout: Duration::from_millis(p.timeout_ms.unwrap_or(1000).max(1)),
                 fail_closed: fail_closed(p.on_error.as_deref(), &f("presidio.on_error"), errs),
+                max_answer_bytes: p.max_answer_bytes.unwrap_or(1 << 20).max(1),
             }
         });
         if g.pii.is_empty()
