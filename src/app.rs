@@ -30,10 +30,25 @@ pub struct AppState {
     pub config_path: PathBuf,
 }
 
+/// Logs go to stderr: plain text with colours on a terminal; one JSON object per line
+/// otherwise (a file, a pipe, a container's log driver), never with colour codes.
+/// `SWITCHYARD_LOG_FORMAT=json|plain` overrides the choice; `RUST_LOG` the levels.
 fn init_tracing() {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let terminal = std::io::stderr().is_terminal();
+    let json = match std::env::var("SWITCHYARD_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("plain") => false,
+        _ => !terminal,
+    };
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json {
+        fmt.json().with_current_span(false).with_span_list(false).try_init()
+    } else {
+        fmt.with_ansi(terminal).try_init()
+    };
 }
 
 fn install_metrics() -> Result<PrometheusHandle, String> {

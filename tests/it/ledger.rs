@@ -109,6 +109,12 @@ async fn sigterm_flushes_the_ledger_cleanly() {
     assert!(log.contains("ledger flushed"), "{log}");
     assert!(!log.contains("final ledger flush failed"), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
+    // not a terminal: one JSON object per line, no colour codes
+    assert!(!log.contains('\u{1b}'), "{log}");
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{line}");
+    }
     let (code, out, err) = run_cli(&["usage", "--data-dir", gw.data_dir().to_str().unwrap(), "--json"]);
     assert_eq!(code, 0, "{err}");
     let rows: Value = serde_json::from_str(&out).unwrap();
