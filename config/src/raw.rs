@@ -212,6 +212,8 @@ pub struct RawServer {
     /// `batched` (default): answer at once, commit every `ledger_flush_ms`.
     /// `sync`: each response waits for the group commit that holds its record.
     pub ledger_durability: Option<String>,
+    /// One log line per request (target `switchyard::access`; default false).
+    pub access_log: Option<bool>,
     /// Seed of the routing random numbers (weighted draws, power-of-two choices), for
     /// reproducible tests and benchmarks; absent means a random seed.
     pub routing_seed: Option<u64>,

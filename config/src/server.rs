@@ -15,6 +15,8 @@ pub struct Server {
     pub ledger_batch_max: usize,
     /// Whether a response waits for its usage record to be on disk.
     pub ledger_sync: bool,
+    /// One log line per request.
+    pub access_log: bool,
     /// Seed of the routing random numbers; `None`: random.
     pub routing_seed: Option<u64>,
     /// Hostile-input limits (400 beyond them).

@@ -121,3 +121,34 @@ async fn sigterm_flushes_the_ledger_cleanly() {
     let requests: u64 = rows.as_array().unwrap().iter().filter_map(|r| r["requests"].as_u64()).sum();
     assert_eq!(requests, 3, "{out}");
 }
+
+/// `server.access_log`: one JSON line per request with who, what, where, the outcome,
+/// tokens, cost and latency; never a credential or the prompt.
+#[tokio::test]
+async fn the_access_log_has_one_line_per_request() {
+    let mock = mock_upstream();
+    let mut gw = Gateway::start(&mock.url);
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    std::fs::write(&gw.config, text.replace("ledger_flush_ms = 20", "ledger_flush_ms = 20\naccess_log = true"))
+        .unwrap();
+    gw.restart();
+    assert_eq!(post(gw.url(), "/v1/chat/completions", chat_body("a secret plan")).await.status(), 200);
+    let r = post(gw.url(), "/v1/chat/completions", json!({"model": "nope", "messages": []})).await;
+    assert_eq!(r.status(), 400);
+    gw.stop();
+    let log = gw.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "switchyard::access")
+        .collect();
+    assert_eq!(lines.len(), 1, "one served request; the refused one never reached a provider: {log}");
+    let f = &lines[0]["fields"];
+    assert_eq!(f["status"], 200);
+    assert_eq!(f["model"], "chat");
+    assert_eq!(f["provider"], "up");
+    assert!(f["request_id"].as_str().is_some_and(|s| !s.is_empty()), "{f}");
+    assert!(f["key"].as_str().is_some_and(|s| !s.is_empty()), "{f}");
+    assert!(f["input_tokens"].as_u64().unwrap() > 0 && f["latency_ms"].as_f64().unwrap() > 0.0, "{f}");
+    assert!(!log.contains("a secret plan") && !log.contains(MAIN_KEY) && !log.contains("upstream-secret"), "{log}");
+}

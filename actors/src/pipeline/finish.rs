@@ -105,6 +105,13 @@ impl Finisher {
         r.latency_us = elapsed.as_micros() as u64;
         r.ttft_us = self.ttft.map(|d| d.as_micros() as u64);
         r.usage_estimated = estimated;
+        if self.config.server.access_log {
+            tracing::info!(target: "switchyard::access", request_id = %r.request_id, key = %r.key_id,
+                model = %r.alias, provider = %r.provider, upstream_model = %r.upstream_model, status,
+                input_tokens = r.input_tokens, output_tokens = r.output_tokens, cost_usd = cost,
+                latency_ms = elapsed.as_secs_f64() * 1e3, cache_hit, stream = r.stream,
+                attempts = r.upstream_attempts, "request");
+        }
 
         crate::metrics::hot(|h| {
             let provider = if cache_hit { "cache" } else { r.provider.as_str() };

@@ -41,6 +41,7 @@ pub(super) fn server(s: RawServer, env: &dyn Fn(&str) -> Option<String>, errs: &
                 false
             }
         },
+        access_log: s.access_log.unwrap_or(false),
         routing_seed: s.routing_seed,
         max_messages: at_least_one("server.max_messages", s.max_messages, 1000, errs),
         max_json_depth: at_least_one("server.max_json_depth", s.max_json_depth, 32, errs),
