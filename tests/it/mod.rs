@@ -18,6 +18,7 @@ mod limits;
 mod messages;
 mod nats;
 mod ollama;
+mod ops;
 pub(crate) mod prompts;
 mod responses;
 mod routing;
