@@ -243,7 +243,7 @@ pub struct RawServer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNats {
-    /// Server URL, e.g. `nats://127.0.0.1:4222`.
+    /// Server URL, e.g. `nats://127.0.0.1:4222`; a cluster's servers comma-separated.
     pub url: String,
     /// Subject prefix (default `switchyard`).
     pub prefix: Option<String>,

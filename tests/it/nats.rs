@@ -97,7 +97,9 @@ fn by_id(results: &[Value], field: &str) -> HashMap<String, Vec<Value>> {
 async fn request_reply_answers_errors_and_streams_in_order() {
     let nats = NatsServer::start();
     let mock = mock_upstream();
-    let gw = Gateway::start_with(&mock.url, &nats_section(&nats.url(), "rr", "jobs = false"));
+    // a cluster's servers, comma-separated: one of them is down
+    let servers = format!("nats://127.0.0.1:1, {}", nats.url());
+    let gw = Gateway::start_with(&mock.url, &nats_section(&servers, "rr", "jobs = false"));
     gw.wait_nats("connected").await;
     let nc = connect(&nats.url()).await;
 

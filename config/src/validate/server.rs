@@ -76,8 +76,12 @@ pub(super) fn server(s: RawServer, env: &dyn Fn(&str) -> Option<String>, errs: &
 pub(super) fn nats(raw: Option<RawNats>, env: &dyn Fn(&str) -> Option<String>, errs: &mut Errors) -> Option<Nats> {
     let nats = raw.map(|n| {
         let url = interpolate("nats.url", &n.url, env, errs);
-        if !(url.starts_with("nats://") || url.starts_with("tls://") || url.starts_with("ws")) {
-            errs.push("nats.url", format!("`{url}` is not a nats:// URL"));
+        // several servers of a cluster, comma-separated: the client picks one and
+        // moves to another when it is lost
+        for one in url.split(',').map(str::trim) {
+            if !(one.starts_with("nats://") || one.starts_with("tls://") || one.starts_with("ws")) {
+                errs.push("nats.url", format!("`{one}` is not a nats:// URL"));
+            }
         }
         let prefix = n.prefix.unwrap_or_else(|| "switchyard".into());
         if prefix.is_empty() || prefix.contains([' ', '*', '>']) {

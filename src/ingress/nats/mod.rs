@@ -59,7 +59,9 @@ pub async fn connect(cfg: &Nats) -> Result<Client, streams::NatsError> {
         let file = path.display().to_string();
         opts = opts.credentials_file(path).await.map_err(streams::NatsError::on("nats.credentials_file", &file))?;
     }
-    opts.connect(cfg.url.as_str()).await.map_err(streams::NatsError::on("connect", &cfg.url))
+    // a cluster's servers, comma-separated
+    let servers: Vec<&str> = cfg.url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    opts.connect(servers).await.map_err(streams::NatsError::on("connect", &cfg.url))
 }
 
 /// `connected`, `connecting` or `disconnected`.
