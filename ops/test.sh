@@ -50,6 +50,11 @@ if command -v python3 >/dev/null 2>&1; then
     echo "ops/test.sh: installing the Anthropic Python SDK" >&2
     "$VENV/bin/pip" install -q "anthropic>=0.40,<1"
   fi
+  # the deployment files' validators: Kubernetes schemas, and YAML for the compose file
+  if [ ! -x "$VENV/bin/kubernetes-validate" ] || ! "$VENV/bin/python" -c "import yaml" >/dev/null 2>&1; then
+    echo "ops/test.sh: installing kubernetes-validate and PyYAML" >&2
+    "$VENV/bin/pip" install -q "kubernetes-validate==1.37.0" "pyyaml>=6,<7"
+  fi
   export SWITCHYARD_TEST_PYTHON="$VENV/bin/python"
 fi
 

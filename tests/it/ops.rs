@@ -128,3 +128,43 @@ async fn alert_rules_and_the_dashboard_work_against_a_real_prometheus() {
         }
     }
 }
+
+/// The deployment files in `ops/deploy`: the Kubernetes manifests against the
+/// Kubernetes 1.30 schemas (kubernetes-validate, from PyPI), the container file through
+/// a linter (dockerfilelint, from npm), the systemd unit through `systemd-analyze
+/// verify` (no warning allowed), and the compose file and every config they carry
+/// (`ops/deploy/check.py`, which runs `switchyard check-config`). Needs what `ops/test.sh`
+/// installs; skipped under plain `cargo test`.
+#[test]
+fn deployment_files_validate() {
+    let (Ok(python), Ok(_node)) = (std::env::var("SWITCHYARD_TEST_PYTHON"), std::env::var("SWITCHYARD_TEST_NODE"))
+    else {
+        eprintln!("skipped: SWITCHYARD_TEST_PYTHON and SWITCHYARD_TEST_NODE are not set (run ops/test.sh)");
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{cmd:?}:\n{stdout}\n{stderr}");
+        (stdout.to_string(), stderr.to_string())
+    };
+    let validator = Path::new(&python).with_file_name("kubernetes-validate");
+    let manifests: Vec<_> =
+        std::fs::read_dir(root.join("ops/deploy/k8s")).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(manifests.len() >= 6);
+    // it exits non-zero on any manifest that does not validate
+    run(Command::new(validator).args(["-k", "1.30.0", "--strict"]).args(&manifests));
+    run(Command::new(root.join("tests/node/node_modules/.bin/dockerfilelint"))
+        .arg(root.join("ops/deploy/Containerfile")));
+    // systemd-analyze checks that ExecStart exists: point it at this build
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(root.join("ops/deploy/switchyard.service"))
+        .unwrap()
+        .replace("/usr/local/bin/switchyard", env!("CARGO_BIN_EXE_switchyard"));
+    let path = dir.path().join("switchyard.service");
+    std::fs::write(&path, unit).unwrap();
+    let (_, stderr) = run(Command::new("systemd-analyze").arg("verify").arg(&path));
+    assert!(stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
+    run(Command::new(&python).arg(root.join("ops/deploy/check.py")).arg(env!("CARGO_BIN_EXE_switchyard")));
+}
