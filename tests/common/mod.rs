@@ -65,6 +65,11 @@ pub fn mock_upstream() -> Proc {
     spawn(&["mock-upstream", "--addr", "127.0.0.1:0", "--workers", "1"], None)
 }
 
+/// A mock upstream that takes `latency_ms` to answer each request.
+pub fn mock_upstream_slow(latency_ms: u64) -> Proc {
+    spawn(&["mock-upstream", "--addr", "127.0.0.1:0", "--workers", "1", "--latency-ms", &latency_ms.to_string()], None)
+}
+
 /// A mock upstream on a chosen port (to stop it and bring it back on the same address).
 pub fn mock_upstream_at(port: u16) -> Proc {
     spawn(&["mock-upstream", "--addr", &format!("127.0.0.1:{port}"), "--workers", "1"], None)
@@ -712,5 +717,73 @@ impl Responder {
     /// The bodies sent to `path`, in arrival order.
     pub async fn bodies(&self, path: &str) -> Vec<serde_json::Value> {
         self.seen.lock().await.iter().filter(|(p, _)| p == path).map(|(_, b)| b.clone()).collect()
+    }
+}
+
+/// A real 3-node `nats-server` cluster with JetStream on loopback (free ports, temp
+/// stores); each node can be killed with `-9` and brought back on its port and store.
+pub struct NatsCluster {
+    nodes: Vec<(Option<Child>, u16, u16, tempfile::TempDir)>,
+}
+
+impl NatsCluster {
+    pub fn start() -> NatsCluster {
+        let nodes = (0..3).map(|_| (None, free_port(), free_port(), tempfile::tempdir().expect("tempdir"))).collect();
+        let mut c = NatsCluster { nodes };
+        for i in 0..3 {
+            c.restart(i);
+        }
+        c
+    }
+
+    /// The client URLs, comma-separated (what `[nats] url` takes for a cluster).
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.1)).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.nodes[i].1)
+    }
+
+    /// (Re)starts node `i` on its ports and store; waits until it accepts connections.
+    pub fn restart(&mut self, i: usize) {
+        self.kill9(i);
+        let routes: Vec<String> =
+            (0..3).filter(|j| *j != i).map(|j| format!("nats://127.0.0.1:{}", self.nodes[j].2)).collect();
+        let (_, port, cport, store) = &self.nodes[i];
+        let child = Command::new(nats_server_bin())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-n", &format!("node-{i}")])
+            .args(["--cluster_name", "switchyard-test", "--cluster", &format!("nats://127.0.0.1:{cport}")])
+            .args(["--routes", &routes.join(",")])
+            .arg("-sd")
+            .arg(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        let port = *port;
+        self.nodes[i].0 = Some(child);
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("nats-server node {i} did not start");
+    }
+
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..3 {
+            self.kill9(i);
+        }
     }
 }

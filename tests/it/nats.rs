@@ -647,3 +647,90 @@ targets = [{{ provider = "pair", model = "gpt-4o-mini" }}]
     // then the six highs
     assert!(last_high < 11, "high jobs finished at positions up to {last_high}: {order:?}");
 }
+
+/// Publishes a job, trying again (same `Nats-Msg-Id`: JetStream keeps one) while the
+/// cluster elects a new leader after losing a node.
+async fn publish_job_retrying(js: &async_nats::jetstream::Context, prefix: &str, job: Value) {
+    let id = job["id"].as_str().unwrap().to_string();
+    for _ in 0..100 {
+        let mut h = auth(MAIN_KEY);
+        h.insert("Nats-Msg-Id", id.as_str());
+        if let Ok(ack) = js.publish_with_headers(format!("{prefix}.v1.jobs.normal"), h, job.to_string().into()).await {
+            if ack.await.is_ok() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {id} could not be published");
+}
+
+/// Scale-out: a 3-node JetStream cluster (streams and buckets at replication 3) and two
+/// gateways. Jobs keep coming while one NATS node is killed with -9 and brought back,
+/// then one gateway is killed with -9 (jobs in its hands) and brought back: every job
+/// gets exactly one result and one usage record. Then, on the cluster that lost a node,
+/// a virtual key made on one instance is served by the other. (Shared rate limits on a
+/// cluster are not asserted exact here: see issue 22's note; they over-admitted 6-13
+/// of a shared 60/min in some runs.)
+#[tokio::test]
+async fn jobs_survive_losing_a_nats_node_and_a_gateway_on_a_3_node_cluster() {
+    let mut cluster = NatsCluster::start();
+    let mock = mock_upstream_slow(150);
+    let extra = nats_section(&cluster.urls(), "sc", "replicas = 3\nack_wait_secs = 3\njob_concurrency = 4");
+    let mut g1 = Gateway::start_with(&mock.url, &extra);
+    let g2 = Gateway::start_with(&mock.url, &extra);
+    g1.wait_nats("connected").await;
+    g2.wait_nats("connected").await;
+    let servers: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    let js = async_nats::jetstream::new(async_nats::connect(servers).await.expect("connect to the cluster"));
+    wait_stream(&js, "SC_JOBS", 30).await;
+    for name in ["SC_JOBS", "SC_RESULTS", "SC_USAGE"] {
+        let info = js.get_stream(name).await.unwrap().get_info().await.unwrap();
+        assert_eq!(info.config.num_replicas, 3, "{name}");
+    }
+    let job = |i: usize| chat_job(&format!("job-{i}"), &format!("cluster job {i}"));
+    for i in 0..30 {
+        publish_job_retrying(&js, "sc", job(i)).await;
+    }
+    // a NATS node lost under load, and back
+    cluster.kill9(0);
+    for i in 30..60 {
+        publish_job_retrying(&js, "sc", job(i)).await;
+    }
+    cluster.restart(0);
+    // a gateway lost with jobs in its hands, and back
+    if let Some(mut p) = g1.proc.take() {
+        let _ = p.child.kill();
+        let _ = p.child.wait();
+    }
+    for i in 60..90 {
+        publish_job_retrying(&js, "sc", job(i)).await;
+    }
+    g1.restart();
+    wait_len(&js, "SC_RESULTS", 90, 90).await;
+    // what was redelivered is settled within an ack wait
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let results = by_id(&read_stream(&js, "SC_RESULTS").await, "id");
+    assert_eq!(results.len(), 90);
+    for (id, rs) in &results {
+        assert_eq!(rs.len(), 1, "{id}: one result");
+        assert_eq!(rs[0]["status"], "completed", "{id}: {}", rs[0]);
+    }
+    let usage = by_id(&read_stream(&js, "SC_USAGE").await, "request_id");
+    assert_eq!(usage.len(), 90);
+    assert!(usage.iter().all(|(_, u)| u.len() == 1), "one usage record per job");
+
+    // a virtual key made on one instance is served by the other
+    let r = client()
+        .post(format!("{}/admin/keys", g2.url()))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"id": "roaming", "models": ["chat"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let secret = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+    crate::it::shared_limits::wait_status(&g1, &secret, 200).await;
+    let keys = js.get_stream("KV_SC_KEYS").await.unwrap().get_info().await.unwrap();
+    assert_eq!(keys.config.num_replicas, 3, "the buckets are replicated too");
+}

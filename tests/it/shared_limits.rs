@@ -95,7 +95,7 @@ async fn two_instances_admit_one_limit_not_two() {
 }
 
 /// Polls until `key` gets `status` from `gw` (replication is asynchronous).
-async fn wait_status(gw: &Gateway, key: &str, status: u16) {
+pub(crate) async fn wait_status(gw: &Gateway, key: &str, status: u16) {
     for _ in 0..500 {
         let r = post_as(
             gw.url(),
