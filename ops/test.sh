@@ -4,7 +4,9 @@
 # - the OpenAI and Anthropic Python SDKs in a venv (the SDK compatibility tests drive them)
 # - Node.js (Debian's) and the Node clients of tests/node (npm ci from its lock file)
 # - Prometheus and promtool (Debian's prometheus package: the alert rules and the
-#   dashboard are checked against a real Prometheus)
+#   dashboard are checked against a real Prometheus), and systemd-analyze
+# - kubernetes-validate and PyYAML in the venv, dockerfilelint with the Node clients
+#   (the deployment files in ops/deploy are validated)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +40,12 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   fi
   # the package's service is not wanted: the tests start their own
   pkill -x prometheus >/dev/null 2>&1 || true
+fi
+# systemd-analyze checks the systemd unit in ops/deploy
+if ! command -v systemd-analyze >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "ops/test.sh: installing systemd (for systemd-analyze)" >&2
+  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends systemd >/dev/null 2>&1 \
+    || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends systemd >/dev/null)) || true
 fi
 
 if command -v python3 >/dev/null 2>&1; then

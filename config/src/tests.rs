@@ -549,7 +549,9 @@ fn bad_guardrail_settings_are_refused_with_their_fields() {
 [[guardrails]]
 name = "g"
 injection = { threshold = 1.5, action = "warn" }
-moderation = { action = "nope", thresholds = { gossip = 0.5, hate = 2.0 } }
+moderation = { action = "nope", thresholds = { gossip = 0.5, hate = 2.0 }, classifier = "no-such-alias" }
+webhook = { url = "ftp://guard", on_error = "maybe", headers = { authorization = "Bearer ${NO_SUCH_VAR_XYZ}" } }
+presidio = { url = "presidio:3000", score = 1.5, on_error = "never", entities = { US_SSN = "shred" } }
 "#;
     let err = parse(text).expect_err("refused");
     let got = fields(&err);
@@ -559,6 +561,14 @@ moderation = { action = "nope", thresholds = { gossip = 0.5, hate = 2.0 } }
         "guardrails[0].moderation.action",
         "guardrails[0].moderation.gossip",
         "guardrails[0].moderation.thresholds.hate",
+        "guardrails[0].moderation.classifier",
+        "guardrails[0].webhook.url",
+        "guardrails[0].webhook.on_error",
+        "guardrails[0].webhook.headers.authorization",
+        "guardrails[0].presidio.url",
+        "guardrails[0].presidio.score",
+        "guardrails[0].presidio.on_error",
+        "guardrails[0].presidio.entities.US_SSN",
     ] {
         assert!(got.iter().any(|f| f == want), "{want} not in {got:?}");
     }

@@ -607,33 +607,14 @@ impl Recorder {
 
     /// As [`Recorder::start`], each reply with its status.
     pub async fn start_with_status(replies: Vec<(u16, &'static str, Vec<u8>)>) -> Recorder {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (log, seen) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             for (status, content_type, body) in replies {
                 let Ok((mut sock, _)) = listener.accept().await else { return };
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                // the head, then the body its content-length announces
-                let (head, mut rest) = loop {
-                    let n = sock.read(&mut chunk).await.unwrap();
-                    assert!(n > 0, "the gateway closed before sending a request");
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break (String::from_utf8_lossy(&buf[..at]).to_string(), buf[at + 4..].to_vec());
-                    }
-                };
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                while rest.len() < len {
-                    let n = sock.read(&mut chunk).await.unwrap();
-                    rest.extend_from_slice(&chunk[..n]);
-                }
+                let (head, rest) = read_request(&mut sock).await.expect("the gateway closed before sending a request");
                 log.send((head, rest)).unwrap();
                 let out = format!(
                     "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -648,6 +629,31 @@ impl Recorder {
     }
 }
 
+/// One HTTP/1.1 request from `sock`: the head, then the body its `content-length`
+/// announces; `None` when the peer closes first.
+async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let (head, mut rest) = loop {
+        let n = sock.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break (String::from_utf8_lossy(&buf[..at]).to_string(), buf[at + 4..].to_vec());
+        }
+    };
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while rest.len() < len {
+        let n = sock.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
+        rest.extend_from_slice(&chunk[..n]);
+    }
+    Some((head, rest))
+}
+
 /// A real HTTP server that answers each request by `answer(path, body) -> (status,
 /// JSON)` (after `delay`), for as long as the test runs, and records what it was sent.
 pub struct Responder {
@@ -660,7 +666,7 @@ impl Responder {
         delay: Duration,
         answer: impl Fn(&str, &serde_json::Value) -> (u16, serde_json::Value) + Send + Sync + 'static,
     ) -> Responder {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
@@ -670,32 +676,7 @@ impl Responder {
                 let Ok((mut sock, _)) = listener.accept().await else { return };
                 let (log, answer) = (log.clone(), answer.clone());
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    let (head, mut rest) = loop {
-                        let Ok(n) = sock.read(&mut chunk).await else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break (String::from_utf8_lossy(&buf[..at]).to_string(), buf[at + 4..].to_vec());
-                        }
-                    };
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
-                        })
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    while rest.len() < len {
-                        let Ok(n) = sock.read(&mut chunk).await else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        rest.extend_from_slice(&chunk[..n]);
-                    }
+                    let Some((head, rest)) = read_request(&mut sock).await else { return };
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
                     let body: serde_json::Value = serde_json::from_slice(&rest).unwrap_or(serde_json::Value::Null);
                     log.lock().await.push((path.clone(), body.clone()));

@@ -721,15 +721,7 @@ async fn jobs_survive_losing_a_nats_node_and_a_gateway_on_a_3_node_cluster() {
     assert!(usage.iter().all(|(_, u)| u.len() == 1), "one usage record per job");
 
     // a virtual key made on one instance is served by the other
-    let r = client()
-        .post(format!("{}/admin/keys", g2.url()))
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({"id": "roaming", "models": ["chat"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let secret = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+    let secret = crate::it::shared_limits::create_key(&g2, "roaming").await;
     crate::it::shared_limits::wait_status(&g1, &secret, 200).await;
     let keys = js.get_stream("KV_SC_KEYS").await.unwrap().get_info().await.unwrap();
     assert_eq!(keys.config.num_replicas, 3, "the buckets are replicated too");

@@ -113,6 +113,20 @@ pub(crate) async fn wait_status(gw: &Gateway, key: &str, status: u16) {
     panic!("{key} never got {status} from {}", gw.url());
 }
 
+/// Creates virtual key `id` (allowed `chat`) through `gw`'s admin API: its secret.
+pub(crate) async fn create_key(gw: &Gateway, id: &str) -> String {
+    let r = client()
+        .post(format!("{}/admin/keys", gw.url()))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"id": id, "models": ["chat"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    v["key"].as_str().unwrap().to_string()
+}
+
 #[tokio::test]
 async fn a_virtual_key_made_on_one_instance_works_on_the_other_until_revoked() {
     let nats = NatsServer::start();
@@ -122,16 +136,7 @@ async fn a_virtual_key_made_on_one_instance_works_on_the_other_until_revoked() {
     let b = Gateway::start_with(&mock.url, &section);
     a.wait_nats("connected").await;
     b.wait_nats("connected").await;
-    let r = client()
-        .post(format!("{}/admin/keys", a.url()))
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({"id": "roaming", "models": ["chat"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap();
-    let secret = v["key"].as_str().unwrap().to_string();
+    let secret = create_key(&a, "roaming").await;
     // created on A, served by B
     wait_status(&b, &secret, 200).await;
     // revoked on B, refused by A

@@ -103,16 +103,21 @@ impl Guard {
 pub struct Applied {
     pub guards: Vec<Arc<Guard>>,
     pub vault: Vault,
-    /// `(guardrail, entity, action)` for the usage note (never the values); a flag's
-    /// scores, one per category, follow in `scores`.
-    pub actions: Vec<(String, String, &'static str)>,
-    /// Per action: the scores of a flag (empty for the other actions).
-    pub scores: Vec<Vec<f64>>,
-    /// Flagged (not blocked) detections: `(guardrail, category, score)`, for the
-    /// response's `x-switchyard-guardrails` header.
-    pub flags: Vec<(String, &'static str, f64)>,
+    /// What was done, for the usage note and the flags header (never the values).
+    pub actions: Vec<Noted>,
     /// Texts to ask a classifier about: (guardrail, classifier alias, text, threshold, block).
     pub asks: Vec<(String, String, String, f64, bool)>,
+}
+
+/// One action a guardrail took.
+#[derive(Debug, Clone)]
+pub struct Noted {
+    pub guard: String,
+    /// The entity or categories, upper-case (`EMAIL`, `INJECTION`, `HATE+VIOLENCE`).
+    pub what: String,
+    pub action: &'static str,
+    /// A flag's categories and scores (empty for the other actions).
+    pub flagged: Vec<(&'static str, f64)>,
 }
 
 /// What a moderation block says.
@@ -145,11 +150,12 @@ impl Applied {
         }
         tracing::warn!(guardrail = %guard, %message, action, "guardrail");
         let what: Vec<String> = found.iter().map(|(c, _)| c.to_uppercase()).collect();
-        self.actions.push((guard.to_string(), what.join("+"), action));
-        self.scores.push(if block { Vec::new() } else { found.iter().map(|(_, s)| *s).collect() });
-        if !block {
-            self.flags.extend(found.iter().map(|(c, s)| (guard.to_string(), *c, *s)));
-        }
+        self.actions.push(Noted {
+            guard: guard.to_string(),
+            what: what.join("+"),
+            action,
+            flagged: if block { Vec::new() } else { found.to_vec() },
+        });
         if block {
             return Err(GatewayError::PolicyViolation {
                 guardrail: guard.to_string(),
@@ -169,8 +175,12 @@ impl Applied {
         metrics::counter!(GUARDRAIL_ACTIONS_TOTAL, "guardrail" => guard.to_string(),
             "category" => category.to_string(), "action" => action)
         .increment(1);
-        self.actions.push((guard.to_string(), category.to_uppercase(), action));
-        self.scores.push(Vec::new());
+        self.actions.push(Noted {
+            guard: guard.to_string(),
+            what: category.to_uppercase(),
+            action,
+            flagged: Vec::new(),
+        });
     }
 
     /// The actions taken so far, for the usage record: `guardrail:ENTITY:action`, and
@@ -178,13 +188,13 @@ impl Applied {
     pub fn notes(&self) -> Vec<String> {
         self.actions
             .iter()
-            .enumerate()
-            .map(|(i, (g, e, a))| match self.scores.get(i).filter(|s| !s.is_empty()) {
-                Some(s) => {
-                    let s: Vec<String> = s.iter().map(|v| format!("{v:.2}")).collect();
-                    format!("{g}:{e}:{a}:{}", s.join("+"))
+            .map(|n| {
+                let (g, e, a) = (&n.guard, &n.what, n.action);
+                if n.flagged.is_empty() {
+                    return format!("{g}:{e}:{a}");
                 }
-                None => format!("{g}:{e}:{a}"),
+                let s: Vec<String> = n.flagged.iter().map(|(_, v)| format!("{v:.2}")).collect();
+                format!("{g}:{e}:{a}:{}", s.join("+"))
             })
             .collect()
     }
@@ -192,11 +202,12 @@ impl Applied {
     /// The `x-switchyard-guardrails` header of a flagged request: each flag's guardrail,
     /// category and score (`watch:injection=0.83, moderate:violence=0.71`).
     pub fn flags_header(&self) -> Option<String> {
-        if self.flags.is_empty() {
-            return None;
-        }
-        let parts: Vec<String> = self.flags.iter().map(|(g, c, s)| format!("{g}:{c}={s:.2}")).collect();
-        Some(parts.join(", "))
+        let parts: Vec<String> = self
+            .actions
+            .iter()
+            .flat_map(|n| n.flagged.iter().map(move |(c, s)| format!("{}:{c}={s:.2}", n.guard)))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
     }
 
     fn apply_text(&mut self, text: &str, request: bool) -> Result<Option<String>, GatewayError> {
@@ -222,8 +233,12 @@ impl Applied {
                 Ok((out, done)) => {
                     for (entity, action) in &done {
                         count(&g.name, entity, *action);
-                        self.actions.push((g.name.clone(), entity.label().to_string(), action.as_str()));
-                        self.scores.push(Vec::new());
+                        self.actions.push(Noted {
+                            guard: g.name.clone(),
+                            what: entity.label().to_string(),
+                            action: action.as_str(),
+                            flagged: Vec::new(),
+                        });
                     }
                     if !done.is_empty() {
                         current = Some(out);
