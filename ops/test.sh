@@ -7,6 +7,7 @@
 #   dashboard are checked against a real Prometheus), and systemd-analyze
 # - kubernetes-validate and PyYAML in the venv, dockerfilelint with the Node clients
 #   (the deployment files in ops/deploy are validated)
+# - grpcio and opentelemetry-proto in the venv (the OTLP receiver of the trace tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,6 +63,11 @@ if command -v python3 >/dev/null 2>&1; then
   if [ ! -x "$VENV/bin/kubernetes-validate" ] || ! "$VENV/bin/python" -c "import yaml" >/dev/null 2>&1; then
     echo "ops/test.sh: installing kubernetes-validate and PyYAML" >&2
     "$VENV/bin/pip" install -q "kubernetes-validate==1.37.0" "pyyaml>=6,<7"
+  fi
+  # the OTLP receiver of the trace tests: gRPC, and OpenTelemetry's own protobuf classes
+  if ! "$VENV/bin/python" -c "import grpc, opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc" >/dev/null 2>&1; then
+    echo "ops/test.sh: installing grpcio and opentelemetry-proto" >&2
+    "$VENV/bin/pip" install -q "grpcio>=1.60,<2" "opentelemetry-proto>=1.27,<2"
   fi
   export SWITCHYARD_TEST_PYTHON="$VENV/bin/python"
 fi

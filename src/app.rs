@@ -30,27 +30,6 @@ pub struct AppState {
     pub config_path: PathBuf,
 }
 
-/// Logs go to stderr: plain text with colours on a terminal; one JSON object per line
-/// otherwise (a file, a pipe, a container's log driver), never with colour codes.
-/// `SWITCHYARD_LOG_FORMAT=json|plain` overrides the choice; `RUST_LOG` the levels.
-fn init_tracing() {
-    use std::io::IsTerminal as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let terminal = std::io::stderr().is_terminal();
-    let json = match std::env::var("SWITCHYARD_LOG_FORMAT").as_deref() {
-        Ok("json") => true,
-        Ok("plain") => false,
-        _ => !terminal,
-    };
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json {
-        fmt.json().with_current_span(false).with_span_list(false).try_init()
-    } else {
-        fmt.with_ansi(terminal).try_init()
-    };
-}
-
 fn install_metrics() -> Result<PrometheusHandle, String> {
     let mut b = PrometheusBuilder::new();
     for h in HISTOGRAMS {
@@ -71,6 +50,9 @@ pub async fn reload(state: &AppState) -> Result<(), ConfigErrors> {
             }
             if new.nats != old.nats {
                 tracing::warn!("[nats] takes effect at the next restart");
+            }
+            if new.telemetry != old.telemetry {
+                tracing::warn!("[telemetry] takes effect at the next restart");
             }
             if let Err(e) = state.engine.reload(new).await {
                 tracing::error!(error = %e, "reload failed; the old config keeps serving");
@@ -93,7 +75,6 @@ pub async fn reload(state: &AppState) -> Result<(), ConfigErrors> {
 }
 
 pub fn serve(path: &Path) -> ExitCode {
-    init_tracing();
     let config = match switchyard_config::load(path) {
         Ok(c) => c,
         Err(errs) => {
@@ -101,6 +82,14 @@ pub fn serve(path: &Path) -> ExitCode {
             for e in &errs.0 {
                 eprintln!("  {e}");
             }
+            return ExitCode::from(2);
+        }
+    };
+    // `[telemetry]` is read once: a reload does not change it
+    let _telemetry = match crate::telemetry::init(config.telemetry.as_ref()) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -201,7 +190,7 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
         if let Some(h) = host.try_lock().ok().and_then(|mut h| h.take()) {
             h.host_here();
         }
-        App::new().app_data(app_state.clone()).configure(ingress::routes)
+        App::new().app_data(app_state.clone()).wrap_fn(ingress::traced).configure(ingress::routes)
     })
     .backlog(4096)
     // a client that closes its side has left: its response (a stream waiting on a silent

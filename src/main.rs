@@ -8,6 +8,7 @@ mod ingress;
 mod keys;
 mod mock_upstream;
 mod prompts_cli;
+mod telemetry;
 mod usage;
 
 use std::path::PathBuf;

@@ -17,6 +17,7 @@ pub mod providers;
 pub mod redact;
 pub mod retry;
 pub mod store;
+pub mod telemetry;
 pub mod tokens;
 pub mod types;
 pub mod upstream;

@@ -9,6 +9,7 @@ mod providers;
 pub mod raw;
 mod routes;
 mod server;
+mod telemetry;
 mod validate;
 
 use std::fmt;
@@ -23,6 +24,7 @@ pub use prompts::*;
 pub use providers::*;
 pub use routes::{Route, RouteInput};
 pub use server::*;
+pub use telemetry::{OtlpProtocol, Telemetry};
 pub use validate::validate;
 
 /// A checked configuration. Cheap to share: hold it in an `Arc`.
@@ -30,6 +32,8 @@ pub use validate::validate;
 pub struct Config {
     pub server: Server,
     pub nats: Option<Nats>,
+    /// OpenTelemetry traces; `None`: off.
+    pub telemetry: Option<Telemetry>,
     pub providers: Vec<Provider>,
     /// Aliases in file order.
     pub models: Vec<Model>,

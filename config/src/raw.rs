@@ -14,6 +14,8 @@ pub struct RawConfig {
     pub server: RawServer,
     /// NATS ingress; absent means HTTP only.
     pub nats: Option<RawNats>,
+    /// OpenTelemetry traces over OTLP; absent means off.
+    pub telemetry: Option<RawTelemetry>,
     /// Where prices per model live; relative paths are resolved beside the config file.
     pub pricing_file: Option<String>,
     /// Upstream deployments.
@@ -295,6 +297,38 @@ pub struct RawNats {
     /// Share rate limits and budgets with every instance on this NATS through
     /// key-value buckets (default true).
     pub shared_limits: Option<bool>,
+}
+
+/// `[telemetry]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// Export spans (default true when the section is present).
+    pub enabled: Option<bool>,
+    /// The OTLP receiver (default `http://127.0.0.1:4317`, or `:4318` for HTTP).
+    pub endpoint: Option<String>,
+    /// `grpc` (default) or `http/protobuf`.
+    pub protocol: Option<String>,
+    /// Share of new traces kept, 0 to 1 (default 1).
+    pub sample_ratio: Option<f64>,
+    /// `service.name` (default `switchyard`).
+    pub service_name: Option<String>,
+    /// More resource attributes.
+    #[serde(default)]
+    pub resource: BTreeMap<String, String>,
+    /// Headers of every export; `${ENV}` allowed.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// One export's time limit, ms (default 10000).
+    pub timeout_ms: Option<u64>,
+    /// Spans buffered for export (default 4096).
+    pub max_queue: Option<usize>,
+    /// Spans per export (default 512).
+    pub max_batch: Option<usize>,
+    /// Export interval, ms (default 1000).
+    pub export_interval_ms: Option<u64>,
+    /// Send `traceparent` to providers (default true).
+    pub propagate: Option<bool>,
 }
 
 /// `[[providers]]`

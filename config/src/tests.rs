@@ -576,3 +576,40 @@ presidio = { url = "presidio:3000", score = 1.5, on_error = "never", entities = 
     let ok = "[[guardrails]]\nname = \"g\"\ninjection = { action = \"flag\" }\nmoderation = { action = \"block\" }\n";
     assert!(parse(ok).is_ok());
 }
+
+#[test]
+fn telemetry_defaults_choices_and_errors() {
+    assert_eq!(parse("").unwrap().telemetry, None);
+    let t = load_str(
+        "[telemetry]\nprotocol = \"http/protobuf\"\nheaders = { \"X-Api-Key\" = \"${OTLP_KEY}\" }\n\
+         resource = { \"deployment.environment\" = \"prod\" }\nsample_ratio = 0.25\n",
+        Path::new("."),
+        &fake_env,
+    )
+    .unwrap()
+    .telemetry
+    .unwrap();
+    assert_eq!(t.endpoint, "http://127.0.0.1:4318");
+    assert_eq!(t.protocol, OtlpProtocol::HttpProtobuf);
+    assert_eq!(t.headers, vec![("x-api-key".to_string(), "value-of-OTLP_KEY".to_string())]);
+    assert_eq!(t.resource, vec![("deployment.environment".to_string(), "prod".to_string())]);
+    assert_eq!((t.sample_ratio, t.max_queue, t.propagate), (0.25, 4096, true));
+    let grpc = parse("[telemetry]\n").unwrap().telemetry.unwrap();
+    assert_eq!((grpc.endpoint.as_str(), grpc.protocol), ("http://127.0.0.1:4317", OtlpProtocol::Grpc));
+    assert_eq!(parse("[telemetry]\nenabled = false\n").unwrap().telemetry, None);
+    let err = parse(
+        "[telemetry]\nprotocol = \"thrift\"\nendpoint = \"udp://x\"\nsample_ratio = 2.0\ntimeout_ms = 0\n\
+         max_queue = 10\nmax_batch = 20\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        fields(&err),
+        [
+            "telemetry.protocol",
+            "telemetry.endpoint",
+            "telemetry.sample_ratio",
+            "telemetry.max_batch",
+            "telemetry.timeout_ms"
+        ]
+    );
+}

@@ -25,4 +25,5 @@ mod routing;
 pub(crate) mod sdk;
 mod shared_limits;
 mod single_worker;
+mod telemetry;
 mod upstream_failures;

@@ -24,7 +24,7 @@ const REPAIR_WINDOW_MS: u64 = 60 * 60 * 1000;
 /// One finished request; `durable` is answered once its commit is on disk.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Record(pub UsageRecord, pub Option<oneshot::Sender<()>>);
+pub struct Record(pub UsageRecord, pub Option<oneshot::Sender<()>>, pub tracing::Span);
 
 /// Commit everything buffered now (shutdown, tests). Returns the records written.
 #[derive(Message)]
@@ -85,6 +85,8 @@ pub struct Accounting {
     buffer: Vec<UsageRecord>,
     /// Callers waiting for the records in `buffer` to be durable.
     waiters: Vec<oneshot::Sender<()>>,
+    /// The records' ledger spans, which end with their commit.
+    spans: Vec<tracing::Span>,
     interval: Duration,
     batch_max: usize,
     next_seq: u64,
@@ -118,6 +120,7 @@ impl Accounting {
             queue,
             buffer: Vec::with_capacity(batch_max),
             waiters: Vec::new(),
+            spans: Vec::new(),
             interval,
             batch_max,
             next_seq,
@@ -136,9 +139,12 @@ impl Accounting {
     }
 
     /// One record into the buffer (and the metrics); commits when the batch is full.
-    fn take(&mut self, Record(r, durable): Record) -> usize {
+    fn take(&mut self, Record(r, durable, span): Record) -> usize {
         if let Some(w) = durable {
             self.waiters.push(w);
+        }
+        if !span.is_disabled() {
+            self.spans.push(span);
         }
         if !r.cache_hit {
             if self.model_metrics.len() >= MODEL_METRICS_CAP && !self.model_metrics.contains_key(&r.alias) {
@@ -180,6 +186,7 @@ impl Accounting {
                 for w in self.waiters.drain(..) {
                     let _ = w.send(());
                 }
+                self.spans.clear();
                 metrics::counter!(LEDGER_RECORDS_TOTAL).increment(n as u64);
                 metrics::histogram!(LEDGER_FLUSH_DURATION).record(started.elapsed().as_secs_f64());
                 n
@@ -252,19 +259,19 @@ mod tests {
         let arbiter = Arbiter::current();
         let (acc, sink) = Accounting::start_with_sink(&arbiter, store.clone(), Duration::from_millis(30), 2);
         // records through the mailbox: the batch size forces a commit
-        acc.send(Record(record("a"), None)).await.unwrap();
-        acc.send(Record(record("b"), None)).await.unwrap();
+        acc.send(Record(record("a"), None, tracing::Span::none())).await.unwrap();
+        acc.send(Record(record("b"), None, tracing::Span::none())).await.unwrap();
         assert_eq!(store.usage_since(0).unwrap().len(), 2, "a full batch commits at once");
         // records through the sink wait for the tick
         let (tx, rx) = oneshot::channel();
-        sink.record(Record(record("c"), Some(tx)));
+        sink.record(Record(record("c"), Some(tx), tracing::Span::none()));
         rx.await.expect("answered after the timer's commit");
         assert_eq!(store.usage_since(0).unwrap().len(), 3, "durable when answered");
         // the same job delivered twice is written once
         let job = UsageRecord { idempotency_key: Some("job-1".into()), ..record("d") };
-        sink.record(Record(job.clone(), None));
+        sink.record(Record(job.clone(), None, tracing::Span::none()));
         assert_eq!(acc.send(Flush).await.unwrap(), 1);
-        sink.record(Record(job, None));
+        sink.record(Record(job, None, tracing::Span::none()));
         assert_eq!(acc.send(Flush).await.unwrap(), 0, "a redelivered job is not written twice");
         assert_eq!(store.usage_since(0).unwrap().len(), 4);
     }

@@ -134,6 +134,10 @@ impl Handler<Job> for Cache {
 
     fn handle(&mut self, Job(job): Job, ctx: &mut Self::Context) {
         let hit = job.cache_key.as_ref().and_then(|k| self.get(k));
+        let span = crate::telemetry::stage(&job.span, "switchyard.cache");
+        if !span.is_disabled() {
+            span.record("switchyard.result", if hit.is_some() { "hit" } else { "miss" });
+        }
         match (hit, &self.router) {
             (Some(hit), _) => job.admit(CacheDecision::Hit(hit), None),
             (None, Some(router)) => forward(ctx, router, Job(job), "router"),

@@ -217,6 +217,8 @@ impl Handler<Job> for ProviderWorker {
             let rate = job.rate.clone().unwrap_or_default();
             return job.refuse(Refusal::QueueFull { provider: self.name.clone(), rate });
         }
+        let mut job = job;
+        job.queued = crate::telemetry::stage(&job.span, "switchyard.queue");
         if job.background {
             self.background_queues[lane(job.priority)].push_back((Instant::now(), job));
         } else {

@@ -340,9 +340,13 @@ impl Handler<Job> for RateLimiter {
 
     fn handle(&mut self, Job(mut job): Job, ctx: &mut Self::Context) {
         self.drain_settles();
+        let span = crate::telemetry::stage(&job.span, "switchyard.limits");
         let demand = Demand { tokens: job.tokens, cost_usd: job.cost_usd };
         match self.check(&job.scopes, demand, Instant::now()) {
-            Err(refused) => job.refuse(Refusal::Limited(refused)),
+            Err(refused) => {
+                crate::telemetry::gen_ai_failed(&span, refused.kind.as_str());
+                job.refuse(Refusal::Limited(refused))
+            }
             Ok(headers) => {
                 job.rate = Some(headers);
                 let me = self.me.get_or_insert_with(|| Arc::new(ctx.address().recipient())).clone();

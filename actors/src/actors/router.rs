@@ -252,8 +252,15 @@ impl Handler<Job> for Router {
             input_tokens: job.route_hints.input_tokens,
             output_tokens: job.route_hints.output_tokens,
         };
+        let span = crate::telemetry::stage(&job.span, "switchyard.route");
         let decision = match self.pick(&job.alias, &args) {
-            Ok(d) => d,
+            Ok(d) => {
+                if !span.is_disabled() {
+                    span.record("switchyard.provider", d.provider.as_str());
+                    span.record("switchyard.model", d.model.as_str());
+                }
+                d
+            }
             Err(NoRoute::UnknownAlias | NoRoute::Exhausted) => return job.refuse(Refusal::UnknownModel),
             Err(NoRoute::Busy) => {
                 let rate = job.rate.take().unwrap_or_default();

@@ -103,7 +103,13 @@ impl Engine {
         // only what stays per instance (concurrency)
         let mut shared_hold = None;
         if let Some(sl) = self.shared.load_full().filter(|_| SharedLimits::applies(&scopes)) {
-            match sl.take(&scopes, Demand { tokens: reserve, cost_usd }).await {
+            let span = crate::telemetry::stage(&ctx.span, "switchyard.limits.shared");
+            let taken = sl.take(&scopes, Demand { tokens: reserve, cost_usd }).await;
+            if let Err(SharedRefusal::Limited(r)) = &taken {
+                crate::telemetry::gen_ai_failed(&span, r.kind.as_str());
+            }
+            drop(span);
+            match taken {
                 Ok(hold) => {
                     shared_hold = Some(hold);
                     scopes = scopes
@@ -138,6 +144,7 @@ impl Engine {
         job.0.cost_usd = cost_usd;
         job.0.background = ctx.job.is_some();
         job.0.route_hints = routing.hints;
+        job.0.span = ctx.span.clone();
         // the limiter's answer comes on `rx`
         crate::actors::enqueue(&self.limiter, job).await.map_err(mailbox)?;
         let answer = rx.await.map_err(|_| GatewayError::Unavailable("the engine dropped the request".into()))?;
@@ -229,6 +236,9 @@ impl Engine {
             sync: ctx.job.is_some() || p.rt.config.server.ledger_sync,
             job: ctx.job.clone(),
             durable: None,
+            root: ctx.span.clone(),
+            trace: tracing::Span::none(),
+            answer: None,
         }
     }
 

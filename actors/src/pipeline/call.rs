@@ -15,7 +15,7 @@ use crate::providers::sse::{SseEvent, SseParser};
 use crate::providers::{openai, Adapter, StreamStep};
 use crate::types::{unix_ms, Endpoint, Usage, UsageRecord};
 use crate::upstream::{ByteStream, UpstreamBody, UpstreamCall, UpstreamError, UpstreamReply};
-use crate::GatewayError;
+use crate::{telemetry, GatewayError};
 
 impl Engine {
     /// The call itself, shared by every endpoint: the finisher takes over the admitted
@@ -62,8 +62,16 @@ impl Engine {
             };
             let started = Instant::now();
             let Encoded { body, native } = body;
-            let call = UpstreamCall { endpoint, model: &d.model, base64, body, stream, headers: &ctx.headers, native };
+            let kind = d.handle.client.cfg.kind;
+            fin.trace = telemetry::gen_ai_span(&ctx.span, endpoint.as_str(), kind, &d.provider, &d.model);
+            let span = &fin.trace;
+            let call =
+                UpstreamCall { endpoint, model: &d.model, base64, body, stream, headers: &ctx.headers, native, span };
+            let before = tries;
             let mut result = d.handle.client.call(call, &mut tries).await.map_err(|e| e.into_gateway(&d.provider));
+            if !fin.trace.is_disabled() {
+                fin.trace.record("switchyard.retries", i64::from(tries.saturating_sub(before + 1)));
+            }
             let mut usage = None;
             fin.record.upstream_attempts = tries;
             // a stream cut before its first chunk has sent the client nothing: it fails
@@ -94,6 +102,9 @@ impl Engine {
                     UpstreamBody::Full(bytes) => match openai::answer_usage(&bytes) {
                         Ok(u) => {
                             usage = u;
+                            if !fin.trace.is_disabled() {
+                                fin.answer = Some(telemetry::Answer::of_body(&bytes));
+                            }
                             reply.body = UpstreamBody::Full(bytes);
                             Ok(reply)
                         }
@@ -128,6 +139,7 @@ impl Engine {
                 }
                 Err(e) => e,
             };
+            telemetry::gen_ai_failed(&fin.trace, err.class().code);
             // nothing has reached the client yet: another target of the alias may answer
             if err.retryable() && tried.len() < MAX_FAILOVERS {
                 tried.push(d.provider.clone());
@@ -183,6 +195,8 @@ impl Engine {
             tried.to_vec(),
             hints,
         );
+        let mut job = job;
+        job.0.span = ctx.span.clone();
         // a closed mailbox ends the failover
         crate::actors::enqueue(&self.router, job).await.ok()?;
         let adm = rx.await.ok()?.ok()?;

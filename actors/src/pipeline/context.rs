@@ -27,6 +27,8 @@ pub struct RequestCtx {
     pub job: Option<Arc<JobHooks>>,
     /// What the prompt and its policies did to the request (set once, when they did).
     pub shaped: std::sync::OnceLock<Arc<crate::prompts::shape::Shaped>>,
+    /// The request's span (disabled when traces are off): the parent of its steps'.
+    pub span: tracing::Span,
 }
 
 /// What a durable job changes on the request path: it takes at most the provider's
@@ -61,8 +63,14 @@ impl RequestCtx {
         received: Instant,
         lookup: impl Fn(&str) -> Option<&'a str>,
     ) -> Result<RequestCtx, GatewayError> {
-        let secret = credential(&lookup).filter(|s| !s.is_empty()).ok_or(GatewayError::MissingKey)?;
-        let key = runtime.authenticate(secret)?;
+        let auth = crate::telemetry::stage(&crate::telemetry::current(), "switchyard.auth");
+        let secret = credential(&lookup).filter(|s| !s.is_empty()).ok_or(GatewayError::MissingKey);
+        let key = secret.and_then(|s| runtime.authenticate(s));
+        if let Err(e) = &key {
+            crate::telemetry::gen_ai_failed(&auth, e.class().code);
+        }
+        let key = key?;
+        drop(auth);
         Self::for_key(runtime, request_id, received, key, lookup)
     }
 
@@ -104,6 +112,11 @@ impl RequestCtx {
                 }
             }
         }
+        let span = crate::telemetry::current();
+        if !span.is_disabled() {
+            span.record("switchyard.request_id", request_id.as_str());
+            span.record("switchyard.key_id", &*key.id);
+        }
         Ok(RequestCtx {
             runtime,
             request_id,
@@ -114,6 +127,7 @@ impl RequestCtx {
             received,
             job: None,
             shaped: Default::default(),
+            span,
         })
     }
 }

@@ -13,7 +13,8 @@ use super::{relay, Engine, Failure, Outcome, OutcomeBody, RequestCtx};
 use crate::prompts::shape::Format;
 use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint, NativeRequest, Usage, WireFormat};
 use crate::upstream::{UpstreamBody, UpstreamReply};
-use crate::{tokens, GatewayError};
+use crate::{telemetry, tokens, GatewayError};
+use tracing::Span;
 
 impl Engine {
     /// `POST /v1/chat/completions` (and its NATS twin).
@@ -166,12 +167,17 @@ impl Engine {
         };
         let routing = Self::routing(ctx, facts, || req.last_user_text());
         let alias = routing.alias.clone();
+        if !ctx.span.is_disabled() {
+            ctx.span.record("gen_ai.request.model", alias.as_str());
+        }
         // guardrails act on the request before anything else sees it (cache key included)
         let mut guards = ctx.runtime.guardrails(&ctx.key, &alias);
+        let span = if guards.is_empty() { Span::none() } else { telemetry::stage(&ctx.span, "switchyard.guardrails") };
+        let blocked = |e: &GatewayError| telemetry::gen_ai_failed(&span, e.class().code);
         if req.native.is_some() && !guards.is_empty() {
             // the client's own request goes upstream only as the guardrails left it
             let before = req.messages.clone();
-            guards.on_messages(&mut req.messages)?;
+            guards.on_messages(&mut req.messages).inspect_err(blocked)?;
             if before != req.messages {
                 // what only the client's own request could carry cannot go translated
                 if let Some(why) = req.native.as_ref().and_then(|n| n.untranslatable.clone()) {
@@ -180,14 +186,14 @@ impl Engine {
                 req.native = None;
             }
         } else {
-            guards.on_messages(&mut req.messages)?;
+            guards.on_messages(&mut req.messages).inspect_err(blocked)?;
         }
         let texts = || crate::guardrails::Applied::moderation_texts(&req.messages);
-        self.moderation_second_opinions(ctx, &mut guards, texts, true).await?;
-        self.injection_second_opinions(ctx, &mut guards).await?;
+        self.moderation_second_opinions(ctx, &mut guards, texts, true).await.inspect_err(blocked)?;
+        self.injection_second_opinions(ctx, &mut guards).await.inspect_err(blocked)?;
         if guards.guards.iter().any(|g| g.on_request && g.has_services()) {
             let before = req.native.is_some().then(|| req.messages.clone());
-            self.external_request_guardrails(ctx, &mut guards, &mut req.messages, &alias).await?;
+            self.external_request_guardrails(ctx, &mut guards, &mut req.messages, &alias).await.inspect_err(blocked)?;
             if before.is_some_and(|b| b != req.messages) {
                 if let Some(why) = req.native.as_ref().and_then(|n| n.untranslatable.clone()) {
                     return Err(GatewayError::BadRequest(why).into());
@@ -195,6 +201,7 @@ impl Engine {
                 req.native = None;
             }
         }
+        drop(span);
         // no more than the alias's targets can produce, whatever `max_tokens` asks for
         let output_cap = ctx.runtime.config.model(&alias).and_then(|m| m.max_output_tokens);
         let reserve = match output_cap {

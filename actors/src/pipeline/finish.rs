@@ -63,6 +63,11 @@ pub struct Finisher {
     pub job: Option<Arc<super::JobHooks>>,
     /// Answered when the record is on disk.
     pub durable: Option<oneshot::Receiver<()>>,
+    /// The request's span, and the GenAI span of the target now called (with what the
+    /// answer said, for it).
+    pub root: tracing::Span,
+    pub trace: tracing::Span,
+    pub answer: Option<crate::telemetry::Answer>,
 }
 
 impl Finisher {
@@ -105,8 +110,11 @@ impl Finisher {
         r.latency_us = elapsed.as_micros() as u64;
         r.ttft_us = self.ttft.map(|d| d.as_micros() as u64);
         r.usage_estimated = estimated;
+        crate::telemetry::gen_ai_end(&self.trace, status, &usage, self.answer.as_ref(), self.ttft, cost);
+        self.trace = tracing::Span::none();
         if self.config.server.access_log {
-            tracing::info!(target: "switchyard::access", request_id = %r.request_id, key = %r.key_id,
+            let trace_id = crate::telemetry::trace_id(&self.root);
+            tracing::info!(target: "switchyard::access", request_id = %r.request_id, trace_id, key = %r.key_id,
                 model = %r.alias, provider = %r.provider, upstream_model = %r.upstream_model, status,
                 input_tokens = r.input_tokens, output_tokens = r.output_tokens, cost_usd = cost,
                 latency_ms = elapsed.as_secs_f64() * 1e3, cache_hit, stream = r.stream,
@@ -147,7 +155,8 @@ impl Finisher {
             } else {
                 None
             };
-            self.accounting.record(Record(r, ack));
+            let span = crate::telemetry::stage(&self.root, "switchyard.ledger");
+            self.accounting.record(Record(r, ack, span));
         }
         self.slot = None;
         // one message gives back both the rate-limit ticket and the provider slot

@@ -190,7 +190,7 @@ impl Engine {
     /// failure, see [`JobHooks::defer_failures`]) and waits until it is on disk.
     pub async fn record_usage(&self, record: UsageRecord) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.sink.record(crate::actors::accounting::Record(record, Some(tx)));
+        self.sink.record(crate::actors::accounting::Record(record, Some(tx), tracing::Span::none()));
         let _ = rx.await;
     }
 

@@ -39,10 +39,13 @@ pub struct Relay {
     adapter: Option<&'static dyn Adapter>,
     /// Native relay: the provider reported the failure in its own stream already.
     reported: bool,
+    /// `switchyard.stream`: from the first content to the end.
+    span: tracing::Span,
 }
 
 impl Relay {
     pub fn new(upstream: ByteStream, finisher: Finisher, client_wants_usage: bool, provider: String) -> Relay {
+        let finisher_root = finisher.root.clone();
         Relay {
             upstream,
             parser: SseParser::new(),
@@ -56,6 +59,7 @@ impl Relay {
             decoder: None,
             adapter: None,
             reported: false,
+            span: crate::telemetry::stage(&finisher_root, "switchyard.stream"),
         }
     }
 
@@ -76,6 +80,11 @@ impl Relay {
             Some(_) => {}
         }
         self.ended = true;
+        crate::telemetry::gen_ai_failed(&self.span, err.class().code);
+        self.span = tracing::Span::none();
+        if !self.finisher.trace.is_disabled() {
+            self.finisher.answer = Some(self.acc.answer());
+        }
         let text = std::mem::take(&mut self.acc.content_text);
         self.finisher.finish(status, self.acc.usage, &text, None);
     }
@@ -85,6 +94,10 @@ impl Relay {
             self.out.push_back(Bytes::from_static(DONE));
         }
         self.ended = true;
+        self.span = tracing::Span::none();
+        if !self.finisher.trace.is_disabled() {
+            self.finisher.answer = Some(self.acc.answer());
+        }
         let body = self.finisher.cache_put.map(|_| self.acc.completion().to_string().into_bytes());
         let text = std::mem::take(&mut self.acc.content_text);
         self.finisher.finish(200, self.acc.usage, &text, body);
@@ -295,6 +308,9 @@ mod tests {
             sync: false,
             job: None,
             durable: None,
+            root: tracing::Span::none(),
+            trace: tracing::Span::none(),
+            answer: None,
         };
         let relay = Relay::new(Box::pin(futures_util::stream::iter(chunks)), fin, false, "p".into());
         let events: Vec<String> = relay

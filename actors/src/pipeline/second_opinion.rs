@@ -23,6 +23,8 @@ impl Engine {
             received: Instant::now(),
             job: None,
             shaped: Default::default(),
+            // the guardrail's own call: its steps and GenAI span under one span of the caller's
+            span: crate::telemetry::stage(&ctx.span, "switchyard.guardrails.call"),
         };
         let bytes = serde_json::to_vec(body).unwrap_or_default();
         match self.chat(&inner, &bytes).await {

@@ -391,6 +391,19 @@ impl StreamAccumulator {
     }
 
     /// The equivalent non-stream `chat.completion`.
+    /// The stream's id, model and finish reasons (for its trace).
+    pub fn answer(&self) -> crate::telemetry::Answer {
+        crate::telemetry::Answer {
+            id: self.id.clone(),
+            model: self.model.clone(),
+            finish_reasons: self
+                .choices
+                .values()
+                .filter_map(|c| c.finish_reason.as_ref().and_then(Value::as_str).map(str::to_string))
+                .collect(),
+        }
+    }
+
     pub fn completion(&self) -> Value {
         let choices: Vec<Value> = self
             .choices

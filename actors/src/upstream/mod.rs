@@ -36,6 +36,16 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// `error.type` of a trace.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect(_) => "connect",
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Status { .. } => "status",
+            UpstreamError::Body(_) => "body",
+        }
+    }
+
     pub fn into_gateway(self, provider: &str) -> GatewayError {
         let provider = provider.to_string();
         match self {
@@ -96,6 +106,9 @@ pub struct UpstreamCall<'a> {
     /// `Some` when `body` is the client's own request in the provider's format: the
     /// answer comes back as the provider sent it too.
     pub native: Option<Native<'a>>,
+    /// The call's GenAI span: each HTTP request is a child, and its `traceparent` goes
+    /// to the provider.
+    pub span: &'a tracing::Span,
 }
 
 /// A native call: the client's format, and its headers of that format (sent as they are).
@@ -337,6 +350,12 @@ impl UpstreamClient {
             }
             *tries += 1;
             self.attempts_total.increment(1);
+            let span = crate::telemetry::http_span(call.span, url.host_str().unwrap_or(""), url.port(), attempt);
+            let mut context = Vec::new();
+            crate::telemetry::inject_upstream(&span, |k, v| context.push((k.to_string(), v)));
+            for (k, v) in context {
+                rb = rb.header(k, v);
+            }
             let sent = tokio::time::timeout(self.cfg.first_byte_timeout, rb.body(body.clone()).send()).await;
             let result = match sent {
                 Err(_) => Err(UpstreamError::Timeout("first byte")),
@@ -345,6 +364,10 @@ impl UpstreamClient {
                 Ok(Err(e)) => Err(UpstreamError::Body(root_cause(&e))),
                 Ok(Ok(r)) => Ok(r),
             };
+            crate::telemetry::http_end(
+                &span,
+                result.as_ref().map(|r| r.status().as_u16()).map_err(UpstreamError::kind),
+            );
             // what another try may fix, and how long the provider asked us to wait
             let (retryable, asked) = match &result {
                 Err(UpstreamError::Connect(_) | UpstreamError::Timeout("first byte")) => (true, None),

@@ -5,6 +5,7 @@ mod guardrails;
 mod prompts;
 mod providers;
 mod server;
+mod telemetry;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -181,6 +182,7 @@ pub fn validate(
     let (guardrails, guards) = guardrails::guardrails(std::mem::take(&mut raw.guardrails), env, errs);
     let server = server::server(raw.server, env, errs);
     let nats = server::nats(raw.nats, env, errs);
+    let telemetry = telemetry::telemetry(raw.telemetry, env, errs);
     if let Some(n) = nats.as_ref().filter(|n| n.embed_batch_max_inputs > server.max_inputs) {
         let (batch, max) = (n.embed_batch_max_inputs, server.max_inputs);
         errs.push("nats.embed_batch_max_inputs", format!("{batch} is above server.max_inputs ({max})"));
@@ -204,6 +206,7 @@ pub fn validate(
     Ok(Config {
         server,
         nats,
+        telemetry,
         providers,
         models,
         keys,

@@ -316,6 +316,10 @@ async fn queue_items(
     headers: &[(String, String)],
 ) -> Result<(), NatsError> {
     let subject = names.lane_subject(rec.lane);
+    // every item continues the trace of the request that made the batch
+    let mut trace = Vec::new();
+    let span = switchyard_actors::telemetry::current();
+    switchyard_actors::telemetry::inject(&span, |k, v| trace.push((k.to_string(), v)));
     let mut pending = FuturesUnordered::new();
     for (i, item) in items.into_iter().enumerate() {
         let id = format!("{}-{i}", rec.id);
@@ -323,6 +327,9 @@ async fn queue_items(
             "batch": {"id": rec.id, "custom_id": item.custom_id}});
         let mut h = HeaderMap::new();
         for (k, v) in headers {
+            h.insert(k.as_str(), v.as_str());
+        }
+        for (k, v) in &trace {
             h.insert(k.as_str(), v.as_str());
         }
         h.insert("Nats-Msg-Id", id.as_str());

@@ -145,6 +145,7 @@ async fn call(engine: &Engine, items: Vec<Item>) {
         received: Instant::now(),
         job: Some(hooks.clone()),
         shaped: Default::default(),
+        span: switchyard_actors::telemetry::current(),
     };
     let body = serde_json::to_vec(&merged).unwrap_or_default();
     let result = engine.embeddings(&ctx, &body).await;

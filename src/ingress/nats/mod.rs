@@ -14,6 +14,8 @@ pub mod streams;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchyard_actors::telemetry;
+use tracing::Instrument as _;
 
 use async_nats::{Client, HeaderMap, Message};
 use bytes::Bytes;
@@ -133,7 +135,11 @@ pub async fn serve_requests(client: Client, engine: Arc<Engine>, cfg: Nats, resp
             let mut sub = sub;
             while let Some(msg) = sub.next().await {
                 let (client, engine, responses) = (client.clone(), engine.clone(), responses.clone());
-                actix_web::rt::spawn(async move { handle_request(&client, &engine, &responses, api, msg).await });
+                // with traces on, the request runs under a span of its subject (a child
+                // of the `traceparent` header's trace)
+                let span = telemetry::request_span(msg.subject.as_str(), "server", header(msg.headers.as_ref()));
+                let handled = async move { handle_request(&client, &engine, &responses, api, msg).await };
+                actix_web::rt::spawn(handled.instrument(span));
             }
         });
     }
@@ -182,6 +188,7 @@ async fn handle_request(client: &Client, engine: &Engine, responses: &Arc<Respon
             for (k, v) in outcome.rate.pairs() {
                 headers.insert(k.name(), v.as_str());
             }
+            telemetry::inject(&telemetry::current(), |k, v| headers.insert(k, v.as_str()));
             match outcome.body {
                 OutcomeBody::Json(bytes) => {
                     publish(client, reply, headers, bytes).await;
@@ -194,10 +201,12 @@ async fn handle_request(client: &Client, engine: &Engine, responses: &Arc<Respon
             let status = failure.error.class().status;
             let (mut headers, body) = error_message(&request_id, &failure);
             shaped_headers(&mut headers, shaped.as_deref());
+            telemetry::inject(&telemetry::current(), |k, v| headers.insert(k, v.as_str()));
             publish(client, reply, headers, body).await;
             status
         }
     };
+    telemetry::record_status(&telemetry::current(), status, None);
     metrics::counter!(NATS_REQUESTS_TOTAL, "api" => api.as_str(), "status" => status.to_string()).increment(1);
 }
 

@@ -131,6 +131,10 @@ pub struct JobState {
     pub rate: Option<RateHeaders>,
     pub ticket: Option<LimitTicket>,
     pub decision: Option<RouteDecision>,
+    /// The request's span: the stages' spans are its children (disabled when traces are off).
+    pub span: tracing::Span,
+    /// The wait for a provider slot, while the job is queued.
+    pub queued: tracing::Span,
 }
 
 #[derive(Message)]
@@ -163,6 +167,8 @@ impl JobState {
             rate: None,
             ticket: None,
             decision: None,
+            span: tracing::Span::none(),
+            queued: tracing::Span::none(),
         };
         (Job(Box::new(state)), rx)
     }

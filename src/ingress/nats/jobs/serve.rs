@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchyard_actors::telemetry;
+use tracing::Instrument as _;
 
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::stream;
@@ -89,7 +91,14 @@ pub(super) async fn serve_job(s: &Shared, lane: Priority, b: Buffered) {
             }
         })
     };
-    let outcome = run_job(s, lane, &msg, delivered, seq).await;
+    // with traces on, the job runs under a span of its own, a child of the trace its
+    // publisher sent (`traceparent`); its result and usage messages carry it on
+    let name = format!("process {}", msg.subject);
+    let span = telemetry::request_span(&name, "consumer", header(msg.headers.as_ref()));
+    if !span.is_disabled() {
+        span.record("switchyard.attempt", i64::from(delivered));
+    }
+    let outcome = run_job(s, lane, &msg, delivered, seq).instrument(span.clone()).await;
     keepalive.abort();
     let label = match outcome {
         Done::Answered { failed, id } => {
@@ -123,6 +132,12 @@ pub(super) async fn serve_job(s: &Shared, lane: Priority, b: Buffered) {
             "unstored"
         }
     };
+    if !span.is_disabled() {
+        span.record("switchyard.result", label);
+        if label == "failed" {
+            telemetry::gen_ai_failed(&span, label);
+        }
+    }
     metrics::counter!(JOBS_TOTAL, "lane" => lane.as_str(), "outcome" => label).increment(1);
 }
 
@@ -389,6 +404,7 @@ pub(super) async fn publish_confirmed(js: &JetStream, subject: String, msg_id: &
     for attempt in 1..=5 {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", msg_id);
+        telemetry::inject(&telemetry::current(), |k, v| headers.insert(k, v.as_str()));
         let sent = match js.publish_with_headers(subject.clone(), headers, body.clone()).await {
             Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
