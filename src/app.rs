@@ -166,6 +166,11 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
                 let (c, e, n) = (client.clone(), engine.clone(), cfg.clone());
                 actix_web::rt::spawn(ingress::nats::replicate::experiments(c, e, n));
             }
+            {
+                // request logs: whichever keys, teams or aliases ask for them, now or after a reload
+                let (client, engine, cfg) = (client.clone(), engine.clone(), cfg.clone());
+                actix_web::rt::spawn(ingress::nats::logs::run(client, engine, cfg));
+            }
             if cfg.shared_limits {
                 let (client, engine, cfg) = (client.clone(), engine.clone(), cfg.clone());
                 actix_web::rt::spawn(ingress::nats::quota::share(client, engine, cfg));

@@ -6,6 +6,7 @@ mod app;
 mod guardrails_cli;
 mod ingress;
 mod keys;
+mod logs_cli;
 mod mock_upstream;
 mod prompts_cli;
 mod telemetry;
@@ -119,6 +120,13 @@ enum Command {
         #[command(subcommand)]
         action: Box<guardrails_cli::Action>,
     },
+    /// Request logs on JetStream (the `[nats]` of the config file).
+    Logs {
+        #[arg(long, short, default_value = "config/switchyard.toml", env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: logs_cli::Action,
+    },
 }
 
 /// mimalloc's options for a long-running server: arenas committed as they are used, not
@@ -185,5 +193,6 @@ fn main() -> ExitCode {
             prompts_cli::run_experiments(&url, &admin_key, &actor, *action)
         }
         Command::Guardrails { action } => guardrails_cli::run(*action),
+        Command::Logs { config, action } => logs_cli::run(&config, action),
     }
 }

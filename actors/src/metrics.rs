@@ -28,6 +28,8 @@ pub const PROVIDER_UP: &str = "switchyard_provider_up";
 pub const BUDGET_REMAINING: &str = "switchyard_budget_remaining_usd";
 pub const GUARDRAIL_ACTIONS_TOTAL: &str = "switchyard_guardrail_actions_total";
 pub const SHARED_LIMITS_FALLBACK_TOTAL: &str = "switchyard_shared_limits_fallback_total";
+pub const REQUEST_LOGS_TOTAL: &str = "switchyard_request_logs_total";
+pub const REQUEST_LOGS_DROPPED_TOTAL: &str = "switchyard_request_logs_dropped_total";
 pub const TARGET_LATENCY_EWMA: &str = "switchyard_target_latency_ewma_seconds";
 pub const UPSTREAM_ATTEMPTS_TOTAL: &str = "switchyard_upstream_attempts_total";
 pub const RETRIES_TOTAL: &str = "switchyard_retries_total";
@@ -100,6 +102,11 @@ pub fn describe_all() {
     describe_histogram!(JOB_QUEUE_WAIT, Unit::Seconds, "Job time from its publication to the start of its delivery.");
     describe_gauge!(TARGET_UP, "0 while a target's (provider, upstream model) circuit breaker is open, else 1.");
     describe_gauge!(PROVIDER_UP, "0 while a provider's active health checks fail, else 1.");
+    describe_counter!(REQUEST_LOGS_TOTAL, "Request log entries published to JetStream.");
+    describe_counter!(
+        REQUEST_LOGS_DROPPED_TOTAL,
+        "Request log entries dropped: the queue to JetStream was full or a publish failed."
+    );
     describe_counter!(
         SHARED_LIMITS_FALLBACK_TOTAL,
         "Requests limited per instance because the shared limits bucket could not be reached."

@@ -69,6 +69,8 @@ pub struct Key {
     pub expires_at_ms: Option<u64>,
     /// `[[guardrails]]` names.
     pub guardrails: Vec<String>,
+    /// Its requests are logged (prompts and answers, after guardrails).
+    pub log_requests: bool,
 }
 
 impl Key {
@@ -90,6 +92,8 @@ pub struct Team {
     pub limits: Limits,
     pub budget: Option<Budget>,
     pub guardrails: Vec<String>,
+    /// Its keys' requests are logged.
+    pub log_requests: bool,
 }
 
 impl Team {

@@ -157,6 +157,8 @@ pub struct Model {
     pub guardrails: Vec<String>,
     /// The most output tokens its targets can produce (caps the token reservation).
     pub max_output_tokens: Option<u64>,
+    /// Its requests are logged (prompts and answers, after guardrails).
+    pub log_requests: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -288,6 +288,13 @@ pub struct RawNats {
     pub embed_batch_max_inputs: Option<usize>,
     /// How long the first job of a batch waits for more, ms (default 5).
     pub embed_batch_window_ms: Option<u64>,
+    /// `<PREFIX>_LOGS` (request logs) retention, seconds (default 7 days).
+    pub request_logs_max_age_secs: Option<u64>,
+    /// `<PREFIX>_LOGS` size limit, bytes (default 1 GiB); the oldest go first.
+    pub request_logs_max_bytes: Option<i64>,
+    /// Largest prompt or answer kept in one log entry, bytes (default 262144); longer
+    /// ones are cut and marked.
+    pub request_logs_max_field_bytes: Option<usize>,
     /// Stream replicas (1 for a single server; 3 in a cluster).
     pub replicas: Option<usize>,
     /// Largest file `POST /v1/files` accepts, bytes (default 104857600, 100 MiB).
@@ -434,6 +441,8 @@ pub struct RawModel {
     /// `[[guardrails]]` names applied to requests for this alias.
     #[serde(default)]
     pub guardrails: Vec<String>,
+    /// Log its requests' prompts and answers (after guardrails) to JetStream.
+    pub log_requests: Option<bool>,
 }
 
 /// One target of a model alias.
@@ -531,6 +540,8 @@ pub struct RawKey {
     /// `[[guardrails]]` names applied to its requests.
     #[serde(default)]
     pub guardrails: Vec<String>,
+    /// Log its requests' prompts and answers (after guardrails) to JetStream.
+    pub log_requests: Option<bool>,
 }
 
 /// `[[teams]]`
@@ -559,6 +570,8 @@ pub struct RawTeam {
     /// `[[guardrails]]` names applied to its keys' requests.
     #[serde(default)]
     pub guardrails: Vec<String>,
+    /// Log its keys' requests' prompts and answers (after guardrails) to JetStream.
+    pub log_requests: Option<bool>,
 }
 
 /// `[cache]`

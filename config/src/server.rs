@@ -64,6 +64,10 @@ pub struct Nats {
     pub embed_batch_max_inputs: usize,
     pub embed_batch_window: Duration,
     pub replicas: usize,
+    /// `<PREFIX>_LOGS`: retention, size, and the most bytes of a prompt or answer kept.
+    pub request_logs_max_age: Duration,
+    pub request_logs_max_bytes: i64,
+    pub request_logs_max_field_bytes: usize,
     /// Largest Batch API input file, bytes.
     pub files_max_bytes: usize,
     /// Most requests in one batch.

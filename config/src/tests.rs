@@ -613,3 +613,19 @@ fn telemetry_defaults_choices_and_errors() {
         ]
     );
 }
+
+#[test]
+fn request_logs_need_nats() {
+    let text = "[[keys]]\nid = \"k\"\nkey = \"sk-test-01\"\nlog_requests = true\n\
+                [[teams]]\nid = \"t\"\nlog_requests = true\n";
+    let err = parse(text).unwrap_err();
+    assert_eq!(fields(&err), ["log_requests", "log_requests"]);
+    assert!(err.to_string().contains("keys `k` logs requests"), "{err}");
+    let ok =
+        parse(&format!("{text}[nats]\nurl = \"nats://127.0.0.1:4222\"\nrequest_logs_max_bytes = 2000000\n")).unwrap();
+    assert!(ok.keys[0].log_requests && ok.teams[0].log_requests);
+    let nats = ok.nats.unwrap();
+    assert_eq!((nats.request_logs_max_bytes, nats.request_logs_max_field_bytes), (2_000_000, 256 << 10));
+    let small = parse("[nats]\nurl = \"nats://x:4222\"\nrequest_logs_max_bytes = 10\n").unwrap_err();
+    assert_eq!(fields(&small), ["nats.request_logs_max_bytes"]);
+}

@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde_json::json;
-use switchyard_actors::pipeline::{Failure, OutcomeBody, RequestCtx};
+use switchyard_actors::pipeline::{access_refused, Failure, OutcomeBody, RequestCtx};
 use switchyard_actors::providers::from_anthropic;
 use switchyard_actors::providers::sse::SseParser;
 use switchyard_actors::types::Endpoint;
@@ -32,13 +32,25 @@ async fn serve(
     // one config snapshot for the whole request
     let runtime = state.engine.runtime();
     let (limit, timeout) = (runtime.config.server.body_limit_bytes, runtime.config.server.body_timeout);
+    let access_log = runtime.config.server.access_log;
+    let refused = |key: Option<&str>, e: &GatewayError| {
+        if access_log {
+            access_refused(&request_id, key, "-", e, received);
+        }
+    };
     let ctx = match RequestCtx::from_headers(runtime, request_id.clone(), received, header(&req)) {
         Ok(c) => c,
-        Err(e) => return simple_error(&request_id, e),
+        Err(e) => {
+            refused(None, &e);
+            return simple_error(&request_id, e);
+        }
     };
     let body = match read_body(&req, payload, limit, timeout).await {
         Ok(b) => b,
-        Err(e) => return simple_error(&request_id, e),
+        Err(e) => {
+            refused(Some(&ctx.key.id), &e);
+            return simple_error(&request_id, e);
+        }
     };
     match state.engine.serve(endpoint, &ctx, &body).await {
         Ok(outcome) => respond(&request_id, outcome, received),
@@ -61,7 +73,12 @@ pub(crate) async fn messages(req: HttpRequest, payload: web::Payload, state: web
     .await;
     let (ctx, body) = match result {
         Ok(parts) => parts,
-        Err(f) => return anthropic_error(&request_id, &f),
+        Err(f) => {
+            if state.engine.runtime().config.server.access_log {
+                access_refused(&request_id, None, "-", &f.error, received);
+            }
+            return anthropic_error(&request_id, &f);
+        }
     };
     let outcome = match state.engine.messages(&ctx, &body, anthropic_headers(&req)).await {
         Ok(o) => o,

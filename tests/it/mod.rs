@@ -20,6 +20,7 @@ mod nats;
 mod ollama;
 mod ops;
 pub(crate) mod prompts;
+mod request_logs;
 mod responses;
 mod routing;
 pub(crate) mod sdk;

@@ -207,6 +207,7 @@ impl Engine {
             route,
             hints: routing.hints,
             rule: routing.rule.clone(),
+            log: None,
         })
     }
 
@@ -239,6 +240,7 @@ impl Engine {
             root: ctx.span.clone(),
             trace: tracing::Span::none(),
             answer: None,
+            log: p.log,
         }
     }
 
@@ -259,6 +261,9 @@ impl Engine {
         fin.record.cache_hit = true;
         fin.record.provider = hit.provider.clone();
         fin.record.upstream_model = hit.upstream_model.clone();
+        if let Some(draft) = &mut fin.log {
+            draft.answer(&hit.body);
+        }
         fin.finish(200, Some(hit.usage), "", None);
         fin.durable().await;
         let body = match as_stream {
@@ -332,6 +337,9 @@ impl Engine {
                 let model = alias_hint.filter(|a| rt.config.model(a).is_some()).unwrap_or("-");
                 let status = f.error.class().status;
                 crate::metrics::hot(|h| h.requests(model, "none", status).increment(1));
+                if rt.config.server.access_log {
+                    super::finish::access_refused(&ctx.request_id, Some(&ctx.key.id), model, &f.error, ctx.received);
+                }
             }
         }
     }
@@ -351,6 +359,8 @@ pub(super) struct Prepared {
     pub(super) hints: RouteHints,
     /// The `[[routes]]` rule that picked the alias.
     pub(super) rule: Option<String>,
+    /// The request's log entry, when it is logged (the endpoint sets it).
+    pub(super) log: Option<Box<super::request_log::LogDraft>>,
 }
 
 /// What `[[routes]]` and the request decided before admission.

@@ -208,7 +208,7 @@ impl Engine {
             Some(cap) => tokens::reservation(&req, prompt).min(prompt + cap),
             None => tokens::reservation(&req, prompt),
         };
-        let p = self
+        let mut p = self
             .prepare(ctx, Endpoint::Chat, &routing, reserve, || {
                 let mut v = serde_json::to_value(&req).unwrap_or(Value::Null);
                 if let Some(o) = v.as_object_mut() {
@@ -225,6 +225,8 @@ impl Engine {
                 v
             })
             .await?;
+        // logged as the guardrails left it: what the provider gets
+        p.log = self.log_draft(ctx, &alias, || serde_json::to_value(&req).unwrap_or(Value::Null));
         let record = self.record_template(ctx, Endpoint::Chat, &alias, stream);
         if p.hit.is_some() {
             return self.answer_from_cache(ctx, p, record, stream.then(|| req.wants_stream_usage())).await;
@@ -268,10 +270,16 @@ impl Engine {
                     }
                 }
                 fin.record.guardrails = guards.notes();
+                // the log gets the answer the client gets, unless that holds the real
+                // values behind pseudonyms: then the provider's, which holds placeholders
+                let provider_answer = (!guards.vault.is_empty()).then(|| bytes.clone());
                 let (bytes, changed) = match checked {
                     Ok(Some(new)) => (new, true),
                     Ok(None) => (bytes, false),
                     Err(e) => {
+                        if let Some(d) = &mut fin.log {
+                            d.withhold("blocked by a guardrail");
+                        }
                         let text = content_text(&bytes);
                         fin.finish(e.class().status, usage, &text, None);
                         fin.durable().await;
@@ -281,6 +289,9 @@ impl Engine {
                 let text = if usage.is_none() { content_text(&bytes) } else { String::new() };
                 // an answer holding real values behind pseudonyms is not cached
                 let cache_body = fin.cache_put.filter(|_| guards.vault.is_empty()).map(|_| bytes.to_vec());
+                if let Some(d) = &mut fin.log {
+                    d.answer(provider_answer.as_ref().unwrap_or(&bytes));
+                }
                 fin.finish(200, usage, &text, cache_body);
                 fin.durable().await;
                 match native_body {
@@ -314,7 +325,8 @@ impl Engine {
                 } else {
                     s
                 };
-                let relay = relay::Relay::new(s, fin, req.wants_stream_usage(), provider.clone());
+                let mut relay = relay::Relay::new(s, fin, req.wants_stream_usage(), provider.clone());
+                relay.pseudonymized = !guards.vault.is_empty();
                 OutcomeBody::Sse(Box::pin(relay.native(decoder, adapter)))
             }
         };
@@ -374,9 +386,13 @@ impl Engine {
         };
         let routing = Self::routing(ctx, facts, || req.inputs().join("\n"));
         let alias = routing.alias.clone();
-        let p = self
+        let mut p = self
             .prepare(ctx, Endpoint::Embeddings, &routing, prompt, || serde_json::to_value(&req).unwrap_or(Value::Null))
             .await?;
+        p.log = self.log_draft(ctx, &alias, || serde_json::to_value(&req).unwrap_or(Value::Null)).map(|mut d| {
+            d.withhold("embeddings: vectors are not logged");
+            d
+        });
         let record = self.record_template(ctx, Endpoint::Embeddings, &alias, false);
         if p.hit.is_some() {
             return self.answer_from_cache(ctx, p, record, None).await;

@@ -68,6 +68,8 @@ pub struct Finisher {
     pub root: tracing::Span,
     pub trace: tracing::Span,
     pub answer: Option<crate::telemetry::Answer>,
+    /// This request's log entry, when it is logged.
+    pub log: Option<Box<super::request_log::LogDraft>>,
 }
 
 impl Finisher {
@@ -132,6 +134,9 @@ impl Finisher {
                 h.time_to_first_token.record(t.as_secs_f64());
             }
         });
+        if let Some(draft) = self.log.take() {
+            draft.send(&r, crate::telemetry::trace_id(&self.root));
+        }
         if let Some(e) = &r.experiment {
             crate::metrics::experiment(e, status, elapsed, (usage.input, usage.output), cost);
         }
@@ -188,6 +193,21 @@ impl Drop for Finisher {
             self.finish(CLIENT_CLOSED, None, "", None);
         }
     }
+}
+
+/// The access-log line of a request refused before any provider or cache saw it (no
+/// usage record): its status and error code, who asked and for what, when known.
+pub fn access_refused(
+    request_id: &str,
+    key: Option<&str>,
+    model: &str,
+    error: &crate::GatewayError,
+    received: Instant,
+) {
+    let class = error.class();
+    tracing::info!(target: "switchyard::access", request_id, trace_id = crate::telemetry::trace_id(&crate::telemetry::current()),
+        key = key.unwrap_or("-"), model, status = class.status, error = class.code,
+        latency_ms = received.elapsed().as_secs_f64() * 1e3, "refused");
 }
 
 /// Records the gateway's own time for one request.

@@ -149,6 +149,7 @@ impl JwtVerifier {
             budget: None,
             expires_at_ms: None,
             guardrails: Vec::new(),
+            log_requests: false,
         };
         Ok(Arc::new(KeyEntry::new(key, Some(team))))
     }

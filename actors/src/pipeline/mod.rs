@@ -13,6 +13,7 @@ mod finish;
 pub mod jwt;
 mod outcome;
 mod relay;
+pub mod request_log;
 mod runtime;
 mod second_opinion;
 mod shaping;
@@ -32,7 +33,7 @@ use actix::prelude::*;
 use arc_swap::ArcSwap;
 use switchyard_config::Config;
 
-pub use self::finish::{record_overhead, Finisher, InflightGuard};
+pub use self::finish::{access_refused, record_overhead, Finisher, InflightGuard};
 use crate::actors::accounting::{Accounting, Flush, RecordSink};
 use crate::actors::cache::{Cache, SetCapacity};
 use crate::actors::messages::NextStages;
@@ -60,6 +61,8 @@ pub struct Engine {
     experiments: Arc<crate::prompts::experiments::Experiments>,
     /// Limits and budgets shared with other instances (NATS key-value), once connected.
     shared: arc_swap::ArcSwapOption<crate::actors::shared_limits::SharedLimits>,
+    /// Where request logs go (with NATS).
+    request_logs: arc_swap::ArcSwapOption<request_log::RequestLogs>,
 }
 
 fn mailbox(e: MailboxError) -> GatewayError {
@@ -111,6 +114,7 @@ impl Engine {
             prompts,
             experiments,
             shared: arc_swap::ArcSwapOption::empty(),
+            request_logs: arc_swap::ArcSwapOption::empty(),
         }))
     }
 
@@ -129,6 +133,26 @@ impl Engine {
     /// From now on, limits and budgets are shared through `s` (see [`shared`]).
     pub fn share_limits(&self, s: Arc<crate::actors::shared_limits::SharedLimits>) {
         self.shared.store(Some(s));
+    }
+
+    /// From now on, the requests that ask for it are logged to `logs`.
+    pub fn log_requests_to(&self, logs: Arc<request_log::RequestLogs>) {
+        self.request_logs.store(Some(logs));
+    }
+
+    /// A draft of this request's log entry when its key, team or alias logs requests
+    /// (`request` is what goes upstream, made only then).
+    pub(super) fn log_draft(
+        &self,
+        ctx: &RequestCtx,
+        alias: &str,
+        request: impl FnOnce() -> serde_json::Value,
+    ) -> Option<Box<request_log::LogDraft>> {
+        if !ctx.logs_requests(alias) {
+            return None;
+        }
+        let logs = self.request_logs.load_full()?;
+        Some(request_log::LogDraft::new(logs, request()))
     }
 
     /// Virtual keys: the admin API's create, list, update and revoke.

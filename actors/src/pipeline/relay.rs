@@ -41,6 +41,8 @@ pub struct Relay {
     reported: bool,
     /// `switchyard.stream`: from the first content to the end.
     span: tracing::Span,
+    /// The client gets real values back for pseudonyms: the request log keeps no answer.
+    pub pseudonymized: bool,
 }
 
 impl Relay {
@@ -60,6 +62,7 @@ impl Relay {
             adapter: None,
             reported: false,
             span: crate::telemetry::stage(&finisher_root, "switchyard.stream"),
+            pseudonymized: false,
         }
     }
 
@@ -99,6 +102,13 @@ impl Relay {
             self.finisher.answer = Some(self.acc.answer());
         }
         let body = self.finisher.cache_put.map(|_| self.acc.completion().to_string().into_bytes());
+        if let Some(draft) = &mut self.finisher.log {
+            if self.pseudonymized {
+                draft.withhold("pseudonymized");
+            } else {
+                draft.answer(self.acc.completion().to_string().as_bytes());
+            }
+        }
         let text = std::mem::take(&mut self.acc.content_text);
         self.finisher.finish(200, self.acc.usage, &text, body);
     }
@@ -311,6 +321,7 @@ mod tests {
             root: tracing::Span::none(),
             trace: tracing::Span::none(),
             answer: None,
+            log: None,
         };
         let relay = Relay::new(Box::pin(futures_util::stream::iter(chunks)), fin, false, "p".into());
         let events: Vec<String> = relay

@@ -139,6 +139,8 @@ impl VirtualKey {
             budget,
             expires_at_ms,
             guardrails: Vec::new(),
+            // its team says
+            log_requests: false,
         })
     }
 }

@@ -43,6 +43,7 @@ pub(super) fn teams(
                 guard_refs(guards, &f("guardrails"), &t.guardrails, errs);
                 t.guardrails
             },
+            log_requests: t.log_requests.unwrap_or(false),
         });
     }
     (teams, team_ids)
@@ -141,6 +142,7 @@ pub(super) fn keys(
                 guard_refs(guards, &f("guardrails"), &k.guardrails, errs);
                 k.guardrails
             },
+            log_requests: k.log_requests.unwrap_or(false),
         });
     }
     (keys, ids)

@@ -199,6 +199,15 @@ pub fn validate(
     let prompts = prompts::prompts(raw.prompts, &aliases, errs);
     let prompt_policies = prompts::policies(raw.prompt_policies, &aliases, &key_ids, &team_ids, errs);
     let experiments = prompts::experiments(raw.experiments, &prompts, &aliases, errs);
+    // request logs go to a JetStream stream: without NATS there is nowhere to put them
+    if nats.is_none() {
+        let asks = keys.iter().filter(|k| k.log_requests).map(|k| format!("keys `{}`", k.id));
+        let asks = asks.chain(teams.iter().filter(|t| t.log_requests).map(|t| format!("teams `{}`", t.id)));
+        let asks = asks.chain(models.iter().filter(|m| m.log_requests).map(|m| format!("models `{}`", m.alias)));
+        for who in asks.collect::<Vec<_>>() {
+            errs.push("log_requests", format!("{who} logs requests, which go to JetStream: configure [nats]"));
+        }
+    }
 
     if !errs.0.is_empty() {
         return Err(ConfigErrors(std::mem::take(&mut errs.0)));

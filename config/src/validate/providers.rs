@@ -282,6 +282,7 @@ pub(super) fn models(
                 guard_refs(guards, &f("guardrails"), &m.guardrails, errs);
                 m.guardrails
             },
+            log_requests: m.log_requests.unwrap_or(false),
         });
     }
 

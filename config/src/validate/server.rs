@@ -151,6 +151,20 @@ pub(super) fn nats(raw: Option<RawNats>, env: &dyn Fn(&str) -> Option<String>, e
             },
             embed_batch_window: Duration::from_millis(n.embed_batch_window_ms.unwrap_or(5)),
             replicas,
+            request_logs_max_age: secs("request_logs_max_age_secs", n.request_logs_max_age_secs, 7 * 86_400, errs),
+            request_logs_max_bytes: match n.request_logs_max_bytes.unwrap_or(1 << 30) {
+                b if b < 1 << 20 => {
+                    errs.push(f("request_logs_max_bytes"), "must be at least 1048576 (1 MiB)");
+                    1 << 20
+                }
+                b => b,
+            },
+            request_logs_max_field_bytes: at_least_one(
+                &f("request_logs_max_field_bytes"),
+                n.request_logs_max_field_bytes,
+                256 << 10,
+                errs,
+            ),
             files_max_bytes: at_least_one(&f("files_max_bytes"), n.files_max_bytes, 100 << 20, errs),
             batch_max_requests: at_least_one(&f("batch_max_requests"), n.batch_max_requests, 50_000, errs),
             shared_limits: n.shared_limits.unwrap_or(true),

@@ -8,6 +8,7 @@
 
 pub mod batcher;
 pub mod jobs;
+pub mod logs;
 pub mod quota;
 pub mod replicate;
 pub mod streams;

@@ -62,6 +62,8 @@ pub struct Names {
     pub experiments_bucket: String,
     /// Stored Responses API responses (object store, `server.responses_ttl_secs`).
     pub responses_bucket: String,
+    /// Request logs (prompts and answers of the requests that ask for it).
+    pub logs_stream: String,
     pub prefix: String,
 }
 
@@ -80,6 +82,7 @@ impl Names {
             responses_bucket: format!("{upper}_RESPONSES"),
             prompts_bucket: format!("{upper}_PROMPTS"),
             experiments_bucket: format!("{upper}_EXPERIMENTS"),
+            logs_stream: format!("{upper}_LOGS"),
             // named before the others were sanitised; kept so that upgrades find it
             keys_bucket: format!("{}_KEYS", cfg.prefix.to_ascii_uppercase()),
             prefix: cfg.prefix.clone(),
@@ -107,6 +110,25 @@ impl Names {
     /// Every output (or error) line of a batch.
     pub fn batch_outputs(&self, batch: &str, ok: bool) -> String {
         format!("{}.v1.batches.{batch}.{}.*", self.prefix, if ok { "ok" } else { "err" })
+    }
+
+    /// A request's log entry: `<prefix>.v1.logs.<key id>.<request id>` (a consumer of
+    /// `<prefix>.v1.logs.<key id>.>` reads one key's; `logs get` finds one by its id).
+    pub fn log_subject(&self, key_id: &str, request_id: &str) -> String {
+        format!("{}.v1.logs.{}.{}", self.prefix, subject_token(key_id), subject_token(request_id))
+    }
+
+    /// Every log entry of one key (`None`: of every key).
+    pub fn logs_of_key(&self, key_id: Option<&str>) -> String {
+        match key_id {
+            Some(k) => format!("{}.v1.logs.{}.>", self.prefix, subject_token(k)),
+            None => format!("{}.v1.logs.>", self.prefix),
+        }
+    }
+
+    /// The log entry of one request, whichever key made it.
+    pub fn log_of_request(&self, request_id: &str) -> String {
+        format!("{}.v1.logs.*.{}", self.prefix, subject_token(request_id))
     }
 
     pub fn usage_subject(&self, key_id: &str) -> String {
