@@ -109,7 +109,7 @@ pub fn describe_all() {
     );
     describe_counter!(
         SHARED_LIMITS_FALLBACK_TOTAL,
-        "Requests limited per instance because the shared limits bucket could not be reached."
+        "Requests the shared limits bucket could not decide (unreachable): `local` ones limited per instance, `refuse` ones answered 503."
     );
     describe_counter!(
         GUARDRAIL_ACTIONS_TOTAL,

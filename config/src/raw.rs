@@ -304,6 +304,9 @@ pub struct RawNats {
     /// Share rate limits and budgets with every instance on this NATS through
     /// key-value buckets (default true).
     pub shared_limits: Option<bool>,
+    /// When the shared counters cannot be reached: `local` (default: each instance
+    /// enforces the limits alone meanwhile) or `refuse` (503: never over a limit).
+    pub shared_limits_unavailable: Option<String>,
 }
 
 /// `[telemetry]`

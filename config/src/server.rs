@@ -74,6 +74,9 @@ pub struct Nats {
     pub batch_max_requests: usize,
     /// Limits and budgets shared through key-value buckets.
     pub shared_limits: bool,
+    /// When the shared counters cannot be reached: `false` enforces the limits per
+    /// instance meanwhile (availability first), `true` answers 503 (never over the limit).
+    pub shared_limits_strict: bool,
 }
 
 impl Nats {

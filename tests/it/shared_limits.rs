@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-const KEYS: &str = r#"
+pub(crate) const KEYS: &str = r#"
 [[models]]
 alias = "metered"
 targets = [{ provider = "up", model = "gpt-4o-mini", input_per_mtok = 0.0, output_per_mtok = 1000000.0 }]
@@ -26,7 +26,7 @@ budget_period = "total"
 "#;
 
 /// Fires `n` requests at each gateway at once; returns the statuses.
-async fn burst(urls: &[String], key: &str, body: impl Fn(usize) -> Value, n: usize) -> Vec<u16> {
+pub(crate) async fn burst(urls: &[String], key: &str, body: impl Fn(usize) -> Value, n: usize) -> Vec<u16> {
     let c = client();
     let jobs: Vec<(String, Value)> =
         (0..n).flat_map(|i| urls.iter().map(move |u| (u.clone(), i))).map(|(u, i)| (u, body(i))).collect();
@@ -184,3 +184,4 @@ async fn with_nats_gone_each_instance_enforces_the_limits_alone() {
     let fallback = metric(gw.url(), "switchyard_shared_limits_fallback_total").await.unwrap_or(0.0);
     assert!(fallback >= 1.0, "{fallback}");
 }
+

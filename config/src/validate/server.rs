@@ -168,6 +168,14 @@ pub(super) fn nats(raw: Option<RawNats>, env: &dyn Fn(&str) -> Option<String>, e
             files_max_bytes: at_least_one(&f("files_max_bytes"), n.files_max_bytes, 100 << 20, errs),
             batch_max_requests: at_least_one(&f("batch_max_requests"), n.batch_max_requests, 50_000, errs),
             shared_limits: n.shared_limits.unwrap_or(true),
+            shared_limits_strict: match n.shared_limits_unavailable.as_deref() {
+                None | Some("local") => false,
+                Some("refuse") => true,
+                Some(other) => {
+                    errs.push(f("shared_limits_unavailable"), format!("`{other}` is not one of local, refuse"));
+                    false
+                }
+            },
         }
     });
     nats
