@@ -258,6 +258,16 @@ pub struct RawNats {
     /// User/password auth; `${ENV}` allowed.
     pub user: Option<String>,
     pub password: Option<String>,
+    /// NKey auth: the user's seed (`SU...`); `${ENV}` allowed.
+    pub nkey_seed: Option<String>,
+    /// TLS: the CA that signs the servers' certificates (default: the system's roots).
+    pub tls_ca_file: Option<String>,
+    /// TLS client certificate and key (servers that verify clients).
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    /// Refuse a connection without TLS (default: true when a TLS file or a `tls://`
+    /// URL is given).
+    pub tls_required: Option<bool>,
     /// Serve `<prefix>.v1.chat` and `<prefix>.v1.embeddings` request/reply (default true).
     pub request_reply: Option<bool>,
     /// Serve durable jobs from JetStream (default true).

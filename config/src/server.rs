@@ -48,6 +48,12 @@ pub struct Nats {
     pub credentials_file: Option<PathBuf>,
     pub token: Option<String>,
     pub user_password: Option<(String, String)>,
+    /// NKey seed (a secret).
+    pub nkey_seed: Option<String>,
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate and key.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    pub tls_required: bool,
     pub request_reply: bool,
     pub jobs: bool,
     pub job_concurrency: usize,

@@ -629,3 +629,22 @@ fn request_logs_need_nats() {
     let small = parse("[nats]\nurl = \"nats://x:4222\"\nrequest_logs_max_bytes = 10\n").unwrap_err();
     assert_eq!(fields(&small), ["nats.request_logs_max_bytes"]);
 }
+
+#[test]
+fn nats_nkeys_and_tls() {
+    let n = parse("[nats]\nurl = \"tls://n1:4222\"\nnkey_seed = \"SUAEXAMPLE\"\n").unwrap().nats.unwrap();
+    assert_eq!(n.nkey_seed.as_deref(), Some("SUAEXAMPLE"));
+    assert!(n.tls_required, "a tls:// URL asks for TLS");
+    let n = parse("[nats]\nurl = \"nats://n1:4222\"\ntls_ca_file = \"/ca.pem\"\ntls_cert_file = \"/c.pem\"\ntls_key_file = \"/c.key\"\n")
+        .unwrap()
+        .nats
+        .unwrap();
+    assert!(n.tls_required && n.tls_client.is_some());
+    assert!(!parse("[nats]\nurl = \"nats://n1:4222\"\n").unwrap().nats.unwrap().tls_required);
+    let err =
+        parse("[nats]\nurl = \"nats://n1:4222\"\nnkey_seed = \"SOAB\"\ntoken = \"t\"\ntls_cert_file = \"/c.pem\"\n")
+            .unwrap_err();
+    assert_eq!(fields(&err), ["nats.nkey_seed", "nats", "nats.tls_cert_file"]);
+    let err = parse("[nats]\nurl = \"nats://n1:4222\"\nshared_limits_unavailable = \"maybe\"\n").unwrap_err();
+    assert_eq!(fields(&err), ["nats.shared_limits_unavailable"]);
+}

@@ -17,6 +17,7 @@ mod ledger;
 mod limits;
 mod messages;
 mod nats;
+mod nats_auth;
 mod ollama;
 mod ops;
 pub(crate) mod prompts;

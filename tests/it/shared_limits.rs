@@ -184,4 +184,3 @@ async fn with_nats_gone_each_instance_enforces_the_limits_alone() {
     let fallback = metric(gw.url(), "switchyard_shared_limits_fallback_total").await.unwrap_or(0.0);
     assert!(fallback >= 1.0, "{fallback}");
 }
-

@@ -132,7 +132,9 @@ impl Engine {
                         counted: false,
                     });
                 }
-                Err(SharedRefusal::Unavailable(e)) if rt.config.nats.as_ref().is_some_and(|n| n.shared_limits_strict) => {
+                Err(SharedRefusal::Unavailable(e))
+                    if rt.config.nats.as_ref().is_some_and(|n| n.shared_limits_strict) =>
+                {
                     // exactness first: nothing is admitted that the counters did not grant
                     metrics::counter!(SHARED_LIMITS_FALLBACK_TOTAL, "action" => "refuse").increment(1);
                     return Err(GatewayError::Unavailable(format!("shared limits cannot be checked now ({e})")).into());

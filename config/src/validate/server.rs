@@ -101,9 +101,26 @@ pub(super) fn nats(raw: Option<RawNats>, env: &dyn Fn(&str) -> Option<String>, e
             }
         };
         let credentials_file = secret("credentials_file", n.credentials_file, errs).map(PathBuf::from);
-        if [token.is_some(), user_password.is_some(), credentials_file.is_some()].iter().filter(|b| **b).count() > 1 {
-            errs.push("nats", "use one of `token`, `user`/`password` or `credentials_file`");
+        let nkey_seed = secret("nkey_seed", n.nkey_seed, errs);
+        if nkey_seed.as_ref().is_some_and(|s| !s.starts_with("SU")) {
+            errs.push(f("nkey_seed"), "must be a user seed (it starts with `SU`)");
         }
+        let ways = [token.is_some(), user_password.is_some(), credentials_file.is_some(), nkey_seed.is_some()];
+        if ways.iter().filter(|b| **b).count() > 1 {
+            errs.push("nats", "use one of `token`, `user`/`password`, `nkey_seed` or `credentials_file`");
+        }
+        let tls_ca_file = secret("tls_ca_file", n.tls_ca_file, errs).map(PathBuf::from);
+        let tls_client = match (n.tls_cert_file, n.tls_key_file) {
+            (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+            (None, None) => None,
+            _ => {
+                errs.push(f("tls_cert_file"), "`tls_cert_file` and `tls_key_file` go together");
+                None
+            }
+        };
+        let tls_required = n.tls_required.unwrap_or(
+            tls_ca_file.is_some() || tls_client.is_some() || url.split(',').any(|u| u.trim().starts_with("tls://")),
+        );
         let job_concurrency = n.job_concurrency.unwrap_or(32);
         if job_concurrency == 0 {
             errs.push(f("job_concurrency"), "must be at least 1");
@@ -129,6 +146,10 @@ pub(super) fn nats(raw: Option<RawNats>, env: &dyn Fn(&str) -> Option<String>, e
             credentials_file,
             token,
             user_password,
+            nkey_seed,
+            tls_ca_file,
+            tls_client,
+            tls_required,
             request_reply: n.request_reply.unwrap_or(true),
             jobs: n.jobs.unwrap_or(true),
             job_concurrency,

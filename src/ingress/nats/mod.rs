@@ -58,6 +58,18 @@ pub async fn connect(cfg: &Nats) -> Result<Client, streams::NatsError> {
     if let Some((u, p)) = &cfg.user_password {
         opts = opts.user_and_password(u.clone(), p.clone());
     }
+    if let Some(seed) = &cfg.nkey_seed {
+        opts = opts.nkey(seed.clone());
+    }
+    if let Some(ca) = &cfg.tls_ca_file {
+        opts = opts.add_root_certificates(ca.clone());
+    }
+    if let Some((cert, key)) = &cfg.tls_client {
+        opts = opts.add_client_certificate(cert.clone(), key.clone());
+    }
+    if cfg.tls_required {
+        opts = opts.require_tls(true);
+    }
     if let Some(path) = &cfg.credentials_file {
         let file = path.display().to_string();
         opts = opts.credentials_file(path).await.map_err(streams::NatsError::on("nats.credentials_file", &file))?;
