@@ -123,7 +123,8 @@ async fn sigterm_flushes_the_ledger_cleanly() {
 }
 
 /// `server.access_log`: one JSON line per request with who, what, where, the outcome,
-/// tokens, cost and latency; never a credential or the prompt.
+/// tokens, cost and latency; a refused request gets a `refused` line with its status and
+/// error code; never a credential or the prompt.
 #[tokio::test]
 async fn the_access_log_has_one_line_per_request() {
     let mock = mock_upstream();
@@ -142,7 +143,11 @@ async fn the_access_log_has_one_line_per_request() {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["target"] == "switchyard::access")
         .collect();
-    assert_eq!(lines.len(), 1, "one served request; the refused one never reached a provider: {log}");
+    assert_eq!(lines.len(), 2, "one line per request, served or refused: {log}");
+    let refused = &lines[1]["fields"];
+    assert_eq!(refused["message"], "refused");
+    assert_eq!((refused["status"].as_u64(), refused["error"].as_str()), (Some(400), Some("invalid_request")));
+    assert_eq!(refused["model"], "-", "an unknown alias is not echoed");
     let f = &lines[0]["fields"];
     assert_eq!(f["status"], 200);
     assert_eq!(f["model"], "chat");

@@ -103,23 +103,30 @@ data: {\"id\":\"chatcmpl-up-2\",\"object\":\"chat.completion.chunk\",\"created\"
 data: {\"id\":\"chatcmpl-up-2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n\
 data: [DONE]\n\n";
 
-fn traced_provider(url: &str) -> String {
+/// Two providers on the recording upstream, an alias that fails over from the first to
+/// the second, and a guardrail on it.
+fn traced_providers(url: &str) -> String {
     format!(
-        "\n[[providers]]\nname = \"rec\"\nkind = \"openai\"\nbase_url = \"{url}/v1\"\napi_key = \"rec-secret\"\n\
-         max_retries = 1\n\n[[models]]\nalias = \"traced\"\ntargets = [{{ provider = \"rec\", model = \"gpt-4o-mini\" }}]\n"
+        "\n[[providers]]\nname = \"rec-a\"\nkind = \"openai\"\nbase_url = \"{url}/v1\"\napi_key = \"rec-secret\"\n\
+         max_retries = 1\n\n[[providers]]\nname = \"rec-b\"\nkind = \"openai\"\nbase_url = \"{url}/v1\"\n\
+         api_key = \"rec-secret\"\n\n[[guardrails]]\nname = \"tpii\"\npii = {{ email = \"redact\" }}\n\n\
+         [[models]]\nalias = \"traced\"\nstrategy = \"failover\"\nguardrails = [\"tpii\"]\n\
+         targets = [{{ provider = \"rec-a\", model = \"gpt-4o-mini\" }}, {{ provider = \"rec-b\", model = \"gpt-4o-mini\" }}]\n"
     )
 }
 
 /// A request's whole tree over gRPC: the server span continues the caller's trace; auth,
-/// guardrail-free admission (limits, cache, route), one GenAI client span per target
-/// with the usage and finish reasons, one HTTP span per try (the provider's 503, then
-/// its answer), the ledger write; the provider gets the `traceparent` of the try that
-/// reached it. A stream adds its span and the time to first chunk.
+/// guardrails, limits, cache, route, one GenAI client span per target tried (the first
+/// provider answers 503 twice, a same-target retry included, so the request fails over
+/// to the second), one HTTP span per try, the ledger write; each provider request gets
+/// the `traceparent` of its own try. A stream adds its span and the time to first chunk.
 #[tokio::test]
 async fn a_request_is_one_trace_with_genai_spans_over_grpc() {
     let Some(mut rx) = Receiver::start() else { return };
+    let busy = br#"{"error":{"message":"busy"}}"#.to_vec();
     let mut upstream = Recorder::start_with_status(vec![
-        (503, "application/json", br#"{"error":{"message":"busy"}}"#.to_vec()),
+        (503, "application/json", busy.clone()),
+        (503, "application/json", busy),
         (200, "application/json", COMPLETION.as_bytes().to_vec()),
         (200, "text/event-stream", STREAM.as_bytes().to_vec()),
     ])
@@ -127,7 +134,7 @@ async fn a_request_is_one_trace_with_genai_spans_over_grpc() {
     let extra = format!(
         "{}\n[telemetry]\nendpoint = \"http://127.0.0.1:{}\"\nexport_interval_ms = 100\n\
          resource = {{ \"deployment.environment\" = \"ci\" }}\n",
-        traced_provider(&upstream.url),
+        traced_providers(&upstream.url),
         rx.grpc
     );
     let gw = Gateway::start_with("http://127.0.0.1:9", &extra);
@@ -162,10 +169,20 @@ async fn a_request_is_one_trace_with_genai_spans_over_grpc() {
 
     let kids = children(&spans, root);
     let names: Vec<&str> = kids.iter().filter_map(|s| s["name"].as_str()).collect();
-    for step in ["switchyard.auth", "switchyard.limits", "switchyard.cache", "switchyard.route", "switchyard.ledger"] {
+    let steps =
+        ["switchyard.auth", "switchyard.guardrails", "switchyard.limits", "switchyard.cache", "switchyard.route"];
+    for step in steps.into_iter().chain(["switchyard.ledger"]) {
         assert!(names.contains(&step), "{step} missing under the request: {names:?}");
     }
-    let gen_ai = kids.iter().find(|s| s["name"] == "chat gpt-4o-mini").expect("the GenAI span");
+    let mut calls: Vec<&&Value> = kids.iter().filter(|s| s["name"] == "chat gpt-4o-mini").collect();
+    calls.sort_by_key(|s| s["start"].as_u64());
+    assert_eq!(calls.len(), 2, "one GenAI span per target tried: {calls:#?}");
+    let failed = calls[0];
+    assert_eq!(attr(failed, "switchyard.provider"), "rec-a");
+    assert_eq!(failed["status"], 2, "the target that failed is an error");
+    assert_eq!(attr(failed, "switchyard.retries"), 1);
+    let gen_ai = calls[1];
+    assert_eq!(attr(gen_ai, "switchyard.provider"), "rec-b");
     assert_eq!(gen_ai["kind"], 3, "CLIENT");
     assert_eq!(attr(gen_ai, "gen_ai.operation.name"), "chat");
     assert_eq!(attr(gen_ai, "gen_ai.provider.name"), "openai");
@@ -175,23 +192,26 @@ async fn a_request_is_one_trace_with_genai_spans_over_grpc() {
     assert_eq!(attr(gen_ai, "gen_ai.usage.input_tokens"), 11);
     assert_eq!(attr(gen_ai, "gen_ai.usage.output_tokens"), 3);
     assert_eq!(attr(gen_ai, "gen_ai.response.finish_reasons"), &json!(["stop"]));
-    assert_eq!(attr(gen_ai, "switchyard.retries"), 1);
-    let tries = children(&spans, gen_ai);
-    assert_eq!(tries.len(), 2, "one HTTP span per try: {tries:#?}");
-    let (first, second) = (tries.iter().find(|t| attr(t, "http.request.resend_count") == 0).unwrap(), {
-        tries.iter().find(|t| attr(t, "http.request.resend_count") == 1).expect("the retry")
-    });
-    assert_eq!(attr(first, "http.response.status_code"), 503);
-    assert_eq!(first["status"], 2, "the failed try is an error");
-    assert_eq!(attr(second, "http.response.status_code"), 200);
-    assert_eq!(attr(second, "server.address"), "127.0.0.1");
+    assert_eq!(attr(gen_ai, "switchyard.retries"), 0);
+    let tries = children(&spans, failed);
+    assert_eq!(tries.len(), 2, "one HTTP span per try, the retry too: {tries:#?}");
+    let first = tries.iter().find(|t| attr(t, "http.request.resend_count") == 0).unwrap();
+    let retry = tries.iter().find(|t| attr(t, "http.request.resend_count") == 1).expect("the retry");
+    for t in [first, retry] {
+        assert_eq!(attr(t, "http.response.status_code"), 503);
+        assert_eq!(t["status"], 2, "a failed try is an error");
+    }
+    let answered = children(&spans, gen_ai);
+    assert_eq!(answered.len(), 1);
+    assert_eq!(attr(answered[0], "http.response.status_code"), 200);
+    assert_eq!(attr(answered[0], "server.address"), "127.0.0.1");
 
-    // the provider saw the trace, with the try that reached it as the parent
-    let (head1, _) = upstream.seen.recv().await.unwrap();
-    let (head2, _) = upstream.seen.recv().await.unwrap();
-    let expect = |t: &Value| format!("00-{CALLER_TRACE}-{}-01", t["span_id"].as_str().unwrap());
-    assert_eq!(sent_traceparent(&head1), Some(expect(first)));
-    assert_eq!(sent_traceparent(&head2), Some(expect(second)));
+    // each provider request carried the trace, with its own try as the parent
+    let expect = |t: &Value| Some(format!("00-{CALLER_TRACE}-{}-01", t["span_id"].as_str().unwrap()));
+    for t in [first, retry, answered[0]] {
+        let (head, _) = upstream.seen.recv().await.unwrap();
+        assert_eq!(sent_traceparent(&head), expect(t));
+    }
 
     // the stream: a new trace (no caller context), its relay span, and the time to first chunk
     let sroot = roots.iter().find(|s| s["trace_id"] != CALLER_TRACE).expect("the stream's trace");
@@ -217,7 +237,8 @@ fn chat_body_for(model: &str, text: &str) -> Value {
 /// context is not traced, one whose caller sampled it is (parent-based), the exporter's
 /// header reaches the receiver and never the log; a durable NATS job published with a
 /// `traceparent` runs as a consumer span of that trace, and its result message carries
-/// the trace on.
+/// the trace on; the items of a Batch API batch continue the trace of the request that
+/// made the batch.
 #[tokio::test]
 async fn sampling_http_export_and_jobs_over_nats_keep_the_callers_trace() {
     let Some(mut rx) = Receiver::start() else { return };
@@ -252,16 +273,59 @@ async fn sampling_http_export_and_jobs_over_nats_keep_the_callers_trace() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // a Batch API batch made under a caller's trace: its items continue it
+    let batch_trace = "1234567890abcdef1234567890abcdef";
+    let lines: Vec<String> = (0..2)
+        .map(|i| {
+            json!({"custom_id": format!("c{i}"), "method": "POST", "url": "/v1/chat/completions",
+            "body": chat_body(&format!("batch item {i}"))})
+            .to_string()
+        })
+        .collect();
+    let part = reqwest::multipart::Part::bytes((lines.join("\n") + "\n").into_bytes()).file_name("in.jsonl");
+    let form = reqwest::multipart::Form::new().text("purpose", "batch").part("file", part);
+    let file: Value = client()
+        .post(format!("{}/v1/files", gw.url()))
+        .bearer_auth(MAIN_KEY)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let created = client()
+        .post(format!("{}/v1/batches", gw.url()))
+        .bearer_auth(MAIN_KEY)
+        .header("traceparent", format!("00-{batch_trace}-aaaaaaaaaaaaaaaa-01"))
+        .json(&json!({"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let item = |s: &Value| {
+        s["name"].as_str().is_some_and(|n| n.starts_with("process tr.v1.jobs.")) && s["trace_id"] == batch_trace
+    };
     let spans = rx
-        .wait("the job's span", |s| {
+        .wait("the job's span and the batch items'", |s| {
             s.iter().any(|s| s["name"] == "process tr.v1.jobs.normal" && s["trace_id"] == job_trace)
-                && named(s, "switchyard.ledger").len() >= 2
+                && s.iter().filter(|s| item(s)).count() == 2
+                && named(s, "switchyard.ledger").len() >= 4
         })
         .await;
+    let batch_root = spans.iter().find(|s| s["name"] == "POST /v1/batches").expect("the batch request's span");
+    assert_eq!(batch_root["trace_id"], batch_trace);
+    for s in spans.iter().filter(|s| item(s)) {
+        assert_eq!(s["parent_span_id"], batch_root["span_id"], "an item continues the request that made it");
+    }
     assert!(spans.iter().all(|s| s["protocol"] == "http"));
     assert!(spans.iter().all(|s| s["headers"]["x-otlp-key"] == "otlp-secret-value"));
     let traces: std::collections::HashSet<&str> = spans.iter().filter_map(|s| s["trace_id"].as_str()).collect();
-    assert_eq!(traces, [CALLER_TRACE, job_trace].into_iter().collect(), "only sampled traces are exported");
+    assert_eq!(
+        traces,
+        [CALLER_TRACE, job_trace, batch_trace].into_iter().collect(),
+        "only sampled traces are exported"
+    );
     let job_span = spans.iter().find(|s| s["name"] == "process tr.v1.jobs.normal").unwrap();
     assert_eq!(job_span["kind"], 5, "CONSUMER");
     assert_eq!(job_span["parent_span_id"], "b7ad6b7169203331");
