@@ -19,6 +19,9 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc: the gateway allocates many small short-lived buffers per request (JSON,
 /// headers, messages); glibc malloc was 15% of its CPU under load (see BENCHMARKS.md).
+/// `--features system-allocator` builds with glibc's instead, for heap profilers
+/// (heaptrack) that see only malloc.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
