@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::{Future, Stream};
-use serde_json::Value;
 
 use super::finish::{Finisher, CLIENT_CLOSED};
 use crate::providers::openai::StreamAccumulator;
@@ -158,8 +157,8 @@ impl Relay {
                 self.saw_done = true;
                 continue;
             }
-            let v: Value = match serde_json::from_str(&ev.data) {
-                Ok(v) => v,
+            let facts = match self.acc.add_str(&ev.data) {
+                Ok(f) => f,
                 Err(e) => {
                     return self.fail(GatewayError::UpstreamInvalid {
                         provider: self.provider.clone(),
@@ -167,11 +166,10 @@ impl Relay {
                     })
                 }
             };
-            if let Some(err) = v.get("error") {
+            if let Some(message) = facts.error {
                 // a native client has the provider's own error event already
                 self.reported = native;
-                let message = err.get("message").and_then(Value::as_str).unwrap_or("upstream error");
-                let message = crate::redact::credentials(message, &[]);
+                let message = crate::redact::credentials(&message, &[]);
                 return self.fail(GatewayError::UpstreamStatus {
                     provider: self.provider.clone(),
                     status: 502,
@@ -179,12 +177,10 @@ impl Relay {
                     retry_after: None,
                 });
             }
-            let had_content = self.acc.add(&v);
-            if had_content && self.finisher.ttft.is_none() {
+            if facts.had_content && self.finisher.ttft.is_none() {
                 self.finisher.ttft = Some(self.finisher.received.elapsed());
             }
-            let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty)
-                && v.get("usage").is_some_and(|u| !u.is_null());
+            let usage_only = facts.usage_only;
             // a native client has the provider's own bytes already; a usage chunk is sent
             // only when the client asked for it (the gateway always does)
             if native || (usage_only && !self.client_wants_usage) {
@@ -267,6 +263,8 @@ impl Drop for Relay {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    use serde_json::Value;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 

@@ -17,6 +17,7 @@ pub mod ollama;
 pub mod openai;
 pub mod openai_responses;
 pub mod sse;
+pub mod stream_acc;
 pub mod web_search;
 
 #[cfg(test)]

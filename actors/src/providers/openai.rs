@@ -2,13 +2,13 @@
 //! upstream model and forced stream usage, usage extraction, stream accumulation into a
 //! full completion (for the cache) and the replay of a completion as chunks.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::types::{ChatRequest, EmbeddingsRequest, StreamOptions, Usage};
 use crate::GatewayError;
+
+pub use super::stream_acc::{ChunkFacts, StreamAccumulator};
 
 /// `kind = "openai"`: api.openai.com. The trait's defaults are this wire format.
 pub struct OpenAi;
@@ -287,163 +287,6 @@ pub fn error_message(body: &[u8]) -> String {
     }
     let text = String::from_utf8_lossy(body);
     text.chars().take(512).collect()
-}
-
-#[derive(Default, Debug)]
-struct ToolCallAcc {
-    id: Option<String>,
-    kind: Option<String>,
-    name: String,
-    arguments: String,
-}
-
-#[derive(Default, Debug)]
-struct ChoiceAcc {
-    role: Option<String>,
-    content: String,
-    has_content: bool,
-    refusal: Option<String>,
-    finish_reason: Option<Value>,
-    tool_calls: BTreeMap<u64, ToolCallAcc>,
-}
-
-/// Builds the full completion out of a stream's chunks, in order, including tool calls
-/// whose arguments arrive split across many chunks.
-#[derive(Default, Debug)]
-pub struct StreamAccumulator {
-    id: Option<String>,
-    model: Option<String>,
-    created: Option<Value>,
-    system_fingerprint: Option<Value>,
-    choices: BTreeMap<u64, ChoiceAcc>,
-    pub usage: Option<Usage>,
-    usage_raw: Option<Value>,
-    /// Characters of content seen (for estimating output tokens without usage).
-    pub content_text: String,
-}
-
-impl StreamAccumulator {
-    /// Takes one parsed chunk; returns whether it carried content or a tool call.
-    pub fn add(&mut self, chunk: &Value) -> bool {
-        let mut had_content = false;
-        if self.id.is_none() {
-            self.id = chunk.get("id").and_then(Value::as_str).map(str::to_string);
-            self.model = chunk.get("model").and_then(Value::as_str).map(str::to_string);
-            self.created = chunk.get("created").cloned();
-        }
-        if let Some(fp) = chunk.get("system_fingerprint").filter(|v| !v.is_null()) {
-            self.system_fingerprint = Some(fp.clone());
-        }
-        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
-            self.usage = Usage::from_openai(u);
-            self.usage_raw = Some(u.clone());
-        }
-        for c in chunk.get("choices").and_then(Value::as_array).into_iter().flatten() {
-            let index = c.get("index").and_then(Value::as_u64).unwrap_or(0);
-            let acc = self.choices.entry(index).or_default();
-            if let Some(d) = c.get("delta") {
-                if let Some(r) = d.get("role").and_then(Value::as_str) {
-                    acc.role = Some(r.to_string());
-                }
-                if let Some(t) = d.get("content").and_then(Value::as_str) {
-                    acc.has_content = true;
-                    if !t.is_empty() {
-                        had_content = true;
-                        acc.content.push_str(t);
-                        self.content_text.push_str(t);
-                    }
-                }
-                if let Some(t) = d.get("refusal").and_then(Value::as_str) {
-                    acc.refusal.get_or_insert_with(String::new).push_str(t);
-                    had_content = true;
-                }
-                for tc in d.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-                    had_content = true;
-                    let ti = tc.get("index").and_then(Value::as_u64).unwrap_or(0);
-                    let t = acc.tool_calls.entry(ti).or_default();
-                    if let Some(id) = tc.get("id").and_then(Value::as_str) {
-                        t.id = Some(id.to_string());
-                    }
-                    if let Some(k) = tc.get("type").and_then(Value::as_str) {
-                        t.kind = Some(k.to_string());
-                    }
-                    if let Some(f) = tc.get("function") {
-                        if let Some(n) = f.get("name").and_then(Value::as_str) {
-                            t.name.push_str(n);
-                        }
-                        if let Some(a) = f.get("arguments").and_then(Value::as_str) {
-                            t.arguments.push_str(a);
-                            self.content_text.push_str(a);
-                        }
-                    }
-                }
-            }
-            if let Some(f) = c.get("finish_reason").filter(|f| !f.is_null()) {
-                acc.finish_reason = Some(f.clone());
-            }
-        }
-        had_content
-    }
-
-    /// Whether every choice seen has a finish reason.
-    pub fn finished(&self) -> bool {
-        !self.choices.is_empty() && self.choices.values().all(|c| c.finish_reason.is_some())
-    }
-
-    /// The equivalent non-stream `chat.completion`.
-    /// The stream's id, model and finish reasons (for its trace).
-    pub fn answer(&self) -> crate::telemetry::Answer {
-        crate::telemetry::Answer {
-            id: self.id.clone(),
-            model: self.model.clone(),
-            finish_reasons: self
-                .choices
-                .values()
-                .filter_map(|c| c.finish_reason.as_ref().and_then(Value::as_str).map(str::to_string))
-                .collect(),
-        }
-    }
-
-    pub fn completion(&self) -> Value {
-        let choices: Vec<Value> = self
-            .choices
-            .iter()
-            .map(|(i, c)| {
-                let mut message = json!({
-                    "role": c.role.clone().unwrap_or_else(|| "assistant".into()),
-                    "content": if c.has_content || c.tool_calls.is_empty() { Value::String(c.content.clone()) } else { Value::Null },
-                });
-                if let Some(r) = &c.refusal {
-                    message["refusal"] = Value::String(r.clone());
-                }
-                if !c.tool_calls.is_empty() {
-                    message["tool_calls"] = c
-                        .tool_calls
-                        .values()
-                        .map(|t| {
-                            json!({
-                                "id": t.id, "type": t.kind.clone().unwrap_or_else(|| "function".into()),
-                                "function": {"name": t.name, "arguments": t.arguments},
-                            })
-                        })
-                        .collect();
-                }
-                json!({"index": i, "message": message, "logprobs": null,
-                       "finish_reason": c.finish_reason.clone().unwrap_or(Value::Null)})
-            })
-            .collect();
-        let mut out = json!({
-            "id": self.id, "object": "chat.completion", "created": self.created.clone().unwrap_or(json!(0)),
-            "model": self.model, "choices": choices,
-        });
-        if let Some(fp) = &self.system_fingerprint {
-            out["system_fingerprint"] = fp.clone();
-        }
-        if let Some(u) = &self.usage_raw {
-            out["usage"] = u.clone();
-        }
-        out
-    }
 }
 
 /// Replays a full completion as stream chunks (a cache hit for a streamed request).
