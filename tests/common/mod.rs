@@ -509,9 +509,9 @@ impl Gateway {
         self.wait_ready("nats", state).await
     }
 
-    /// Polls `/readyz` until its `field` says `value`.
+    /// Polls `/readyz` (up to 30 s) until its `field` says `value`.
     pub async fn wait_ready(&self, field: &str, value: &str) {
-        for _ in 0..500 {
+        for _ in 0..1500 {
             let r = client().get(format!("{}/readyz", self.url())).send().await;
             if let Ok(r) = r {
                 let v: serde_json::Value = r.json().await.unwrap_or_default();

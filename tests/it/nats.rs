@@ -748,7 +748,10 @@ async fn jobs_survive_losing_a_nats_node_and_a_gateway_on_a_3_node_cluster() {
     }
     assert_eq!(seen, 200, "a prompt made on one instance is known to the other");
 
-    // a shared budget ($5 reserved a request, $50 in all): 10 across both
+    // a shared budget ($5 reserved a request, $50 in all): 10 across both, once both
+    // share their limits (the restarted one opens the buckets again first)
+    g1.wait_ready("limits", "shared").await;
+    g2.wait_ready("limits", "shared").await;
     let urls = vec![g1.url().to_string(), g2.url().to_string()];
     let budget = |i: usize| json!({"model": "metered", "max_tokens": 5, "messages": [{"role": "user", "content": format!("b {i}")}]});
     let statuses = crate::it::shared_limits::burst(&urls, "sk-shared-budget-01", budget, 30).await;
