@@ -51,9 +51,7 @@ pub fn init(telemetry: Option<&Telemetry>) -> Result<Guard, String> {
         Ok("plain") => false,
         _ => !terminal,
     };
-    // spans are for the tracer only: the log lines stay as they are, and with traces off
-    // no layer wants a span, so none is ever made
-    let logs = filter.and(filter_fn(|m| !m.is_span()));
+    let logs = logs_filter(filter);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if json {
         fmt.json().with_current_span(false).with_span_list(false).with_filter(logs).boxed()
@@ -80,6 +78,25 @@ pub fn init(telemetry: Option<&Telemetry>) -> Result<Guard, String> {
     // a second init (tests in one process) keeps the first subscriber
     let _ = tracing_subscriber::registry().with(fmt).with(otel).try_init();
     Ok(guard)
+}
+
+/// What the log layer takes: the events `RUST_LOG` enables, never a span (spans are for
+/// the tracer only, so with traces off no layer wants one and none is ever made). The
+/// level hint is kept: without it the combination would report none, and every
+/// `trace!` of every crate (actix-http's per poll, through the `log` bridge too) would
+/// be built and offered to the subscriber.
+fn logs_filter(
+    env: EnvFilter,
+) -> tracing_subscriber::filter::combinator::And<
+    EnvFilter,
+    tracing_subscriber::filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool>,
+    tracing_subscriber::Registry,
+> {
+    use tracing_subscriber::layer::Filter;
+    let hint = <EnvFilter as Filter<tracing_subscriber::Registry>>::max_level_hint(&env)
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE);
+    let no_spans: fn(&tracing::Metadata<'_>) -> bool = |m| !m.is_span();
+    env.and(filter_fn(no_spans).with_max_level_hint(hint))
 }
 
 /// The tracer provider: sampler, resource, and a batch processor whose exports run on
@@ -222,5 +239,21 @@ impl opentelemetry_http::HttpClient for Reqwest {
             }
             Ok(out.body(body)?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
+
+    /// The log layer's filter keeps `RUST_LOG`'s level as the subscriber's hint, so that
+    /// a `debug!` or `trace!` anywhere costs one comparison, not a dispatch.
+    #[test]
+    fn the_log_filter_keeps_the_level_hint() {
+        use tracing::Subscriber;
+        let layer = tracing_subscriber::fmt::layer().with_filter(super::logs_filter(super::EnvFilter::new("info")));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        assert_eq!(subscriber.max_level_hint(), Some(tracing_subscriber::filter::LevelFilter::INFO));
     }
 }
