@@ -80,18 +80,15 @@ pub fn init(telemetry: Option<&Telemetry>) -> Result<Guard, String> {
     Ok(guard)
 }
 
+type NoSpans = tracing_subscriber::filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool>;
+type LogsFilter = tracing_subscriber::filter::combinator::And<EnvFilter, NoSpans, tracing_subscriber::Registry>;
+
 /// What the log layer takes: the events `RUST_LOG` enables, never a span (spans are for
 /// the tracer only, so with traces off no layer wants one and none is ever made). The
 /// level hint is kept: without it the combination would report none, and every
 /// `trace!` of every crate (actix-http's per poll, through the `log` bridge too) would
 /// be built and offered to the subscriber.
-fn logs_filter(
-    env: EnvFilter,
-) -> tracing_subscriber::filter::combinator::And<
-    EnvFilter,
-    tracing_subscriber::filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool>,
-    tracing_subscriber::Registry,
-> {
+fn logs_filter(env: EnvFilter) -> LogsFilter {
     use tracing_subscriber::layer::Filter;
     let hint = <EnvFilter as Filter<tracing_subscriber::Registry>>::max_level_hint(&env)
         .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE);
