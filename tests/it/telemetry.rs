@@ -340,3 +340,28 @@ async fn sampling_http_export_and_jobs_over_nats_keep_the_callers_trace() {
     assert!(tp.starts_with(&format!("00-{job_trace}-")), "{tp:?}");
     assert!(!gw.log().contains("otlp-secret-value"));
 }
+
+/// A receiver that is not there costs dropped spans, never a request: with the OTLP
+/// endpoint on a closed port (gRPC and HTTP), requests, streams and a caller's
+/// `traceparent` are served as usual, and the gateway stops cleanly.
+#[tokio::test]
+async fn an_unreachable_receiver_never_fails_a_request() {
+    let mock = mock_upstream();
+    for protocol in ["grpc", "http/protobuf"] {
+        let port = free_port();
+        let extra = format!(
+            "\n[telemetry]\nprotocol = \"{protocol}\"\nendpoint = \"http://127.0.0.1:{port}\"\n\
+             export_interval_ms = 50\ntimeout_ms = 300\n"
+        );
+        let mut gw = Gateway::start_with(&mock.url, &extra);
+        let tp = traceparent();
+        for i in 0..20 {
+            let r = post_as(gw.url(), MAIN_KEY, &[("traceparent", tp.as_str())], &chat_body(&format!("t {i}"))).await;
+            assert_eq!(r.status(), 200, "{protocol}");
+        }
+        let streamed = stream_chat(gw.url(), &[], &chat_body("a stream")).await;
+        assert!(streamed.done(), "{protocol}");
+        gw.stop();
+        assert!(gw.log().contains("ledger flushed"), "{protocol}: {}", gw.log());
+    }
+}
