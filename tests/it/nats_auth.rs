@@ -17,16 +17,12 @@ impl Server {
     fn start(dir: &Path, port: u16, conf: &str) -> Server {
         let file = dir.join("nats.conf");
         std::fs::write(&file, conf).unwrap();
-        let child = Command::new("nats-server")
+        let child = Command::new(nats_server_bin())
             .arg("-c")
             .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .or_else(|_| {
-                let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/nats-server");
-                Command::new(venv).arg("-c").arg(&file).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
-            })
             .expect("spawn nats-server");
         let server = Server(child);
         for _ in 0..500 {

@@ -344,7 +344,7 @@ impl Handler<Job> for RateLimiter {
         let demand = Demand { tokens: job.tokens, cost_usd: job.cost_usd };
         match self.check(&job.scopes, demand, Instant::now()) {
             Err(refused) => {
-                crate::telemetry::gen_ai_failed(&span, refused.kind.as_str());
+                crate::telemetry::failed(&span, refused.kind.as_str());
                 job.refuse(Refusal::Limited(refused))
             }
             Ok(headers) => {

@@ -106,7 +106,7 @@ impl Engine {
             let span = crate::telemetry::stage(&ctx.span, "switchyard.limits.shared");
             let taken = sl.take(&scopes, Demand { tokens: reserve, cost_usd }).await;
             if let Err(SharedRefusal::Limited(r)) = &taken {
-                crate::telemetry::gen_ai_failed(&span, r.kind.as_str());
+                crate::telemetry::failed(&span, r.kind.as_str());
             }
             drop(span);
             match taken {

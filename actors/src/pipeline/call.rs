@@ -139,7 +139,7 @@ impl Engine {
                 }
                 Err(e) => e,
             };
-            telemetry::gen_ai_failed(&fin.trace, err.class().code);
+            telemetry::failed(&fin.trace, err.class().code);
             // nothing has reached the client yet: another target of the alias may answer
             if err.retryable() && tried.len() < MAX_FAILOVERS {
                 tried.push(d.provider.clone());

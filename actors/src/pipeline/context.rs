@@ -67,7 +67,7 @@ impl RequestCtx {
         let secret = credential(&lookup).filter(|s| !s.is_empty()).ok_or(GatewayError::MissingKey);
         let key = secret.and_then(|s| runtime.authenticate(s));
         if let Err(e) = &key {
-            crate::telemetry::gen_ai_failed(&auth, e.class().code);
+            crate::telemetry::failed(&auth, e.class().code);
         }
         let key = key?;
         drop(auth);

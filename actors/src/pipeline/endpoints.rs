@@ -173,7 +173,7 @@ impl Engine {
         // guardrails act on the request before anything else sees it (cache key included)
         let mut guards = ctx.runtime.guardrails(&ctx.key, &alias);
         let span = if guards.is_empty() { Span::none() } else { telemetry::stage(&ctx.span, "switchyard.guardrails") };
-        let blocked = |e: &GatewayError| telemetry::gen_ai_failed(&span, e.class().code);
+        let blocked = |e: &GatewayError| telemetry::failed(&span, e.class().code);
         if req.native.is_some() && !guards.is_empty() {
             // the client's own request goes upstream only as the guardrails left it
             let before = req.messages.clone();

@@ -82,7 +82,7 @@ impl Relay {
             Some(_) => {}
         }
         self.ended = true;
-        crate::telemetry::gen_ai_failed(&self.span, err.class().code);
+        crate::telemetry::failed(&self.span, err.class().code);
         self.span = tracing::Span::none();
         if !self.finisher.trace.is_disabled() {
             self.finisher.answer = Some(self.acc.answer());

@@ -135,7 +135,7 @@ pub(super) async fn serve_job(s: &Shared, lane: Priority, b: Buffered) {
     if !span.is_disabled() {
         span.record("switchyard.result", label);
         if label == "failed" {
-            telemetry::gen_ai_failed(&span, label);
+            telemetry::failed(&span, label);
         }
     }
     metrics::counter!(JOBS_TOTAL, "lane" => lane.as_str(), "outcome" => label).increment(1);
