@@ -350,7 +350,12 @@ impl UpstreamClient {
             }
             *tries += 1;
             self.attempts_total.increment(1);
-            let span = crate::telemetry::http_span(call.span, url.host_str().unwrap_or(""), url.port(), attempt);
+            let span = crate::telemetry::http_span(
+                call.span,
+                url.host_str().unwrap_or(""),
+                url.port_or_known_default(),
+                attempt,
+            );
             let mut context = Vec::new();
             crate::telemetry::inject_upstream(&span, |k, v| context.push((k.to_string(), v)));
             for (k, v) in context {
