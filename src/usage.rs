@@ -28,6 +28,10 @@ pub struct Row {
     pub requests: u64,
     pub errors: u64,
     pub cache_hits: u64,
+    /// Of the cache hits, answered by the semantic cache.
+    pub semantic_hits: u64,
+    /// What the provider calls that cache hits replaced would have cost.
+    pub saved_usd: f64,
     /// Calls sent to providers (retries and failovers included).
     pub upstream_calls: u64,
     /// Guardrail actions taken on these requests.
@@ -70,6 +74,8 @@ pub fn aggregate(records: &[UsageRecord], by: GroupBy, teams: &HashMap<String, S
         row.requests += 1;
         row.errors += u64::from(r.status >= 400);
         row.cache_hits += u64::from(r.cache_hit);
+        row.semantic_hits += u64::from(r.semantic_similarity.is_some());
+        row.saved_usd += r.saved_usd;
         row.upstream_calls += u64::from(r.upstream_attempts);
         row.guardrail_actions += r.guardrails.len() as u64;
         row.input_tokens += r.input_tokens;

@@ -41,6 +41,11 @@ pub const EXPERIMENT_TOKENS_TOTAL: &str = "switchyard_experiment_tokens_total";
 pub const EXPERIMENT_COST_USD_TOTAL: &str = "switchyard_experiment_cost_usd_total";
 pub const EXPERIMENT_DURATION: &str = "switchyard_experiment_request_duration_seconds";
 pub const FEEDBACK_TOTAL: &str = "switchyard_feedback_total";
+pub const SEMANTIC_CACHE_REQUESTS_TOTAL: &str = "switchyard_semantic_cache_requests_total";
+pub const SEMANTIC_CACHE_SIMILARITY: &str = "switchyard_semantic_cache_similarity";
+pub const SEMANTIC_CACHE_EMBED_SECONDS: &str = "switchyard_semantic_cache_embedding_seconds";
+pub const SEMANTIC_CACHE_ENTRIES: &str = "switchyard_semantic_cache_entries";
+pub const SEMANTIC_CACHE_MEMORY_BYTES: &str = "switchyard_semantic_cache_memory_bytes";
 
 /// Histograms and the buckets they are exported with.
 pub const HISTOGRAMS: &[&str] = &[
@@ -52,7 +57,12 @@ pub const HISTOGRAMS: &[&str] = &[
     JOB_DURATION,
     JOB_QUEUE_WAIT,
     EXPERIMENT_DURATION,
+    SEMANTIC_CACHE_EMBED_SECONDS,
 ];
+
+/// Buckets for similarities (cosine, 0 to 1).
+pub const SIMILARITY_BUCKETS: &[f64] =
+    &[0.5, 0.6, 0.7, 0.8, 0.85, 0.88, 0.9, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 1.0];
 
 /// Buckets for request-scale latencies (seconds).
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -85,6 +95,14 @@ pub fn describe_all() {
     );
     describe_counter!(COST_USD_TOTAL, "Cost in USD from pricing.toml, by model alias.");
     describe_counter!(CACHE_REQUESTS_TOTAL, "Cache lookups, by result (hit, miss, bypass).");
+    describe_counter!(
+        SEMANTIC_CACHE_REQUESTS_TOTAL,
+        "Semantic cache lookups, by alias and result (hit, miss, guard_rejected, timeout, error, skipped, bypass)."
+    );
+    describe_histogram!(SEMANTIC_CACHE_SIMILARITY, "Similarity of the nearest stored prompt, per semantic lookup.");
+    describe_histogram!(SEMANTIC_CACHE_EMBED_SECONDS, Unit::Seconds, "The semantic cache's embedding calls.");
+    describe_gauge!(SEMANTIC_CACHE_ENTRIES, "Entries in the semantic cache.");
+    describe_gauge!(SEMANTIC_CACHE_MEMORY_BYTES, Unit::Bytes, "Memory held by the semantic cache's index.");
     describe_counter!(RATE_LIMITED_TOTAL, "Requests refused by a limit, by kind.");
     describe_gauge!(QUEUE_DEPTH, "Requests waiting for a provider concurrency slot.");
     describe_gauge!(INFLIGHT_REQUESTS, "Requests being served now.");

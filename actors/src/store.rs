@@ -1,6 +1,6 @@
 //! The one place that knows sled and bincode. Trees:
 //! - `ledger`: usage records in segments, one per group commit: key = commit time in ms
-//!   (u64 BE) ++ sequence (u64 BE), value = [`SEGMENT_V5`] then the bincode of the records
+//!   (u64 BE) ++ sequence (u64 BE), value = [`SEGMENT_V6`] then the bincode of the records
 //!   (older segments start with [`SEGMENT_V4`], [`SEGMENT_V3`], [`SEGMENT_V2`] or [`SEGMENT`] and hold earlier layouts).
 //!   One sled insert per commit instead of one per record: per-record B-tree inserts
 //!   (node splits, page rewrites) were 10-15% of the gateway's CPU under load. Values
@@ -35,9 +35,26 @@ const SEGMENT_V3: u8 = 0xA7;
 /// First byte of a segment value of [`UsageRecord`]s as they are now (adds
 /// `cache_write_tokens` and `reasoning_tokens`).
 const SEGMENT_V4: u8 = 0xA8;
-/// First byte of a segment value of [`UsageRecord`]s as they are now (adds `prompt`
-/// and `experiment`).
+/// First byte of a segment value of [`UsageRecordV5`]s (adds `prompt` and `experiment`).
 const SEGMENT_V5: u8 = 0xA9;
+/// First byte of a segment value of [`UsageRecord`]s as they are now (adds
+/// `semantic_similarity` and `saved_usd`).
+const SEGMENT_V6: u8 = 0xAA;
+
+/// The record before `semantic_similarity` and `saved_usd`: the fields of V4, then
+/// `prompt` and `experiment`.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct UsageRecordV5 {
+    v4: UsageRecordV4,
+    prompt: Option<String>,
+    experiment: Option<String>,
+}
+
+impl From<UsageRecordV5> for UsageRecord {
+    fn from(r: UsageRecordV5) -> UsageRecord {
+        UsageRecord { prompt: r.prompt, experiment: r.experiment, ..UsageRecord::from(r.v4) }
+    }
+}
 
 /// The record before `prompt` and `experiment`: the fields of V3, then
 /// `cache_write_tokens` and `reasoning_tokens`.
@@ -141,6 +158,8 @@ impl From<UsageRecordV1> for UsageRecord {
             reasoning_tokens: 0,
             prompt: None,
             experiment: None,
+            semantic_similarity: None,
+            saved_usd: 0.0,
         }
     }
 }
@@ -185,6 +204,8 @@ pub struct Store {
     pub ledger_ids: sled::Tree,
     pub cache: sled::Tree,
     pub cache_order: sled::Tree,
+    /// The semantic cache: entry id (u64 BE) -> bincode of its vector, text and answer.
+    pub semantic: sled::Tree,
     /// Virtual keys created through the admin API: SHA-256 of the secret (hex) -> JSON.
     pub vkeys: sled::Tree,
     /// Stored Responses API responses: id -> the caller's JSON record.
@@ -236,6 +257,7 @@ impl Store {
             ledger_ids: db.open_tree("ledger_ids")?,
             cache: db.open_tree("cache")?,
             cache_order: db.open_tree("cache_order")?,
+            semantic: db.open_tree("semantic")?,
             vkeys: db.open_tree("vkeys")?,
             responses: db.open_tree("responses")?,
             prompts: db.open_tree("prompts")?,
@@ -269,7 +291,7 @@ impl Store {
             segment.push(r);
         }
         if !segment.is_empty() {
-            let mut value = vec![SEGMENT_V5];
+            let mut value = vec![SEGMENT_V6];
             bincode::serde::encode_into_std_write(&segment, &mut value, bincode::config::standard())?;
             *next_seq += 1;
             self.ledger.insert(&key[..], value)?;
@@ -283,7 +305,8 @@ impl Store {
     /// segments).
     fn records_of(value: &[u8]) -> Result<Vec<UsageRecord>, StoreError> {
         match value.split_first() {
-            Some((&SEGMENT_V5, rest)) => decode(rest),
+            Some((&SEGMENT_V6, rest)) => decode(rest),
+            Some((&SEGMENT_V5, rest)) => Ok(decode::<Vec<UsageRecordV5>>(rest)?.into_iter().map(Into::into).collect()),
             Some((&SEGMENT_V4, rest)) => Ok(decode::<Vec<UsageRecordV4>>(rest)?.into_iter().map(Into::into).collect()),
             Some((&SEGMENT_V3, rest)) => Ok(decode::<Vec<UsageRecordV3>>(rest)?.into_iter().map(Into::into).collect()),
             Some((&SEGMENT_V2, rest)) => Ok(decode::<Vec<UsageRecordV2>>(rest)?.into_iter().map(Into::into).collect()),
@@ -512,13 +535,21 @@ mod tests {
         let v2 = UsageRecordV2 { v1: v1("v3", 5, false), upstream_attempts: 1 };
         value.extend(encode(&vec![UsageRecordV3 { v2, guardrails: vec!["g".into()] }]).unwrap());
         store.ledger.insert(&ledger_key(5, 3)[..], value).unwrap();
+        let mut value = vec![SEGMENT_V5];
+        let v2 = UsageRecordV2 { v1: v1("v5", 5, false), upstream_attempts: 1 };
+        let v4 =
+            UsageRecordV4 { v3: UsageRecordV3 { v2, guardrails: vec![] }, cache_write_tokens: 2, reasoning_tokens: 3 };
+        value.extend(encode(&vec![UsageRecordV5 { v4, prompt: Some("p@1".into()), experiment: None }]).unwrap());
+        store.ledger.insert(&ledger_key(5, 4)[..], value).unwrap();
         let mut seq = store.last_ledger_seq().unwrap();
-        assert_eq!(seq, 4);
+        assert_eq!(seq, 5);
         let new = UsageRecord {
             upstream_attempts: 3,
             guardrails: vec!["pii:EMAIL:redact".into()],
             cache_write_tokens: 7,
             reasoning_tokens: 9,
+            semantic_similarity: Some(0.97),
+            saved_usd: 0.25,
             ..record("new", 6)
         };
         store.append_usage(&[new], &mut seq).unwrap();
@@ -536,8 +567,18 @@ mod tests {
             .collect();
         assert_eq!(
             ids,
-            [("old", 1, 0, 0), ("seg", 1, 0, 0), ("hit", 0, 0, 0), ("v2", 2, 0, 0), ("v3", 1, 1, 0), ("new", 3, 1, 16)]
+            [
+                ("old", 1, 0, 0),
+                ("seg", 1, 0, 0),
+                ("hit", 0, 0, 0),
+                ("v2", 2, 0, 0),
+                ("v3", 1, 1, 0),
+                ("v5", 1, 0, 5),
+                ("new", 3, 1, 16)
+            ]
         );
+        assert_eq!(all[5].prompt.as_deref(), Some("p@1"));
+        assert_eq!((all[6].semantic_similarity, all[6].saved_usd), (Some(0.97), 0.25));
         // one value per commit, however many records it holds
         let before = store.ledger.len();
         store.append_usage(&[record("a", 7), record("b", 7), record("c", 7)], &mut seq).unwrap();

@@ -466,6 +466,8 @@ impl UsageRecord {
             guardrails: Vec::new(),
             prompt: None,
             experiment: None,
+            semantic_similarity: None,
+            saved_usd: 0.0,
         }
     }
 }
@@ -520,4 +522,10 @@ pub struct UsageRecord {
     /// The experiment and the variant it was assigned, as `EXPERIMENT/VARIANT`.
     #[serde(default)]
     pub experiment: Option<String>,
+    /// A semantic-cache hit: the similarity of the prompt whose answer was served.
+    #[serde(default)]
+    pub semantic_similarity: Option<f32>,
+    /// A cache hit: what the provider call it replaced cost (USD).
+    #[serde(default)]
+    pub saved_usd: f64,
 }

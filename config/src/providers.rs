@@ -159,6 +159,8 @@ pub struct Model {
     pub max_output_tokens: Option<u64>,
     /// Its requests are logged (prompts and answers, after guardrails).
     pub log_requests: bool,
+    /// Its semantic-cache policy; `None`: not cached by meaning.
+    pub semantic: Option<crate::SemanticPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -456,6 +456,9 @@ pub struct RawModel {
     pub guardrails: Vec<String>,
     /// Log its requests' prompts and answers (after guardrails) to JetStream.
     pub log_requests: Option<bool>,
+    /// Answer paraphrases of earlier requests from the semantic cache: `true` or a
+    /// table overriding `[cache.semantic]`'s policy.
+    pub semantic_cache: Option<crate::RawAliasSemantic>,
 }
 
 /// One target of a model alias.
@@ -597,6 +600,8 @@ pub struct RawCache {
     pub ttl_secs: Option<u64>,
     /// Size cap of stored responses, bytes; oldest entries are evicted above it.
     pub max_bytes: Option<u64>,
+    /// The semantic cache (aliases opt in with `semantic_cache`).
+    pub semantic: Option<crate::RawSemantic>,
 }
 
 /// `pricing.toml`: `[models."<upstream model>"]`.

@@ -97,4 +97,6 @@ pub struct Cache {
     pub enabled: bool,
     pub ttl: Duration,
     pub max_bytes: u64,
+    /// `[cache.semantic]`; `None`: off.
+    pub semantic: Option<crate::Semantic>,
 }

@@ -71,6 +71,7 @@ pub(crate) mod names {
     pub const X_SWITCHYARD_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
     pub const X_SWITCHYARD_MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
     pub const X_SWITCHYARD_CACHE: HeaderName = HeaderName::from_static("x-switchyard-cache");
+    pub const X_SWITCHYARD_CACHE_SIMILARITY: HeaderName = HeaderName::from_static("x-switchyard-cache-similarity");
     pub const X_SWITCHYARD_OVERHEAD_US: HeaderName = HeaderName::from_static("x-switchyard-overhead-us");
     pub const X_SWITCHYARD_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
     pub const X_SWITCHYARD_ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
@@ -178,6 +179,9 @@ pub(crate) fn success_head(request_id: &str, o: &Outcome, received: Instant) -> 
     set(&mut b, names::X_SWITCHYARD_PROVIDER, &o.provider);
     set(&mut b, names::X_SWITCHYARD_MODEL, &o.upstream_model);
     set(&mut b, names::X_SWITCHYARD_CACHE, o.cache.as_str());
+    if let Some(s) = o.cache.similarity() {
+        set(&mut b, names::X_SWITCHYARD_CACHE_SIMILARITY, &format!("{s:.4}"));
+    }
     set_number(&mut b, names::X_SWITCHYARD_OVERHEAD_US, u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX));
     set_number(&mut b, names::X_SWITCHYARD_ATTEMPTS, u64::from(o.attempts));
     if let Some(route) = &o.route {

@@ -25,6 +25,7 @@ mod request_logs;
 mod responses;
 mod routing;
 pub(crate) mod sdk;
+mod semantic_cache;
 mod shared_limits;
 mod single_worker;
 mod telemetry;

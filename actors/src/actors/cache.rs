@@ -23,10 +23,12 @@ pub fn cache_key(endpoint: Endpoint, alias: &str, normalized: &serde_json::Value
     h.finalize().into()
 }
 
+/// A stored entry (entries of an earlier layout do not decode and are dropped when met).
 #[derive(Serialize, Deserialize)]
 struct Entry {
     expires_ms: u64,
     stored_ms: u64,
+    alias: String,
     response: CachedResponse,
 }
 
@@ -34,6 +36,31 @@ struct Entry {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SetCapacity(pub u64);
+
+/// Entries of these many bytes were removed outside the actor ([`clear`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forget(pub u64);
+
+/// Removes every entry, or those of `alias` (and any that cannot be read), from the
+/// store: how many, and their bytes (for [`Forget`]). Runs off the engine thread.
+pub fn clear(store: &Store, alias: Option<&str>) -> (usize, u64) {
+    let (mut removed, mut bytes) = (0, 0);
+    for item in store.cache.iter() {
+        let Ok((k, v)) = item else { continue };
+        let drop_it = match (alias, decode::<Entry>(&v)) {
+            (None, _) | (_, Err(_)) => true,
+            (Some(a), Ok(e)) => e.alias == a,
+        };
+        if drop_it {
+            if let Ok(Some(old)) = store.cache.remove(&k) {
+                removed += 1;
+                bytes += old.len() as u64;
+            }
+        }
+    }
+    (removed, bytes)
+}
 
 pub struct Cache {
     store: Store,
@@ -71,9 +98,9 @@ impl Cache {
         }
     }
 
-    pub fn put(&mut self, key: CacheKey, response: CachedResponse, ttl: Duration) {
+    pub fn put(&mut self, key: CacheKey, alias: String, response: CachedResponse, ttl: Duration) {
         let now = unix_ms();
-        let entry = Entry { expires_ms: now + ttl.as_millis() as u64, stored_ms: now, response };
+        let entry = Entry { expires_ms: now + ttl.as_millis() as u64, stored_ms: now, alias, response };
         let Ok(value) = encode(&entry) else { return };
         if value.len() as u64 > self.max_bytes {
             return;
@@ -153,7 +180,15 @@ impl Handler<Put> for Cache {
     type Result = ();
 
     fn handle(&mut self, msg: Put, _: &mut Self::Context) {
-        self.put(msg.key, msg.response, msg.ttl);
+        self.put(msg.key, msg.alias, msg.response, msg.ttl);
+    }
+}
+
+impl Handler<Forget> for Cache {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forget, _: &mut Self::Context) {
+        self.bytes = self.bytes.saturating_sub(msg.0);
     }
 }
 
@@ -196,15 +231,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut c = Cache::new(store, 3_000);
-        c.put([1; 32], response(1000), Duration::from_secs(60));
+        c.put([1; 32], "m".into(), response(1000), Duration::from_secs(60));
         assert_eq!(c.get(&[1; 32]), Some(response(1000)));
-        c.put([2; 32], response(10), Duration::from_millis(0));
+        c.put([2; 32], "m".into(), response(10), Duration::from_millis(0));
         assert_eq!(c.get(&[2; 32]), None, "expired");
-        c.put([3; 32], response(1000), Duration::from_secs(60));
-        c.put([4; 32], response(1000), Duration::from_secs(60));
+        c.put([3; 32], "m".into(), response(1000), Duration::from_secs(60));
+        c.put([4; 32], "m".into(), response(1000), Duration::from_secs(60));
         assert!(c.bytes() <= 3_000);
         assert_eq!(c.get(&[1; 32]), None, "oldest evicted above the cap");
         assert!(c.get(&[4; 32]).is_some());
+    }
+
+    #[test]
+    fn clear_all_or_one_alias() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut c = Cache::new(store.clone(), 1 << 20);
+        c.put([1; 32], "a".into(), response(10), Duration::from_secs(60));
+        c.put([2; 32], "b".into(), response(10), Duration::from_secs(60));
+        c.put([3; 32], "b".into(), response(10), Duration::from_secs(60));
+        store.cache.insert([4; 32], b"an entry of an earlier layout".to_vec()).unwrap();
+        let (n, bytes) = clear(&store, Some("b"));
+        assert_eq!(n, 3, "b's two, and the unreadable one");
+        assert!(bytes > 0);
+        assert!(c.get(&[1; 32]).is_some() && c.get(&[2; 32]).is_none());
+        assert_eq!(clear(&store, None).0, 1);
+        assert!(store.cache.is_empty());
     }
 
     #[test]
@@ -213,7 +265,7 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             let mut c = Cache::new(store.clone(), 1 << 20);
-            c.put([9; 32], response(5), Duration::from_secs(60));
+            c.put([9; 32], "m".into(), response(5), Duration::from_secs(60));
             store.db.flush().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
@@ -229,7 +281,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let cache = Cache::new(store, 1 << 20).start();
-        cache.send(Put { key: [9; 32], response: response(5), ttl: Duration::from_secs(60) }).await.unwrap();
+        cache
+            .send(Put { key: [9; 32], alias: "m".into(), response: response(5), ttl: Duration::from_secs(60) })
+            .await
+            .unwrap();
         // the limiter (no further stages) issues the ticket a job needs
         let limiter = RateLimiter::default().start();
         for (key, hit) in [([9u8; 32], true), ([8u8; 32], false)] {

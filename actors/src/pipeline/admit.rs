@@ -215,6 +215,7 @@ impl Engine {
             hints: routing.hints,
             rule: routing.rule.clone(),
             log: None,
+            semantic_fill: None,
         })
     }
 
@@ -232,6 +233,7 @@ impl Engine {
             accounting: self.sink.clone(),
             cache: self.cache_put.clone(),
             cache_put: p.ckey.map(|k| (k, p.rt.config.cache.ttl)),
+            semantic_put: p.semantic_fill,
             ticket: Some(p.ticket),
             permit: None,
             slot: None,
@@ -263,9 +265,20 @@ impl Engine {
             return Err(GatewayError::Internal("cache hit without an entry".into()).into());
         };
         let (rate, route) = (p.rate.clone(), p.rule.clone());
+        let cache = match p.cache_status {
+            s @ CacheStatus::SemanticHit(_) => s,
+            _ => CacheStatus::Hit,
+        };
+        let saved =
+            p.rt.config
+                .model(&record.alias)
+                .map_or(0.0, |m| p.rt.config.pricing.cost(m, &hit.provider, &hit.upstream_model, hit.usage.counts()));
         let mut fin = self.finisher(ctx, p, record, 0);
         fin.cache_put = None;
+        fin.semantic_put = None;
         fin.record.cache_hit = true;
+        fin.record.saved_usd = saved;
+        fin.record.semantic_similarity = cache.similarity();
         fin.record.provider = hit.provider.clone();
         fin.record.upstream_model = hit.upstream_model.clone();
         if let Some(draft) = &mut fin.log {
@@ -289,7 +302,7 @@ impl Engine {
             body,
             provider: hit.provider,
             upstream_model: hit.upstream_model,
-            cache: CacheStatus::Hit,
+            cache,
             rate,
             upstream_time: Duration::ZERO,
             route,
@@ -368,6 +381,8 @@ pub(super) struct Prepared {
     pub(super) rule: Option<String>,
     /// The request's log entry, when it is logged (the endpoint sets it).
     pub(super) log: Option<Box<super::request_log::LogDraft>>,
+    /// What the semantic cache stores once the answer is known (a semantic miss).
+    pub(super) semantic_fill: Option<Box<super::semantic::Fill>>,
 }
 
 /// What `[[routes]]` and the request decided before admission.

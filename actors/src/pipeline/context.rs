@@ -133,6 +133,24 @@ impl RequestCtx {
 }
 
 impl RequestCtx {
+    /// The context of a call the gateway makes for this request (a guardrail's
+    /// classifier, the semantic cache's embedding): request id `ID-suffix`, as `key`,
+    /// its steps under a span `span` of this request's.
+    pub(super) fn inner(&self, suffix: &str, key: Arc<KeyEntry>, span: &'static str) -> RequestCtx {
+        RequestCtx {
+            runtime: self.runtime.clone(),
+            request_id: format!("{}-{suffix}", self.request_id),
+            key,
+            priority: self.priority,
+            no_cache: false,
+            headers: Vec::new(),
+            received: Instant::now(),
+            job: None,
+            shaped: Default::default(),
+            span: crate::telemetry::stage(&self.span, span),
+        }
+    }
+
     /// The API a request uses, for the key's `endpoints`: `batch` for a Batch API item.
     pub fn api(&self, own: Api) -> Api {
         if self.job.as_ref().is_some_and(|j| j.batch) {

@@ -9,7 +9,7 @@ use switchyard_config::Api;
 
 use super::admit::{RouteFacts, NOMINAL_OUTPUT_TOKENS};
 use super::call::{Called, Encoded};
-use super::{relay, Engine, Failure, Outcome, OutcomeBody, RequestCtx};
+use super::{relay, CacheStatus, Engine, Failure, Outcome, OutcomeBody, RequestCtx};
 use crate::prompts::shape::Format;
 use crate::types::{ChatRequest, EmbeddingsRequest, Endpoint, NativeRequest, Usage, WireFormat};
 use crate::upstream::{UpstreamBody, UpstreamReply};
@@ -208,6 +208,13 @@ impl Engine {
             Some(cap) => tokens::reservation(&req, prompt).min(prompt + cap),
             None => tokens::reservation(&req, prompt),
         };
+        // the semantic cache: the prompt's embedding first (within its budget), before a
+        // provider slot is held, so that the two never wait on each other
+        let ask = if guards.vault.is_empty() { self.semantic_ask(ctx, &alias, &req) } else { None };
+        let vector = match &ask {
+            Some(a) => self.embed_prompt(ctx, a).await,
+            None => None,
+        };
         let mut p = self
             .prepare(ctx, Endpoint::Chat, &routing, reserve, || {
                 let mut v = serde_json::to_value(&req).unwrap_or(Value::Null);
@@ -225,6 +232,19 @@ impl Engine {
                 v
             })
             .await?;
+        match (&p.hit, ask, vector) {
+            (None, Some(ask), Some(vector)) => {
+                let (hit, status) = self.semantic_lookup(ctx, &ask, &vector);
+                p.cache_status = status;
+                match hit {
+                    Some(h) => p.hit = Some(h),
+                    None => p.semantic_fill = self.semantic_fill(ask, vector),
+                }
+            }
+            // no embedding in time: a miss, not stored
+            (None, Some(_), None) => p.cache_status = CacheStatus::SemanticMiss(None),
+            _ => {}
+        }
         // logged as the guardrails left it: what the provider gets
         p.log = self.log_draft(ctx, &alias, || serde_json::to_value(&req).unwrap_or(Value::Null));
         let record = self.record_template(ctx, Endpoint::Chat, &alias, stream);
@@ -288,7 +308,7 @@ impl Engine {
                 };
                 let text = if usage.is_none() { content_text(&bytes) } else { String::new() };
                 // an answer holding real values behind pseudonyms is not cached
-                let cache_body = fin.cache_put.filter(|_| guards.vault.is_empty()).map(|_| bytes.to_vec());
+                let cache_body = (fin.wants_body() && guards.vault.is_empty()).then(|| bytes.to_vec());
                 if let Some(d) = &mut fin.log {
                     d.answer(provider_answer.as_ref().unwrap_or(&bytes));
                 }
@@ -319,6 +339,7 @@ impl Engine {
                 let s = if guarded {
                     if !guards.vault.is_empty() {
                         fin.cache_put = None;
+                        fin.semantic_put = None;
                     }
                     let stage = crate::providers::Sse::new(crate::guardrails::GuardStream::new(&guards));
                     crate::upstream::translated(s, stage)

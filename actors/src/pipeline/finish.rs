@@ -46,6 +46,8 @@ pub struct Finisher {
     pub cache: To<Put>,
     /// Where to store the response if it succeeds.
     pub cache_put: Option<(CacheKey, Duration)>,
+    /// What the semantic cache stores if it succeeds.
+    pub semantic_put: Option<Box<super::semantic::Fill>>,
     pub ticket: Option<LimitTicket>,
     pub permit: Option<Permit>,
     /// The target's in-flight count (latency strategy, `max_concurrency`).
@@ -140,10 +142,19 @@ impl Finisher {
         if let Some(e) = &r.experiment {
             crate::metrics::experiment(e, status, elapsed, (usage.input, usage.output), cost);
         }
-        if let (Some((key, ttl)), Some(body), 200) = (self.cache_put, cache_body, status) {
+        if let (Some(body), 200) = (cache_body, status) {
             let response =
                 CachedResponse { body, provider: r.provider.clone(), upstream_model: r.upstream_model.clone(), usage };
-            deliver(&self.cache, Put { key, response, ttl });
+            match (self.cache_put, self.semantic_put.take()) {
+                (Some((key, ttl)), fill) => {
+                    if let Some(fill) = fill {
+                        fill.store(response.clone());
+                    }
+                    deliver(&self.cache, Put { key, alias: r.alias.clone(), response, ttl });
+                }
+                (None, Some(fill)) => fill.store(response),
+                (None, None) => {}
+            }
         }
         let defer = match &self.job {
             Some(j) => {
@@ -179,6 +190,11 @@ impl Finisher {
 }
 
 impl Finisher {
+    /// Whether a successful answer's body is stored (exact or semantic cache).
+    pub fn wants_body(&self) -> bool {
+        self.cache_put.is_some() || self.semantic_put.is_some()
+    }
+
     /// In sync durability mode, waits until the record is committed.
     pub async fn durable(&mut self) {
         if let Some(rx) = self.durable.take() {

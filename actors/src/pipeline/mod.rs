@@ -16,6 +16,7 @@ mod relay;
 pub mod request_log;
 mod runtime;
 mod second_opinion;
+pub mod semantic;
 mod shaping;
 
 pub mod vkeys;
@@ -63,6 +64,10 @@ pub struct Engine {
     shared: arc_swap::ArcSwapOption<crate::actors::shared_limits::SharedLimits>,
     /// Where request logs go (with NATS).
     request_logs: arc_swap::ArcSwapOption<request_log::RequestLogs>,
+    /// The semantic cache, opened when a config first turns it on.
+    semantic: std::sync::OnceLock<Arc<crate::semantic::SemanticIndex>>,
+    /// The key its embedding calls run as.
+    semantic_key: Arc<KeyEntry>,
 }
 
 fn mailbox(e: MailboxError) -> GatewayError {
@@ -101,7 +106,7 @@ impl Engine {
         }
         let (flush, batch) = (config.server.ledger_flush, config.server.ledger_batch_max);
         let (accounting, sink) = Accounting::start_with_sink(&ledger_arbiter, store.clone(), flush, batch);
-        Ok(Arc::new(Engine {
+        let engine = Arc::new(Engine {
             runtime: ArcSwap::from_pointee(runtime),
             router,
             limiter,
@@ -115,7 +120,12 @@ impl Engine {
             experiments,
             shared: arc_swap::ArcSwapOption::empty(),
             request_logs: arc_swap::ArcSwapOption::empty(),
-        }))
+            semantic: std::sync::OnceLock::new(),
+            semantic_key: semantic::semantic_key(),
+        });
+        // the semantic cache's entries start loading now, not at the first request
+        engine.semantic_cache();
+        Ok(engine)
     }
 
     /// Whether the admission actors are alive. They stop only with the thread they run
@@ -204,7 +214,11 @@ impl Engine {
         let update = UpdateModels { config: config.clone(), workers: rt.workers(), health: rt.health() };
         self.router.send(update).await.map_err(mailbox)?;
         self.cache.send(SetCapacity(config.cache.max_bytes)).await.map_err(mailbox)?;
+        if let (Some(index), Some(s)) = (self.semantic.get(), &config.cache.semantic) {
+            index.set_max_entries(s.max_entries);
+        }
         self.runtime.store(Arc::new(rt));
+        self.semantic_cache();
         Ok(())
     }
 
@@ -214,6 +228,36 @@ impl Engine {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.sink.record(crate::actors::accounting::Record(record, Some(tx), tracing::Span::none()));
         let _ = rx.await;
+    }
+
+    /// `DELETE /admin/cache`: the exact cache's entries (every one, or one alias's: it
+    /// is not scoped) and the semantic cache's (every one, or those of an alias, a
+    /// scope, or both). How many of each were removed.
+    pub async fn clear_cache(
+        &self,
+        alias: Option<String>,
+        scope: Option<String>,
+    ) -> Result<(usize, usize), GatewayError> {
+        let store = self.store().clone();
+        let semantic = self.semantic_cache().cloned();
+        let (exact, semantic) = tokio::task::spawn_blocking(move || {
+            let exact = if scope.is_none() { crate::actors::cache::clear(&store, alias.as_deref()) } else { (0, 0) };
+            let semantic = match semantic {
+                Some(index) => index.clear(alias.as_deref(), scope.as_deref()),
+                // off: whatever an earlier config stored goes when everything is cleared
+                None if alias.is_none() && scope.is_none() => {
+                    let n = store.semantic.len();
+                    let _ = store.semantic.clear();
+                    n
+                }
+                None => 0,
+            };
+            (exact, semantic)
+        })
+        .await
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        self.cache.send(crate::actors::cache::Forget(exact.1)).await.map_err(mailbox)?;
+        Ok((exact.0, semantic))
     }
 
     /// Commits buffered usage records now (graceful shutdown).

@@ -10,19 +10,34 @@ use futures_util::Stream;
 use crate::actors::messages::RateHeaders;
 use crate::GatewayError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CacheStatus {
     Hit,
     Miss,
     Bypass,
+    /// Answered by the semantic cache: the similarity of the stored prompt.
+    SemanticHit(f32),
+    /// Missed both caches: the nearest stored prompt's similarity, when there was one.
+    SemanticMiss(Option<f32>),
 }
 
 impl CacheStatus {
+    /// `x-switchyard-cache`.
     pub fn as_str(self) -> &'static str {
         match self {
             CacheStatus::Hit => "hit",
-            CacheStatus::Miss => "miss",
+            CacheStatus::Miss | CacheStatus::SemanticMiss(_) => "miss",
             CacheStatus::Bypass => "bypass",
+            CacheStatus::SemanticHit(_) => "semantic-hit",
+        }
+    }
+
+    /// `x-switchyard-cache-similarity`: the semantic lookup's similarity.
+    pub fn similarity(self) -> Option<f32> {
+        match self {
+            CacheStatus::SemanticHit(s) => Some(s),
+            CacheStatus::SemanticMiss(s) => s,
+            _ => None,
         }
     }
 }

@@ -100,7 +100,7 @@ impl Relay {
         if !self.finisher.trace.is_disabled() {
             self.finisher.answer = Some(self.acc.answer());
         }
-        let body = self.finisher.cache_put.map(|_| self.acc.completion().to_string().into_bytes());
+        let body = self.finisher.wants_body().then(|| self.acc.completion().to_string().into_bytes());
         if let Some(draft) = &mut self.finisher.log {
             if self.pseudonymized {
                 draft.withhold("pseudonymized");
@@ -304,6 +304,7 @@ mod tests {
             accounting: sink,
             cache: Arc::new(Cache::new(store.clone(), 1 << 20).start().recipient()),
             cache_put: None,
+            semantic_put: None,
             ticket: None,
             permit: None,
             slot: None,

@@ -2,7 +2,6 @@
 //! to a classifier alias, and moderation goes to a provider's moderation API.
 
 use std::pin::Pin;
-use std::time::Instant;
 
 use super::endpoints::content_text;
 use super::{Engine, Outcome, OutcomeBody, RequestCtx};
@@ -13,19 +12,8 @@ impl Engine {
     /// through this engine, under the caller's key, its limits and ledger, as request
     /// `ID-guard`. The answer's text, or `None` when there is none.
     pub(super) async fn guard_call(&self, ctx: &RequestCtx, body: &serde_json::Value) -> Option<String> {
-        let inner = RequestCtx {
-            runtime: ctx.runtime.clone(),
-            request_id: format!("{}-guard", ctx.request_id),
-            key: ctx.key.clone(),
-            priority: ctx.priority,
-            no_cache: false,
-            headers: Vec::new(),
-            received: Instant::now(),
-            job: None,
-            shaped: Default::default(),
-            // the guardrail's own call: its steps and GenAI span under one span of the caller's
-            span: crate::telemetry::stage(&ctx.span, "switchyard.guardrails.call"),
-        };
+        // the guardrail's own call: its steps and GenAI span under one span of the caller's
+        let inner = ctx.inner("guard", ctx.key.clone(), "switchyard.guardrails.call");
         let bytes = serde_json::to_vec(body).unwrap_or_default();
         match self.chat(&inner, &bytes).await {
             Ok(Outcome { body: OutcomeBody::Json(b), .. }) => Some(content_text(&b)),

@@ -4,6 +4,7 @@ mod access;
 mod guardrails;
 mod prompts;
 mod providers;
+mod semantic;
 mod server;
 mod telemetry;
 
@@ -188,13 +189,15 @@ pub fn validate(
         errs.push("nats.embed_batch_max_inputs", format!("{batch} is above server.max_inputs ({max})"));
     }
     let (providers, provider_names) = providers::providers(raw.providers, env, errs);
+    let semantic_asks: Vec<_> = raw.models.iter_mut().map(|m| m.semantic_cache.take()).collect();
     providers::guardrail_targets(&guardrails, &raw.models, &provider_names, errs);
-    let (models, aliases) = providers::models(raw.models, &provider_names, &guards, errs);
+    let (mut models, aliases) = providers::models(raw.models, &provider_names, &guards, errs);
     let (teams, team_ids) = access::teams(raw.teams, &aliases, &guards, errs);
     let (keys, key_ids) = access::keys(raw.keys, env, &aliases, &team_ids, &guards, errs);
     let routes = access::routes(raw.routes, &aliases, &key_ids, errs);
     let jwt = access::jwt(raw.jwt, env, errs);
-    let cache = server::cache(&raw.cache, errs);
+    let mut cache = server::cache(&raw.cache, errs);
+    cache.semantic = semantic::semantic(raw.cache.semantic.take(), semantic_asks, &mut models, errs);
     let prices = server::pricing(pricing, errs);
     let prompts = prompts::prompts(raw.prompts, &aliases, errs);
     let prompt_policies = prompts::policies(raw.prompt_policies, &aliases, &key_ids, &team_ids, errs);

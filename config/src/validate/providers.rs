@@ -283,6 +283,7 @@ pub(super) fn models(
                 m.guardrails
             },
             log_requests: m.log_requests.unwrap_or(false),
+            semantic: None,
         });
     }
 

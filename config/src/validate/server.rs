@@ -207,6 +207,7 @@ pub(super) fn cache(raw: &RawCache, errs: &mut Errors) -> Cache {
         enabled: raw.enabled.unwrap_or(false),
         ttl: Duration::from_secs(raw.ttl_secs.unwrap_or(600)),
         max_bytes: raw.max_bytes.unwrap_or(256 << 20),
+        semantic: None,
     };
     if raw.ttl_secs == Some(0) {
         errs.push("cache.ttl_secs", "must be at least 1");

@@ -1,6 +1,7 @@
 //! `/admin/*` (admin credential only): config reload, virtual keys, usage and spend
 //! reports read from the ledger, and prompts (`prompts`).
 
+mod cache;
 mod experiments;
 mod prompts;
 
@@ -24,6 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/keys/{id}", web::patch().to(update_key))
         .route("/admin/keys/{id}", web::delete().to(revoke_key))
         .route("/admin/usage", web::get().to(usage))
+        .configure(cache::routes)
         .configure(prompts::routes)
         .configure(experiments::routes);
 }

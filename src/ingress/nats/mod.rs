@@ -190,6 +190,9 @@ async fn handle_request(client: &Client, engine: &Engine, responses: &Arc<Respon
             headers.insert("x-switchyard-provider", outcome.provider.as_str());
             headers.insert("x-switchyard-model", outcome.upstream_model.as_str());
             headers.insert("x-switchyard-cache", outcome.cache.as_str());
+            if let Some(s) = outcome.cache.similarity() {
+                headers.insert("x-switchyard-cache-similarity", format!("{s:.4}").as_str());
+            }
             headers.insert("x-switchyard-attempts", outcome.attempts.to_string().as_str());
             if let Some(route) = &outcome.route {
                 headers.insert("x-switchyard-route", route.as_str());

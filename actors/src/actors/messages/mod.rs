@@ -41,6 +41,8 @@ pub type To<M> = Arc<Recipient<M>>;
 #[rtype(result = "()")]
 pub struct Put {
     pub key: CacheKey,
+    /// The alias it answered (`DELETE /admin/cache?alias=`).
+    pub alias: String,
     pub response: CachedResponse,
     pub ttl: Duration,
 }
@@ -240,7 +242,7 @@ where
 pub type CacheKey = [u8; 32];
 
 /// A stored response: the full (non-stream) body and what the ledger needs about it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CachedResponse {
     pub body: Vec<u8>,
     pub provider: String,
