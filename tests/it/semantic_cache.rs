@@ -223,9 +223,9 @@ async fn ask_pair(url: &str, i: usize, a: &str, b: &str, stored: &mut f64) -> (b
 }
 
 /// The held-out figures. The default threshold (0.93) and the guards were developed on
-/// the `tune` and `dev` splits of `ops/semantic_cache/pairs.jsonl` (run here at a
-/// threshold of 0.5, printing the sweep the default was read from); the `holdout` split,
-/// written on other topics before it was first run, is reported at the default.
+/// the `tune`, `dev` and `dev2` splits of `ops/semantic_cache/pairs.jsonl` (run here at
+/// a threshold of 0.5, printing the sweep the default was read from); the `holdout`
+/// split, written on other topics before it was first run, is reported at the default.
 /// The targets are hit rate >= 0.8 and false-hit rate <= 0.02; the checks below
 /// hold the figures measured on the holdout (BENCHMARKS.md) against regressions.
 #[tokio::test]
@@ -245,8 +245,8 @@ async fn paraphrases_hit_and_hard_negatives_miss_on_held_out_pairs() {
     let pairs: Vec<Value> = pairs.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
 
     let phases = [
-        (["tune", "dev"], "per_user = true\nthreshold = 0.5\nembed_timeout_ms = 5000\n"),
-        (["holdout", "holdout"], "per_user = true\nembed_timeout_ms = 5000\n"),
+        (&["tune", "dev", "dev2"][..], "per_user = true\nthreshold = 0.5\nembed_timeout_ms = 5000\n"),
+        (&["holdout"][..], "per_user = true\nembed_timeout_ms = 5000\n"),
     ];
     for (splits, settings) in phases {
         let gw = Gateway::start_config(|dir| semantic_config(dir, &mock.url, "e5", settings, &extra));
@@ -263,15 +263,20 @@ async fn paraphrases_hit_and_hard_negatives_miss_on_held_out_pairs() {
         };
         if splits[0] == "tune" {
             let (false_hit, ..) = rate(false, 0.93);
-            assert!(false_hit <= 0.02, "tune+dev false-hit rate at the default threshold: {false_hit}");
+            assert!(false_hit <= 0.02, "development splits false-hit rate at the default threshold: {false_hit}");
             for t in [0.90, 0.91, 0.92, 0.925, 0.93, 0.935, 0.94, 0.945, 0.95] {
                 let (hit, ..) = rate(true, t);
                 let (false_hit, ..) = rate(false, t);
-                eprintln!("tune+dev: threshold {t:.3}: paraphrase hit rate {hit:.3}, false-hit rate {false_hit:.3}");
+                eprintln!(
+                    "development splits: threshold {t:.3}: paraphrase hit rate {hit:.3}, false-hit rate {false_hit:.3}"
+                );
             }
             for (p, hit, s) in &results {
                 if *hit && p["same"] == false {
-                    eprintln!("tune+dev: negative through the guards (similarity {s:?}): {} | {}", p["a"], p["b"]);
+                    eprintln!(
+                        "development splits: negative through the guards (similarity {s:?}): {} | {}",
+                        p["a"], p["b"]
+                    );
                 }
             }
             continue;
@@ -292,7 +297,7 @@ async fn paraphrases_hit_and_hard_negatives_miss_on_held_out_pairs() {
         eprintln!(
             "holdout: paraphrase hit rate {hit:.3} ({hits}/{paraphrases}), false-hit rate {false_hit:.3} ({false_hits}/{negatives})"
         );
-        assert!(false_hit <= 0.05, "false-hit rate {false_hit}");
-        assert!(hit >= 0.7, "hit rate {hit}");
+        assert!(false_hit <= 0.02, "false-hit rate {false_hit}");
+        assert!(hit >= 0.65, "hit rate {hit}");
     }
 }

@@ -242,6 +242,8 @@ fn words(text: &str) -> Vec<(String, bool)> {
                 && cur.chars().last().is_some_and(|p| p.is_ascii_digit())
                 && next.is_some_and(|n| n.is_ascii_digit())
                 || (c == '\'' || c == '’') && !cur.is_empty() && next.is_some_and(char::is_alphabetic)
+                // "part-time", "e-mail": one word
+                || c == '-' && cur.chars().last().is_some_and(char::is_alphabetic) && next.is_some_and(char::is_alphabetic)
         };
         if c.is_alphanumeric() || inner(c) {
             cur.push(if c == '’' { '\'' } else { c });
@@ -352,6 +354,15 @@ pub fn salient(text: &str) -> Salient {
             s.joined.push((prev.clone(), next.clone()));
         }
     }
+    // "from X … to Y": X and Y joined too
+    if let (Some(f), Some(t)) = (canon.iter().position(|w| w == "from"), canon.iter().rposition(|w| w == "to")) {
+        let word = |i: usize| canon[i..].iter().find(|n| !matches!(n.as_str(), "a" | "an" | "the")).cloned();
+        if let (Some(x), Some(y)) = (word(f + 1), word(t + 1)) {
+            if f < t {
+                s.joined.push((x, y));
+            }
+        }
+    }
     s.words = lower;
     s
 }
@@ -398,10 +409,23 @@ pub fn agree(a: &Salient, b: &Salient) -> Result<(), Disagreement> {
     if a.joined.iter().any(|(x, y)| x != y && b.joined.iter().any(|(p, q)| p == y && q == x)) {
         return Err("direction");
     }
+    // the same sentence with two words trading places: their roles changed ("a gas stove
+    // to electric" / "an electric stove to gas")
+    let article = |w: &&String| !matches!(w.as_str(), "a" | "an" | "the");
+    let plain_a: Vec<&String> = a.words.iter().filter(article).collect();
+    let plain_b: Vec<&String> = b.words.iter().filter(article).collect();
+    if plain_a.len() == plain_b.len() {
+        let diff: Vec<usize> = (0..plain_a.len()).filter(|&i| plain_a[i] != plain_b[i]).collect();
+        if let [i, j] = diff[..] {
+            if plain_a[i] == plain_b[j] && plain_a[j] == plain_b[i] {
+                return Err("direction");
+            }
+        }
+    }
     // the same sentence with one word swapped: that word is the question
     // ("the atomic number of carbon" / "of nitrogen", "git rebase" / "git merge")
-    if a.words.len() == b.words.len() {
-        let mut diff = a.words.iter().zip(&b.words).filter(|(x, y)| x != y);
+    if plain_a.len() == plain_b.len() {
+        let mut diff = plain_a.iter().zip(&plain_b).filter(|(x, y)| x != y);
         if let (Some((x, y)), None) = (diff.next(), diff.next()) {
             let inflection = x.starts_with(y.as_str()) || y.starts_with(x.as_str());
             if !inflection {
@@ -498,6 +522,16 @@ mod tests {
             ("Convert 250 US dollars to euros", "Convert 250 euros to US dollars", "direction"),
             ("What is 100 degrees Fahrenheit in Celsius?", "What is 100 degrees Celsius in Fahrenheit?", "direction"),
             ("Did Spain declare war on England in 1585?", "Did England declare war on Spain in 1585?", "direction"),
+            (
+                "Can I turn a gas stove into an electric one?",
+                "Can I turn an electric stove into a gas one?",
+                "direction",
+            ),
+            (
+                "How do I switch from part-time to full-time?",
+                "How do I switch from full-time to part-time?",
+                "direction",
+            ),
             ("Weather in NYC", "Weather in LA", "substitution"),
             ("Weather in NYC today", "What is the weather like in LA today?", "entities"),
         ] {
