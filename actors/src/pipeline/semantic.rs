@@ -198,7 +198,7 @@ impl Fill {
 /// and a question mark change no meaning, and measured on the tune and dev pairs they
 /// moved paraphrases and other questions apart a little).
 fn embedded_text(text: &str) -> String {
-    text.trim().trim_end_matches(|c: char| matches!(c, '?' | '!' | '.' | ' ')).to_lowercase()
+    text.trim().trim_end_matches(['?', '!', '.', ' ']).to_lowercase()
 }
 
 /// The first vector of an OpenAI embeddings answer, unit length.
