@@ -42,6 +42,11 @@
 #   the same body and ignore the `prompt` field).
 #        BODY='{...}' ops/bench.sh
 #   another request body, the same for every path.
+#        SEMANTIC=1 ops/bench.sh
+#   the semantic cache on for the alias, embedding through the mock (one embeddings
+#   call per request): the same body every time, so after the first request every one
+#   is a semantic hit (hit ratio 1); the provider path is the miss's. Compare with a
+#   plain run: what a hit costs the gateway against a call.
 #        NATS=1 ops/bench.sh
 #   also starts a nats-server (JetStream, temp store, free port) and gives the gateway
 #   a [nats] section: the key's rpm/tpm limits are then shared through key-value.
@@ -59,6 +64,15 @@ NATS="${NATS:-0}"
 export WORKERS="${WORKERS:-$(nproc)}"
 GUARDRAILS="${GUARDRAILS:-0}"
 PROMPTS="${PROMPTS:-0}"
+SEMANTIC="${SEMANTIC:-0}"
+SEMANTIC_LINE=""
+SEMANTIC_SECTION=""
+if [ "$SEMANTIC" = 1 ]; then
+  SEMANTIC_LINE='semantic_cache = true'
+  SEMANTIC_SECTION='[cache.semantic]
+embeddings = "embed"
+embed_timeout_ms = 1000'
+fi
 INSTRUCTIONS="${INSTRUCTIONS:-0}"
 STREAM="${STREAM:-0}"
 FLOOR="${FLOOR:-1}"
@@ -173,6 +187,10 @@ alias = "fast"
 strategy = "$STRATEGY"
 targets = [${TARGET_LIST%,}]
 $GUARD_LINE
+$SEMANTIC_LINE
+[[models]]
+alias = "embed"
+targets = [{ provider = "mock1", model = "text-embedding-3-small" }]
 [[keys]]
 id = "bench"
 key = "sk-bench-key-0001"
@@ -181,6 +199,7 @@ rpm = 100000000
 tpm = 100000000000
 [cache]
 enabled = false
+$SEMANTIC_SECTION
 $NATS_SECTION
 $GUARD_SECTION
 $PROMPT_SECTION
@@ -407,7 +426,7 @@ with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(res, f, indent=2)
 labels = {"mock": "mock-upstream direct", "gateway": "switchyard gateway", "nginx": "nginx proxy",
           "floor": "floor: actix-web + reqwest, nothing between"}
-print(f"duration {duration}, {conns} connections, fixed rate {rate}/s ({rounds} rounds, medians), {targets} target(s), strategy {strategy}, gateway workers {os.environ.get('WORKERS')}, shared limits {os.environ.get('NATS', '0') == '1'}, guardrails {os.environ.get('GUARDRAILS', '0') == '1'}, prompts {os.environ.get('PROMPTS', '0') == '1'}")
+print(f"duration {duration}, {conns} connections, fixed rate {rate}/s ({rounds} rounds, medians), {targets} target(s), strategy {strategy}, gateway workers {os.environ.get('WORKERS')}, shared limits {os.environ.get('NATS', '0') == '1'}, guardrails {os.environ.get('GUARDRAILS', '0') == '1'}, prompts {os.environ.get('PROMPTS', '0') == '1'}, semantic cache {os.environ.get('SEMANTIC', '0') == '1'}")
 print("| path | max req/s | p50 @%s/s (ms) | p99 @%s/s (ms) | added p50 / p99 (ms) | non-2xx |" % (rate, rate))
 print("|---|---:|---:|---:|---:|---:|")
 for name in paths:

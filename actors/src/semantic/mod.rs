@@ -29,6 +29,13 @@ pub type Partition = [u8; 32];
 /// Partitions up to this size are scanned exactly rather than searched.
 const SCAN_MAX: usize = 512;
 
+/// How far below the threshold a candidate's quantized similarity may be and still be
+/// read and compared on its full vector.
+const APPROXIMATION_MARGIN: f32 = 0.03;
+
+/// Entries read from sled per bulk index build at start.
+const LOAD_CHUNK: usize = 8192;
+
 /// One entry as stored in sled.
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -159,28 +166,114 @@ impl SemanticIndex {
         cache
     }
 
-    /// Rebuilds the index from sled (expired and unreadable entries are dropped).
+    /// Rebuilds the index from sled in chunks, on every core (expired and unreadable
+    /// entries are dropped).
     pub fn load(&self) {
         let now = unix_ms();
         let mut loaded = 0usize;
+        let mut chunk = Vec::with_capacity(LOAD_CHUNK);
         for item in self.tree.iter() {
             let Ok((k, v)) = item else { continue };
             let id = k.as_ref().try_into().map(u64::from_be_bytes).ok();
             match (id, decode::<Stored>(&v)) {
-                (Some(id), Ok(s)) if s.expires_ms > now => {
-                    let mut inner = self.write();
-                    if Self::index_add(&mut inner, id, &s, self.max_entries.load(Ordering::Relaxed)) {
-                        loaded += 1;
-                    }
-                }
+                (Some(id), Ok(s)) if s.expires_ms > now => chunk.push((id, s)),
                 _ => {
                     let _ = self.tree.remove(k);
                 }
             }
+            if chunk.len() == LOAD_CHUNK {
+                loaded += self.index_many(&std::mem::take(&mut chunk));
+            }
         }
+        loaded += self.index_many(&chunk);
         self.evict();
         self.report();
         tracing::info!(entries = loaded, "semantic cache loaded");
+    }
+
+    /// Stores many answers at once: one sled batch, the index built on every core (the
+    /// bulk path of a warm-up or a benchmark).
+    pub fn insert_many(&self, entries: Vec<NewEntry>) {
+        let now = unix_ms();
+        let mut batch = sled::Batch::default();
+        let mut items = Vec::with_capacity(entries.len());
+        for e in entries {
+            let mut vector = e.vector;
+            if !normalize(&mut vector) {
+                continue;
+            }
+            let stored = Stored {
+                partition: e.partition,
+                alias: e.alias,
+                scope: e.scope,
+                expires_ms: now + e.ttl.as_millis() as u64,
+                text: e.text,
+                vector,
+                response: e.response,
+            };
+            let Ok(value) = encode(&stored) else { continue };
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            batch.insert(&id.to_be_bytes(), value);
+            items.push((id, stored));
+        }
+        if let Err(e) = self.tree.apply_batch(batch) {
+            tracing::warn!(error = %e, "semantic cache write failed");
+            return;
+        }
+        self.index_many(&items);
+        self.evict();
+        self.report();
+    }
+
+    /// Adds stored entries to the in-memory index, the vectors on every core: how many.
+    fn index_many(&self, items: &[(u64, Stored)]) -> usize {
+        let Some(first) = items.first() else { return 0 };
+        let max_entries = self.max_entries.load(Ordering::Relaxed);
+        let mut inner = self.write();
+        if inner.index.is_none() {
+            inner.index = new_index(first.1.vector.len(), max_entries.min(4096));
+            inner.dims = first.1.vector.len();
+        }
+        let dims = inner.dims;
+        let Some(index) = &inner.index else { return 0 };
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let wanted = index.size() + items.len();
+        if wanted > index.capacity() && index.reserve_capacity_and_threads(wanted, threads).is_err() {
+            return 0;
+        }
+        let added: Vec<bool> = std::thread::scope(|scope| {
+            let per = items.len().div_ceil(threads);
+            let workers: Vec<_> = items
+                .chunks(per.max(1))
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|(id, s)| s.vector.len() == dims && index.add(*id, &s.vector).is_ok())
+                            .collect::<Vec<bool>>()
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+        });
+        let mut n = 0;
+        for ((id, s), ok) in items.iter().zip(added) {
+            if ok {
+                Self::remember(&mut inner, *id, s);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The in-memory facts of an entry the index holds.
+    fn remember(inner: &mut Inner, id: u64, s: &Stored) {
+        let alias: Arc<str> = match inner.meta.values().next_back().filter(|m| *m.alias == *s.alias) {
+            Some(m) => m.alias.clone(),
+            None => Arc::from(s.alias.as_str()),
+        };
+        let meta = Meta { partition: s.partition, expires_ms: s.expires_ms, alias, scope: s.scope.as_str().into() };
+        inner.meta.insert(id, meta);
+        inner.partitions.entry(s.partition).or_default().push(id);
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
@@ -210,13 +303,7 @@ impl SemanticIndex {
         if index.add(id, &s.vector).is_err() {
             return false;
         }
-        let alias: Arc<str> = match inner.meta.values().next_back().filter(|m| *m.alias == *s.alias) {
-            Some(m) => m.alias.clone(),
-            None => Arc::from(s.alias.as_str()),
-        };
-        let meta = Meta { partition: s.partition, expires_ms: s.expires_ms, alias, scope: s.scope.as_str().into() };
-        inner.meta.insert(id, meta);
-        inner.partitions.entry(s.partition).or_default().push(id);
+        Self::remember(inner, id, s);
         true
     }
 
@@ -241,7 +328,13 @@ impl SemanticIndex {
         let mut rejected = None;
         let mut hit: Option<Hit> = None;
         let mine = q.guards.then(|| agree::salient(q.text));
-        for id in candidates {
+        for (id, approximate) in candidates {
+            // the index's i8 copy is within about 0.01 of the full vector's similarity: a
+            // candidate far below the threshold is not read
+            if approximate < q.threshold - APPROXIMATION_MARGIN {
+                best = Some(best.map_or(approximate, |b| b.max(approximate)));
+                continue;
+            }
             let Ok(Some(raw)) = self.tree.get(id.to_be_bytes()) else { continue };
             let Ok(stored) = decode::<Stored>(&raw) else { continue };
             if stored.partition != *q.partition || stored.vector.len() != q.vector.len() {
@@ -266,8 +359,9 @@ impl SemanticIndex {
         }
     }
 
-    /// The ids nearest `q` in its partition (live entries only), nearest first.
-    fn candidates(&self, q: &Query<'_>) -> Vec<u64> {
+    /// The ids nearest `q` in its partition (live entries only), nearest first, with
+    /// their similarity on the index's quantized copies.
+    fn candidates(&self, q: &Query<'_>) -> Vec<(u64, f32)> {
         let inner = self.read();
         let (Some(index), Some(ids)) = (&inner.index, inner.partitions.get(q.partition)) else {
             return Vec::new();
@@ -286,10 +380,11 @@ impl SemanticIndex {
                 .filter_map(|id| index.get(*id, &mut buf).ok().filter(|n| *n > 0).map(|_| (dot(q.vector, &buf), *id)))
                 .collect();
             scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
-            return scored.into_iter().take(q.candidates).map(|(_, id)| id).collect();
+            return scored.into_iter().take(q.candidates).map(|(s, id)| (id, s)).collect();
         }
         match index.filtered_search(q.vector, q.candidates, live) {
-            Ok(m) => m.keys,
+            // cosine distance: 1 - similarity
+            Ok(m) => m.keys.into_iter().zip(m.distances).map(|(id, d)| (id, 1.0 - d)).collect(),
             Err(_) => Vec::new(),
         }
     }

@@ -162,3 +162,17 @@ fn other_dimensions_are_refused_not_mixed() {
     c.insert(zero);
     assert_eq!(c.len(), 1, "a zero vector is not stored");
 }
+
+#[test]
+fn bulk_insert_indexes_every_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let c = SemanticIndex::open(store.semantic.clone(), 100);
+    let entries: Vec<NewEntry> = (0..40).map(|i| entry(1 + (i % 4) as u8, "bulk", vector(i, 0.0))).collect();
+    c.insert_many(entries);
+    assert_eq!(c.len(), 40);
+    assert_eq!(store.semantic.len(), 40);
+    // entry 6 went to partition 3 along axis 6
+    assert!(matches!(c.lookup(&query(&[3; 32], &vector(6, 0.0), "bulk")), Lookup::Hit(_)));
+    assert!(matches!(c.lookup(&query(&[2; 32], &vector(6, 0.0), "bulk")), Lookup::Miss { .. }));
+}
