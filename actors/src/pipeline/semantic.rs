@@ -262,3 +262,49 @@ pub(super) fn semantic_key() -> Arc<KeyEntry> {
     };
     Arc::new(KeyEntry::new(key, None))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(v: Value) -> ChatRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn the_partition_is_everything_but_the_last_prompt_and_the_stream_flags() {
+        let base = json!({"model": "m", "messages": [
+            {"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is the capital of France?"}]});
+        let p = partition("a", "key:k", &req(base.clone()));
+        let mut reworded = base.clone();
+        reworded["messages"][1]["content"] = json!("Which city is France's capital?");
+        reworded["stream"] = json!(true);
+        reworded["stream_options"] = json!({"include_usage": true});
+        assert_eq!(p, partition("a", "key:k", &req(reworded)));
+        let mut system = base.clone();
+        system["messages"][0]["content"] = json!("Be verbose.");
+        assert_ne!(p, partition("a", "key:k", &req(system)));
+        let mut sampled = base.clone();
+        sampled["temperature"] = json!(0.2);
+        assert_ne!(p, partition("a", "key:k", &req(sampled)));
+        assert_ne!(p, partition("a", "key:other", &req(base.clone())));
+        assert_ne!(p, partition("b", "key:k", &req(base)));
+    }
+
+    #[test]
+    fn an_embeddings_answer_is_read_defensively() {
+        let ok = br#"{"data": [{"embedding": [3.0, 4.0]}]}"#;
+        assert_eq!(embedding_of(ok), Some(vec![0.6, 0.8]));
+        for bad in [
+            &b"not json"[..],
+            br#"{"data": []}"#,
+            br#"{"data": [{"embedding": "AAAA"}]}"#,
+            br#"{"data": [{"embedding": [0.0, 0.0]}]}"#,
+            br#"{"data": [{"embedding": [1.0, "x"]}]}"#,
+            br#"{"error": {"message": "no"}}"#,
+        ] {
+            assert_eq!(embedding_of(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(embedded_text("  What is it?? "), "what is it");
+    }
+}
