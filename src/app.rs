@@ -28,6 +28,8 @@ pub struct AppState {
     pub responses: Arc<ingress::responses::store::ResponseStore>,
     pub metrics: PrometheusHandle,
     pub config_path: PathBuf,
+    /// The web console's sessions.
+    pub console: ingress::console::Sessions,
 }
 
 fn install_metrics() -> Result<PrometheusHandle, String> {
@@ -189,6 +191,7 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
         responses,
         metrics: metrics.clone(),
         config_path,
+        console: Default::default(),
     });
 
     let app_state = state.clone();

@@ -207,6 +207,10 @@ pub struct RawServer {
     pub workers: Option<usize>,
     /// Credential for `/admin/*` (`Authorization: Bearer`); absent disables the admin API.
     pub admin_key: Option<String>,
+    /// The web console at `/ui` (default true; it needs `admin_key`).
+    pub console: Option<bool>,
+    /// How long a console session lasts, seconds (default 8 hours).
+    pub console_session_secs: Option<u64>,
     /// Group-commit interval of the usage ledger, in milliseconds.
     pub ledger_flush_ms: Option<u64>,
     /// Largest number of usage records buffered before a flush is forced.

@@ -11,6 +11,9 @@ pub struct Server {
     pub workers: Option<usize>,
     /// SHA-256 (hex) of the admin credential.
     pub admin_key_sha256: Option<String>,
+    /// The web console at `/ui` (served only with an admin credential).
+    pub console: bool,
+    pub console_session: Duration,
     pub ledger_flush: Duration,
     pub ledger_batch_max: usize,
     /// Whether a response waits for its usage record to be on disk.

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod batch;
+pub mod console;
 pub mod http;
 pub mod nats;
 pub mod respond;
@@ -64,6 +65,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(http::healthz))
         .route("/readyz", web::get().to(http::readyz))
         .configure(admin::routes)
+        .configure(console::routes)
         .configure(batch::http::routes)
         .configure(responses::routes)
         .default_service(web::to(http::not_found));

@@ -783,3 +783,14 @@ impl Drop for NatsCluster {
         }
     }
 }
+
+/// A script the tests ran succeeded; else its output and the gateway's log.
+pub fn assert_ran(out: &std::process::Output, gw: &Gateway) {
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}\ngateway log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+}

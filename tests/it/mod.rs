@@ -6,6 +6,7 @@ mod batch;
 mod bedrock;
 mod cache;
 mod chat;
+mod console;
 mod errors;
 mod experiments;
 mod failover;

@@ -13,13 +13,7 @@ pub(crate) fn run_sdk_script(script: &str, gw: &Gateway) {
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk").join(script);
     let out = Command::new(python).arg(script).arg(gw.url()).arg(MAIN_KEY).output().expect("python");
-    assert!(
-        out.status.success(),
-        "stdout:\n{}\nstderr:\n{}\ngateway log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        gw.log()
-    );
+    assert_ran(&out, gw);
 }
 
 /// Runs `tests/node/<script>` with the Node.js that `ops/test.sh` prepared (it installs
@@ -31,13 +25,7 @@ fn run_node_script(script: &str, gw: &Gateway) {
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
     let out = Command::new(node).current_dir(&dir).arg(script).arg(gw.url()).arg(MAIN_KEY).output().expect("node");
-    assert!(
-        out.status.success(),
-        "stdout:\n{}\nstderr:\n{}\ngateway log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        gw.log()
-    );
+    assert_ran(&out, gw);
 }
 
 /// The OpenAI Node SDK, the Anthropic TypeScript SDK and the Vercel AI SDK's `openai()`

@@ -31,6 +31,8 @@ pub(super) fn server(s: RawServer, env: &dyn Fn(&str) -> Option<String>, errs: &
         body_limit_bytes,
         workers: s.workers,
         admin_key_sha256,
+        console: s.console.unwrap_or(true),
+        console_session: Duration::from_secs(s.console_session_secs.unwrap_or(8 * 3600).max(60)),
         ledger_flush: positive_ms("server.ledger_flush_ms", s.ledger_flush_ms, 50, errs),
         ledger_batch_max,
         ledger_sync: match s.ledger_durability.as_deref() {

@@ -34,7 +34,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub(super) fn admin(req: &HttpRequest, state: &AppState) -> Result<(), GatewayError> {
     let expected = state.engine.runtime().config.server.admin_key_sha256.clone().ok_or(GatewayError::NotFound)?;
     match credential(&header(req)) {
-        None => Err(GatewayError::MissingKey),
+        // the web console's session, when the request carries no credential
+        None => state.console.admin(req).unwrap_or(Err(GatewayError::MissingKey)),
         Some(c) if switchyard_config::hash_key(c) != expected => Err(GatewayError::InvalidKey),
         Some(_) => Ok(()),
     }
@@ -119,7 +120,8 @@ pub(super) async fn admin_json_required<T: for<'de> Deserialize<'de>>(
 /// Who made a change (free text: an email, a CI job), for audit trails:
 /// `x-switchyard-actor`, default `admin`.
 pub(super) fn actor(req: &HttpRequest) -> String {
-    let v = req.headers().get("x-switchyard-actor").and_then(|v| v.to_str().ok()).unwrap_or("admin");
+    let default = if req.cookie(super::console::COOKIE).is_some() { "console" } else { "admin" };
+    let v = req.headers().get("x-switchyard-actor").and_then(|v| v.to_str().ok()).unwrap_or(default);
     v.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 

@@ -1,0 +1,201 @@
+//! The web console at `/ui`: a page and its script and style, embedded in the binary
+//! (no build step, no CDN), and the session it signs in with. Every change the console
+//! makes goes through the admin API (`/admin/*`) with the same checks; a session stands
+//! in for the admin credential there (see [`Sessions::admin`]), and a change also needs
+//! the session's CSRF token in `x-csrf-token`.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use switchyard_actors::GatewayError;
+
+use super::admin::answer;
+use super::respond::simple_error;
+use crate::app::AppState;
+
+const INDEX: &str = include_str!("assets/index.html");
+const SCRIPT: &str = include_str!("assets/app.js");
+const STYLE: &str = include_str!("assets/app.css");
+
+/// The session cookie.
+pub const COOKIE: &str = "sy_session";
+/// Sessions kept at once; past it the oldest are dropped.
+const MAX_SESSIONS: usize = 1024;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ui", web::get().to(page))
+        .route("/ui/", web::get().to(page))
+        .route("/ui/assets/app.js", web::get().to(script))
+        .route("/ui/assets/app.css", web::get().to(style))
+        .route("/ui/api/session", web::post().to(sign_in))
+        .route("/ui/api/session", web::get().to(session))
+        .route("/ui/api/session", web::delete().to(sign_out))
+        .route("/ui/{page}", web::get().to(page));
+}
+
+/// A signed-in console user.
+#[derive(Clone)]
+struct Session {
+    csrf: String,
+    role: &'static str,
+    expires: Instant,
+}
+
+/// The console's sessions (in memory: a restart signs everyone out).
+#[derive(Default)]
+pub struct Sessions {
+    by_token: RwLock<HashMap<String, Session>>,
+}
+
+fn random_hex() -> Result<String, GatewayError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| GatewayError::Internal(format!("no randomness: {e}")))?;
+    Ok(hex::encode(bytes))
+}
+
+impl Sessions {
+    fn open(&self, role: &'static str, ttl: Duration) -> Result<(String, Session), GatewayError> {
+        let token = random_hex()?;
+        let session = Session { csrf: random_hex()?, role, expires: Instant::now() + ttl };
+        let mut map = self.by_token.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        map.retain(|_, s| s.expires > now);
+        if map.len() >= MAX_SESSIONS {
+            if let Some(oldest) = map.iter().min_by_key(|(_, s)| s.expires).map(|(t, _)| t.clone()) {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(token.clone(), session.clone());
+        Ok((token, session))
+    }
+
+    fn get(&self, req: &HttpRequest) -> Option<Session> {
+        let token = req.cookie(COOKIE)?;
+        let map = self.by_token.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(token.value()).filter(|s| s.expires > Instant::now()).cloned()
+    }
+
+    fn close(&self, req: &HttpRequest) {
+        if let Some(token) = req.cookie(COOKIE) {
+            self.by_token.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(token.value());
+        }
+    }
+
+    /// The admin API's check for a request that carries no admin credential: a console
+    /// session, and for a change its CSRF token. `None`: no session (the caller answers
+    /// as for a missing credential).
+    pub fn admin(&self, req: &HttpRequest) -> Option<Result<(), GatewayError>> {
+        let session = self.get(req)?;
+        if matches!(*req.method(), Method::GET | Method::HEAD) {
+            return Some(Ok(()));
+        }
+        let token = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok());
+        Some(if token == Some(session.csrf.as_str()) {
+            Ok(())
+        } else {
+            Err(GatewayError::Forbidden {
+                code: "csrf_token_missing",
+                message: "a console change needs the session's x-csrf-token header".into(),
+            })
+        })
+    }
+}
+
+/// The console is served when it is on and the admin API is (it signs in with its key).
+fn served(state: &AppState) -> bool {
+    let server = &state.engine.runtime().config.server;
+    server.console && server.admin_key_sha256.is_some()
+}
+
+fn asset(state: &AppState, content_type: &str, body: &'static str) -> HttpResponse {
+    if !served(state) {
+        return HttpResponse::NotFound().finish();
+    }
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .insert_header(("x-frame-options", "DENY"))
+        .insert_header((
+            "content-security-policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+        ))
+        .body(body)
+}
+
+async fn page(state: web::Data<AppState>) -> HttpResponse {
+    asset(&state, "text/html; charset=utf-8", INDEX)
+}
+
+async fn script(state: web::Data<AppState>) -> HttpResponse {
+    asset(&state, "text/javascript; charset=utf-8", SCRIPT)
+}
+
+async fn style(state: web::Data<AppState>) -> HttpResponse {
+    asset(&state, "text/css; charset=utf-8", STYLE)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    key: String,
+}
+
+/// `POST /ui/api/session {"key"}`: signs in with the admin credential; the session is an
+/// HttpOnly, Secure, SameSite=Strict cookie, and the answer holds its CSRF token.
+async fn sign_in(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+    if !served(&state) {
+        return HttpResponse::NotFound().finish();
+    }
+    let result = (|| {
+        let server = &state.engine.runtime().config.server;
+        let expected = server.admin_key_sha256.clone().ok_or(GatewayError::NotFound)?;
+        let form: SignIn = serde_json::from_slice(&body)
+            .map_err(|e| GatewayError::BadRequest(format!("expected {{\"key\": \"...\"}}: {e}")))?;
+        if switchyard_config::hash_key(&form.key) != expected {
+            tracing::warn!(target: "switchyard::audit", "console sign-in refused");
+            return Err(GatewayError::InvalidKey);
+        }
+        let (token, session) = state.console.open("admin", server.console_session)?;
+        tracing::info!(target: "switchyard::audit", role = session.role, "console sign-in");
+        Ok((token, session, server.console_session))
+    })();
+    match result {
+        Ok((token, session, ttl)) => {
+            let cookie = Cookie::build(COOKIE, token)
+                .path("/")
+                .http_only(true)
+                .secure(true)
+                .same_site(SameSite::Strict)
+                .max_age(actix_web::cookie::time::Duration::seconds(ttl.as_secs() as i64))
+                .finish();
+            HttpResponse::Ok().cookie(cookie).json(json!({"role": session.role, "csrf": session.csrf}))
+        }
+        Err(e) => simple_error(&super::respond::request_id(&req), e),
+    }
+}
+
+/// `GET /ui/api/session`: who is signed in, and the CSRF token (401 without a session).
+async fn session(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if !served(&state) {
+        return HttpResponse::NotFound().finish();
+    }
+    let result =
+        state.console.get(&req).map(|s| json!({"role": s.role, "csrf": s.csrf})).ok_or(GatewayError::MissingKey);
+    answer(&req, 200, result)
+}
+
+/// `DELETE /ui/api/session`: signs out.
+async fn sign_out(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    state.console.close(&req);
+    let mut gone =
+        Cookie::build(COOKIE, "").path("/").http_only(true).secure(true).same_site(SameSite::Strict).finish();
+    gone.make_removal();
+    HttpResponse::Ok().cookie(gone).json(json!({"signed_out": true}))
+}

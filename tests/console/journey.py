@@ -1,0 +1,115 @@
+"""The console's main journey in a real browser (Debian's Chromium, driven by Playwright
+from PyPI): sign in, create a key, send traffic with it through the gateway, see the
+traffic and spend, lower its limit and see the 429s counted, revoke it; the CSRF check
+and signing out. Screenshots of each page go to the directory given.
+
+    python journey.py GATEWAY_URL ADMIN_KEY SCREENSHOT_DIR
+"""
+
+import json
+import os
+import re
+import sys
+import urllib.error
+import urllib.request
+
+from playwright.sync_api import expect, sync_playwright
+
+base, admin_key, shots = sys.argv[1], sys.argv[2], sys.argv[3]
+
+
+def chat(secret):
+    body = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "hello from the console test"}]})
+    req = urllib.request.Request(f"{base}/v1/chat/completions", data=body.encode(), method="POST",
+                                 headers={"authorization": f"Bearer {secret}", "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def shot(page, name):
+    page.screenshot(path=os.path.join(shots, f"console-{name}.png"), full_page=True)
+
+
+with sync_playwright() as p:
+    browser = p.chromium.launch(
+        executable_path=os.environ.get("SWITCHYARD_TEST_CHROMIUM", "/usr/bin/chromium"),
+        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync"],
+    )
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    # prompt() and confirm() are answered with what the journey sets here
+    answer = {"text": ""}
+    page.on("dialog", lambda d: d.accept(answer["text"]))
+
+    # sign in: a wrong key is refused, the admin key gets in
+    page.goto(f"{base}/ui")
+    page.fill("#admin-key", "not-the-admin-key")
+    page.click("#sign-in-form button")
+    expect(page.locator("#sign-in-error")).not_to_be_empty()
+    shot(page, "sign-in")
+    page.fill("#admin-key", admin_key)
+    page.click("#sign-in-form button")
+    expect(page.locator("#tiles .tile").first).to_be_visible()
+
+    # create a key: its secret is shown once
+    page.click("a[data-page=keys]")
+    page.fill("#new-key input[name=id]", "ui-key")
+    page.fill("#new-key input[name=models]", "chat")
+    page.fill("#new-key input[name=rpm]", "100")
+    page.click("#new-key button")
+    expect(page.locator("#secret")).to_have_text(re.compile(r"^sk-sy-"))
+    secret = page.locator("#secret").text_content()
+    expect(page.locator("tr[data-key=ui-key]")).to_contain_text("active")
+    shot(page, "keys")
+
+    # traffic with it, seen on the usage page
+    assert [chat(secret) for _ in range(3)] == [200, 200, 200]
+    page.click("a[data-page=usage]")
+    page.select_option("#usage-form select[name=by]", "key")
+    page.click("#usage-form button[type=submit]")
+    row = page.locator("tr[data-group=ui-key]")
+    expect(row.locator("td").nth(1)).to_have_text("3")
+    shot(page, "usage")
+    with page.expect_download() as download:
+        page.click("#csv")
+    csv = open(download.value.path()).read()
+    assert "ui-key" in csv and csv.startswith("group,requests"), csv
+
+    # lower its limit: the requests past it are refused and counted
+    page.click("a[data-page=keys]")
+    answer["text"] = "1"
+    page.locator("tr[data-key=ui-key] .set-rpm").click()
+    expect(page.locator("tr[data-key=ui-key] td").nth(3)).to_have_text("1")
+    statuses = [chat(secret) for _ in range(3)]
+    assert 429 in statuses, statuses
+    page.click("a[data-page=overview]")
+    tile = page.locator("[data-tile='Rate limited (429)'] .value")
+    expect(tile).not_to_have_text("0")
+    shot(page, "overview")
+
+    # revoke it: refused at once
+    page.click("a[data-page=keys]")
+    page.locator("tr[data-key=ui-key] .revoke").click()
+    expect(page.locator("tr[data-key=ui-key]")).to_contain_text("revoked")
+    assert chat(secret) == 401
+
+    # the cache page clears through the admin API
+    page.click("a[data-page=cache]")
+    page.click("#cache-form button")
+    expect(page.locator("#cache-result")).to_contain_text("Removed")
+    shot(page, "cache")
+
+    # a change without the CSRF token is refused even with the session cookie
+    r = page.request.delete(f"{base}/admin/keys/ui-key")
+    assert r.status == 403, r.status
+    assert page.request.get(f"{base}/admin/keys").status == 200
+
+    # signed out: the cookie no longer opens the admin API
+    page.click("#sign-out")
+    expect(page.locator("#sign-in")).to_be_visible()
+    assert page.request.get(f"{base}/admin/keys").status == 401
+    browser.close()
+print("console journey ok")
