@@ -46,18 +46,22 @@ pub struct Row {
     pub cost_usd: f64,
 }
 
+/// The team of key `key_id`: `teams` maps key ids to theirs; a JWT caller's id names its
+/// team (`jwt:<sub>@<team>`).
+pub fn team_of(key_id: &str, teams: &HashMap<String, String>) -> Option<String> {
+    teams
+        .get(key_id)
+        .cloned()
+        .or_else(|| key_id.strip_prefix("jwt:").and_then(|c| c.rsplit_once('@')).map(|(_, t)| t.to_string()))
+}
+
 /// Rows grouped `by`; `teams` maps key ids to their team (keys without one group as `-`).
 pub fn aggregate(records: &[UsageRecord], by: GroupBy, teams: &HashMap<String, String>) -> Vec<Row> {
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     for r in records {
         let group = match by {
             GroupBy::Key => r.key_id.clone(),
-            GroupBy::Team => teams
-                .get(&r.key_id)
-                .cloned()
-                // a JWT caller's id names its team: `jwt:<sub>@<team>`
-                .or_else(|| r.key_id.strip_prefix("jwt:").and_then(|c| c.rsplit_once('@')).map(|(_, t)| t.to_string()))
-                .unwrap_or_else(|| "-".into()),
+            GroupBy::Team => team_of(&r.key_id, teams).unwrap_or_else(|| "-".into()),
             GroupBy::Day => switchyard_config::utc_day(r.ts_ms),
             GroupBy::Model => r.alias.clone(),
             GroupBy::Prompt => r.prompt.clone().unwrap_or_else(|| "-".into()),

@@ -3,7 +3,10 @@ from PyPI): sign in, create a key, send traffic with it through the gateway, see
 traffic and spend, lower its limit and see the 429s counted, revoke it; the CSRF check
 and signing out. Screenshots of each page go to the directory given.
 
-    python journey.py GATEWAY_URL ADMIN_KEY SCREENSHOT_DIR
+    python journey.py GATEWAY_URL ADMIN_KEY SCREENSHOT_DIR TEAM_ADMIN_TOKEN
+
+The last part signs in with a single sign-on token of a team admin of `research`, who
+sees that team's keys and no other's.
 """
 
 import json
@@ -15,7 +18,7 @@ import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
 
-base, admin_key, shots = sys.argv[1], sys.argv[2], sys.argv[3]
+base, admin_key, shots, team_admin_token = sys.argv[1:5]
 
 
 def chat(secret):
@@ -64,6 +67,11 @@ with sync_playwright() as p:
     secret = page.locator("#secret").text_content()
     expect(page.locator("tr[data-key=ui-key]")).to_contain_text("active")
     shot(page, "keys")
+    # and one of the research team's
+    page.fill("#new-key input[name=id]", "research-key")
+    page.fill("#new-key input[name=team]", "research")
+    page.click("#new-key button")
+    expect(page.locator("tr[data-key=research-key]")).to_contain_text("research")
 
     # traffic with it, seen on the usage page
     assert [chat(secret) for _ in range(3)] == [200, 200, 200]
@@ -111,5 +119,16 @@ with sync_playwright() as p:
     page.click("#sign-out")
     expect(page.locator("#sign-in")).to_be_visible()
     assert page.request.get(f"{base}/admin/keys").status == 401
+
+    # a team admin (single sign-on) sees their team's keys, not another team's
+    page.fill("#admin-key", team_admin_token)
+    page.click("#sign-in-form button")
+    expect(page.locator("#who")).to_contain_text("team_admin")
+    page.click("a[data-page=keys]")
+    expect(page.locator("tr[data-key=research-key]")).to_be_visible()
+    expect(page.locator("tr[data-key=ui-key]")).to_have_count(0)
+    expect(page.locator("a[data-page=cache]")).to_be_hidden()
+    shot(page, "keys-team-admin")
+    assert page.request.get(f"{base}/admin/usage?by=key").status == 200
     browser.close()
 print("console journey ok")

@@ -9,6 +9,116 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
+const SECRET: &str = "a-console-sso-secret-of-32-bytes-at-least";
+
+/// A gateway that also takes single sign-on tokens (HS256) for team `research`.
+fn sso_gateway(mock: &str) -> Gateway {
+    let extra = format!("[[teams]]\nid = \"research\"\nmodels = [\"chat\"]\n\n[jwt]\nhs256_secret = \"{SECRET}\"\n");
+    Gateway::start_with(mock, &extra)
+}
+
+/// A token of `sub` in team `research` with `role`.
+fn token(sub: &str, role: &str) -> String {
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+    let claims = json!({"sub": sub, "team": "research", "switchyard_role": role, "exp": exp});
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap()
+}
+
+/// Signs in with `form`: the session cookie and its CSRF token.
+async fn sign_in(url: &str, form: Value) -> (String, String) {
+    let r = client().post(format!("{url}/ui/api/session")).json(&form).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = header(&r, "set-cookie").split(';').next().unwrap().to_string();
+    let csrf = r.json::<Value>().await.unwrap()["csrf"].as_str().unwrap().to_string();
+    (cookie, csrf)
+}
+
+#[tokio::test]
+async fn team_admins_and_viewers_see_their_team_only() {
+    let mock = mock_upstream();
+    let gw = sso_gateway(&mock.url);
+    let admin =
+        |m: reqwest::Method, path: &str| client().request(m, format!("{}{path}", gw.url())).bearer_auth(ADMIN_KEY);
+    for (id, team) in [("ops-key", json!(null)), ("research-key", json!("research"))] {
+        let r =
+            admin(reqwest::Method::POST, "/admin/keys").json(&json!({"id": id, "team": team})).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let (cookie, csrf) = sign_in(gw.url(), json!({"token": token("lead", "team_admin")})).await;
+    let as_lead = |m: reqwest::Method, path: &str| {
+        client()
+            .request(m, format!("{}{path}", gw.url()))
+            .header("cookie", cookie.clone())
+            .header("x-csrf-token", csrf.clone())
+    };
+    let keys: Value = as_lead(reqwest::Method::GET, "/admin/keys").send().await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> = keys["data"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["research-key"], "{keys}");
+    assert!(keys["config_keys"].as_array().unwrap().is_empty(), "no config key is of the team");
+    // a key it makes is of its team; another team's is refused; another team's key is not there
+    let made: Value = as_lead(reqwest::Method::POST, "/admin/keys")
+        .json(&json!({"id": "lead-made"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(made["team"], "research", "{made}");
+    let r =
+        as_lead(reqwest::Method::POST, "/admin/keys").json(&json!({"id": "x", "team": "ops"})).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(as_lead(reqwest::Method::DELETE, "/admin/keys/ops-key").send().await.unwrap().status(), 404);
+    assert_eq!(as_lead(reqwest::Method::DELETE, "/admin/keys/lead-made").send().await.unwrap().status(), 200);
+    // admin-only parts of the API
+    assert_eq!(as_lead(reqwest::Method::DELETE, "/admin/cache").send().await.unwrap().status(), 403);
+    assert_eq!(as_lead(reqwest::Method::POST, "/admin/reload").send().await.unwrap().status(), 403);
+    // usage: the team's keys only
+    let secret = |v: &Value| v["key"].as_str().unwrap().to_string();
+    let ops: Value = admin(reqwest::Method::POST, "/admin/keys")
+        .json(&json!({"id": "ops-2"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let research: Value = admin(reqwest::Method::POST, "/admin/keys")
+        .json(&json!({"id": "research-2", "team": "research"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for s in [secret(&ops), secret(&research)] {
+        assert_eq!(post_as(gw.url(), &s, &[], &chat_body("usage by team")).await.status(), 200);
+    }
+    let usage: Value = as_lead(reqwest::Method::GET, "/admin/usage?by=key").send().await.unwrap().json().await.unwrap();
+    let groups: Vec<&str> = usage["data"].as_array().unwrap().iter().map(|r| r["group"].as_str().unwrap()).collect();
+    assert_eq!(groups, ["research-2"], "{usage}");
+
+    // a viewer reads and changes nothing
+    let (cookie, csrf) = sign_in(gw.url(), json!({"token": token("eve", "viewer")})).await;
+    let as_viewer = |m: reqwest::Method, path: &str| {
+        client()
+            .request(m, format!("{}{path}", gw.url()))
+            .header("cookie", cookie.clone())
+            .header("x-csrf-token", csrf.clone())
+    };
+    assert_eq!(as_viewer(reqwest::Method::GET, "/admin/keys").send().await.unwrap().status(), 200);
+    let r = as_viewer(reqwest::Method::POST, "/admin/keys").json(&json!({"id": "v"})).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    // a token with the admin role is an admin; a bad token signs no one in
+    let (cookie, _) = sign_in(gw.url(), json!({"token": token("root", "admin")})).await;
+    let r = client().get(format!("{}/admin/keys", gw.url())).header("cookie", cookie).send().await.unwrap();
+    let all: Value = r.json().await.unwrap();
+    assert!(all["data"].as_array().unwrap().len() >= 4, "{all}");
+    let bad = client().post(format!("{}/ui/api/session", gw.url())).json(&json!({"token": "a.b.c"})).send().await;
+    assert_eq!(bad.unwrap().status(), 401);
+}
+
 #[tokio::test]
 async fn a_session_opens_the_admin_api_and_a_change_needs_its_csrf_token() {
     let mock = mock_upstream();
@@ -75,13 +185,15 @@ fn the_console_journey_in_a_real_browser() {
         return;
     };
     let mock = mock_upstream();
-    let gw = Gateway::start(&mock.url);
+    let gw = sso_gateway(&mock.url);
     let tmp = tempfile::tempdir().unwrap();
     let shots = std::env::var("SWITCHYARD_CONSOLE_SHOTS")
         .map(|d| Path::new(env!("CARGO_MANIFEST_DIR")).join(d))
         .unwrap_or_else(|_| tmp.path().to_path_buf());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/journey.py");
-    let out = Command::new(python).arg(script).arg(gw.url()).arg(ADMIN_KEY).arg(&shots).output().expect("python");
+    let lead = token("lead", "team_admin");
+    let out =
+        Command::new(python).arg(script).arg(gw.url()).arg(ADMIN_KEY).arg(&shots).arg(lead).output().expect("python");
     assert_ran(&out, &gw);
     assert!(shots.join("console-usage.png").exists());
 }

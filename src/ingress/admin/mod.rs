@@ -4,17 +4,17 @@
 mod cache;
 mod experiments;
 mod prompts;
+pub mod roles;
 
 use std::collections::HashMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use switchyard_actors::pipeline::credential;
 use switchyard_actors::pipeline::vkeys::VirtualKey;
 use switchyard_actors::GatewayError;
 
-use super::respond::{header, names, read_body, request_id, set, simple_error};
+use super::respond::{names, read_body, request_id, set, simple_error};
 use crate::app::{reload, AppState};
 use crate::usage::{aggregate, GroupBy};
 
@@ -30,15 +30,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(experiments::routes);
 }
 
-/// The admin credential, or the error to answer (404 when the admin API is off).
+/// The admin credential or a console session with the admin role, or the error to
+/// answer (404 when the admin API is off).
 pub(super) fn admin(req: &HttpRequest, state: &AppState) -> Result<(), GatewayError> {
-    let expected = state.engine.runtime().config.server.admin_key_sha256.clone().ok_or(GatewayError::NotFound)?;
-    match credential(&header(req)) {
-        // the web console's session, when the request carries no credential
-        None => state.console.admin(req).unwrap_or(Err(GatewayError::MissingKey)),
-        Some(c) if switchyard_config::hash_key(c) != expected => Err(GatewayError::InvalidKey),
-        Some(_) => Ok(()),
-    }
+    roles::principal(req, state)?.require_admin()
 }
 
 pub(super) fn answer(req: &HttpRequest, status: u16, result: Result<Value, GatewayError>) -> HttpResponse {
@@ -129,11 +124,15 @@ pub(super) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, 
     serde_json::from_slice(body).map_err(|e| GatewayError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
-/// `POST /admin/keys`: the new key, with its secret (`key`), shown this once.
+/// `POST /admin/keys`: the new key, with its secret (`key`), shown this once. A team
+/// admin's key is of their team.
 async fn create_key(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let result = async {
         // the credential first: nothing is read of a body an unknown caller sends
-        let vk: VirtualKey = admin_json_required(&req, payload, &state).await?;
+        let who = roles::principal(&req, &state)?;
+        who.require_write()?;
+        let mut vk: VirtualKey = json_body(&admin_body(&req, payload, &state).await?)?;
+        vk.team = who.team_of_new_key(vk.team.take())?;
         let config = state.engine.runtime().config.clone();
         let (vk, secret) = state.engine.virtual_keys().create(vk, &config).await?;
         let mut v = shown(&vk);
@@ -149,13 +148,15 @@ async fn create_key(req: HttpRequest, payload: web::Payload, state: web::Data<Ap
 /// `GET /admin/keys`: virtual keys (revoked ones too) and, read-only, the config's.
 async fn list_keys(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let result = (|| {
-        admin(&req, &state)?;
-        let virtual_keys: Vec<Value> = state.engine.virtual_keys().list()?.iter().map(shown).collect();
+        let who = roles::principal(&req, &state)?;
+        let all = state.engine.virtual_keys().list()?;
+        let virtual_keys: Vec<Value> = all.iter().filter(|k| who.sees(k.team.as_deref())).map(shown).collect();
         let rt = state.engine.runtime();
         let config_keys: Vec<Value> = rt
             .config
             .keys
             .iter()
+            .filter(|k| who.sees(k.team.as_deref()))
             .map(|k| {
                 json!({"object": "config_key", "id": k.id, "team": k.team, "models": k.models,
                 "rpm": k.limits.rpm, "tpm": k.limits.tpm, "tpd": k.limits.tpd,
@@ -176,7 +177,15 @@ async fn update_key(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let result = async {
-        let patch: Map<String, Value> = admin_json_required(&req, payload, &state).await?;
+        let who = roles::principal(&req, &state)?;
+        own_key(&who, &state, &path)?;
+        let patch: Map<String, Value> = json_body(&admin_body(&req, payload, &state).await?)?;
+        if who.role != roles::Role::Admin && patch.contains_key("team") {
+            return Err(GatewayError::Forbidden {
+                code: "role_not_allowed",
+                message: "a team admin cannot move a key to another team".into(),
+            });
+        }
         let config = state.engine.runtime().config.clone();
         Ok(shown(&state.engine.virtual_keys().update(&path, patch, &config).await?))
     }
@@ -187,12 +196,27 @@ async fn update_key(
 /// `DELETE /admin/keys/{id}`: revoked at once.
 async fn revoke_key(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     let result = async {
-        admin(&req, &state)?;
+        let who = roles::principal(&req, &state)?;
+        own_key(&who, &state, &path)?;
         let config = state.engine.runtime().config.clone();
         Ok(shown(&state.engine.virtual_keys().revoke(&path, &config).await?))
     }
     .await;
     answer(&req, 200, result)
+}
+
+/// A change of key `id`: a team admin's own team's keys only (another team's is a 404,
+/// as if it were not there).
+fn own_key(who: &roles::Principal, state: &AppState, id: &str) -> Result<(), GatewayError> {
+    who.require_write()?;
+    if who.role == roles::Role::Admin {
+        return Ok(());
+    }
+    let keys = state.engine.virtual_keys().list()?;
+    match keys.iter().find(|k| k.id == id) {
+        Some(k) if who.sees(k.team.as_deref()) => Ok(()),
+        _ => Err(GatewayError::NotFound),
+    }
 }
 
 #[derive(Deserialize)]
@@ -205,7 +229,7 @@ struct UsageQuery {
 /// upstream calls and spend from the ledger.
 async fn usage(req: HttpRequest, q: web::Query<UsageQuery>, state: web::Data<AppState>) -> HttpResponse {
     let result = async {
-        admin(&req, &state)?;
+        let who = roles::principal(&req, &state)?;
         let by = match q.by.as_deref().unwrap_or("key") {
             "key" => GroupBy::Key,
             "team" => GroupBy::Team,
@@ -233,7 +257,13 @@ async fn usage(req: HttpRequest, q: web::Query<UsageQuery>, state: web::Data<App
         let engine = state.engine.clone();
         let teams: HashMap<String, String> = engine.teams_of_keys();
         let rows = tokio::task::spawn_blocking(move || {
-            engine.store().usage_since(since_ms).map(|records| aggregate(&records, by, &teams))
+            engine.store().usage_since(since_ms).map(|mut records| {
+                // a team admin or viewer reads their team's keys' records only
+                if who.role != roles::Role::Admin {
+                    records.retain(|r| who.sees(crate::usage::team_of(&r.key_id, &teams).as_deref()));
+                }
+                aggregate(&records, by, &teams)
+            })
         })
         .await
         .map_err(|e| GatewayError::Internal(e.to_string()))?

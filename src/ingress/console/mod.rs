@@ -16,6 +16,7 @@ use serde_json::json;
 use switchyard_actors::GatewayError;
 
 use super::admin::answer;
+use super::admin::roles::{Principal, Role};
 use super::respond::simple_error;
 use crate::app::AppState;
 
@@ -43,7 +44,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Clone)]
 struct Session {
     csrf: String,
-    role: &'static str,
+    who: Principal,
     expires: Instant,
 }
 
@@ -60,9 +61,9 @@ fn random_hex() -> Result<String, GatewayError> {
 }
 
 impl Sessions {
-    fn open(&self, role: &'static str, ttl: Duration) -> Result<(String, Session), GatewayError> {
+    fn open(&self, who: Principal, ttl: Duration) -> Result<(String, Session), GatewayError> {
         let token = random_hex()?;
-        let session = Session { csrf: random_hex()?, role, expires: Instant::now() + ttl };
+        let session = Session { csrf: random_hex()?, who, expires: Instant::now() + ttl };
         let mut map = self.by_token.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         map.retain(|_, s| s.expires > now);
@@ -87,17 +88,17 @@ impl Sessions {
         }
     }
 
-    /// The admin API's check for a request that carries no admin credential: a console
+    /// The admin API's caller when a request carries no admin credential: a console
     /// session, and for a change its CSRF token. `None`: no session (the caller answers
     /// as for a missing credential).
-    pub fn admin(&self, req: &HttpRequest) -> Option<Result<(), GatewayError>> {
+    pub fn principal(&self, req: &HttpRequest) -> Option<Result<Principal, GatewayError>> {
         let session = self.get(req)?;
         if matches!(*req.method(), Method::GET | Method::HEAD) {
-            return Some(Ok(()));
+            return Some(Ok(session.who));
         }
         let token = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok());
         Some(if token == Some(session.csrf.as_str()) {
-            Ok(())
+            Ok(session.who)
         } else {
             Err(GatewayError::Forbidden {
                 code: "csrf_token_missing",
@@ -144,27 +145,49 @@ async fn style(state: web::Data<AppState>) -> HttpResponse {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SignIn {
-    key: String,
+    /// The admin credential.
+    key: Option<String>,
+    /// A single sign-on token (verified with `[jwt]`): its team claim and its
+    /// `switchyard_role` claim (`admin`, `team_admin`, else viewer) make the session.
+    token: Option<String>,
 }
 
-/// `POST /ui/api/session {"key"}`: signs in with the admin credential; the session is an
-/// HttpOnly, Secure, SameSite=Strict cookie, and the answer holds its CSRF token.
+/// Who a sign-in form names, or why not.
+fn who_signs_in(form: SignIn, state: &AppState) -> Result<Principal, GatewayError> {
+    use switchyard_actors::pipeline::jwt::{looks_like_jwt, unverified_claim};
+    let rt = state.engine.runtime();
+    let expected = rt.config.server.admin_key_sha256.clone().ok_or(GatewayError::NotFound)?;
+    match (form.key, form.token) {
+        (Some(key), None) if switchyard_config::hash_key(&key) == expected => Ok(Principal::admin("console:admin")),
+        (None, Some(token)) if looks_like_jwt(&token) && rt.config.jwt.is_some() => {
+            let key = rt.authenticate(&token)?;
+            let role = Role::from_claim(unverified_claim(&token, "switchyard_role").as_deref());
+            let team = key.team.as_ref().map(|t| t.id.clone());
+            Ok(Principal { role, team, who: format!("console:{}", key.id) })
+        }
+        (Some(_), None) | (None, Some(_)) => Err(GatewayError::InvalidKey),
+        _ => Err(GatewayError::BadRequest("sign in with {\"key\"} or {\"token\"}".into())),
+    }
+}
+
+/// `POST /ui/api/session {"key"} | {"token"}`: signs in with the admin credential or a
+/// single sign-on token; the session is an HttpOnly, Secure, SameSite=Strict cookie,
+/// and the answer holds its CSRF token.
 async fn sign_in(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
     if !served(&state) {
         return HttpResponse::NotFound().finish();
     }
     let result = (|| {
-        let server = &state.engine.runtime().config.server;
-        let expected = server.admin_key_sha256.clone().ok_or(GatewayError::NotFound)?;
+        let ttl = state.engine.runtime().config.server.console_session;
         let form: SignIn = serde_json::from_slice(&body)
-            .map_err(|e| GatewayError::BadRequest(format!("expected {{\"key\": \"...\"}}: {e}")))?;
-        if switchyard_config::hash_key(&form.key) != expected {
-            tracing::warn!(target: "switchyard::audit", "console sign-in refused");
-            return Err(GatewayError::InvalidKey);
-        }
-        let (token, session) = state.console.open("admin", server.console_session)?;
-        tracing::info!(target: "switchyard::audit", role = session.role, "console sign-in");
-        Ok((token, session, server.console_session))
+            .map_err(|e| GatewayError::BadRequest(format!("expected {{\"key\"}} or {{\"token\"}}: {e}")))?;
+        let who = who_signs_in(form, &state).inspect_err(|e| {
+            tracing::warn!(target: "switchyard::audit", error = %e, "console sign-in refused");
+        })?;
+        let (token, session) = state.console.open(who, ttl)?;
+        tracing::info!(target: "switchyard::audit", who = %session.who.who, role = session.who.role.as_str(),
+            "console sign-in");
+        Ok((token, session, ttl))
     })();
     match result {
         Ok((token, session, ttl)) => {
@@ -175,10 +198,15 @@ async fn sign_in(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>)
                 .same_site(SameSite::Strict)
                 .max_age(actix_web::cookie::time::Duration::seconds(ttl.as_secs() as i64))
                 .finish();
-            HttpResponse::Ok().cookie(cookie).json(json!({"role": session.role, "csrf": session.csrf}))
+            HttpResponse::Ok().cookie(cookie).json(shown(&session))
         }
         Err(e) => simple_error(&super::respond::request_id(&req), e),
     }
+}
+
+/// A session as the console reads it.
+fn shown(s: &Session) -> serde_json::Value {
+    json!({"role": s.who.role.as_str(), "team": s.who.team, "who": s.who.who, "csrf": s.csrf})
 }
 
 /// `GET /ui/api/session`: who is signed in, and the CSRF token (401 without a session).
@@ -186,8 +214,7 @@ async fn session(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if !served(&state) {
         return HttpResponse::NotFound().finish();
     }
-    let result =
-        state.console.get(&req).map(|s| json!({"role": s.role, "csrf": s.csrf})).ok_or(GatewayError::MissingKey);
+    let result = state.console.get(&req).map(|s| shown(&s)).ok_or(GatewayError::MissingKey);
     answer(&req, 200, result)
 }
 

@@ -45,11 +45,18 @@ function rows(table, items, fill) {
 
 // --- sign-in --------------------------------------------------------------------------
 
+let role = null;
+
 function signedIn(session) {
   csrf = session.csrf;
+  role = session.role;
   $("sign-in").hidden = true;
   $("nav").hidden = false;
   $("sign-out").hidden = false;
+  $("who").textContent = session.team ? `${session.who} (${role}, team ${session.team})` : `${session.who} (${role})`;
+  // what a role may not do is not offered (the admin API refuses it anyway)
+  document.querySelector("a[data-page=cache]").hidden = role !== "admin";
+  $("new-key").hidden = role === "viewer";
   route();
 }
 
@@ -66,7 +73,10 @@ $("sign-in-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   $("sign-in-error").textContent = "";
   try {
-    signedIn(await api("POST", "/ui/api/session", { key: $("admin-key").value }));
+    const secret = $("admin-key").value.trim();
+    // a single sign-on token (a JWT: three dot-separated parts), else the admin key
+    const form = /^[\w-]+\.[\w-]+\.[\w-]*$/.test(secret) ? { token: secret } : { key: secret };
+    signedIn(await api("POST", "/ui/api/session", form));
     $("admin-key").value = "";
   } catch (err) {
     $("sign-in-error").textContent = err.message;
@@ -188,7 +198,7 @@ async function keys() {
     cell(tr, k.budget_usd === undefined || k.budget_usd === null ? "" : `$${k.budget_usd}`);
     cell(tr, k.config ? "config file" : (k.revoked ? "revoked" : "active"));
     const actions = cell(tr, "");
-    if (!k.config && !k.revoked) {
+    if (!k.config && !k.revoked && role !== "viewer") {
       const limit = document.createElement("button");
       limit.textContent = "Set rpm";
       limit.className = "set-rpm";
