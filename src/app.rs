@@ -120,6 +120,14 @@ const HOSTED_ENGINE_MAX_WORKERS: usize = 2;
 async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandle) -> Result<(), String> {
     let store = Store::open_with_cache(&config.server.data_dir, config.server.store_cache_bytes)
         .map_err(|e| format!("cannot open the store in {}: {e}", config.server.data_dir.display()))?;
+    // the hourly usage totals take the segments they miss (a crash between a segment and
+    // its totals; a ledger from before them, once) before the ledger's one writer starts
+    let started = std::time::Instant::now();
+    match store.catch_up_rollup() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(segments = n, secs = started.elapsed().as_secs_f64(), "usage totals caught up"),
+        Err(e) => return Err(format!("cannot bring the usage totals up to date: {e}")),
+    }
     // load the tokenizer tables now, not on the first request (and leave its regex's
     // fast path to the first HTTP worker that counts: see `load_tables`)
     switchyard_actors::tokens::load_tables();

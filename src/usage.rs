@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use serde::Serialize;
+use switchyard_actors::rollup::{Counters, RollupRow};
 use switchyard_actors::store::Store;
 use switchyard_actors::types::UsageRecord;
 
@@ -55,39 +56,74 @@ pub fn team_of(key_id: &str, teams: &HashMap<String, String>) -> Option<String> 
         .or_else(|| key_id.strip_prefix("jwt:").and_then(|c| c.rsplit_once('@')).map(|(_, t)| t.to_string()))
 }
 
+/// The group a record or an hourly row falls in (`day` from its time).
+#[allow(clippy::too_many_arguments)]
+fn group_of(
+    by: GroupBy,
+    key_id: &str,
+    alias: &str,
+    provider: &str,
+    ts_ms: u64,
+    prompt: Option<&str>,
+    experiment: Option<&str>,
+    teams: &HashMap<String, String>,
+) -> String {
+    match by {
+        GroupBy::Key => key_id.to_string(),
+        GroupBy::Team => team_of(key_id, teams).unwrap_or_else(|| "-".into()),
+        GroupBy::Day => switchyard_config::utc_day(ts_ms),
+        GroupBy::Model => alias.to_string(),
+        GroupBy::Prompt => prompt.unwrap_or("-").to_string(),
+        GroupBy::Experiment => experiment.unwrap_or("-").to_string(),
+        GroupBy::Provider => provider.to_string(),
+    }
+}
+
+impl Row {
+    fn add(&mut self, c: &Counters) {
+        self.requests += c.requests;
+        self.errors += c.errors;
+        self.cache_hits += c.cache_hits;
+        self.semantic_hits += c.semantic_hits;
+        self.saved_usd += c.saved_usd;
+        self.upstream_calls += c.upstream_calls;
+        self.guardrail_actions += c.guardrail_actions;
+        self.input_tokens += c.input_tokens;
+        self.output_tokens += c.output_tokens;
+        self.cached_tokens += c.cached_tokens;
+        self.cache_write_tokens += c.cache_write_tokens;
+        self.reasoning_tokens += c.reasoning_tokens;
+        self.cost_usd += c.cost_usd;
+    }
+}
+
 /// Rows grouped `by`; `teams` maps key ids to their team (keys without one group as `-`).
 pub fn aggregate(records: &[UsageRecord], by: GroupBy, teams: &HashMap<String, String>) -> Vec<Row> {
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     for r in records {
-        let group = match by {
-            GroupBy::Key => r.key_id.clone(),
-            GroupBy::Team => team_of(&r.key_id, teams).unwrap_or_else(|| "-".into()),
-            GroupBy::Day => switchyard_config::utc_day(r.ts_ms),
-            GroupBy::Model => r.alias.clone(),
-            GroupBy::Prompt => r.prompt.clone().unwrap_or_else(|| "-".into()),
-            GroupBy::Experiment => r.experiment.clone().unwrap_or_else(|| "-".into()),
-            GroupBy::Provider => {
-                if r.cache_hit {
-                    "cache".to_string()
-                } else {
-                    r.provider.clone()
-                }
-            }
-        };
-        let row = rows.entry(group.clone()).or_insert_with(|| Row { group, ..Row::default() });
-        row.requests += 1;
-        row.errors += u64::from(r.status >= 400);
-        row.cache_hits += u64::from(r.cache_hit);
-        row.semantic_hits += u64::from(r.semantic_similarity.is_some());
-        row.saved_usd += r.saved_usd;
-        row.upstream_calls += u64::from(r.upstream_attempts);
-        row.guardrail_actions += r.guardrails.len() as u64;
-        row.input_tokens += r.input_tokens;
-        row.output_tokens += r.output_tokens;
-        row.cached_tokens += r.cached_tokens;
-        row.cache_write_tokens += r.cache_write_tokens;
-        row.reasoning_tokens += r.reasoning_tokens;
-        row.cost_usd += r.cost_usd;
+        let provider = if r.cache_hit { "cache" } else { r.provider.as_str() };
+        let group =
+            group_of(by, &r.key_id, &r.alias, provider, r.ts_ms, r.prompt.as_deref(), r.experiment.as_deref(), teams);
+        let mut one = Counters::default();
+        one.add(r);
+        rows.entry(group.clone()).or_insert_with(|| Row { group, ..Row::default() }).add(&one);
+    }
+    rows.into_values().collect()
+}
+
+/// Whether `by` can be answered from the hourly totals (prompts and experiments are not
+/// in them: those reports read the records).
+pub fn from_totals(by: GroupBy) -> bool {
+    !matches!(by, GroupBy::Prompt | GroupBy::Experiment)
+}
+
+/// [`aggregate`] over the hourly totals (`by` as [`from_totals`] allows).
+pub fn aggregate_totals(totals: &[RollupRow], by: GroupBy, teams: &HashMap<String, String>) -> Vec<Row> {
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+    for t in totals {
+        let ts_ms = u64::from(t.hour) * 3_600_000;
+        let group = group_of(by, &t.key_id, &t.alias, &t.provider, ts_ms, None, None, teams);
+        rows.entry(group.clone()).or_insert_with(|| Row { group, ..Row::default() }).add(&t.counters);
     }
     rows.into_values().collect()
 }
@@ -167,13 +203,6 @@ pub fn run(data_dir: &Path, config: Option<&Path>, since: Option<&str>, by: Grou
             return ExitCode::from(1);
         }
     };
-    let records = match store.usage_since(since_ms) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot read the ledger: {e}");
-            return ExitCode::from(1);
-        }
-    };
     let teams = match teams_of(config, &store) {
         Ok(t) => t,
         Err(e) => {
@@ -181,7 +210,18 @@ pub fn run(data_dir: &Path, config: Option<&Path>, since: Option<&str>, by: Grou
             return ExitCode::from(2);
         }
     };
-    let rows = aggregate(&records, by, &teams);
+    let rows = if from_totals(by) {
+        store.usage_rollup(since_ms).map(|totals| aggregate_totals(&totals, by, &teams))
+    } else {
+        store.usage_since(since_ms).map(|records| aggregate(&records, by, &teams))
+    };
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot read the ledger: {e}");
+            return ExitCode::from(1);
+        }
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
     } else {

@@ -16,6 +16,7 @@ pub mod prompts;
 pub mod providers;
 pub mod redact;
 pub mod retry;
+pub mod rollup;
 pub mod semantic;
 pub mod store;
 pub mod telemetry;

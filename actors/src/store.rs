@@ -206,6 +206,8 @@ pub struct Store {
     pub cache_order: sled::Tree,
     /// The semantic cache: entry id (u64 BE) -> bincode of its vector, text and answer.
     pub semantic: sled::Tree,
+    /// Hourly usage totals beside the ledger (`rollup.rs`).
+    pub usage_hourly: sled::Tree,
     /// Virtual keys created through the admin API: SHA-256 of the secret (hex) -> JSON.
     pub vkeys: sled::Tree,
     /// Stored Responses API responses: id -> the caller's JSON record.
@@ -258,6 +260,7 @@ impl Store {
             cache: db.open_tree("cache")?,
             cache_order: db.open_tree("cache_order")?,
             semantic: db.open_tree("semantic")?,
+            usage_hourly: db.open_tree("usage_hourly")?,
             vkeys: db.open_tree("vkeys")?,
             responses: db.open_tree("responses")?,
             prompts: db.open_tree("prompts")?,
@@ -295,6 +298,7 @@ impl Store {
             bincode::serde::encode_into_std_write(&segment, &mut value, bincode::config::standard())?;
             *next_seq += 1;
             self.ledger.insert(&key[..], value)?;
+            self.roll_up(&segment, &key)?;
             self.ledger_ids.apply_batch(keys)?;
         }
         self.db.flush()?;
@@ -303,7 +307,7 @@ impl Store {
 
     /// The records of one ledger value (a segment, or a single record written before
     /// segments).
-    fn records_of(value: &[u8]) -> Result<Vec<UsageRecord>, StoreError> {
+    pub(crate) fn records_of(value: &[u8]) -> Result<Vec<UsageRecord>, StoreError> {
         match value.split_first() {
             Some((&SEGMENT_V6, rest)) => decode(rest),
             Some((&SEGMENT_V5, rest)) => Ok(decode::<Vec<UsageRecordV5>>(rest)?.into_iter().map(Into::into).collect()),

@@ -197,3 +197,34 @@ fn the_console_journey_in_a_real_browser() {
     assert_ran(&out, &gw);
     assert!(shots.join("console-usage.png").exists());
 }
+
+/// The usage the console shows comes a page at a time, in group order.
+#[tokio::test]
+async fn usage_comes_a_page_at_a_time() {
+    let mock = mock_upstream();
+    let gw = Gateway::start(&mock.url);
+    for id in ["page-a", "page-b", "page-c"] {
+        let r = client()
+            .post(format!("{}/admin/keys", gw.url()))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({"id": id}))
+            .send()
+            .await
+            .unwrap();
+        let secret = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+        assert_eq!(post_as(gw.url(), &secret, &[], &chat_body(id)).await.status(), 200);
+    }
+    let page = |q: String| {
+        let url = format!("{}/admin/usage?by=key&{q}", gw.url());
+        async move { client().get(url).bearer_auth(ADMIN_KEY).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let groups = |v: &Value| {
+        v["data"].as_array().unwrap().iter().map(|r| r["group"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    let first = page("limit=2".into()).await;
+    assert_eq!(groups(&first), ["page-a", "page-b"], "{first}");
+    assert_eq!((first["has_more"].as_bool(), first["next"].as_str()), (Some(true), Some("page-b")));
+    let second = page("limit=2&after=page-b".into()).await;
+    assert_eq!(groups(&second), ["page-c"], "{second}");
+    assert_eq!(second["has_more"], false);
+}

@@ -16,7 +16,7 @@ use switchyard_actors::GatewayError;
 
 use super::respond::{names, read_body, request_id, set, simple_error};
 use crate::app::{reload, AppState};
-use crate::usage::{aggregate, GroupBy};
+use crate::usage::{aggregate, aggregate_totals, from_totals, team_of, GroupBy};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/reload", web::post().to(admin_reload))
@@ -223,10 +223,16 @@ fn own_key(who: &roles::Principal, state: &AppState, id: &str) -> Result<(), Gat
 struct UsageQuery {
     by: Option<String>,
     since: Option<String>,
+    /// Rows per page (default 100, at most 1,000).
+    limit: Option<usize>,
+    /// The last group of the previous page.
+    after: Option<String>,
 }
 
-/// `GET /admin/usage?by=key|team|model|provider|day&since=7d`: requests, errors, tokens,
-/// upstream calls and spend from the ledger.
+/// `GET /admin/usage?by=key|team|model|provider|day&since=7d&limit=100&after=GROUP`:
+/// requests, errors, tokens, upstream calls and spend, a page of groups at a time. Read
+/// from the hourly totals beside the ledger (`since` counts from the start of its hour);
+/// by prompt or experiment, from the records.
 async fn usage(req: HttpRequest, q: web::Query<UsageQuery>, state: web::Data<AppState>) -> HttpResponse {
     let result = async {
         let who = roles::principal(&req, &state)?;
@@ -256,19 +262,32 @@ async fn usage(req: HttpRequest, q: web::Query<UsageQuery>, state: web::Data<App
         state.engine.flush_ledger().await?;
         let engine = state.engine.clone();
         let teams: HashMap<String, String> = engine.teams_of_keys();
+        let limit = q.limit.unwrap_or(100).clamp(1, 1000);
         let rows = tokio::task::spawn_blocking(move || {
-            engine.store().usage_since(since_ms).map(|mut records| {
-                // a team admin or viewer reads their team's keys' records only
-                if who.role != roles::Role::Admin {
-                    records.retain(|r| who.sees(crate::usage::team_of(&r.key_id, &teams).as_deref()));
-                }
-                aggregate(&records, by, &teams)
-            })
+            // a team admin or viewer reads their team's keys' usage only
+            let visible = |key_id: &str| who.role == roles::Role::Admin || who.sees(team_of(key_id, &teams).as_deref());
+            if from_totals(by) {
+                engine.store().usage_rollup(since_ms).map(|mut totals| {
+                    totals.retain(|t| visible(&t.key_id));
+                    aggregate_totals(&totals, by, &teams)
+                })
+            } else {
+                engine.store().usage_since(since_ms).map(|mut records| {
+                    records.retain(|r| visible(&r.key_id));
+                    aggregate(&records, by, &teams)
+                })
+            }
         })
         .await
         .map_err(|e| GatewayError::Internal(e.to_string()))?
         .map_err(|e| GatewayError::Internal(format!("reading the ledger: {e}")))?;
-        Ok(json!({"object": "list", "by": q.by.as_deref().unwrap_or("key"), "data": rows}))
+        // groups in order; a page starts after the last group of the one before
+        let mut page: Vec<_> = rows.into_iter().filter(|r| q.after.as_ref().is_none_or(|a| r.group > *a)).collect();
+        let has_more = page.len() > limit;
+        page.truncate(limit);
+        let next = if has_more { page.last().map(|r| r.group.clone()) } else { None };
+        Ok(json!({"object": "list", "by": q.by.as_deref().unwrap_or("key"), "data": page,
+            "has_more": has_more, "next": next}))
     }
     .await;
     answer(&req, 200, result)
