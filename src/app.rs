@@ -30,6 +30,8 @@ pub struct AppState {
     pub config_path: PathBuf,
     /// The web console's sessions.
     pub console: ingress::console::Sessions,
+    /// The config file's text as it was last loaded (`GET /admin/config` masks it).
+    pub config_text: std::sync::RwLock<String>,
 }
 
 fn install_metrics() -> Result<PrometheusHandle, String> {
@@ -65,6 +67,9 @@ pub async fn reload(state: &AppState) -> Result<(), ConfigErrors> {
                     field: "<engine>".into(),
                     message: e.to_string(),
                 }]));
+            }
+            if let Ok(text) = std::fs::read_to_string(&state.config_path) {
+                *state.config_text.write().unwrap_or_else(std::sync::PoisonError::into_inner) = text;
             }
             metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => "ok").increment(1);
             tracing::info!(path = %state.config_path.display(), "config reloaded");
@@ -192,6 +197,8 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
         _ => None,
     };
     let batch = Arc::new(ingress::batch::BatchApi::new(nats.clone(), config.nats.clone()));
+    // the text of the file the config was just loaded from (masked by `GET /admin/config`)
+    let config_text = std::fs::read_to_string(&config_path).unwrap_or_default();
     let state = web::Data::new(AppState {
         engine: engine.clone(),
         nats: nats.clone(),
@@ -200,6 +207,7 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
         metrics: metrics.clone(),
         config_path,
         console: Default::default(),
+        config_text: std::sync::RwLock::new(config_text),
     });
 
     let app_state = state.clone();

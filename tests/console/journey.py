@@ -110,6 +110,15 @@ with sync_playwright() as p:
     expect(page.locator("#cache-result")).to_contain_text("Removed")
     shot(page, "cache")
 
+    # the running configuration, secrets masked
+    page.click("a[data-page=config]")
+    expect(page.locator("#config-text")).to_contain_text("***")
+    assert admin_key not in page.locator("#config-text").text_content()
+    shot(page, "config")
+    page.click("a[data-page=guardrails]")
+    expect(page.locator("#guardrails h1")).to_be_visible()
+    shot(page, "guardrails")
+
     # a change without the CSRF token is refused even with the session cookie
     r = page.request.delete(f"{base}/admin/keys/ui-key")
     assert r.status == 403, r.status

@@ -74,6 +74,14 @@ async fn team_admins_and_viewers_see_their_team_only() {
     // admin-only parts of the API
     assert_eq!(as_lead(reqwest::Method::DELETE, "/admin/cache").send().await.unwrap().status(), 403);
     assert_eq!(as_lead(reqwest::Method::POST, "/admin/reload").send().await.unwrap().status(), 403);
+    assert_eq!(as_lead(reqwest::Method::GET, "/admin/config").send().await.unwrap().status(), 403);
+    // the running configuration, to an admin, without its secrets
+    let config: Value = admin(reqwest::Method::GET, "/admin/config").send().await.unwrap().json().await.unwrap();
+    let text = config["toml"].as_str().unwrap();
+    for secret in [ADMIN_KEY, "upstream-secret", "anthropic-secret", SECRET, MAIN_KEY] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert!(text.contains("***") && text.contains("research"), "{text}");
     // usage: the team's keys only
     let secret = |v: &Value| v["key"].as_str().unwrap().to_string();
     let ops: Value = admin(reqwest::Method::POST, "/admin/keys")

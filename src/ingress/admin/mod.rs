@@ -2,6 +2,7 @@
 //! reports read from the ledger, and prompts (`prompts`).
 
 mod cache;
+mod config_view;
 mod experiments;
 mod prompts;
 pub mod roles;
@@ -26,6 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/keys/{id}", web::delete().to(revoke_key))
         .route("/admin/usage", web::get().to(usage))
         .configure(cache::routes)
+        .configure(config_view::routes)
         .configure(prompts::routes)
         .configure(experiments::routes);
 }

@@ -55,7 +55,7 @@ function signedIn(session) {
   $("sign-out").hidden = false;
   $("who").textContent = session.team ? `${session.who} (${role}, team ${session.team})` : `${session.who} (${role})`;
   // what a role may not do is not offered (the admin API refuses it anyway)
-  document.querySelector("a[data-page=cache]").hidden = role !== "admin";
+  for (const admin of ["cache", "config"]) document.querySelector(`a[data-page=${admin}]`).hidden = role !== "admin";
   $("new-key").hidden = role === "viewer";
   route();
 }
@@ -90,7 +90,24 @@ $("sign-out").addEventListener("click", async () => {
 
 // --- pages ------------------------------------------------------------------------------
 
-const pages = { overview, keys, usage, cache: () => {} };
+const pages = { overview, keys, usage, guardrails, config, cache: () => {} };
+
+async function guardrails() {
+  const m = parseMetrics(await (await fetch("/metrics", { credentials: "same-origin" })).text());
+  const events = m.filter((s) => s.name === "switchyard_guardrail_actions_total").sort((a, b) => b.value - a.value);
+  rows($("guard-events"), events, (tr, s) => {
+    cell(tr, s.labels.guardrail);
+    cell(tr, s.labels.category);
+    cell(tr, s.labels.action);
+    cell(tr, s.value);
+  });
+}
+
+async function config() {
+  const c = await api("GET", "/admin/config");
+  $("config-path").textContent = c.path;
+  $("config-text").textContent = c.toml;
+}
 
 function route() {
   const name = (location.hash || "#overview").slice(1);
