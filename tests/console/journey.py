@@ -88,9 +88,12 @@ with sync_playwright() as p:
 
     # lower its limit: the requests past it are refused and counted
     page.click("a[data-page=keys]")
-    answer["text"] = "1"
-    page.locator("tr[data-key=ui-key] .set-rpm").click()
+    page.locator("tr[data-key=ui-key] .edit").click()
+    page.fill("#edit-key input[name=rpm]", "1")
+    page.fill("#edit-key input[name=budget_usd]", "5")
+    page.click("#edit-key button[type=submit]")
     expect(page.locator("tr[data-key=ui-key] td").nth(3)).to_have_text("1")
+    expect(page.locator("tr[data-key=ui-key] td").nth(4)).to_have_text("$5")
     statuses = [chat(secret) for _ in range(3)]
     assert 429 in statuses, statuses
     page.click("a[data-page=overview]")

@@ -217,13 +217,9 @@ async function keys() {
     const actions = cell(tr, "");
     if (!k.config && !k.revoked && role !== "viewer") {
       const limit = document.createElement("button");
-      limit.textContent = "Set rpm";
-      limit.className = "set-rpm";
-      limit.addEventListener("click", async () => {
-        const rpm = prompt(`Requests per minute for ${k.id}`, k.rpm ?? "");
-        if (rpm === null) return;
-        await change(() => api("PATCH", `/admin/keys/${encodeURIComponent(k.id)}`, { rpm: rpm === "" ? null : Number(rpm) }));
-      });
+      limit.textContent = "Edit";
+      limit.className = "edit";
+      limit.addEventListener("click", () => edit(k));
       const revoke = document.createElement("button");
       revoke.textContent = "Revoke";
       revoke.className = "revoke";
@@ -235,6 +231,37 @@ async function keys() {
     }
   });
 }
+
+// the edit form: limits, budget and allowed models of one key (an empty field removes it)
+function edit(k) {
+  const f = $("edit-key");
+  f.dataset.id = k.id;
+  $("edit-id").textContent = k.id;
+  f.models.value = k.models ? k.models.join(", ") : "";
+  f.rpm.value = k.rpm ?? "";
+  f.tpm.value = k.tpm ?? "";
+  f.budget_usd.value = k.budget_usd ?? "";
+  f.hidden = false;
+}
+
+$("edit-cancel").addEventListener("click", () => { $("edit-key").hidden = true; });
+
+$("edit-key").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const f = e.target;
+  const number = (v) => (v === "" ? null : Number(v));
+  const models = f.models.value.split(",").map((s) => s.trim()).filter(Boolean);
+  const patch = {
+    models: models.length ? models : null,
+    rpm: number(f.rpm.value),
+    tpm: number(f.tpm.value),
+    budget_usd: number(f.budget_usd.value),
+  };
+  await change(async () => {
+    await api("PATCH", `/admin/keys/${encodeURIComponent(f.dataset.id)}`, patch);
+    f.hidden = true;
+  });
+});
 
 async function change(action) {
   try {
