@@ -4,6 +4,7 @@
 //! that moves one request through them all.
 
 pub mod actors;
+pub mod audit;
 pub mod bpe;
 pub mod coalesce;
 pub mod error;

@@ -208,6 +208,8 @@ pub struct Store {
     pub semantic: sled::Tree,
     /// Hourly usage totals beside the ledger (`rollup.rs`).
     pub usage_hourly: sled::Tree,
+    /// The admin audit trail (`audit.rs`).
+    pub audit: sled::Tree,
     /// Virtual keys created through the admin API: SHA-256 of the secret (hex) -> JSON.
     pub vkeys: sled::Tree,
     /// Stored Responses API responses: id -> the caller's JSON record.
@@ -261,6 +263,7 @@ impl Store {
             cache_order: db.open_tree("cache_order")?,
             semantic: db.open_tree("semantic")?,
             usage_hourly: db.open_tree("usage_hourly")?,
+            audit: db.open_tree("audit")?,
             vkeys: db.open_tree("vkeys")?,
             responses: db.open_tree("responses")?,
             prompts: db.open_tree("prompts")?,

@@ -75,6 +75,30 @@ async fn team_admins_and_viewers_see_their_team_only() {
     assert_eq!(as_lead(reqwest::Method::DELETE, "/admin/cache").send().await.unwrap().status(), 403);
     assert_eq!(as_lead(reqwest::Method::POST, "/admin/reload").send().await.unwrap().status(), 403);
     assert_eq!(as_lead(reqwest::Method::GET, "/admin/config").send().await.unwrap().status(), 403);
+    assert_eq!(as_lead(reqwest::Method::GET, "/admin/audit").send().await.unwrap().status(), 403);
+    // every change is in the audit trail, with who made it
+    let trail: Value = admin(reqwest::Method::GET, "/admin/audit").send().await.unwrap().json().await.unwrap();
+    let seen: Vec<(String, String, String)> = trail["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["who"].as_str().unwrap().into(),
+                e["action"].as_str().unwrap().into(),
+                e["target"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    for want in [
+        ("admin", "keys.create", "ops-key"),
+        ("console:jwt:lead@research", "keys.create", "lead-made"),
+        ("console:jwt:lead@research", "keys.revoke", "lead-made"),
+        ("console:jwt:lead@research", "console.sign_in", ""),
+    ] {
+        assert!(seen.iter().any(|s| (s.0.as_str(), s.1.as_str(), s.2.as_str()) == want), "{want:?} not in {seen:?}");
+    }
+    assert!(!trail.to_string().contains("sk-sy-"), "no secret in the trail");
     // the running configuration, to an admin, without its secrets
     let config: Value = admin(reqwest::Method::GET, "/admin/config").send().await.unwrap().json().await.unwrap();
     let text = config["toml"].as_str().unwrap();

@@ -36,6 +36,8 @@ async fn clear(req: HttpRequest, q: web::Query<ClearQuery>, state: web::Data<App
         }
         let (exact, semantic) = state.engine.clear_cache(q.alias.clone(), q.scope.clone()).await?;
         tracing::info!(alias = ?q.alias, scope = ?q.scope, exact, semantic, "cache cleared");
+        let detail = json!({"alias": q.alias, "scope": q.scope, "exact": exact, "semantic": semantic});
+        super::record(&req, &state, &super::roles::principal(&req, &state)?, "cache.clear", q.alias.as_deref(), detail);
         Ok(json!({"object": "cache.cleared", "exact": exact, "semantic": semantic}))
     }
     .await;

@@ -26,6 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/keys/{id}", web::patch().to(update_key))
         .route("/admin/keys/{id}", web::delete().to(revoke_key))
         .route("/admin/usage", web::get().to(usage))
+        .route("/admin/audit", web::get().to(audit))
         .configure(cache::routes)
         .configure(config_view::routes)
         .configure(prompts::routes)
@@ -62,11 +63,15 @@ fn shown(k: &VirtualKey) -> Value {
 /// `POST /admin/reload`
 async fn admin_reload(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let request_id = request_id(&req);
-    if let Err(e) = admin(&req, &state) {
-        return simple_error(&request_id, e);
-    }
+    let who = match roles::principal(&req, &state).and_then(|p| p.require_admin().map(|()| p)) {
+        Ok(p) => p,
+        Err(e) => return simple_error(&request_id, e),
+    };
     match reload(&state).await {
-        Ok(()) => HttpResponse::Ok().json(json!({"status": "reloaded"})),
+        Ok(()) => {
+            record(&req, &state, &who, "config.reload", None, json!({}));
+            HttpResponse::Ok().json(json!({"status": "reloaded"}))
+        }
         Err(errs) => {
             let fields: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
             let mut b = HttpResponse::BadRequest();
@@ -114,6 +119,23 @@ pub(super) async fn admin_json_required<T: for<'de> Deserialize<'de>>(
     admin_json(req, payload, state).await?.ok_or_else(|| GatewayError::BadRequest("a JSON body is required".into()))
 }
 
+/// Writes a change to the audit trail: who (the `x-switchyard-actor` header, else the
+/// caller), what, to what.
+pub(super) fn record(
+    req: &HttpRequest,
+    state: &AppState,
+    who: &roles::Principal,
+    action: &str,
+    target: Option<&str>,
+    detail: Value,
+) {
+    let actor = match req.headers().get("x-switchyard-actor") {
+        Some(_) => actor(req),
+        None => who.who.clone(),
+    };
+    state.engine.store().audit(&actor, action, target, detail);
+}
+
 /// Who made a change (free text: an email, a CI job), for audit trails:
 /// `x-switchyard-actor`, default `admin`.
 pub(super) fn actor(req: &HttpRequest) -> String {
@@ -138,6 +160,7 @@ async fn create_key(req: HttpRequest, payload: web::Payload, state: web::Data<Ap
         let config = state.engine.runtime().config.clone();
         let (vk, secret) = state.engine.virtual_keys().create(vk, &config).await?;
         let mut v = shown(&vk);
+        record(&req, &state, &who, "keys.create", Some(&vk.id), v.clone());
         if let Some(o) = v.as_object_mut() {
             o.insert("key".into(), json!(secret));
         }
@@ -189,7 +212,10 @@ async fn update_key(
             });
         }
         let config = state.engine.runtime().config.clone();
-        Ok(shown(&state.engine.virtual_keys().update(&path, patch, &config).await?))
+        let detail = Value::Object(patch.clone());
+        let updated = shown(&state.engine.virtual_keys().update(&path, patch, &config).await?);
+        record(&req, &state, &who, "keys.update", Some(&path), detail);
+        Ok(updated)
     }
     .await;
     answer(&req, 200, result)
@@ -201,7 +227,9 @@ async fn revoke_key(req: HttpRequest, path: web::Path<String>, state: web::Data<
         let who = roles::principal(&req, &state)?;
         own_key(&who, &state, &path)?;
         let config = state.engine.runtime().config.clone();
-        Ok(shown(&state.engine.virtual_keys().revoke(&path, &config).await?))
+        let revoked = shown(&state.engine.virtual_keys().revoke(&path, &config).await?);
+        record(&req, &state, &who, "keys.revoke", Some(&path), json!({}));
+        Ok(revoked)
     }
     .await;
     answer(&req, 200, result)
@@ -219,6 +247,30 @@ fn own_key(who: &roles::Principal, state: &AppState, id: &str) -> Result<(), Gat
         Some(k) if who.sees(k.team.as_deref()) => Ok(()),
         _ => Err(GatewayError::NotFound),
     }
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    /// Entries per page (default 100, at most 1,000).
+    limit: Option<usize>,
+    /// Entries older than this time (ms), for the next page.
+    before: Option<u64>,
+}
+
+/// `GET /admin/audit?limit=100&before=MS` (admins only): the audit trail, newest first.
+async fn audit(req: HttpRequest, q: web::Query<AuditQuery>, state: web::Data<AppState>) -> HttpResponse {
+    let result = (|| {
+        admin(&req, &state)?;
+        let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+        let page = state
+            .engine
+            .store()
+            .audit_page(q.before, limit)
+            .map_err(|e| GatewayError::Internal(format!("reading the audit trail: {e}")))?;
+        let next = (page.len() == limit).then(|| page.last().map(|e| e.ts_ms)).flatten();
+        Ok(json!({"object": "list", "data": page, "next_before": next}))
+    })();
+    answer(&req, 200, result)
 }
 
 #[derive(Deserialize)]

@@ -184,6 +184,12 @@ async fn sign_in(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>)
         let who = who_signs_in(form, &state).inspect_err(|e| {
             tracing::warn!(target: "switchyard::audit", error = %e, "console sign-in refused");
         })?;
+        state.engine.store().audit(
+            &who.who,
+            "console.sign_in",
+            None,
+            json!({"role": who.role.as_str(), "team": who.team}),
+        );
         let (token, session) = state.console.open(who, ttl)?;
         tracing::info!(target: "switchyard::audit", who = %session.who.who, role = session.who.role.as_str(),
             "console sign-in");

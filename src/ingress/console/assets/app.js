@@ -55,7 +55,7 @@ function signedIn(session) {
   $("sign-out").hidden = false;
   $("who").textContent = session.team ? `${session.who} (${role}, team ${session.team})` : `${session.who} (${role})`;
   // what a role may not do is not offered (the admin API refuses it anyway)
-  for (const admin of ["cache", "config"]) document.querySelector(`a[data-page=${admin}]`).hidden = role !== "admin";
+  for (const admin of ["cache", "config", "audit"]) document.querySelector(`a[data-page=${admin}]`).hidden = role !== "admin";
   $("new-key").hidden = role === "viewer";
   route();
 }
@@ -90,7 +90,19 @@ $("sign-out").addEventListener("click", async () => {
 
 // --- pages ------------------------------------------------------------------------------
 
-const pages = { overview, keys, usage, guardrails, config, cache: () => {} };
+const pages = { overview, keys, usage, guardrails, config, audit, cache: () => {} };
+
+async function audit() {
+  const page = await api("GET", "/admin/audit?limit=200");
+  rows($("audit-table"), page.data, (tr, e) => {
+    tr.dataset.action = e.action;
+    cell(tr, new Date(e.ts_ms).toLocaleString());
+    cell(tr, e.who);
+    cell(tr, e.action);
+    cell(tr, e.target);
+    cell(tr, JSON.stringify(e.detail));
+  });
+}
 
 async function guardrails() {
   const m = parseMetrics(await (await fetch("/metrics", { credentials: "same-origin" })).text());
