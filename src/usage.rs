@@ -23,28 +23,12 @@ pub enum GroupBy {
     Experiment,
 }
 
+/// One group's totals (the same counters the ledger's usage totals keep).
 #[derive(Default, Serialize, PartialEq, Debug)]
 pub struct Row {
     pub group: String,
-    pub requests: u64,
-    pub errors: u64,
-    pub cache_hits: u64,
-    /// Of the cache hits, answered by the semantic cache.
-    pub semantic_hits: u64,
-    /// What the provider calls that cache hits replaced would have cost.
-    pub saved_usd: f64,
-    /// Calls sent to providers (retries and failovers included).
-    pub upstream_calls: u64,
-    /// Guardrail actions taken on these requests.
-    pub guardrail_actions: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    /// Of the input tokens, read from and written to prompt caches.
-    pub cached_tokens: u64,
-    pub cache_write_tokens: u64,
-    /// Of the output tokens, reasoning.
-    pub reasoning_tokens: u64,
-    pub cost_usd: f64,
+    #[serde(flatten)]
+    pub totals: Counters,
 }
 
 /// The team of key `key_id`: `teams` maps key ids to theirs; a JWT caller's id names its
@@ -79,24 +63,6 @@ fn group_of(
     }
 }
 
-impl Row {
-    fn add(&mut self, c: &Counters) {
-        self.requests += c.requests;
-        self.errors += c.errors;
-        self.cache_hits += c.cache_hits;
-        self.semantic_hits += c.semantic_hits;
-        self.saved_usd += c.saved_usd;
-        self.upstream_calls += c.upstream_calls;
-        self.guardrail_actions += c.guardrail_actions;
-        self.input_tokens += c.input_tokens;
-        self.output_tokens += c.output_tokens;
-        self.cached_tokens += c.cached_tokens;
-        self.cache_write_tokens += c.cache_write_tokens;
-        self.reasoning_tokens += c.reasoning_tokens;
-        self.cost_usd += c.cost_usd;
-    }
-}
-
 /// Rows grouped `by`; `teams` maps key ids to their team (keys without one group as `-`).
 pub fn aggregate(records: &[UsageRecord], by: GroupBy, teams: &HashMap<String, String>) -> Vec<Row> {
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
@@ -106,7 +72,7 @@ pub fn aggregate(records: &[UsageRecord], by: GroupBy, teams: &HashMap<String, S
             group_of(by, &r.key_id, &r.alias, provider, r.ts_ms, r.prompt.as_deref(), r.experiment.as_deref(), teams);
         let mut one = Counters::default();
         one.add(r);
-        rows.entry(group.clone()).or_insert_with(|| Row { group, ..Row::default() }).add(&one);
+        rows.entry(group.clone()).or_insert_with(|| Row { group, ..Row::default() }).totals.merge(&one);
     }
     rows.into_values().collect()
 }
@@ -123,7 +89,7 @@ pub fn aggregate_totals(totals: &[RollupRow], by: GroupBy, teams: &HashMap<Strin
     for t in totals {
         let ts_ms = u64::from(t.hour) * 3_600_000;
         let group = group_of(by, &t.key_id, &t.alias, &t.provider, ts_ms, None, None, teams);
-        rows.entry(group.clone()).or_insert_with(|| Row { group, ..Row::default() }).add(&t.counters);
+        rows.entry(group.clone()).or_insert_with(|| Row { group, ..Row::default() }).totals.merge(&t.counters);
     }
     rows.into_values().collect()
 }
@@ -146,13 +112,7 @@ pub fn render(rows: &[Row], by: GroupBy) -> String {
     let mut total = Row { group: "TOTAL".into(), ..Row::default() };
     for r in rows {
         out.push_str(&line(r, width));
-        total.requests += r.requests;
-        total.errors += r.errors;
-        total.cache_hits += r.cache_hits;
-        total.upstream_calls += r.upstream_calls;
-        total.input_tokens += r.input_tokens;
-        total.output_tokens += r.output_tokens;
-        total.cost_usd += r.cost_usd;
+        total.totals.merge(&r.totals);
     }
     out.push_str(&line(&total, width));
     out
@@ -161,7 +121,14 @@ pub fn render(rows: &[Row], by: GroupBy) -> String {
 fn line(r: &Row, width: usize) -> String {
     format!(
         "{:<width$}  {:>9}  {:>7}  {:>10}  {:>9}  {:>13}  {:>13}  {:>12.6}\n",
-        r.group, r.requests, r.errors, r.cache_hits, r.upstream_calls, r.input_tokens, r.output_tokens, r.cost_usd
+        r.group,
+        r.totals.requests,
+        r.totals.errors,
+        r.totals.cache_hits,
+        r.totals.upstream_calls,
+        r.totals.input_tokens,
+        r.totals.output_tokens,
+        r.totals.cost_usd
     )
 }
 
@@ -257,10 +224,10 @@ mod tests {
         let teams = HashMap::from([("a".to_string(), "search".to_string())]);
         let by_key = aggregate(&records, GroupBy::Key, &teams);
         assert_eq!(by_key.len(), 2);
-        assert_eq!((by_key[0].requests, by_key[0].errors, by_key[0].input_tokens), (2, 1, 20));
+        assert_eq!((by_key[0].totals.requests, by_key[0].totals.errors, by_key[0].totals.input_tokens), (2, 1, 20));
         let by_team = aggregate(&records, GroupBy::Team, &teams);
         assert_eq!(
-            by_team.iter().map(|r| (r.group.as_str(), r.requests)).collect::<Vec<_>>(),
+            by_team.iter().map(|r| (r.group.as_str(), r.totals.requests)).collect::<Vec<_>>(),
             [("-", 1), ("search", 2)]
         );
         let by_day = aggregate(&records, GroupBy::Day, &teams);

@@ -25,13 +25,35 @@ fn token(sub: &str, role: &str) -> String {
     jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap()
 }
 
-/// Signs in with `form`: the session cookie and its CSRF token.
-async fn sign_in(url: &str, form: Value) -> (String, String) {
+/// A console session: its cookie and CSRF token.
+struct Session {
+    url: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Session {
+    /// A request to `path` with the session (and its CSRF token).
+    fn req(&self, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        client()
+            .request(m, format!("{}{path}", self.url))
+            .header("cookie", self.cookie.clone())
+            .header("x-csrf-token", self.csrf.clone())
+    }
+}
+
+/// Signs in with `form`.
+async fn sign_in(url: &str, form: Value) -> Session {
     let r = client().post(format!("{url}/ui/api/session")).json(&form).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let cookie = header(&r, "set-cookie").split(';').next().unwrap().to_string();
     let csrf = r.json::<Value>().await.unwrap()["csrf"].as_str().unwrap().to_string();
-    (cookie, csrf)
+    Session { url: url.to_string(), cookie, csrf }
+}
+
+/// A request's JSON answer.
+async fn json_of(rb: reqwest::RequestBuilder) -> Value {
+    rb.send().await.unwrap().json().await.unwrap()
 }
 
 #[tokio::test]
@@ -45,26 +67,14 @@ async fn team_admins_and_viewers_see_their_team_only() {
             admin(reqwest::Method::POST, "/admin/keys").json(&json!({"id": id, "team": team})).send().await.unwrap();
         assert_eq!(r.status(), 201);
     }
-    let (cookie, csrf) = sign_in(gw.url(), json!({"token": token("lead", "team_admin")})).await;
-    let as_lead = |m: reqwest::Method, path: &str| {
-        client()
-            .request(m, format!("{}{path}", gw.url()))
-            .header("cookie", cookie.clone())
-            .header("x-csrf-token", csrf.clone())
-    };
-    let keys: Value = as_lead(reqwest::Method::GET, "/admin/keys").send().await.unwrap().json().await.unwrap();
+    let lead = sign_in(gw.url(), json!({"token": token("lead", "team_admin")})).await;
+    let as_lead = |m: reqwest::Method, path: &str| lead.req(m, path);
+    let keys: Value = json_of(as_lead(reqwest::Method::GET, "/admin/keys")).await;
     let ids: Vec<&str> = keys["data"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["research-key"], "{keys}");
     assert!(keys["config_keys"].as_array().unwrap().is_empty(), "no config key is of the team");
     // a key it makes is of its team; another team's is refused; another team's key is not there
-    let made: Value = as_lead(reqwest::Method::POST, "/admin/keys")
-        .json(&json!({"id": "lead-made"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let made: Value = json_of(as_lead(reqwest::Method::POST, "/admin/keys").json(&json!({"id": "lead-made"}))).await;
     assert_eq!(made["team"], "research", "{made}");
     let r =
         as_lead(reqwest::Method::POST, "/admin/keys").json(&json!({"id": "x", "team": "ops"})).send().await.unwrap();
@@ -77,7 +87,7 @@ async fn team_admins_and_viewers_see_their_team_only() {
     assert_eq!(as_lead(reqwest::Method::GET, "/admin/config").send().await.unwrap().status(), 403);
     assert_eq!(as_lead(reqwest::Method::GET, "/admin/audit").send().await.unwrap().status(), 403);
     // every change is in the audit trail, with who made it
-    let trail: Value = admin(reqwest::Method::GET, "/admin/audit").send().await.unwrap().json().await.unwrap();
+    let trail: Value = json_of(admin(reqwest::Method::GET, "/admin/audit")).await;
     let seen: Vec<(String, String, String)> = trail["data"]
         .as_array()
         .unwrap()
@@ -100,7 +110,7 @@ async fn team_admins_and_viewers_see_their_team_only() {
     }
     assert!(!trail.to_string().contains("sk-sy-"), "no secret in the trail");
     // the running configuration, to an admin, without its secrets
-    let config: Value = admin(reqwest::Method::GET, "/admin/config").send().await.unwrap().json().await.unwrap();
+    let config: Value = json_of(admin(reqwest::Method::GET, "/admin/config")).await;
     let text = config["toml"].as_str().unwrap();
     for secret in [ADMIN_KEY, "upstream-secret", "anthropic-secret", SECRET, MAIN_KEY] {
         assert!(!text.contains(secret), "{secret} in {text}");
@@ -108,44 +118,26 @@ async fn team_admins_and_viewers_see_their_team_only() {
     assert!(text.contains("***") && text.contains("research"), "{text}");
     // usage: the team's keys only
     let secret = |v: &Value| v["key"].as_str().unwrap().to_string();
-    let ops: Value = admin(reqwest::Method::POST, "/admin/keys")
-        .json(&json!({"id": "ops-2"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let research: Value = admin(reqwest::Method::POST, "/admin/keys")
-        .json(&json!({"id": "research-2", "team": "research"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ops: Value = json_of(admin(reqwest::Method::POST, "/admin/keys").json(&json!({"id": "ops-2"}))).await;
+    let research: Value =
+        json_of(admin(reqwest::Method::POST, "/admin/keys").json(&json!({"id": "research-2", "team": "research"})))
+            .await;
     for s in [secret(&ops), secret(&research)] {
         assert_eq!(post_as(gw.url(), &s, &[], &chat_body("usage by team")).await.status(), 200);
     }
-    let usage: Value = as_lead(reqwest::Method::GET, "/admin/usage?by=key").send().await.unwrap().json().await.unwrap();
+    let usage: Value = json_of(as_lead(reqwest::Method::GET, "/admin/usage?by=key")).await;
     let groups: Vec<&str> = usage["data"].as_array().unwrap().iter().map(|r| r["group"].as_str().unwrap()).collect();
     assert_eq!(groups, ["research-2"], "{usage}");
 
     // a viewer reads and changes nothing
-    let (cookie, csrf) = sign_in(gw.url(), json!({"token": token("eve", "viewer")})).await;
-    let as_viewer = |m: reqwest::Method, path: &str| {
-        client()
-            .request(m, format!("{}{path}", gw.url()))
-            .header("cookie", cookie.clone())
-            .header("x-csrf-token", csrf.clone())
-    };
+    let viewer = sign_in(gw.url(), json!({"token": token("eve", "viewer")})).await;
+    let as_viewer = |m: reqwest::Method, path: &str| viewer.req(m, path);
     assert_eq!(as_viewer(reqwest::Method::GET, "/admin/keys").send().await.unwrap().status(), 200);
     let r = as_viewer(reqwest::Method::POST, "/admin/keys").json(&json!({"id": "v"})).send().await.unwrap();
     assert_eq!(r.status(), 403);
     // a token with the admin role is an admin; a bad token signs no one in
-    let (cookie, _) = sign_in(gw.url(), json!({"token": token("root", "admin")})).await;
-    let r = client().get(format!("{}/admin/keys", gw.url())).header("cookie", cookie).send().await.unwrap();
-    let all: Value = r.json().await.unwrap();
+    let root = sign_in(gw.url(), json!({"token": token("root", "admin")})).await;
+    let all = json_of(root.req(reqwest::Method::GET, "/admin/keys")).await;
     assert!(all["data"].as_array().unwrap().len() >= 4, "{all}");
     let bad = client().post(format!("{}/ui/api/session", gw.url())).json(&json!({"token": "a.b.c"})).send().await;
     assert_eq!(bad.unwrap().status(), 401);

@@ -137,6 +137,16 @@ async fn an_embedding_past_its_budget_is_a_miss_and_entries_survive_a_restart() 
         metric(gw.url(), "switchyard_semantic_cache_requests_total{alias=\"chat\",result=\"timeout\"}").await;
     assert_eq!(timeouts, Some(2.0), "{}", gw.log());
 
+    // an embeddings provider that refuses the connection: a miss, counted as an error
+    let down = "[[providers]]\nname = \"down\"\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\n\
+                [[models]]\nalias = \"down-embed\"\ntargets = [{ provider = \"down\", model = \"e\" }]\n";
+    let gw =
+        Gateway::start_config(|dir| semantic_config(dir, &mock.url, "down-embed", "embed_timeout_ms = 10000\n", down));
+    let r = post(gw.url(), "/v1/chat/completions", body.clone()).await;
+    assert_eq!((r.status().as_u16(), header(&r, "x-switchyard-cache")), (200, "miss".to_string()));
+    let errors = metric(gw.url(), "switchyard_semantic_cache_requests_total{alias=\"chat\",result=\"error\"}").await;
+    assert_eq!(errors, Some(1.0), "{}", gw.log());
+
     // with a fast embedding: stored, and still there after a restart
     let mut gw = Gateway::start_config(|dir| semantic_config(dir, &mock.url, "embed", "", ""));
     post(gw.url(), "/v1/chat/completions", body.clone()).await;
