@@ -9,7 +9,7 @@ use switchyard_actors::rollup::{Counters, RollupRow};
 use switchyard_actors::store::Store;
 use switchyard_actors::types::UsageRecord;
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum GroupBy {
     Key,
     Team,
@@ -17,6 +17,8 @@ pub enum GroupBy {
     Provider,
     /// The UTC day (`YYYY-MM-DD`).
     Day,
+    /// The UTC hour (`YYYY-MM-DDTHH`).
+    Hour,
     /// The prompt version (`ID@VERSION`; `-` for requests without one).
     Prompt,
     /// The experiment's variant (`EXPERIMENT/VARIANT`; `-` outside experiments).
@@ -56,6 +58,7 @@ fn group_of(
         GroupBy::Key => key_id.to_string(),
         GroupBy::Team => team_of(key_id, teams).unwrap_or_else(|| "-".into()),
         GroupBy::Day => switchyard_config::utc_day(ts_ms),
+        GroupBy::Hour => format!("{}T{:02}", switchyard_config::utc_day(ts_ms), (ts_ms / 3_600_000) % 24),
         GroupBy::Model => alias.to_string(),
         GroupBy::Prompt => prompt.unwrap_or("-").to_string(),
         GroupBy::Experiment => experiment.unwrap_or("-").to_string(),
@@ -83,6 +86,19 @@ pub fn from_totals(by: GroupBy) -> bool {
     !matches!(by, GroupBy::Prompt | GroupBy::Experiment)
 }
 
+/// The totals a report `by` reads since `since_ms`: an hour at a time for [`GroupBy::Hour`].
+pub fn rollup_for(
+    store: &Store,
+    since_ms: u64,
+    by: GroupBy,
+) -> Result<Vec<RollupRow>, switchyard_actors::store::StoreError> {
+    if by == GroupBy::Hour {
+        store.usage_rollup_hourly(since_ms)
+    } else {
+        store.usage_rollup(since_ms)
+    }
+}
+
 /// [`aggregate`] over the hourly totals (`by` as [`from_totals`] allows).
 pub fn aggregate_totals(totals: &[RollupRow], by: GroupBy, teams: &HashMap<String, String>) -> Vec<Row> {
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
@@ -99,6 +115,7 @@ pub fn render(rows: &[Row], by: GroupBy) -> String {
         GroupBy::Key => "KEY",
         GroupBy::Team => "TEAM",
         GroupBy::Day => "DAY",
+        GroupBy::Hour => "HOUR",
         GroupBy::Model => "MODEL",
         GroupBy::Provider => "PROVIDER",
         GroupBy::Prompt => "PROMPT",
@@ -178,7 +195,7 @@ pub fn run(data_dir: &Path, config: Option<&Path>, since: Option<&str>, by: Grou
         }
     };
     let rows = if from_totals(by) {
-        store.usage_rollup(since_ms).map(|totals| aggregate_totals(&totals, by, &teams))
+        rollup_for(&store, since_ms, by).map(|totals| aggregate_totals(&totals, by, &teams))
     } else {
         store.usage_since(since_ms).map(|records| aggregate(&records, by, &teams))
     };

@@ -194,6 +194,16 @@ impl Store {
     /// of the days after its own, the hour rows of its day from its hour on, both up to
     /// the watermark; and the records of the segments past it read from the ledger.
     pub fn usage_rollup(&self, since_ms: u64) -> Result<Vec<RollupRow>, StoreError> {
+        self.rollup_rows(since_ms, false)
+    }
+
+    /// [`Store::usage_rollup`] an hour at a time: the hour rows from `since_ms`'s hour on
+    /// (for a chart over time).
+    pub fn usage_rollup_hourly(&self, since_ms: u64) -> Result<Vec<RollupRow>, StoreError> {
+        self.rollup_rows(since_ms, true)
+    }
+
+    fn rollup_rows(&self, since_ms: u64, hourly: bool) -> Result<Vec<RollupRow>, StoreError> {
         let watermark = self.watermark()?;
         let mut rows: BTreeMap<Vec<u8>, Counters> = BTreeMap::new();
         let first_day = day_of(since_ms);
@@ -203,12 +213,15 @@ impl Store {
             k
         };
         // a day that starts at `since` is read whole
-        let (days_from, hours) = if since_ms % (24 * HOUR_MS) == 0 {
+        let (days_from, hours) = if hourly {
+            (u32::MAX, Some(at(HOUR, hour_of(since_ms))..at(HOUR + 1, 0)))
+        } else if since_ms % (24 * HOUR_MS) == 0 {
             (first_day, None)
         } else {
             (first_day.saturating_add(1), Some(at(HOUR, hour_of(since_ms))..at(HOUR, days_from_hours(first_day))))
         };
-        let ranges = std::iter::once(at(DAY, days_from)..at(DAY + 1, 0)).chain(hours);
+        let days = (days_from < u32::MAX).then(|| at(DAY, days_from)..at(DAY + 1, 0));
+        let ranges = days.into_iter().chain(hours);
         for range in ranges {
             for item in self.usage_hourly.range(range) {
                 let (k, v) = item?;
@@ -309,12 +322,20 @@ mod tests {
             store.append_usage(&[record(&format!("r{i}"), *ts, "k", 0.0)], &mut seq).unwrap();
         }
         let count = |since: u64| store.usage_rollup(since).unwrap().iter().map(|r| r.counters.requests).sum::<u64>();
+        let hourly =
+            |since: u64| store.usage_rollup_hourly(since).unwrap().iter().map(|r| r.counters.requests).sum::<u64>();
         assert_eq!(count(0), 4);
         assert_eq!(count(d), 4, "a whole first day");
         assert_eq!(count(d + 3 * HOUR_MS), 3, "from the first day's fourth hour");
         assert_eq!(count(d + day), 2);
         assert_eq!(count(d + day + 3 * HOUR_MS), 1);
         assert_eq!(count(d + 4 * day), 0);
+        // an hour at a time: one row per hour that had requests, from since's hour on
+        assert_eq!(hourly(0), 4);
+        assert_eq!(hourly(d + 3 * HOUR_MS), 3);
+        assert_eq!(hourly(d + day + 2 * HOUR_MS), 2);
+        let hours: Vec<u32> = store.usage_rollup_hourly(d).unwrap().iter().map(|r| r.hour).collect();
+        assert_eq!(hours, at.iter().map(|ts| hour_of(*ts)).collect::<Vec<_>>());
     }
 
     #[test]

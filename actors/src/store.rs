@@ -210,6 +210,8 @@ pub struct Store {
     pub usage_hourly: sled::Tree,
     /// The admin audit trail (`audit.rs`).
     pub audit: sled::Tree,
+    /// Recent requests a guardrail acted on (`flagged.rs`).
+    pub flagged: sled::Tree,
     /// Virtual keys created through the admin API: SHA-256 of the secret (hex) -> JSON.
     pub vkeys: sled::Tree,
     /// Stored Responses API responses: id -> the caller's JSON record.
@@ -264,6 +266,7 @@ impl Store {
             semantic: db.open_tree("semantic")?,
             usage_hourly: db.open_tree("usage_hourly")?,
             audit: db.open_tree("audit")?,
+            flagged: db.open_tree("flagged")?,
             vkeys: db.open_tree("vkeys")?,
             responses: db.open_tree("responses")?,
             prompts: db.open_tree("prompts")?,
@@ -303,6 +306,10 @@ impl Store {
             self.ledger.insert(&key[..], value)?;
             self.roll_up(&segment, &key)?;
             self.ledger_ids.apply_batch(keys)?;
+            let flagged: Vec<_> = segment.iter().filter_map(|r| crate::flagged::Flagged::of_record(r)).collect();
+            if !flagged.is_empty() {
+                self.add_flagged(&flagged)?;
+            }
         }
         self.db.flush()?;
         Ok(segment.len())

@@ -139,6 +139,20 @@ async fn a_batch_runs_through_the_queue_and_its_files_hold_every_answer() {
     let again: Value = get(url, MAIN_KEY, &format!("/v1/batches/{batch_id}")).await.json().await.unwrap();
     assert_eq!(again["request_counts"], done["request_counts"]);
 
+    // the console's view: every key's batches with owner and lane, and the lanes' backlog
+    let all: Value = get(url, ADMIN_KEY, "/admin/batches?limit=5").await.json().await.unwrap();
+    let mine = all["data"].as_array().unwrap().iter().find(|b| b["id"] == batch_id.as_str()).expect("listed");
+    assert_eq!((mine["owner"].as_str(), mine["priority"].as_str()), (Some("main"), Some("low")), "{all}");
+    assert_eq!(mine["request_counts"], done["request_counts"]);
+    let lanes: Value = get(url, ADMIN_KEY, "/admin/jobs").await.json().await.unwrap();
+    let names: Vec<&str> = lanes["data"].as_array().unwrap().iter().map(|l| l["priority"].as_str().unwrap()).collect();
+    assert_eq!(names, ["high", "normal", "low"], "{lanes}");
+    let low = &lanes["data"][2];
+    assert_eq!((low["pending"].as_u64(), low["in_progress"].as_u64()), (Some(0), Some(0)), "all served: {lanes}");
+    for path in ["/admin/batches", "/admin/jobs"] {
+        assert_eq!(get(url, MAIN_KEY, path).await.status(), 401, "{path} needs the admin credential");
+    }
+
     // another key sees none of it
     for path in [
         format!("/v1/batches/{batch_id}"),

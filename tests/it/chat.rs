@@ -172,7 +172,7 @@ async fn metrics_health_and_readiness() {
         "switchyard_cost_usd_total{model=\"chat\"}",
         "switchyard_cache_requests_total{result=\"miss\"}",
         "switchyard_rate_limited_total{kind=\"requests\"}",
-        "switchyard_queue_depth{provider=\"up\"}",
+        "switchyard_queue_depth{provider=\"up\",priority=\"normal\"}",
         "switchyard_inflight_requests",
         "switchyard_ledger_records_total",
     ] {

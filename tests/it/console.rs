@@ -208,8 +208,53 @@ fn the_console_journey_in_a_real_browser() {
         eprintln!("skipped: SWITCHYARD_TEST_PYTHON is not set (run ops/test.sh)");
         return;
     };
+    let nats = NatsServer::start();
     let mock = mock_upstream();
-    let gw = sso_gateway(&mock.url);
+    // research's requests pass guardrail `watch`, which flags injections; a real
+    // nats-server serves the Batch API and the jobs' lanes
+    let extra = format!(
+        "[[teams]]\nid = \"research\"\nmodels = [\"chat\"]\nguardrails = [\"watch\"]\n\n[jwt]\nhs256_secret = \"{SECRET}\"\n\n\
+         [[guardrails]]\nname = \"watch\"\ninjection = {{ threshold = 0.5, action = \"flag\" }}\n{}",
+        nats_section(&nats.url(), "console", "")
+    );
+    let gw = Gateway::start_with(&mock.url, &extra);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        gw.wait_nats("connected").await;
+        let url = gw.url();
+        // a batch of three
+        let input: String = (0..3)
+            .map(|i| {
+                json!({"custom_id": format!("c{i}"), "method": "POST", "url": "/v1/chat/completions",
+                    "body": chat_body(&format!("console batch {i}"))})
+                .to_string()
+                    + "\n"
+            })
+            .collect();
+        let part = reqwest::multipart::Part::bytes(input.into_bytes()).file_name("in.jsonl");
+        let form = reqwest::multipart::Form::new().text("purpose", "batch").part("file", part);
+        let file: Value = json_of(client().post(format!("{url}/v1/files")).bearer_auth(MAIN_KEY).multipart(form)).await;
+        let body = json!({"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"});
+        let batch: Value = json_of(client().post(format!("{url}/v1/batches")).bearer_auth(MAIN_KEY).json(&body)).await;
+        assert_eq!(batch["status"], "in_progress", "{batch}");
+        // a prompt of two versions, an experiment between them, and traffic through it
+        let admin = |m: reqwest::Method, path: &str| client().request(m, format!("{url}{path}")).bearer_auth(ADMIN_KEY);
+        let prompt = json!({"id": "greeting", "description": "the welcome line", "labels": {"production": 1},
+            "versions": [
+                {"messages": [{"role": "user", "content": "Say hello to {{ name }}."}], "variables": {"name": "string"}},
+                {"messages": [{"role": "user", "content": "Say a warm hello to {{ name }}."}], "variables": {"name": "string"}}]});
+        let r = admin(reqwest::Method::POST, "/admin/prompts").json(&prompt).send().await.unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let experiment = json!({"id": "warmth", "prompt": "greeting", "variants": [
+            {"name": "control", "weight": 50, "prompt_version": 1}, {"name": "warm", "weight": 50, "prompt_version": 2}]});
+        let r = admin(reqwest::Method::POST, "/admin/experiments").json(&experiment).send().await.unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        for i in 0..8 {
+            let body = json!({"model": "chat", "messages": [], "user": format!("user-{i}"),
+                "prompt": {"id": "greeting", "variables": {"name": format!("user {i}")}}});
+            assert_eq!(post_as(url, MAIN_KEY, &[], &body).await.status(), 200);
+        }
+    });
     let tmp = tempfile::tempdir().unwrap();
     let shots = std::env::var("SWITCHYARD_CONSOLE_SHOTS")
         .map(|d| Path::new(env!("CARGO_MANIFEST_DIR")).join(d))

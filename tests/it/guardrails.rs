@@ -234,6 +234,34 @@ targets = [{ provider = "up", model = "gpt-4o-mini" }]
     )
     .await;
     assert!(r.headers().get("x-switchyard-guardrails").is_none());
+
+    // the recent list: the flagged request (from its usage record) and the blocked one
+    // (which has none), newest first, what each guardrail did and never the text
+    let flagged = |query: String| {
+        let rb = client().get(format!("{}/admin/guardrails/flagged?{query}", gw.url())).bearer_auth(ADMIN_KEY);
+        async move { rb.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let recent = flagged("limit=10".into()).await;
+    let data = recent["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "{recent}");
+    let (flag, block) = (&data[0], &data[1]);
+    assert_eq!(
+        (flag["alias"].as_str(), flag["blocked"].as_bool(), flag["status"].as_u64()),
+        (Some("watched"), Some(false), Some(200))
+    );
+    assert!(flag["actions"][0].as_str().unwrap().starts_with("watch:INJECTION:flag:"), "{recent}");
+    assert_eq!(
+        (block["alias"].as_str(), block["blocked"].as_bool(), block["status"].as_u64()),
+        (Some("shielded"), Some(true), Some(400))
+    );
+    assert_eq!(block["actions"][0], "shield:block");
+    assert_eq!((flag["key_id"].as_str(), block["key_id"].as_str()), (Some("main"), Some("main")));
+    assert!(!recent.to_string().contains("Ignore all previous"), "never the text: {recent}");
+    let older = flag["ts_ms"].as_u64().unwrap();
+    let page = flagged(format!("limit=1&before={older}")).await;
+    assert!(page["data"].as_array().unwrap().iter().all(|e| e["ts_ms"].as_u64().unwrap() < older), "{page}");
+    let r = client().get(format!("{}/admin/guardrails/flagged", gw.url())).bearer_auth(MAIN_KEY).send().await.unwrap();
+    assert_eq!(r.status(), 401);
 }
 
 #[tokio::test]

@@ -32,8 +32,9 @@ fn worker_ref(addr: Addr<ProviderWorker>, slots: Arc<Slots>) -> WorkerRef {
 
 pub struct ProviderWorker {
     name: String,
-    /// `switchyard_queue_depth{provider}`, registered once
-    depth: metrics::Gauge,
+    /// `switchyard_queue_depth{provider,priority}` by lane (high, normal, low),
+    /// registered once
+    depth: [metrics::Gauge; 3],
     queue_size: usize,
     /// In flight (granted here or taken by the router), and what the router reads.
     slots: Arc<Slots>,
@@ -64,7 +65,8 @@ impl ProviderWorker {
     pub fn new(name: impl Into<String>, concurrency: usize, queue_size: usize) -> ProviderWorker {
         let name = name.into();
         ProviderWorker {
-            depth: metrics::gauge!(QUEUE_DEPTH, "provider" => name.clone()),
+            depth: [Priority::High, Priority::Normal, Priority::Low]
+                .map(|p| metrics::gauge!(QUEUE_DEPTH, "provider" => name.clone(), "priority" => p.as_str())),
             name,
             queue_size,
             slots: Arc::new(Slots::new(concurrency.max(1))),
@@ -151,7 +153,9 @@ impl ProviderWorker {
     }
 
     fn report(&self) {
-        self.depth.set(self.queued() as f64);
+        for (i, gauge) in self.depth.iter().enumerate() {
+            gauge.set((self.queues[i].len() + self.background_queues[i].len()) as f64);
+        }
     }
 
     /// Gives the job a slot and answers it.

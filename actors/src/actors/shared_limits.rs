@@ -111,6 +111,8 @@ struct Lease {
     units: AtomicI64,
     /// The counter as last seen in the bucket (for the headers).
     granted: AtomicU64,
+    /// The limit its units were granted under (0: none yet).
+    limit: AtomicU64,
 }
 
 impl Lease {
@@ -120,6 +122,22 @@ impl Lease {
         if seen != window && self.window.compare_exchange(seen, window, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             self.units.store(0, Ordering::Release);
             self.granted.store(0, Ordering::Release);
+        }
+    }
+
+    /// Holds the lease to `limit`: units granted under another limit (a key's limit
+    /// lowered or raised since) are not used, so that a lowered limit holds at once; the
+    /// bucket is asked again under the new one. (An overshoot still owed is kept.)
+    fn under(&self, limit: u64) {
+        let seen = self.limit.swap(limit, Ordering::AcqRel);
+        if seen != 0 && seen != limit {
+            let mut cur = self.units.load(Ordering::Acquire);
+            while cur > 0 {
+                match self.units.compare_exchange_weak(cur, 0, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => break,
+                    Err(now) => cur = now,
+                }
+            }
         }
     }
 
@@ -258,6 +276,7 @@ impl SharedLimits {
         for scope in scopes.iter() {
             for (kind, limit, window, end, need) in quantities(scope, demand, now_ms) {
                 let lease = self.lease(&scope.id, kind);
+                lease.under(limit);
                 loop {
                     lease.at(window);
                     if lease.take(need as i64) {
@@ -381,5 +400,36 @@ mod tests {
         drop((t2, t3));
         // the bucket never granted more than the budget
         assert!(shared.lease(&key, Kind::Budget).granted.load(Ordering::SeqCst) <= 1_000_000);
+    }
+
+    #[tokio::test]
+    async fn a_lowered_limit_holds_at_once_despite_the_lease() {
+        let key: Arc<str> = Arc::from("key:k");
+        let now = unix_ms();
+        let counters: HashMap<String, AtomicU64> =
+            [(format!("rpm.{}.{}", hex::encode("key:k"), now / 60_000), AtomicU64::new(0))].into_iter().collect();
+        let shared = SharedLimits::new(Box::new(Memory(counters)));
+        let at = |rpm: u32| -> Scopes {
+            Arc::from(vec![Scope {
+                id: key.clone(),
+                limits: Limits { rpm: Some(rpm), ..Default::default() },
+                budget: None,
+            }])
+        };
+        let demand = Demand { tokens: 1, cost_usd: 0.0 };
+        // at 100/min the lease holds 10; 3 are used
+        for _ in 0..3 {
+            assert!(shared.take(&at(100), demand).await.is_ok());
+        }
+        assert_eq!(shared.lease(&key, Kind::Requests).units.load(Ordering::SeqCst), 7);
+        // lowered to 1/min: the 10 granted this minute are past it, the next is refused
+        // (unless the window just turned: then one is admitted and the next refused)
+        let mut refused = false;
+        for _ in 0..2 {
+            refused |= matches!(shared.take(&at(1), demand).await, Err(SharedRefusal::Limited(_)));
+        }
+        assert!(refused, "a lowered limit is not waved through by the old lease");
+        // raised again: the bucket grants under the new limit
+        assert!(shared.take(&at(1000), demand).await.is_ok() || now / 60_000 != unix_ms() / 60_000);
     }
 }

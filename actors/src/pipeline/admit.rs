@@ -349,8 +349,25 @@ impl Engine {
 
     /// Counts requests refused before any provider or cache was involved
     /// (the finisher counts all others).
-    pub(super) fn count_early(ctx: &RequestCtx, result: &Result<Outcome, Failure>, alias_hint: Option<&str>) {
+    pub(super) fn count_early(&self, ctx: &RequestCtx, result: &Result<Outcome, Failure>, alias_hint: Option<&str>) {
         if let Err(f) = result {
+            if let (false, GatewayError::PolicyViolation { guardrail, message }) = (f.counted, &f.error) {
+                // a request blocked before any provider has no usage record: the
+                // console's recent list has it
+                let entry = crate::flagged::Flagged {
+                    ts_ms: crate::types::unix_ms(),
+                    request_id: ctx.request_id.clone(),
+                    key_id: ctx.key.id.to_string(),
+                    alias: alias_hint.unwrap_or("-").to_string(),
+                    status: f.error.class().status,
+                    blocked: true,
+                    actions: vec![format!("{guardrail}:block")],
+                    message: Some(message.clone()),
+                };
+                if let Err(e) = self.store().add_flagged([&entry]) {
+                    tracing::warn!(error = %e, "a blocked request could not be listed");
+                }
+            }
             if !f.counted {
                 let rt = &ctx.runtime;
                 // only known aliases become label values

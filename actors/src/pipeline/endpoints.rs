@@ -118,7 +118,7 @@ impl Engine {
             Ok(req) => self.chat_inner(ctx, req).await,
             Err(e) => Err(e.into()),
         };
-        Self::count_early(ctx, &result, alias.as_deref());
+        self.count_early(ctx, &result, alias.as_deref());
         result
     }
 
@@ -374,7 +374,7 @@ impl Engine {
             Ok(req) => self.embeddings_inner(ctx, req).await,
             Err(e) => Err(e.into()),
         };
-        Self::count_early(ctx, &result, alias.as_deref());
+        self.count_early(ctx, &result, alias.as_deref());
         result
     }
 

@@ -4,6 +4,7 @@
 mod cache;
 mod config_view;
 mod experiments;
+mod ops;
 mod prompts;
 pub mod roles;
 
@@ -17,7 +18,7 @@ use switchyard_actors::GatewayError;
 
 use super::respond::{names, read_body, request_id, set, simple_error};
 use crate::app::{reload, AppState};
-use crate::usage::{aggregate, aggregate_totals, from_totals, team_of, GroupBy};
+use crate::usage::{aggregate, aggregate_totals, from_totals, rollup_for, team_of, GroupBy};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/reload", web::post().to(admin_reload))
@@ -30,7 +31,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(cache::routes)
         .configure(config_view::routes)
         .configure(prompts::routes)
-        .configure(experiments::routes);
+        .configure(experiments::routes)
+        .configure(ops::routes);
 }
 
 /// The admin credential or a console session with the admin role, or the error to
@@ -283,7 +285,7 @@ struct UsageQuery {
     after: Option<String>,
 }
 
-/// `GET /admin/usage?by=key|team|model|provider|day&since=7d&limit=100&after=GROUP`:
+/// `GET /admin/usage?by=key|team|model|provider|day|hour&since=7d&limit=100&after=GROUP`:
 /// requests, errors, tokens, upstream calls and spend, a page of groups at a time. Read
 /// from the hourly totals beside the ledger (`since` counts from the start of its hour);
 /// by prompt or experiment, from the records.
@@ -296,11 +298,12 @@ async fn usage(req: HttpRequest, q: web::Query<UsageQuery>, state: web::Data<App
             "model" => GroupBy::Model,
             "provider" => GroupBy::Provider,
             "day" => GroupBy::Day,
+            "hour" => GroupBy::Hour,
             "prompt" => GroupBy::Prompt,
             "experiment" => GroupBy::Experiment,
             other => {
                 return Err(GatewayError::BadRequest(format!(
-                    "`by` must be key, team, model, provider, day, prompt or experiment, not `{other}`"
+                    "`by` must be key, team, model, provider, day, hour, prompt or experiment, not `{other}`"
                 )))
             }
         };
@@ -321,7 +324,7 @@ async fn usage(req: HttpRequest, q: web::Query<UsageQuery>, state: web::Data<App
             // a team admin or viewer reads their team's keys' usage only
             let visible = |key_id: &str| who.role == roles::Role::Admin || who.sees(team_of(key_id, &teams).as_deref());
             if from_totals(by) {
-                engine.store().usage_rollup(since_ms).map(|mut totals| {
+                rollup_for(engine.store(), since_ms, by).map(|mut totals| {
                     totals.retain(|t| visible(&t.key_id));
                     aggregate_totals(&totals, by, &teams)
                 })

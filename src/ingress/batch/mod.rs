@@ -255,13 +255,34 @@ impl BatchApi {
 
     /// `GET /v1/batches`: the caller's batches, newest first.
     pub async fn list(&self, owner: &str, limit: usize, after: Option<&str>) -> Result<Value, GatewayError> {
+        self.list_where(|rec| rec.owner == owner, limit, after, false).await
+    }
+
+    /// `GET /admin/batches`: the batches `keep` accepts (of every key), newest first,
+    /// each with its owner and lane.
+    pub async fn list_all(
+        &self,
+        keep: impl Fn(&BatchRecord) -> bool,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Value, GatewayError> {
+        self.list_where(keep, limit, after, true).await
+    }
+
+    async fn list_where(
+        &self,
+        keep: impl Fn(&BatchRecord) -> bool,
+        limit: usize,
+        after: Option<&str>,
+        with_owner: bool,
+    ) -> Result<Value, GatewayError> {
         let s = self.stores().await?;
         let mut keys = s.batches.keys().await.map_err(unavailable)?;
         let mut mine = Vec::new();
         while let Some(k) = keys.next().await {
             let k = k.map_err(unavailable)?;
             if let Some((rec, rev)) = read_batch(&s.batches, &k).await? {
-                if rec.owner == owner {
+                if keep(&rec) {
                     mine.push((rec, rev));
                 }
             }
@@ -274,11 +295,36 @@ impl BatchApi {
         let has_more = mine.len() > start + limit;
         let mut data = Vec::new();
         for (rec, rev) in mine.into_iter().skip(start).take(limit) {
-            data.push(self.refresh(s, rec, rev).await?);
+            let owner = with_owner.then(|| (rec.owner.clone(), rec.lane));
+            let mut view = self.refresh(s, rec, rev).await?;
+            if let (Some((owner, lane)), Some(o)) = (owner, view.as_object_mut()) {
+                o.insert("owner".into(), json!(owner));
+                o.insert("priority".into(), json!(lane.as_str()));
+            }
+            data.push(view);
         }
         let first = data.first().map(|b| b["id"].clone()).unwrap_or(Value::Null);
         let last = data.last().map(|b| b["id"].clone()).unwrap_or(Value::Null);
         Ok(json!({"object": "list", "data": data, "first_id": first, "last_id": last, "has_more": has_more}))
+    }
+
+    /// The jobs' backlog, lane by lane: messages not yet delivered, delivered and not yet
+    /// acknowledged (in progress), and redelivered.
+    pub async fn backlog(&self) -> Result<Value, GatewayError> {
+        let (_, _, names) = self.inner()?;
+        let s = self.stores().await?;
+        let stream = s.js.get_stream(&names.jobs_stream).await.map_err(unavailable)?;
+        let mut lanes = Vec::new();
+        for lane in crate::ingress::nats::streams::LANES {
+            let row = match stream.consumer_info(names.consumer(lane)).await {
+                Ok(info) => json!({"priority": lane.as_str(), "pending": info.num_pending,
+                    "in_progress": info.num_ack_pending, "redelivered": info.num_redelivered}),
+                // a lane no instance serves yet has no consumer: everything is pending
+                Err(_) => json!({"priority": lane.as_str(), "pending": null, "in_progress": 0, "redelivered": 0}),
+            };
+            lanes.push(row);
+        }
+        Ok(json!({"object": "list", "data": lanes}))
     }
 
     /// `POST /v1/batches/{id}/cancel`: items not yet served are skipped (each gets an

@@ -55,7 +55,7 @@ function signedIn(session) {
   $("sign-out").hidden = false;
   $("who").textContent = session.team ? `${session.who} (${role}, team ${session.team})` : `${session.who} (${role})`;
   // what a role may not do is not offered (the admin API refuses it anyway)
-  for (const admin of ["cache", "config", "audit"]) document.querySelector(`a[data-page=${admin}]`).hidden = role !== "admin";
+  for (const admin of ["cache", "config", "audit", "prompts"]) document.querySelector(`a[data-page=${admin}]`).hidden = role !== "admin";
   $("new-key").hidden = role === "viewer";
   route();
 }
@@ -90,7 +90,227 @@ $("sign-out").addEventListener("click", async () => {
 
 // --- pages ------------------------------------------------------------------------------
 
-const pages = { overview, keys, usage, guardrails, config, audit, cache: () => {} };
+const pages = { overview, keys, usage, batches, prompts, guardrails, config, audit, cache: () => {} };
+
+// --- charts: bars in an SVG, the largest value and the first and last labels written --------
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function bars(svg, points, format) {
+  const [, , width, height] = svg.getAttribute("viewBox").split(" ").map(Number);
+  svg.replaceChildren();
+  const max = Math.max(0, ...points.map((p) => p.value));
+  const top = 14, bottom = 14, step = width / Math.max(points.length, 1);
+  const text = (x, y, s, anchor) => {
+    const t = document.createElementNS(SVG, "text");
+    t.setAttribute("x", x); t.setAttribute("y", y); t.setAttribute("text-anchor", anchor || "start");
+    t.textContent = s;
+    svg.appendChild(t);
+  };
+  points.forEach((p, i) => {
+    const h = max > 0 ? (p.value / max) * (height - top - bottom) : 0;
+    const r = document.createElementNS(SVG, "rect");
+    r.setAttribute("x", i * step + 1); r.setAttribute("width", Math.max(step - 2, 1));
+    r.setAttribute("y", height - bottom - h); r.setAttribute("height", h);
+    r.dataset.label = p.label; r.dataset.value = p.value;
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = `${p.label}: ${format(p.value)}`;
+    r.appendChild(title);
+    svg.appendChild(r);
+  });
+  text(0, 10, `max ${format(max)}`);
+  if (points.length) {
+    text(0, height - 2, points[0].label);
+    text(width, height - 2, points[points.length - 1].label, "end");
+  }
+}
+
+// the last n UTC hours as the usage API names them (YYYY-MM-DDTHH), oldest first
+function lastHours(n) {
+  const now = Math.floor(Date.now() / 3600000);
+  const out = [];
+  for (let h = now - n + 1; h <= now; h++) out.push(new Date(h * 3600000).toISOString().slice(0, 13));
+  return out;
+}
+
+async function charts() {
+  const answer = await api("GET", "/admin/usage?by=hour&since=24h&limit=1000");
+  const by = new Map(answer.data.map((r) => [r.group, r]));
+  const hours = lastHours(24);
+  const series = (f) => hours.map((h) => ({ label: `${h.slice(11)}:00`, value: by.has(h) ? f(by.get(h)) : 0 }));
+  bars($("chart-requests"), series((r) => r.requests), String);
+  bars($("chart-tokens"), series((r) => r.input_tokens + r.output_tokens), String);
+  bars($("chart-spend"), series((r) => r.cost_usd), (v) => `$${v.toFixed(4)}`);
+}
+
+// --- batches and jobs -------------------------------------------------------------------------
+
+let batchesAfter = null;
+
+async function batches(more) {
+  $("batches-error").textContent = "";
+  const m = parseMetrics(await (await fetch("/metrics", { credentials: "same-origin" })).text());
+  const jobs = (lane, outcome) => sum(m, "switchyard_jobs_total", (l) => l.lane === lane && l.outcome === outcome);
+  try {
+    const lanes = await api("GET", "/admin/jobs");
+    rows($("lanes"), lanes.data, (tr, l) => {
+      tr.dataset.lane = l.priority;
+      cell(tr, l.priority);
+      cell(tr, l.pending ?? "no consumer yet");
+      cell(tr, l.in_progress);
+      cell(tr, l.redelivered);
+      cell(tr, jobs(l.priority, "completed"));
+      cell(tr, jobs(l.priority, "failed"));
+      cell(tr, jobs(l.priority, "retried"));
+    });
+    const params = new URLSearchParams({ limit: "20" });
+    if (more === true && batchesAfter) params.set("after", batchesAfter);
+    const page = await api("GET", `/admin/batches?${params}`);
+    const body = $("batch-list").querySelector("tbody");
+    if (more !== true) body.replaceChildren();
+    for (const b of page.data) {
+      const tr = document.createElement("tr");
+      tr.dataset.batch = b.id;
+      const c = b.request_counts;
+      cell(tr, b.id);
+      cell(tr, b.owner);
+      cell(tr, b.priority);
+      cell(tr, b.endpoint);
+      cell(tr, b.status);
+      const progress = cell(tr, "");
+      const bar = document.createElement("span"); bar.className = "bar";
+      const fill = document.createElement("span");
+      fill.style.width = `${c.total ? Math.round((100 * (c.completed + c.failed)) / c.total) : 0}%`;
+      bar.appendChild(fill);
+      progress.append(bar, `${c.completed + c.failed} / ${c.total}`);
+      cell(tr, c.failed);
+      cell(tr, new Date(b.created_at * 1000).toLocaleString());
+      body.appendChild(tr);
+    }
+    batchesAfter = page.last_id;
+    $("batches-more").hidden = !page.has_more;
+  } catch (err) {
+    $("batches-error").textContent = err.message;
+  }
+}
+
+$("batches-more").addEventListener("click", () => batches(true));
+
+// --- prompts and experiments -------------------------------------------------------------------
+
+async function prompts() {
+  $("prompts-error").textContent = "";
+  try {
+    const list = await api("GET", "/admin/prompts");
+    rows($("prompt-list"), list.data, (tr, p) => {
+      tr.dataset.prompt = p.id;
+      const a = document.createElement("a");
+      a.href = "#prompts"; a.textContent = p.id; a.className = "open-prompt";
+      a.addEventListener("click", (e) => { e.preventDefault(); prompt(p.id); });
+      cell(tr, "").appendChild(a);
+      cell(tr, p.description);
+      cell(tr, p.latest_version);
+      cell(tr, Object.entries(p.labels || {}).map(([l, v]) => `${l} → ${v}`).join(", "));
+      cell(tr, p.source);
+    });
+    const experiments = await api("GET", "/admin/experiments");
+    rows($("experiment-list"), experiments.data, (tr, x) => {
+      tr.dataset.experiment = x.id;
+      cell(tr, x.id);
+      cell(tr, x.prompt ?? x.model);
+      cell(tr, x.status);
+      cell(tr, x.variants.map((v) => `${v.name} (${v.weight})`).join(", "));
+      const open = document.createElement("button");
+      open.textContent = "Report"; open.className = "report";
+      open.addEventListener("click", () => experiment(x.id));
+      cell(tr, "").appendChild(open);
+    });
+  } catch (err) {
+    $("prompts-error").textContent = err.message;
+  }
+}
+
+let shownPrompt = null;
+
+async function prompt(id) {
+  const p = await api("GET", `/admin/prompts/${encodeURIComponent(id)}`);
+  shownPrompt = p;
+  $("prompt-detail").hidden = false;
+  $("prompt-title").textContent = `${p.id} (${p.source})`;
+  const labelsOf = (n) => Object.entries(p.labels || {}).filter(([, v]) => v === n).map(([l]) => l).join(", ");
+  rows($("prompt-versions"), p.versions.map((v, i) => ({ ...v, n: i + 1 })), (tr, v) => {
+    tr.dataset.version = v.n;
+    cell(tr, v.n);
+    cell(tr, v.model);
+    cell(tr, v.messages.map((m) => `[${m.role}] ${m.content}`).join("\n"));
+    cell(tr, labelsOf(v.n));
+  });
+  const f = $("prompt-diff");
+  f.from.value = Math.max(1, p.versions.length - 1);
+  f.to.value = p.versions.length;
+  $("prompt-label").version.value = p.versions.length;
+  $("diff-text").hidden = true;
+}
+
+$("prompt-diff").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const f = e.target;
+  try {
+    const id = encodeURIComponent(shownPrompt.id);
+    const d = await api("GET", `/admin/prompts/${id}/diff?from=${Number(f.from.value)}&to=${Number(f.to.value)}`);
+    $("diff-text").textContent = d.diff || "(no difference)";
+    $("diff-text").hidden = false;
+  } catch (err) {
+    $("prompts-error").textContent = err.message;
+  }
+});
+
+$("prompt-label").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const f = e.target;
+  try {
+    const path = `/admin/prompts/${encodeURIComponent(shownPrompt.id)}/labels/${encodeURIComponent(f.label.value.trim())}`;
+    await api("PUT", path, { version: Number(f.version.value) });
+    await prompts();
+    await prompt(shownPrompt.id);
+  } catch (err) {
+    $("prompts-error").textContent = err.message;
+  }
+});
+
+async function experiment(id) {
+  const x = await api("GET", `/admin/experiments/${encodeURIComponent(id)}`);
+  $("experiment-detail").hidden = false;
+  $("experiment-title").textContent = `${x.id}: ${x.status}`;
+  const num = (v, digits) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
+  rows($("experiment-report"), x.report.variants, (tr, v) => {
+    tr.dataset.variant = v.name;
+    cell(tr, v.control ? `${v.name} (control)` : v.name);
+    cell(tr, v.prompt_version ? `version ${v.prompt_version}` : v.prompt_label ? `label ${v.prompt_label}` : v.model);
+    cell(tr, v.requests);
+    cell(tr, num(v.error_rate.value, 3));
+    cell(tr, v.latency_ms.p50 ? num(v.latency_ms.p50.value, 1) : "–");
+    cell(tr, num(v.cost_per_request_usd && v.cost_per_request_usd.mean, 6));
+    cell(tr, v.feedback.count ? `${num(v.feedback.mean, 2)} (${v.feedback.count})` : "–");
+    const actions = cell(tr, "");
+    if (x.status !== "stopped" && v.prompt_version) {
+      const promote = document.createElement("button");
+      promote.textContent = "Promote"; promote.className = "promote";
+      promote.addEventListener("click", async () => {
+        if (!confirm(`Point production at ${v.name}'s version and stop ${x.id}?`)) return;
+        try {
+          await api("POST", `/admin/experiments/${encodeURIComponent(x.id)}/promote`, { variant: v.name });
+          await prompts();
+          await experiment(x.id);
+        } catch (err) {
+          $("prompts-error").textContent = err.message;
+        }
+      });
+      actions.appendChild(promote);
+    }
+  });
+}
+
 
 async function audit() {
   const page = await api("GET", "/admin/audit?limit=200");
@@ -104,7 +324,34 @@ async function audit() {
   });
 }
 
+let flaggedBefore = null;
+
+async function flagged(more) {
+  const params = new URLSearchParams({ limit: "50" });
+  if (more === true && flaggedBefore) params.set("before", flaggedBefore);
+  const page = await api("GET", `/admin/guardrails/flagged?${params}`);
+  const body = $("flagged").querySelector("tbody");
+  if (more !== true) body.replaceChildren();
+  for (const f of page.data) {
+    const tr = document.createElement("tr");
+    tr.dataset.request = f.request_id;
+    cell(tr, new Date(f.ts_ms).toLocaleString());
+    cell(tr, f.request_id);
+    cell(tr, f.key_id);
+    cell(tr, f.alias);
+    cell(tr, f.blocked ? `${f.status} blocked` : f.status, f.blocked ? "down" : "");
+    cell(tr, f.actions.join(", ") + (f.message ? ` — ${f.message}` : ""));
+    body.appendChild(tr);
+  }
+  flaggedBefore = page.next_before;
+  $("flagged-more").hidden = !page.next_before;
+}
+
+$("flagged-more").addEventListener("click", () => flagged(true));
+
 async function guardrails() {
+  await flagged();
+
   const m = parseMetrics(await (await fetch("/metrics", { credentials: "same-origin" })).text());
   const events = m.filter((s) => s.name === "switchyard_guardrail_actions_total").sort((a, b) => b.value - a.value);
   rows($("guard-events"), events, (tr, s) => {
@@ -198,16 +445,24 @@ async function overview() {
     for (const s of m.filter((s) => s.name === "switchyard_target_latency_ewma_seconds")) {
       latency[`${s.labels.provider}/${s.labels.model}`] = s.value;
     }
-    const queue = {};
-    for (const s of m.filter((s) => s.name === "switchyard_queue_depth")) queue[s.labels.provider] = s.value;
+    const queue = (provider, priority) =>
+      sum(m, "switchyard_queue_depth", (l) => l.provider === provider && l.priority === priority);
+    const served = (provider, bad) =>
+      sum(m, "switchyard_requests_total", (l) => l.provider === provider && (!bad || Number(l.status) >= 500));
     rows($("targets"), m.filter((s) => s.name === "switchyard_target_up"), (tr, s) => {
-      cell(tr, s.labels.provider);
+      const p = s.labels.provider;
+      tr.dataset.target = `${p}/${s.labels.model}`;
+      cell(tr, p);
       cell(tr, s.labels.model);
       cell(tr, s.value === 1 ? "up" : "down (breaker open)", s.value === 1 ? "" : "down");
-      const l = latency[`${s.labels.provider}/${s.labels.model}`];
+      const l = latency[`${p}/${s.labels.model}`];
       cell(tr, l === undefined ? "–" : `${(l * 1000).toFixed(1)} ms`);
-      cell(tr, queue[s.labels.provider] ?? 0);
+      const n = served(p, false);
+      cell(tr, n);
+      cell(tr, n ? (served(p, true) / n).toFixed(3) : "–");
+      cell(tr, ["high", "normal", "low"].map((q) => queue(p, q)).join(" / "));
     });
+    await charts().catch(() => {});
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   };
   await draw();
@@ -319,6 +574,7 @@ async function usage() {
     cell(tr, r.cost_usd.toFixed(6));
     cell(tr, (r.saved_usd ?? 0).toFixed(6));
   });
+  bars($("usage-chart"), usageRows.map((r) => ({ label: r.group, value: r.cost_usd })), (v) => `$${v.toFixed(4)}`);
 }
 
 $("usage-form").addEventListener("submit", (e) => { e.preventDefault(); usage(); });
