@@ -18,6 +18,21 @@ pub struct Jwt {
     pub team_claim: String,
     pub subject_claim: String,
     pub leeway_secs: u64,
+    pub oidc: Option<Oidc>,
+}
+
+/// The console's sign-in through an OpenID Connect provider (authorization code with
+/// PKCE); the ID token it returns is verified with the `[jwt]` settings, its audience
+/// being `client_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Oidc {
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub redirect_url: String,
+    /// `None`: discovered from the issuer.
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub scopes: Vec<String>,
 }
 
 /// Request priority, from the key's default or the `x-switchyard-priority` header.

@@ -191,6 +191,25 @@ pub struct RawJwt {
     pub subject_claim: Option<String>,
     /// Clock skew allowed on `exp` and `nbf`, seconds (default 30).
     pub leeway_secs: Option<u64>,
+    /// The console's single sign-on through the identity provider (OpenID Connect).
+    pub oidc: Option<RawOidc>,
+}
+
+/// `[jwt.oidc]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    pub client_id: String,
+    /// `${ENV}` allowed; absent for a public client (PKCE alone).
+    pub client_secret: Option<String>,
+    /// Where the identity provider sends the browser back:
+    /// `https://GATEWAY/ui/api/sso/callback`.
+    pub redirect_url: String,
+    /// Default: read from `{jwt.issuer}/.well-known/openid-configuration`.
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    /// Default `["openid", "profile", "email"]`.
+    pub scopes: Option<Vec<String>>,
 }
 
 /// `[server]`

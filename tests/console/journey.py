@@ -3,10 +3,11 @@ from PyPI): sign in, create a key, send traffic with it through the gateway, see
 traffic and spend, lower its limit and see the 429s counted, revoke it; the CSRF check
 and signing out. Screenshots of each page go to the directory given.
 
-    python journey.py GATEWAY_URL ADMIN_KEY SCREENSHOT_DIR TEAM_ADMIN_TOKEN
+    python journey.py GATEWAY_URL ADMIN_KEY SCREENSHOT_DIR
 
-The last part signs in with a single sign-on token of a team admin of `research`, who
-sees that team's keys and no other's.
+The last part signs in through the identity provider the gateway is configured with
+(`tests/common/oidc_idp.py`) as a team admin of `research`, who sees that team's keys,
+flagged requests and batches and no other's.
 """
 
 import json
@@ -18,7 +19,7 @@ import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
 
-base, admin_key, shots, team_admin_token = sys.argv[1:5]
+base, admin_key, shots = sys.argv[1:4]
 
 
 def chat(secret, text="hello from the console test"):
@@ -185,10 +186,11 @@ with sync_playwright() as p:
     expect(page.locator("#sign-in")).to_be_visible()
     assert page.request.get(f"{base}/admin/keys").status == 401
 
-    # a team admin (single sign-on) sees their team's keys, not another team's
-    page.fill("#admin-key", team_admin_token)
-    page.click("#sign-in-form button")
+    # a team admin signs in through the identity provider and sees their team's keys,
+    # not another team's
+    page.click("#sso a")
     expect(page.locator("#who")).to_contain_text("team_admin")
+    assert page.url.startswith(f"{base}/ui"), page.url
     page.click("a[data-page=keys]")
     expect(page.locator("tr[data-key=research-key]")).to_be_visible()
     expect(page.locator("tr[data-key=ui-key]")).to_have_count(0)

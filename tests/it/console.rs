@@ -25,6 +25,155 @@ fn token(sub: &str, role: &str) -> String {
     jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap()
 }
 
+/// The identity provider of the single sign-on tests (`tests/common/oidc_idp.py`),
+/// signing in `claims`' user; killed on drop.
+struct Idp {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const CLIENT_ID: &str = "switchyard-console";
+const CLIENT_SECRET: &str = "idp-client-secret";
+
+fn idp(python: &str, claims: Value) -> Idp {
+    use std::io::BufRead;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/oidc_idp.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .args([CLIENT_ID, CLIENT_SECRET, &claims.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the identity provider");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let port = serde_json::from_str::<Value>(&first).expect("its port")["port"].as_u64().unwrap();
+    Idp { child, url: format!("http://127.0.0.1:{port}") }
+}
+
+/// A gateway on `port` whose console signs in through `idp` (discovered from its
+/// issuer; ID tokens checked against its JWKS), with `extra` settings.
+fn sso_gateway_at(mock: &str, idp: &Idp, port: u16, extra: &str) -> Gateway {
+    let sso = format!(
+        "[[teams]]\nid = \"research\"\nmodels = [\"chat\"]\n{extra}\n[jwt]\nissuer = \"{0}\"\njwks_url = \"{0}/jwks\"\n\n\
+         [jwt.oidc]\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n\
+         redirect_url = \"http://127.0.0.1:{port}/ui/api/sso/callback\"\n",
+        idp.url
+    );
+    Gateway::start_config(|dir| {
+        config_text(dir, mock, &sso)
+            .replace("http_addr = \"127.0.0.1:0\"", &format!("http_addr = \"127.0.0.1:{port}\""))
+    })
+}
+
+#[tokio::test]
+async fn single_sign_on_through_the_identity_provider() {
+    let Ok(python) = std::env::var("SWITCHYARD_TEST_PYTHON") else {
+        eprintln!("skipped: SWITCHYARD_TEST_PYTHON is not set (run ops/test.sh)");
+        return;
+    };
+    let provider = idp(&python, json!({"sub": "lead", "team": "research", "switchyard_role": "team_admin"}));
+    let mock = mock_upstream();
+    let port = free_port();
+    let gw = sso_gateway_at(&mock.url, &provider, port, "");
+    let url = gw.url();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let enabled: Value = http.get(format!("{url}/ui/api/sso")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(enabled["enabled"], true);
+
+    // start: to the provider's authorization endpoint (discovered), with PKCE and a nonce
+    let start = http.get(format!("{url}/ui/api/sso/start")).send().await.unwrap();
+    assert_eq!(start.status(), 302);
+    let to_idp = header(&start, "location");
+    assert!(to_idp.starts_with(&format!("{}/authorize?", provider.url)), "{to_idp}");
+    for part in ["code_challenge_method=S256", "code_challenge=", "nonce=", "response_type=code", "scope=openid"] {
+        assert!(to_idp.contains(part), "{part} in {to_idp}");
+    }
+    let state_cookie = header(&start, "set-cookie");
+    for attribute in ["sy_sso=", "HttpOnly", "Secure", "SameSite=Lax", "Path=/ui/api/sso"] {
+        assert!(state_cookie.contains(attribute), "{state_cookie}");
+    }
+    let state_cookie = state_cookie.split(';').next().unwrap().to_string();
+    // the provider signs the user in and sends the browser back with a code
+    let back = http.get(&to_idp).send().await.unwrap();
+    assert_eq!(back.status(), 302);
+    let callback = header(&back, "location");
+    assert!(callback.starts_with(&format!("{url}/ui/api/sso/callback?code=")), "{callback}");
+
+    // another browser (no state cookie) cannot use it
+    let stolen = http.get(&callback).send().await.unwrap();
+    assert_eq!(stolen.status(), 403);
+    assert!(stolen.text().await.unwrap().contains("not started by this browser"));
+    // this one can: the code is exchanged, the ID token verified, the session opened
+    let done = http.get(&callback).header("cookie", &state_cookie).send().await.unwrap();
+    assert_eq!(done.status(), 200);
+    assert_eq!(header(&done, "refresh"), "0; url=/ui");
+    let session_cookie = done
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("sy_session="))
+        .expect("a session cookie");
+    assert!(session_cookie.contains("SameSite=Strict") && session_cookie.contains("HttpOnly"), "{session_cookie}");
+    let session_cookie = session_cookie.split(';').next().unwrap().to_string();
+    let who: Value = http
+        .get(format!("{url}/ui/api/session"))
+        .header("cookie", &session_cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((who["role"].as_str(), who["team"].as_str()), (Some("team_admin"), Some("research")), "{who}");
+    assert_eq!(who["who"], "console:jwt:lead@research");
+    // a code and its state are used once
+    let again = http.get(&callback).header("cookie", &state_cookie).send().await.unwrap();
+    assert_eq!(again.status(), 403);
+    // the provider's refusal is shown, escaped
+    let refused = http
+        .get(format!("{url}/ui/api/sso/callback?error=access_denied&error_description=%3Cb%3Eno%3C/b%3E&state=x"))
+        .header("cookie", "sy_sso=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("access_denied") && text.contains("&lt;b&gt;no") && !text.contains("<b>"), "{text}");
+    // the sign-in is in the audit trail
+    let audit: Value =
+        client().get(format!("{url}/admin/audit")).bearer_auth(ADMIN_KEY).send().await.unwrap().json().await.unwrap();
+    let entry = audit["data"].as_array().unwrap().iter().find(|e| e["action"] == "console.sign_in").expect("audited");
+    assert_eq!(
+        (entry["who"].as_str(), entry["detail"]["with"].as_str()),
+        (Some("console:jwt:lead@research"), Some("sso"))
+    );
+    drop(gw);
+
+    // an ID token for another client, or with another sign-in's nonce, opens nothing
+    for (forged, why) in [(json!({"aud": "another-client"}), "wrong audience"), (json!({"nonce": "forged"}), "nonce")] {
+        let mut claims = json!({"sub": "lead", "team": "research", "switchyard_role": "admin"});
+        claims.as_object_mut().unwrap().extend(forged.as_object().unwrap().clone());
+        let provider = idp(&python, claims);
+        let port = free_port();
+        let gw = sso_gateway_at(&mock.url, &provider, port, "");
+        let start = http.get(format!("{}/ui/api/sso/start", gw.url())).send().await.unwrap();
+        let state_cookie = header(&start, "set-cookie").split(';').next().unwrap().to_string();
+        let back = http.get(header(&start, "location")).send().await.unwrap();
+        let done = http.get(header(&back, "location")).header("cookie", &state_cookie).send().await.unwrap();
+        assert_eq!(done.status(), 401, "{why}");
+        assert!(done.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().starts_with("sy_session=")));
+        assert!(done.text().await.unwrap().contains(why), "{why}");
+    }
+}
+
 /// A console session: its cookie and CSRF token.
 struct Session {
     url: String,
@@ -210,14 +359,16 @@ fn the_console_journey_in_a_real_browser() {
     };
     let nats = NatsServer::start();
     let mock = mock_upstream();
-    // research's requests pass guardrail `watch`, which flags injections; a real
-    // nats-server serves the Batch API and the jobs' lanes
+    // the team admin signs in through the identity provider; research's requests pass
+    // guardrail `watch`, which flags injections; a real nats-server serves the Batch API
+    // and the jobs' lanes
+    let provider = idp(&python, json!({"sub": "lead", "team": "research", "switchyard_role": "team_admin"}));
     let extra = format!(
-        "[[teams]]\nid = \"research\"\nmodels = [\"chat\"]\nguardrails = [\"watch\"]\n\n[jwt]\nhs256_secret = \"{SECRET}\"\n\n\
-         [[guardrails]]\nname = \"watch\"\ninjection = {{ threshold = 0.5, action = \"flag\" }}\n{}",
+        "guardrails = [\"watch\"]\n\n[[guardrails]]\nname = \"watch\"\n\
+         injection = {{ threshold = 0.5, action = \"flag\" }}\n{}",
         nats_section(&nats.url(), "console", "")
     );
-    let gw = Gateway::start_with(&mock.url, &extra);
+    let gw = sso_gateway_at(&mock.url, &provider, free_port(), &extra);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         gw.wait_nats("connected").await;
@@ -260,9 +411,7 @@ fn the_console_journey_in_a_real_browser() {
         .map(|d| Path::new(env!("CARGO_MANIFEST_DIR")).join(d))
         .unwrap_or_else(|_| tmp.path().to_path_buf());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/journey.py");
-    let lead = token("lead", "team_admin");
-    let out =
-        Command::new(python).arg(script).arg(gw.url()).arg(ADMIN_KEY).arg(&shots).arg(lead).output().expect("python");
+    let out = Command::new(python).arg(script).arg(gw.url()).arg(ADMIN_KEY).arg(&shots).output().expect("python");
     assert_ran(&out, &gw);
     assert!(shots.join("console-usage.png").exists());
 }

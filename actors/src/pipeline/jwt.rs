@@ -81,6 +81,25 @@ impl JwtVerifier {
 
     /// Verifies a token and makes the caller's key: its team's policy, its subject's id.
     pub fn verify(&self, token: &str, config: &Config) -> Result<Arc<KeyEntry>, GatewayError> {
+        let claims = self.claims(token, self.cfg.audience.as_deref())?;
+        self.key_of(&claims, config)
+    }
+
+    /// Verifies an ID token from the console's sign-in (its audience is the OIDC client
+    /// id, not `jwt.audience`): the caller's key and every claim (for the nonce and the
+    /// role).
+    pub fn verify_id_token(
+        &self,
+        token: &str,
+        client_id: &str,
+        config: &Config,
+    ) -> Result<(Arc<KeyEntry>, HashMap<String, serde_json::Value>), GatewayError> {
+        let claims = self.claims(token, Some(client_id))?;
+        Ok((self.key_of(&claims, config)?, claims))
+    }
+
+    /// A token's claims once its signature, time, audience and issuer hold.
+    fn claims(&self, token: &str, audience: Option<&str>) -> Result<HashMap<String, serde_json::Value>, GatewayError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("malformed token: {e}")))?;
         let key = match header.alg {
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
@@ -102,7 +121,7 @@ impl JwtVerifier {
         v.validate_nbf = true;
         // a configured claim is a required claim: a token without it is refused
         let mut required = vec!["exp"];
-        match &self.cfg.audience {
+        match audience {
             Some(aud) => {
                 v.set_audience(&[aud]);
                 required.push("aud");
@@ -126,7 +145,15 @@ impl JwtVerifier {
                 _ => e.to_string(),
             })
         })?;
-        let claims = data.claims;
+        Ok(data.claims)
+    }
+
+    /// The caller verified claims name.
+    fn key_of(
+        &self,
+        claims: &HashMap<String, serde_json::Value>,
+        config: &Config,
+    ) -> Result<Arc<KeyEntry>, GatewayError> {
         let team_id = claims
             .get(&self.cfg.team_claim)
             .and_then(|v| v.as_str())

@@ -300,6 +300,16 @@ impl Runtime {
         Ok(key)
     }
 
+    /// Verifies an ID token of the console's single sign-on (audience `client_id`).
+    pub fn verify_id_token(
+        &self,
+        token: &str,
+        client_id: &str,
+    ) -> Result<(Arc<KeyEntry>, HashMap<String, serde_json::Value>), GatewayError> {
+        let v = self.jwt.as_ref().ok_or_else(|| GatewayError::InvalidToken("no `[jwt]` to verify it with".into()))?;
+        v.verify_id_token(token, client_id, &self.config)
+    }
+
     pub fn model_aliases(&self) -> impl Iterator<Item = &str> {
         self.config.models.iter().map(|m| m.alias.as_str())
     }

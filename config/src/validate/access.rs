@@ -236,6 +236,38 @@ pub(super) fn jwt(raw: Option<RawJwt>, env: &dyn Fn(&str) -> Option<String>, err
         if hs256_secret.is_none() && j.jwks_file.is_none() && jwks_url.is_none() {
             errs.push("jwt", "set `hs256_secret`, `jwks_file` or `jwks_url`");
         }
+        let oidc = j.oidc.map(|o| {
+            let http = |s: &str| s.starts_with("https://") || s.starts_with("http://");
+            for (field, value) in [
+                ("jwt.oidc.redirect_url", Some(&o.redirect_url)),
+                ("jwt.oidc.authorization_url", o.authorization_url.as_ref()),
+                ("jwt.oidc.token_url", o.token_url.as_ref()),
+            ] {
+                if value.is_some_and(|v| !http(v)) {
+                    errs.push(field, "must be an http(s) URL");
+                }
+            }
+            if !o.redirect_url.ends_with("/ui/api/sso/callback") {
+                errs.push(
+                    "jwt.oidc.redirect_url",
+                    "must be the gateway's `/ui/api/sso/callback` as the browser reaches it",
+                );
+            }
+            if (o.authorization_url.is_none() || o.token_url.is_none()) && j.issuer.is_none() {
+                errs.push("jwt.oidc", "set `authorization_url` and `token_url`, or `jwt.issuer` to discover them");
+            }
+            if o.client_id.is_empty() {
+                errs.push("jwt.oidc.client_id", "must not be empty");
+            }
+            crate::Oidc {
+                client_id: o.client_id,
+                client_secret: o.client_secret.as_deref().map(|v| interpolate("jwt.oidc.client_secret", v, env, errs)),
+                redirect_url: o.redirect_url,
+                authorization_url: o.authorization_url,
+                token_url: o.token_url,
+                scopes: o.scopes.unwrap_or_else(|| vec!["openid".into(), "profile".into(), "email".into()]),
+            }
+        });
         crate::Jwt {
             issuer: j.issuer,
             audience: j.audience,
@@ -246,6 +278,7 @@ pub(super) fn jwt(raw: Option<RawJwt>, env: &dyn Fn(&str) -> Option<String>, err
             team_claim: j.team_claim.unwrap_or_else(|| "team".into()),
             subject_claim: j.subject_claim.unwrap_or_else(|| "sub".into()),
             leeway_secs: j.leeway_secs.unwrap_or(30),
+            oidc,
         }
     });
     jwt

@@ -23,6 +23,7 @@ const SECRETS: &[&str] = &[
     "token",
     "password",
     "nkey_seed",
+    "client_secret",
 ];
 
 /// What a secret shows as; a `${VAR}` reference is shown as it is (it names, not holds).

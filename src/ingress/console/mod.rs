@@ -20,6 +20,8 @@ use super::admin::roles::{Principal, Role};
 use super::respond::simple_error;
 use crate::app::AppState;
 
+mod sso;
+
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/app.css");
@@ -37,6 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ui/api/session", web::post().to(sign_in))
         .route("/ui/api/session", web::get().to(session))
         .route("/ui/api/session", web::delete().to(sign_out))
+        .configure(sso::routes)
         .route("/ui/{page}", web::get().to(page));
 }
 
@@ -52,6 +55,8 @@ struct Session {
 #[derive(Default)]
 pub struct Sessions {
     by_token: RwLock<HashMap<String, Session>>,
+    /// Single sign-on through the identity provider, under way.
+    sso: sso::Pending,
 }
 
 fn random_hex() -> Result<String, GatewayError> {
@@ -77,9 +82,12 @@ impl Sessions {
     }
 
     fn get(&self, req: &HttpRequest) -> Option<Session> {
-        let token = req.cookie(COOKIE)?;
+        self.get_by_token(req.cookie(COOKIE)?.value())
+    }
+
+    fn get_by_token(&self, token: &str) -> Option<Session> {
         let map = self.by_token.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(token.value()).filter(|s| s.expires > Instant::now()).cloned()
+        map.get(token).filter(|s| s.expires > Instant::now()).cloned()
     }
 
     fn close(&self, req: &HttpRequest) {
@@ -178,36 +186,44 @@ async fn sign_in(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>)
         return HttpResponse::NotFound().finish();
     }
     let result = (|| {
-        let ttl = state.engine.runtime().config.server.console_session;
         let form: SignIn = serde_json::from_slice(&body)
             .map_err(|e| GatewayError::BadRequest(format!("expected {{\"key\"}} or {{\"token\"}}: {e}")))?;
         let who = who_signs_in(form, &state).inspect_err(|e| {
             tracing::warn!(target: "switchyard::audit", error = %e, "console sign-in refused");
         })?;
-        state.engine.store().audit(
-            &who.who,
-            "console.sign_in",
-            None,
-            json!({"role": who.role.as_str(), "team": who.team}),
-        );
-        let (token, session) = state.console.open(who, ttl)?;
-        tracing::info!(target: "switchyard::audit", who = %session.who.who, role = session.who.role.as_str(),
-            "console sign-in");
-        Ok((token, session, ttl))
+        let csrf_of = |c: &Cookie<'static>| state.console.get_by_token(c.value()).map(|s| shown(&s));
+        session_cookie(&state, who, "form").map(|c| (csrf_of(&c), c))
     })();
     match result {
-        Ok((token, session, ttl)) => {
-            let cookie = Cookie::build(COOKIE, token)
-                .path("/")
-                .http_only(true)
-                .secure(true)
-                .same_site(SameSite::Strict)
-                .max_age(actix_web::cookie::time::Duration::seconds(ttl.as_secs() as i64))
-                .finish();
-            HttpResponse::Ok().cookie(cookie).json(shown(&session))
-        }
+        Ok((Some(session), cookie)) => HttpResponse::Ok().cookie(cookie).json(session),
+        Ok((None, _)) => simple_error(
+            &super::respond::request_id(&req),
+            GatewayError::Internal("the session was dropped at once".into()),
+        ),
         Err(e) => simple_error(&super::respond::request_id(&req), e),
     }
+}
+
+/// Opens a session for `who` (signed in by `how`: `form` or `sso`), in the audit trail:
+/// its cookie (HttpOnly, Secure, SameSite=Strict).
+fn session_cookie(state: &AppState, who: Principal, how: &str) -> Result<Cookie<'static>, GatewayError> {
+    let ttl = state.engine.runtime().config.server.console_session;
+    state.engine.store().audit(
+        &who.who,
+        "console.sign_in",
+        None,
+        json!({"role": who.role.as_str(), "team": who.team, "with": how}),
+    );
+    let (token, session) = state.console.open(who, ttl)?;
+    tracing::info!(target: "switchyard::audit", who = %session.who.who, role = session.who.role.as_str(), with = how,
+        "console sign-in");
+    Ok(Cookie::build(COOKIE, token)
+        .path("/")
+        .http_only(true)
+        .secure(true)
+        .same_site(SameSite::Strict)
+        .max_age(actix_web::cookie::time::Duration::seconds(ttl.as_secs() as i64))
+        .finish())
 }
 
 /// A session as the console reads it.

@@ -62,6 +62,8 @@ function signedIn(session) {
 
 function signedOut() {
   csrf = null;
+  fetch("/ui/api/sso", { credentials: "same-origin" }).then((r) => r.json())
+    .then((s) => { $("sso").hidden = !s.enabled; }, () => {});
   clearInterval(timer);
   for (const p of document.querySelectorAll(".page")) p.hidden = true;
   $("nav").hidden = true;
