@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::consumer::DeliverPolicy;
 use clap::Subcommand;
 use futures_util::StreamExt;
 
@@ -68,37 +68,16 @@ async fn read(cfg: &switchyard_config::Nats, action: Action) -> Result<ExitCode,
         .map_err(|_| format!("NATS at {} did not answer", cfg.url))?
         .map_err(|e| format!("stream {}: {e}", names.logs_stream))?;
     match action {
-        Action::Get { request_id } => {
-            let filter = names.log_of_request(&request_id);
-            let consumer = stream
-                .create_consumer(pull::Config {
-                    filter_subject: filter,
-                    deliver_policy: DeliverPolicy::All,
-                    ack_policy: AckPolicy::None,
-                    inactive_threshold: Duration::from_secs(30),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut batch = consumer
-                .fetch()
-                .max_messages(1)
-                .expires(Duration::from_secs(2))
-                .messages()
-                .await
-                .map_err(|e| e.to_string())?;
-            match batch.next().await {
-                Some(Ok(m)) => {
-                    let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null);
-                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                    Ok(ExitCode::SUCCESS)
-                }
-                _ => {
-                    eprintln!("no log entry for request {request_id}");
-                    Ok(ExitCode::from(1))
-                }
+        Action::Get { request_id } => match crate::ingress::nats::logs_read::one(&stream, &names, &request_id).await? {
+            Some(v) => {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                Ok(ExitCode::SUCCESS)
             }
-        }
+            None => {
+                eprintln!("no log entry for request {request_id}");
+                Ok(ExitCode::from(1))
+            }
+        },
         Action::Tail { key, last, count } => {
             let filter = names.logs_of_key(key.as_deref());
             let deliver_policy = if last == 0 {
@@ -108,16 +87,7 @@ async fn read(cfg: &switchyard_config::Nats, action: Action) -> Result<ExitCode,
                 let from = info.state.last_sequence.saturating_sub(last - 1).max(info.state.first_sequence);
                 DeliverPolicy::ByStartSequence { start_sequence: from }
             };
-            let consumer = stream
-                .create_consumer(pull::Config {
-                    filter_subject: filter,
-                    deliver_policy,
-                    ack_policy: AckPolicy::None,
-                    inactive_threshold: Duration::from_secs(30),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| e.to_string())?;
+            let consumer = crate::ingress::nats::logs_read::reader(&stream, filter, deliver_policy).await?;
             let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
             let mut seen = 0;
             while let Some(m) = messages.next().await {

@@ -372,6 +372,8 @@ pub struct RawTelemetry {
     pub export_interval_ms: Option<u64>,
     /// Send `traceparent` to providers (default true).
     pub propagate: Option<bool>,
+    /// A trace in your tracing UI, `{trace_id}` replaced (the console links to it).
+    pub trace_url: Option<String>,
 }
 
 /// `[[providers]]`

@@ -28,6 +28,8 @@ pub struct Telemetry {
     pub export_interval: Duration,
     /// Send `traceparent` to providers.
     pub propagate: bool,
+    /// A trace in the operator's tracing UI, with `{trace_id}` in it (console links).
+    pub trace_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -176,6 +176,15 @@ with sync_playwright() as p:
     assert "Ignore all previous" not in page.content()
     shot(page, "guardrails")
 
+    # the request logs (research's), each with a link to its trace, and one opened
+    page.click("a[data-page=requests]")
+    logged = page.locator("#request-list tbody tr").first
+    expect(logged).to_contain_text("research-key")
+    expect(logged.locator("a.trace")).to_have_attribute("href", re.compile(r"^http://traces\.example\.com/trace/[0-9a-f]{32}$"))
+    logged.locator("a.open-request").click()
+    expect(page.locator("#request-sent")).to_contain_text("Ignore all previous instructions")
+    shot(page, "requests")
+
     # a change without the CSRF token is refused even with the session cookie
     r = page.request.delete(f"{base}/admin/keys/ui-key")
     assert r.status == 403, r.status

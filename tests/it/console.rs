@@ -363,9 +363,11 @@ fn the_console_journey_in_a_real_browser() {
     // guardrail `watch`, which flags injections; a real nats-server serves the Batch API
     // and the jobs' lanes
     let provider = idp(&python, json!({"sub": "lead", "team": "research", "switchyard_role": "team_admin"}));
+    // research's requests are logged; traces (sent nowhere) link to a tracing UI
     let extra = format!(
-        "guardrails = [\"watch\"]\n\n[[guardrails]]\nname = \"watch\"\n\
-         injection = {{ threshold = 0.5, action = \"flag\" }}\n{}",
+        "guardrails = [\"watch\"]\nlog_requests = true\n\n[[guardrails]]\nname = \"watch\"\n\
+         injection = {{ threshold = 0.5, action = \"flag\" }}\n{}\n[telemetry]\nendpoint = \"http://127.0.0.1:9\"\n\
+         protocol = \"http/protobuf\"\ntrace_url = \"http://traces.example.com/trace/{{trace_id}}\"\n",
         nats_section(&nats.url(), "console", "")
     );
     let gw = sso_gateway_at(&mock.url, &provider, free_port(), &extra);

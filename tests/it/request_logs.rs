@@ -93,6 +93,33 @@ async fn logged_keys_requests_are_on_jetstream_as_the_guardrails_left_them() {
     assert_eq!(code, 1, "{err}");
     assert!(metric(gw.url(), "switchyard_request_logs_total").await.is_some_and(|n| n >= 2.0));
 
+    // the console's reading: newest first, a page at a time, one request's entry
+    let admin = |path: String| {
+        let rb = client().get(format!("{}{path}", gw.url())).bearer_auth(ADMIN_KEY);
+        async move { rb.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let page = admin("/admin/logs?limit=10".into()).await;
+    assert_eq!(page["enabled"], true);
+    let ids: Vec<&str> = page["data"].as_array().unwrap().iter().map(|e| e["request_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{page}");
+    assert_eq!(ids[1], id.as_str(), "newest first: {page}");
+    assert!(!page.to_string().contains("alice@example.com"));
+    let first = admin("/admin/logs?limit=1".into()).await;
+    assert_eq!(first["data"][0]["request_id"], ids[0]);
+    let before = first["next_before"].as_u64().expect("a next page");
+    let second = admin(format!("/admin/logs?limit=1&before={before}")).await;
+    assert_eq!(second["data"][0]["request_id"], ids[1], "{second}");
+    let third = admin(format!("/admin/logs?limit=1&before={}", second["next_before"].as_u64().unwrap())).await;
+    assert!(third["data"].as_array().unwrap().is_empty() && third["next_before"].is_null(), "{third}");
+    assert_eq!(admin("/admin/logs?key=main".into()).await["data"].as_array().unwrap().len(), 0);
+    assert_eq!(admin("/admin/logs?key=logged&limit=5".into()).await["data"].as_array().unwrap().len(), 2);
+    let one = admin(format!("/admin/logs/{id}")).await;
+    assert_eq!(one["record"]["key_id"], "logged");
+    let r = client().get(format!("{}/admin/logs/{unlogged}", gw.url())).bearer_auth(ADMIN_KEY).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = client().get(format!("{}/admin/logs", gw.url())).bearer_auth(LOGGED_KEY).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
     // a refused request has its access line too
     let r = post_as(gw.url(), "sk-wrong", &[], &chat_body("x")).await;
     assert_eq!(r.status(), 401);

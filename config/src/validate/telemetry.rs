@@ -55,6 +55,13 @@ pub(super) fn telemetry(
         max_batch,
         export_interval: positive_ms("telemetry.export_interval_ms", t.export_interval_ms, 1_000, errs),
         propagate: t.propagate.unwrap_or(true),
+        trace_url: t.trace_url.filter(|u| {
+            let ok = (u.starts_with("https://") || u.starts_with("http://")) && u.contains("{trace_id}");
+            if !ok {
+                errs.push("telemetry.trace_url", "must be an http(s) URL with `{trace_id}` in it");
+            }
+            ok
+        }),
     };
     t.enabled.unwrap_or(true).then_some(telemetry)
 }

@@ -4,6 +4,7 @@
 mod cache;
 mod config_view;
 mod experiments;
+mod logs;
 mod ops;
 mod prompts;
 pub mod roles;
@@ -32,7 +33,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(config_view::routes)
         .configure(prompts::routes)
         .configure(experiments::routes)
-        .configure(ops::routes);
+        .configure(ops::routes)
+        .configure(logs::routes);
 }
 
 /// The admin credential or a console session with the admin role, or the error to

@@ -191,7 +191,7 @@ async fn sign_in(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>)
         let who = who_signs_in(form, &state).inspect_err(|e| {
             tracing::warn!(target: "switchyard::audit", error = %e, "console sign-in refused");
         })?;
-        let csrf_of = |c: &Cookie<'static>| state.console.get_by_token(c.value()).map(|s| shown(&s));
+        let csrf_of = |c: &Cookie<'static>| state.console.get_by_token(c.value()).map(|s| shown(&s, &state));
         session_cookie(&state, who, "form").map(|c| (csrf_of(&c), c))
     })();
     match result {
@@ -227,8 +227,10 @@ fn session_cookie(state: &AppState, who: Principal, how: &str) -> Result<Cookie<
 }
 
 /// A session as the console reads it.
-fn shown(s: &Session) -> serde_json::Value {
-    json!({"role": s.who.role.as_str(), "team": s.who.team, "who": s.who.who, "csrf": s.csrf})
+fn shown(s: &Session, state: &AppState) -> serde_json::Value {
+    // where a trace id links to (`telemetry.trace_url`), when set
+    let trace_url = state.engine.runtime().config.telemetry.as_ref().and_then(|t| t.trace_url.clone());
+    json!({"role": s.who.role.as_str(), "team": s.who.team, "who": s.who.who, "csrf": s.csrf, "trace_url": trace_url})
 }
 
 /// `GET /ui/api/session`: who is signed in, and the CSRF token (401 without a session).
@@ -236,7 +238,7 @@ async fn session(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if !served(&state) {
         return HttpResponse::NotFound().finish();
     }
-    let result = state.console.get(&req).map(|s| shown(&s)).ok_or(GatewayError::MissingKey);
+    let result = state.console.get(&req).map(|s| shown(&s, &state)).ok_or(GatewayError::MissingKey);
     answer(&req, 200, result)
 }
 

@@ -9,6 +9,7 @@
 pub mod batcher;
 pub mod jobs;
 pub mod logs;
+pub mod logs_read;
 pub mod quota;
 pub mod replicate;
 pub mod streams;

@@ -50,6 +50,7 @@ let role = null;
 function signedIn(session) {
   csrf = session.csrf;
   role = session.role;
+  traceUrl = session.trace_url || null;
   $("sign-in").hidden = true;
   $("nav").hidden = false;
   $("sign-out").hidden = false;
@@ -92,7 +93,7 @@ $("sign-out").addEventListener("click", async () => {
 
 // --- pages ------------------------------------------------------------------------------
 
-const pages = { overview, keys, usage, batches, prompts, guardrails, config, audit, cache: () => {} };
+const pages = { overview, keys, usage, requests, batches, prompts, guardrails, config, audit, cache: () => {} };
 
 // --- charts: bars in an SVG, the largest value and the first and last labels written --------
 
@@ -144,6 +145,72 @@ async function charts() {
   bars($("chart-tokens"), series((r) => r.input_tokens + r.output_tokens), String);
   bars($("chart-spend"), series((r) => r.cost_usd), (v) => `$${v.toFixed(4)}`);
 }
+
+// --- request logs ------------------------------------------------------------------------------
+
+let logsBefore = null;
+let traceUrl = null;
+
+function traceLink(td, traceId) {
+  if (!traceId) return;
+  if (!traceUrl) { td.textContent = traceId; return; }
+  const a = document.createElement("a");
+  a.href = traceUrl.replace("{trace_id}", encodeURIComponent(traceId));
+  a.textContent = traceId.slice(0, 12) + "…"; a.target = "_blank"; a.rel = "noopener"; a.className = "trace";
+  td.appendChild(a);
+}
+
+async function requests(more) {
+  $("requests-error").textContent = "";
+  const params = new URLSearchParams({ limit: "50" });
+  const key = $("requests-form").key.value.trim();
+  if (key) params.set("key", key);
+  if (more === true && logsBefore) params.set("before", logsBefore);
+  try {
+    const page = await api("GET", `/admin/logs?${params}`);
+    $("requests-off").hidden = page.enabled;
+    const body = $("request-list").querySelector("tbody");
+    if (more !== true) body.replaceChildren();
+    for (const e of page.data) {
+      const r = e.record || {};
+      const tr = document.createElement("tr");
+      tr.dataset.request = e.request_id;
+      cell(tr, new Date(r.ts_ms).toLocaleString());
+      const id = cell(tr, "");
+      const a = document.createElement("a");
+      a.href = "#requests"; a.textContent = e.request_id; a.className = "open-request";
+      a.addEventListener("click", (ev) => { ev.preventDefault(); request(e.request_id); });
+      id.appendChild(a);
+      cell(tr, r.key_id);
+      cell(tr, r.alias);
+      cell(tr, r.status, r.status >= 400 ? "down" : "");
+      cell(tr, `${r.input_tokens} / ${r.output_tokens}`);
+      cell(tr, (r.latency_us / 1000).toFixed(1));
+      traceLink(cell(tr, ""), e.trace_id);
+      body.appendChild(tr);
+    }
+    logsBefore = page.next_before;
+    $("requests-more").hidden = !page.next_before;
+  } catch (err) {
+    $("requests-error").textContent = err.message;
+  }
+}
+
+async function request(id) {
+  try {
+    const e = await api("GET", `/admin/logs/${encodeURIComponent(id)}`);
+    $("request-title").textContent = `${e.request_id} (${e.record.alias}, ${e.record.status})`;
+    $("request-sent").textContent = JSON.stringify(e.request, null, 2);
+    $("request-answer").textContent = e.response_withheld
+      ? "(withheld: it held pseudonymized values)" : JSON.stringify(e.response, null, 2);
+    $("request-detail").hidden = false;
+  } catch (err) {
+    $("requests-error").textContent = err.message;
+  }
+}
+
+$("requests-form").addEventListener("submit", (e) => { e.preventDefault(); requests(); });
+$("requests-more").addEventListener("click", () => requests(true));
 
 // --- batches and jobs -------------------------------------------------------------------------
 
