@@ -23,7 +23,9 @@ pub struct AuditEntry {
     /// `x-switchyard-actor` header's value.
     pub who: String,
     /// What: `keys.create`, `keys.update`, `keys.revoke`, `cache.clear`, `config.reload`,
-    /// `console.sign_in`.
+    /// `console.sign_in`, `prompts.create`, `prompts.add_version`, `prompts.set_label`,
+    /// `prompts.remove_label`, `prompts.rollback`, `experiments.create`,
+    /// `experiments.start|pause|stop`, `experiments.promote`.
     pub action: String,
     /// What it was done to (a key id, an alias), when there is one.
     pub target: Option<String>,

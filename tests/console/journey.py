@@ -168,6 +168,8 @@ with sync_playwright() as p:
     page.click("a[data-page=audit]")
     expect(page.locator("tr[data-action='keys.revoke']")).to_contain_text("ui-key")
     expect(page.locator("tr[data-action='keys.update']").first).to_contain_text("console:admin")
+    expect(page.locator("tr[data-action='prompts.set_label']")).to_contain_text("console:admin")
+    expect(page.locator("tr[data-action='experiments.promote']")).to_contain_text("warm")
     shot(page, "audit")
     page.click("a[data-page=guardrails]")
     flagged = page.locator("#flagged tbody tr").first

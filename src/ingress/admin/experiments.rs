@@ -9,7 +9,7 @@ use switchyard_actors::prompts::experiments::Entry;
 use switchyard_actors::GatewayError;
 use switchyard_config::Experiment;
 
-use super::{actor, admin, admin_json_required, answer};
+use super::{actor, admin, admin_json_required, answer, audited};
 use crate::app::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -50,7 +50,8 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
         let e: Experiment = admin_json_required(&req, payload, &state).await?;
         let id = e.id.clone();
         let config = state.engine.runtime().config.clone();
-        state.engine.experiments().create(e, &actor(&req), &config, state.engine.prompts()).await?;
+        state.engine.experiments().create(e, &actor(&req, &state), &config, state.engine.prompts()).await?;
+        audited(&req, &state, "experiments.create", &id, json!({}));
         Ok(shown(&entry(&state, &id)?))
     }
     .await;
@@ -102,7 +103,9 @@ async fn set_status(req: HttpRequest, path: web::Path<(String, String)>, state: 
             other => return Err(GatewayError::Missing(format!("no action `{other}` (start, pause, stop, promote)"))),
         };
         let config = state.engine.runtime().config.clone();
-        state.engine.experiments().set_status(&id, status, &actor(&req), &config, state.engine.prompts()).await?;
+        let who = actor(&req, &state);
+        state.engine.experiments().set_status(&id, status, &who, &config, state.engine.prompts()).await?;
+        audited(&req, &state, &format!("experiments.{action}"), &id, json!({"status": status}));
         Ok(shown(&entry(&state, &id)?))
     }
     .await;
@@ -152,9 +155,11 @@ async fn promote(
         };
         let label = p.label.unwrap_or_else(|| switchyard_actors::prompts::DEFAULT_LABEL.to_string());
         let config = state.engine.runtime().config.clone();
-        let who = actor(&req);
+        let who = actor(&req, &state);
         prompts.set_label(prompt, &label, Some(version), &who, &config).await?;
         state.engine.experiments().set_status(&x.id, "stopped", &who, &config, prompts).await?;
+        let detail = json!({"variant": v.name, "prompt": prompt, "label": label, "version": version});
+        audited(&req, &state, "experiments.promote", &x.id, detail);
         let e = entry(&state, &path)?;
         let mut out = shown(&e);
         out["promoted"] = json!({"variant": v.name, "prompt": prompt, "label": label, "version": version});

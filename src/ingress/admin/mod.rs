@@ -134,7 +134,7 @@ pub(super) fn record(
     detail: Value,
 ) {
     let actor = match req.headers().get("x-switchyard-actor") {
-        Some(_) => actor(req),
+        Some(_) => actor(req, state),
         None => who.who.clone(),
     };
     state.engine.store().audit(&actor, action, target, detail);
@@ -142,10 +142,18 @@ pub(super) fn record(
 
 /// Who made a change (free text: an email, a CI job), for audit trails:
 /// `x-switchyard-actor`, default `admin`.
-pub(super) fn actor(req: &HttpRequest) -> String {
-    let default = if req.cookie(super::console::COOKIE).is_some() { "console" } else { "admin" };
-    let v = req.headers().get("x-switchyard-actor").and_then(|v| v.to_str().ok()).unwrap_or(default);
-    v.chars().filter(|c| !c.is_control()).take(200).collect()
+/// `x-switchyard-actor` when sent, else the caller (`admin`, or a console session's
+/// `console:…`).
+pub(super) fn actor(req: &HttpRequest, state: &AppState) -> String {
+    match req.headers().get("x-switchyard-actor").and_then(|v| v.to_str().ok()) {
+        Some(v) => v.chars().filter(|c| !c.is_control()).take(200).collect(),
+        None => roles::principal(req, state).map_or_else(|_| "admin".to_string(), |p| p.who),
+    }
+}
+
+/// A change made through the admin API, in the audit trail with its [`actor`].
+pub(super) fn audited(req: &HttpRequest, state: &AppState, action: &str, target: &str, detail: Value) {
+    state.engine.store().audit(&actor(req, state), action, Some(target), detail);
 }
 
 pub(super) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, GatewayError> {

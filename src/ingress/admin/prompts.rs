@@ -10,7 +10,7 @@ use switchyard_actors::prompts::{Entry, Selector};
 use switchyard_actors::GatewayError;
 use switchyard_config::{Prompt, PromptVersion};
 
-use super::{actor, admin, admin_json, admin_json_required, answer};
+use super::{actor, admin, admin_json, admin_json_required, answer, audited};
 use crate::app::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -77,7 +77,8 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
         let prompt: Prompt = admin_json_required(&req, payload, &state).await?;
         let config = state.engine.runtime().config.clone();
         let id = prompt.id.clone();
-        state.engine.prompts().create(prompt, &actor(&req), &config).await?;
+        state.engine.prompts().create(prompt, &actor(&req, &state), &config).await?;
+        audited(&req, &state, "prompts.create", &id, json!({}));
         Ok(shown(&entry(&state, &id)?))
     }
     .await;
@@ -106,7 +107,8 @@ async fn add_version(
         let nv: NewVersion = admin_json_required(&req, payload, &state).await?;
         let config = state.engine.runtime().config.clone();
         let prompts = state.engine.prompts();
-        let (_, n) = prompts.add_version(&path, nv.version, &nv.labels, &actor(&req), &config).await?;
+        let (_, n) = prompts.add_version(&path, nv.version, &nv.labels, &actor(&req, &state), &config).await?;
+        audited(&req, &state, "prompts.add_version", &path, json!({"version": n, "labels": nv.labels}));
         let mut v = shown(&entry(&state, &path)?);
         if let Some(o) = v.as_object_mut() {
             o.insert("version".into(), json!(n));
@@ -134,7 +136,8 @@ async fn set_label(
         let b: LabelBody = admin_json_required(&req, payload, &state).await?;
         let (id, label) = path.into_inner();
         let config = state.engine.runtime().config.clone();
-        state.engine.prompts().set_label(&id, &label, Some(b.version), &actor(&req), &config).await?;
+        state.engine.prompts().set_label(&id, &label, Some(b.version), &actor(&req, &state), &config).await?;
+        audited(&req, &state, "prompts.set_label", &id, json!({"label": label, "version": b.version}));
         Ok(shown(&entry(&state, &id)?))
     }
     .await;
@@ -147,7 +150,8 @@ async fn remove_label(req: HttpRequest, path: web::Path<(String, String)>, state
         admin(&req, &state)?;
         let (id, label) = path.into_inner();
         let config = state.engine.runtime().config.clone();
-        state.engine.prompts().set_label(&id, &label, None, &actor(&req), &config).await?;
+        state.engine.prompts().set_label(&id, &label, None, &actor(&req, &state), &config).await?;
+        audited(&req, &state, "prompts.remove_label", &id, json!({"label": label}));
         Ok(shown(&entry(&state, &id)?))
     }
     .await;
@@ -180,7 +184,8 @@ async fn rollback(
             )));
         };
         let config = state.engine.runtime().config.clone();
-        state.engine.prompts().set_label(&path, &label, Some(to), &actor(&req), &config).await?;
+        state.engine.prompts().set_label(&path, &label, Some(to), &actor(&req, &state), &config).await?;
+        audited(&req, &state, "prompts.rollback", &path, json!({"label": label, "version": to}));
         Ok(shown(&entry(&state, &path)?))
     }
     .await;
