@@ -87,6 +87,15 @@ fn page(c: &mut Criterion) {
             black_box(rows.len())
         })
     });
+    // the console's charts: the last 24 hours an hour at a time (`by=hour&since=24h`)
+    let day = switchyard_actors::types::unix_ms() - 24 * 3_600_000;
+    eprintln!("the last 24 hours by hour: {} rows", store.usage_rollup_hourly(day).unwrap().len());
+    group.bench_function(format!("by_hour_last_24h_totals/{n}"), |b| {
+        b.iter(|| {
+            let rows = store.usage_rollup_hourly(black_box(day)).unwrap();
+            black_box(rows.len())
+        })
+    });
     group.finish();
 }
 

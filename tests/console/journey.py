@@ -109,6 +109,7 @@ with sync_playwright() as p:
     target = page.locator("tr[data-target='up/gpt-4o-mini'] td")
     expect(target.nth(4)).to_have_text(re.compile(r"^[1-9]"))
     expect(target.nth(6)).to_have_text("0 / 0 / 0")
+    expect(target.nth(7)).to_have_text("ok")
     shot(page, "overview")
 
     # batches and jobs: the batch the test queued (key main, low lane) runs to the end

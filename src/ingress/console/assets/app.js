@@ -530,6 +530,9 @@ async function overview() {
       cell(tr, n);
       cell(tr, n ? (served(p, true) / n).toFixed(3) : "–");
       cell(tr, ["high", "normal", "low"].map((q) => queue(p, q)).join(" / "));
+      const health = m.find((h) => h.name === "switchyard_provider_up" && h.labels.provider === p);
+      cell(tr, health === undefined || health.value === 1 ? "ok" : "failing (health checks)",
+        health && health.value !== 1 ? "down" : "");
     });
     await charts().catch(() => {});
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
