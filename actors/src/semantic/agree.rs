@@ -25,6 +25,8 @@ pub struct Salient {
     /// The unit asked for: "how many km …", else the unit after the last "to", "into"
     /// or "in" ("100 F in Celsius").
     target: Option<&'static str>,
+    /// The kind of answer its opening asks for (`asks.rs`).
+    asks: Option<&'static str>,
 }
 
 /// Why two prompts disagree.
@@ -337,6 +339,7 @@ pub fn salient(text: &str) -> Salient {
     }
     s.units.sort_unstable();
     s.target = target_unit(&lower);
+    s.asks = super::asks::asks(&lower);
     // units marked, so that a unit's short name never reads as a word ("in", "m")
     let canon: Vec<String> = lower.iter().map(|w| unit(w).map_or_else(|| w.clone(), |u| format!("#{u}"))).collect();
     for (i, w) in canon.iter().enumerate() {
@@ -468,7 +471,12 @@ pub fn agree(a: &Salient, b: &Salient) -> Result<(), Disagreement> {
             return Err("direction");
         }
     }
-    Ok(())
+    // the same subject, another kind of answer asked for ("when did it end" / "how
+    // many died")
+    match (a.asks, b.asks) {
+        (Some(x), Some(y)) if x != y => Err("question"),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

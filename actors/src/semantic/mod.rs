@@ -11,6 +11,7 @@
 //! on their stored full-precision vectors and by [`agree`] before one answers.
 
 pub mod agree;
+mod asks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
