@@ -133,6 +133,12 @@ async fn run(config: Arc<Config>, config_path: PathBuf, metrics: PrometheusHandl
         Ok(n) => tracing::info!(segments = n, secs = started.elapsed().as_secs_f64(), "usage totals caught up"),
         Err(e) => return Err(format!("cannot bring the usage totals up to date: {e}")),
     }
+    // each experiment's records beside the ledger: a ledger from before them, once
+    match store.build_experiment_index() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(segments = n, secs = started.elapsed().as_secs_f64(), "experiment records indexed"),
+        Err(e) => return Err(format!("cannot index the experiments' records: {e}")),
+    }
     // load the tokenizer tables now, not on the first request (and leave its regex's
     // fast path to the first HTTP worker that counts: see `load_tables`)
     switchyard_actors::tokens::load_tables();

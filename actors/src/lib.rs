@@ -8,6 +8,7 @@ pub mod audit;
 pub mod bpe;
 pub mod coalesce;
 pub mod error;
+pub mod experiment_index;
 pub mod flagged;
 pub mod fuzz;
 pub mod guardrails;

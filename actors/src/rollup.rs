@@ -162,7 +162,7 @@ impl Store {
         }
         batch.insert(WATERMARK, segment_key);
         self.usage_hourly.apply_batch(batch)?;
-        Ok(())
+        self.index_experiments(records)
     }
 
     /// The last ledger segment the totals hold.

@@ -212,6 +212,8 @@ pub struct Store {
     pub audit: sled::Tree,
     /// Recent requests a guardrail acted on (`flagged.rs`).
     pub flagged: sled::Tree,
+    /// Each experiment's records (`experiment_index.rs`).
+    pub experiment_records: sled::Tree,
     /// Virtual keys created through the admin API: SHA-256 of the secret (hex) -> JSON.
     pub vkeys: sled::Tree,
     /// Stored Responses API responses: id -> the caller's JSON record.
@@ -267,6 +269,7 @@ impl Store {
             usage_hourly: db.open_tree("usage_hourly")?,
             audit: db.open_tree("audit")?,
             flagged: db.open_tree("flagged")?,
+            experiment_records: db.open_tree("experiment_records")?,
             vkeys: db.open_tree("vkeys")?,
             responses: db.open_tree("responses")?,
             prompts: db.open_tree("prompts")?,

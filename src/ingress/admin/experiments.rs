@@ -58,7 +58,7 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
     answer(&req, 201, result)
 }
 
-/// The experiment's report from the ledger (committed first, so it includes the
+/// The experiment's report from its records beside the ledger (committed first, so it includes the
 /// requests just answered) and the feedback.
 async fn report(state: &AppState, e: &std::sync::Arc<Entry>) -> Result<Value, GatewayError> {
     state.engine.flush_ledger().await?;
@@ -70,7 +70,7 @@ async fn report(state: &AppState, e: &std::sync::Arc<Entry>) -> Result<Value, Ga
         let store = engine.store();
         let mut tally = Tally::new(&experiment);
         store
-            .visit_usage_since(since, |r| tally.add(&r, |key, id| feedback::score(store, key, id)))
+            .visit_experiment(&experiment.id, since, |r| tally.add(&r, |key, id| feedback::score(store, key, id)))
             .map_err(|e| GatewayError::Internal(format!("reading the ledger: {e}")))?;
         Ok(tally.finish())
     })
