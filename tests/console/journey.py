@@ -5,9 +5,9 @@ and signing out. Screenshots of each page go to the directory given.
 
     python journey.py GATEWAY_URL ADMIN_KEY SCREENSHOT_DIR
 
-The last part signs in through the identity provider the gateway is configured with
-(`tests/common/oidc_idp.py`) as a team admin of `research`, who sees that team's keys,
-flagged requests and batches and no other's.
+The last part signs in through the OpenID Connect provider the gateway is configured
+with (panva's oidc-provider from npm, `tests/node/oidc_provider.mjs`) as a team admin
+of `research`, who sees that team's keys, flagged requests and batches and no other's.
 """
 
 import json
@@ -198,10 +198,25 @@ with sync_playwright() as p:
     expect(page.locator("#sign-in")).to_be_visible()
     assert page.request.get(f"{base}/admin/keys").status == 401
 
-    # a team admin signs in through the identity provider and sees their team's keys,
-    # not another team's
+    # a team admin signs in through the identity provider (its own login and consent
+    # pages) and sees their team's keys, not another team's
     page.click("#sso a")
-    expect(page.locator("#who")).to_contain_text("team_admin")
+    page.fill("input[name=login]", "lead")
+    page.fill("input[name=password]", "any")
+    page.click("button[type=submit]")
+    # its consent page, when it asks, then back to the console
+    consented = False
+    for _ in range(100):
+        page.wait_for_timeout(100)
+        if page.url.startswith(f"{base}/ui"):
+            break
+        try:
+            if not consented and "/interaction/" in page.url and page.locator("input[name=login]").count() == 0:
+                page.click("button[type=submit]", timeout=2000)
+                consented = True
+        except Exception:  # the page moved on under the click: look again
+            pass
+    expect(page.locator("#who")).to_contain_text("console:jwt:lead@research (team_admin")
     assert page.url.startswith(f"{base}/ui"), page.url
     page.click("a[data-page=keys]")
     expect(page.locator("tr[data-key=research-key]")).to_be_visible()

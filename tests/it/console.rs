@@ -43,16 +43,30 @@ const CLIENT_ID: &str = "switchyard-console";
 const CLIENT_SECRET: &str = "idp-client-secret";
 
 fn idp(python: &str, claims: Value) -> Idp {
-    use std::io::BufRead;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/oidc_idp.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .args([CLIENT_ID, CLIENT_SECRET, &claims.to_string()])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the identity provider");
+    let mut command = Command::new(python);
+    command.arg(script).args([CLIENT_ID, CLIENT_SECRET, &claims.to_string()]);
+    start_idp(command)
+}
+
+/// panva's `oidc-provider` from npm (`tests/node/oidc_provider.mjs`) on `port`, for a
+/// gateway on `gateway_port`: its own login and consent pages, any login name.
+fn certified_idp(node: &str, port: u16, gateway_port: u16, claims: Value) -> Idp {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/oidc_provider.mjs");
+    let redirect = format!("http://127.0.0.1:{gateway_port}/ui/api/sso/callback");
+    let mut command = Command::new(node);
+    command.arg(script).arg(port.to_string()).args([CLIENT_ID, CLIENT_SECRET, &redirect, &claims.to_string()]);
+    start_idp(command)
+}
+
+fn start_idp(mut command: Command) -> Idp {
+    use std::io::BufRead;
+    let mut child = command.stdout(std::process::Stdio::piped()).spawn().expect("start the identity provider");
     let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut first).unwrap();
+    // the rest is read (and dropped) so that the provider never writes to a closed pipe
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let port = serde_json::from_str::<Value>(&first).expect("its port")["port"].as_u64().unwrap();
     Idp { child, url: format!("http://127.0.0.1:{port}") }
 }
@@ -353,16 +367,19 @@ async fn the_console_is_off_with_one_switch_and_without_an_admin_key() {
 /// made with `SWITCHYARD_CONSOLE_SHOTS=docs`), else to a temp dir.
 #[test]
 fn the_console_journey_in_a_real_browser() {
-    let Ok(python) = std::env::var("SWITCHYARD_TEST_PYTHON") else {
-        eprintln!("skipped: SWITCHYARD_TEST_PYTHON is not set (run ops/test.sh)");
+    let (Ok(python), Ok(node)) = (std::env::var("SWITCHYARD_TEST_PYTHON"), std::env::var("SWITCHYARD_TEST_NODE"))
+    else {
+        eprintln!("skipped: SWITCHYARD_TEST_PYTHON or SWITCHYARD_TEST_NODE is not set (run ops/test.sh)");
         return;
     };
     let nats = NatsServer::start();
     let mock = mock_upstream();
-    // the team admin signs in through the identity provider; research's requests pass
-    // guardrail `watch`, which flags injections; a real nats-server serves the Batch API
-    // and the jobs' lanes
-    let provider = idp(&python, json!({"sub": "lead", "team": "research", "switchyard_role": "team_admin"}));
+    // the team admin signs in through an OpenID Connect provider (panva's, OpenID
+    // Certified); research's requests pass guardrail `watch`, which flags injections; a
+    // real nats-server serves the Batch API and the jobs' lanes
+    let gateway_port = free_port();
+    let claims = json!({"team": "research", "switchyard_role": "team_admin"});
+    let provider = certified_idp(&node, free_port(), gateway_port, claims);
     // research's requests are logged; traces (sent nowhere) link to a tracing UI
     let extra = format!(
         "guardrails = [\"watch\"]\nlog_requests = true\n\n[[guardrails]]\nname = \"watch\"\n\
@@ -370,7 +387,7 @@ fn the_console_journey_in_a_real_browser() {
          protocol = \"http/protobuf\"\ntrace_url = \"http://traces.example.com/trace/{{trace_id}}\"\n",
         nats_section(&nats.url(), "console", "")
     );
-    let gw = sso_gateway_at(&mock.url, &provider, free_port(), &extra);
+    let gw = sso_gateway_at(&mock.url, &provider, gateway_port, &extra);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         gw.wait_nats("connected").await;
