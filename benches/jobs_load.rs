@@ -5,6 +5,13 @@
 //! `--probe-lane high --probe-count 200 --probe-rate 20` also publishes probe jobs at a
 //! fixed rate while the main load drains, and reports their latencies separately
 //! (priority under a backlog).
+//!
+//! `--ceiling` serves the jobs itself with no gateway work: from the lane's durable
+//! consumer (which a gateway made, with the gateway's settings, and no longer serves),
+//! each job gets what the gateway's NATS side does for it (the result lookup, the
+//! usage event and the result, each published with a message id and confirmed, the
+//! double ack), `--ceiling-concurrency` at once. What that sustains is JetStream's own
+//! ceiling for the jobs path on this machine.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -42,6 +49,64 @@ struct Args {
     probe_rate: f64,
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
+    /// Serve the jobs here, with only their NATS work (see the module's doc).
+    #[arg(long)]
+    ceiling: bool,
+    #[arg(long, default_value_t = 128)]
+    ceiling_concurrency: usize,
+}
+
+/// Publishes with a message id and waits for JetStream's ack.
+async fn confirmed(js: &async_nats::jetstream::Context, subject: String, id: String, body: String) {
+    let mut h = HeaderMap::new();
+    h.insert("Nats-Msg-Id", id.as_str());
+    if let Ok(ack) = js.publish_with_headers(subject, h, body.into()).await {
+        let _ = ack.await;
+    }
+}
+
+/// The jobs' NATS work without the gateway (`--ceiling`).
+async fn stand_in(js: async_nats::jetstream::Context, prefix: String, lane: String, concurrency: usize) {
+    let upper: String =
+        prefix.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    let (Ok(jobs), Ok(results)) =
+        (js.get_stream(format!("{upper}_JOBS")).await, js.get_stream(format!("{upper}_RESULTS")).await)
+    else {
+        eprintln!("--ceiling: no {upper}_JOBS / {upper}_RESULTS streams (start a gateway on the prefix once)");
+        return;
+    };
+    let name = format!("{}-jobs-{lane}", prefix.replace('.', "_"));
+    let consumer: async_nats::jetstream::consumer::PullConsumer = match jobs.get_consumer(&name).await {
+        Ok(c) => c,
+        Err(e) => return eprintln!("--ceiling: consumer {name}: {e}"),
+    };
+    let Ok(mut messages) = consumer.messages().await else { return };
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    while let Some(Ok(m)) = messages.next().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let (js, results, prefix) = (js.clone(), results.clone(), prefix.clone());
+        tokio::spawn(async move {
+            let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+            let id = v["id"].as_str().unwrap_or("x").to_string();
+            let _ = results.get_last_raw_message_by_subject(&format!("{prefix}.v1.results.{id}")).await;
+            // bodies the size of the gateway's (a usage record; a result holding the answer)
+            let usage = json!({"request_id": format!("req_{id}"), "ts_ms": 0, "key_id": "bench", "endpoint": "chat",
+                "alias": "fast", "provider": "mock", "upstream_model": "gpt-4o-mini", "input_tokens": 12,
+                "output_tokens": 9, "cached_tokens": 0, "cost_usd": 0.0000072, "latency_us": 900, "ttft_us": null,
+                "status": 200, "cache_hit": false, "stream": false, "usage_estimated": false,
+                "idempotency_key": id, "attempts": 1, "upstream_attempts": 1, "guardrails": []});
+            let response = json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 0,
+                "model": "gpt-4o-mini", "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "This is a mock reply to: job, say hello"}}],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}});
+            let result = json!({"id": id, "status": "completed", "response": response, "error": null,
+                "usage": usage, "attempts": 1});
+            confirmed(&js, format!("{prefix}.v1.usage.bench"), format!("usage-{id}"), usage.to_string()).await;
+            confirmed(&js, format!("{prefix}.v1.results.{id}"), format!("result-{id}"), result.to_string()).await;
+            let _ = m.double_ack().await;
+            drop(slot);
+        });
+    }
 }
 
 fn job(a: &Args, id: &str, i: usize) -> Value {
@@ -78,6 +143,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     headers.insert("Authorization", format!("Bearer {}", a.key).as_str());
     headers.insert("x-mock-latency-ms", a.latency_ms.to_string().as_str());
 
+    if a.ceiling {
+        tokio::spawn(stand_in(js.clone(), a.prefix.clone(), a.lane.clone(), a.ceiling_concurrency));
+    }
     let published: std::sync::Arc<tokio::sync::Mutex<HashMap<String, Instant>>> = Default::default();
     let started = Instant::now();
     // main load, as fast as JetStream acks

@@ -4,7 +4,12 @@
 # and times publish -> result. Scenarios:
 #   chat jobs/s with the mock at 0 ms and at 50 ms; upstream calls per embedding job with
 #   gateway-side batching on and off; p50/p99 of high-priority jobs while a 10,000-job
-#   low-priority backlog drains; one Batch API batch of 5,000 requests, create to completed.
+#   low-priority backlog drains; one Batch API batch of 5,000 requests, create to completed;
+#   and the ceiling: the same chat jobs served with only their NATS work (jobs_load
+#   --ceiling: result lookup, two confirmed publishes, double ack) and no gateway, with
+#   the chat jobs' share of it and the gateway's CPU per job.
+# NATS_SERVER=path picks the server (default: Debian's on the PATH, else the test venv's
+# newer one, which ops/test.sh installs).
 # Usage: ops/bench-jobs.sh   (writes target/bench/jobs.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,9 +21,9 @@ N_EMBED="${N_EMBED:-2000}"
 N_BACKLOG="${N_BACKLOG:-10000}"
 N_BATCH="${N_BATCH:-5000}"
 
-NATS_SERVER="$(command -v nats-server || echo "$PWD/target/test-venv/bin/nats-server")"
+NATS_SERVER="${NATS_SERVER:-$(command -v nats-server || echo "$PWD/target/test-venv/bin/nats-server")}"
 [ -x "$NATS_SERVER" ] || { echo "nats-server missing: run ops/test.sh once (it installs it)" >&2; exit 1; }
-cargo build --release --locked --bin switchyard --example jobs_load
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked --bin switchyard --example jobs_load
 BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/switchyard"
 LOAD="$PWD/target/release/examples/jobs_load"
 
@@ -75,6 +80,7 @@ enabled = false
 TOML
   RUST_LOG=warn "$BIN" serve --config "$WORK/$1.toml" >/dev/null 2>"$WORK/$1.log" &
   PIDS+=($!)
+  eval "PID_$1=$!"
   wait_port "$port"
   # wait until its streams exist
   sleep 1
@@ -84,9 +90,20 @@ load() { "$LOAD" --nats "nats://127.0.0.1:$NATS_PORT" --key sk-bench-key-0001 "$
 
 gateway on bench 64
 gateway off benchoff 1
+# the ceiling's streams and lane consumers, made by a gateway that then stops serving
+gateway ceil ceil 64
+kill "$PID_ceil"; wait "$PID_ceil" 2>/dev/null || true
 
+# CPU seconds a process has used (user + system)
+cpu_secs() { python3 -c "import os,sys; f=open(f'/proc/{sys.argv[1]}/stat').read().rsplit(')',1)[1].split(); print((int(f[11])+int(f[12]))/os.sysconf('SC_CLK_TCK'))" "$1"; }
+
+echo "ceiling: the same jobs with only their NATS work, no gateway ($N_CHAT jobs)" >&2
+CEILING=$(load --prefix ceil --count "$N_CHAT" --latency-ms 0 --ceiling)
 echo "chat, mock 0 ms ($N_CHAT jobs)" >&2
+CPU0=$(cpu_secs "$PID_on")
 CHAT0=$(load --prefix bench --count "$N_CHAT" --latency-ms 0)
+CPU1=$(cpu_secs "$PID_on")
+GW_CPU_US=$(python3 -c "print(round(($CPU1 - $CPU0) * 1e6 / $N_CHAT, 1))")
 echo "chat, mock 50 ms ($N_SLOW jobs)" >&2
 CHAT50=$(load --prefix bench --count "$N_SLOW" --latency-ms 50)
 echo "embeddings, batching on ($N_EMBED jobs)" >&2
@@ -125,15 +142,20 @@ BATCH_SECS=$(python3 -c "print($T1 - $T0)")
 
 python3 - "$OUT/jobs.json" <<PY
 import json, sys
-chat0, chat50, on, off, prio = (json.loads(s) for s in ('''$CHAT0''', '''$CHAT50''', '''$EMB_ON''', '''$EMB_OFF''', '''$PRIO'''))
+chat0, chat50, on, off, prio, ceiling = (json.loads(s) for s in ('''$CHAT0''', '''$CHAT50''', '''$EMB_ON''', '''$EMB_OFF''', '''$PRIO''', '''$CEILING'''))
+gw_cpu_us = $GW_CPU_US
 calls_on, calls_off = $CALLS_ON, $CALLS_OFF
 batch_n, batch_done, batch_secs = $N_BATCH, $BATCH_DONE, $BATCH_SECS
 out = {"chat_0ms": chat0, "chat_50ms": chat50, "embeddings_batching_on": dict(on, upstream_calls=calls_on),
        "embeddings_batching_off": dict(off, upstream_calls=calls_off), "priority": prio,
-       "batch_api": {"requests": batch_n, "completed": batch_done, "seconds": batch_secs}}
+       "batch_api": {"requests": batch_n, "completed": batch_done, "seconds": batch_secs},
+       "ceiling": ceiling, "chat_0ms_of_ceiling": chat0["jobs_per_sec"] / ceiling["jobs_per_sec"],
+       "gateway_cpu_us_per_job": gw_cpu_us}
 json.dump(out, open(sys.argv[1], "w"), indent=2)
 def row(name, r): print(f"{name:<34} {r['jobs_per_sec']:>9.0f} jobs/s  p50 {r['latency']['p50_ms']:>8.1f} ms  p99 {r['latency']['p99_ms']:>8.1f} ms  ({r['completed']}/{r['jobs']} ok)")
+row("ceiling (NATS work only, no gateway)", ceiling)
 row("chat jobs, mock 0 ms", chat0)
+print(f"chat jobs at {chat0['jobs_per_sec'] / ceiling['jobs_per_sec']:.2f} of the ceiling; the gateway spent {gw_cpu_us:.0f} µs of CPU per job")
 row("chat jobs, mock 50 ms", chat50)
 row("embedding jobs, batching on", on)
 row("embedding jobs, batching off", off)

@@ -13,6 +13,7 @@ use async_nats::jetstream::{self, Context as JetStream};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use switchyard_actors::metrics::{JOBS_TOTAL, JOB_DURATION, JOB_QUEUE_WAIT};
 use switchyard_actors::pipeline::{Failure, JobHooks, OutcomeBody, RequestCtx};
@@ -102,9 +103,11 @@ pub(super) async fn serve_job(s: &Shared, lane: Priority, b: Buffered) {
     keepalive.abort();
     let label = match outcome {
         Done::Answered { failed, id } => {
-            let ack = msg.double_ack().await;
-            if let Err(e) = ack {
-                // the result is stored; a redelivery finds it and only acks
+            // a plain ack, not a confirmed one: the answer is stored, so an ack that is
+            // lost costs a redelivery that finds it and only acks (no second run, no
+            // second usage event), and waiting for the server's word would cost every job
+            // a round trip
+            if let Err(e) = msg.ack().await {
                 tracing::warn!(job = %id, error = %e, "cannot ack a finished job");
             }
             metrics::histogram!(JOB_DURATION, "lane" => lane.as_str())
@@ -116,7 +119,7 @@ pub(super) async fn serve_job(s: &Shared, lane: Priority, b: Buffered) {
             }
         }
         Done::Duplicate => {
-            let _ = msg.double_ack().await;
+            let _ = msg.ack().await;
             "duplicate"
         }
         Done::Later { delay, retried } => {
@@ -356,12 +359,10 @@ pub(super) async fn store(
     batch: Option<&BatchRef>,
 ) -> Done {
     let failed = answer.is_err();
-    if let Some(r) = &record {
-        let body = match serde_json::to_vec(r) {
-            Ok(b) => Bytes::from(b),
-            Err(_) => Bytes::new(),
-        };
-        if !publish_confirmed(&s.js, s.names.usage_subject(&r.key_id), &format!("usage-{id}"), body).await {
+    // the record's JSON, once: the usage event, and the result's `usage`
+    let usage = record.as_ref().and_then(|r| serde_json::to_vec(r).ok()).map(Bytes::from);
+    if let (Some(r), Some(body)) = (&record, &usage) {
+        if !publish_confirmed(&s.js, s.names.usage_subject(&r.key_id), &format!("usage-{id}"), body.clone()).await {
             return Done::Unstored;
         }
     }
@@ -375,27 +376,44 @@ pub(super) async fn store(
         }
         return Done::Answered { failed, id: id.to_string() };
     }
-    let usage = record.as_ref().and_then(|r| serde_json::to_value(r).ok()).unwrap_or(Value::Null);
-    let result = match answer {
-        Ok(bytes) => {
-            let response: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            json!({"id": id, "status": "completed", "response": response, "error": null, "usage": usage,
-                "attempts": attempts})
-        }
+    let body = match answer {
+        // the provider's answer and the record go in as the JSON they already are
+        Ok(bytes) => result_message(id, "completed", &bytes, b"null", usage.as_deref(), attempts),
         Err(f) => {
             let mut error = f.error.body().get("error").cloned().unwrap_or(Value::Null);
             if let Some(o) = error.as_object_mut() {
                 o.insert("status".into(), json!(f.error.class().status));
             }
-            json!({"id": id, "status": "failed", "response": null, "error": error, "usage": usage,
-                "attempts": attempts})
+            let error = serde_json::to_vec(&error).unwrap_or_else(|_| b"null".to_vec());
+            result_message(id, "failed", b"null", &error, usage.as_deref(), attempts)
         }
     };
-    let body = Bytes::from(result.to_string());
     if !publish_confirmed(&s.js, s.names.result_subject(id), &format!("result-{id}"), body).await {
         return Done::Unstored;
     }
     Done::Answered { failed, id: id.to_string() }
+}
+
+/// A job's result message, `{"id", "status", "response", "error", "usage", "attempts"}`.
+#[derive(serde::Serialize)]
+struct ResultMessage<'a> {
+    id: &'a str,
+    status: &'a str,
+    response: Option<&'a RawValue>,
+    error: Option<&'a RawValue>,
+    usage: Option<&'a RawValue>,
+    attempts: u32,
+}
+
+/// The result message, its parts put in as the JSON they already are (an answer that is
+/// not JSON goes as `null`), not parsed into values and written again.
+fn result_message(id: &str, status: &str, response: &[u8], error: &[u8], usage: Option<&[u8]>, attempts: u32) -> Bytes {
+    fn raw(b: &[u8]) -> Option<&RawValue> {
+        serde_json::from_slice::<&RawValue>(b).ok().filter(|v| v.get() != "null")
+    }
+    let message =
+        ResultMessage { id, status, response: raw(response), error: raw(error), usage: usage.and_then(raw), attempts };
+    serde_json::to_vec(&message).map(Bytes::from).unwrap_or_default()
 }
 
 /// Publishes with a message id and waits for JetStream's ack; retries a few times.
@@ -445,6 +463,25 @@ mod tests {
                 let _ = (valid_job_id(&j.id), j.batch.map(|b| valid_job_id(&b.id)));
             }
         }
+    }
+
+    #[test]
+    fn result_messages_hold_the_answer_and_record_as_they_are() {
+        let answer = br#"{"id":"chatcmpl-1","choices":[{"message":{"content":"h\u00e9 \"x\""}}]}"#;
+        let usage = br#"{"request_id":"r","cost_usd":1.5e-6}"#;
+        let m: Value =
+            serde_json::from_slice(&result_message("j-1", "completed", answer, b"null", Some(usage), 2)).unwrap();
+        let want = json!({"id": "j-1", "status": "completed", "error": null, "attempts": 2,
+            "response": serde_json::from_slice::<Value>(answer).unwrap(),
+            "usage": serde_json::from_slice::<Value>(usage).unwrap()});
+        assert_eq!(m, want);
+        // an answer that is not JSON, no record, an error
+        let m: Value =
+            serde_json::from_slice(&result_message("j", "failed", b"<html>", br#"{"code":"x"}"#, None, 1)).unwrap();
+        assert_eq!(
+            m,
+            json!({"id": "j", "status": "failed", "response": null, "error": {"code": "x"}, "usage": null, "attempts": 1})
+        );
     }
 
     #[test]
