@@ -22,6 +22,10 @@ pub struct Prompt {
     /// Label (`production`, `staging`, any name) -> version number.
     #[serde(default)]
     pub labels: BTreeMap<String, u32>,
+    /// The team that administers it: its team admins may version and label it, its
+    /// viewers read it (admins always may). Any key may still use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 /// One version of a prompt: its messages (Jinja templates) and what it pins.

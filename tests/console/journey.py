@@ -224,12 +224,14 @@ with sync_playwright() as p:
     expect(page.locator("a[data-page=cache]")).to_be_hidden()
     shot(page, "keys-team-admin")
     assert page.request.get(f"{base}/admin/usage?by=key").status == 200
-    # their team's flagged request, no other team's batch; prompts are the admins'
+    # their team's flagged request, no other team's batch or prompt; no experiments
     page.click("a[data-page=guardrails]")
     expect(page.locator("#flagged tbody tr")).to_have_count(1)
     page.click("a[data-page=batches]")
     expect(page.locator("tr[data-lane=low]")).to_be_visible()
     expect(page.locator("tr[data-batch]")).to_have_count(0)
-    expect(page.locator("a[data-page=prompts]")).to_be_hidden()
+    page.click("a[data-page=prompts]")
+    expect(page.locator("#experiments-part")).to_be_hidden()
+    expect(page.locator("tr[data-prompt]")).to_have_count(0)
     browser.close()
 print("console journey ok")

@@ -298,6 +298,40 @@ async fn team_admins_and_viewers_see_their_team_only() {
     assert_eq!(as_viewer(reqwest::Method::GET, "/admin/keys").send().await.unwrap().status(), 200);
     let r = as_viewer(reqwest::Method::POST, "/admin/keys").json(&json!({"id": "v"})).send().await.unwrap();
     assert_eq!(r.status(), 403);
+
+    // prompts: a team's are its team admins' to change and its viewers' to read; another
+    // team's are not there; experiments stay the admins'
+    let prompt = |id: &str, team: Value| {
+        json!({"id": id, "team": team, "versions": [{"messages": [{"role": "user", "content": "v1"}]},
+            {"messages": [{"role": "user", "content": "v2"}]}]})
+    };
+    for (id, team) in [("ops-prompt", json!(null)), ("research-prompt", json!("research"))] {
+        let r = admin(reqwest::Method::POST, "/admin/prompts").json(&prompt(id, team)).send().await.unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+    let r = admin(reqwest::Method::POST, "/admin/prompts").json(&prompt("x", json!("nope"))).send().await.unwrap();
+    assert_eq!(r.status(), 400, "an unknown team");
+    let listed: Value = json_of(as_lead(reqwest::Method::GET, "/admin/prompts")).await;
+    let ids: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["research-prompt"], "{listed}");
+    let label = json!({"version": 2});
+    let r = as_lead(reqwest::Method::PUT, "/admin/prompts/research-prompt/labels/staging").json(&label).send().await;
+    assert_eq!(r.unwrap().status(), 200);
+    for path in ["/admin/prompts/ops-prompt", "/admin/prompts/ops-prompt/diff?from=1&to=2"] {
+        assert_eq!(as_lead(reqwest::Method::GET, path).send().await.unwrap().status(), 404, "{path}");
+    }
+    let r = as_lead(reqwest::Method::PUT, "/admin/prompts/ops-prompt/labels/staging").json(&label).send().await;
+    assert_eq!(r.unwrap().status(), 404);
+    let made: Value =
+        json_of(as_lead(reqwest::Method::POST, "/admin/prompts").json(&prompt("lead-prompt", json!(null)))).await;
+    assert_eq!(made["team"], "research", "{made}");
+    let r = as_lead(reqwest::Method::POST, "/admin/prompts").json(&prompt("y", json!("ops"))).send().await;
+    assert_eq!(r.unwrap().status(), 403, "another team's");
+    assert_eq!(as_lead(reqwest::Method::GET, "/admin/experiments").send().await.unwrap().status(), 403);
+    let seen: Value = json_of(as_viewer(reqwest::Method::GET, "/admin/prompts/research-prompt")).await;
+    assert_eq!(seen["labels"]["staging"], 2);
+    let r = as_viewer(reqwest::Method::PUT, "/admin/prompts/research-prompt/labels/staging").json(&label).send().await;
+    assert_eq!(r.unwrap().status(), 403);
     // a token with the admin role is an admin; a bad token signs no one in
     let root = sign_in(gw.url(), json!({"token": token("root", "admin")})).await;
     let all = json_of(root.req(reqwest::Method::GET, "/admin/keys")).await;

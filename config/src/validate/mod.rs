@@ -199,7 +199,7 @@ pub fn validate(
     let mut cache = server::cache(&raw.cache, errs);
     cache.semantic = semantic::semantic(raw.cache.semantic.take(), semantic_asks, &mut models, errs);
     let prices = server::pricing(pricing, errs);
-    let prompts = prompts::prompts(raw.prompts, &aliases, errs);
+    let prompts = prompts::prompts(raw.prompts, &aliases, &team_ids, errs);
     let prompt_policies = prompts::policies(raw.prompt_policies, &aliases, &key_ids, &team_ids, errs);
     let experiments = prompts::experiments(raw.experiments, &prompts, &aliases, errs);
     // request logs go to a JetStream stream: without NATS there is nowhere to put them

@@ -5,9 +5,17 @@ use std::collections::HashSet;
 use super::Errors;
 use crate::{check_experiment, check_prompt, check_template, Experiment, Prompt, PromptPolicy};
 
-pub(super) fn prompts(raw: Vec<Prompt>, aliases: &HashSet<String>, errs: &mut Errors) -> Vec<Prompt> {
+pub(super) fn prompts(
+    raw: Vec<Prompt>,
+    aliases: &HashSet<String>,
+    teams: &HashSet<String>,
+    errs: &mut Errors,
+) -> Vec<Prompt> {
     let mut seen = HashSet::new();
     for (i, p) in raw.iter().enumerate() {
+        if let Some(t) = p.team.as_ref().filter(|t| !teams.contains(*t)) {
+            errs.push(format!("prompts[{i}].team"), format!("no team `{t}` in [[teams]]"));
+        }
         for (field, message) in check_prompt(p, &|a| aliases.contains(a)) {
             errs.push(format!("prompts[{i}].{field}"), message);
         }

@@ -10,7 +10,8 @@ use switchyard_actors::prompts::{Entry, Selector};
 use switchyard_actors::GatewayError;
 use switchyard_config::{Prompt, PromptVersion};
 
-use super::{actor, admin, admin_json, admin_json_required, answer, audited};
+use super::roles::{principal, Principal, Role};
+use super::{actor, admin_body, answer, audited, json_body};
 use crate::app::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -42,17 +43,57 @@ fn entry(state: &AppState, id: &str) -> Result<std::sync::Arc<Entry>, GatewayErr
     state.engine.prompts().get(id).ok_or_else(|| GatewayError::Missing(format!("no prompt `{id}`")))
 }
 
+/// Whether `who` sees prompt `e`: an admin every prompt, a team admin or viewer their
+/// team's.
+fn sees(who: &Principal, e: &Entry) -> bool {
+    who.role == Role::Admin || who.sees(e.prompt.team.as_deref())
+}
+
+/// The prompt `id` as `who` may read it (another team's is not there).
+fn visible(state: &AppState, who: &Principal, id: &str) -> Result<std::sync::Arc<Entry>, GatewayError> {
+    entry(state, id).and_then(|e| {
+        if sees(who, &e) {
+            Ok(e)
+        } else {
+            Err(GatewayError::Missing(format!("no prompt `{id}`")))
+        }
+    })
+}
+
+/// The prompt `id` as `who` may change it: an admin any, a team admin their team's.
+fn changeable(state: &AppState, who: &Principal, id: &str) -> Result<std::sync::Arc<Entry>, GatewayError> {
+    who.require_write()?;
+    visible(state, who, id)
+}
+
+/// The caller who may change a prompt, and the request's JSON body (`None` when empty).
+async fn writer<T: for<'de> Deserialize<'de>>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<(Principal, Option<T>), GatewayError> {
+    let who = principal(req, state)?;
+    who.require_write()?;
+    let body = admin_body(req, payload, state).await?;
+    Ok((who, if body.is_empty() { None } else { Some(json_body(&body)?) }))
+}
+
+fn required<T>(body: Option<T>) -> Result<T, GatewayError> {
+    body.ok_or_else(|| GatewayError::BadRequest("a JSON body is required".into()))
+}
+
 /// `GET /admin/prompts`: every prompt with its labels (no audit trail).
 async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let result = (|| {
-        admin(&req, &state)?;
+        let who = principal(&req, &state)?;
         let data: Vec<Value> = state
             .engine
             .prompts()
             .list()
             .iter()
+            .filter(|e| sees(&who, e))
             .map(|e| {
-                json!({"object": "prompt", "id": e.prompt.id, "description": e.prompt.description,
+                json!({"object": "prompt", "id": e.prompt.id, "description": e.prompt.description, "team": e.prompt.team,
                     "source": if e.from_config { "config" } else { "api" },
                     "latest_version": e.prompt.versions.len(), "labels": e.prompt.labels, "updated_ms": e.updated_ms})
             })
@@ -65,8 +106,8 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
 /// `GET /admin/prompts/{id}`: versions, labels and the audit trail.
 async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     let result = (|| {
-        admin(&req, &state)?;
-        Ok(shown(&entry(&state, &path)?))
+        let who = principal(&req, &state)?;
+        Ok(shown(&visible(&state, &who, &path)?))
     })();
     answer(&req, 200, result)
 }
@@ -74,8 +115,14 @@ async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppStat
 /// `POST /admin/prompts`: a new prompt (`{"id", "versions": [...], "labels": {...}}`).
 async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let result = async {
-        let prompt: Prompt = admin_json_required(&req, payload, &state).await?;
+        let (who, body) = writer::<Prompt>(&req, payload, &state).await?;
+        let mut prompt = required(body)?;
         let config = state.engine.runtime().config.clone();
+        // a team admin's prompt is of their team; a team must be one of `[[teams]]`
+        prompt.team = who.team_of_new_key(prompt.team.take())?;
+        if let Some(t) = prompt.team.as_ref().filter(|t| !config.teams.iter().any(|x| &x.id == *t)) {
+            return Err(GatewayError::BadRequest(format!("no team `{t}` in [[teams]]")));
+        }
         let id = prompt.id.clone();
         state.engine.prompts().create(prompt, &actor(&req, &state), &config).await?;
         audited(&req, &state, "prompts.create", &id, json!({}));
@@ -104,7 +151,9 @@ async fn add_version(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let result = async {
-        let nv: NewVersion = admin_json_required(&req, payload, &state).await?;
+        let (who, body) = writer::<NewVersion>(&req, payload, &state).await?;
+        let nv = required(body)?;
+        changeable(&state, &who, &path)?;
         let config = state.engine.runtime().config.clone();
         let prompts = state.engine.prompts();
         let (_, n) = prompts.add_version(&path, nv.version, &nv.labels, &actor(&req, &state), &config).await?;
@@ -133,8 +182,10 @@ async fn set_label(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let result = async {
-        let b: LabelBody = admin_json_required(&req, payload, &state).await?;
+        let (who, body) = writer::<LabelBody>(&req, payload, &state).await?;
+        let b = required(body)?;
         let (id, label) = path.into_inner();
+        changeable(&state, &who, &id)?;
         let config = state.engine.runtime().config.clone();
         state.engine.prompts().set_label(&id, &label, Some(b.version), &actor(&req, &state), &config).await?;
         audited(&req, &state, "prompts.set_label", &id, json!({"label": label, "version": b.version}));
@@ -147,8 +198,9 @@ async fn set_label(
 /// `DELETE /admin/prompts/{id}/labels/{label}`
 async fn remove_label(req: HttpRequest, path: web::Path<(String, String)>, state: web::Data<AppState>) -> HttpResponse {
     let result = async {
-        admin(&req, &state)?;
+        let who = principal(&req, &state)?;
         let (id, label) = path.into_inner();
+        changeable(&state, &who, &id)?;
         let config = state.engine.runtime().config.clone();
         state.engine.prompts().set_label(&id, &label, None, &actor(&req, &state), &config).await?;
         audited(&req, &state, "prompts.remove_label", &id, json!({"label": label}));
@@ -174,9 +226,10 @@ async fn rollback(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let result = async {
-        let b: RollbackBody = admin_json(&req, payload, &state).await?.unwrap_or_default();
+        let (who, body) = writer::<RollbackBody>(&req, payload, &state).await?;
+        let b = body.unwrap_or_default();
         let label = b.label.unwrap_or_else(|| switchyard_actors::prompts::DEFAULT_LABEL.to_string());
-        let e = entry(&state, &path)?;
+        let e = changeable(&state, &who, &path)?;
         let last = e.audit.iter().rev().find(|a| a.action == "label" && a.label.as_deref() == Some(label.as_str()));
         let Some(to) = last.and_then(|a| a.from) else {
             return Err(GatewayError::BadRequest(format!(
@@ -224,8 +277,8 @@ async fn diff(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let result = (|| {
-        admin(&req, &state)?;
-        let e = entry(&state, &path)?;
+        let who = principal(&req, &state)?;
+        let e = visible(&state, &who, &path)?;
         let version = |n: u32| {
             n.checked_sub(1)
                 .and_then(|i| e.prompt.versions.get(i as usize))
@@ -260,7 +313,10 @@ async fn render(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let result = async {
-        let b: RenderBody = admin_json(&req, payload, &state).await?.unwrap_or_default();
+        let who = principal(&req, &state)?;
+        visible(&state, &who, &path)?;
+        let body = admin_body(&req, payload, &state).await?;
+        let b: RenderBody = if body.is_empty() { RenderBody::default() } else { json_body(&body)? };
         let sel = match (b.version, b.label) {
             (Some(_), Some(_)) => return Err(GatewayError::BadRequest("give `version` or `label`, not both".into())),
             (Some(n), None) => Selector::Version(n),

@@ -56,7 +56,7 @@ function signedIn(session) {
   $("sign-out").hidden = false;
   $("who").textContent = session.team ? `${session.who} (${role}, team ${session.team})` : `${session.who} (${role})`;
   // what a role may not do is not offered (the admin API refuses it anyway)
-  for (const admin of ["cache", "config", "audit", "prompts"]) document.querySelector(`a[data-page=${admin}]`).hidden = role !== "admin";
+  for (const admin of ["cache", "config", "audit"]) document.querySelector(`a[data-page=${admin}]`).hidden = role !== "admin";
   $("new-key").hidden = role === "viewer";
   route();
 }
@@ -278,10 +278,15 @@ async function prompts() {
       a.addEventListener("click", (e) => { e.preventDefault(); prompt(p.id); });
       cell(tr, "").appendChild(a);
       cell(tr, p.description);
+      cell(tr, p.team ?? "");
       cell(tr, p.latest_version);
       cell(tr, Object.entries(p.labels || {}).map(([l, v]) => `${l} → ${v}`).join(", "));
       cell(tr, p.source);
     });
+    // experiments are the admins'; a viewer reads prompts and changes nothing
+    $("experiments-part").hidden = role !== "admin";
+    $("prompt-label").hidden = role === "viewer";
+    if (role !== "admin") return;
     const experiments = await api("GET", "/admin/experiments");
     rows($("experiment-list"), experiments.data, (tr, x) => {
       tr.dataset.experiment = x.id;
