@@ -11,6 +11,8 @@ pub mod moderation;
 pub mod pii;
 #[cfg(test)]
 mod pii_eval;
+#[cfg(test)]
+mod pii_holdout;
 pub mod train;
 
 use std::collections::HashMap;
