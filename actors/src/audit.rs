@@ -1,19 +1,16 @@
 //! The admin audit trail: every change made through the admin API (keys, the cache, a
 //! reload) and every console sign-in, with who made it and when. Tree `audit`: key =
-//! time (ms, u64 BE) ++ a sequence (u32 BE), value = the entry's JSON. Kept for
+//! time ++ a sequence, value = the entry's JSON (`timelog.rs`). Kept for
 //! [`MAX_ENTRIES`] entries (the oldest go first).
-
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StoreError};
+use crate::timelog;
 use crate::types::unix_ms;
 
 /// Entries kept.
 pub const MAX_ENTRIES: usize = 100_000;
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// One change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,34 +41,15 @@ impl Store {
             target: target.map(str::to_string),
             detail,
         };
-        let mut key = [0u8; 12];
-        key[..8].copy_from_slice(&entry.ts_ms.to_be_bytes());
-        key[8..].copy_from_slice(&SEQ.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-        let Ok(value) = serde_json::to_vec(&entry) else { return };
-        if let Err(e) = self.audit.insert(key, value) {
+        if let Err(e) = timelog::append(&self.audit, [(entry.ts_ms, &entry)], MAX_ENTRIES) {
             tracing::warn!(error = %e, "the audit trail could not be written");
-        }
-        // counting is a scan: the trail is trimmed every 1,024 entries
-        if SEQ.load(Ordering::Relaxed) % 1024 == 0 {
-            while self.audit.len() > MAX_ENTRIES {
-                if self.audit.pop_min().ok().flatten().is_none() {
-                    break;
-                }
-            }
         }
     }
 
-    /// The newest `limit` entries older than `before_ms` (all when `None`), newest first.
+    /// The newest `limit` entries older than `before_ms` (all when `None`), newest first
+    /// (a page never splits a millisecond: [`timelog::page`]).
     pub fn audit_page(&self, before_ms: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let end = before_ms.unwrap_or(u64::MAX).to_be_bytes().to_vec();
-        let mut out = Vec::new();
-        for item in self.audit.range(..end).rev().take(limit) {
-            let (_, v) = item?;
-            if let Ok(e) = serde_json::from_slice(&v) {
-                out.push(e);
-            }
-        }
-        Ok(out)
+        timelog::page(&self.audit, before_ms, limit, |_| true)
     }
 }
 

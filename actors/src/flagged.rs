@@ -2,20 +2,17 @@
 //! for the console's guardrail page: who sent them, to which alias, what each guardrail
 //! did and its scores. Never the text: a value a guardrail found is not kept here (the
 //! request log, when it is on, holds the request as redacted). Tree `flagged`: key =
-//! time (ms, u64 BE) ++ a sequence (u32 BE), value = the entry's JSON. Kept for
+//! time ++ a sequence, value = the entry's JSON (`timelog.rs`). Kept for
 //! [`MAX_ENTRIES`] entries (the oldest go first).
-
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StoreError};
+use crate::timelog;
 use crate::types::UsageRecord;
 
 /// Entries kept.
 pub const MAX_ENTRIES: usize = 10_000;
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// One request a guardrail acted on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,59 +49,21 @@ impl Flagged {
     }
 }
 
-fn key_of(ts_ms: u64) -> [u8; 12] {
-    let mut key = [0u8; 12];
-    key[..8].copy_from_slice(&ts_ms.to_be_bytes());
-    key[8..].copy_from_slice(&SEQ.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-    key
-}
-
 impl Store {
-    /// Adds entries (flushed with the next write), trimming the oldest past
-    /// [`MAX_ENTRIES`] now and then (counting is a scan).
+    /// Adds entries (flushed with the next write), the oldest going past [`MAX_ENTRIES`].
     pub fn add_flagged<'a>(&self, entries: impl IntoIterator<Item = &'a Flagged>) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        let mut trim = false;
-        for e in entries {
-            let key = key_of(e.ts_ms);
-            trim |= u32::from_be_bytes([key[8], key[9], key[10], key[11]]) % 1024 == 1023;
-            if let Ok(v) = serde_json::to_vec(e) {
-                batch.insert(&key[..], v);
-            }
-        }
-        self.flagged.apply_batch(batch)?;
-        if trim {
-            while self.flagged.len() > MAX_ENTRIES {
-                if self.flagged.pop_min()?.is_none() {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        timelog::append(&self.flagged, entries.into_iter().map(|e| (e.ts_ms, e)), MAX_ENTRIES)
     }
 
     /// The newest `limit` entries older than `before_ms` (all when `None`) that `keep`
-    /// accepts, newest first.
+    /// accepts, newest first (a page never splits a millisecond: [`timelog::page`]).
     pub fn flagged_page(
         &self,
         before_ms: Option<u64>,
         limit: usize,
         keep: impl Fn(&Flagged) -> bool,
     ) -> Result<Vec<Flagged>, StoreError> {
-        let end = before_ms.unwrap_or(u64::MAX).to_be_bytes().to_vec();
-        let mut out = Vec::new();
-        for item in self.flagged.range(..end).rev() {
-            let (_, v) = item?;
-            if let Ok(e) = serde_json::from_slice::<Flagged>(&v) {
-                if keep(&e) {
-                    out.push(e);
-                    if out.len() == limit {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(out)
+        timelog::page(&self.flagged, before_ms, limit, keep)
     }
 }
 
@@ -139,6 +98,28 @@ mod tests {
         assert_eq!(k0[0].actions, ["watch:INJECTION:flag:0.41"]);
         // a record delivered again (same idempotency key) is not listed twice: only new
         // ledger records are added
+    }
+
+    #[test]
+    fn a_page_never_splits_a_millisecond() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let e = |id: &str, ts_ms: u64| Flagged {
+            ts_ms,
+            request_id: id.into(),
+            key_id: "k".into(),
+            alias: "chat".into(),
+            status: 400,
+            blocked: true,
+            actions: vec!["g:block".into()],
+            message: None,
+        };
+        let entries = [e("a", 5), e("b", 7), e("c", 7), e("d", 7), e("e", 9)];
+        store.add_flagged(&entries).unwrap();
+        let first = store.flagged_page(None, 2, |_| true).unwrap();
+        assert_eq!(first.iter().map(|e| e.request_id.as_str()).collect::<Vec<_>>(), ["e", "d", "c", "b"]);
+        let next = store.flagged_page(Some(7), 2, |_| true).unwrap();
+        assert_eq!(next.iter().map(|e| e.request_id.as_str()).collect::<Vec<_>>(), ["a"]);
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod rollup;
 pub mod semantic;
 pub mod store;
 pub mod telemetry;
+mod timelog;
 pub mod tokens;
 pub mod types;
 pub mod upstream;

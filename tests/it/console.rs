@@ -74,11 +74,15 @@ fn start_idp(mut command: Command) -> Idp {
 /// A gateway on `port` whose console signs in through `idp` (discovered from its
 /// issuer; ID tokens checked against its JWKS), with `extra` settings.
 fn sso_gateway_at(mock: &str, idp: &Idp, port: u16, extra: &str) -> Gateway {
+    sso_gateway_with(mock, &idp.url, CLIENT_SECRET, port, extra)
+}
+
+/// [`sso_gateway_at`] for a provider at `issuer`, sending `secret` as the client's.
+fn sso_gateway_with(mock: &str, issuer: &str, secret: &str, port: u16, extra: &str) -> Gateway {
     let sso = format!(
-        "[[teams]]\nid = \"research\"\nmodels = [\"chat\"]\n{extra}\n[jwt]\nissuer = \"{0}\"\njwks_url = \"{0}/jwks\"\n\n\
-         [jwt.oidc]\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n\
-         redirect_url = \"http://127.0.0.1:{port}/ui/api/sso/callback\"\n",
-        idp.url
+        "[[teams]]\nid = \"research\"\nmodels = [\"chat\"]\n{extra}\n[jwt]\nissuer = \"{issuer}\"\njwks_url = \"{issuer}/jwks\"\n\n\
+         [jwt.oidc]\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{secret}\"\n\
+         redirect_url = \"http://127.0.0.1:{port}/ui/api/sso/callback\"\n"
     );
     Gateway::start_config(|dir| {
         config_text(dir, mock, &sso)
@@ -186,6 +190,23 @@ async fn single_sign_on_through_the_identity_provider() {
         assert!(done.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().starts_with("sy_session=")));
         assert!(done.text().await.unwrap().contains(why), "{why}");
     }
+
+    // a client secret the provider refuses: its answer is shown, no session
+    let port = free_port();
+    let wrong = sso_gateway_with(&mock.url, &provider.url, "not-the-secret", port, "");
+    let start = http.get(format!("{}/ui/api/sso/start", wrong.url())).send().await.unwrap();
+    let state_cookie = header(&start, "set-cookie").split(';').next().unwrap().to_string();
+    let back = http.get(header(&start, "location")).send().await.unwrap();
+    let done = http.get(header(&back, "location")).header("cookie", &state_cookie).send().await.unwrap();
+    assert_eq!(done.status(), 401);
+    assert!(done.text().await.unwrap().contains("invalid_client"));
+    // a provider that cannot be reached: the sign-in page says so, nothing is started
+    let gone =
+        sso_gateway_with(&mock.url, &format!("http://127.0.0.1:{}", free_port()), CLIENT_SECRET, free_port(), "");
+    let start = http.get(format!("{}/ui/api/sso/start", gone.url())).send().await.unwrap();
+    assert_eq!(start.status(), 503);
+    assert!(start.headers().get("set-cookie").is_none());
+    assert!(start.text().await.unwrap().contains("OpenID discovery"));
 }
 
 /// A console session: its cookie and CSRF token.
@@ -380,6 +401,13 @@ async fn a_session_opens_the_admin_api_and_a_change_needs_its_csrf_token() {
     // signed out: the same cookie opens nothing
     with(client().delete(format!("{}/ui/api/session", gw.url()))).send().await.unwrap();
     assert_eq!(with(client().get(format!("{}/admin/keys", gw.url()))).send().await.unwrap().status(), 401);
+    // without [nats] the pages that read JetStream say so in the API's error shape
+    for path in ["/admin/logs", "/admin/logs/req_x", "/admin/batches", "/admin/jobs"] {
+        let r = client().get(format!("{}{path}", gw.url())).bearer_auth(ADMIN_KEY).send().await.unwrap();
+        assert_eq!(r.status(), 503, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"]["message"].as_str().unwrap().contains("[nats]"), "{path}: {v}");
+    }
 }
 
 #[tokio::test]

@@ -129,6 +129,33 @@ const HARD_NEGATIVES: &[&str] = &[
     "port 8080, pid 41558",
 ];
 
+/// What a scanner found of a set: recall of its values, the share of hard negatives
+/// flagged, and the texts behind each.
+pub(super) struct Measured {
+    pub recall: f64,
+    pub fp: f64,
+    pub missed: Vec<String>,
+    pub alarms: Vec<String>,
+}
+
+pub(super) fn measure(s: &Scanner, values: &[(String, Entity)], negatives: &[&str]) -> Measured {
+    let missed: Vec<String> =
+        values.iter().filter(|(t, e)| !s.scan(t).iter().any(|f| f.entity == *e)).map(|(t, _)| t.clone()).collect();
+    let alarms: Vec<String> = negatives
+        .iter()
+        .filter_map(|t| {
+            let f = s.scan(t);
+            (!f.is_empty()).then(|| format!("{t} -> {:?}", f.iter().map(|f| &t[f.start..f.end]).collect::<Vec<_>>()))
+        })
+        .collect();
+    Measured {
+        recall: 1.0 - missed.len() as f64 / values.len() as f64,
+        fp: alarms.len() as f64 / negatives.len() as f64,
+        missed,
+        alarms,
+    }
+}
+
 #[test]
 fn recall_of_valid_values_and_false_alarms_on_hard_negatives() {
     let actions: HashMap<Entity, Action> = [Entity::Phone, Entity::Ssn, Entity::Card, Entity::Iban, Entity::Ip]
@@ -138,21 +165,7 @@ fn recall_of_valid_values_and_false_alarms_on_hard_negatives() {
     let regions: Vec<String> = REGIONS.iter().map(|r| r.to_string()).collect();
     let s = Scanner::with_regions(actions, &[], &regions).unwrap();
     let values = values();
-    let mut missed = Vec::new();
-    for (text, entity) in &values {
-        if !s.scan(text).iter().any(|f| f.entity == *entity) {
-            missed.push(text.clone());
-        }
-    }
-    let alarms: Vec<String> = HARD_NEGATIVES
-        .iter()
-        .filter_map(|t| {
-            let f = s.scan(t);
-            (!f.is_empty()).then(|| format!("{t} -> {:?}", f.iter().map(|f| &t[f.start..f.end]).collect::<Vec<_>>()))
-        })
-        .collect();
-    let recall = 1.0 - missed.len() as f64 / values.len() as f64;
-    let fp = alarms.len() as f64 / HARD_NEGATIVES.len() as f64;
+    let Measured { recall, fp, missed, alarms } = measure(&s, &values, HARD_NEGATIVES);
     println!("{} values: recall {recall:.3}; missed {missed:#?}", values.len());
     println!("{} hard negatives: false-positive rate {fp:.3}; {alarms:#?}", HARD_NEGATIVES.len());
     assert!(values.len() > 250);

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use super::pii::{Action, Entity, Scanner};
+use super::pii_eval::{measure, Measured};
 
 const REGIONS: &[&str] = &["PL", "SE", "CH", "BE", "AT", "IE", "ZA", "KR", "SG", "NZ", "PT", "AR"];
 
@@ -107,17 +108,7 @@ fn held_out_recall_and_false_alarms() {
         }
     }
     values.extend(SSNS.iter().map(|t| (t.to_string(), Entity::Ssn)));
-    let missed: Vec<&String> =
-        values.iter().filter(|(t, e)| !s.scan(t).iter().any(|f| f.entity == *e)).map(|(t, _)| t).collect();
-    let alarms: Vec<String> = HARD_NEGATIVES
-        .iter()
-        .filter_map(|t| {
-            let f = s.scan(t);
-            (!f.is_empty()).then(|| format!("{t} -> {:?}", f.iter().map(|f| &t[f.start..f.end]).collect::<Vec<_>>()))
-        })
-        .collect();
-    let recall = 1.0 - missed.len() as f64 / values.len() as f64;
-    let fp = alarms.len() as f64 / HARD_NEGATIVES.len() as f64;
+    let Measured { recall, fp, missed, alarms } = measure(&s, &values, HARD_NEGATIVES);
     println!("held out: {} valid values: recall {recall:.3}; missed {missed:#?}", values.len());
     println!("not valid for their region (not counted): {invalid:#?}");
     println!("held out: {} hard negatives: false-positive rate {fp:.3}; {alarms:#?}", HARD_NEGATIVES.len());

@@ -26,16 +26,6 @@ fn invalid(why: impl Into<String>) -> GatewayError {
 }
 
 /// Whether a presented credential is a JWT rather than an API key.
-/// A claim of a token's payload, read without verifying it: only for a token that
-/// [`JwtVerifier::verify`] has accepted.
-pub fn unverified_claim(token: &str, name: &str) -> Option<String> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get(name)?.as_str().map(str::to_string)
-}
-
 pub fn looks_like_jwt(s: &str) -> bool {
     s.starts_with("eyJ") && s.bytes().filter(|b| *b == b'.').count() == 2
 }
@@ -81,20 +71,19 @@ impl JwtVerifier {
 
     /// Verifies a token and makes the caller's key: its team's policy, its subject's id.
     pub fn verify(&self, token: &str, config: &Config) -> Result<Arc<KeyEntry>, GatewayError> {
-        let claims = self.claims(token, self.cfg.audience.as_deref())?;
-        self.key_of(&claims, config)
+        self.verify_claims(token, None, config).map(|(key, _)| key)
     }
 
-    /// Verifies an ID token from the console's sign-in (its audience is the OIDC client
-    /// id, not `jwt.audience`): the caller's key and every claim (for the nonce and the
-    /// role).
-    pub fn verify_id_token(
+    /// [`JwtVerifier::verify`], with every claim of the token (a console session reads
+    /// its role and an ID token's nonce from them); `audience` stands in for
+    /// `jwt.audience` (an ID token's is the OIDC client id).
+    pub fn verify_claims(
         &self,
         token: &str,
-        client_id: &str,
+        audience: Option<&str>,
         config: &Config,
     ) -> Result<(Arc<KeyEntry>, HashMap<String, serde_json::Value>), GatewayError> {
-        let claims = self.claims(token, Some(client_id))?;
+        let claims = self.claims(token, audience.or(self.cfg.audience.as_deref()))?;
         Ok((self.key_of(&claims, config)?, claims))
     }
 

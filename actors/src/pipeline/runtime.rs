@@ -300,14 +300,15 @@ impl Runtime {
         Ok(key)
     }
 
-    /// Verifies an ID token of the console's single sign-on (audience `client_id`).
-    pub fn verify_id_token(
+    /// Verifies a token with `[jwt]` (`audience` in place of `jwt.audience`: an ID token's
+    /// OIDC client id): the caller and the token's claims.
+    pub fn verify_token(
         &self,
         token: &str,
-        client_id: &str,
+        audience: Option<&str>,
     ) -> Result<(Arc<KeyEntry>, HashMap<String, serde_json::Value>), GatewayError> {
         let v = self.jwt.as_ref().ok_or_else(|| GatewayError::InvalidToken("no `[jwt]` to verify it with".into()))?;
-        v.verify_id_token(token, client_id, &self.config)
+        v.verify_claims(token, audience, &self.config)
     }
 
     pub fn model_aliases(&self) -> impl Iterator<Item = &str> {

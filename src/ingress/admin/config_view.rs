@@ -95,12 +95,15 @@ headers = { "x-tenant" = "t-secret" }
 [[keys]]
 id = "main"
 key = "sk-live-123"
+[jwt.oidc]
+client_id = "console"
+client_secret = "oidc-client-secret"
 "#,
         )
         .unwrap();
         masked(&mut v, false);
         let text = toml::to_string(&v).unwrap();
-        for secret in ["admin-secret-key", "hunter2", "alice", "t-secret", "sk-live-123"] {
+        for secret in ["admin-secret-key", "hunter2", "alice", "t-secret", "sk-live-123", "oidc-client-secret"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(

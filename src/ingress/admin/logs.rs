@@ -11,7 +11,6 @@ use super::{answer, roles};
 use crate::app::AppState;
 use crate::ingress::nats::logs_read;
 use crate::ingress::nats::streams::Names;
-use crate::usage::team_of;
 
 /// The most stream sequences one page reads back (then it says where to go on).
 const SCAN: u64 = 20_000;
@@ -54,15 +53,14 @@ async fn list(req: HttpRequest, q: web::Query<LogsQuery>, state: web::Data<AppSt
     let result = async {
         let who = roles::principal(&req, &state)?;
         let teams = state.engine.teams_of_keys();
-        let sees = |key_id: &str| who.role == roles::Role::Admin || who.sees(team_of(key_id, &teams).as_deref());
-        if q.key.as_deref().is_some_and(|k| !sees(k)) {
+        if q.key.as_deref().is_some_and(|k| !who.sees_key(k, &teams)) {
             return Err(GatewayError::NotFound);
         }
         let Some((stream, names)) = stream(&state).await? else {
             return Ok(json!({"object": "list", "data": [], "enabled": false, "next_before": null}));
         };
         let limit = q.limit.unwrap_or(50).clamp(1, 200);
-        let keep = |v: &Value| v["record"]["key_id"].as_str().is_some_and(sees);
+        let keep = |v: &Value| v["record"]["key_id"].as_str().is_some_and(|k| who.sees_key(k, &teams));
         let page = logs_read::page(&stream, &names, q.key.as_deref(), q.before, limit, SCAN, keep)
             .await
             .map_err(|e| GatewayError::Unavailable(format!("reading the request logs: {e}")))?;
@@ -83,7 +81,7 @@ async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppStat
             .ok_or(GatewayError::NotFound)?;
         let teams = state.engine.teams_of_keys();
         let key_id = entry["record"]["key_id"].as_str().unwrap_or_default();
-        if who.role != roles::Role::Admin && !who.sees(team_of(key_id, &teams).as_deref()) {
+        if !who.sees_key(key_id, &teams) {
             return Err(GatewayError::NotFound);
         }
         Ok(entry)

@@ -19,7 +19,7 @@ use switchyard_actors::GatewayError;
 
 use super::respond::{names, read_body, request_id, set, simple_error};
 use crate::app::{reload, AppState};
-use crate::usage::{aggregate, aggregate_totals, from_totals, rollup_for, team_of, GroupBy};
+use crate::usage::{aggregate, aggregate_totals, from_totals, rollup_for, GroupBy};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/reload", web::post().to(admin_reload))
@@ -168,7 +168,7 @@ async fn create_key(req: HttpRequest, payload: web::Payload, state: web::Data<Ap
         let who = roles::principal(&req, &state)?;
         who.require_write()?;
         let mut vk: VirtualKey = json_body(&admin_body(&req, payload, &state).await?)?;
-        vk.team = who.team_of_new_key(vk.team.take())?;
+        vk.team = who.team_of_new(vk.team.take())?;
         let config = state.engine.runtime().config.clone();
         let (vk, secret) = state.engine.virtual_keys().create(vk, &config).await?;
         let mut v = shown(&vk);
@@ -279,7 +279,7 @@ async fn audit(req: HttpRequest, q: web::Query<AuditQuery>, state: web::Data<App
             .store()
             .audit_page(q.before, limit)
             .map_err(|e| GatewayError::Internal(format!("reading the audit trail: {e}")))?;
-        let next = (page.len() == limit).then(|| page.last().map(|e| e.ts_ms)).flatten();
+        let next = (page.len() >= limit).then(|| page.last().map(|e| e.ts_ms)).flatten();
         Ok(json!({"object": "list", "data": page, "next_before": next}))
     })();
     answer(&req, 200, result)
@@ -332,7 +332,7 @@ async fn usage(req: HttpRequest, q: web::Query<UsageQuery>, state: web::Data<App
         let limit = q.limit.unwrap_or(100).clamp(1, 1000);
         let rows = tokio::task::spawn_blocking(move || {
             // a team admin or viewer reads their team's keys' usage only
-            let visible = |key_id: &str| who.role == roles::Role::Admin || who.sees(team_of(key_id, &teams).as_deref());
+            let visible = |key_id: &str| who.sees_key(key_id, &teams);
             if from_totals(by) {
                 rollup_for(engine.store(), since_ms, by).map(|mut totals| {
                     totals.retain(|t| visible(&t.key_id));

@@ -2,8 +2,6 @@
 //! every key's batches, and the jobs' backlog by lane. A team admin or viewer sees their
 //! team's keys' entries only.
 
-use std::collections::HashMap;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -11,17 +9,11 @@ use switchyard_actors::GatewayError;
 
 use super::{answer, roles};
 use crate::app::AppState;
-use crate::usage::team_of;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/guardrails/flagged", web::get().to(flagged))
         .route("/admin/batches", web::get().to(batches))
         .route("/admin/jobs", web::get().to(jobs));
-}
-
-/// Whether `who` sees what key `key_id` did.
-fn sees_key(who: &roles::Principal, key_id: &str, teams: &HashMap<String, String>) -> bool {
-    who.role == roles::Role::Admin || who.sees(team_of(key_id, teams).as_deref())
 }
 
 #[derive(Deserialize)]
@@ -44,9 +36,9 @@ async fn flagged(req: HttpRequest, q: web::Query<FlaggedQuery>, state: web::Data
         let page = state
             .engine
             .store()
-            .flagged_page(q.before, limit, |e| sees_key(&who, &e.key_id, &teams))
+            .flagged_page(q.before, limit, |e| who.sees_key(&e.key_id, &teams))
             .map_err(|e| GatewayError::Internal(format!("reading the flagged requests: {e}")))?;
-        let next = (page.len() == limit).then(|| page.last().map(|e| e.ts_ms)).flatten();
+        let next = (page.len() >= limit).then(|| page.last().map(|e| e.ts_ms)).flatten();
         Ok(json!({"object": "list", "data": page, "next_before": next}))
     }
     .await;
@@ -68,9 +60,9 @@ async fn batches(req: HttpRequest, q: web::Query<BatchesQuery>, state: web::Data
         let who = roles::principal(&req, &state)?;
         let teams = state.engine.teams_of_keys();
         let limit = q.limit.unwrap_or(20).clamp(1, 100);
-        let keep = |b: &crate::ingress::batch::BatchRecord| {
-            who.role == roles::Role::Admin
-                || who.sees(b.owner_team.clone().or_else(|| team_of(&b.owner, &teams)).as_deref())
+        let keep = |b: &crate::ingress::batch::BatchRecord| match &b.owner_team {
+            Some(team) => who.sees(Some(team)),
+            None => who.sees_key(&b.owner, &teams),
         };
         state.batch.list_all(keep, limit, q.after.as_deref()).await
     }

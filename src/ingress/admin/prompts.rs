@@ -10,7 +10,7 @@ use switchyard_actors::prompts::{Entry, Selector};
 use switchyard_actors::GatewayError;
 use switchyard_config::{Prompt, PromptVersion};
 
-use super::roles::{principal, Principal, Role};
+use super::roles::{principal, Principal};
 use super::{actor, admin_body, answer, audited, json_body};
 use crate::app::AppState;
 
@@ -46,7 +46,7 @@ fn entry(state: &AppState, id: &str) -> Result<std::sync::Arc<Entry>, GatewayErr
 /// Whether `who` sees prompt `e`: an admin every prompt, a team admin or viewer their
 /// team's.
 fn sees(who: &Principal, e: &Entry) -> bool {
-    who.role == Role::Admin || who.sees(e.prompt.team.as_deref())
+    who.sees(e.prompt.team.as_deref())
 }
 
 /// The prompt `id` as `who` may read it (another team's is not there).
@@ -119,7 +119,7 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
         let mut prompt = required(body)?;
         let config = state.engine.runtime().config.clone();
         // a team admin's prompt is of their team; a team must be one of `[[teams]]`
-        prompt.team = who.team_of_new_key(prompt.team.take())?;
+        prompt.team = who.team_of_new(prompt.team.take())?;
         if let Some(t) = prompt.team.as_ref().filter(|t| !config.teams.iter().any(|x| &x.id == *t)) {
             return Err(GatewayError::BadRequest(format!("no team `{t}` in [[teams]]")));
         }

@@ -77,13 +77,19 @@ impl Principal {
         self.role == Role::Admin || (self.team.is_some() && self.team.as_deref() == team)
     }
 
-    /// The team a key this caller creates belongs to: a team admin's own (another is
-    /// refused).
-    pub fn team_of_new_key(&self, asked: Option<String>) -> Result<Option<String>, GatewayError> {
+    /// Whether this caller sees what key `key_id` did (`teams`: key id -> team; a JWT
+    /// caller's id names its own).
+    pub fn sees_key(&self, key_id: &str, teams: &std::collections::HashMap<String, String>) -> bool {
+        self.sees(crate::usage::team_of(key_id, teams).as_deref())
+    }
+
+    /// The team a key or prompt this caller creates belongs to: a team admin's own
+    /// (another is refused).
+    pub fn team_of_new(&self, asked: Option<String>) -> Result<Option<String>, GatewayError> {
         match self.role {
             Role::Admin => Ok(asked),
             _ if asked.is_none() || asked == self.team => Ok(self.team.clone()),
-            _ => Err(Self::refuse("a team admin creates keys of their own team only")),
+            _ => Err(Self::refuse("a team admin creates keys and prompts of their own team only")),
         }
     }
 }
@@ -112,8 +118,12 @@ mod tests {
         assert!(lead.sees(Some("research")) && !lead.sees(Some("ops")) && !lead.sees(None));
         assert!(lead.require_write().is_ok() && lead.require_admin().is_err());
         assert!(viewer.require_write().is_err());
-        assert_eq!(lead.team_of_new_key(None).unwrap().as_deref(), Some("research"));
-        assert!(lead.team_of_new_key(Some("ops".into())).is_err());
+        assert_eq!(lead.team_of_new(None).unwrap().as_deref(), Some("research"));
+        assert!(lead.team_of_new(Some("ops".into())).is_err());
+        // a key's team from the keys' teams, or from a JWT caller's own id
+        let teams = std::collections::HashMap::from([("k1".to_string(), "research".to_string())]);
+        assert!(lead.sees_key("k1", &teams) && lead.sees_key("jwt:eve@research", &teams));
+        assert!(!lead.sees_key("k2", &teams) && !lead.sees_key("jwt:eve@ops", &teams) && admin.sees_key("k2", &teams));
         assert_eq!(Role::from_claim(Some("admin")), Role::Admin);
         assert_eq!(Role::from_claim(Some("root")), Role::Viewer);
     }

@@ -82,12 +82,9 @@ impl Sessions {
     }
 
     fn get(&self, req: &HttpRequest) -> Option<Session> {
-        self.get_by_token(req.cookie(COOKIE)?.value())
-    }
-
-    fn get_by_token(&self, token: &str) -> Option<Session> {
+        let token = req.cookie(COOKIE)?;
         let map = self.by_token.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(token).filter(|s| s.expires > Instant::now()).cloned()
+        map.get(token.value()).filter(|s| s.expires > Instant::now()).cloned()
     }
 
     fn close(&self, req: &HttpRequest) {
@@ -160,18 +157,23 @@ struct SignIn {
     token: Option<String>,
 }
 
+/// The session a verified token opens: its caller's team, and the role its
+/// `switchyard_role` claim names (`admin`, `team_admin`, else viewer).
+fn of_token(key: &switchyard_actors::pipeline::KeyEntry, claims: &HashMap<String, serde_json::Value>) -> Principal {
+    let role = Role::from_claim(claims.get("switchyard_role").and_then(|r| r.as_str()));
+    Principal { role, team: key.team.as_ref().map(|t| t.id.clone()), who: format!("console:{}", key.id) }
+}
+
 /// Who a sign-in form names, or why not.
 fn who_signs_in(form: SignIn, state: &AppState) -> Result<Principal, GatewayError> {
-    use switchyard_actors::pipeline::jwt::{looks_like_jwt, unverified_claim};
+    use switchyard_actors::pipeline::jwt::looks_like_jwt;
     let rt = state.engine.runtime();
     let expected = rt.config.server.admin_key_sha256.clone().ok_or(GatewayError::NotFound)?;
     match (form.key, form.token) {
         (Some(key), None) if switchyard_config::hash_key(&key) == expected => Ok(Principal::admin("console:admin")),
         (None, Some(token)) if looks_like_jwt(&token) && rt.config.jwt.is_some() => {
-            let key = rt.authenticate(&token)?;
-            let role = Role::from_claim(unverified_claim(&token, "switchyard_role").as_deref());
-            let team = key.team.as_ref().map(|t| t.id.clone());
-            Ok(Principal { role, team, who: format!("console:{}", key.id) })
+            let (key, claims) = rt.verify_token(&token, None)?;
+            Ok(of_token(&key, &claims))
         }
         (Some(_), None) | (None, Some(_)) => Err(GatewayError::InvalidKey),
         _ => Err(GatewayError::BadRequest("sign in with {\"key\"} or {\"token\"}".into())),
@@ -191,22 +193,17 @@ async fn sign_in(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>)
         let who = who_signs_in(form, &state).inspect_err(|e| {
             tracing::warn!(target: "switchyard::audit", error = %e, "console sign-in refused");
         })?;
-        let csrf_of = |c: &Cookie<'static>| state.console.get_by_token(c.value()).map(|s| shown(&s, &state));
-        session_cookie(&state, who, "form").map(|c| (csrf_of(&c), c))
+        session_cookie(&state, who, "form")
     })();
     match result {
-        Ok((Some(session), cookie)) => HttpResponse::Ok().cookie(cookie).json(session),
-        Ok((None, _)) => simple_error(
-            &super::respond::request_id(&req),
-            GatewayError::Internal("the session was dropped at once".into()),
-        ),
+        Ok((cookie, session)) => HttpResponse::Ok().cookie(cookie).json(shown(&session, &state)),
         Err(e) => simple_error(&super::respond::request_id(&req), e),
     }
 }
 
 /// Opens a session for `who` (signed in by `how`: `form` or `sso`), in the audit trail:
-/// its cookie (HttpOnly, Secure, SameSite=Strict).
-fn session_cookie(state: &AppState, who: Principal, how: &str) -> Result<Cookie<'static>, GatewayError> {
+/// its cookie (HttpOnly, Secure, SameSite=Strict), and the session.
+fn session_cookie(state: &AppState, who: Principal, how: &str) -> Result<(Cookie<'static>, Session), GatewayError> {
     let ttl = state.engine.runtime().config.server.console_session;
     state.engine.store().audit(
         &who.who,
@@ -217,13 +214,14 @@ fn session_cookie(state: &AppState, who: Principal, how: &str) -> Result<Cookie<
     let (token, session) = state.console.open(who, ttl)?;
     tracing::info!(target: "switchyard::audit", who = %session.who.who, role = session.who.role.as_str(), with = how,
         "console sign-in");
-    Ok(Cookie::build(COOKIE, token)
+    let cookie = Cookie::build(COOKIE, token)
         .path("/")
         .http_only(true)
         .secure(true)
         .same_site(SameSite::Strict)
         .max_age(actix_web::cookie::time::Duration::seconds(ttl.as_secs() as i64))
-        .finish())
+        .finish();
+    Ok((cookie, session))
 }
 
 /// A session as the console reads it.

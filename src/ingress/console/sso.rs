@@ -17,7 +17,6 @@ use serde_json::json;
 use switchyard_actors::GatewayError;
 use switchyard_config::Oidc;
 
-use super::super::admin::roles::{Principal, Role};
 use super::{random_hex, served, session_cookie};
 use crate::app::AppState;
 
@@ -242,15 +241,14 @@ async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
                 return Err(GatewayError::InvalidToken(format!("the token endpoint answered {status} {e}")));
             }
         };
-        let (key, claims) = state.engine.runtime().verify_id_token(&id_token, &oidc.client_id)?;
+        let (key, claims) = state.engine.runtime().verify_token(&id_token, Some(&oidc.client_id))?;
         if claims.get("nonce").and_then(|n| n.as_str()) != Some(started.nonce.as_str()) {
             return Err(GatewayError::InvalidToken("the ID token's nonce is not this sign-in's".into()));
         }
-        let role = Role::from_claim(claims.get("switchyard_role").and_then(|r| r.as_str()));
-        Ok(Principal { role, team: key.team.as_ref().map(|t| t.id.clone()), who: format!("console:{}", key.id) })
+        Ok(super::of_token(&key, &claims))
     }
     .await;
-    let opened = result.and_then(|who| session_cookie(&state, who, "sso"));
+    let opened = result.and_then(|who| session_cookie(&state, who, "sso")).map(|(cookie, _)| cookie);
     let mut gone = Cookie::build(STATE_COOKIE, "").path("/ui/api/sso").finish();
     gone.make_removal();
     match opened {

@@ -33,9 +33,18 @@ function cell(tr, value, cls) {
   return td;
 }
 
-function rows(table, items, fill) {
+// a table's rows, one per item; `append` adds an older page below the rows shown
+// a cell holding a link that runs `open` (the page stays where it is)
+function linkCell(tr, text, cls, open) {
+  const a = document.createElement("a");
+  a.href = location.hash || "#"; a.textContent = text; a.className = cls;
+  a.addEventListener("click", (e) => { e.preventDefault(); open(); });
+  cell(tr, "").appendChild(a);
+}
+
+function rows(table, items, fill, append) {
   const body = table.querySelector("tbody");
-  body.replaceChildren();
+  if (!append) body.replaceChildren();
   for (const item of items) {
     const tr = document.createElement("tr");
     fill(tr, item);
@@ -169,26 +178,18 @@ async function requests(more) {
   try {
     const page = await api("GET", `/admin/logs?${params}`);
     $("requests-off").hidden = page.enabled;
-    const body = $("request-list").querySelector("tbody");
-    if (more !== true) body.replaceChildren();
-    for (const e of page.data) {
+    rows($("request-list"), page.data, (tr, e) => {
       const r = e.record || {};
-      const tr = document.createElement("tr");
       tr.dataset.request = e.request_id;
       cell(tr, new Date(r.ts_ms).toLocaleString());
-      const id = cell(tr, "");
-      const a = document.createElement("a");
-      a.href = "#requests"; a.textContent = e.request_id; a.className = "open-request";
-      a.addEventListener("click", (ev) => { ev.preventDefault(); request(e.request_id); });
-      id.appendChild(a);
+      linkCell(tr, e.request_id, "open-request", () => request(e.request_id));
       cell(tr, r.key_id);
       cell(tr, r.alias);
       cell(tr, r.status, r.status >= 400 ? "down" : "");
       cell(tr, `${r.input_tokens} / ${r.output_tokens}`);
       cell(tr, (r.latency_us / 1000).toFixed(1));
       traceLink(cell(tr, ""), e.trace_id);
-      body.appendChild(tr);
-    }
+    }, more === true);
     logsBefore = page.next_before;
     $("requests-more").hidden = !page.next_before;
   } catch (err) {
@@ -235,10 +236,7 @@ async function batches(more) {
     const params = new URLSearchParams({ limit: "20" });
     if (more === true && batchesAfter) params.set("after", batchesAfter);
     const page = await api("GET", `/admin/batches?${params}`);
-    const body = $("batch-list").querySelector("tbody");
-    if (more !== true) body.replaceChildren();
-    for (const b of page.data) {
-      const tr = document.createElement("tr");
+    rows($("batch-list"), page.data, (tr, b) => {
       tr.dataset.batch = b.id;
       const c = b.request_counts;
       cell(tr, b.id);
@@ -254,8 +252,7 @@ async function batches(more) {
       progress.append(bar, `${c.completed + c.failed} / ${c.total}`);
       cell(tr, c.failed);
       cell(tr, new Date(b.created_at * 1000).toLocaleString());
-      body.appendChild(tr);
-    }
+    }, more === true);
     batchesAfter = page.last_id;
     $("batches-more").hidden = !page.has_more;
   } catch (err) {
@@ -273,10 +270,7 @@ async function prompts() {
     const list = await api("GET", "/admin/prompts");
     rows($("prompt-list"), list.data, (tr, p) => {
       tr.dataset.prompt = p.id;
-      const a = document.createElement("a");
-      a.href = "#prompts"; a.textContent = p.id; a.className = "open-prompt";
-      a.addEventListener("click", (e) => { e.preventDefault(); prompt(p.id); });
-      cell(tr, "").appendChild(a);
+      linkCell(tr, p.id, "open-prompt", () => prompt(p.id));
       cell(tr, p.description);
       cell(tr, p.team ?? "");
       cell(tr, p.latest_version);
@@ -404,10 +398,7 @@ async function flagged(more) {
   const params = new URLSearchParams({ limit: "50" });
   if (more === true && flaggedBefore) params.set("before", flaggedBefore);
   const page = await api("GET", `/admin/guardrails/flagged?${params}`);
-  const body = $("flagged").querySelector("tbody");
-  if (more !== true) body.replaceChildren();
-  for (const f of page.data) {
-    const tr = document.createElement("tr");
+  rows($("flagged"), page.data, (tr, f) => {
     tr.dataset.request = f.request_id;
     cell(tr, new Date(f.ts_ms).toLocaleString());
     cell(tr, f.request_id);
@@ -415,8 +406,7 @@ async function flagged(more) {
     cell(tr, f.alias);
     cell(tr, f.blocked ? `${f.status} blocked` : f.status, f.blocked ? "down" : "");
     cell(tr, f.actions.join(", ") + (f.message ? ` — ${f.message}` : ""));
-    body.appendChild(tr);
-  }
+  }, more === true);
   flaggedBefore = page.next_before;
   $("flagged-more").hidden = !page.next_before;
 }
