@@ -26,6 +26,8 @@ const STATE_COOKIE: &str = "sy_sso";
 const MAX_PENDING: usize = 1024;
 /// How long a started sign-in may take at the identity provider.
 const PENDING_TTL: Duration = Duration::from_secs(600);
+/// The largest answer read from the identity provider (discovery, token).
+const MAX_ANSWER: usize = 1 << 20;
 /// The longest a call to the identity provider (discovery, token) may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -43,7 +45,7 @@ struct Started {
 }
 
 /// The identity provider's endpoints.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 struct Endpoints {
     authorization_endpoint: String,
     token_endpoint: String,
@@ -101,7 +103,10 @@ impl Pending {
             Some((i, e)) if i == issuer => e,
             _ => {
                 let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-                let fetch = async { self.http.get(&url).send().await?.error_for_status()?.json::<Endpoints>().await };
+                let fetch = async {
+                    let r = self.http.get(&url).send().await.map_err(|e| e.to_string())?;
+                    json_capped::<Endpoints>(r.error_for_status().map_err(|e| e.to_string())?).await
+                };
                 let e =
                     fetch.await.map_err(|e| GatewayError::Unavailable(format!("OpenID discovery at {url}: {e}")))?;
                 *self.discovered.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
@@ -120,6 +125,18 @@ fn oidc(state: &AppState) -> Option<(Oidc, Option<String>)> {
     let rt = state.engine.runtime();
     let jwt = rt.config.jwt.as_ref()?;
     Some((jwt.oidc.clone()?, jwt.issuer.clone()))
+}
+
+/// An answer of the provider read as JSON, refused past [`MAX_ANSWER`] bytes.
+async fn json_capped<T: serde::de::DeserializeOwned>(mut r: reqwest::Response) -> Result<T, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = r.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(format!("an answer over {MAX_ANSWER} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("not the JSON expected: {e}"))
 }
 
 fn b64url(bytes: &[u8]) -> String {
@@ -232,7 +249,8 @@ async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         let answer =
             state.console.sso.http.post(&endpoints.token_endpoint).form(&form).send().await.map_err(unavailable)?;
         let status = answer.status();
-        let body: TokenAnswer = answer.json().await.map_err(unavailable)?;
+        let body: TokenAnswer =
+            json_capped(answer).await.map_err(|e| GatewayError::Unavailable(format!("the token endpoint: {e}")))?;
         let id_token = match (status.is_success(), body.id_token) {
             (true, Some(t)) => t,
             (true, None) => return Err(GatewayError::InvalidToken("the token endpoint sent no ID token".into())),
@@ -283,4 +301,23 @@ fn page(status: u16, text: &str) -> HttpResponse {
         .insert_header(("cache-control", "no-store"))
         .insert_header(("content-security-policy", "default-src 'none'; frame-ancestors 'none'"))
         .body(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(body: Vec<u8>) -> reqwest::Response {
+        reqwest::Response::from(http::Response::builder().body(body).unwrap())
+    }
+
+    #[actix_rt::test]
+    async fn a_provider_answer_is_bounded_and_must_be_the_json_expected() {
+        let ok = br#"{"authorization_endpoint": "https://idp/a", "token_endpoint": "https://idp/t", "x": 1}"#;
+        let e: Endpoints = json_capped(answer(ok.to_vec())).await.unwrap();
+        assert_eq!(e.token_endpoint, "https://idp/t");
+        let huge = format!(r#"{{"authorization_endpoint": "{}"}}"#, "a".repeat(MAX_ANSWER));
+        assert!(json_capped::<Endpoints>(answer(huge.into_bytes())).await.unwrap_err().contains("over"));
+        assert!(json_capped::<Endpoints>(answer(b"<html>".to_vec())).await.unwrap_err().contains("not the JSON"));
+    }
 }
