@@ -25,24 +25,12 @@ fn token(sub: &str, role: &str) -> String {
     jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap()
 }
 
-/// The identity provider of the single sign-on tests (`tests/common/oidc_idp.py`),
-/// signing in `claims`' user; killed on drop.
-struct Idp {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 const CLIENT_ID: &str = "switchyard-console";
 const CLIENT_SECRET: &str = "idp-client-secret";
 
-fn idp(python: &str, claims: Value) -> Idp {
+/// The identity provider of the single sign-on tests (`tests/common/oidc_idp.py`),
+/// signing in `claims`' user; killed on drop.
+fn idp(python: &str, claims: Value) -> Proc {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/oidc_idp.py");
     let mut command = Command::new(python);
     command.arg(script).args([CLIENT_ID, CLIENT_SECRET, &claims.to_string()]);
@@ -51,7 +39,7 @@ fn idp(python: &str, claims: Value) -> Idp {
 
 /// panva's `oidc-provider` from npm (`tests/node/oidc_provider.mjs`) on `port`, for a
 /// gateway on `gateway_port`: its own login and consent pages, any login name.
-fn certified_idp(node: &str, port: u16, gateway_port: u16, claims: Value) -> Idp {
+fn certified_idp(node: &str, port: u16, gateway_port: u16, claims: Value) -> Proc {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/oidc_provider.mjs");
     let redirect = format!("http://127.0.0.1:{gateway_port}/ui/api/sso/callback");
     let mut command = Command::new(node);
@@ -59,21 +47,30 @@ fn certified_idp(node: &str, port: u16, gateway_port: u16, claims: Value) -> Idp
     start_idp(command)
 }
 
-fn start_idp(mut command: Command) -> Idp {
+/// Starts a provider that prints `{"port": N}` first; waits for it up to 60 s.
+fn start_idp(mut command: Command) -> Proc {
     use std::io::BufRead;
     let mut child = command.stdout(std::process::Stdio::piped()).spawn().expect("start the identity provider");
-    let mut first = String::new();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    out.read_line(&mut first).unwrap();
-    // the rest is read (and dropped) so that the provider never writes to a closed pipe
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let port = serde_json::from_str::<Value>(&first).expect("its port")["port"].as_u64().unwrap();
-    Idp { child, url: format!("http://127.0.0.1:{port}") }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = String::new();
+        let _ = out.read_line(&mut first);
+        let _ = tx.send(first);
+        // the rest is read (and dropped) so that the provider never writes to a closed pipe
+        let _ = std::io::copy(&mut out, &mut std::io::sink());
+    });
+    let first = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap_or_default();
+    let Some(port) = serde_json::from_str::<Value>(&first).ok().and_then(|v| v["port"].as_u64()) else {
+        let _ = child.kill();
+        panic!("the identity provider did not start: {first:?}");
+    };
+    Proc { child, url: format!("http://127.0.0.1:{port}") }
 }
 
 /// A gateway on `port` whose console signs in through `idp` (discovered from its
 /// issuer; ID tokens checked against its JWKS), with `extra` settings.
-fn sso_gateway_at(mock: &str, idp: &Idp, port: u16, extra: &str) -> Gateway {
+fn sso_gateway_at(mock: &str, idp: &Proc, port: u16, extra: &str) -> Gateway {
     sso_gateway_with(mock, &idp.url, CLIENT_SECRET, port, extra)
 }
 
