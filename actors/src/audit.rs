@@ -61,13 +61,25 @@ mod tests {
     fn entries_come_back_newest_first_a_page_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        for i in 0..5 {
-            store.audit("admin", "keys.create", Some(&format!("k{i}")), serde_json::json!({}));
-        }
+        store.audit("admin", "keys.create", Some("now"), serde_json::json!({}));
+        assert_eq!(store.audit_page(None, 1).unwrap()[0].target.as_deref(), Some("now"));
+        // entries a millisecond apart, then a page of three and the one after it
+        store.audit.clear().unwrap();
+        let entries: Vec<AuditEntry> = (0..5)
+            .map(|i| AuditEntry {
+                ts_ms: 1_000 + i,
+                who: "admin".into(),
+                action: "keys.create".into(),
+                target: Some(format!("k{i}")),
+                detail: serde_json::json!({}),
+            })
+            .collect();
+        timelog::append(&store.audit, entries.iter().map(|e| (e.ts_ms, e)), MAX_ENTRIES).unwrap();
         let page = store.audit_page(None, 3).unwrap();
         let targets: Vec<_> = page.iter().map(|e| e.target.clone().unwrap()).collect();
         assert_eq!(targets, ["k4", "k3", "k2"]);
         let older = store.audit_page(Some(page[2].ts_ms), 10).unwrap();
         assert!(older.iter().all(|e| e.ts_ms < page[2].ts_ms));
+        assert_eq!(older.len(), 2);
     }
 }
