@@ -6,10 +6,18 @@
 #   (d) through the floor: actix-web + reqwest with nothing in between
 #   (benches/passthrough.rs, same worker count; FLOOR=0 leaves it out), what the two
 #   HTTP stacks the gateway is built on add before any of its own work.
-# Reports max requests/s at $CONNS connections and p50/p99 at a fixed $RATE requests/s
-# (for each, the three paths take turns $ROUNDS times; each path's figure is its median), the
-# gateway's CPU time per request (from /proc) and its peak RSS.
-# Usage: ops/bench.sh            (DURATION=10s RATE=2000 CONNS=64 ROUNDS=3 by default)
+# One run covers three scenarios (SCENARIOS="plain stream slow" by default):
+#   plain   non-stream chat: max requests/s at $CONNS connections, and the latency each
+#           proxy adds (p10/p50/p90/p99 less the mock's) at a fixed $RATE requests/s;
+#   stream  streamed chat (SSE, 20 chunks): the same at $CONNS connections and a fixed
+#           $STREAM_RATE streams/s (the floor is left out: it buffers answers);
+#   slow    an upstream (a second mock) that answers in $SLOW_MS ms, max requests/s at
+#           $SLOW_CONNS connections.
+# In each, the paths take turns $ROUNDS times and each path's figure is its median; CPU
+# time per request (from /proc) for nginx, the floor and the gateway; the gateway's peak
+# RSS per scenario (its high-water mark is reset between them) and over the whole run.
+# Usage: ops/bench.sh   (DURATION=10s RATE=2000 STREAM_RATE=500 CONNS=64 SLOW_MS=50
+#                        SLOW_CONNS=256 ROUNDS=3 by default)
 #        TARGETS=3 STRATEGY=latency ops/bench.sh
 #   TARGETS=N puts N providers (all on the one mock) behind the alias, chosen by
 #   STRATEGY (weighted, latency, cost or failover; default weighted): what routing
@@ -29,9 +37,8 @@
 #   by when the VM's latency noise (p99s moving by milliseconds) hides a change.
 #   (Counts are valgrind's: its CPU has no SHA-NI, and a `rep stos` counts once per
 #   iteration, so memset and SHA-256 weigh more than on the real CPU.)
-#        STREAM=1 ops/bench.sh
-#   the same runs with streamed chat (SSE, the mock's chunks one a word): the gateway
-#   against nginx relaying the same stream (the floor is left out: it buffers answers).
+#        SCENARIOS=stream ops/bench.sh   (or STREAM=1)
+#   only the streamed runs (any subset of "plain stream slow").
 #        GATEWAY_BIN=/path/to/switchyard ops/bench.sh
 #   runs that binary as the gateway instead of building this tree's (to compare two
 #   commits in one session: build the other one's release binary first).
@@ -76,7 +83,16 @@ fi
 INSTRUCTIONS="${INSTRUCTIONS:-0}"
 STREAM="${STREAM:-0}"
 FLOOR="${FLOOR:-1}"
-if [ "$INSTRUCTIONS" = 1 ] || [ "$STREAM" = 1 ]; then FLOOR=0; fi
+if [ "$INSTRUCTIONS" = 1 ]; then FLOOR=0; fi
+# which runs: plain (non-stream chat, $CONNS connections), stream (SSE, $CONNS
+# connections, fixed rate $STREAM_RATE/s) and slow (an upstream that answers in $SLOW_MS
+# ms, $SLOW_CONNS connections, max throughput only); STREAM=1 is SCENARIOS=stream
+SCENARIOS="${SCENARIOS:-plain stream slow}"
+if [ "$STREAM" = 1 ]; then SCENARIOS=stream; fi
+STREAM_RATE="${STREAM_RATE:-500}"
+SLOW_MS="${SLOW_MS:-50}"
+SLOW_CONNS="${SLOW_CONNS:-256}"
+has_scenario() { case " $SCENARIOS " in *" $1 "*) return 0;; *) return 1;; esac; }
 REQUESTS="${REQUESTS:-2000}"
 GUARD_LINE=""
 GUARD_SECTION=""
@@ -143,6 +159,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
 
 MOCK_PORT=$(free_port); GW_PORT=$(free_port); NGINX_PORT=$(free_port); FLOOR_PORT=$(free_port)
+SLOW_MOCK_PORT=$(free_port); NGINX_SLOW_PORT=$(free_port); FLOOR_SLOW_PORT=$(free_port)
 NATS_SECTION=""
 if [ "$NATS" = 1 ]; then
   NATS_PORT=$(free_port)
@@ -159,6 +176,10 @@ fi
 
 "$BIN" mock-upstream --addr "127.0.0.1:$MOCK_PORT" --workers 1 >/dev/null &
 PIDS+=($!)
+if has_scenario slow; then
+  "$BIN" mock-upstream --addr "127.0.0.1:$SLOW_MOCK_PORT" --latency-ms "$SLOW_MS" --workers 1 >/dev/null &
+  PIDS+=($!)
+fi
 
 {
 cat <<TOML
@@ -188,13 +209,22 @@ strategy = "$STRATEGY"
 targets = [${TARGET_LIST%,}]
 $GUARD_LINE
 $SEMANTIC_LINE
+[[providers]]
+name = "slowmock"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:$SLOW_MOCK_PORT/v1"
+concurrency = 1024
+queue_size = 4096
+[[models]]
+alias = "slow"
+targets = [{ provider = "slowmock", model = "gpt-4o-mini" }]
 [[models]]
 alias = "embed"
 targets = [{ provider = "mock1", model = "text-embedding-3-small" }]
 [[keys]]
 id = "bench"
 key = "sk-bench-key-0001"
-models = ["fast"]
+models = ["fast", "slow"]
 rpm = 100000000
 tpm = 100000000000
 [cache]
@@ -210,9 +240,9 @@ BODY='{"model":"fast","max_tokens":64,"messages":[{"role":"user","content":"Say 
 if [ "$PROMPTS" = 1 ]; then
   BODY='{"model":"fast","max_tokens":64,"messages":[{"role":"user","content":"Say hello to the benchmark."}],"prompt":{"id":"bench","variables":{"company":"ACME","language":"English","who":"the benchmark"}}}'
 fi
-if [ "$STREAM" = 1 ]; then
-  BODY='{"model":"fast","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Say hello to the benchmark, word by word, in one stream."}]}'
-fi
+STREAM_BODY='{"model":"fast","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Say hello to the benchmark, word by word, in one stream."}]}'
+SLOW_BODY='{"model":"slow","max_tokens":64,"messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
+if [ "$STREAM" = 1 ] && [ "$INSTRUCTIONS" = 1 ]; then BODY="$STREAM_BODY"; fi
 # BODY='{...}' ops/bench.sh: another request body (the same for every path)
 if [ -n "$BODY_OVERRIDE" ]; then BODY="$BODY_OVERRIDE"; fi
 if [ "$INSTRUCTIONS" = 1 ]; then
@@ -281,6 +311,14 @@ RUST_LOG=warn "$BIN" serve --config "$WORK/gw.toml" >/dev/null 2>"$WORK/gw.log" 
 GW_PID=$!
 PIDS+=($GW_PID)
 
+SLOW_SERVER=""
+if has_scenario slow; then
+  SLOW_SERVER="upstream slowmock { server 127.0.0.1:$SLOW_MOCK_PORT; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGINX_SLOW_PORT;
+    location / { proxy_pass http://slowmock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }
+  }"
+fi
 cat > "$WORK/nginx.conf" <<NGINX
 worker_processes auto;
 pid $WORK/nginx.pid;
@@ -300,21 +338,38 @@ http {
       proxy_buffering off;
     }
   }
+  $SLOW_SERVER
 }
 NGINX
 nginx -c "$WORK/nginx.conf" -p "$WORK"
-PATHS="mock gateway nginx"
 if [ "$FLOOR" = 1 ]; then
   "$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$MOCK_PORT" "$WORKERS" >/dev/null 2>&1 &
   FLOOR_PID=$!
   PIDS+=($FLOOR_PID)
   wait_port "$FLOOR_PORT"
-  PATHS="$PATHS floor"
+  if has_scenario slow; then
+    "$FLOOR_BIN" "127.0.0.1:$FLOOR_SLOW_PORT" "http://127.0.0.1:$SLOW_MOCK_PORT" "$WORKERS" >/dev/null 2>&1 &
+    FLOOR_SLOW_PID=$!
+    PIDS+=($FLOOR_SLOW_PID)
+    wait_port "$FLOOR_SLOW_PORT"
+  fi
 fi
-url_of() { case $1 in mock) echo "http://127.0.0.1:$MOCK_PORT";; gateway) echo "http://127.0.0.1:$GW_PORT";;
-  nginx) echo "http://127.0.0.1:$NGINX_PORT";; floor) echo "http://127.0.0.1:$FLOOR_PORT";; esac; }
+# a scenario's paths: the floor buffers answers, so it is left out of the streamed one
+paths_of() { local p="mock gateway nginx"; if [ "$FLOOR" = 1 ] && [ "$1" != stream ]; then p="$p floor"; fi; echo "$p"; }
+url_of() { # path scenario
+  if [ "$2" = slow ]; then
+    case $1 in mock) echo "http://127.0.0.1:$SLOW_MOCK_PORT";; gateway) echo "http://127.0.0.1:$GW_PORT";;
+      nginx) echo "http://127.0.0.1:$NGINX_SLOW_PORT";; floor) echo "http://127.0.0.1:$FLOOR_SLOW_PORT";; esac
+  else
+    case $1 in mock) echo "http://127.0.0.1:$MOCK_PORT";; gateway) echo "http://127.0.0.1:$GW_PORT";;
+      nginx) echo "http://127.0.0.1:$NGINX_PORT";; floor) echo "http://127.0.0.1:$FLOOR_PORT";; esac
+  fi; }
+body_of() { case $1 in plain) echo "$BODY";; stream) echo "$STREAM_BODY";; slow) echo "$SLOW_BODY";; esac; }
+conns_of() { case $1 in slow) echo "$SLOW_CONNS";; *) echo "$CONNS";; esac; }
+rate_of() { case $1 in plain) echo "$RATE";; stream) echo "$STREAM_RATE";; slow) echo 0;; esac; }
 
 wait_port "$MOCK_PORT"; wait_port "$GW_PORT"; wait_port "$NGINX_PORT"
+if has_scenario slow; then wait_port "$SLOW_MOCK_PORT"; wait_port "$NGINX_SLOW_PORT"; fi
 if [ "$NATS" = 1 ]; then
   for _ in $(seq 1 100); do
     curl -s "http://127.0.0.1:$GW_PORT/readyz" | grep -q '"limits":"shared"' && break
@@ -323,53 +378,59 @@ if [ "$NATS" = 1 ]; then
   curl -s "http://127.0.0.1:$GW_PORT/readyz" | grep -q '"limits":"shared"' || { echo "limits never became shared" >&2; exit 1; }
 fi
 
-run_oha() { # name url extra-args...
-  local name=$1 url=$2; shift 2
-  oha --no-tui --output-format json -z "$DURATION" -c "$CONNS" -m POST \
+run_oha() { # file url body connections extra-args...
+  local name=$1 url=$2 body=$3 conns=$4; shift 4
+  oha --no-tui --output-format json -z "$DURATION" -c "$conns" -m POST \
     -H "authorization: Bearer sk-bench-key-0001" -H "content-type: application/json" \
-    -d "$BODY" "$@" "$url/v1/chat/completions" > "$OUT/$name.json"
+    -d "$body" "$@" "$url/v1/chat/completions" > "$OUT/$name.json"
 }
 # CPU time (user + system, in clock ticks) of a proxy's processes: the gateway, the
 # floor, or nginx's master and workers
-proxy_pids() { case $1 in gateway) echo "$GW_PID";; floor) echo "$FLOOR_PID";;
+proxy_pids() { case $1 in gateway) echo "$GW_PID";; floor) echo "$FLOOR_PID ${FLOOR_SLOW_PID:-}";;
   nginx) local m; m=$(cat "$WORK/nginx.pid"); echo "$m" $(pgrep -P "$m");; esac; }
 cpu_ticks() { local t=0 p; for p in $(proxy_pids "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
-
-# warm up every path
-for p in $PATHS; do
-  u=$(url_of "$p")
-  oha --no-tui -n 2000 -c 16 -m POST -H "authorization: Bearer sk-bench-key-0001" \
-    -H "content-type: application/json" -d "$BODY" "$u/v1/chat/completions" >/dev/null
-done
-
-# the max-throughput runs take turns too, ROUNDS times: the VM's speed drifts over a
-# minute (nginx alone moved between 19k and 27k req/s in consecutive runs), so runs
-# side by side are compared and each path's figure is its median; the gateway's CPU
-# time is summed over its rounds
-declare -A TICKS=([gateway]=0 [nginx]=0 [floor]=0)
-for r in $(seq 1 "$ROUNDS"); do
-  for p in $PATHS; do
-    T0=$(cpu_ticks "$p")
-    run_oha "${p}_max_$r" "$(url_of "$p")"
-    T1=$(cpu_ticks "$p")
-    TICKS[$p]=$((TICKS[$p] + T1 - T0))
-  done
-done
-# the fixed-rate runs take turns, ROUNDS times: a p99 of one 10 s run moves with the
-# VM's scheduling hiccups, so each path's figure is its median over the rounds
-for r in $(seq 1 "$ROUNDS"); do
-  for p in $PATHS; do
-    run_oha "${p}_rate_$r" "$(url_of "$p")" -q "$RATE" --latency-correction
-  done
-done
-RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
 TICK=$(getconf CLK_TCK)
+PEAKS=""
 
-python3 - "$OUT" "${TICKS[gateway]}" "${TICKS[nginx]}" "${TICKS[floor]}" "$TICK" "$RSS_KB" "$RATE" "$CONNS" "$DURATION" "$TARGETS" "$STRATEGY" "$ROUNDS" "$PATHS" <<'PY'
+for sc in $SCENARIOS; do
+  PATHS=$(paths_of "$sc"); B=$(body_of "$sc"); C=$(conns_of "$sc"); Q=$(rate_of "$sc")
+  # the gateway's peak RSS of this scenario alone: the high-water mark is reset first
+  echo 5 > "/proc/$GW_PID/clear_refs" 2>/dev/null || true
+  for p in $PATHS; do   # warm up every path
+    oha --no-tui -n 2000 -c 16 -m POST -H "authorization: Bearer sk-bench-key-0001" \
+      -H "content-type: application/json" -d "$B" "$(url_of "$p" "$sc")/v1/chat/completions" >/dev/null
+  done
+  # the max-throughput runs take turns, ROUNDS times: the VM's speed drifts over a
+  # minute (nginx alone moved between 19k and 27k req/s in consecutive runs), so runs
+  # side by side are compared and each path's figure is its median; each proxy's CPU
+  # time is summed over its rounds
+  declare -A TICKS=([gateway]=0 [nginx]=0 [floor]=0)
+  for r in $(seq 1 "$ROUNDS"); do
+    for p in $PATHS; do
+      T0=0; [ "$p" != mock ] && T0=$(cpu_ticks "$p")
+      run_oha "${sc}_${p}_max_$r" "$(url_of "$p" "$sc")" "$B" "$C"
+      [ "$p" != mock ] && TICKS[$p]=$((TICKS[$p] + $(cpu_ticks "$p") - T0))
+    done
+  done
+  # the fixed-rate runs take turns, ROUNDS times: a p99 of one run moves with the VM's
+  # scheduling hiccups, so each path's figure is its median over the rounds
+  if [ "$Q" != 0 ]; then
+    for r in $(seq 1 "$ROUNDS"); do
+      for p in $PATHS; do
+        run_oha "${sc}_${p}_rate_$r" "$(url_of "$p" "$sc")" "$B" "$C" -q "$Q" --latency-correction
+      done
+    done
+  fi
+  RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
+  echo "{\"paths\": \"$PATHS\", \"conns\": $C, \"rate\": $Q, \"rss_kb\": $RSS_KB, \"tick\": $TICK, \"ticks\": {\"gateway\": ${TICKS[gateway]}, \"nginx\": ${TICKS[nginx]}, \"floor\": ${TICKS[floor]}}}" > "$OUT/${sc}_meta.json"
+  unset TICKS
+done
+
+python3 - "$OUT" "$DURATION" "$TARGETS" "$STRATEGY" "$ROUNDS" "$SCENARIOS" "$SLOW_MS" <<'PY'
 import json, sys, os, statistics
-out, gateway_ticks, nginx_ticks, floor_ticks, tick, rss_kb, rate, conns, duration, targets, strategy, rounds, paths = sys.argv[1:]
-paths = paths.split()
+out, duration, targets, strategy, rounds, scenarios, slow_ms = sys.argv[1:]
 rounds = int(rounds)
+med = statistics.median
 def load(n):
     with open(os.path.join(out, n + ".json")) as f:
         return json.load(f)
@@ -381,82 +442,73 @@ def summary(r):
     p = r["latencyPercentiles"]
     return {"rps": r["summary"]["requestsPerSec"], "p10_ms": p["p10"] * 1e3, "p50_ms": p["p50"] * 1e3,
             "p90_ms": p["p90"] * 1e3, "p99_ms": p["p99"] * 1e3, "ok": ok(r), "total": total(r)}
-res = {}
-for path in paths:
-    runs = [summary(load(f"{path}_max_{i}")) for i in range(1, rounds + 1)]
-    res[path + "_max"] = {
-        "rps": statistics.median(x["rps"] for x in runs),
-        "ok": sum(x["ok"] for x in runs), "total": sum(x["total"] for x in runs),
-        "rounds": runs,
-    }
-per_round = []
-for path in paths:
-    runs = [summary(load(f"{path}_rate_{i}")) for i in range(1, rounds + 1)]
-    res[path + "_rate"] = {
-        "rps": statistics.median(x["rps"] for x in runs),
-        "p50_ms": statistics.median(x["p50_ms"] for x in runs),
-        "p99_ms": statistics.median(x["p99_ms"] for x in runs),
-        "ok": sum(x["ok"] for x in runs), "total": sum(x["total"] for x in runs),
-        "rounds": runs,
-    }
-proxies = [p for p in paths if p != "mock"]
-def added(path, stat, i=None):
-    """A proxy's latency less the mock's, at a percentile: of one round, or of the medians."""
-    if i is None:
-        return res[path + "_rate"][stat] - res["mock_rate"][stat]
-    return res[path + "_rate"]["rounds"][i][stat] - res["mock_rate"]["rounds"][i][stat]
-res["added_p99_ms_per_round"] = [{p: added(p, "p99_ms", i) for p in proxies} for i in range(rounds)]
-res["added_p50_ms_per_round"] = [{p: added(p, "p50_ms", i) for p in proxies} for i in range(rounds)]
-def cpu_us(ticks, path):
-    n = res[path + "_max"]["ok"]
-    return int(ticks) / int(tick) * 1e6 / n if n else None
-res["gateway_cpu_us_per_request"] = cpu_us(gateway_ticks, "gateway")
-res["nginx_cpu_us_per_request"] = cpu_us(nginx_ticks, "nginx")
-if "floor" in paths:
-    res["floor_cpu_us_per_request"] = cpu_us(floor_ticks, "floor")
-res["gateway_peak_rss_mib"] = int(rss_kb) / 1024
-res["added_p99_ms"] = {p: added(p, "p99_ms") for p in proxies}
-res["added_p50_ms"] = {p: added(p, "p50_ms") for p in proxies}
-add_gw, add_ng = res["added_p99_ms"]["gateway"], res["added_p99_ms"]["nginx"]
-res["bar"] = {
-    "added_p99_ratio_vs_nginx": add_gw / add_ng if add_ng > 0 else None,
-    "throughput_ratio_vs_nginx": res["gateway_max"]["rps"] / res["nginx_max"]["rps"],
-}
-with open(os.path.join(out, "summary.json"), "w") as f:
-    json.dump(res, f, indent=2)
 labels = {"mock": "mock-upstream direct", "gateway": "switchyard gateway", "nginx": "nginx proxy",
           "floor": "floor: actix-web + reqwest, nothing between"}
-print(f"duration {duration}, {conns} connections, fixed rate {rate}/s ({rounds} rounds, medians), {targets} target(s), strategy {strategy}, gateway workers {os.environ.get('WORKERS')}, shared limits {os.environ.get('NATS', '0') == '1'}, guardrails {os.environ.get('GUARDRAILS', '0') == '1'}, prompts {os.environ.get('PROMPTS', '0') == '1'}, semantic cache {os.environ.get('SEMANTIC', '0') == '1'}")
-print("| path | max req/s | p50 @%s/s (ms) | p99 @%s/s (ms) | added p50 / p99 (ms) | non-2xx |" % (rate, rate))
-print("|---|---:|---:|---:|---:|---:|")
-for name in paths:
-    m, q = res[name + "_max"], res[name + "_rate"]
-    bad = (m["total"] - m["ok"]) + (q["total"] - q["ok"])
-    add = "" if name == "mock" else f"{added(name, 'p50_ms'):.3f} / {added(name, 'p99_ms'):.3f}"
-    print(f"| {labels[name]} | {m['rps']:.0f} | {q['p50_ms']:.3f} | {q['p99_ms']:.3f} | {add} | {bad} |")
-print()
-ratio = res["bar"]["added_p99_ratio_vs_nginx"]
-print(f"added p99 at {rate}/s (median p99s): gateway {add_gw:.3f} ms, nginx {add_ng:.3f} ms, ratio "
-      + (f"{ratio:.2f}" if ratio is not None else "n/a (nginx added nothing)"))
-print(f"added p99 per round ({' / '.join(proxies)}, ms): "
-      + ", ".join(" / ".join(f"{r[p]:.3f}" for p in proxies) for r in res["added_p99_ms_per_round"]))
-print(f"added p50 per round ({' / '.join(proxies)}, ms): "
-      + ", ".join(" / ".join(f"{r[p]:.3f}" for p in proxies) for r in res["added_p50_ms_per_round"]))
-# the added latency along the distribution: the low percentiles are what each hop costs
-# when nothing else runs, the high ones what the VM's stalls make of it
-print("added latency at %s/s by percentile, median over the rounds (ms; in brackets, x nginx's):" % rate)
-for q in ["p10", "p50", "p90", "p99"]:
-    med = {p: statistics.median(x[q + "_ms"] for x in res[p + "_rate"]["rounds"]) for p in paths}
-    ng = med["nginx"] - med["mock"]
-    print(f"  {q}: " + ", ".join(
-        f"{p} {med[p] - med['mock']:.3f}" + (f" ({(med[p] - med['mock']) / ng:.1f}x)" if ng > 0 and p != "nginx" else "")
-        for p in proxies))
-print(f"throughput gateway/nginx (median req/s): {res['bar']['throughput_ratio_vs_nginx']:.2f}; per round: "
-      + ", ".join(f"{g['rps'] / n['rps']:.2f}" for g, n in zip(res["gateway_max"]["rounds"], res["nginx_max"]["rounds"])))
-if "floor" in paths:
-    print(f"throughput floor/nginx (median req/s): {res['floor_max']['rps'] / res['nginx_max']['rps']:.2f}")
-print(f"gateway CPU per request: {res['gateway_cpu_us_per_request']:.1f} us; peak RSS {res['gateway_peak_rss_mib']:.1f} MiB")
-print(f"CPU per request at max throughput: nginx {res['nginx_cpu_us_per_request']:.1f} us"
-      + (f", floor {res['floor_cpu_us_per_request']:.1f} us" if "floor" in paths else "")
-      + f", gateway {res['gateway_cpu_us_per_request']:.1f} us")
+titles = {"plain": "non-stream chat", "stream": "streamed chat (SSE, 20 chunks)",
+          "slow": f"non-stream chat, upstream answering in {slow_ms} ms"}
+print(f"duration {duration} per run, {rounds} rounds (medians), {targets} target(s), strategy {strategy}, "
+      f"gateway workers {os.environ.get('WORKERS')}, shared limits {os.environ.get('NATS', '0') == '1'}, "
+      f"guardrails {os.environ.get('GUARDRAILS', '0') == '1'}, prompts {os.environ.get('PROMPTS', '0') == '1'}, "
+      f"semantic cache {os.environ.get('SEMANTIC', '0') == '1'}")
+everything = {}
+for sc in scenarios.split():
+    meta = load(f"{sc}_meta")
+    paths, rate = meta["paths"].split(), meta["rate"]
+    proxies = [p for p in paths if p != "mock"]
+    res = {"connections": meta["conns"], "rate": rate}
+    for path in paths:
+        runs = [summary(load(f"{sc}_{path}_max_{i}")) for i in range(1, rounds + 1)]
+        res[path + "_max"] = {"rps": med(x["rps"] for x in runs), "ok": sum(x["ok"] for x in runs),
+                              "total": sum(x["total"] for x in runs), "rounds": runs}
+        if rate:
+            runs = [summary(load(f"{sc}_{path}_rate_{i}")) for i in range(1, rounds + 1)]
+            res[path + "_rate"] = {q: med(x[q] for x in runs) for q in ["rps", "p10_ms", "p50_ms", "p90_ms", "p99_ms"]}
+            res[path + "_rate"].update(ok=sum(x["ok"] for x in runs), total=sum(x["total"] for x in runs), rounds=runs)
+    for p in proxies:
+        n = res[p + "_max"]["ok"]
+        res[p + "_cpu_us_per_request"] = meta["ticks"][p] / meta["tick"] * 1e6 / n if n else None
+    res["gateway_peak_rss_mib"] = meta["rss_kb"] / 1024
+    res["throughput_ratio_vs_nginx"] = res["gateway_max"]["rps"] / res["nginx_max"]["rps"]
+    res["throughput_ratio_per_round"] = [g["rps"] / n["rps"] for g, n in zip(res["gateway_max"]["rounds"], res["nginx_max"]["rounds"])]
+    print(f"\n## {titles[sc]}: {meta['conns']} connections" + (f", fixed rate {rate}/s" if rate else ""))
+    if rate:
+        print(f"| path | max req/s | p50 @{rate}/s (ms) | p99 @{rate}/s (ms) | added p10 / p50 / p90 / p99 (ms) | CPU µs/req at max | non-2xx |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+    else:
+        print("| path | max req/s | p50 at max (ms) | p99 at max (ms) | CPU µs/req at max | non-2xx |")
+        print("|---|---:|---:|---:|---:|---:|")
+    added = {}
+    for p in paths:
+        m = res[p + "_max"]
+        bad = m["total"] - m["ok"]
+        cpu = res.get(p + "_cpu_us_per_request")
+        cpu = f"{cpu:.1f}" if cpu is not None else ""
+        if rate:
+            q = res[p + "_rate"]
+            bad += q["total"] - q["ok"]
+            if p != "mock":
+                added[p] = {k: q[k + "_ms"] - res["mock_rate"][k + "_ms"] for k in ["p10", "p50", "p90", "p99"]}
+            add = "" if p == "mock" else " / ".join(f"{added[p][k]:.3f}" for k in ["p10", "p50", "p90", "p99"])
+            print(f"| {labels[p]} | {m['rps']:.0f} | {q['p50_ms']:.3f} | {q['p99_ms']:.3f} | {add} | {cpu} | {bad} |")
+        else:
+            print(f"| {labels[p]} | {m['rps']:.0f} | {med(x['p50_ms'] for x in m['rounds']):.3f} | "
+                  f"{med(x['p99_ms'] for x in m['rounds']):.3f} | {cpu} | {bad} |")
+    res["added_ms"] = added
+    line = (f"gateway/nginx max req/s {res['throughput_ratio_vs_nginx']:.2f} (rounds "
+            + ", ".join(f"{x:.2f}" for x in res["throughput_ratio_per_round"]) + ")")
+    if rate and added["nginx"]["p50"] > 0:
+        res["added_ratio_vs_nginx"] = {k: added["gateway"][k] / added["nginx"][k] if added["nginx"][k] > 0 else None
+                                       for k in ["p10", "p50", "p90", "p99"]}
+        line += "; added latency x nginx's: " + ", ".join(
+            f"{k} {v:.1f}" if v is not None else f"{k} n/a" for k, v in res["added_ratio_vs_nginx"].items())
+    if "floor" in paths:
+        line += f"; floor/nginx {res['floor_max']['rps'] / res['nginx_max']['rps']:.2f}"
+    print(line)
+    print(f"gateway peak RSS in this scenario: {res['gateway_peak_rss_mib']:.1f} MiB")
+    everything[sc] = res
+peak = max(r["gateway_peak_rss_mib"] for r in everything.values())
+everything["gateway_peak_rss_mib"] = peak
+print(f"\ngateway peak RSS over the whole run: {peak:.1f} MiB")
+with open(os.path.join(out, "summary.json"), "w") as f:
+    json.dump(everything, f, indent=2)
 PY
