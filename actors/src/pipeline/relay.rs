@@ -42,7 +42,17 @@ pub struct Relay {
     span: tracing::Span,
     /// The client gets real values back for pseudonyms: the request log keeps no answer.
     pub pseudonymized: bool,
+    /// Handing the held events to the client (until `out` is empty).
+    emitting: bool,
+    /// Events arrived since the relay last let the runtime turn (see `poll_next`).
+    fresh: bool,
+    /// The turn of the runtime the relay is waiting out.
+    turn: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
+
+/// The most a relay holds back while it gathers a burst of events into one write.
+const BURST_BYTES: usize = 32 * 1024;
+const BURST_EVENTS: usize = 256;
 
 impl Relay {
     pub fn new(upstream: ByteStream, finisher: Finisher, client_wants_usage: bool, provider: String) -> Relay {
@@ -62,6 +72,9 @@ impl Relay {
             reported: false,
             span: crate::telemetry::stage(&finisher_root, "switchyard.stream"),
             pseudonymized: false,
+            emitting: false,
+            fresh: false,
+            turn: None,
         }
     }
 
@@ -194,33 +207,74 @@ impl Relay {
 impl Stream for Relay {
     type Item = Result<Bytes, std::convert::Infallible>;
 
+    /// Events are gathered into bursts. The HTTP server writes to the socket whenever
+    /// this stream is pending, and the upstream connection hands its body over one
+    /// chunk per turn of the runtime (hyper's body channel holds one), so relaying each
+    /// event as soon as it is parsed made one `send` per event even when the provider's
+    /// whole answer had arrived in one read. So when the upstream is pending right after
+    /// giving events, the relay lets the runtime turn once (`yield_now`: pending, holding
+    /// what it has, woken after the other ready tasks ran) and reads on; it hands the events over when a turn
+    /// brings nothing new, or when it holds `BURST_BYTES` or `BURST_EVENTS`. An event is
+    /// never held longer than one turn of the runtime after the last that came with it,
+    /// and a client that reads slowly still slows the upstream read.
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if let Some(turn) = this.turn.as_mut() {
+            if turn.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.turn = None;
+        }
         loop {
-            // sync durability: the last event waits for the record's commit
-            if this.ended && this.out.len() == 1 {
-                if let Some(rx) = this.finisher.durable.as_mut() {
-                    if Pin::new(rx).poll(cx).is_pending() {
-                        return Poll::Pending;
+            if this.emitting || this.ended {
+                // sync durability: the last event waits for the record's commit
+                if this.ended && this.out.len() == 1 {
+                    if let Some(rx) = this.finisher.durable.as_mut() {
+                        if Pin::new(rx).poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        this.finisher.durable = None;
                     }
-                    this.finisher.durable = None;
                 }
-            }
-            if let Some(b) = this.out.pop_front() {
-                return Poll::Ready(Some(Ok(b)));
-            }
-            if this.ended {
-                return Poll::Ready(None);
+                if let Some(b) = this.out.pop_front() {
+                    return Poll::Ready(Some(Ok(b)));
+                }
+                if this.ended {
+                    return Poll::Ready(None);
+                }
+                this.emitting = false;
             }
             match this.upstream.as_mut().poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(bytes))) => match this.decoder.take() {
-                    Some(mut decoder) => {
-                        this.on_native(decoder.as_mut(), bytes);
-                        this.decoder = Some(decoder);
+                Poll::Pending if this.out.is_empty() => {
+                    this.fresh = false;
+                    return Poll::Pending;
+                }
+                Poll::Pending => {
+                    let held = || this.out.iter().map(Bytes::len).sum::<usize>();
+                    if this.fresh && this.out.len() < BURST_EVENTS && held() < BURST_BYTES {
+                        this.fresh = false;
+                        // `yield_now` wakes the relay after the runtime's other ready
+                        // tasks (the upstream connection's among them) have run
+                        let mut turn: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(tokio::task::yield_now());
+                        if turn.as_mut().poll(cx).is_pending() {
+                            this.turn = Some(turn);
+                            return Poll::Pending;
+                        }
+                        continue;
                     }
-                    None => this.on_bytes(&bytes),
-                },
+                    this.fresh = false;
+                    this.emitting = true;
+                }
+                Poll::Ready(Some(Ok(bytes))) => {
+                    this.fresh = true;
+                    match this.decoder.take() {
+                        Some(mut decoder) => {
+                            this.on_native(decoder.as_mut(), bytes);
+                            this.decoder = Some(decoder);
+                        }
+                        None => this.on_bytes(&bytes),
+                    }
+                }
                 Poll::Ready(Some(Err(e))) => {
                     let provider = this.provider.clone();
                     this.fail(match e {
@@ -289,7 +343,22 @@ mod tests {
     /// that leaves would) and returns the events and the ledger records.
     async fn relay(chunks: Vec<Result<Bytes, UpstreamError>>, take: Option<usize>) -> (Vec<String>, Vec<UsageRecord>) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (relay, store, acc) = relay_over(Box::pin(futures_util::stream::iter(chunks)), dir.path());
+        let events: Vec<String> = relay
+            .take(take.unwrap_or(usize::MAX))
+            .map(|b| match b {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                Err(never) => match never {},
+            })
+            .collect()
+            .await;
+        acc.send(Flush).await.unwrap();
+        (events, store.usage_since(0).unwrap())
+    }
+
+    /// A relay over `upstream`, with its ledger in `dir`.
+    fn relay_over(upstream: ByteStream, dir: &Path) -> (Relay, Store, Addr<Accounting>) {
+        let store = Store::open(dir).unwrap();
         let text = "[[providers]]\nname = \"p\"\nkind = \"mock\"\n[[models]]\nalias = \"a\"\ntargets = [{ provider = \"p\", model = \"m\" }]\n";
         let config = Arc::new(switchyard_config::load_str(text, Path::new("."), &|_| None).unwrap());
         let (acc, sink) = Accounting::start_with_sink(&Arbiter::current(), store.clone(), Duration::from_secs(60), 100);
@@ -322,17 +391,86 @@ mod tests {
             answer: None,
             log: None,
         };
-        let relay = Relay::new(Box::pin(futures_util::stream::iter(chunks)), fin, false, "p".into());
-        let events: Vec<String> = relay
-            .take(take.unwrap_or(usize::MAX))
-            .map(|b| match b {
-                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-                Err(never) => match never {},
-            })
-            .collect()
-            .await;
+        (Relay::new(upstream, fin, false, "p".into()), store, acc)
+    }
+
+    /// An upstream that hands its chunks over as hyper's body does: through a channel
+    /// that holds one, fed by a task of its own. Returns the stream and the feeder.
+    fn channel_upstream() -> (ByteStream, tokio::sync::mpsc::Sender<Result<Bytes, UpstreamError>>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let s = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+        (Box::pin(s), tx)
+    }
+
+    /// Polls `relay` to its end and returns its events in bursts: the events it gave
+    /// between two of its pendings (what the HTTP server writes to the socket at once).
+    async fn bursts(mut relay: Relay) -> Vec<Vec<String>> {
+        let (mut all, mut current) = (Vec::new(), Vec::new());
+        std::future::poll_fn(|cx| loop {
+            match Pin::new(&mut relay).poll_next(cx) {
+                Poll::Ready(Some(Ok(b))) => current.push(String::from_utf8_lossy(&b).into_owned()),
+                Poll::Ready(Some(Err(never))) => match never {},
+                Poll::Ready(None) => {
+                    all.push(std::mem::take(&mut current));
+                    return Poll::Ready(());
+                }
+                Poll::Pending => {
+                    if !current.is_empty() {
+                        all.push(std::mem::take(&mut current));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        })
+        .await;
+        all.retain(|b| !b.is_empty());
+        all
+    }
+
+    #[actix_rt::test]
+    async fn events_that_have_arrived_go_to_the_client_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let (upstream, tx) = channel_upstream();
+        let (relay, store, acc) = relay_over(upstream, dir.path());
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                tx.send(sse(CHUNK_A)).await.unwrap();
+            }
+            for c in [CHUNK_B, USAGE, "[DONE]"] {
+                tx.send(sse(c)).await.unwrap();
+            }
+        });
+        let bursts = bursts(relay).await;
+        let events: Vec<&String> = bursts.iter().flatten().collect();
+        assert_eq!(events.len(), 12, "{bursts:?}");
+        assert_eq!(events[11], "data: [DONE]\n\n");
+        // one event at a time, this was twelve writes
+        assert!(bursts.len() <= 2, "{} bursts: {bursts:?}", bursts.len());
         acc.send(Flush).await.unwrap();
-        (events, store.usage_since(0).unwrap())
+        assert_eq!(store.usage_since(0).unwrap()[0].status, 200);
+    }
+
+    #[actix_rt::test]
+    async fn an_event_is_not_held_back_for_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (upstream, tx) = channel_upstream();
+        let (relay, _store, _acc) = relay_over(upstream, dir.path());
+        let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<()>();
+        // the upstream sends its second event only once the client has the first
+        tokio::spawn(async move {
+            tx.send(sse(CHUNK_A)).await.unwrap();
+            seen_rx.await.unwrap();
+            for c in [CHUNK_B, "[DONE]"] {
+                tx.send(sse(c)).await.unwrap();
+            }
+        });
+        let mut relay = Box::pin(relay);
+        let first = tokio::time::timeout(Duration::from_secs(10), relay.next()).await;
+        let first = first.expect("the first event was held back").unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&first).contains("Hel"));
+        seen_tx.send(()).unwrap();
+        let rest: Vec<_> = relay.collect().await;
+        assert_eq!(rest.len(), 2);
     }
 
     fn error_of(last: &str) -> Value {
@@ -398,8 +536,22 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_client_that_leaves_is_recorded_with_the_output_so_far() {
-        let (events, records) = relay(vec![sse(CHUNK_A), sse(CHUNK_B), sse("[DONE]")], Some(1)).await;
+        // the upstream is still sending when the client leaves after the first event
+        let dir = tempfile::tempdir().unwrap();
+        let (upstream, tx) = channel_upstream();
+        let (relay, store, acc) = relay_over(upstream, dir.path());
+        let (left_tx, left_rx) = tokio::sync::oneshot::channel::<()>();
+        let feeder = tokio::spawn(async move {
+            tx.send(sse(CHUNK_A)).await.unwrap();
+            let _ = left_rx.await;
+            let _ = tx.send(sse(CHUNK_B)).await;
+        });
+        let events: Vec<_> = relay.take(1).collect().await;
+        left_tx.send(()).unwrap();
+        feeder.await.unwrap();
         assert_eq!(events.len(), 1);
+        acc.send(Flush).await.unwrap();
+        let records = store.usage_since(0).unwrap();
         let r = &records[0];
         assert_eq!(r.status, 499);
         assert!(r.output_tokens > 0 && r.usage_estimated, "{r:?}");
