@@ -164,6 +164,14 @@ impl From<UsageRecordV1> for UsageRecord {
     }
 }
 
+/// The most bytes one ledger segment holds (about 50 records); a larger group commit is
+/// written as several segments. sled splits a leaf above 16 entries, and writes a leaf
+/// that serializes to more than a quarter of its segment size (128 KiB by default) as a
+/// blob, which its page cache counts at the size of the pointer: such leaves were never
+/// evicted, and the process grew by every byte the ledger wrote. 16 segments of this
+/// size stay under that.
+const SEGMENT_BYTES: usize = 6 * 1024;
+
 fn ledger_key(ts_ms: u64, seq: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
     key[..8].copy_from_slice(&ts_ms.to_be_bytes());
@@ -286,28 +294,45 @@ impl Store {
     /// crash can leave a record without its key (repaired by [`Store::repair_keys`] at
     /// start), never a key without its record.
     pub fn append_usage(&self, records: &[UsageRecord], next_seq: &mut u64) -> Result<usize, StoreError> {
-        let mut keys = sled::Batch::default();
         let mut seen = std::collections::HashSet::new();
         let mut segment: Vec<&UsageRecord> = Vec::with_capacity(records.len());
         // a segment is keyed by when it is committed, which is after every record in it
         // began: the records since T are in the segments keyed T or later
         let commit_ms = records.iter().map(|r| r.ts_ms).max().unwrap_or(0).max(crate::types::unix_ms());
-        let key = ledger_key(commit_ms, *next_seq);
         for r in records {
             if let Some(k) = &r.idempotency_key {
                 if !seen.insert(k.as_str()) || self.ledger_ids.contains_key(k.as_bytes())? {
                     continue;
                 }
-                keys.insert(k.as_bytes(), &key[..]);
             }
             segment.push(r);
         }
         if !segment.is_empty() {
             let mut value = vec![SEGMENT_V6];
             bincode::serde::encode_into_std_write(&segment, &mut value, bincode::config::standard())?;
-            *next_seq += 1;
-            self.ledger.insert(&key[..], value)?;
-            self.roll_up(&segment, &key)?;
+            // a larger commit goes in as several segments of about SEGMENT_BYTES (see
+            // there: what sled does with larger leaves), in one batch
+            let per = segment.len().div_ceil(value.len().div_ceil(SEGMENT_BYTES).max(1));
+            let chunks: Vec<&[&UsageRecord]> = segment.chunks(per).collect();
+            let (mut batch, mut keys) = (sled::Batch::default(), sled::Batch::default());
+            let mut last = ledger_key(commit_ms, *next_seq);
+            for chunk in &chunks {
+                let key = ledger_key(commit_ms, *next_seq);
+                *next_seq += 1;
+                if chunks.len() > 1 {
+                    value = vec![SEGMENT_V6];
+                    bincode::serde::encode_into_std_write(chunk, &mut value, bincode::config::standard())?;
+                }
+                batch.insert(&key[..], std::mem::take(&mut value));
+                for r in chunk.iter() {
+                    if let Some(k) = &r.idempotency_key {
+                        keys.insert(k.as_bytes(), &key[..]);
+                    }
+                }
+                last = key;
+            }
+            self.ledger.apply_batch(batch)?;
+            self.roll_up(&segment, &last)?;
             self.ledger_ids.apply_batch(keys)?;
             let flagged: Vec<_> = segment.iter().filter_map(|r| crate::flagged::Flagged::of_record(r)).collect();
             if !flagged.is_empty() {
@@ -482,6 +507,32 @@ mod tests {
         assert_eq!(store.usage_since(2).unwrap().len(), 4);
         assert!(store.has_usage("c").unwrap());
         assert_eq!(store.last_ledger_seq().unwrap(), 3, "one segment per commit");
+    }
+
+    #[test]
+    fn a_large_commit_is_written_as_segments_that_sled_can_evict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut seq = 0;
+        let records: Vec<_> = (0..3000).map(|i| job(&format!("job-{i}"), 1_000 + i)).collect();
+        assert_eq!(store.append_usage(&records, &mut seq).unwrap(), 3000);
+        assert!(seq > 4, "{seq} segments");
+        let sizes: Vec<usize> = store.ledger.iter().map(|kv| kv.unwrap().1.len()).collect();
+        assert_eq!(sizes.len() as u64, seq);
+        // a full leaf of them (16) stays under sled's blob threshold (128 KiB)
+        assert!(sizes.iter().all(|&s| s <= SEGMENT_BYTES + SEGMENT_BYTES / 8), "{sizes:?}");
+        assert!(16 * (SEGMENT_BYTES + SEGMENT_BYTES / 8) < 128 * 1024);
+        let all = store.usage_since(0).unwrap();
+        assert_eq!(all.len(), 3000);
+        assert_eq!(all.iter().map(|r| r.request_id.as_str()).collect::<std::collections::HashSet<_>>().len(), 3000);
+        // each record's key points at a segment that holds it: redeliveries are skipped
+        assert_eq!(store.append_usage(&[job("job-0", 9_000), job("job-2999", 9_000)], &mut seq).unwrap(), 0);
+        store.ledger_ids.remove("job-2999").unwrap();
+        assert_eq!(store.repair_keys(0).unwrap(), 1);
+        // the totals count every record once, and the watermark is the last segment
+        let rows = store.usage_rollup(0).unwrap();
+        assert_eq!(rows.iter().map(|r| r.counters.requests).sum::<u64>(), 3000);
+        assert_eq!(store.catch_up_rollup().unwrap(), 0);
     }
 
     #[test]
