@@ -213,10 +213,11 @@ impl Stream for Relay {
     /// event as soon as it is parsed made one `send` per event even when the provider's
     /// whole answer had arrived in one read. So when the upstream is pending right after
     /// giving events, the relay lets the runtime turn once (`yield_now`: pending, holding
-    /// what it has, woken after the other ready tasks ran) and reads on; it hands the events over when a turn
-    /// brings nothing new, or when it holds `BURST_BYTES` or `BURST_EVENTS`. An event is
-    /// never held longer than one turn of the runtime after the last that came with it,
-    /// and a client that reads slowly still slows the upstream read.
+    /// what it has, woken after the other ready tasks ran) and reads on; it hands the
+    /// events over when a turn brings nothing new, or when it holds `BURST_BYTES` or
+    /// `BURST_EVENTS`. An event is never held longer than one turn of the runtime after
+    /// the last that came with it, and a client that reads slowly still slows the
+    /// upstream read.
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         if let Some(turn) = this.turn.as_mut() {
