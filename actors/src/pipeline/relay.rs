@@ -340,13 +340,11 @@ mod tests {
         Ok(data_event(data))
     }
 
-    /// Relays `chunks` (optionally stopping after `take` output events, as a client
-    /// that leaves would) and returns the events and the ledger records.
-    async fn relay(chunks: Vec<Result<Bytes, UpstreamError>>, take: Option<usize>) -> (Vec<String>, Vec<UsageRecord>) {
+    /// Relays `chunks` to their end and returns the events and the ledger records.
+    async fn relay(chunks: Vec<Result<Bytes, UpstreamError>>) -> (Vec<String>, Vec<UsageRecord>) {
         let dir = tempfile::tempdir().unwrap();
         let (relay, store, acc) = relay_over(Box::pin(futures_util::stream::iter(chunks)), dir.path());
         let events: Vec<String> = relay
-            .take(take.unwrap_or(usize::MAX))
             .map(|b| match b {
                 Ok(b) => String::from_utf8_lossy(&b).into_owned(),
                 Err(never) => match never {},
@@ -481,7 +479,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn complete_stream_is_relayed_and_metered_with_the_gateways_usage_chunk_hidden() {
-        let (events, records) = relay(vec![sse(CHUNK_A), sse(CHUNK_B), sse(USAGE), sse("[DONE]")], None).await;
+        let (events, records) = relay(vec![sse(CHUNK_A), sse(CHUNK_B), sse(USAGE), sse("[DONE]")]).await;
         assert_eq!(events.len(), 3, "{events:?}");
         assert_eq!(events[2], "data: [DONE]\n\n");
         assert!(!events.iter().any(|e| e.contains("prompt_tokens")), "the client did not ask for usage");
@@ -495,7 +493,7 @@ mod tests {
         let whole = format!("data: {CHUNK_A}\n\ndata: {CHUNK_B}\n\ndata: [DONE]\n\n");
         let bytes = whole.as_bytes();
         let chunks: Vec<_> = bytes.chunks(7).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-        let (events, records) = relay(chunks, None).await;
+        let (events, records) = relay(chunks).await;
         assert_eq!(
             events,
             vec![format!("data: {CHUNK_A}\n\n"), format!("data: {CHUNK_B}\n\n"), "data: [DONE]\n\n".into()]
@@ -507,7 +505,7 @@ mod tests {
     #[actix_rt::test]
     async fn an_error_event_from_upstream_ends_the_stream_with_an_error() {
         let (events, records) =
-            relay(vec![sse(CHUNK_A), sse(r#"{"error":{"message":"overloaded"}}"#), sse(CHUNK_B)], None).await;
+            relay(vec![sse(CHUNK_A), sse(r#"{"error":{"message":"overloaded"}}"#), sse(CHUNK_B)]).await;
         assert_eq!(events.len(), 2);
         assert!(error_of(&events[1])["message"].as_str().unwrap().contains("overloaded"));
         assert_eq!(records[0].status, 502);
@@ -515,14 +513,14 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_chunk_that_is_not_json_is_an_invalid_response() {
-        let (events, records) = relay(vec![sse(CHUNK_A), sse("{not json")], None).await;
+        let (events, records) = relay(vec![sse(CHUNK_A), sse("{not json")]).await;
         assert_eq!(error_of(&events[1])["code"], "upstream_invalid_response");
         assert_eq!(records[0].status, 502);
     }
 
     #[actix_rt::test]
     async fn a_stream_that_stops_early_is_not_a_success() {
-        let (events, records) = relay(vec![sse(CHUNK_A)], None).await;
+        let (events, records) = relay(vec![sse(CHUNK_A)]).await;
         assert!(error_of(&events[1])["message"].as_str().unwrap().contains("before it was complete"));
         assert!(!events.iter().any(|e| e.contains("[DONE]")));
         assert_eq!(records[0].status, 502);
@@ -530,7 +528,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_timeout_mid_stream_is_a_504_error_event() {
-        let (events, records) = relay(vec![sse(CHUNK_A), Err(UpstreamError::Timeout("total"))], None).await;
+        let (events, records) = relay(vec![sse(CHUNK_A), Err(UpstreamError::Timeout("total"))]).await;
         assert_eq!(error_of(&events[1])["code"], "upstream_timeout");
         assert_eq!(records[0].status, 504);
     }
